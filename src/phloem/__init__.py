@@ -1,0 +1,61 @@
+"""phloem: machine-learning pipelines as plain Python, run fast on durable state.
+
+Importing phloem is cheap: it records definitions only. The store, executors and CLI load
+when first used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from phloem.context import TaskContext, context
+from phloem.dsl import Pipeline, Resources, Task, TaskRef, group, pipeline, sensor, task
+from phloem.errors import (
+    ArtifactError,
+    CycleError,
+    DefinitionError,
+    ParamError,
+    PhloemError,
+    PipelineNotFound,
+    RunConflict,
+    RunNotFound,
+    SerializationError,
+    StoreError,
+    TaskFailed,
+    TaskNotFound,
+)
+from phloem.states import RunState, TaskState, TriggerRule
+
+if TYPE_CHECKING:
+    from phloem.api import RunResult, retry, run
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # authoring
+    "Pipeline", "Resources", "Task", "TaskRef", "TriggerRule", "group", "pipeline", "sensor",
+    "task",
+    # inside a task
+    "TaskContext", "context", "skip",
+    # running
+    "RunResult", "RunState", "TaskState", "retry", "run",
+    # errors
+    "ArtifactError", "CycleError", "DefinitionError", "ParamError", "PhloemError",
+    "PipelineNotFound", "RunConflict", "RunNotFound", "SerializationError", "StoreError",
+    "TaskFailed", "TaskNotFound",
+]
+
+
+def skip(reason: str = "") -> None:
+    """End the running task as skipped (downstream trigger rules then decide)."""
+    from phloem.runner.execute import SkipTask
+
+    raise SkipTask(reason)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("run", "retry", "RunResult"):
+        from phloem import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'phloem' has no attribute {name!r}")

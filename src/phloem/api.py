@@ -1,0 +1,286 @@
+"""The Python API behind ``phloem run`` / ``retry``: create a run, drive it, read its results."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from phloem.artifacts import ArtifactStore, decode_output
+from phloem.artifacts.codec import from_stored_json
+from phloem.config import Settings
+from phloem.driver import Driver, Reporter
+from phloem.dsl.pipeline import Pipeline, resolve_params
+from phloem.dsl.spec import PipelineSpec
+from phloem.engine import TI, Snapshot, Transition
+from phloem.errors import PhloemError, TaskNotFound
+from phloem.executors import Executor, make_executor
+from phloem.loading import load_pipeline
+from phloem.records import RunRecord
+from phloem.states import SUCCESS_STATES, RunState, TaskState
+from phloem.store import SqlStore
+
+S = TaskState
+
+
+@dataclass(frozen=True, slots=True)
+class Env:
+    """Where one call reads and writes: the store, artifacts and logs."""
+
+    store: SqlStore
+    artifacts: ArtifactStore
+    logs_dir: Path
+    workers: int
+
+
+def open_env(
+    store: SqlStore | str | None = None, home: str | os.PathLike[str] | None = None
+) -> Env:
+    if store == "memory" and home is None and not os.environ.get("PHLOEM_HOME"):
+        home = tempfile.mkdtemp(prefix="phloem-")
+    settings = Settings.from_env(home)
+    if isinstance(store, SqlStore):
+        st = store
+    else:
+        if store is None and settings.db_url.startswith("sqlite"):
+            settings.ensure_dirs()
+        st = SqlStore(store or settings.db_url)
+    return Env(st, ArtifactStore(settings.artifacts_url), settings.logs_dir, settings.workers)
+
+
+def _iso(value: datetime | str | None) -> str:
+    if value is None:
+        value = datetime.now(timezone.utc)
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise PhloemError(
+                f"logical date {value!r} is not an ISO 8601 date or time (e.g. 2026-01-31 or "
+                "2026-01-31T02:00:00+00:00)"
+            ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def new_run_id(now: float) -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def create_run(
+    store: SqlStore,
+    spec: PipelineSpec,
+    params: Mapping[str, Any] | None = None,
+    logical_date: datetime | str | None = None,
+    *,
+    source: str | None = None,
+    run_type: str = "manual",
+    idempotency_key: str | None = None,
+    data_interval: tuple[str, str] | None = None,
+) -> RunRecord:
+    values = resolve_params(spec, params)
+    now = time.time()
+    record = RunRecord(
+        run_id=new_run_id(now), pipeline=spec.name, state=RunState.QUEUED,
+        logical_date=_iso(logical_date), params=values, created_at=now, run_type=run_type,
+        source=source, code_hash=spec.code_hash,
+        data_interval_start=data_interval[0] if data_interval else None,
+        data_interval_end=data_interval[1] if data_interval else None,
+        idempotency_key=idempotency_key,
+    )
+    return store.create_run(record, [TI(task_id=t) for t in spec.tasks])
+
+
+class RunResult:
+    """A finished (or interrupted) run: its state, each task's state, and outputs."""
+
+    def __init__(self, env: Env, spec: PipelineSpec, run: RunRecord) -> None:
+        self._env = env
+        self.spec = spec
+        self.run = run
+        self.tasks: dict[tuple[str, int], TI] = {ti.key: ti for ti in env.store.load_instances(run.run_id)}
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+    @property
+    def state(self) -> RunState:
+        return self.run.state
+
+    @property
+    def succeeded(self) -> bool:
+        return self.run.state is RunState.SUCCESS
+
+    def task_state(self, task_id: str, map_index: int = -1) -> TaskState:
+        return self._ti(task_id, map_index).state
+
+    def states(self) -> dict[str, str]:
+        """task id (with [i] for mapped instances) -> state."""
+        out = {}
+        for (task_id, i), ti in sorted(self.tasks.items(), key=lambda kv: (
+                self.spec.tasks[kv[0][0]].index if kv[0][0] in self.spec.tasks else 0, kv[0][1])):
+            out[f"{task_id}[{i}]" if i >= 0 else task_id] = ti.state.value
+        return out
+
+    def _ti(self, task_id: str, map_index: int) -> TI:
+        ti = self.tasks.get((task_id, map_index))
+        if ti is None:
+            raise TaskNotFound(f"run {self.run_id} has no task instance {task_id}"
+                               + (f"[{map_index}]" if map_index >= 0 else ""))
+        return ti
+
+    def output(self, task_id: str, map_index: int | None = None) -> Any:
+        """A task's output; for a mapped task without ``map_index``, the list of outputs."""
+        if map_index is None and self.spec.task(task_id).is_mapped:
+            idx = sorted(i for (t, i) in self.tasks if t == task_id and i >= 0)
+            return [self.output(task_id, i) for i in idx]
+        ti = self._ti(task_id, -1 if map_index is None else map_index)
+        if ti.state not in SUCCESS_STATES:
+            raise PhloemError(
+                f"task '{task_id}' of run {self.run_id} has no output: it is {ti.state.value}",
+                run=self.run_id, task=task_id,
+            )
+        return None if ti.output is None else decode_output(
+            from_stored_json(ti.output), self._env.artifacts)
+
+    def __repr__(self) -> str:
+        return f"<RunResult {self.run.pipeline} {self.run_id} {self.state.value}>"
+
+
+def _pipeline(target: Pipeline | str) -> tuple[Pipeline, str | None]:
+    if isinstance(target, Pipeline):
+        src = target.spec.source_file
+        return target, f"{src}:{target.name}" if src else None
+    p = load_pipeline(target)
+    path = target.rpartition(":")[0] if ":" in target and not target.endswith(".py") else target
+    return p, f"{Path(path).resolve()}:{p.name}"
+
+
+def run(
+    pipeline: Pipeline | str,
+    *,
+    params: Mapping[str, Any] | None = None,
+    executor: str | Executor = "local",
+    workers: int | None = None,
+    store: SqlStore | str | None = None,
+    logical_date: datetime | str | None = None,
+    home: str | os.PathLike[str] | None = None,
+    reporter: Reporter | None = None,
+    on_created: Any = None,
+) -> RunResult:
+    """Run a pipeline to its end on the durable store, with no server."""
+    p, source = _pipeline(pipeline)
+    env = open_env(store, home)
+    record = create_run(env.store, p.spec, params, logical_date, source=source)
+    if on_created is not None:
+        on_created(record)
+    return drive(env, p.spec, record, executor, workers, reporter)
+
+
+def drive(
+    env: Env,
+    spec: PipelineSpec,
+    record: RunRecord,
+    executor: str | Executor = "local",
+    workers: int | None = None,
+    reporter: Reporter | None = None,
+) -> RunResult:
+    ex = make_executor(executor, workers or env.workers)
+    Driver(env.store, ex, spec, record, env.artifacts, env.logs_dir, reporter).drive()
+    return RunResult(env, spec, env.store.get_run(record.run_id))
+
+
+def load_run_pipeline(env: Env, run_id: str) -> tuple[RunRecord, Pipeline]:
+    record = env.store.get_run(run_id)
+    if not record.source:
+        raise PhloemError(
+            f"run {record.run_id} does not record where its pipeline's code lives, so it "
+            "cannot be resumed from here; resume it from Python with phloem.retry(pipeline=...)",
+            run=record.run_id,
+        )
+    return record, load_pipeline(record.source)
+
+
+def plan_retry(
+    snap_tis: list[TI], spec: PipelineSpec, task: str | None, downstream: bool
+) -> tuple[list[tuple[TI, TI]], set[str]]:
+    """Which instances to reset, and which mapped tasks to re-expand from scratch."""
+    if task is not None:
+        spec.task(task)
+        chosen = {task}
+        if downstream:
+            frontier = [task]
+            while frontier:
+                for d in spec.tasks[frontier.pop()].downstream:
+                    if d not in chosen:
+                        chosen.add(d)
+                        frontier.append(d)
+        targets = [ti for ti in snap_tis if ti.task_id in chosen]
+    else:
+        chosen = set()
+        targets = [ti for ti in snap_tis if ti.state in (S.FAILED, S.UPSTREAM_FAILED)]
+    remap = {t for t in chosen if spec.tasks[t].is_mapped and (
+        any(u in chosen for u in spec.tasks[t].data_upstream) or t == task)}
+    resets = []
+    for ti in targets:
+        if ti.task_id in remap or ti.state not in _RESETTABLE:
+            continue
+        resets.append((ti, replace(
+            ti, state=S.PENDING, retry_base=ti.try_number, next_try_at=None, started_at=None,
+            ended_at=None, output=None, error=None, follow=None, map_length=None,
+        )))
+    return resets, remap
+
+
+_RESETTABLE = {S.FAILED, S.UPSTREAM_FAILED, S.SUCCESS, S.SKIPPED, S.CACHED}
+
+
+def retry(
+    run_id: str,
+    *,
+    task: str | None = None,
+    downstream: bool = False,
+    pipeline: Pipeline | None = None,
+    executor: str | Executor = "local",
+    workers: int | None = None,
+    store: SqlStore | str | None = None,
+    home: str | os.PathLike[str] | None = None,
+    reporter: Reporter | None = None,
+) -> RunResult:
+    """Reset failed tasks (or ``task`` and, with ``downstream``, all after it) and resume.
+
+    Succeeded tasks keep their outputs; running it twice, or on a run that succeeded with no
+    ``task`` named, resets nothing and duplicates nothing.
+    """
+    env = open_env(store, home)
+    if pipeline is None:
+        record, pipeline = load_run_pipeline(env, run_id)
+    else:
+        record = env.store.get_run(run_id)
+    spec = pipeline.spec
+    tis = env.store.load_instances(record.run_id)
+    resets, remap = plan_retry(tis, spec, task, downstream)
+    now = time.time()
+    if resets:
+        env.store.reset_instances(record.run_id, resets, now, "retry requested")
+    for task_id in remap:
+        env.store.replace_mapped(record.run_id, task_id, TI(task_id=task_id), now)
+    if (resets or remap) and record.state.is_terminal:
+        env.store.set_run_state(record.run_id, record.state, RunState.RUNNING, now)
+    record = env.store.get_run(record.run_id)
+    if record.state.is_terminal:
+        return RunResult(env, spec, record)
+    return drive(env, spec, record, executor, workers, reporter)
+
+
+__all__ = ["Env", "RunResult", "create_run", "drive", "open_env", "retry", "run", "Snapshot",
+           "Transition"]

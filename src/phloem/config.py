@@ -1,0 +1,39 @@
+"""Where phloem keeps its state, read from ``PHLOEM_*`` environment variables.
+
+A plain frozen dataclass: reading it is explicit (``Settings.from_env()``), never a side effect
+of importing phloem, so two configurations can live in one process.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    home: Path
+    db_url: str
+    artifacts_url: str
+    workers: int
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @classmethod
+    def from_env(cls, home: str | os.PathLike[str] | None = None) -> Settings:
+        env = os.environ
+        base = Path(home or env.get("PHLOEM_HOME") or Path.cwd() / ".phloem").absolute()
+        db_url = env.get("PHLOEM_DB_URL") or f"sqlite:///{base / 'phloem.db'}"
+        artifacts = env.get("PHLOEM_ARTIFACTS_URL") or str(base / "artifacts")
+        workers = int(env.get("PHLOEM_WORKERS") or 0) or default_workers()
+        return cls(home=base, db_url=db_url, artifacts_url=artifacts, workers=workers)
+
+    def ensure_dirs(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+
+
+def default_workers() -> int:
+    return max(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2)

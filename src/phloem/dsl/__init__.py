@@ -1,0 +1,12 @@
+"""What authors write: tasks, pipelines, sensors and groups."""
+
+from phloem.dsl.options import Resources, TaskOptions
+from phloem.dsl.pipeline import Pipeline, group, pipeline, resolve_params
+from phloem.dsl.refs import ParamRef, TaskRef
+from phloem.dsl.spec import ParamSpec, PipelineSpec, TaskSpec
+from phloem.dsl.task import Task, sensor, task
+
+__all__ = [
+    "ParamRef", "ParamSpec", "Pipeline", "PipelineSpec", "Resources", "Task", "TaskOptions",
+    "TaskRef", "TaskSpec", "group", "pipeline", "resolve_params", "sensor", "task",
+]

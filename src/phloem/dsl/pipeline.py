@@ -1,0 +1,248 @@
+"""``@pipeline``: runs the body once, at definition time, to build a validated PipelineSpec."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import date, datetime, timezone
+from typing import Any
+
+from phloem.dsl.builder import Builder, caller_location, current_builder
+from phloem.dsl.options import build_options, TaskOptions
+from phloem.dsl.refs import ParamRef
+from phloem.dsl.spec import ParamSpec, PipelineSpec
+from phloem.errors import DefinitionError, ParamError
+
+_PARAM_TYPES = (bool, int, float, str, list, dict)
+PIPELINE_OPTIONS = frozenset(
+    {
+        "name", "schedule", "start_date", "catchup", "max_active_runs", "max_active_tasks",
+        "params", "default_task_options", "tags", "description", "timezone",
+    }
+)
+
+
+class Pipeline:
+    """A defined pipeline: ``spec`` is its validated graph; run it with ``phloem.run``."""
+
+    def __init__(self, spec: PipelineSpec, fn: Callable[..., Any]) -> None:
+        self.spec = spec
+        self.fn = fn
+        self.__doc__ = fn.__doc__
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise DefinitionError(
+            f"pipeline '{self.name}' is not called directly; run it with "
+            f"phloem.run({self.name}) or `phloem run FILE:{self.name}`"
+        )
+
+    def __repr__(self) -> str:
+        return f"<phloem pipeline {self.name} ({len(self.spec.tasks)} tasks)>"
+
+
+def pipeline(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+    """Define a pipeline from a function whose body calls tasks.
+
+    The body's own parameters (with defaults) become run parameters, alongside ``params=``.
+    """
+    for key in options:
+        if key not in PIPELINE_OPTIONS:
+            from phloem.dsl.options import unknown_option
+
+            raise unknown_option(key, PIPELINE_OPTIONS, f"{caller_location()}: @pipeline")
+
+    def wrap(f: Callable[..., Any]) -> Pipeline:
+        return _build(f, options, caller_location(3))
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def _build(fn: Callable[..., Any], options: Mapping[str, Any], where: str) -> Pipeline:
+    if current_builder() is not None:
+        raise DefinitionError(f"{where}: pipelines cannot be nested")
+    name = options.get("name") or fn.__name__
+    params = _param_specs(fn, options.get("params") or {}, where)
+    defaults = options.get("default_task_options") or {}
+    builder = Builder(name, params)
+    refs = {p: ParamRef(p) for p in inspect.signature(fn).parameters}
+    with builder.active():
+        fn(**refs)
+    if defaults:
+        _apply_defaults(builder, defaults, where)
+    tz = options.get("timezone", "UTC")
+    schedule_value = options.get("schedule")
+    schedule = None
+    if schedule_value is not None:
+        from phloem.schedules import parse_schedule
+
+        try:
+            schedule = parse_schedule(schedule_value, tz)
+        except DefinitionError as exc:
+            raise DefinitionError(f"{where}: pipeline '{name}': {exc}") from None
+    max_active_runs = options.get("max_active_runs", 16)
+    if not isinstance(max_active_runs, int) or max_active_runs < 1:
+        raise DefinitionError(f"{where}: max_active_runs must be an int >= 1")
+    spec = builder.build(
+        schedule=schedule,
+        schedule_text=None if schedule_value is None else str(schedule_value),
+        start_date=_start_date(options.get("start_date"), where),
+        catchup=bool(options.get("catchup", False)),
+        max_active_runs=max_active_runs,
+        max_active_tasks=options.get("max_active_tasks"),
+        tags=tuple(options.get("tags") or ()),
+        description=options.get("description") or inspect.getdoc(fn),
+        source_file=inspect.getsourcefile(fn),
+        defined_at=where,
+        code_hash=_code_hash(fn),
+    )
+    return Pipeline(spec, fn)
+
+
+def _apply_defaults(builder: Builder, defaults: Mapping[str, Any], where: str) -> None:
+    base = TaskOptions(name="x")
+    build_options(base, defaults, f"{where}: default_task_options")  # validate once
+    for draft in builder.drafts.values():
+        # explicit task options win over pipeline defaults: only fill fields left at default
+        fill = {
+            k: v
+            for k, v in defaults.items()
+            if getattr(draft.options, k, None) == getattr(TaskOptions(name="x", kind=draft.options.kind), k, None)
+        }
+        draft.options = build_options(draft.options, fill, f"{where}: default_task_options")
+
+
+def _start_date(value: object, where: str) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+    if isinstance(value, str):
+        try:
+            return _start_date(datetime.fromisoformat(value), where)
+        except ValueError:
+            pass
+    raise DefinitionError(f"{where}: start_date must be a datetime or ISO date, got {value!r}")
+
+
+def _param_specs(
+    fn: Callable[..., Any], declared: Mapping[str, Any], where: str
+) -> dict[str, ParamSpec]:
+    specs: dict[str, ParamSpec] = {}
+    sig = inspect.signature(fn)
+    hints = _annotations(fn)
+    for pname, p in sig.parameters.items():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            raise DefinitionError(f"{where}: pipeline parameters cannot be *args or **kwargs")
+        default = declared.get(pname, p.default)
+        if default is inspect.Parameter.empty:
+            raise DefinitionError(
+                f"{where}: pipeline parameter '{pname}' needs a default value (runs may "
+                "override it with --param or params=)"
+            )
+        specs[pname] = _param(pname, default, hints.get(pname), where)
+    for pname, default in declared.items():
+        if pname not in specs:
+            specs[pname] = _param(pname, default, None, where)
+    return specs
+
+
+def _annotations(fn: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return inspect.get_annotations(fn, eval_str=True)
+    except Exception:
+        return {}
+
+
+def _param(name: str, default: Any, annotation: Any, where: str) -> ParamSpec:
+    typ: type | None = None
+    if annotation in _PARAM_TYPES:
+        typ = annotation
+    elif annotation is None and default is not None and type(default) in _PARAM_TYPES:
+        typ = type(default)
+    spec = ParamSpec(name, default, typ)
+    if default is not None:
+        try:
+            coerce_param(spec, default)
+        except ParamError as exc:
+            raise DefinitionError(f"{where}: default of {exc}") from None
+    return spec
+
+
+def coerce_param(spec: ParamSpec, value: Any) -> Any:
+    """Return ``value`` as the parameter's type, accepting text from the command line."""
+    typ = spec.type
+    if typ is None or value is None:
+        return value
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, typ) and not (typ is int and isinstance(value, bool)):
+        return value
+    if isinstance(value, str):
+        try:
+            if typ is bool and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+                return value.lower() in ("true", "1", "yes")
+            if typ in (int, float):
+                return typ(value)
+            if typ in (list, dict):
+                import json
+
+                parsed = json.loads(value)
+                if isinstance(parsed, typ):
+                    return parsed
+        except ValueError:
+            pass
+    raise ParamError(
+        f"parameter '{spec.name}' must be {spec.describe()}, got {value!r} "
+        f"({type(value).__name__})",
+    )
+
+
+def resolve_params(spec: PipelineSpec, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Defaults overridden by ``overrides``; unknown names and wrong types are errors."""
+    values = {name: p.default for name, p in spec.params.items()}
+    for key, value in (overrides or {}).items():
+        if key not in spec.params:
+            known = ", ".join(spec.params) or "none"
+            raise ParamError(
+                f"pipeline '{spec.name}' has no parameter '{key}' (its parameters: {known})"
+            )
+        values[key] = coerce_param(spec.params[key], value)
+    return values
+
+
+def _code_hash(fn: Callable[..., Any]) -> str:
+    """A hash of the pipeline's source file: every run records which code it ran."""
+    h = hashlib.sha256()
+    try:
+        src = inspect.getsourcefile(fn)
+        if src:
+            with open(src, "rb") as fh:
+                h.update(fh.read())
+        else:
+            h.update(inspect.getsource(fn).encode())
+    except (OSError, TypeError):
+        h.update(fn.__qualname__.encode())
+    return h.hexdigest()[:16]
+
+
+@contextmanager
+def group(name: str) -> Iterator[None]:
+    """Group the tasks created inside: their ids become ``name.task``."""
+    builder = current_builder()
+    if builder is None:
+        raise DefinitionError(f"{caller_location(3)}: group('{name}') is used outside a @pipeline body")
+    if not name or "." in name or "/" in name:
+        raise DefinitionError(f"group name must be non-empty without '.' or '/', got {name!r}")
+    builder.groups.append(name)
+    try:
+        yield
+    finally:
+        builder.groups.pop()

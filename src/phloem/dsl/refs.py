@@ -1,0 +1,164 @@
+"""What a task call returns inside a pipeline body, and how arguments are recorded.
+
+An argument is stored as a small tagged tree (``ArgSpec``) so the runner can rebuild the real
+values at run time: literals stay as they are, references name the task (and item) whose output
+fills them, parameters name the run parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from phloem.errors import DefinitionError
+
+if TYPE_CHECKING:
+    from phloem.dsl.builder import Builder
+
+
+@dataclass(frozen=True, slots=True)
+class Lit:
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    task_id: str
+    path: tuple[str | int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Seq:
+    items: tuple[ArgSpec, ...]
+    kind: str = "list"  # "list" | "tuple"
+
+
+@dataclass(frozen=True, slots=True)
+class Map:
+    items: tuple[tuple[Any, ArgSpec], ...]
+
+
+ArgSpec = Lit | Ref | Param | Seq | Map
+
+
+class TaskRef:
+    """A task inside a pipeline body: pass it to other tasks, or order it with ``>>``."""
+
+    __slots__ = ("_builder", "path", "task_id")
+
+    def __init__(self, builder: Builder, task_id: str, path: tuple[str | int, ...] = ()) -> None:
+        self._builder = builder
+        self.task_id = task_id
+        self.path = path
+
+    def __getitem__(self, key: str | int) -> TaskRef:
+        return TaskRef(self._builder, self.task_id, (*self.path, key))
+
+    def __rshift__(self, other: TaskRef | Iterable[TaskRef]) -> Any:
+        for right in _as_refs(other, self._builder):
+            self._builder.add_order(self.task_id, right.task_id)
+        return other
+
+    def __rrshift__(self, other: Iterable[TaskRef]) -> TaskRef:
+        for left in _as_refs(other, self._builder):
+            self._builder.add_order(left.task_id, self.task_id)
+        return self
+
+    def __lshift__(self, other: TaskRef | Iterable[TaskRef]) -> Any:
+        for left in _as_refs(other, self._builder):
+            self._builder.add_order(left.task_id, self.task_id)
+        return other
+
+    def __rlshift__(self, other: Iterable[TaskRef]) -> TaskRef:
+        for right in _as_refs(other, self._builder):
+            self._builder.add_order(self.task_id, right.task_id)
+        return self
+
+    def __bool__(self) -> bool:
+        raise DefinitionError(
+            f"the result of task '{self.task_id}' is not known while the pipeline is being "
+            "defined, so it cannot be used in 'if'/'and'/'or'; decide inside a task, or use "
+            "@task.branch to choose which tasks run"
+        )
+
+    def __iter__(self) -> Any:
+        raise DefinitionError(
+            f"the result of task '{self.task_id}' cannot be iterated while the pipeline is being "
+            "defined; to run a task once per element use other_task.expand(x=...)"
+        )
+
+    def __repr__(self) -> str:
+        suffix = "".join(f"[{p!r}]" for p in self.path)
+        return f"<TaskRef {self.task_id}{suffix}>"
+
+
+class ParamRef:
+    """A run parameter inside a pipeline body; its value is known when the run starts."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __bool__(self) -> bool:
+        raise DefinitionError(
+            f"parameter '{self.name}' has no value while the pipeline is being defined; "
+            "read it inside a task (pass it as an argument, or use phloem.context().params)"
+        )
+
+    def __repr__(self) -> str:
+        return f"<ParamRef {self.name}>"
+
+
+def _as_refs(value: object, builder: Builder) -> list[TaskRef]:
+    items = [value] if isinstance(value, TaskRef) else list(value)  # type: ignore[call-overload]
+    out = []
+    for item in items:
+        if not isinstance(item, TaskRef):
+            raise DefinitionError(f">> and << take tasks or lists of tasks, got {item!r}")
+        builder.check_owned(item)
+        out.append(item)
+    return out
+
+
+def to_argspec(value: object, builder: Builder, upstream: set[str]) -> ArgSpec:
+    """Record ``value`` as an ArgSpec, collecting the task ids it depends on."""
+    if isinstance(value, TaskRef):
+        builder.check_owned(value)
+        upstream.add(value.task_id)
+        return Ref(value.task_id, value.path)
+    if isinstance(value, ParamRef):
+        return Param(value.name)
+    if isinstance(value, (list, tuple)):
+        items = tuple(to_argspec(v, builder, upstream) for v in value)
+        if all(isinstance(i, Lit) for i in items):
+            return Lit(value)
+        return Seq(items, "tuple" if isinstance(value, tuple) else "list")
+    if isinstance(value, dict):
+        pairs = tuple((k, to_argspec(v, builder, upstream)) for k, v in value.items())
+        if all(isinstance(v, Lit) for _, v in pairs):
+            return Lit(value)
+        return Map(pairs)
+    if hasattr(value, "__phloem_task__"):
+        raise DefinitionError(
+            f"task '{value.__phloem_task__}' was passed without being called; call it to create "
+            "the task and pass its result"
+        )
+    return Lit(value)
+
+
+def argspec_refs(spec: ArgSpec) -> Iterable[Ref]:
+    if isinstance(spec, Ref):
+        yield spec
+    elif isinstance(spec, Seq):
+        for item in spec.items:
+            yield from argspec_refs(item)
+    elif isinstance(spec, Map):
+        for _, item in spec.items:
+            yield from argspec_refs(item)

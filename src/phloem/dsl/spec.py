@@ -1,0 +1,77 @@
+"""The validated, immutable graph a pipeline definition produces."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from phloem.dsl.options import TaskOptions
+from phloem.dsl.refs import ArgSpec
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    task_id: str
+    fn: Callable[..., Any]
+    options: TaskOptions
+    args: tuple[ArgSpec, ...]
+    kwargs: tuple[tuple[str, ArgSpec], ...]
+    #: mapped keyword arguments (cross product, in order) or None for an unmapped task
+    expand: tuple[tuple[str, ArgSpec], ...] | None
+    upstream: tuple[str, ...]  # data and ordering edges, in definition order
+    data_upstream: tuple[str, ...]
+    downstream: tuple[str, ...]
+    group: str | None
+    defined_at: str  # "file:line"
+    index: int  # topological position
+
+    @property
+    def is_mapped(self) -> bool:
+        return self.expand is not None
+
+    @property
+    def is_branch(self) -> bool:
+        return self.options.kind == "branch"
+
+    @property
+    def is_sensor(self) -> bool:
+        return self.options.kind == "sensor"
+
+
+@dataclass(frozen=True, slots=True)
+class ParamSpec:
+    name: str
+    default: Any
+    type: type | None  # None: any JSON value
+
+    def describe(self) -> str:
+        return self.type.__name__ if self.type is not None else "any"
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineSpec:
+    name: str
+    tasks: Mapping[str, TaskSpec]  # in topological order
+    params: Mapping[str, ParamSpec]
+    schedule: Any = None  # phloem.schedules.Schedule | None
+    schedule_text: str | None = None
+    start_date: datetime | None = None
+    catchup: bool = False
+    max_active_runs: int = 16
+    max_active_tasks: int | None = None
+    tags: tuple[str, ...] = ()
+    description: str | None = None
+    source_file: str | None = None
+    defined_at: str = ""
+    code_hash: str = ""
+    leaves: tuple[str, ...] = field(default=())
+
+    def task(self, task_id: str) -> TaskSpec:
+        from phloem.dsl.builder import unknown_task
+
+        try:
+            return self.tasks[task_id]
+        except KeyError:
+            raise unknown_task(self, task_id) from None

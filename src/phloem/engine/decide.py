@@ -1,0 +1,397 @@
+"""The state machine: ``decide(snapshot, now, events, capacity) -> Decision``.
+
+Pure: no I/O, no clock, no randomness. The same inputs give the same decision, so property
+tests can drive it through any history. Everything that decides a run lives here: trigger
+rules, branch skips, mapping expansion, retries and backoff, timeouts, sensors, pools and
+concurrency limits, and the run's final state.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+
+from phloem.dsl.refs import Lit, Param, Ref
+from phloem.dsl.spec import TaskSpec
+from phloem.engine.model import (
+    TI,
+    AttemptFinished,
+    AttemptStarted,
+    Capacity,
+    Decision,
+    Event,
+    Expansion,
+    Key,
+    Kill,
+    Snapshot,
+    Transition,
+    expansion_instances,
+)
+from phloem.engine.retry import retry_delay
+from phloem.engine.rules import Verdict, evaluate
+from phloem.states import ACTIVE_TASK_STATES, SUCCESS_STATES, RunState, TaskState
+
+S = TaskState
+_FAILURES = (S.FAILED, S.UPSTREAM_FAILED)
+
+
+class _Work:
+    """The snapshot plus the changes decided so far in this call (an overlay, never copied)."""
+
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
+        self.changed: dict[Key, TI] = {}
+        self.delta: defaultdict[str, Counter[TaskState]] = defaultdict(Counter)
+        self.total_delta: Counter[str] = Counter()
+        self.transitions: list[Transition] = []
+        self.expansions: list[Expansion] = []
+        self.kills: list[Kill] = []
+        self.created: dict[str, list[int]] = {}
+
+    def get(self, key: Key) -> TI:
+        ti = self.changed.get(key)
+        return ti if ti is not None else self.snap.tis[key]
+
+    def set(self, new: TI, reason: str | None = None) -> None:
+        old = self.get(new.key)
+        self.transitions.append(Transition(old, new, reason))
+        self.changed[new.key] = new
+        if old.state is not new.state:
+            self.delta[new.task_id][old.state] -= 1
+            self.delta[new.task_id][new.state] += 1
+
+    def expand(self, placeholder: TI, count: int, now: float) -> None:
+        e = Expansion(placeholder, count)
+        self.expansions.append(e)
+        t = placeholder.task_id
+        self.delta[t][placeholder.state] -= 1
+        self.total_delta[t] -= 1
+        created = expansion_instances(e, now)
+        for ti in created:
+            self.changed[ti.key] = ti
+            self.delta[t][ti.state] += 1
+            self.total_delta[t] += 1
+        self.created[t] = [ti.map_index for ti in created]
+
+    def counts(self, task_id: str) -> Counter[TaskState]:
+        base = self.snap.counts[task_id]
+        d = self.delta.get(task_id)
+        if not d:
+            return base
+        out = Counter(base)
+        for s, n in d.items():
+            out[s] += n
+        return out
+
+    def total(self, task_id: str) -> int:
+        return len(self.snap.indexes[task_id]) + self.total_delta[task_id]
+
+    def indexes(self, task_id: str) -> list[int]:
+        if task_id in self.created:
+            return self.created[task_id]
+        return self.snap.indexes[task_id]
+
+    def keys_in(self, *states: TaskState) -> list[Key]:
+        """Keys currently in ``states``: the snapshot's index corrected by the overlay."""
+        wanted = set(states)
+        out = [k for s in states for k in self.snap.by_state[s] if k not in self.changed]
+        out.extend(k for k, ti in self.changed.items() if ti.state in wanted)
+        return out
+
+
+def decide(
+    snap: Snapshot,
+    now: float,
+    events: Sequence[Event] = (),
+    capacity: Capacity = Capacity(),
+) -> Decision:
+    w = _Work(snap)
+    if snap.run_state.is_terminal:
+        return Decision()
+    for event in events:
+        _on_event(w, event, now)
+    wake: list[float] = []
+    _timeouts(w, now, wake)
+    _timers(w, now, wake)
+    _trigger(w, now)
+    _queue(w, now, capacity)
+    run_state = _run_state(w)
+    return Decision(
+        transitions=tuple(w.transitions),
+        expansions=tuple(w.expansions),
+        kills=tuple(w.kills),
+        run_state=run_state,
+        wake_at=min(wake) if wake else None,
+    )
+
+
+# -- facts reported by executors -------------------------------------------------------------
+
+
+def _on_event(w: _Work, event: Event, now: float) -> None:
+    ti = w.snap.tis.get(event.key) if event.key not in w.changed else w.changed[event.key]
+    if ti is None or ti.try_number != event.try_number or ti.state not in ACTIVE_TASK_STATES:
+        return  # stale: a newer attempt or a decision already superseded this report
+    if isinstance(event, AttemptStarted):
+        if ti.state is S.QUEUED:
+            w.set(replace(ti, state=S.RUNNING, started_at=event.at))
+        return
+    _on_finished(w, ti, event)
+
+
+def _on_finished(w: _Work, ti: TI, ev: AttemptFinished) -> None:
+    spec = w.snap.spec.tasks[ti.task_id]
+    started = ti.started_at if ti.started_at is not None else ev.at
+    if ev.outcome == "success":
+        w.set(
+            replace(
+                ti, state=S.SUCCESS, started_at=started, ended_at=ev.at, output=ev.output,
+                map_length=ev.map_length, follow=ev.follow, error=None, next_try_at=None,
+            )
+        )
+    elif ev.outcome == "skip":
+        w.set(replace(ti, state=S.SKIPPED, started_at=started, ended_at=ev.at, error=ev.error))
+    elif ev.outcome == "reschedule":
+        sensor = spec.options.sensor
+        first = ti.first_started_at if ti.first_started_at is not None else started
+        if sensor is not None and ev.at - first >= sensor.timeout:
+            _sensor_timeout(w, ti, spec, ev.at, started)
+        else:
+            interval = sensor.poke_interval if sensor is not None else 0.0
+            w.set(
+                replace(
+                    ti, state=S.UP_FOR_RESCHEDULE, started_at=started, ended_at=ev.at,
+                    next_try_at=ev.at + interval, retry_base=ti.retry_base + 1, error=None,
+                )
+            )
+    elif ev.outcome == "sensor_timeout":
+        _sensor_timeout(w, ti, spec, ev.at, started)
+    else:
+        _fail(w, ti, spec, ev.at, ev.error or "failed", retryable=ev.retryable, started=started)
+
+
+def _sensor_timeout(w: _Work, ti: TI, spec: TaskSpec, at: float, started: float) -> None:
+    sensor = spec.options.sensor
+    limit = sensor.timeout if sensor is not None else 0.0
+    msg = f"sensor '{ti.task_id}' timed out: its condition did not hold within {limit:g}s"
+    if sensor is not None and sensor.soft_fail:
+        w.set(replace(ti, state=S.SKIPPED, started_at=started, ended_at=at, error=msg))
+    else:
+        w.set(replace(ti, state=S.FAILED, started_at=started, ended_at=at, error=msg), msg)
+
+
+def _fail(
+    w: _Work, ti: TI, spec: TaskSpec, at: float, error: str, *, retryable: bool, started: float
+) -> None:
+    opts = spec.options
+    used = ti.try_number - ti.retry_base
+    if retryable and used <= opts.retries:
+        seed = f"{w.snap.run_id}:{ti.task_id}:{ti.map_index}"
+        delay = retry_delay(opts, used, seed)
+        w.set(
+            replace(
+                ti, state=S.UP_FOR_RETRY, started_at=started, ended_at=at,
+                next_try_at=at + delay, error=error,
+            ),
+            f"retry {used} of {opts.retries} in {delay:.3g}s",
+        )
+    else:
+        w.set(replace(ti, state=S.FAILED, started_at=started, ended_at=at, error=error), error)
+
+
+# -- clocks ------------------------------------------------------------------------------------
+
+
+def _timeouts(w: _Work, now: float, wake: list[float]) -> None:
+    tasks = w.snap.spec.tasks
+    for key in w.keys_in(S.QUEUED, S.RUNNING):
+        ti = w.get(key)
+        spec = tasks[ti.task_id]
+        limit = spec.options.timeout
+        if limit is None or spec.is_sensor:
+            continue
+        since = ti.started_at if ti.started_at is not None else ti.queued_at
+        if since is None:
+            continue
+        deadline = since + limit
+        if deadline <= now:
+            msg = f"timed out after {limit:g}s (attempt {ti.try_number}); the attempt was stopped"
+            w.kills.append(Kill(key, ti.try_number, msg))
+            _fail(w, ti, spec, now, msg, retryable=True, started=since)
+        else:
+            wake.append(deadline)
+
+
+def _timers(w: _Work, now: float, wake: list[float]) -> None:
+    for key in w.keys_in(S.UP_FOR_RETRY, S.UP_FOR_RESCHEDULE):
+        ti = w.get(key)
+        at = ti.next_try_at or 0.0
+        if at <= now:
+            w.set(replace(ti, state=S.SCHEDULED))
+        else:
+            wake.append(at)
+
+
+# -- trigger rules, branches and mapping --------------------------------------------------------
+
+
+def _trigger(w: _Work, now: float) -> None:
+    spec = w.snap.spec
+    pending = sorted(
+        {k[0] for k in w.keys_in(S.PENDING)}, key=lambda t: spec.tasks[t].index
+    )
+    for task_id in pending:
+        t = spec.tasks[task_id]
+        keys = [(task_id, i) for i in w.indexes(task_id)]
+        verdict = _verdict(w, t)
+        for key in keys:
+            ti = w.get(key)
+            if ti.state is not S.PENDING:
+                continue
+            if verdict is Verdict.WAIT:
+                continue
+            if verdict is Verdict.SKIP:
+                w.set(replace(ti, state=S.SKIPPED, ended_at=now))
+            elif verdict is Verdict.UPSTREAM_FAILED:
+                w.set(replace(ti, state=S.UPSTREAM_FAILED, ended_at=now))
+            elif t.is_mapped and ti.map_index == -1:
+                _expand(w, t, ti, now)
+            else:
+                w.set(replace(ti, state=S.SCHEDULED))
+
+
+def _verdict(w: _Work, t: TaskSpec) -> Verdict:
+    spec = w.snap.spec
+    for up in t.upstream:
+        u = spec.tasks[up]
+        if u.is_branch:
+            b = w.get((up, -1)) if (up, -1) in w.snap.tis or (up, -1) in w.changed else None
+            if b is not None and b.state in SUCCESS_STATES and b.follow is not None:
+                if t.task_id not in b.follow:
+                    return Verdict.SKIP
+    counts: Counter[TaskState] = Counter()
+    total = 0
+    for up in t.upstream:
+        c = w.counts(up)
+        for s, n in c.items():
+            if n:
+                counts[s] += n
+        total += w.total(up)
+    verdict = evaluate(t.options.trigger_rule, counts, total)
+    if verdict is Verdict.RUN and t.data_upstream:
+        # a task cannot start before the tasks whose output it reads have ended
+        for up in t.data_upstream:
+            c = w.counts(up)
+            if any(n for s, n in c.items() if not s.is_terminal):
+                return Verdict.WAIT
+    return verdict
+
+
+def _expand(w: _Work, t: TaskSpec, placeholder: TI, now: float) -> None:
+    assert t.expand is not None
+    count = 1
+    for name, arg in t.expand:
+        n, problem = _length(w, arg)
+        if problem == "upstream":
+            w.set(replace(placeholder, state=S.UPSTREAM_FAILED, ended_at=now))
+            return
+        if problem == "skipped":
+            w.set(replace(placeholder, state=S.SKIPPED, ended_at=now))
+            return
+        if n is None:
+            msg = f"cannot expand '{t.task_id}' over '{name}': {problem}"
+            w.set(replace(placeholder, state=S.FAILED, ended_at=now, error=msg), msg)
+            return
+        count *= n
+    w.expand(placeholder, count, now)
+
+
+def _length(w: _Work, arg: object) -> tuple[int | None, str]:
+    if isinstance(arg, Lit):
+        return len(arg.value), ""
+    if isinstance(arg, Param):
+        value = w.snap.params.get(arg.name)
+        if isinstance(value, (list, tuple)):
+            return len(value), ""
+        return None, f"parameter '{arg.name}' is {type(value).__name__}, not a list"
+    assert isinstance(arg, Ref)
+    u = w.snap.spec.tasks[arg.task_id]
+    insts = [w.get((arg.task_id, i)) for i in w.indexes(arg.task_id)]
+    if any(ti.state in _FAILURES for ti in insts):
+        return None, "upstream"
+    if any(ti.state not in SUCCESS_STATES for ti in insts):
+        return None, "skipped"
+    if u.is_mapped:
+        return len(insts), ""
+    length = insts[0].map_length
+    if length is None:
+        return None, f"task '{arg.task_id}' did not return a list"
+    return length, ""
+
+
+# -- handing work out --------------------------------------------------------------------------
+
+
+def _queue(w: _Work, now: float, capacity: Capacity) -> None:
+    candidates = w.keys_in(S.SCHEDULED)
+    if not candidates:
+        return
+    spec = w.snap.spec
+    active = len(w.keys_in(S.QUEUED, S.RUNNING))
+    free = capacity.slots - active
+    if spec.max_active_tasks is not None:
+        free = min(free, spec.max_active_tasks - active)
+    if free <= 0:
+        return
+    pools = dict(capacity.pools) if capacity.pools is not None else None
+    for key in _ordered(w, candidates, free, pools is not None):
+        if free <= 0:
+            break
+        ti = w.get(key)
+        opts = spec.tasks[ti.task_id].options
+        if pools is not None and opts.pool in pools:
+            if pools[opts.pool] < opts.pool_slots:
+                continue
+            pools[opts.pool] -= opts.pool_slots
+        free -= 1
+        w.set(
+            replace(
+                ti, state=S.QUEUED, try_number=ti.try_number + 1, queued_at=now,
+                started_at=None, ended_at=None, next_try_at=None,
+                first_started_at=ti.first_started_at if ti.first_started_at is not None else now,
+            )
+        )
+
+
+def _ordered(w: _Work, keys: list[Key], free: int, pooled: bool) -> Iterable[Key]:
+    """Highest priority first, then definition order, then map index."""
+    tasks = w.snap.spec.tasks
+
+    def rank(k: Key) -> tuple[int, int, int]:
+        t = tasks[k[0]]
+        return (-t.options.priority, t.index, k[1])
+
+    if len(keys) <= free:
+        return sorted(keys, key=rank)
+    if pooled:
+        return sorted(keys, key=rank)  # pools may reject some, so look at all
+    return heapq.nsmallest(free, keys, key=rank)
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+
+def _run_state(w: _Work) -> RunState | None:
+    snap = w.snap
+    unfinished = sum(
+        n for t in snap.spec.tasks for s, n in w.counts(t).items() if n and not s.is_terminal
+    )
+    if unfinished:
+        return RunState.RUNNING if snap.run_state is RunState.QUEUED else None
+    for leaf in snap.spec.leaves:
+        c = w.counts(leaf)
+        if c[S.FAILED] or c[S.UPSTREAM_FAILED]:
+            return RunState.FAILED
+    return RunState.SUCCESS

@@ -1,0 +1,149 @@
+"""What the engine reads and writes: task instances, facts from executors, and transitions."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from phloem.dsl.spec import PipelineSpec
+from phloem.records import TI, Expansion, Key, Transition, expansion_instances
+from phloem.states import ACTIVE_TASK_STATES, RunState, TaskState
+
+__all__ = ["TI", "Expansion", "Key", "Transition", "expansion_instances"]
+
+@dataclass(frozen=True, slots=True)
+class AttemptStarted:
+    key: Key
+    try_number: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFinished:
+    """An attempt's outcome: success, failed, reschedule (sensor not yet true), sensor_timeout,
+    or skip (the task asked to be skipped)."""
+
+    key: Key
+    try_number: int
+    outcome: str
+    at: float
+    output: Any = None
+    map_length: int | None = None
+    follow: tuple[str, ...] | None = None
+    error: str | None = None
+    retryable: bool = True
+
+
+Event = AttemptStarted | AttemptFinished
+
+
+@dataclass(frozen=True, slots=True)
+class Kill:
+    key: Key
+    try_number: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """Slots the engine may fill: the executor's total, and free slots per pool."""
+
+    slots: int = 1_000_000
+    pools: dict[str, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    transitions: tuple[Transition, ...] = ()
+    expansions: tuple[Expansion, ...] = ()
+    kills: tuple[Kill, ...] = ()
+    run_state: RunState | None = None
+    wake_at: float | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.transitions or self.expansions or self.kills or self.run_state)
+
+
+@dataclass
+class Snapshot:
+    """A run's instances with the indexes the engine needs to decide without scanning.
+
+    Mutated only through ``apply_*`` (by the driver, after the store committed the change), so
+    every decision sees the committed truth.
+    """
+
+    spec: PipelineSpec
+    run_id: str
+    run_state: RunState
+    params: dict[str, Any]
+    tis: dict[Key, TI] = field(default_factory=dict)
+    indexes: dict[str, list[int]] = field(default_factory=dict)
+    counts: dict[str, Counter[TaskState]] = field(default_factory=dict)
+    by_state: dict[TaskState, dict[Key, None]] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        spec: PipelineSpec,
+        run_id: str,
+        run_state: RunState,
+        params: dict[str, Any],
+        instances: Iterable[TI],
+    ) -> Snapshot:
+        snap = cls(spec, run_id, run_state, params)
+        snap.by_state = {s: {} for s in TaskState}
+        snap.counts = {t: Counter() for t in spec.tasks}
+        snap.indexes = {t: [] for t in spec.tasks}
+        for ti in sorted(instances, key=lambda t: t.map_index):
+            if ti.task_id not in spec.tasks:
+                continue  # a task removed from the code since the run started
+            snap._add(ti)
+        return snap
+
+    def _add(self, ti: TI) -> None:
+        self.tis[ti.key] = ti
+        self.indexes[ti.task_id].append(ti.map_index)
+        self.counts[ti.task_id][ti.state] += 1
+        self.by_state[ti.state][ti.key] = None
+
+    def _remove(self, ti: TI) -> None:
+        del self.tis[ti.key]
+        self.indexes[ti.task_id].remove(ti.map_index)
+        self.counts[ti.task_id][ti.state] -= 1
+        del self.by_state[ti.state][ti.key]
+
+    def put(self, ti: TI) -> None:
+        old = self.tis[ti.key]
+        if old.state is not ti.state:
+            self.counts[ti.task_id][old.state] -= 1
+            self.counts[ti.task_id][ti.state] += 1
+            del self.by_state[old.state][ti.key]
+            self.by_state[ti.state][ti.key] = None
+        self.tis[ti.key] = ti
+
+    def apply_transition(self, t: Transition) -> None:
+        self.put(t.new)
+
+    def apply_expansion(self, e: Expansion, now: float) -> list[TI]:
+        self._remove(self.tis[e.placeholder.key])
+        created = expansion_instances(e, now)
+        for ti in created:
+            self._add(ti)
+        return created
+
+    def instances(self, task_id: str) -> list[TI]:
+        return [self.tis[(task_id, i)] for i in self.indexes[task_id]]
+
+    def keys_in(self, *states: TaskState) -> list[Key]:
+        return [k for s in states for k in self.by_state[s]]
+
+    @property
+    def active_count(self) -> int:
+        return sum(len(self.by_state[s]) for s in ACTIVE_TASK_STATES)
+
+    @property
+    def unfinished(self) -> int:
+        return sum(len(self.by_state[s]) for s in TaskState if not s.is_terminal)

@@ -1,0 +1,81 @@
+"""The exception tree of phloem.
+
+Every error phloem raises derives from :class:`PhloemError` and carries the context it
+happened in (pipeline, task, run, attempt), so a message can say where and what to do::
+
+    PhloemError
+    +-- DefinitionError          the author's pipeline code is wrong (cycle, unknown option, ...)
+    |   +-- CycleError
+    +-- ParamError               a run parameter is unknown or of the wrong type
+    +-- PipelineNotFound         a path or name does not hold the pipeline asked for
+    +-- RunNotFound              no run with that id in the store
+    +-- TaskNotFound             a pipeline has no task of that id
+    +-- RunConflict              a run for that (pipeline, logical date) exists already
+    +-- StoreError               the store cannot be used (schema too new, locked, ...)
+    |   +-- StoreLocked          another process drives this SQLite store
+    +-- SerializationError       a value cannot be stored as an output or artifact
+    +-- ArtifactError            an artifact is missing or fails its integrity check
+    +-- TaskFailed               raised by the runner for a failed attempt (carries the message)
+"""
+
+from __future__ import annotations
+
+
+class PhloemError(Exception):
+    """Root of all phloem errors; ``context`` names where it happened."""
+
+    def __init__(self, message: str, **context: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.context = {k: v for k, v in context.items() if v is not None}
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class DefinitionError(PhloemError):
+    """The pipeline as written cannot be run; the message says where and how to fix it."""
+
+
+class CycleError(DefinitionError):
+    """The task graph has a cycle."""
+
+
+class ParamError(PhloemError):
+    """A run parameter is unknown or does not match the declared type."""
+
+
+class PipelineNotFound(PhloemError):
+    """The file or name given does not hold the pipeline asked for."""
+
+
+class RunNotFound(PhloemError):
+    """No run with that id exists in the store."""
+
+
+class TaskNotFound(PhloemError):
+    """A pipeline has no task with that id."""
+
+
+class RunConflict(PhloemError):
+    """A run already exists for the same pipeline and logical date (or idempotency key)."""
+
+
+class StoreError(PhloemError):
+    """The store cannot be used as asked."""
+
+
+class StoreLocked(StoreError):
+    """Another process already drives this SQLite store."""
+
+
+class SerializationError(PhloemError):
+    """A task's output (or input) cannot be serialized."""
+
+
+class ArtifactError(PhloemError):
+    """An artifact is missing, or its content does not match its checksum."""
+
+
+class TaskFailed(PhloemError):
+    """An attempt failed; ``message`` is the one-line reason shown to users."""

@@ -1,0 +1,41 @@
+"""The executor interface: move attempts to where they run, report back; never decide."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from phloem.dsl.spec import PipelineSpec
+from phloem.runner.attempt import Attempt, Result
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    task_id: str
+    map_index: int
+    try_number: int
+    at: float
+
+
+Report = Started | Result
+
+
+class Executor(Protocol):
+    #: how many attempts may run at once
+    slots: int
+
+    def start(self, pipelines: Mapping[str, PipelineSpec], artifacts_url: str) -> None:
+        """Prepare to run tasks of these pipelines (their code is known to the caller)."""
+
+    def submit(self, attempt: Attempt) -> None:
+        """Start ``attempt`` soon; its Started and Result come back through ``wait``."""
+
+    def kill(self, task_id: str, map_index: int, try_number: int, reason: str) -> None:
+        """Stop that attempt if it still runs; the engine already decided its outcome."""
+
+    def wait(self, timeout: float | None) -> list[Report]:
+        """Reports that arrived, waiting at most ``timeout`` seconds for the first one."""
+
+    def shutdown(self) -> None:
+        """Stop every worker; attempts still running are abandoned."""

@@ -1,0 +1,49 @@
+"""Run attempts in this process, one at a time: a debugger and breakpoints just work."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Mapping
+
+from phloem.artifacts import ArtifactStore
+from phloem.dsl.spec import PipelineSpec
+from phloem.executors.base import Report, Started
+from phloem.runner import Attempt, run_attempt
+
+
+class InlineExecutor:
+    slots = 1
+
+    def __init__(self) -> None:
+        self._queue: deque[Attempt] = deque()
+        self._pipelines: Mapping[str, PipelineSpec] = {}
+        self._artifacts: ArtifactStore | None = None
+
+    def start(self, pipelines: Mapping[str, PipelineSpec], artifacts_url: str) -> None:
+        self._pipelines = pipelines
+        self._artifacts = ArtifactStore(artifacts_url)
+
+    def submit(self, attempt: Attempt) -> None:
+        self._queue.append(attempt)
+
+    def kill(self, task_id: str, map_index: int, try_number: int, reason: str) -> None:
+        self._queue = deque(
+            a for a in self._queue
+            if (a.task_id, a.map_index, a.try_number) != (task_id, map_index, try_number)
+        )
+
+    def wait(self, timeout: float | None) -> list[Report]:
+        if not self._queue:
+            if timeout:
+                time.sleep(timeout)
+            return []
+        attempt = self._queue.popleft()
+        assert self._artifacts is not None
+        spec = self._pipelines[attempt.pipeline].tasks[attempt.task_id]
+        started = Started(attempt.task_id, attempt.map_index, attempt.try_number, time.time())
+        result = run_attempt(attempt, spec, self._artifacts, enforce_timeout=True)
+        return [started, result]
+
+    def shutdown(self) -> None:
+        self._queue.clear()

@@ -1,0 +1,194 @@
+"""Long-lived worker processes on this machine.
+
+Workers are forked once (the pipeline code is already imported, so no per-task import or
+interpreter start) and each runs one attempt at a time, so a crash, hang or timeout of one
+attempt is pinned on that attempt and never takes the run down: the worker is killed and
+replaced, and the engine decides what the failure means.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from phloem.dsl.spec import PipelineSpec
+from phloem.executors.base import Report, Started
+from phloem.runner import Attempt, Result
+
+
+@dataclass
+class _Worker:
+    process: Any
+    conn: Connection
+    current: Attempt | None = None
+
+
+class LocalExecutor:
+    def __init__(self, workers: int = 2) -> None:
+        if workers < 1:
+            raise ValueError("a local executor needs at least one worker")
+        self.slots = workers
+        self._ctx = mp.get_context("fork")
+        self._workers: list[_Worker] = []
+        self._queue: deque[Attempt] = deque()
+        self._pipelines: Mapping[str, PipelineSpec] = {}
+        self._artifacts_url = ""
+        self._reports: list[Report] = []
+
+    def start(self, pipelines: Mapping[str, PipelineSpec], artifacts_url: str) -> None:
+        self._pipelines = pipelines
+        self._artifacts_url = artifacts_url
+
+    def _spawn(self) -> _Worker:
+        parent, child = self._ctx.Pipe(duplex=True)
+        proc = self._ctx.Process(
+            target=_worker_main,
+            args=(child, self._pipelines, self._artifacts_url),
+            name="phloem-worker",
+            daemon=True,
+        )
+        proc.start()
+        child.close()
+        worker = _Worker(proc, parent)
+        self._workers.append(worker)
+        return worker
+
+    def submit(self, attempt: Attempt) -> None:
+        self._queue.append(attempt)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        while self._queue:
+            idle = next((w for w in self._workers if w.current is None), None)
+            if idle is None:
+                if len(self._workers) >= self.slots:
+                    return
+                idle = self._spawn()
+            attempt = self._queue.popleft()
+            idle.current = attempt
+            try:
+                idle.conn.send(attempt)
+            except (BrokenPipeError, OSError):
+                self._lost(idle, "its worker process could not be reached")
+
+    def kill(self, task_id: str, map_index: int, try_number: int, reason: str) -> None:
+        target = (task_id, map_index, try_number)
+        self._queue = deque(
+            a for a in self._queue if (a.task_id, a.map_index, a.try_number) != target
+        )
+        for w in list(self._workers):
+            a = w.current
+            if a is not None and (a.task_id, a.map_index, a.try_number) == target:
+                self._terminate(w)
+
+    def _terminate(self, w: _Worker) -> None:
+        if w.process.is_alive():
+            os.kill(w.process.pid, signal.SIGKILL)
+        w.process.join(5)
+        w.conn.close()
+        self._workers.remove(w)
+
+    def _lost(self, w: _Worker, why: str) -> None:
+        a = w.current
+        self._terminate(w)
+        if a is not None:
+            now = time.time()
+            self._reports.append(
+                Result(a.task_id, a.map_index, a.try_number, "failed", now, now, error=why)
+            )
+
+    def wait(self, timeout: float | None) -> list[Report]:
+        reports, self._reports = self._reports, []
+        busy = [w for w in self._workers if w.current is not None]
+        if not busy:
+            if not reports and timeout:
+                time.sleep(min(timeout, 1.0))
+            return reports
+        by_conn = {w.conn: w for w in busy}
+        by_sentinel = {w.process.sentinel: w for w in busy}
+        ready = wait([*by_conn, *by_sentinel], 0 if reports else timeout)
+        for obj in ready:
+            w = by_conn.get(obj)  # type: ignore[call-overload]
+            if w is not None:
+                self._drain(w, reports)
+        for obj in ready:
+            w = by_sentinel.get(obj)  # type: ignore[call-overload]
+            if w is not None and w in self._workers:
+                self._drain(w, reports)
+                if w.current is not None:
+                    code = w.process.exitcode
+                    self._lost(w, _death_reason(w.current, w.process.pid, code))
+        reports.extend(self._reports)
+        self._reports = []
+        self._dispatch()
+        return reports
+
+    def _drain(self, w: _Worker, out: list[Report]) -> None:
+        try:
+            while w.conn.poll():
+                msg = w.conn.recv()
+                out.append(msg)
+                if isinstance(msg, Result):
+                    w.current = None
+        except (EOFError, OSError):
+            return
+
+    def shutdown(self) -> None:
+        self._queue.clear()
+        for w in self._workers:
+            try:
+                w.conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+        deadline = time.time() + 2
+        for w in list(self._workers):
+            w.process.join(max(0.0, deadline - time.time()))
+            if w.process.is_alive():
+                os.kill(w.process.pid, signal.SIGKILL)
+                w.process.join(1)
+            w.conn.close()
+        self._workers.clear()
+
+
+def _death_reason(a: Attempt, pid: int, code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        extra = " (killed, possibly by the out-of-memory killer)" if name == "SIGKILL" else ""
+        return f"worker process {pid} died from {name}{extra} while running this attempt"
+    return f"worker process {pid} exited with code {code} while running this attempt"
+
+
+def _worker_main(conn: Connection, pipelines: Mapping[str, PipelineSpec], artifacts_url: str) -> None:
+    from phloem.artifacts import ArtifactStore
+    from phloem.runner import run_attempt
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    artifacts = ArtifactStore(artifacts_url)
+    loaded: dict[str, PipelineSpec] = dict(pipelines)
+    while True:
+        try:
+            attempt = conn.recv()
+        except (EOFError, OSError):
+            return
+        if attempt is None:
+            return
+        spec = loaded.get(attempt.pipeline)
+        if spec is None and attempt.source:
+            from phloem.loading import load_pipeline
+
+            spec = load_pipeline(attempt.source).spec
+            loaded[attempt.pipeline] = spec
+        conn.send(Started(attempt.task_id, attempt.map_index, attempt.try_number, time.time()))
+        assert spec is not None
+        result = run_attempt(attempt, spec.tasks[attempt.task_id], artifacts)
+        conn.send(result)

@@ -1,0 +1,83 @@
+"""Domain records shared by the engine and the store: plain frozen dataclasses, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from phloem.states import RunState, TaskState
+
+Key = tuple[str, int]  # (task_id, map_index); map_index -1 for an unmapped task
+
+
+@dataclass(frozen=True, slots=True)
+class TI:
+    """One task instance as the store holds it."""
+
+    task_id: str
+    map_index: int = -1
+    state: TaskState = TaskState.PENDING
+    try_number: int = 0  # attempts handed out so far
+    retry_base: int = 0  # tries that do not count against ``retries`` (reschedules, clears)
+    next_try_at: float | None = None
+    queued_at: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    first_started_at: float | None = None
+    map_length: int | None = None  # len() of the output when it is a sequence
+    follow: tuple[str, ...] | None = None  # branch decision
+    output: Any = None  # stored output reference; opaque to the engine
+    error: str | None = None
+
+    @property
+    def key(self) -> Key:
+        return (self.task_id, self.map_index)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A compare-and-set: ``key`` goes from (old, old_try) to ``new``'s state."""
+
+    old: TI
+    new: TI
+    reason: str | None = None
+
+    @property
+    def key(self) -> Key:
+        return self.new.key
+
+
+@dataclass(frozen=True, slots=True)
+class Expansion:
+    """Replace the placeholder of a mapped task by ``count`` scheduled instances."""
+
+    placeholder: TI
+    count: int
+
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    run_id: str
+    pipeline: str
+    state: RunState
+    logical_date: str  # ISO 8601, UTC
+    params: dict[str, Any]
+    created_at: float
+    started_at: float | None = None
+    ended_at: float | None = None
+    run_type: str = "manual"
+    source: str | None = None  # "path/to/file.py:pipeline_name", to reload the code
+    code_hash: str | None = None
+    data_interval_start: str | None = None
+    data_interval_end: str | None = None
+    idempotency_key: str | None = None
+
+
+def expansion_instances(e: Expansion, now: float) -> list[TI]:
+    base = e.placeholder
+    if e.count == 0:
+        return [replace(base, state=TaskState.SKIPPED, ended_at=now)]
+    return [
+        TI(task_id=base.task_id, map_index=i, state=TaskState.SCHEDULED) for i in range(e.count)
+    ]

@@ -1,0 +1,78 @@
+"""What travels between the driver and wherever an attempt runs (picklable, small)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Out:
+    """An upstream output, as stored (JSON text), optionally indexed by ``path``."""
+
+    stored: str | None
+    path: tuple[str | int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OutList:
+    """A mapped upstream's outputs, in map-index order (fan-in)."""
+
+    stored: tuple[str | None, ...]
+    path: tuple[str | int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    run_id: str
+    pipeline: str
+    task_id: str
+    map_index: int
+    try_number: int
+    args: tuple[Any, ...]  # values, with Out/OutList where upstream outputs go
+    kwargs: dict[str, Any]
+    logical_date: str
+    data_interval_start: str | None
+    data_interval_end: str | None
+    params: dict[str, Any]
+    log_path: str
+    first_started_at: float
+    timeout: float | None = None
+    source: str | None = None  # "file.py:pipeline" for workers that must load the code
+    store_url: str | None = None
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.task_id, self.map_index)
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactInfo:
+    digest: str
+    serializer: str
+    type_name: str
+    size: int
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """How an attempt ended, as the runner saw it; the engine decides what it means."""
+
+    task_id: str
+    map_index: int
+    try_number: int
+    outcome: str  # success | failed | reschedule | sensor_timeout | skip
+    started_at: float
+    ended_at: float
+    output: str | None = None  # stored JSON text
+    map_length: int | None = None
+    follow: tuple[str, ...] | None = None
+    error: str | None = None
+    retryable: bool = True
+    artifacts: tuple[ArtifactInfo, ...] = ()
+    inputs: tuple[str, ...] = field(default=())  # digests of artifacts read
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.task_id, self.map_index)

@@ -1,0 +1,107 @@
+"""Task-instance and run states, and the transitions allowed between them.
+
+The table here is the one place the lifecycle is written down; the engine only proposes
+transitions it allows, the store refuses any other, and tests read it.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class TaskState(str, Enum):
+    PENDING = "pending"
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    UP_FOR_RETRY = "up_for_retry"
+    UP_FOR_RESCHEDULE = "up_for_reschedule"
+    SKIPPED = "skipped"
+    UPSTREAM_FAILED = "upstream_failed"
+    CACHED = "cached"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_TASK_STATES
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class RunState(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (RunState.SUCCESS, RunState.FAILED)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+T = TaskState
+TERMINAL_TASK_STATES = frozenset({T.SUCCESS, T.FAILED, T.SKIPPED, T.UPSTREAM_FAILED, T.CACHED})
+#: States whose value downstream tasks may read.
+SUCCESS_STATES = frozenset({T.SUCCESS, T.CACHED})
+#: States in which an attempt is (or may be) executing somewhere.
+ACTIVE_TASK_STATES = frozenset({T.QUEUED, T.RUNNING})
+
+#: Allowed transitions.  Terminal states may go back to PENDING only through an explicit
+#: retry/clear by a person (``phloem retry``), never by the engine on its own.
+TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
+    T.PENDING: frozenset({T.SCHEDULED, T.SKIPPED, T.UPSTREAM_FAILED, T.CACHED, T.FAILED}),
+    T.SCHEDULED: frozenset({T.QUEUED, T.SKIPPED, T.UPSTREAM_FAILED, T.PENDING}),
+    T.QUEUED: frozenset(
+        {T.RUNNING, T.SUCCESS, T.FAILED, T.UP_FOR_RETRY, T.UP_FOR_RESCHEDULE, T.SKIPPED,
+         T.SCHEDULED}
+    ),
+    T.RUNNING: frozenset(
+        {T.SUCCESS, T.FAILED, T.UP_FOR_RETRY, T.UP_FOR_RESCHEDULE, T.SKIPPED, T.SCHEDULED}
+    ),
+    T.UP_FOR_RETRY: frozenset({T.SCHEDULED, T.QUEUED, T.FAILED}),
+    T.UP_FOR_RESCHEDULE: frozenset({T.SCHEDULED, T.QUEUED, T.FAILED, T.SKIPPED}),
+    T.SUCCESS: frozenset({T.PENDING}),
+    T.FAILED: frozenset({T.PENDING}),
+    T.SKIPPED: frozenset({T.PENDING}),
+    T.UPSTREAM_FAILED: frozenset({T.PENDING}),
+    T.CACHED: frozenset({T.PENDING}),
+}
+
+RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
+    RunState.QUEUED: frozenset({RunState.RUNNING, RunState.SUCCESS, RunState.FAILED}),
+    RunState.RUNNING: frozenset({RunState.SUCCESS, RunState.FAILED}),
+    RunState.SUCCESS: frozenset({RunState.RUNNING}),
+    RunState.FAILED: frozenset({RunState.RUNNING}),
+}
+
+
+def task_transition_allowed(old: TaskState, new: TaskState) -> bool:
+    return new in TASK_TRANSITIONS[old]
+
+
+def run_transition_allowed(old: RunState, new: RunState) -> bool:
+    return new in RUN_TRANSITIONS[old]
+
+
+class TriggerRule(str, Enum):
+    """When a task may run, given the states of its upstream tasks (Airflow's semantics)."""
+
+    ALL_SUCCESS = "all_success"
+    ALL_FAILED = "all_failed"
+    ALL_DONE = "all_done"
+    ALL_SKIPPED = "all_skipped"
+    ONE_SUCCESS = "one_success"
+    ONE_FAILED = "one_failed"
+    ONE_DONE = "one_done"
+    NONE_FAILED = "none_failed"
+    NONE_FAILED_MIN_ONE_SUCCESS = "none_failed_min_one_success"
+    NONE_SKIPPED = "none_skipped"
+    ALWAYS = "always"
+
+    def __str__(self) -> str:
+        return self.value

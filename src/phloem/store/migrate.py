@@ -1,0 +1,58 @@
+"""Create or upgrade the schema with Alembic, skipping Alembic entirely when already current."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine, inspect, text
+
+from phloem.errors import StoreError
+
+#: The newest migration; a test checks it matches the head of migrations/versions.
+HEAD = "0001"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Bring the schema to HEAD. Cheap when current: one query, no Alembic import."""
+    rev = current_revision(engine)
+    if rev == HEAD:
+        return
+    upgrade(engine)
+
+
+def _config(engine: Engine):  # type: ignore[no-untyped-def]
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    cfg = _config(engine)
+    known = {s.revision for s in ScriptDirectory.from_config(cfg).walk_revisions()}
+    rev = current_revision(engine)
+    if rev is not None and rev not in known:
+        raise StoreError(
+            f"the database schema is at revision {rev}, which this phloem version does not "
+            "know (it was written by a newer phloem); upgrade phloem to use this store"
+        )
+    command.upgrade(cfg, revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    from alembic import command
+
+    command.downgrade(_config(engine), revision)

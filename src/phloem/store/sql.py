@@ -1,0 +1,594 @@
+"""The store: SQLAlchemy Core over SQLite (default, or in memory) and PostgreSQL.
+
+The engine and drivers speak to it in domain terms (runs, task instances, transitions); each
+``commit`` is one transaction whose task-instance updates are compare-and-sets on
+(state, try_number), so a late or duplicate report can never overwrite a newer truth.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, create_engine, event, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import StaticPool
+
+from phloem.errors import RunConflict, RunNotFound, StoreError, TaskNotFound
+from phloem.records import TI, Expansion, Key, RunRecord, Transition, expansion_instances
+from phloem.states import ACTIVE_TASK_STATES, RunState, TaskState
+from phloem.store import schema as s
+from phloem.store.migrate import ensure_schema
+
+_TI = s.task_instances
+_ACTIVE = {st.value for st in ACTIVE_TASK_STATES}
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactRecord:
+    digest: str
+    serializer: str
+    type_name: str
+    size: int
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactUse:
+    digest: str
+    task_id: str
+    map_index: int
+    role: str  # "output" | "input"
+    try_number: int
+
+
+@dataclass(slots=True)
+class Applied:
+    """What a commit actually changed (the compare-and-sets that won)."""
+
+    transitions: list[Transition] = field(default_factory=list)
+    expansions: list[Expansion] = field(default_factory=list)
+    run_state: RunState | None = None
+    lost: list[Key] = field(default_factory=list)  # keys whose CAS failed
+
+    @property
+    def complete(self) -> bool:
+        return not self.lost
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    task_id: str | None
+    map_index: int | None
+    try_number: int | None
+    old_state: str | None
+    new_state: str
+    at: float
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRow:
+    task_id: str
+    map_index: int
+    try_number: int
+    state: str
+    queued_at: float | None
+    started_at: float | None
+    ended_at: float | None
+    error: str | None
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA busy_timeout = 30000")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str) -> Engine:
+    if url in ("memory", "sqlite://", "sqlite:///:memory:"):
+        engine = create_engine(
+            "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
+        )
+        _sqlite_setup(engine)
+        return engine
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        _sqlite_setup(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+class SqlStore:
+    """Durable truth for runs, task instances, attempts, events, artifacts and pools."""
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.dialect = self.engine.dialect.name
+        if migrate:
+            ensure_schema(self.engine)
+        self._multi_rowcount = bool(self.engine.dialect.supports_sane_multi_rowcount)
+        ti = _TI
+        self._cas = (
+            ti.update()
+            .where(
+                ti.c.run_id == bindparam("b_run"),
+                ti.c.task_id == bindparam("b_task"),
+                ti.c.map_index == bindparam("b_map"),
+                ti.c.state == bindparam("b_state"),
+                ti.c.try_number == bindparam("b_try"),
+            )
+            .values({c: bindparam(f"v_{c}") for c in _TI_VALUE_COLUMNS})
+        )
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    def create_run(self, run: RunRecord, instances: Sequence[TI]) -> RunRecord:
+        """Insert a run and its first task instances atomically; a duplicate (pipeline, logical
+        date) or idempotency key raises RunConflict naming the run that exists."""
+        try:
+            with self._tx() as conn:
+                conn.execute(s.runs.insert().values(_run_row(run)))
+                if instances:
+                    conn.execute(_TI.insert(), [_ti_row(run.run_id, ti) for ti in instances])
+                conn.execute(
+                    s.events.insert().values(
+                        run_id=run.run_id, new_state=run.state.value, at=run.created_at,
+                        reason=f"created ({run.run_type})",
+                    )
+                )
+        except IntegrityError:
+            existing = self.find_run(run.pipeline, run.logical_date, run.idempotency_key)
+            which = existing.run_id if existing else "another run"
+            raise RunConflict(
+                f"pipeline '{run.pipeline}' already has a run for logical date "
+                f"{run.logical_date}" + (f" / key {run.idempotency_key!r}" if run.idempotency_key
+                                         else "") + f": {which}; use `phloem retry {which}` "
+                "to resume it, or pick another logical date",
+                pipeline=run.pipeline, run=which,
+            ) from None
+        return run
+
+    def find_run(
+        self, pipeline: str, logical_date: str | None = None, idempotency_key: str | None = None
+    ) -> RunRecord | None:
+        r = s.runs
+        q = select(r).where(r.c.pipeline == pipeline)
+        if idempotency_key is not None:
+            q2 = q.where(r.c.idempotency_key == idempotency_key)
+            with self.engine.connect() as conn:
+                row = conn.execute(q2).mappings().first()
+            if row is not None:
+                return _run_record(row)
+        if logical_date is None:
+            return None
+        with self.engine.connect() as conn:
+            row = conn.execute(q.where(r.c.logical_date == logical_date)).mappings().first()
+        return _run_record(row) if row else None
+
+    def get_run(self, run_id: str) -> RunRecord:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(s.runs).where(s.runs.c.run_id == run_id)).mappings().first()
+            if row is None:
+                like = conn.execute(
+                    select(s.runs.c.run_id).where(s.runs.c.run_id.like(f"{run_id}%")).limit(2)
+                ).scalars().all()
+                if len(like) == 1:
+                    return self.get_run(like[0])
+        if row is None:
+            raise RunNotFound(
+                f"no run '{run_id}' in the store at {self.display_url}; "
+                "`phloem runs list` shows the runs there", run=run_id,
+            )
+        return _run_record(row)
+
+    def list_runs(
+        self, pipeline: str | None = None, limit: int = 50, states: Iterable[RunState] = ()
+    ) -> list[RunRecord]:
+        r = s.runs
+        q = select(r).order_by(r.c.created_at.desc()).limit(limit)
+        if pipeline:
+            q = q.where(r.c.pipeline == pipeline)
+        wanted = [st.value for st in states]
+        if wanted:
+            q = q.where(r.c.state.in_(wanted))
+        with self.engine.connect() as conn:
+            return [_run_record(row) for row in conn.execute(q).mappings()]
+
+    def set_run_state(self, run_id: str, old: RunState, new: RunState, now: float) -> bool:
+        with self._tx() as conn:
+            return self._set_run_state(conn, run_id, old, new, now)
+
+    def _set_run_state(
+        self, conn: Connection, run_id: str, old: RunState, new: RunState, now: float
+    ) -> bool:
+        r = s.runs
+        values: dict[str, Any] = {"state": new.value}
+        if new is RunState.RUNNING:
+            values["ended_at"] = None
+            if old is RunState.QUEUED:
+                values["started_at"] = now
+        if new.is_terminal:
+            values["ended_at"] = now
+        res = conn.execute(
+            r.update().where(r.c.run_id == run_id, r.c.state == old.value).values(values)
+        )
+        if res.rowcount != 1:
+            return False
+        conn.execute(
+            s.events.insert().values(
+                run_id=run_id, old_state=old.value, new_state=new.value, at=now
+            )
+        )
+        return True
+
+    # -- task instances ------------------------------------------------------------------------
+
+    def load_instances(self, run_id: str) -> list[TI]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(_TI).where(_TI.c.run_id == run_id)).mappings().all()
+        return [_ti_record(row) for row in rows]
+
+    def get_instance(self, run_id: str, task_id: str, map_index: int = -1) -> TI:
+        q = select(_TI).where(
+            _TI.c.run_id == run_id, _TI.c.task_id == task_id, _TI.c.map_index == map_index
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(q).mappings().first()
+        if row is None:
+            where = f"[{map_index}]" if map_index >= 0 else ""
+            raise TaskNotFound(
+                f"run {run_id} has no task instance '{task_id}{where}'", run=run_id, task=task_id
+            )
+        return _ti_record(row)
+
+    def commit(
+        self,
+        run_id: str,
+        transitions: Sequence[Transition],
+        *,
+        expansions: Sequence[Expansion] = (),
+        run_state: tuple[RunState, RunState] | None = None,
+        now: float | None = None,
+        artifacts: Sequence[ArtifactRecord] = (),
+        uses: Sequence[ArtifactUse] = (),
+        worker: str | None = None,
+    ) -> Applied:
+        """Apply one decision in one transaction. Compare-and-sets that lose are reported in
+        ``Applied.lost`` and change nothing (nor do later transitions of the same key)."""
+        now = time.time() if now is None else now
+        with self._tx() as conn:
+            applied = self._commit(conn, run_id, transitions, expansions, now, bulk=True)
+            if applied is None:  # some CAS lost: redo row by row to learn which
+                conn.rollback()
+        if applied is None:
+            with self._tx() as conn:
+                applied = self._commit(conn, run_id, transitions, expansions, now, bulk=False)
+                assert applied is not None
+        with self._tx() as conn:
+            if run_state is not None:
+                old, new = run_state
+                if self._set_run_state(conn, run_id, old, new, now):
+                    applied.run_state = new
+            self._record_artifacts(conn, run_id, artifacts, uses, now)
+        return applied
+
+    def _commit(
+        self,
+        conn: Connection,
+        run_id: str,
+        transitions: Sequence[Transition],
+        expansions: Sequence[Expansion],
+        now: float,
+        *,
+        bulk: bool,
+    ) -> Applied | None:
+        applied = Applied()
+        for e in expansions:
+            ph = e.placeholder
+            res = conn.execute(
+                _TI.delete().where(
+                    _TI.c.run_id == run_id, _TI.c.task_id == ph.task_id, _TI.c.map_index == -1,
+                    _TI.c.state == ph.state.value, _TI.c.try_number == ph.try_number,
+                )
+            )
+            if res.rowcount != 1:
+                if bulk:
+                    return None
+                applied.lost.append(ph.key)
+                continue
+            created = expansion_instances(e, now)
+            conn.execute(_TI.insert(), [_ti_row(run_id, ti) for ti in created])
+            applied.expansions.append(e)
+        # collapse consecutive changes of one instance into one compare-and-set
+        chains: dict[Key, list[Transition]] = {}
+        for t in transitions:
+            chains.setdefault(t.key, []).append(t)
+        lost_keys = {k for k in applied.lost}
+        params = []
+        order = []
+        for key, chain in chains.items():
+            if key[1] >= 0 and (key[0], -1) in lost_keys:
+                lost_keys.add(key)
+                continue
+            first, last = chain[0].old, chain[-1].new
+            p = {"b_run": run_id, "b_task": key[0], "b_map": key[1],
+                 "b_state": first.state.value, "b_try": first.try_number}
+            p.update(_ti_values(last))
+            params.append(p)
+            order.append(key)
+        if params:
+            if bulk and self._multi_rowcount:
+                res = conn.execute(self._cas, params)
+                if res.rowcount != len(params):
+                    return None
+                won = order
+            else:
+                won = []
+                for key, p in zip(order, params, strict=True):
+                    if conn.execute(self._cas, [p]).rowcount == 1:
+                        won.append(key)
+                    else:
+                        lost_keys.add(key)
+        else:
+            won = []
+        applied.lost = sorted(lost_keys)
+        won_set = set(won)
+        winners = [t for t in transitions if t.key in won_set]
+        applied.transitions = winners
+        self._record_attempts(conn, run_id, winners, now)
+        if winners:
+            conn.execute(
+                s.events.insert(),
+                [
+                    {
+                        "run_id": run_id, "task_id": t.new.task_id, "map_index": t.new.map_index,
+                        "try_number": t.new.try_number, "old_state": t.old.state.value,
+                        "new_state": t.new.state.value, "at": now, "reason": t.reason,
+                    }
+                    for t in winners
+                ],
+            )
+        return applied
+
+    def _record_attempts(self, conn: Connection, run_id: str, ts: Sequence[Transition],
+                         now: float) -> None:
+        a = s.attempts
+        new_rows = []
+        updates = []
+        for t in ts:
+            new, old = t.new, t.old
+            if new.state is TaskState.QUEUED:
+                new_rows.append({
+                    "run_id": run_id, "task_id": new.task_id, "map_index": new.map_index,
+                    "try_number": new.try_number, "state": "queued", "queued_at": now,
+                })
+            elif old.state.value in _ACTIVE and new.try_number == old.try_number:
+                updates.append({
+                    "b_run": run_id, "b_task": new.task_id, "b_map": new.map_index,
+                    "b_try": new.try_number, "v_state": new.state.value,
+                    "v_started": new.started_at, "v_ended": new.ended_at, "v_error": new.error,
+                })
+        if new_rows:
+            conn.execute(a.insert(), new_rows)
+        if updates:
+            conn.execute(
+                a.update()
+                .where(
+                    a.c.run_id == bindparam("b_run"), a.c.task_id == bindparam("b_task"),
+                    a.c.map_index == bindparam("b_map"), a.c.try_number == bindparam("b_try"),
+                )
+                .values(
+                    state=bindparam("v_state"), started_at=bindparam("v_started"),
+                    ended_at=bindparam("v_ended"), error=bindparam("v_error"),
+                ),
+                updates,
+            )
+
+    def _record_artifacts(
+        self, conn: Connection, run_id: str, artifacts: Sequence[ArtifactRecord],
+        uses: Sequence[ArtifactUse], now: float,
+    ) -> None:
+        if artifacts:
+            known = set(
+                conn.execute(
+                    select(s.artifacts.c.digest).where(
+                        s.artifacts.c.digest.in_({a.digest for a in artifacts})
+                    )
+                ).scalars()
+            )
+            fresh = {a.digest: a for a in artifacts if a.digest not in known}
+            if fresh:
+                conn.execute(
+                    s.artifacts.insert(),
+                    [
+                        {"digest": a.digest, "serializer": a.serializer, "type_name": a.type_name,
+                         "size": a.size, "key": a.key, "created_at": now}
+                        for a in fresh.values()
+                    ],
+                )
+        if uses:
+            rows = {
+                (u.digest, u.task_id, u.map_index, u.role): {
+                    "digest": u.digest, "run_id": run_id, "task_id": u.task_id,
+                    "map_index": u.map_index, "role": u.role, "try_number": u.try_number,
+                    "at": now,
+                }
+                for u in uses
+            }
+            au = s.artifact_uses
+            existing = set(
+                conn.execute(
+                    select(au.c.digest, au.c.task_id, au.c.map_index, au.c.role).where(
+                        au.c.run_id == run_id, au.c.digest.in_({u.digest for u in uses})
+                    )
+                ).tuples()
+            )
+            fresh_rows = [v for k, v in rows.items() if k not in existing]
+            if fresh_rows:
+                conn.execute(au.insert(), fresh_rows)
+
+    def reset_instances(
+        self, run_id: str, resets: Sequence[tuple[TI, TI]], now: float, reason: str
+    ) -> int:
+        """Put instances back to an earlier state for a person's retry or a resume; each is a
+        compare-and-set against the instance as it was read. Returns how many changed."""
+        ts = [Transition(old, new, reason) for old, new in resets]
+        applied = self.commit(run_id, ts, now=now)
+        return len({t.key for t in applied.transitions})
+
+    def replace_mapped(self, run_id: str, task_id: str, placeholder: TI, now: float) -> None:
+        """Drop a mapped task's instances and put back its placeholder (re-expanded later)."""
+        with self._tx() as conn:
+            conn.execute(_TI.delete().where(_TI.c.run_id == run_id, _TI.c.task_id == task_id))
+            conn.execute(_TI.insert(), [_ti_row(run_id, placeholder)])
+            conn.execute(
+                s.events.insert().values(
+                    run_id=run_id, task_id=task_id, map_index=-1, try_number=placeholder.try_number,
+                    new_state=placeholder.state.value, at=now, reason="cleared for re-expansion",
+                )
+            )
+
+    # -- history -------------------------------------------------------------------------------
+
+    def events(self, run_id: str) -> list[EventRow]:
+        e = s.events
+        q = select(e).where(e.c.run_id == run_id).order_by(e.c.id)
+        with self.engine.connect() as conn:
+            return [
+                EventRow(r.task_id, r.map_index, r.try_number, r.old_state, r.new_state, r.at,
+                         r.reason)
+                for r in conn.execute(q)
+            ]
+
+    def attempts(self, run_id: str, task_id: str | None = None) -> list[AttemptRow]:
+        a = s.attempts
+        q = select(a).where(a.c.run_id == run_id)
+        if task_id is not None:
+            q = q.where(a.c.task_id == task_id)
+        q = q.order_by(a.c.task_id, a.c.map_index, a.c.try_number)
+        with self.engine.connect() as conn:
+            return [
+                AttemptRow(r.task_id, r.map_index, r.try_number, r.state, r.queued_at,
+                           r.started_at, r.ended_at, r.error)
+                for r in conn.execute(q)
+            ]
+
+    def artifact(self, digest: str) -> ArtifactRecord | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(select(s.artifacts).where(s.artifacts.c.digest == digest)).first()
+        return ArtifactRecord(r.digest, r.serializer, r.type_name, r.size, r.key) if r else None
+
+    def artifact_uses(self, run_id: str) -> list[ArtifactUse]:
+        au = s.artifact_uses
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(au).where(au.c.run_id == run_id)).all()
+        return [ArtifactUse(r.digest, r.task_id, r.map_index, r.role, r.try_number) for r in rows]
+
+    # -- pools ---------------------------------------------------------------------------------
+
+    def pools(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return {r.name: r.slots for r in conn.execute(select(s.pools))}
+
+    def set_pool(self, name: str, slots: int, description: str | None = None) -> None:
+        if slots < 0:
+            raise StoreError(f"pool '{name}' cannot have a negative size ({slots})")
+        with self._tx() as conn:
+            exists = conn.execute(
+                select(func.count()).select_from(s.pools).where(s.pools.c.name == name)
+            ).scalar_one()
+            if exists:
+                conn.execute(
+                    s.pools.update().where(s.pools.c.name == name).values(
+                        slots=slots, description=description
+                    )
+                )
+            else:
+                conn.execute(s.pools.insert().values(name=name, slots=slots,
+                                                     description=description))
+
+    @property
+    def display_url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+
+_TI_VALUE_COLUMNS = (
+    "state", "try_number", "retry_base", "next_try_at", "queued_at", "started_at", "ended_at",
+    "first_started_at", "map_length", "follow", "output", "error",
+)
+
+
+def _ti_values(ti: TI) -> dict[str, Any]:
+    return {
+        "v_state": ti.state.value, "v_try_number": ti.try_number, "v_retry_base": ti.retry_base,
+        "v_next_try_at": ti.next_try_at, "v_queued_at": ti.queued_at,
+        "v_started_at": ti.started_at, "v_ended_at": ti.ended_at,
+        "v_first_started_at": ti.first_started_at, "v_map_length": ti.map_length,
+        "v_follow": None if ti.follow is None else json.dumps(list(ti.follow)),
+        "v_output": ti.output, "v_error": ti.error,
+    }
+
+
+def _ti_row(run_id: str, ti: TI) -> dict[str, Any]:
+    row = {k[2:]: v for k, v in _ti_values(ti).items()}
+    row.update(run_id=run_id, task_id=ti.task_id, map_index=ti.map_index)
+    return row
+
+
+def _ti_record(row: Any) -> TI:
+    return TI(
+        task_id=row["task_id"], map_index=row["map_index"], state=TaskState(row["state"]),
+        try_number=row["try_number"], retry_base=row["retry_base"],
+        next_try_at=row["next_try_at"], queued_at=row["queued_at"],
+        started_at=row["started_at"], ended_at=row["ended_at"],
+        first_started_at=row["first_started_at"], map_length=row["map_length"],
+        follow=None if row["follow"] is None else tuple(json.loads(row["follow"])),
+        output=row["output"], error=row["error"],
+    )
+
+
+def _run_row(run: RunRecord) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id, "pipeline": run.pipeline, "state": run.state.value,
+        "logical_date": run.logical_date, "data_interval_start": run.data_interval_start,
+        "data_interval_end": run.data_interval_end, "params": json.dumps(run.params, default=str),
+        "run_type": run.run_type, "source": run.source, "code_hash": run.code_hash,
+        "idempotency_key": run.idempotency_key, "created_at": run.created_at,
+        "started_at": run.started_at, "ended_at": run.ended_at,
+    }
+
+
+def _run_record(row: Any) -> RunRecord:
+    return RunRecord(
+        run_id=row["run_id"], pipeline=row["pipeline"], state=RunState(row["state"]),
+        logical_date=row["logical_date"], params=json.loads(row["params"] or "{}"),
+        created_at=row["created_at"], started_at=row["started_at"], ended_at=row["ended_at"],
+        run_type=row["run_type"], source=row["source"], code_hash=row["code_hash"],
+        data_interval_start=row["data_interval_start"],
+        data_interval_end=row["data_interval_end"], idempotency_key=row["idempotency_key"],
+    )
