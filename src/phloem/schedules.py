@@ -66,8 +66,13 @@ _FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
     ("minute", 0, 59, ()),
     ("hour", 0, 23, ()),
     ("day-of-month", 1, 31, ()),
-    ("month", 1, 12, tuple("JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split())),
-    ("day-of-week", 0, 7, tuple("SUN MON TUE WED THU FRI SAT".split())),
+    (
+        "month",
+        1,
+        12,
+        ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"),
+    ),
+    ("day-of-week", 0, 7, ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")),
 )
 # How far back to look for an earlier fire, tried in turn: each fits one schedule's period.
 _LOOKBACK = tuple(
@@ -92,7 +97,7 @@ class Cron:
         object.__setattr__(self, "_elapsed", elapsed)
 
     def next_fire_after(self, dt: datetime, start_date: datetime | None = None) -> datetime:
-        """First fire strictly after ``dt``; ``start_date`` is ignored (a cron grid needs no anchor)."""
+        """First fire strictly after ``dt``; ``start_date`` is unused: a cron grid has no anchor."""
         from cronsim import CronSim
 
         _require_aware(dt, "dt")
@@ -160,7 +165,7 @@ class Cron:
     def next_interval_after(
         self, prev_logical_date: datetime | None, start_date: datetime
     ) -> tuple[datetime, datetime]:
-        """The interval after the run ``prev_logical_date`` (None: the first one from ``start_date``)."""
+        """The interval after run ``prev_logical_date``; if None, the first from ``start_date``."""
         _require_aware(start_date, "start_date")
         after = start_date - _US
         if prev_logical_date is not None:
@@ -256,14 +261,12 @@ class Interval:
         if end_date < anchor:
             return []
         count = (end_date - anchor) // self.every + 1
-        return [
-            (anchor + k * self.every, anchor + (k + 1) * self.every) for k in range(count)
-        ]
+        return [(anchor + k * self.every, anchor + (k + 1) * self.every) for k in range(count)]
 
     def next_interval_after(
         self, prev_logical_date: datetime | None, start_date: datetime
     ) -> tuple[datetime, datetime]:
-        """The interval after the run ``prev_logical_date`` (None: the first one from ``start_date``)."""
+        """The interval after run ``prev_logical_date``; if None, the first from ``start_date``."""
         _require_aware(start_date, "start_date")
         anchor = start_date.astimezone(_UTC)
         start = anchor
@@ -337,8 +340,7 @@ def _require_aware(dt: datetime, name: str) -> None:
     """Refuse naive datetimes: their instant would depend on the machine's zone."""
     if not isinstance(dt, datetime) or dt.utcoffset() is None:
         raise ValueError(
-            f"{name} must be a timezone-aware datetime, got {dt!r}; "
-            "e.g. datetime.now(timezone.utc)"
+            f"{name} must be a timezone-aware datetime, got {dt!r}; e.g. datetime.now(timezone.utc)"
         )
 
 
