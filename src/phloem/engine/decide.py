@@ -212,7 +212,7 @@ def _timeouts(w: _Work, now: float, wake: list[float]) -> None:
         limit = spec.options.timeout
         if limit is None or spec.is_sensor:
             continue
-        since = ti.started_at if ti.started_at is not None else ti.queued_at
+        since = ti.started_at  # an attempt waiting in a worker's queue has not started
         if since is None:
             continue
         deadline = since + limit
@@ -373,11 +373,17 @@ def _ordered(w: _Work, keys: list[Key], free: int, pooled: bool) -> Iterable[Key
         t = tasks[k[0]]
         return (-t.options.priority, t.index, k[1])
 
-    if len(keys) <= free:
-        return sorted(keys, key=rank)
-    if pooled:
+    if not pooled and _uniform_priority(w.snap):
+        # first come, first served: keys arrive in the order they became ready
+        return keys[:free]
+    if len(keys) <= free or pooled:
         return sorted(keys, key=rank)  # pools may reject some, so look at all
     return heapq.nsmallest(free, keys, key=rank)
+
+
+def _uniform_priority(snap: Snapshot) -> bool:
+    priorities = {t.options.priority for t in snap.spec.tasks.values()}
+    return len(priorities) <= 1
 
 
 # -- the run -----------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -27,14 +27,20 @@ from phloem.runner import Attempt, Result
 class _Worker:
     process: Any
     conn: Connection
-    current: Attempt | None = None
+    #: attempts sent to this worker, in order; the first is the one running
+    sent: deque[Attempt] = field(default_factory=deque)
 
 
 class LocalExecutor:
-    def __init__(self, workers: int = 2) -> None:
+    """``workers`` processes, each sent up to ``prefetch`` attempts so it never idles while
+    the driver commits the previous result."""
+
+    def __init__(self, workers: int = 2, prefetch: int = 2) -> None:
         if workers < 1:
             raise ValueError("a local executor needs at least one worker")
-        self.slots = workers
+        self.workers = workers
+        self.prefetch = max(1, prefetch)
+        self.slots = workers * self.prefetch
         self._ctx = mp.get_context("fork")
         self._workers: list[_Worker] = []
         self._queue: deque[Attempt] = deque()
@@ -66,13 +72,13 @@ class LocalExecutor:
 
     def _dispatch(self) -> None:
         while self._queue:
-            idle = next((w for w in self._workers if w.current is None), None)
-            if idle is None:
-                if len(self._workers) >= self.slots:
-                    return
+            idle = min(self._workers, key=lambda w: len(w.sent), default=None)
+            if idle is None or (idle.sent and len(self._workers) < self.workers):
                 idle = self._spawn()
+            elif len(idle.sent) >= self.prefetch:
+                return
             attempt = self._queue.popleft()
-            idle.current = attempt
+            idle.sent.append(attempt)
             try:
                 idle.conn.send(attempt)
             except (BrokenPipeError, OSError):
@@ -84,9 +90,11 @@ class LocalExecutor:
             a for a in self._queue if (a.task_id, a.map_index, a.try_number) != target
         )
         for w in list(self._workers):
-            a = w.current
-            if a is not None and (a.task_id, a.map_index, a.try_number) == target:
-                self._terminate(w)
+            ids = [(a.task_id, a.map_index, a.try_number) for a in w.sent]
+            if ids and ids[0] == target:
+                self._lost(w, None)
+            # an attempt sent but not started yet cannot be un-sent; if it runs, its report
+            # is stale (the engine already decided) and is ignored
 
     def _terminate(self, w: _Worker) -> None:
         if w.process.is_alive():
@@ -95,18 +103,25 @@ class LocalExecutor:
         w.conn.close()
         self._workers.remove(w)
 
-    def _lost(self, w: _Worker, why: str) -> None:
-        a = w.current
+    def _lost(self, w: _Worker, why: str | None) -> None:
+        """Kill ``w``; its running attempt fails with ``why`` (None: the engine already
+        decided), and attempts it had not started go back to the queue."""
+        sent = list(w.sent)
         self._terminate(w)
-        if a is not None:
+        if not sent:
+            return
+        head, rest = sent[0], sent[1:]
+        if why is not None:
             now = time.time()
             self._reports.append(
-                Result(a.task_id, a.map_index, a.try_number, "failed", now, now, error=why)
+                Result(head.task_id, head.map_index, head.try_number, "failed", now, now,
+                       error=why)
             )
+        self._queue.extendleft(reversed(rest))
 
     def wait(self, timeout: float | None) -> list[Report]:
         reports, self._reports = self._reports, []
-        busy = [w for w in self._workers if w.current is not None]
+        busy = [w for w in self._workers if w.sent]
         if not busy:
             if not reports and timeout:
                 time.sleep(min(timeout, 1.0))
@@ -122,9 +137,10 @@ class LocalExecutor:
             w = by_sentinel.get(obj)  # type: ignore[call-overload]
             if w is not None and w in self._workers:
                 self._drain(w, reports)
-                if w.current is not None:
+                if w.sent:
+                    w.process.join(1)
                     code = w.process.exitcode
-                    self._lost(w, _death_reason(w.current, w.process.pid, code))
+                    self._lost(w, _death_reason(w.sent[0], w.process.pid, code))
         reports.extend(self._reports)
         self._reports = []
         self._dispatch()
@@ -136,7 +152,11 @@ class LocalExecutor:
                 msg = w.conn.recv()
                 out.append(msg)
                 if isinstance(msg, Result):
-                    w.current = None
+                    done = (msg.task_id, msg.map_index, msg.try_number)
+                    for a in w.sent:
+                        if (a.task_id, a.map_index, a.try_number) == done:
+                            w.sent.remove(a)
+                            break
         except (EOFError, OSError):
             return
 

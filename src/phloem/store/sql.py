@@ -281,21 +281,25 @@ class SqlStore:
         """Apply one decision in one transaction. Compare-and-sets that lose are reported in
         ``Applied.lost`` and change nothing (nor do later transitions of the same key)."""
         now = time.time() if now is None else now
-        with self._tx() as conn:
-            applied = self._commit(conn, run_id, transitions, expansions, now, bulk=True)
-            if applied is None:  # some CAS lost: redo row by row to learn which
-                conn.rollback()
-        if applied is None:
+        try:
+            with self._tx() as conn:
+                applied = self._commit(conn, run_id, transitions, expansions, now, bulk=True)
+                self._finish_commit(conn, run_id, applied, run_state, artifacts, uses, now)
+        except _LostRace:  # some CAS lost: redo row by row to learn which
             with self._tx() as conn:
                 applied = self._commit(conn, run_id, transitions, expansions, now, bulk=False)
-                assert applied is not None
-        with self._tx() as conn:
-            if run_state is not None:
-                old, new = run_state
-                if self._set_run_state(conn, run_id, old, new, now):
-                    applied.run_state = new
-            self._record_artifacts(conn, run_id, artifacts, uses, now)
+                self._finish_commit(conn, run_id, applied, run_state, artifacts, uses, now)
         return applied
+
+    def _finish_commit(
+        self, conn: Connection, run_id: str, applied: Applied,
+        run_state: tuple[RunState, RunState] | None, artifacts: Sequence[ArtifactRecord],
+        uses: Sequence[ArtifactUse], now: float,
+    ) -> None:
+        if run_state is not None and self._set_run_state(conn, run_id, *run_state, now):
+            applied.run_state = run_state[1]
+        if artifacts or uses:
+            self._record_artifacts(conn, run_id, artifacts, uses, now)
 
     def _commit(
         self,
@@ -306,7 +310,7 @@ class SqlStore:
         now: float,
         *,
         bulk: bool,
-    ) -> Applied | None:
+    ) -> Applied:
         applied = Applied()
         for e in expansions:
             ph = e.placeholder
@@ -318,7 +322,7 @@ class SqlStore:
             )
             if res.rowcount != 1:
                 if bulk:
-                    return None
+                    raise _LostRace
                 applied.lost.append(ph.key)
                 continue
             created = expansion_instances(e, now)
@@ -345,7 +349,7 @@ class SqlStore:
             if bulk and self._multi_rowcount:
                 res = conn.execute(self._cas, params)
                 if res.rowcount != len(params):
-                    return None
+                    raise _LostRace
                 won = order
             else:
                 won = []
@@ -535,6 +539,10 @@ class SqlStore:
     @property
     def display_url(self) -> str:
         return self.engine.url.render_as_string(hide_password=True)
+
+
+class _LostRace(Exception):
+    """A bulk compare-and-set matched fewer rows than expected; roll back and go row by row."""
 
 
 _TI_VALUE_COLUMNS = (
