@@ -273,7 +273,9 @@ def retry(
     if resets:
         env.store.reset_instances(record.run_id, resets, now, "retry requested")
     for task_id in remap:
-        env.store.replace_mapped(record.run_id, task_id, TI(task_id=task_id), now)
+        tries = max((ti.try_number for ti in tis if ti.task_id == task_id), default=0)
+        placeholder = TI(task_id=task_id, try_number=tries, retry_base=tries)
+        env.store.replace_mapped(record.run_id, task_id, placeholder, now)
     if (resets or remap) and record.state.is_terminal:
         env.store.set_run_state(record.run_id, record.state, RunState.RUNNING, now)
     record = env.store.get_run(record.run_id)

@@ -79,5 +79,8 @@ def expansion_instances(e: Expansion, now: float) -> list[TI]:
     if e.count == 0:
         return [replace(base, state=TaskState.SKIPPED, ended_at=now)]
     return [
-        TI(task_id=base.task_id, map_index=i, state=TaskState.SCHEDULED) for i in range(e.count)
+        # a re-expansion (after a retry) continues the try numbers of the earlier instances
+        TI(task_id=base.task_id, map_index=i, state=TaskState.SCHEDULED,
+           try_number=base.try_number, retry_base=base.try_number)
+        for i in range(e.count)
     ]

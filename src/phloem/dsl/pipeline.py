@@ -58,9 +58,16 @@ def pipeline(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
             raise unknown_option(key, PIPELINE_OPTIONS, f"{caller_location()}: @pipeline")
 
     def wrap(f: Callable[..., Any]) -> Pipeline:
-        return _build(f, options, caller_location(3))
+        return _build(f, options, _where(f))
 
     return wrap(fn) if fn is not None else wrap
+
+
+def _where(fn: Callable[..., Any]) -> str:
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return caller_location(3)
+    return f"{code.co_filename}:{code.co_firstlineno}"
 
 
 def _build(fn: Callable[..., Any], options: Mapping[str, Any], where: str) -> Pipeline:

@@ -84,7 +84,9 @@ def _make(
     def wrap(f: Callable[..., Any]) -> Task[Any, Any]:
         if not callable(f):
             raise DefinitionError(f"{decorator} decorates a function, got {f!r}")
-        where = f"{caller_location(3)}: {decorator} on '{f.__name__}'"
+        code = getattr(f, "__code__", None)
+        site = f"{code.co_filename}:{code.co_firstlineno}" if code else caller_location(3)
+        where = f"{site}: {decorator} on '{getattr(f, '__name__', f)}'"
         base = TaskOptions(name=f.__name__, kind=kind)
         if kind == "sensor":
             base = TaskOptions(name=f.__name__, kind=kind, sensor=SensorOptions())

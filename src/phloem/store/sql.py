@@ -450,7 +450,7 @@ class SqlStore:
                     select(au.c.digest, au.c.task_id, au.c.map_index, au.c.role).where(
                         au.c.run_id == run_id, au.c.digest.in_({u.digest for u in uses})
                     )
-                ).tuples()
+                )
             )
             fresh_rows = [v for k, v in rows.items() if k not in existing]
             if fresh_rows:
