@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import sys
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -188,11 +189,27 @@ def _death_reason(a: Attempt, pid: int, code: int | None) -> str:
     return f"worker process {pid} exited with code {code} while running this attempt"
 
 
+def _die_with_parent() -> None:
+    """On Linux, ask the kernel to kill this worker when its driver dies (even by SIGKILL),
+    so no orphan keeps running an attempt nobody will ever read."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _worker_main(conn: Connection, pipelines: Mapping[str, PipelineSpec], artifacts_url: str) -> None:
     from phloem.artifacts import ArtifactStore
     from phloem.runner import run_attempt
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    _die_with_parent()
     artifacts = ArtifactStore(artifacts_url)
     loaded: dict[str, PipelineSpec] = dict(pipelines)
     while True:

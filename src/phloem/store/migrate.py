@@ -25,7 +25,14 @@ def ensure_schema(engine: Engine) -> None:
     rev = current_revision(engine)
     if rev == HEAD:
         return
-    upgrade(engine)
+    try:
+        upgrade(engine)
+    except Exception:
+        # another process may have created the schema at the same moment: fine if it is
+        # now current (PostgreSQL serializes this with an advisory lock, SQLite with its
+        # write lock, so the loser sees the winner's tables)
+        if current_revision(engine) != HEAD:
+            raise
 
 
 def _config(engine: Engine):  # type: ignore[no-untyped-def]
@@ -49,6 +56,16 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
             f"the database schema is at revision {rev}, which this phloem version does not "
             "know (it was written by a newer phloem); upgrade phloem to use this store"
         )
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT pg_advisory_lock(72957301)")
+            try:
+                if current_revision(engine) != HEAD or revision != "head":
+                    command.upgrade(cfg, revision)
+            finally:
+                conn.exec_driver_sql("SELECT pg_advisory_unlock(72957301)")
+                conn.commit()
+        return
     command.upgrade(cfg, revision)
 
 

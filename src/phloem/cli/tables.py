@@ -1,0 +1,99 @@
+"""Rich tables for people; rich is imported here only, when something is printed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from phloem.cli.views import Row, failures, human_duration, summary_rows
+from phloem.records import TI, RunRecord
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+#: At most this many failed instances are listed under a table; the rest are counted.
+MAX_FAILURES_SHOWN = 10
+
+_STATE_STYLE = {
+    "success": "green", "cached": "green", "failed": "red", "upstream_failed": "red",
+    "up_for_retry": "yellow", "running": "cyan", "queued": "cyan", "skipped": "dim",
+}
+
+
+def console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def _styled(state: str) -> str:
+    style = _STATE_STYLE.get(state)
+    return f"[{style}]{state}[/]" if style else state
+
+
+def summary_table(rows: Sequence[Row], title: str | None = None):  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", box=None, pad_edge=False)
+    table.add_column("task", overflow="fold")
+    table.add_column("state", overflow="fold")
+    table.add_column("tries", justify="right")
+    table.add_column("duration", justify="right")
+    for r in rows:
+        name = f"{r.task} (x{r.mapped})" if r.mapped is not None else r.task
+        state = r.state if r.mapped is not None else _styled(r.state)
+        table.add_row(name, state, str(r.tries), human_duration(r.duration))
+    return table
+
+
+def print_summary(out: Console, tis: Iterable[TI], order: Sequence[str] | None) -> None:
+    tis = list(tis)
+    out.print(summary_table(summary_rows(tis, order)))
+    failed = failures(tis, order)
+    for name, error in failed[:MAX_FAILURES_SHOWN]:
+        out.print(f"[red]failed[/] {name}: {error}", markup=True)
+    if len(failed) > MAX_FAILURES_SHOWN:
+        out.print(f"... and {len(failed) - MAX_FAILURES_SHOWN} more failed instances")
+
+
+def print_run_header(out: Console, run: RunRecord) -> None:
+    from rich.table import Table
+
+    from phloem.cli.views import iso
+
+    t = Table(box=None, show_header=False, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column(overflow="fold")
+    t.add_row("run", run.run_id)
+    t.add_row("pipeline", run.pipeline)
+    t.add_row("state", _styled(run.state.value))
+    t.add_row("logical date", run.logical_date)
+    if run.params:
+        import json
+
+        t.add_row("params", json.dumps(run.params, default=str))
+    t.add_row("started", iso(run.started_at) or "-")
+    t.add_row("ended", iso(run.ended_at) or "-")
+    if run.started_at is not None and run.ended_at is not None:
+        t.add_row("duration", human_duration(run.ended_at - run.started_at))
+    if run.source:
+        t.add_row("source", run.source)
+    out.print(t)
+
+
+def runs_table(runs: Sequence[RunRecord]):  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    from phloem.cli.views import iso
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("run", "pipeline", "state", "logical date", "started", "duration"):
+        table.add_column(col, overflow="fold")
+    for r in runs:
+        took = r.ended_at - r.started_at if r.started_at and r.ended_at else None
+        started = iso(r.started_at)
+        table.add_row(
+            r.run_id, r.pipeline, _styled(r.state.value), r.logical_date[:19],
+            started[:19] if started else "-", human_duration(took),
+        )
+    return table
