@@ -113,16 +113,27 @@ def test_unknown_trigger_rule_suggests() -> None:
 
 
 def test_options_are_validated_and_normalized() -> None:
-    @task(retries=2, retry_delay=timedelta(seconds=3), retry_backoff=True, timeout=5,
-          trigger_rule="none_failed", resources={"cpus": 2, "memory": "1GiB"})
+    @task(
+        retries=2,
+        retry_delay=timedelta(seconds=3),
+        retry_backoff=True,
+        timeout=5,
+        trigger_rule="none_failed",
+        resources={"cpus": 2, "memory": "1GiB"},
+    )
     def t() -> None: ...
 
     o = t.options
     assert (o.retries, o.retry_delay, o.retry_backoff, o.timeout) == (2, 3.0, 2.0, 5.0)
     assert o.trigger_rule is TriggerRule.NONE_FAILED
     assert o.resources.cpus == 2 and o.resources.memory == 1024**3
-    for bad in ({"retries": -1}, {"retry_delay": "soon"}, {"timeout": 0},
-                {"retry_jitter": 2}, {"pool_slots": 0}):
+    for bad in (
+        {"retries": -1},
+        {"retry_delay": "soon"},
+        {"timeout": 0},
+        {"retry_jitter": 2},
+        {"pool_slots": 0},
+    ):
         with pytest.raises(DefinitionError):
             task(**bad)(lambda: None)
 
@@ -203,7 +214,7 @@ def test_unknown_pipeline_option() -> None:
 
 
 def test_if_on_a_reference_explains_branching() -> None:
-    with pytest.raises(DefinitionError, match="task.branch"):
+    with pytest.raises(DefinitionError, match=r"task\.branch"):
 
         @pipeline
         def p() -> None:

@@ -54,8 +54,13 @@ def _start(tmp_path: Path, home: Path) -> tuple[subprocess.Popen[str], Path, Pat
         f"params={{'counter': {str(counter)!r}, 'gate': {str(gate)!r}}})\n"
     )
     env = {**os.environ, "PHLOEM_HOME": str(home)}
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     return proc, counter, gate
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import threading
@@ -58,8 +59,14 @@ def ctx_info() -> dict:
     c = phloem.context()
     print("hello from print")
     c.log.info("hello from the logger")
-    return {"task": c.task_id, "try": c.try_number, "params": c.params, "run": c.run_id,
-            "map_index": c.map_index, "pipeline": c.pipeline}
+    return {
+        "task": c.task_id,
+        "try": c.try_number,
+        "params": c.params,
+        "run": c.run_id,
+        "map_index": c.map_index,
+        "pipeline": c.pipeline,
+    }
 
 
 @pipeline
@@ -71,8 +78,14 @@ def with_context(alpha: float = 0.5) -> None:
 def test_context_and_captured_logs(executor: str, home: Path) -> None:
     r = phloem.run(with_context, executor=executor, logical_date="2026-01-02")
     out = r.output("ctx_info")
-    assert out == {"task": "ctx_info", "try": 1, "params": {"alpha": 0.5}, "run": r.run_id,
-                   "map_index": None, "pipeline": "with_context"}
+    assert out == {
+        "task": "ctx_info",
+        "try": 1,
+        "params": {"alpha": 0.5},
+        "run": r.run_id,
+        "map_index": None,
+        "pipeline": "with_context",
+    }
     assert r.run.logical_date.startswith("2026-01-02T00:00:00")
     log = (home / "logs" / r.run_id / "ctx_info.1.log").read_text()
     assert "hello from print" in log and "hello from the logger" in log
@@ -95,15 +108,20 @@ def flaky_pipeline(marker: str = "") -> None:
 
 @pytest.mark.parametrize("executor", EXECUTORS)
 def test_retries_back_off_exponentially_with_a_cap(executor: str, tmp_path: Path) -> None:
-    r = phloem.run(flaky_pipeline, params={"marker": str(tmp_path / "m")}, executor=executor,
-                   store="memory", home=tmp_path)
+    r = phloem.run(
+        flaky_pipeline,
+        params={"marker": str(tmp_path / "m")},
+        executor=executor,
+        store="memory",
+        home=tmp_path,
+    )
     assert r.state is RunState.SUCCESS
     attempts = r._env.store.attempts(r.run_id, "flaky")
     assert [a.try_number for a in attempts] == [1, 2, 3, 4]
     assert [a.state for a in attempts] == ["up_for_retry"] * 3 + ["success"]
     assert "ConnectionError: attempt 1 failed" in (attempts[0].error or "")
-    gaps = [b.queued_at - a.ended_at for a, b in zip(attempts, attempts[1:])]
-    for gap, expected in zip(gaps, [0.05, 0.10, 0.15]):
+    gaps = [b.queued_at - a.ended_at for a, b in itertools.pairwise(attempts)]
+    for gap, expected in zip(gaps, [0.05, 0.10, 0.15], strict=True):
         assert expected - 0.005 <= gap < expected + 0.25
 
 
@@ -130,8 +148,11 @@ def failing() -> None:
 
 def test_failure_after_retries_fails_downstream_and_run(tmp_path: Path) -> None:
     r = phloem.run(failing, store="memory", home=tmp_path)
-    assert r.states() == {"always_fails": "failed", "after": "upstream_failed",
-                          "cleanup": "success"}
+    assert r.states() == {
+        "always_fails": "failed",
+        "after": "upstream_failed",
+        "cleanup": "success",
+    }
     # cleanup is the only leaf and succeeded: like Airflow, leaves decide the run's state
     assert r.state is RunState.SUCCESS
     ti = r.tasks[("always_fails", -1)]
@@ -186,8 +207,7 @@ def dying(marker: str = "") -> None:
 
 def test_a_killed_worker_fails_its_attempt_and_is_retried(tmp_path: Path) -> None:
     started = time.time()
-    r = phloem.run(dying, params={"marker": str(tmp_path / "m")}, store="memory",
-                   home=tmp_path)
+    r = phloem.run(dying, params={"marker": str(tmp_path / "m")}, store="memory", home=tmp_path)
     assert time.time() - started < 10
     assert r.state is RunState.SUCCESS
     first = r._env.store.attempts(r.run_id, "dies_once")[0]
@@ -249,8 +269,11 @@ def test_dataframes_and_models_travel_as_artifacts_with_lineage(
     outputs = {u.task_id: u.digest for u in uses if u.role == "output"}
     inputs = {(u.task_id, u.digest) for u in uses if u.role == "input"}
     assert set(outputs) == {"frame", "fit"}
-    assert (("fit", outputs["frame"]) in inputs and ("predict", outputs["frame"]) in inputs
-            and ("predict", outputs["fit"]) in inputs)
+    assert (
+        ("fit", outputs["frame"]) in inputs
+        and ("predict", outputs["frame"]) in inputs
+        and ("predict", outputs["fit"]) in inputs
+    )
     rec = r._env.store.artifact(outputs["frame"])
     assert rec is not None and rec.serializer.startswith("parquet")
     assert r._env.store.artifact(outputs["fit"]).serializer == "joblib"  # type: ignore[union-attr]
@@ -284,8 +307,11 @@ def test_retry_resumes_without_rerunning_succeeded_tasks(store: object, tmp_path
     params = {"flag": str(flag), "counter": str(counter)}
     r = phloem.run(repairable, params=params, store=store_url, home=tmp_path)
     assert r.state is RunState.FAILED
-    assert r.states() == {"maybe_fail": "failed", "end": "upstream_failed",
-                          "counted": "upstream_failed"}
+    assert r.states() == {
+        "maybe_fail": "failed",
+        "end": "upstream_failed",
+        "counted": "upstream_failed",
+    }
     flag.unlink()
     r2 = phloem.retry(r.run_id, pipeline=repairable, store=store_url, home=tmp_path)
     assert r2.state is RunState.SUCCESS
@@ -296,16 +322,18 @@ def test_retry_resumes_without_rerunning_succeeded_tasks(store: object, tmp_path
     assert r3.state is RunState.SUCCESS and counter.read_text() == "xx"
     assert r3.tasks[("maybe_fail", -1)].try_number == 2
     # a named task with its downstream re-runs only those
-    r4 = phloem.retry(r.run_id, task="end", downstream=True, pipeline=repairable,
-                      store=store_url, home=tmp_path)
+    r4 = phloem.retry(
+        r.run_id, task="end", downstream=True, pipeline=repairable, store=store_url, home=tmp_path
+    )
     assert r4.state is RunState.SUCCESS and counter.read_text() == "xxxx"
     assert r4.tasks[("maybe_fail", -1)].try_number == 2
 
 
 def test_retry_of_a_mapped_source_re_expands(tmp_path: Path) -> None:
     r = phloem.run(squares, params={"n": 3}, store="memory", home=tmp_path)
-    r2 = phloem.retry(r.run_id, task="make", downstream=True, pipeline=squares,
-                      store=r._env.store, home=tmp_path)
+    r2 = phloem.retry(
+        r.run_id, task="make", downstream=True, pipeline=squares, store=r._env.store, home=tmp_path
+    )
     assert r2.state is RunState.SUCCESS and r2.output("total") == 5
     assert r2.tasks[("make", -1)].try_number == 2
     # fresh instances after re-expansion continue the earlier try numbers

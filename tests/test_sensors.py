@@ -78,7 +78,8 @@ def test_builtin_file_and_time_sensors(tmp_path: Path) -> None:
     @pipeline
     def p() -> None:
         f = wait_for_file.with_options(poke_interval=0.05, timeout=2)(
-            str(tmp_path / "part-*.parquet"))
+            str(tmp_path / "part-*.parquet")
+        )
         t = wait_until.with_options(poke_interval=0.05, timeout=2)(past)
         consume(f) >> consume(t)
 
@@ -100,15 +101,15 @@ def model_monitoring() -> None:
 @pipeline
 def retraining() -> None:
     wait = wait_for_pipeline.with_options(poke_interval=0.05, timeout=10, mode="reschedule")(
-        "model_monitoring", task="check_drift")
+        "model_monitoring", task="check_drift"
+    )
     consume(wait)
 
 
 def test_wait_for_another_pipeline_same_logical_date(home: Path) -> None:
     day = "2026-05-01T02:00:00+00:00"
     result: dict[str, phloem.RunResult] = {}
-    t = threading.Thread(
-        target=lambda: result.update(r=phloem.run(retraining, logical_date=day)))
+    t = threading.Thread(target=lambda: result.update(r=phloem.run(retraining, logical_date=day)))
     t.start()
     time.sleep(0.5)
     assert "r" not in result  # still waiting: no monitoring run for that date yet

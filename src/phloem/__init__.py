@@ -33,16 +33,38 @@ __version__ = "0.1.0"
 
 __all__ = [
     # authoring
-    "Pipeline", "Resources", "Task", "TaskRef", "TriggerRule", "group", "pipeline", "sensor",
+    "Pipeline",
+    "Resources",
+    "Task",
+    "TaskRef",
+    "TriggerRule",
+    "group",
+    "pipeline",
+    "sensor",
     "task",
     # inside a task
-    "TaskContext", "context", "skip",
+    "TaskContext",
+    "context",
+    "skip",
     # running
-    "RunResult", "RunState", "TaskState", "retry", "run",
+    "RunResult",
+    "RunState",
+    "TaskState",
+    "retry",
+    "run",
     # errors
-    "ArtifactError", "CycleError", "DefinitionError", "ParamError", "PhloemError",
-    "PipelineNotFound", "RunConflict", "RunNotFound", "SerializationError", "StoreError",
-    "TaskFailed", "TaskNotFound",
+    "ArtifactError",
+    "CycleError",
+    "DefinitionError",
+    "ParamError",
+    "PhloemError",
+    "PipelineNotFound",
+    "RunConflict",
+    "RunNotFound",
+    "SerializationError",
+    "StoreError",
+    "TaskFailed",
+    "TaskNotFound",
 ]
 
 

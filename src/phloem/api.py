@@ -89,9 +89,15 @@ def create_run(
     values = resolve_params(spec, params)
     now = time.time()
     record = RunRecord(
-        run_id=new_run_id(now), pipeline=spec.name, state=RunState.QUEUED,
-        logical_date=_iso(logical_date), params=values, created_at=now, run_type=run_type,
-        source=source, code_hash=spec.code_hash,
+        run_id=new_run_id(now),
+        pipeline=spec.name,
+        state=RunState.QUEUED,
+        logical_date=_iso(logical_date),
+        params=values,
+        created_at=now,
+        run_type=run_type,
+        source=source,
+        code_hash=spec.code_hash,
         data_interval_start=data_interval[0] if data_interval else None,
         data_interval_end=data_interval[1] if data_interval else None,
         idempotency_key=idempotency_key,
@@ -106,7 +112,9 @@ class RunResult:
         self._env = env
         self.spec = spec
         self.run = run
-        self.tasks: dict[tuple[str, int], TI] = {ti.key: ti for ti in env.store.load_instances(run.run_id)}
+        self.tasks: dict[tuple[str, int], TI] = {
+            ti.key: ti for ti in env.store.load_instances(run.run_id)
+        }
 
     @property
     def run_id(self) -> str:
@@ -126,16 +134,23 @@ class RunResult:
     def states(self) -> dict[str, str]:
         """task id (with [i] for mapped instances) -> state."""
         out = {}
-        for (task_id, i), ti in sorted(self.tasks.items(), key=lambda kv: (
-                self.spec.tasks[kv[0][0]].index if kv[0][0] in self.spec.tasks else 0, kv[0][1])):
+        for (task_id, i), ti in sorted(
+            self.tasks.items(),
+            key=lambda kv: (
+                self.spec.tasks[kv[0][0]].index if kv[0][0] in self.spec.tasks else 0,
+                kv[0][1],
+            ),
+        ):
             out[f"{task_id}[{i}]" if i >= 0 else task_id] = ti.state.value
         return out
 
     def _ti(self, task_id: str, map_index: int) -> TI:
         ti = self.tasks.get((task_id, map_index))
         if ti is None:
-            raise TaskNotFound(f"run {self.run_id} has no task instance {task_id}"
-                               + (f"[{map_index}]" if map_index >= 0 else ""))
+            raise TaskNotFound(
+                f"run {self.run_id} has no task instance {task_id}"
+                + (f"[{map_index}]" if map_index >= 0 else "")
+            )
         return ti
 
     def output(self, task_id: str, map_index: int | None = None) -> Any:
@@ -147,10 +162,14 @@ class RunResult:
         if ti.state not in SUCCESS_STATES:
             raise PhloemError(
                 f"task '{task_id}' of run {self.run_id} has no output: it is {ti.state.value}",
-                run=self.run_id, task=task_id,
+                run=self.run_id,
+                task=task_id,
             )
-        return None if ti.output is None else decode_output(
-            from_stored_json(ti.output), self._env.artifacts)
+        return (
+            None
+            if ti.output is None
+            else decode_output(from_stored_json(ti.output), self._env.artifacts)
+        )
 
     def __repr__(self) -> str:
         return f"<RunResult {self.run.pipeline} {self.run_id} {self.state.value}>"
@@ -228,16 +247,33 @@ def plan_retry(
     else:
         chosen = set()
         targets = [ti for ti in snap_tis if ti.state in (S.FAILED, S.UPSTREAM_FAILED)]
-    remap = {t for t in chosen if spec.tasks[t].is_mapped and (
-        any(u in chosen for u in spec.tasks[t].data_upstream) or t == task)}
+    remap = {
+        t
+        for t in chosen
+        if spec.tasks[t].is_mapped
+        and (any(u in chosen for u in spec.tasks[t].data_upstream) or t == task)
+    }
     resets = []
     for ti in targets:
         if ti.task_id in remap or ti.state not in _RESETTABLE:
             continue
-        resets.append((ti, replace(
-            ti, state=S.PENDING, retry_base=ti.try_number, next_try_at=None, started_at=None,
-            ended_at=None, output=None, error=None, follow=None, map_length=None,
-        )))
+        resets.append(
+            (
+                ti,
+                replace(
+                    ti,
+                    state=S.PENDING,
+                    retry_base=ti.try_number,
+                    next_try_at=None,
+                    started_at=None,
+                    ended_at=None,
+                    output=None,
+                    error=None,
+                    follow=None,
+                    map_length=None,
+                ),
+            )
+        )
     return resets, remap
 
 
@@ -284,5 +320,14 @@ def retry(
     return drive(env, spec, record, executor, workers, reporter)
 
 
-__all__ = ["Env", "RunResult", "create_run", "drive", "open_env", "retry", "run", "Snapshot",
-           "Transition"]
+__all__ = [
+    "Env",
+    "RunResult",
+    "create_run",
+    "drive",
+    "open_env",
+    "retry",
+    "run",
+    "Snapshot",
+    "Transition",
+]

@@ -137,8 +137,7 @@ class Driver:
             self.executor.shutdown()
             stale = [snap.tis[k] for k in snap.keys_in(*ACTIVE_TASK_STATES)]
             if stale:
-                ts = [Transition(ti, replace(ti, state=S.SCHEDULED), "interrupted")
-                      for ti in stale]
+                ts = [Transition(ti, replace(ti, state=S.SCHEDULED), "interrupted") for ti in stale]
                 self.store.commit(snap.run_id, ts, now=self.clock())
         except Exception:  # the original exception matters more
             log.exception("could not mark interrupted attempts of run %s", snap.run_id)
@@ -169,8 +168,11 @@ class Driver:
         if applied.run_state is not None:
             snap.run_state = applied.run_state
         if applied.lost:
-            log.warning("run %s: %d changes lost to another actor; reloading", snap.run_id,
-                        len(applied.lost))
+            log.warning(
+                "run %s: %d changes lost to another actor; reloading",
+                snap.run_id,
+                len(applied.lost),
+            )
             snap = self._load()
         submitted = [t.new for t in applied.transitions if t.new.state is S.QUEUED]
         for ti in submitted:
@@ -221,14 +223,22 @@ class Driver:
             kwargs.update(self._mapped_kwargs(snap, t, ti.map_index))
         run = self.run
         return Attempt(
-            run_id=run.run_id, pipeline=self.spec.name, task_id=ti.task_id,
-            map_index=ti.map_index, try_number=ti.try_number, args=args, kwargs=kwargs,
-            logical_date=run.logical_date, data_interval_start=run.data_interval_start,
-            data_interval_end=run.data_interval_end, params=run.params,
-            log_path=log_path(self.logs_dir, run.run_id, ti.task_id, ti.map_index,
-                              ti.try_number),
-            first_started_at=ti.first_started_at or self.clock(), timeout=t.options.timeout,
-            source=run.source, store_url=self.store.url,
+            run_id=run.run_id,
+            pipeline=self.spec.name,
+            task_id=ti.task_id,
+            map_index=ti.map_index,
+            try_number=ti.try_number,
+            args=args,
+            kwargs=kwargs,
+            logical_date=run.logical_date,
+            data_interval_start=run.data_interval_start,
+            data_interval_end=run.data_interval_end,
+            params=run.params,
+            log_path=log_path(self.logs_dir, run.run_id, ti.task_id, ti.map_index, ti.try_number),
+            first_started_at=ti.first_started_at or self.clock(),
+            timeout=t.options.timeout,
+            source=run.source,
+            store_url=self.store.url,
         )
 
     def _value(self, snap: Snapshot, a: ArgSpec) -> Any:
@@ -272,8 +282,12 @@ class Driver:
         cached = self._map_sources.get(arg.task_id)
         if cached is None:
             stored = snap.tis[(arg.task_id, -1)].output
-            cached = [] if stored is None else list(
-                decode_output(from_stored_json(stored), self.artifacts)  # type: ignore[call-overload]
+            cached = (
+                []
+                if stored is None
+                else list(
+                    decode_output(from_stored_json(stored), self.artifacts)  # type: ignore[call-overload]
+                )
             )
             self._map_sources[arg.task_id] = cached
         return cached
@@ -285,17 +299,24 @@ class Driver:
             opts = self.spec.tasks[t.new.task_id].options
             state = t.new.state
             fn = (
-                opts.on_success if state is S.SUCCESS
-                else opts.on_failure if state is S.FAILED
-                else opts.on_retry if state is S.UP_FOR_RETRY
+                opts.on_success
+                if state is S.SUCCESS
+                else opts.on_failure
+                if state is S.FAILED
+                else opts.on_retry
+                if state is S.UP_FOR_RETRY
                 else None
             )
             if fn is None or t.old.state is state:
                 continue
             ctx = CallbackContext(
-                run_id=self.run.run_id, pipeline=self.spec.name, task_id=t.new.task_id,
+                run_id=self.run.run_id,
+                pipeline=self.spec.name,
+                task_id=t.new.task_id,
                 map_index=t.new.map_index if t.new.map_index >= 0 else None,
-                try_number=t.new.try_number, state=state.value, error=t.new.error,
+                try_number=t.new.try_number,
+                state=state.value,
+                error=t.new.error,
                 logical_date=self.run.logical_date,
             )
             try:
@@ -310,8 +331,14 @@ def _out(ti: TI) -> str | None:
 
 def _finished(r: Result) -> AttemptFinished:
     return AttemptFinished(
-        key=(r.task_id, r.map_index), try_number=r.try_number, outcome=r.outcome, at=r.ended_at,
-        output=r.output, map_length=r.map_length, follow=r.follow, error=r.error,
+        key=(r.task_id, r.map_index),
+        try_number=r.try_number,
+        outcome=r.outcome,
+        at=r.ended_at,
+        output=r.output,
+        map_length=r.map_length,
+        follow=r.follow,
+        error=r.error,
         retryable=r.retryable,
     )
 

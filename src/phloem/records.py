@@ -55,7 +55,6 @@ class Expansion:
     count: int
 
 
-
 @dataclass(frozen=True, slots=True)
 class RunRecord:
     run_id: str
@@ -80,7 +79,12 @@ def expansion_instances(e: Expansion, now: float) -> list[TI]:
         return [replace(base, state=TaskState.SKIPPED, ended_at=now)]
     return [
         # a re-expansion (after a retry) continues the try numbers of the earlier instances
-        TI(task_id=base.task_id, map_index=i, state=TaskState.SCHEDULED,
-           try_number=base.try_number, retry_base=base.try_number)
+        TI(
+            task_id=base.task_id,
+            map_index=i,
+            state=TaskState.SCHEDULED,
+            try_number=base.try_number,
+            retry_base=base.try_number,
+        )
         for i in range(e.count)
     ]

@@ -57,8 +57,15 @@ TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     T.PENDING: frozenset({T.SCHEDULED, T.SKIPPED, T.UPSTREAM_FAILED, T.CACHED, T.FAILED}),
     T.SCHEDULED: frozenset({T.QUEUED, T.SKIPPED, T.UPSTREAM_FAILED, T.PENDING}),
     T.QUEUED: frozenset(
-        {T.RUNNING, T.SUCCESS, T.FAILED, T.UP_FOR_RETRY, T.UP_FOR_RESCHEDULE, T.SKIPPED,
-         T.SCHEDULED}
+        {
+            T.RUNNING,
+            T.SUCCESS,
+            T.FAILED,
+            T.UP_FOR_RETRY,
+            T.UP_FOR_RESCHEDULE,
+            T.SKIPPED,
+            T.SCHEDULED,
+        }
     ),
     T.RUNNING: frozenset(
         {T.SUCCESS, T.FAILED, T.UP_FOR_RETRY, T.UP_FOR_RESCHEDULE, T.SKIPPED, T.SCHEDULED}

@@ -7,6 +7,18 @@ from phloem.dsl.spec import ParamSpec, PipelineSpec, TaskSpec
 from phloem.dsl.task import Task, sensor, task
 
 __all__ = [
-    "ParamRef", "ParamSpec", "Pipeline", "PipelineSpec", "Resources", "Task", "TaskOptions",
-    "TaskRef", "TaskSpec", "group", "pipeline", "resolve_params", "sensor", "task",
+    "ParamRef",
+    "ParamSpec",
+    "Pipeline",
+    "PipelineSpec",
+    "Resources",
+    "Task",
+    "TaskOptions",
+    "TaskRef",
+    "TaskSpec",
+    "group",
+    "pipeline",
+    "resolve_params",
+    "sensor",
+    "task",
 ]

@@ -10,10 +10,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from phloem.errors import CycleError, DefinitionError, TaskNotFound
 from phloem.dsl.options import TaskOptions
 from phloem.dsl.refs import ArgSpec, Lit, Param, Ref, TaskRef, to_argspec
 from phloem.dsl.spec import ParamSpec, PipelineSpec, TaskSpec
+from phloem.errors import CycleError, DefinitionError, TaskNotFound
 
 #: The builder of the pipeline whose body is executing right now (None outside a body).
 _current: ContextVar[Builder | None] = ContextVar("phloem_builder", default=None)

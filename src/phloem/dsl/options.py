@@ -64,8 +64,7 @@ def _seconds(value: object, option: str, where: str) -> float:
         return value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise DefinitionError(
-            f"{where}: option '{option}' must be seconds (a number) or a timedelta, "
-            f"got {value!r}"
+            f"{where}: option '{option}' must be seconds (a number) or a timedelta, got {value!r}"
         )
     if value < 0:
         raise DefinitionError(f"{where}: option '{option}' must not be negative, got {value!r}")
@@ -74,7 +73,9 @@ def _seconds(value: object, option: str, where: str) -> float:
 
 def unknown_option(name: str, known: frozenset[str], where: str) -> DefinitionError:
     close = difflib.get_close_matches(name, sorted(known), n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else f"; known options: {', '.join(sorted(known))}"
+    hint = (
+        f"; did you mean '{close[0]}'?" if close else f"; known options: {', '.join(sorted(known))}"
+    )
     return DefinitionError(f"{where}: unknown option '{name}'{hint}")
 
 
@@ -141,7 +142,9 @@ def build_options(base: TaskOptions, overrides: Mapping[str, Any], where: str) -
             if isinstance(v, bool) or not isinstance(v, int) or (key == "pool_slots" and v < 1):
                 raise DefinitionError(f"{where}: option '{key}' must be an int, got {v!r}")
     if "pool" in changes and (not isinstance(changes["pool"], str) or not changes["pool"]):
-        raise DefinitionError(f"{where}: option 'pool' must be a pool name, got {changes['pool']!r}")
+        raise DefinitionError(
+            f"{where}: option 'pool' must be a pool name, got {changes['pool']!r}"
+        )
     if "resources" in changes:
         changes["resources"] = _resources(changes["resources"], where)
     if "tags" in changes:
@@ -188,7 +191,9 @@ def _parse_memory(text: str, where: str) -> int:
             return int(float(t[:-1]) * units[t[-1]])
         return int(t)
     except ValueError:
-        raise DefinitionError(f"{where}: cannot read memory size {text!r}; write e.g. '4GiB'") from None
+        raise DefinitionError(
+            f"{where}: cannot read memory size {text!r}; write e.g. '4GiB'"
+        ) from None
 
 
 def _sensor(base: SensorOptions, changes: Mapping[str, Any], where: str) -> SensorOptions:
@@ -198,5 +203,7 @@ def _sensor(base: SensorOptions, changes: Mapping[str, Any], where: str) -> Sens
     if "timeout" in out:
         out["timeout"] = _seconds(out["timeout"], "timeout", where)
     if "mode" in out and out["mode"] not in ("poke", "reschedule"):
-        raise DefinitionError(f"{where}: sensor mode must be 'poke' or 'reschedule', got {out['mode']!r}")
+        raise DefinitionError(
+            f"{where}: sensor mode must be 'poke' or 'reschedule', got {out['mode']!r}"
+        )
     return replace(base, **out)

@@ -10,7 +10,7 @@ from datetime import date, datetime, timezone
 from typing import Any
 
 from phloem.dsl.builder import Builder, caller_location, current_builder
-from phloem.dsl.options import build_options, TaskOptions
+from phloem.dsl.options import TaskOptions, build_options
 from phloem.dsl.refs import ParamRef
 from phloem.dsl.spec import ParamSpec, PipelineSpec
 from phloem.errors import DefinitionError, ParamError
@@ -18,8 +18,17 @@ from phloem.errors import DefinitionError, ParamError
 _PARAM_TYPES = (bool, int, float, str, list, dict)
 PIPELINE_OPTIONS = frozenset(
     {
-        "name", "schedule", "start_date", "catchup", "max_active_runs", "max_active_tasks",
-        "params", "default_task_options", "tags", "description", "timezone",
+        "name",
+        "schedule",
+        "start_date",
+        "catchup",
+        "max_active_runs",
+        "max_active_tasks",
+        "params",
+        "default_task_options",
+        "tags",
+        "description",
+        "timezone",
     }
 )
 
@@ -119,7 +128,8 @@ def _apply_defaults(builder: Builder, defaults: Mapping[str, Any], where: str) -
         fill = {
             k: v
             for k, v in defaults.items()
-            if getattr(draft.options, k, None) == getattr(TaskOptions(name="x", kind=draft.options.kind), k, None)
+            if getattr(draft.options, k, None)
+            == getattr(TaskOptions(name="x", kind=draft.options.kind), k, None)
         }
         draft.options = build_options(draft.options, fill, f"{where}: default_task_options")
 
@@ -245,7 +255,9 @@ def group(name: str) -> Iterator[None]:
     """Group the tasks created inside: their ids become ``name.task``."""
     builder = current_builder()
     if builder is None:
-        raise DefinitionError(f"{caller_location(3)}: group('{name}') is used outside a @pipeline body")
+        raise DefinitionError(
+            f"{caller_location(3)}: group('{name}') is used outside a @pipeline body"
+        )
     if not name or "." in name or "/" in name:
         raise DefinitionError(f"group name must be non-empty without '.' or '/', got {name!r}")
     builder.groups.append(name)

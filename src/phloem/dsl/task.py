@@ -24,7 +24,7 @@ class Task(Generic[P, R]):
         self.options = options
         self._explicit_name = explicit_name
         self.__phloem_task__ = options.name
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> TaskRef:
         builder = current_builder()
@@ -117,6 +117,10 @@ class _TaskDecorator:
 task = _TaskDecorator()
 
 
+@overload
+def sensor(fn: Callable[P, R], /) -> Task[P, R]: ...
+@overload
+def sensor(**options: Any) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 def sensor(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """A task that waits: the function returns a falsy value until its condition holds.
 

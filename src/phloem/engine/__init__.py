@@ -17,6 +17,18 @@ from phloem.engine.model import (
 from phloem.engine.rules import Verdict, evaluate
 
 __all__ = [
-    "TI", "AttemptFinished", "AttemptStarted", "Capacity", "Decision", "Event", "Expansion",
-    "Key", "Kill", "Snapshot", "Transition", "Verdict", "decide", "evaluate",
+    "TI",
+    "AttemptFinished",
+    "AttemptStarted",
+    "Capacity",
+    "Decision",
+    "Event",
+    "Expansion",
+    "Key",
+    "Kill",
+    "Snapshot",
+    "Transition",
+    "Verdict",
+    "decide",
+    "evaluate",
 ]

@@ -147,8 +147,15 @@ def _on_finished(w: _Work, ti: TI, ev: AttemptFinished) -> None:
     if ev.outcome == "success":
         w.set(
             replace(
-                ti, state=S.SUCCESS, started_at=started, ended_at=ev.at, output=ev.output,
-                map_length=ev.map_length, follow=ev.follow, error=None, next_try_at=None,
+                ti,
+                state=S.SUCCESS,
+                started_at=started,
+                ended_at=ev.at,
+                output=ev.output,
+                map_length=ev.map_length,
+                follow=ev.follow,
+                error=None,
+                next_try_at=None,
             )
         )
     elif ev.outcome == "skip":
@@ -162,8 +169,13 @@ def _on_finished(w: _Work, ti: TI, ev: AttemptFinished) -> None:
             interval = sensor.poke_interval if sensor is not None else 0.0
             w.set(
                 replace(
-                    ti, state=S.UP_FOR_RESCHEDULE, started_at=started, ended_at=ev.at,
-                    next_try_at=ev.at + interval, retry_base=ti.retry_base + 1, error=None,
+                    ti,
+                    state=S.UP_FOR_RESCHEDULE,
+                    started_at=started,
+                    ended_at=ev.at,
+                    next_try_at=ev.at + interval,
+                    retry_base=ti.retry_base + 1,
+                    error=None,
                 )
             )
     elif ev.outcome == "sensor_timeout":
@@ -192,8 +204,12 @@ def _fail(
         delay = retry_delay(opts, used, seed)
         w.set(
             replace(
-                ti, state=S.UP_FOR_RETRY, started_at=started, ended_at=at,
-                next_try_at=at + delay, error=error,
+                ti,
+                state=S.UP_FOR_RETRY,
+                started_at=started,
+                ended_at=at,
+                next_try_at=at + delay,
+                error=error,
             ),
             f"retry {used} of {opts.retries} in {delay:.3g}s",
         )
@@ -239,9 +255,7 @@ def _timers(w: _Work, now: float, wake: list[float]) -> None:
 
 def _trigger(w: _Work, now: float) -> None:
     spec = w.snap.spec
-    pending = sorted(
-        {k[0] for k in w.keys_in(S.PENDING)}, key=lambda t: spec.tasks[t].index
-    )
+    pending = sorted({k[0] for k in w.keys_in(S.PENDING)}, key=lambda t: spec.tasks[t].index)
     for task_id in pending:
         t = spec.tasks[task_id]
         keys = [(task_id, i) for i in w.indexes(task_id)]
@@ -268,9 +282,13 @@ def _verdict(w: _Work, t: TaskSpec) -> Verdict:
         u = spec.tasks[up]
         if u.is_branch:
             b = w.get((up, -1)) if (up, -1) in w.snap.tis or (up, -1) in w.changed else None
-            if b is not None and b.state in SUCCESS_STATES and b.follow is not None:
-                if t.task_id not in b.follow:
-                    return Verdict.SKIP
+            if (
+                b is not None
+                and b.state in SUCCESS_STATES
+                and b.follow is not None
+                and t.task_id not in b.follow
+            ):
+                return Verdict.SKIP
     counts: Counter[TaskState] = Counter()
     total = 0
     for up in t.upstream:
@@ -358,8 +376,13 @@ def _queue(w: _Work, now: float, capacity: Capacity) -> None:
         free -= 1
         w.set(
             replace(
-                ti, state=S.QUEUED, try_number=ti.try_number + 1, queued_at=now,
-                started_at=None, ended_at=None, next_try_at=None,
+                ti,
+                state=S.QUEUED,
+                try_number=ti.try_number + 1,
+                queued_at=now,
+                started_at=None,
+                ended_at=None,
+                next_try_at=None,
                 first_started_at=ti.first_started_at if ti.first_started_at is not None else now,
             )
         )

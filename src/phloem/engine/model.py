@@ -13,6 +13,7 @@ from phloem.states import ACTIVE_TASK_STATES, RunState, TaskState
 
 __all__ = ["TI", "Expansion", "Key", "Transition", "expansion_instances"]
 
+
 @dataclass(frozen=True, slots=True)
 class AttemptStarted:
     key: Key

@@ -29,7 +29,8 @@ class InlineExecutor:
 
     def kill(self, task_id: str, map_index: int, try_number: int, reason: str) -> None:
         self._queue = deque(
-            a for a in self._queue
+            a
+            for a in self._queue
             if (a.task_id, a.map_index, a.try_number) != (task_id, map_index, try_number)
         )
 

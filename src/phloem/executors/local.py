@@ -115,8 +115,7 @@ class LocalExecutor:
         if why is not None:
             now = time.time()
             self._reports.append(
-                Result(head.task_id, head.map_index, head.try_number, "failed", now, now,
-                       error=why)
+                Result(head.task_id, head.map_index, head.try_number, "failed", now, now, error=why)
             )
         self._queue.extendleft(reversed(rest))
 
@@ -135,7 +134,7 @@ class LocalExecutor:
             if w is not None:
                 self._drain(w, reports)
         for obj in ready:
-            w = by_sentinel.get(obj)  # type: ignore[call-overload]
+            w = by_sentinel.get(obj)
             if w is not None and w in self._workers:
                 self._drain(w, reports)
                 if w.sent:
@@ -204,7 +203,9 @@ def _die_with_parent() -> None:
         pass
 
 
-def _worker_main(conn: Connection, pipelines: Mapping[str, PipelineSpec], artifacts_url: str) -> None:
+def _worker_main(
+    conn: Connection, pipelines: Mapping[str, PipelineSpec], artifacts_url: str
+) -> None:
     from phloem.artifacts import ArtifactStore
     from phloem.runner import run_attempt
 

@@ -4,5 +4,13 @@ from phloem.runner.attempt import ArtifactInfo, Attempt, Out, OutList, Result
 from phloem.runner.execute import SkipTask, run_attempt
 from phloem.runner.logs import log_path
 
-__all__ = ["ArtifactInfo", "Attempt", "Out", "OutList", "Result", "SkipTask", "log_path",
-           "run_attempt"]
+__all__ = [
+    "ArtifactInfo",
+    "Attempt",
+    "Out",
+    "OutList",
+    "Result",
+    "SkipTask",
+    "log_path",
+    "run_attempt",
+]

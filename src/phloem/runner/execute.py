@@ -40,16 +40,23 @@ def run_attempt(
     stream = LazyLogFile(attempt.log_path)
     logger = attempt_logger(f"phloem.task.{attempt.task_id}", stream)
     inputs: list[str] = []
-    base = dict(
-        task_id=attempt.task_id, map_index=attempt.map_index, try_number=attempt.try_number,
+    base: dict[str, Any] = dict(
+        task_id=attempt.task_id,
+        map_index=attempt.map_index,
+        try_number=attempt.try_number,
         started_at=started,
     )
     ctx = TaskContext(
-        run_id=attempt.run_id, pipeline=attempt.pipeline, task_id=attempt.task_id,
+        run_id=attempt.run_id,
+        pipeline=attempt.pipeline,
+        task_id=attempt.task_id,
         map_index=attempt.map_index if attempt.map_index >= 0 else None,
-        try_number=attempt.try_number, logical_date=attempt.logical_date,
+        try_number=attempt.try_number,
+        logical_date=attempt.logical_date,
         data_interval_start=attempt.data_interval_start,
-        data_interval_end=attempt.data_interval_end, params=attempt.params, log=logger,
+        data_interval_end=attempt.data_interval_end,
+        params=attempt.params,
+        log=logger,
         store_url=attempt.store_url,
     )
     token = activate(ctx)
@@ -62,18 +69,30 @@ def run_attempt(
                 with _alarm(timeout, attempt):
                     outcome, value = _call(spec, attempt, args, kwargs, now)
             except SkipTask as exc:
-                return Result(**base, outcome="skip", ended_at=now(), error=str(exc) or None,
-                              inputs=tuple(inputs))
+                return Result(
+                    **base,
+                    outcome="skip",
+                    ended_at=now(),
+                    error=str(exc) or None,
+                    inputs=tuple(inputs),
+                )
             except _Timeout:
                 msg = f"timed out after {attempt.timeout:g}s (attempt {attempt.try_number})"
                 stream.write(f"phloem: {msg}\n")
-                return Result(**base, outcome="failed", ended_at=now(), error=msg,
-                              inputs=tuple(inputs))
+                return Result(
+                    **base, outcome="failed", ended_at=now(), error=msg, inputs=tuple(inputs)
+                )
             except Exception as exc:
                 stream.write(traceback.format_exc())
                 retryable = not isinstance(exc, SerializationError)
-                return Result(**base, outcome="failed", ended_at=now(), error=_one_line(exc),
-                              retryable=retryable, inputs=tuple(inputs))
+                return Result(
+                    **base,
+                    outcome="failed",
+                    ended_at=now(),
+                    error=_one_line(exc),
+                    retryable=retryable,
+                    inputs=tuple(inputs),
+                )
             if outcome != "success":
                 return Result(**base, outcome=outcome, ended_at=now(), inputs=tuple(inputs))
             try:
@@ -82,11 +101,23 @@ def run_attempt(
             except (SerializationError, ValueError) as exc:
                 msg = f"{_one_line(exc)} (task '{attempt.task_id}')"
                 stream.write(f"phloem: {msg}\n")
-                return Result(**base, outcome="failed", ended_at=now(), error=msg,
-                              retryable=False, inputs=tuple(inputs))
+                return Result(
+                    **base,
+                    outcome="failed",
+                    ended_at=now(),
+                    error=msg,
+                    retryable=False,
+                    inputs=tuple(inputs),
+                )
             return Result(
-                **base, outcome="success", ended_at=now(), output=stored, map_length=length,
-                follow=follow, artifacts=info, inputs=tuple(inputs),
+                **base,
+                outcome="success",
+                ended_at=now(),
+                output=stored,
+                map_length=length,
+                follow=follow,
+                artifacts=info,
+                inputs=tuple(inputs),
             )
     finally:
         deactivate(token)
@@ -94,7 +125,10 @@ def run_attempt(
 
 
 def _call(
-    spec: TaskSpec, attempt: Attempt, args: tuple[Any, ...], kwargs: dict[str, Any],
+    spec: TaskSpec,
+    attempt: Attempt,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
     now: Callable[[], float],
 ) -> tuple[str, Any]:
     if not spec.is_sensor:
@@ -162,7 +196,9 @@ def _pick(value: Any, path: tuple[str | int, ...]) -> Any:
     return value
 
 
-def _store(value: Any, artifacts: ArtifactStore) -> tuple[str, tuple[ArtifactInfo, ...], int | None]:
+def _store(
+    value: Any, artifacts: ArtifactStore
+) -> tuple[str, tuple[ArtifactInfo, ...], int | None]:
     value = _plain(value)
     obj = encode_output(value, artifacts)
     length = len(value) if isinstance(value, (list, tuple)) else None
@@ -197,7 +233,8 @@ def _follow(spec: TaskSpec, value: Any) -> tuple[str, ...]:
                 "names, or None to skip all"
             )
         matches = [
-            d for d in spec.downstream
+            d
+            for d in spec.downstream
             if d == name or d.rsplit(".", 1)[-1] == name or d.split("__")[0] == name
         ]
         if not matches:

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 
-def log_path(logs_dir: Path | str, run_id: str, task_id: str, map_index: int, try_number: int) -> str:
+def log_path(
+    logs_dir: Path | str, run_id: str, task_id: str, map_index: int, try_number: int
+) -> str:
     suffix = f"[{map_index}]" if map_index >= 0 else ""
     return str(Path(logs_dir) / run_id / f"{task_id}{suffix}.{try_number}.log")
 

@@ -157,7 +157,9 @@ class SqlStore:
                     conn.execute(_TI.insert(), [_ti_row(run.run_id, ti) for ti in instances])
                 conn.execute(
                     s.events.insert().values(
-                        run_id=run.run_id, new_state=run.state.value, at=run.created_at,
+                        run_id=run.run_id,
+                        new_state=run.state.value,
+                        at=run.created_at,
                         reason=f"created ({run.run_type})",
                     )
                 )
@@ -166,10 +168,12 @@ class SqlStore:
             which = existing.run_id if existing else "another run"
             raise RunConflict(
                 f"pipeline '{run.pipeline}' already has a run for logical date "
-                f"{run.logical_date}" + (f" / key {run.idempotency_key!r}" if run.idempotency_key
-                                         else "") + f": {which}; use `phloem retry {which}` "
+                f"{run.logical_date}"
+                + (f" / key {run.idempotency_key!r}" if run.idempotency_key else "")
+                + f": {which}; use `phloem retry {which}` "
                 "to resume it, or pick another logical date",
-                pipeline=run.pipeline, run=which,
+                pipeline=run.pipeline,
+                run=which,
             ) from None
         return run
 
@@ -194,15 +198,20 @@ class SqlStore:
         with self.engine.connect() as conn:
             row = conn.execute(select(s.runs).where(s.runs.c.run_id == run_id)).mappings().first()
             if row is None:
-                like = conn.execute(
-                    select(s.runs.c.run_id).where(s.runs.c.run_id.like(f"{run_id}%")).limit(2)
-                ).scalars().all()
+                like = (
+                    conn.execute(
+                        select(s.runs.c.run_id).where(s.runs.c.run_id.like(f"{run_id}%")).limit(2)
+                    )
+                    .scalars()
+                    .all()
+                )
                 if len(like) == 1:
                     return self.get_run(like[0])
         if row is None:
             raise RunNotFound(
                 f"no run '{run_id}' in the store at {self.display_url}; "
-                "`phloem runs list` shows the runs there", run=run_id,
+                "`phloem runs list` shows the runs there",
+                run=run_id,
             )
         return _run_record(row)
 
@@ -292,9 +301,14 @@ class SqlStore:
         return applied
 
     def _finish_commit(
-        self, conn: Connection, run_id: str, applied: Applied,
-        run_state: tuple[RunState, RunState] | None, artifacts: Sequence[ArtifactRecord],
-        uses: Sequence[ArtifactUse], now: float,
+        self,
+        conn: Connection,
+        run_id: str,
+        applied: Applied,
+        run_state: tuple[RunState, RunState] | None,
+        artifacts: Sequence[ArtifactRecord],
+        uses: Sequence[ArtifactUse],
+        now: float,
     ) -> None:
         if run_state is not None and self._set_run_state(conn, run_id, *run_state, now):
             applied.run_state = run_state[1]
@@ -316,8 +330,11 @@ class SqlStore:
             ph = e.placeholder
             res = conn.execute(
                 _TI.delete().where(
-                    _TI.c.run_id == run_id, _TI.c.task_id == ph.task_id, _TI.c.map_index == -1,
-                    _TI.c.state == ph.state.value, _TI.c.try_number == ph.try_number,
+                    _TI.c.run_id == run_id,
+                    _TI.c.task_id == ph.task_id,
+                    _TI.c.map_index == -1,
+                    _TI.c.state == ph.state.value,
+                    _TI.c.try_number == ph.try_number,
                 )
             )
             if res.rowcount != 1:
@@ -340,8 +357,13 @@ class SqlStore:
                 lost_keys.add(key)
                 continue
             first, last = chain[0].old, chain[-1].new
-            p = {"b_run": run_id, "b_task": key[0], "b_map": key[1],
-                 "b_state": first.state.value, "b_try": first.try_number}
+            p = {
+                "b_run": run_id,
+                "b_task": key[0],
+                "b_map": key[1],
+                "b_state": first.state.value,
+                "b_try": first.try_number,
+            }
             p.update(_ti_values(last))
             params.append(p)
             order.append(key)
@@ -370,52 +392,79 @@ class SqlStore:
                 s.events.insert(),
                 [
                     {
-                        "run_id": run_id, "task_id": t.new.task_id, "map_index": t.new.map_index,
-                        "try_number": t.new.try_number, "old_state": t.old.state.value,
-                        "new_state": t.new.state.value, "at": now, "reason": t.reason,
+                        "run_id": run_id,
+                        "task_id": t.new.task_id,
+                        "map_index": t.new.map_index,
+                        "try_number": t.new.try_number,
+                        "old_state": t.old.state.value,
+                        "new_state": t.new.state.value,
+                        "at": now,
+                        "reason": t.reason,
                     }
                     for t in winners
                 ],
             )
         return applied
 
-    def _record_attempts(self, conn: Connection, run_id: str, ts: Sequence[Transition],
-                         now: float) -> None:
+    def _record_attempts(
+        self, conn: Connection, run_id: str, ts: Sequence[Transition], now: float
+    ) -> None:
         a = s.attempts
         new_rows = []
         updates = []
         for t in ts:
             new, old = t.new, t.old
             if new.state is TaskState.QUEUED:
-                new_rows.append({
-                    "run_id": run_id, "task_id": new.task_id, "map_index": new.map_index,
-                    "try_number": new.try_number, "state": "queued", "queued_at": now,
-                })
+                new_rows.append(
+                    {
+                        "run_id": run_id,
+                        "task_id": new.task_id,
+                        "map_index": new.map_index,
+                        "try_number": new.try_number,
+                        "state": "queued",
+                        "queued_at": now,
+                    }
+                )
             elif old.state.value in _ACTIVE and new.try_number == old.try_number:
-                updates.append({
-                    "b_run": run_id, "b_task": new.task_id, "b_map": new.map_index,
-                    "b_try": new.try_number, "v_state": new.state.value,
-                    "v_started": new.started_at, "v_ended": new.ended_at, "v_error": new.error,
-                })
+                updates.append(
+                    {
+                        "b_run": run_id,
+                        "b_task": new.task_id,
+                        "b_map": new.map_index,
+                        "b_try": new.try_number,
+                        "v_state": new.state.value,
+                        "v_started": new.started_at,
+                        "v_ended": new.ended_at,
+                        "v_error": new.error,
+                    }
+                )
         if new_rows:
             conn.execute(a.insert(), new_rows)
         if updates:
             conn.execute(
                 a.update()
                 .where(
-                    a.c.run_id == bindparam("b_run"), a.c.task_id == bindparam("b_task"),
-                    a.c.map_index == bindparam("b_map"), a.c.try_number == bindparam("b_try"),
+                    a.c.run_id == bindparam("b_run"),
+                    a.c.task_id == bindparam("b_task"),
+                    a.c.map_index == bindparam("b_map"),
+                    a.c.try_number == bindparam("b_try"),
                 )
                 .values(
-                    state=bindparam("v_state"), started_at=bindparam("v_started"),
-                    ended_at=bindparam("v_ended"), error=bindparam("v_error"),
+                    state=bindparam("v_state"),
+                    started_at=bindparam("v_started"),
+                    ended_at=bindparam("v_ended"),
+                    error=bindparam("v_error"),
                 ),
                 updates,
             )
 
     def _record_artifacts(
-        self, conn: Connection, run_id: str, artifacts: Sequence[ArtifactRecord],
-        uses: Sequence[ArtifactUse], now: float,
+        self,
+        conn: Connection,
+        run_id: str,
+        artifacts: Sequence[ArtifactRecord],
+        uses: Sequence[ArtifactUse],
+        now: float,
     ) -> None:
         if artifacts:
             known = set(
@@ -430,16 +479,26 @@ class SqlStore:
                 conn.execute(
                     s.artifacts.insert(),
                     [
-                        {"digest": a.digest, "serializer": a.serializer, "type_name": a.type_name,
-                         "size": a.size, "key": a.key, "created_at": now}
+                        {
+                            "digest": a.digest,
+                            "serializer": a.serializer,
+                            "type_name": a.type_name,
+                            "size": a.size,
+                            "key": a.key,
+                            "created_at": now,
+                        }
                         for a in fresh.values()
                     ],
                 )
         if uses:
             rows = {
                 (u.digest, u.task_id, u.map_index, u.role): {
-                    "digest": u.digest, "run_id": run_id, "task_id": u.task_id,
-                    "map_index": u.map_index, "role": u.role, "try_number": u.try_number,
+                    "digest": u.digest,
+                    "run_id": run_id,
+                    "task_id": u.task_id,
+                    "map_index": u.map_index,
+                    "role": u.role,
+                    "try_number": u.try_number,
                     "at": now,
                 }
                 for u in uses
@@ -472,8 +531,13 @@ class SqlStore:
             conn.execute(_TI.insert(), [_ti_row(run_id, placeholder)])
             conn.execute(
                 s.events.insert().values(
-                    run_id=run_id, task_id=task_id, map_index=-1, try_number=placeholder.try_number,
-                    new_state=placeholder.state.value, at=now, reason="cleared for re-expansion",
+                    run_id=run_id,
+                    task_id=task_id,
+                    map_index=-1,
+                    try_number=placeholder.try_number,
+                    new_state=placeholder.state.value,
+                    at=now,
+                    reason="cleared for re-expansion",
                 )
             )
 
@@ -484,8 +548,9 @@ class SqlStore:
         q = select(e).where(e.c.run_id == run_id).order_by(e.c.id)
         with self.engine.connect() as conn:
             return [
-                EventRow(r.task_id, r.map_index, r.try_number, r.old_state, r.new_state, r.at,
-                         r.reason)
+                EventRow(
+                    r.task_id, r.map_index, r.try_number, r.old_state, r.new_state, r.at, r.reason
+                )
                 for r in conn.execute(q)
             ]
 
@@ -497,8 +562,16 @@ class SqlStore:
         q = q.order_by(a.c.task_id, a.c.map_index, a.c.try_number)
         with self.engine.connect() as conn:
             return [
-                AttemptRow(r.task_id, r.map_index, r.try_number, r.state, r.queued_at,
-                           r.started_at, r.ended_at, r.error)
+                AttemptRow(
+                    r.task_id,
+                    r.map_index,
+                    r.try_number,
+                    r.state,
+                    r.queued_at,
+                    r.started_at,
+                    r.ended_at,
+                    r.error,
+                )
                 for r in conn.execute(q)
             ]
 
@@ -528,13 +601,14 @@ class SqlStore:
             ).scalar_one()
             if exists:
                 conn.execute(
-                    s.pools.update().where(s.pools.c.name == name).values(
-                        slots=slots, description=description
-                    )
+                    s.pools.update()
+                    .where(s.pools.c.name == name)
+                    .values(slots=slots, description=description)
                 )
             else:
-                conn.execute(s.pools.insert().values(name=name, slots=slots,
-                                                     description=description))
+                conn.execute(
+                    s.pools.insert().values(name=name, slots=slots, description=description)
+                )
 
     @property
     def display_url(self) -> str:
@@ -546,19 +620,35 @@ class _LostRace(Exception):
 
 
 _TI_VALUE_COLUMNS = (
-    "state", "try_number", "retry_base", "next_try_at", "queued_at", "started_at", "ended_at",
-    "first_started_at", "map_length", "follow", "output", "error",
+    "state",
+    "try_number",
+    "retry_base",
+    "next_try_at",
+    "queued_at",
+    "started_at",
+    "ended_at",
+    "first_started_at",
+    "map_length",
+    "follow",
+    "output",
+    "error",
 )
 
 
 def _ti_values(ti: TI) -> dict[str, Any]:
     return {
-        "v_state": ti.state.value, "v_try_number": ti.try_number, "v_retry_base": ti.retry_base,
-        "v_next_try_at": ti.next_try_at, "v_queued_at": ti.queued_at,
-        "v_started_at": ti.started_at, "v_ended_at": ti.ended_at,
-        "v_first_started_at": ti.first_started_at, "v_map_length": ti.map_length,
+        "v_state": ti.state.value,
+        "v_try_number": ti.try_number,
+        "v_retry_base": ti.retry_base,
+        "v_next_try_at": ti.next_try_at,
+        "v_queued_at": ti.queued_at,
+        "v_started_at": ti.started_at,
+        "v_ended_at": ti.ended_at,
+        "v_first_started_at": ti.first_started_at,
+        "v_map_length": ti.map_length,
         "v_follow": None if ti.follow is None else json.dumps(list(ti.follow)),
-        "v_output": ti.output, "v_error": ti.error,
+        "v_output": ti.output,
+        "v_error": ti.error,
     }
 
 
@@ -570,33 +660,56 @@ def _ti_row(run_id: str, ti: TI) -> dict[str, Any]:
 
 def _ti_record(row: Any) -> TI:
     return TI(
-        task_id=row["task_id"], map_index=row["map_index"], state=TaskState(row["state"]),
-        try_number=row["try_number"], retry_base=row["retry_base"],
-        next_try_at=row["next_try_at"], queued_at=row["queued_at"],
-        started_at=row["started_at"], ended_at=row["ended_at"],
-        first_started_at=row["first_started_at"], map_length=row["map_length"],
+        task_id=row["task_id"],
+        map_index=row["map_index"],
+        state=TaskState(row["state"]),
+        try_number=row["try_number"],
+        retry_base=row["retry_base"],
+        next_try_at=row["next_try_at"],
+        queued_at=row["queued_at"],
+        started_at=row["started_at"],
+        ended_at=row["ended_at"],
+        first_started_at=row["first_started_at"],
+        map_length=row["map_length"],
         follow=None if row["follow"] is None else tuple(json.loads(row["follow"])),
-        output=row["output"], error=row["error"],
+        output=row["output"],
+        error=row["error"],
     )
 
 
 def _run_row(run: RunRecord) -> dict[str, Any]:
     return {
-        "run_id": run.run_id, "pipeline": run.pipeline, "state": run.state.value,
-        "logical_date": run.logical_date, "data_interval_start": run.data_interval_start,
-        "data_interval_end": run.data_interval_end, "params": json.dumps(run.params, default=str),
-        "run_type": run.run_type, "source": run.source, "code_hash": run.code_hash,
-        "idempotency_key": run.idempotency_key, "created_at": run.created_at,
-        "started_at": run.started_at, "ended_at": run.ended_at,
+        "run_id": run.run_id,
+        "pipeline": run.pipeline,
+        "state": run.state.value,
+        "logical_date": run.logical_date,
+        "data_interval_start": run.data_interval_start,
+        "data_interval_end": run.data_interval_end,
+        "params": json.dumps(run.params, default=str),
+        "run_type": run.run_type,
+        "source": run.source,
+        "code_hash": run.code_hash,
+        "idempotency_key": run.idempotency_key,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "ended_at": run.ended_at,
     }
 
 
 def _run_record(row: Any) -> RunRecord:
     return RunRecord(
-        run_id=row["run_id"], pipeline=row["pipeline"], state=RunState(row["state"]),
-        logical_date=row["logical_date"], params=json.loads(row["params"] or "{}"),
-        created_at=row["created_at"], started_at=row["started_at"], ended_at=row["ended_at"],
-        run_type=row["run_type"], source=row["source"], code_hash=row["code_hash"],
+        run_id=row["run_id"],
+        pipeline=row["pipeline"],
+        state=RunState(row["state"]),
+        logical_date=row["logical_date"],
+        params=json.loads(row["params"] or "{}"),
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        ended_at=row["ended_at"],
+        run_type=row["run_type"],
+        source=row["source"],
+        code_hash=row["code_hash"],
         data_interval_start=row["data_interval_start"],
-        data_interval_end=row["data_interval_end"], idempotency_key=row["idempotency_key"],
+        data_interval_end=row["data_interval_end"],
+        idempotency_key=row["idempotency_key"],
     )

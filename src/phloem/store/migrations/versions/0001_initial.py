@@ -31,9 +31,7 @@ def upgrade() -> None:
         sa.Column("started_at", sa.Float),
         sa.Column("ended_at", sa.Float),
         sa.UniqueConstraint("pipeline", "logical_date", name="uq_runs_pipeline_logical_date"),
-        sa.UniqueConstraint(
-            "pipeline", "idempotency_key", name="uq_runs_pipeline_idempotency_key"
-        ),
+        sa.UniqueConstraint("pipeline", "idempotency_key", name="uq_runs_pipeline_idempotency_key"),
     )
     op.create_index("ix_runs_state", "runs", ["state"])
     op.create_index("ix_runs_pipeline_created", "runs", ["pipeline", "created_at"])
@@ -112,6 +110,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("pools", "artifact_uses", "artifacts", "events", "attempts",
-                  "task_instances", "runs"):
+    for table in (
+        "pools",
+        "artifact_uses",
+        "artifacts",
+        "events",
+        "attempts",
+        "task_instances",
+        "runs",
+    ):
         op.drop_table(table)
