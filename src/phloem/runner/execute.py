@@ -82,6 +82,12 @@ def run_attempt(
                 return Result(
                     **base, outcome="failed", ended_at=now(), error=msg, inputs=tuple(inputs)
                 )
+            except SystemExit as exc:
+                msg = f"the task called sys.exit({exc.code!r}); raise an exception to fail it"
+                stream.write(f"phloem: {msg}\n")
+                return Result(
+                    **base, outcome="failed", ended_at=now(), error=msg, inputs=tuple(inputs)
+                )
             except Exception as exc:
                 stream.write(traceback.format_exc())
                 retryable = not isinstance(exc, SerializationError)

@@ -1,0 +1,137 @@
+"""Task options that shape a run: pools, priorities, callbacks, exits."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import phloem
+from phloem import pipeline, task
+from phloem.states import TaskState
+
+
+@task(pool="gpu")
+def gpu_job(i: int) -> float:
+    start = time.time()
+    time.sleep(0.15)
+    return start
+
+
+@pipeline
+def gpu_jobs() -> None:
+    gpu_job.expand(i=[0, 1, 2])
+
+
+def test_pool_slots_bound_concurrency(store: object, tmp_path: Path) -> None:
+    store.set_pool("gpu", 1)  # type: ignore[attr-defined]
+    r = phloem.run(gpu_jobs, store=store, home=tmp_path, workers=3)  # type: ignore[arg-type]
+    assert r.succeeded
+    spans = sorted((a.started_at, a.ended_at) for a in r._env.store.attempts(r.run_id))
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        assert start >= end - 0.01  # one at a time
+
+
+@task(priority=10)
+def urgent() -> float:
+    return time.time()
+
+
+@task
+def routine() -> float:
+    return time.time()
+
+
+@pipeline
+def prioritized() -> None:
+    routine()
+    routine()
+    urgent()
+
+
+def test_higher_priority_starts_first_when_slots_are_scarce(tmp_path: Path) -> None:
+    r = phloem.run(prioritized, executor="inline", store="memory", home=tmp_path)
+    starts = {t: r.output(t) for t in ("urgent", "routine", "routine__1")}
+    assert starts["urgent"] < starts["routine"] and starts["urgent"] < starts["routine__1"]
+
+
+calls: list[tuple[str, str, int]] = []
+
+
+def record(ctx: object) -> None:
+    calls.append((ctx.task_id, ctx.state, ctx.try_number))  # type: ignore[attr-defined]
+
+
+def broken_callback(ctx: object) -> None:
+    raise RuntimeError("callbacks must never break a run")
+
+
+@task(retries=1, retry_delay=0, on_retry=record, on_failure=record)
+def bad() -> None:
+    raise ValueError("nope")
+
+
+@task(on_success=broken_callback)
+def good() -> int:
+    return 1
+
+
+@pipeline
+def with_callbacks() -> None:
+    bad()
+    good()
+
+
+def test_callbacks_fire_once_per_transition_and_cannot_break_a_run(tmp_path: Path) -> None:
+    calls.clear()
+    r = phloem.run(with_callbacks, executor="inline", store="memory", home=tmp_path)
+    assert calls == [("bad", "up_for_retry", 1), ("bad", "failed", 2)]
+    assert r.task_state("good") is TaskState.SUCCESS
+
+
+@task
+def exits() -> None:
+    sys.exit(3)
+
+
+@pipeline
+def exiting() -> None:
+    exits()
+
+
+@pytest.mark.parametrize("executor", ["inline", "local"])
+def test_sys_exit_in_a_task_fails_only_that_task(executor: str, tmp_path: Path) -> None:
+    r = phloem.run(exiting, executor=executor, store="memory", home=tmp_path)
+    ti = r.tasks[("exits", -1)]
+    assert ti.state is TaskState.FAILED
+    assert "sys.exit(3)" in (ti.error or "")
+
+
+@task
+def skipper() -> None:
+    phloem.skip("nothing new today")
+
+
+@task
+def downstream(x: object) -> str:
+    return "ran"
+
+
+@task(trigger_rule="none_failed")
+def tolerant(x: object) -> str:
+    return f"got {x!r}"
+
+
+@pipeline
+def skipping() -> None:
+    s = skipper()
+    downstream(s)
+    tolerant(s)
+
+
+def test_skip_from_inside_a_task_propagates_by_trigger_rules(tmp_path: Path) -> None:
+    r = phloem.run(skipping, executor="inline", store="memory", home=tmp_path)
+    assert r.states() == {"skipper": "skipped", "downstream": "skipped", "tolerant": "success"}
+    assert r.output("tolerant") == "got None"
