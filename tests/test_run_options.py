@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -30,7 +31,7 @@ def test_pool_slots_bound_concurrency(store: object, tmp_path: Path) -> None:
     r = phloem.run(gpu_jobs, store=store, home=tmp_path, workers=3)  # type: ignore[arg-type]
     assert r.succeeded
     spans = sorted((a.started_at, a.ended_at) for a in r._env.store.attempts(r.run_id))
-    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end - 0.01  # one at a time
 
 

@@ -92,7 +92,7 @@ class Driver:
         try:
             while True:
                 now = self.clock()
-                capacity = Capacity(self.executor.slots, self._pools_free(snap, pools_total))
+                capacity = Capacity(self.executor.slots, pools_total or None)
                 d = decide(snap, now, events, capacity)
                 events = []
                 if not d.empty:
@@ -202,16 +202,6 @@ class Driver:
                     ArtifactUse(digest, r.task_id, r.map_index, "input", r.try_number)
                 )
         return out
-
-    def _pools_free(self, snap: Snapshot, total: dict[str, int]) -> dict[str, int] | None:
-        if not total:
-            return None
-        free = dict(total)
-        for key in snap.keys_in(*ACTIVE_TASK_STATES):
-            opts = self.spec.tasks[key[0]].options
-            if opts.pool in free:
-                free[opts.pool] -= opts.pool_slots
-        return free
 
     # -- attempts --------------------------------------------------------------------------------
 

@@ -363,7 +363,7 @@ def _queue(w: _Work, now: float, capacity: Capacity) -> None:
         free = min(free, spec.max_active_tasks - active)
     if free <= 0:
         return
-    pools = dict(capacity.pools) if capacity.pools is not None else None
+    pools = _pools_free(w, capacity.pools) if capacity.pools is not None else None
     for key in _ordered(w, candidates, free, pools is not None):
         if free <= 0:
             break
@@ -386,6 +386,17 @@ def _queue(w: _Work, now: float, capacity: Capacity) -> None:
                 first_started_at=ti.first_started_at if ti.first_started_at is not None else now,
             )
         )
+
+
+def _pools_free(w: _Work, totals: dict[str, int]) -> dict[str, int]:
+    """Pool slots left once the attempts already handed out (as of this decision) hold theirs."""
+    free = dict(totals)
+    tasks = w.snap.spec.tasks
+    for key in w.keys_in(S.QUEUED, S.RUNNING):
+        opts = tasks[key[0]].options
+        if opts.pool in free:
+            free[opts.pool] -= opts.pool_slots
+    return free
 
 
 def _ordered(w: _Work, keys: list[Key], free: int, pooled: bool) -> Iterable[Key]:

@@ -49,7 +49,8 @@ class Kill:
 
 @dataclass(frozen=True, slots=True)
 class Capacity:
-    """Slots the engine may fill: the executor's total, and free slots per pool."""
+    """Slots the engine may fill: the executor's total, and each pool's size (the engine
+    subtracts what this run's attempts already hold; pools without an entry are unbounded)."""
 
     slots: int = 1_000_000
     pools: dict[str, int] | None = None
