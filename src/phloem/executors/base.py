@@ -12,6 +12,7 @@ from phloem.runner.attempt import Attempt, Result
 
 @dataclass(frozen=True, slots=True)
 class Started:
+    run_id: str
     task_id: str
     map_index: int
     try_number: int
@@ -31,7 +32,7 @@ class Executor(Protocol):
     def submit(self, attempt: Attempt) -> None:
         """Start ``attempt`` soon; its Started and Result come back through ``wait``."""
 
-    def kill(self, task_id: str, map_index: int, try_number: int, reason: str) -> None:
+    def kill(self, run_id: str, task_id: str, map_index: int, try_number: int, reason: str) -> None:
         """Stop that attempt if it still runs; the engine already decided its outcome."""
 
     def wait(self, timeout: float | None) -> list[Report]:

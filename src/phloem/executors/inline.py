@@ -27,11 +27,12 @@ class InlineExecutor:
     def submit(self, attempt: Attempt) -> None:
         self._queue.append(attempt)
 
-    def kill(self, task_id: str, map_index: int, try_number: int, reason: str) -> None:
+    def kill(self, run_id: str, task_id: str, map_index: int, try_number: int, reason: str) -> None:
         self._queue = deque(
             a
             for a in self._queue
-            if (a.task_id, a.map_index, a.try_number) != (task_id, map_index, try_number)
+            if (a.run_id, a.task_id, a.map_index, a.try_number)
+            != (run_id, task_id, map_index, try_number)
         )
 
     def wait(self, timeout: float | None) -> list[Report]:
@@ -42,7 +43,9 @@ class InlineExecutor:
         attempt = self._queue.popleft()
         assert self._artifacts is not None
         spec = self._pipelines[attempt.pipeline].tasks[attempt.task_id]
-        started = Started(attempt.task_id, attempt.map_index, attempt.try_number, time.time())
+        started = Started(
+            attempt.run_id, attempt.task_id, attempt.map_index, attempt.try_number, time.time()
+        )
         result = run_attempt(attempt, spec, self._artifacts, enforce_timeout=True)
         return [started, result]
 

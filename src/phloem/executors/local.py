@@ -85,13 +85,13 @@ class LocalExecutor:
             except (BrokenPipeError, OSError):
                 self._lost(idle, "its worker process could not be reached")
 
-    def kill(self, task_id: str, map_index: int, try_number: int, reason: str) -> None:
-        target = (task_id, map_index, try_number)
+    def kill(self, run_id: str, task_id: str, map_index: int, try_number: int, reason: str) -> None:
+        target = (run_id, task_id, map_index, try_number)
         self._queue = deque(
-            a for a in self._queue if (a.task_id, a.map_index, a.try_number) != target
+            a for a in self._queue if (a.run_id, a.task_id, a.map_index, a.try_number) != target
         )
         for w in list(self._workers):
-            ids = [(a.task_id, a.map_index, a.try_number) for a in w.sent]
+            ids = [(a.run_id, a.task_id, a.map_index, a.try_number) for a in w.sent]
             if ids and ids[0] == target:
                 self._lost(w, None)
             # an attempt sent but not started yet cannot be un-sent; if it runs, its report
@@ -115,7 +115,16 @@ class LocalExecutor:
         if why is not None:
             now = time.time()
             self._reports.append(
-                Result(head.task_id, head.map_index, head.try_number, "failed", now, now, error=why)
+                Result(
+                    head.run_id,
+                    head.task_id,
+                    head.map_index,
+                    head.try_number,
+                    "failed",
+                    now,
+                    now,
+                    error=why,
+                )
             )
         self._queue.extendleft(reversed(rest))
 
@@ -152,9 +161,9 @@ class LocalExecutor:
                 msg = w.conn.recv()
                 out.append(msg)
                 if isinstance(msg, Result):
-                    done = (msg.task_id, msg.map_index, msg.try_number)
+                    done = (msg.run_id, msg.task_id, msg.map_index, msg.try_number)
                     for a in w.sent:
-                        if (a.task_id, a.map_index, a.try_number) == done:
+                        if (a.run_id, a.task_id, a.map_index, a.try_number) == done:
                             w.sent.remove(a)
                             break
         except (EOFError, OSError):
@@ -226,7 +235,11 @@ def _worker_main(
 
             spec = load_pipeline(attempt.source).spec
             loaded[attempt.pipeline] = spec
-        conn.send(Started(attempt.task_id, attempt.map_index, attempt.try_number, time.time()))
+        conn.send(
+            Started(
+                attempt.run_id, attempt.task_id, attempt.map_index, attempt.try_number, time.time()
+            )
+        )
         assert spec is not None
         result = run_attempt(attempt, spec.tasks[attempt.task_id], artifacts)
         conn.send(result)

@@ -59,6 +59,7 @@ class ArtifactInfo:
 class Result:
     """How an attempt ended, as the runner saw it; the engine decides what it means."""
 
+    run_id: str
     task_id: str
     map_index: int
     try_number: int

@@ -41,6 +41,7 @@ def run_attempt(
     logger = attempt_logger(f"phloem.task.{attempt.task_id}", stream)
     inputs: list[str] = []
     base: dict[str, Any] = dict(
+        run_id=attempt.run_id,
         task_id=attempt.task_id,
         map_index=attempt.map_index,
         try_number=attempt.try_number,

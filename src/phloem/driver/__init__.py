@@ -1,0 +1,61 @@
+"""Drives runs: sessions (one run each) multiplexed by a loop over one executor."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from phloem.artifacts import ArtifactStore
+from phloem.driver.loop import Loop
+from phloem.driver.session import CallbackContext, Reporter, RunSession
+from phloem.dsl.spec import PipelineSpec
+from phloem.engine import Snapshot
+from phloem.executors import Executor
+from phloem.records import RunRecord
+from phloem.store import SqlStore
+
+
+class Driver:
+    """Drive one run to its end in this process (what ``phloem run`` does)."""
+
+    def __init__(
+        self,
+        store: SqlStore,
+        executor: Executor,
+        spec: PipelineSpec,
+        run: RunRecord,
+        artifacts: ArtifactStore,
+        logs_dir: Path,
+        reporter: Reporter | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.executor = executor
+        self.session = RunSession(store, spec, run, artifacts, logs_dir, reporter, clock)
+        self.loop = Loop(executor, pools=store.pools(), clock=clock)
+
+    def drive(self) -> Snapshot:
+        self.executor.start(
+            {self.session.spec.name: self.session.spec}, self.session.artifacts.root
+        )
+        try:
+            self.loop.add(self.session)
+            self.loop.run_until_idle()
+        except BaseException:
+            self.executor.shutdown()
+            try:
+                self.session.interrupt()
+            except Exception:  # the original exception matters more
+                import logging
+
+                logging.getLogger("phloem.driver").exception(
+                    "could not mark interrupted attempts of run %s", self.session.run_id
+                )
+            raise
+        finally:
+            self.executor.shutdown()
+        return self.session.snap
+
+
+__all__ = ["CallbackContext", "Driver", "Loop", "Reporter", "RunSession"]

@@ -1,0 +1,84 @@
+"""Turn a task's recorded arguments into what its attempt receives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from phloem.artifacts import ArtifactStore, decode_output
+from phloem.artifacts.codec import from_stored_json
+from phloem.dsl.refs import ArgSpec, Lit, Map, Param, Ref, Seq
+from phloem.dsl.spec import PipelineSpec, TaskSpec
+from phloem.engine import TI, Snapshot
+from phloem.runner import Out, OutList
+from phloem.states import SUCCESS_STATES
+
+
+class Inputs:
+    """Resolves arguments for one run; decodes each mapping source once, not once per
+    mapped instance."""
+
+    def __init__(self, spec: PipelineSpec, artifacts: ArtifactStore) -> None:
+        self.spec = spec
+        self.artifacts = artifacts
+        self._map_sources: dict[str, list[Any]] = {}
+
+    def forget(self, task_id: str) -> None:
+        self._map_sources.pop(task_id, None)
+
+    def arguments(self, snap: Snapshot, ti: TI) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        t = self.spec.tasks[ti.task_id]
+        args = tuple(self._value(snap, a) for a in t.args)
+        kwargs = {k: self._value(snap, v) for k, v in t.kwargs}
+        if t.expand is not None:
+            kwargs.update(self._mapped_kwargs(snap, t, ti.map_index))
+        return args, kwargs
+
+    def _value(self, snap: Snapshot, a: ArgSpec) -> Any:
+        if isinstance(a, Lit):
+            return a.value
+        if isinstance(a, Param):
+            return snap.params.get(a.name)
+        if isinstance(a, Ref):
+            up = self.spec.tasks[a.task_id]
+            if up.is_mapped:
+                return OutList(tuple(_out(ti) for ti in snap.instances(a.task_id)), a.path)
+            return Out(_out(snap.tis[(a.task_id, -1)]), a.path)
+        if isinstance(a, Seq):
+            items = [self._value(snap, i) for i in a.items]
+            return tuple(items) if a.kind == "tuple" else items
+        assert isinstance(a, Map)
+        return {k: self._value(snap, v) for k, v in a.items}
+
+    def _mapped_kwargs(self, snap: Snapshot, t: TaskSpec, map_index: int) -> dict[str, Any]:
+        assert t.expand is not None
+        sources = [(name, self._map_source(snap, arg)) for name, arg in t.expand]
+        # cross product, the first keyword varying slowest (as itertools.product)
+        idx = map_index
+        picks: list[int] = []
+        for _, src in reversed(sources):
+            picks.append(idx % len(src))
+            idx //= len(src)
+        picks.reverse()
+        return {name: src[i] for (name, src), i in zip(sources, picks, strict=True)}
+
+    def _map_source(self, snap: Snapshot, arg: ArgSpec) -> Any:
+        if isinstance(arg, Lit):
+            return arg.value
+        if isinstance(arg, Param):
+            return snap.params[arg.name]
+        assert isinstance(arg, Ref)
+        if self.spec.tasks[arg.task_id].is_mapped:
+            return [Out(_out(ti)) for ti in snap.instances(arg.task_id)]
+        cached = self._map_sources.get(arg.task_id)
+        if cached is None:
+            stored = snap.tis[(arg.task_id, -1)].output
+            value = (
+                [] if stored is None else decode_output(from_stored_json(stored), self.artifacts)
+            )
+            cached = list(value)  # type: ignore[call-overload]
+            self._map_sources[arg.task_id] = cached
+        return cached
+
+
+def _out(ti: TI) -> str | None:
+    return ti.output if ti.state in SUCCESS_STATES else None

@@ -1,0 +1,117 @@
+"""Drive many runs over one executor: step each session, hand out attempts, wait for reports.
+
+The loop wakes on a report or on the earliest timer any session asked for, never on a fixed
+poll. Capacity is shared: executor slots, a global parallelism limit and pools count every
+session's attempts, and backfill runs go after other runs unless they have waited too long.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from phloem.driver.session import RunSession, pool_usage
+from phloem.engine import Capacity
+from phloem.executors import Executor, Started
+from phloem.runner import Result
+
+log = logging.getLogger("phloem.driver")
+
+#: a backfill run that waited this long for a slot goes first, so it never starves
+BACKFILL_PATIENCE = 60.0
+
+
+class Loop:
+    def __init__(
+        self,
+        executor: Executor,
+        *,
+        pools: dict[str, int] | None = None,
+        parallelism: int | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.executor = executor
+        self.pools = dict(pools or {})
+        self.parallelism = parallelism
+        self.clock = clock
+        self.sessions: dict[str, RunSession] = {}
+        self._added: dict[str, float] = {}
+        self.finished: list[RunSession] = []
+
+    def add(self, session: RunSession, *, recover: bool = True) -> None:
+        if recover:
+            session.recover()
+        self.sessions[session.run_id] = session
+        self._added[session.run_id] = self.clock()
+
+    def drop(self, run_id: str) -> RunSession | None:
+        """Stop driving a run (its attempts in flight are killed and rescheduled)."""
+        s = self.sessions.pop(run_id, None)
+        self._added.pop(run_id, None)
+        if s is not None:
+            s.interrupt()
+        return s
+
+    @property
+    def slots(self) -> int:
+        n = self.executor.slots
+        return min(n, self.parallelism) if self.parallelism is not None else n
+
+    def _order(self, now: float) -> list[RunSession]:
+        def key(s: RunSession) -> tuple[bool, float]:
+            waited = now - self._added[s.run_id]
+            late = s.run.run_type == "backfill" and waited < BACKFILL_PATIENCE
+            return (late, s.run.created_at)
+
+        return sorted(self.sessions.values(), key=key)
+
+    def turn(self, max_wait: float | None = None) -> float | None:
+        """Step every session once, hand out what they decided, then wait for reports (at
+        most ``max_wait`` seconds). Returns the earliest timer any session asked for."""
+        now = self.clock()
+        wake: list[float] = []
+        active = sum(s.active for s in self.sessions.values())
+        used = pool_usage(self.sessions.values())
+        for s in self._order(now):
+            own_active = s.active
+            own_pools = pool_usage([s])
+            free_pools = {
+                name: size - used.get(name, 0) + own_pools.get(name, 0)
+                for name, size in self.pools.items()
+            }
+            cap = Capacity(self.slots - (active - own_active), free_pools or None)
+            step = s.step(now, cap)
+            for kill in step.kills:
+                self.executor.kill(s.run_id, kill.key[0], kill.key[1], kill.try_number, kill.reason)
+            for attempt in step.submits:
+                self.executor.submit(attempt)
+            if step.wake_at is not None:
+                wake.append(step.wake_at)
+            active += s.active - own_active
+            for name, n in pool_usage([s]).items():
+                used[name] = used.get(name, 0) - own_pools.get(name, 0) + n
+            if s.done:
+                self.sessions.pop(s.run_id)
+                self._added.pop(s.run_id, None)
+                self.finished.append(s)
+        next_wake = min(wake) if wake else None
+        if not self.sessions:
+            return next_wake
+        timeout = None if next_wake is None else max(0.0, next_wake - self.clock())
+        if max_wait is not None:
+            timeout = max_wait if timeout is None else min(timeout, max_wait)
+        if timeout is None and not any(s.active for s in self.sessions.values()):
+            timeout = 1.0  # nothing runs and no timer: only a full pool does this; look again
+        self._route(self.executor.wait(timeout))
+        return next_wake
+
+    def _route(self, reports: list[Started | Result]) -> None:
+        for r in reports:
+            s = self.sessions.get(r.run_id)
+            if s is not None:
+                s.report(r)
+
+    def run_until_idle(self) -> None:
+        while self.sessions:
+            self.turn()

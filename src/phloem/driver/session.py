@@ -1,0 +1,267 @@
+"""One run being driven: its snapshot, the decisions committed for it, its attempts.
+
+A session owns no rules (the engine decides) and no SQL (the store commits); it moves facts
+between them and hands out attempts. ``Loop`` multiplexes sessions over one executor.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Protocol
+
+from phloem.artifacts import ArtifactStore
+from phloem.driver.inputs import Inputs
+from phloem.dsl.spec import PipelineSpec
+from phloem.engine import (
+    TI,
+    AttemptFinished,
+    AttemptStarted,
+    Capacity,
+    Event,
+    Expansion,
+    Kill,
+    Snapshot,
+    Transition,
+    decide,
+)
+from phloem.executors import Report, Started
+from phloem.records import RunRecord
+from phloem.runner import Attempt, Result, log_path
+from phloem.states import ACTIVE_TASK_STATES, RunState, TaskState
+from phloem.store import ArtifactRecord, ArtifactUse, SqlStore
+
+log = logging.getLogger("phloem.driver")
+S = TaskState
+
+
+class Reporter(Protocol):
+    def update(self, snap: Snapshot, now: float) -> None: ...
+    def finish(self, snap: Snapshot, now: float) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackContext:
+    """What ``on_success`` / ``on_failure`` / ``on_retry`` callbacks receive."""
+
+    run_id: str
+    pipeline: str
+    task_id: str
+    map_index: int | None
+    try_number: int
+    state: str
+    error: str | None
+    logical_date: str
+
+
+@dataclass(slots=True)
+class Step:
+    """What one turn of a session asks of the executor."""
+
+    submits: list[Attempt] = field(default_factory=list)
+    kills: list[Kill] = field(default_factory=list)
+    wake_at: float | None = None
+
+
+class RunSession:
+    def __init__(
+        self,
+        store: SqlStore,
+        spec: PipelineSpec,
+        run: RunRecord,
+        artifacts: ArtifactStore,
+        logs_dir: Path,
+        reporter: Reporter | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.spec = spec
+        self.run = run
+        self.artifacts = artifacts
+        self.logs_dir = logs_dir
+        self.reporter = reporter
+        self.clock = clock
+        self.inputs = Inputs(spec, artifacts)
+        self.snap: Snapshot = self._load()
+        self._events: list[Event] = []
+        self._records: list[ArtifactRecord] = []
+        self._uses: list[ArtifactUse] = []
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+    @property
+    def done(self) -> bool:
+        return self.snap.run_state.is_terminal
+
+    @property
+    def active(self) -> int:
+        return self.snap.active_count
+
+    def _load(self) -> Snapshot:
+        run = self.store.get_run(self.run.run_id)
+        self.run = run
+        tis = self.store.load_instances(run.run_id)
+        return Snapshot.build(self.spec, run.run_id, run.state, run.params, tis)
+
+    def recover(self) -> None:
+        """Attempts handed out by a driver that is gone went with it: schedule them again."""
+        stale = [self.snap.tis[k] for k in self.snap.keys_in(*ACTIVE_TASK_STATES)]
+        if stale:
+            ts = [Transition(ti, replace(ti, state=S.SCHEDULED), "interrupted") for ti in stale]
+            self._apply(ts, (), None, self.clock())
+
+    def interrupt(self) -> None:
+        """Leave the run resumable: nothing claims to run once its driver stopped."""
+        stale = [self.snap.tis[k] for k in self.snap.keys_in(*ACTIVE_TASK_STATES)]
+        if stale:
+            ts = [Transition(ti, replace(ti, state=S.SCHEDULED), "interrupted") for ti in stale]
+            self.store.commit(self.run_id, ts, now=self.clock())
+
+    def report(self, r: Report) -> None:
+        if isinstance(r, Started):
+            self._events.append(AttemptStarted((r.task_id, r.map_index), r.try_number, r.at))
+            return
+        self._events.append(_finished(r))
+        for a in r.artifacts:
+            self._records.append(ArtifactRecord(a.digest, a.serializer, a.type_name, a.size, a.key))
+            self._uses.append(ArtifactUse(a.digest, r.task_id, r.map_index, "output", r.try_number))
+        for digest in dict.fromkeys(r.inputs):
+            self._uses.append(ArtifactUse(digest, r.task_id, r.map_index, "input", r.try_number))
+
+    def step(self, now: float, capacity: Capacity) -> Step:
+        events, self._events = self._events, []
+        d = decide(self.snap, now, events, capacity)
+        step = Step(kills=list(d.kills), wake_at=d.wake_at)
+        if not d.empty or self._records or self._uses:
+            step.submits = self._apply(d.transitions, d.expansions, d.run_state, now)
+        if self.done and self.reporter is not None:
+            self.reporter.finish(self.snap, now)
+        return step
+
+    def _apply(
+        self,
+        transitions: Sequence[Transition],
+        expansions: Sequence[Expansion],
+        run_state: RunState | None,
+        now: float,
+    ) -> list[Attempt]:
+        snap = self.snap
+        applied = self.store.commit(
+            snap.run_id,
+            transitions,
+            expansions=expansions,
+            run_state=(snap.run_state, run_state) if run_state else None,
+            now=now,
+            artifacts=self._records,
+            uses=self._uses,
+        )
+        self._records, self._uses = [], []
+        for e in applied.expansions:
+            snap.apply_expansion(e, now)
+        for t in applied.transitions:
+            snap.apply_transition(t)
+            if t.new.state is S.SUCCESS:
+                self.inputs.forget(t.new.task_id)
+        if applied.run_state is not None:
+            snap.run_state = applied.run_state
+        if applied.lost:
+            log.warning(
+                "run %s: %d changes lost to another actor; reloading",
+                snap.run_id,
+                len(applied.lost),
+            )
+            self.snap = snap = self._load()
+        attempts = [
+            self._attempt(snap.tis.get(t.new.key, t.new))
+            for t in applied.transitions
+            if t.new.state is S.QUEUED and snap.tis.get(t.new.key, t.new).state is S.QUEUED
+        ]
+        self._callbacks(applied.transitions)
+        if self.reporter is not None:
+            self.reporter.update(snap, now)
+        return attempts
+
+    def _attempt(self, ti: TI) -> Attempt:
+        t = self.spec.tasks[ti.task_id]
+        args, kwargs = self.inputs.arguments(self.snap, ti)
+        run = self.run
+        return Attempt(
+            run_id=run.run_id,
+            pipeline=self.spec.name,
+            task_id=ti.task_id,
+            map_index=ti.map_index,
+            try_number=ti.try_number,
+            args=args,
+            kwargs=kwargs,
+            logical_date=run.logical_date,
+            data_interval_start=run.data_interval_start,
+            data_interval_end=run.data_interval_end,
+            params=run.params,
+            log_path=log_path(self.logs_dir, run.run_id, ti.task_id, ti.map_index, ti.try_number),
+            first_started_at=ti.first_started_at or self.clock(),
+            timeout=t.options.timeout,
+            source=run.source,
+            store_url=self.store.url,
+        )
+
+    def _callbacks(self, transitions: Iterable[Transition]) -> None:
+        for t in transitions:
+            opts = self.spec.tasks[t.new.task_id].options
+            state = t.new.state
+            fn = (
+                opts.on_success
+                if state is S.SUCCESS
+                else opts.on_failure
+                if state is S.FAILED
+                else opts.on_retry
+                if state is S.UP_FOR_RETRY
+                else None
+            )
+            if fn is None or t.old.state is state:
+                continue
+            ctx = CallbackContext(
+                run_id=self.run.run_id,
+                pipeline=self.spec.name,
+                task_id=t.new.task_id,
+                map_index=t.new.map_index if t.new.map_index >= 0 else None,
+                try_number=t.new.try_number,
+                state=state.value,
+                error=t.new.error,
+                logical_date=self.run.logical_date,
+            )
+            try:
+                fn(ctx)
+            except Exception:
+                log.exception("callback %s of task %s raised; ignored", fn, t.new.task_id)
+
+
+def _finished(r: Result) -> AttemptFinished:
+    return AttemptFinished(
+        key=(r.task_id, r.map_index),
+        try_number=r.try_number,
+        outcome=r.outcome,
+        at=r.ended_at,
+        output=r.output,
+        map_length=r.map_length,
+        follow=r.follow,
+        error=r.error,
+        retryable=r.retryable,
+    )
+
+
+def pool_usage(sessions: Iterable[RunSession]) -> dict[str, int]:
+    """Pool slots held by the attempts these sessions handed out."""
+    used: dict[str, int] = {}
+    for s in sessions:
+        for key in s.snap.keys_in(*ACTIVE_TASK_STATES):
+            opts = s.spec.tasks[key[0]].options
+            used[opts.pool] = used.get(opts.pool, 0) + opts.pool_slots
+    return used
+
+
+__all__ = ["CallbackContext", "Reporter", "RunSession", "Step", "pool_usage"]
