@@ -102,7 +102,8 @@ def create_run(
         data_interval_end=data_interval[1] if data_interval else None,
         idempotency_key=idempotency_key,
     )
-    return store.create_run(record, [TI(task_id=t) for t in spec.tasks])
+    pools = {t.task_id: (t.options.pool, t.options.pool_slots) for t in spec.tasks.values()}
+    return store.create_run(record, [TI(task_id=t) for t in spec.tasks], pools)
 
 
 class RunResult:

@@ -37,6 +37,8 @@ runs = Table(
     Column("created_at", Float, nullable=False),
     Column("started_at", Float),
     Column("ended_at", Float),
+    Column("owner", String(120)),  # the scheduler driving it (None: nobody / phloem run)
+    Column("lease_expires_at", Float),
     UniqueConstraint("pipeline", "logical_date", name="uq_runs_pipeline_logical_date"),
     UniqueConstraint("pipeline", "idempotency_key", name="uq_runs_pipeline_idempotency_key"),
     Index("ix_runs_state", "state"),
@@ -61,6 +63,8 @@ task_instances = Table(
     Column("follow", Text),
     Column("output", Text),
     Column("error", Text),
+    Column("pool", String(250), nullable=False, default="default"),
+    Column("pool_slots", Integer, nullable=False, default=1),
     Index("ix_ti_state", "state"),
 )
 
@@ -125,4 +129,83 @@ pools = Table(
     Column("name", String(250), primary_key=True),
     Column("slots", Integer, nullable=False),
     Column("description", Text),
+)
+
+pipelines = Table(
+    "pipelines",
+    metadata,
+    Column("name", String(250), primary_key=True),
+    Column("file", Text, nullable=False),
+    Column("code_hash", String(64), nullable=False),
+    Column("schedule", String(250)),
+    Column("timezone", String(64), nullable=False, default="UTC"),
+    Column("start_date", String(40)),
+    Column("catchup", Integer, nullable=False, default=0),
+    Column("max_active_runs", Integer, nullable=False, default=16),
+    Column("assets", Text),  # JSON list of asset names it is scheduled on
+    Column("paused", Integer, nullable=False, default=0),
+    Column("active", Integer, nullable=False, default=1),  # its file still defines it
+    Column("last_parsed_at", Float),
+    Column("updated_at", Float, nullable=False),
+)
+
+pipeline_versions = Table(
+    "pipeline_versions",
+    metadata,
+    Column("pipeline", String(250), primary_key=True),
+    Column("code_hash", String(64), primary_key=True),
+    Column("file", Text, nullable=False),
+    Column("first_seen_at", Float, nullable=False),
+)
+
+import_errors = Table(
+    "import_errors",
+    metadata,
+    Column("file", String(1000), primary_key=True),
+    Column("error", Text, nullable=False),
+    Column("at", Float, nullable=False),
+)
+
+variables = Table(
+    "variables",
+    metadata,
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),  # JSON
+    Column("description", Text),
+    Column("updated_at", Float, nullable=False),
+)
+
+connections = Table(
+    "connections",
+    metadata,
+    Column("name", String(250), primary_key=True),
+    Column("secret", Text, nullable=False),  # the URI, encrypted
+    Column("updated_at", Float, nullable=False),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(250), primary_key=True),
+    Column("holder", String(120), nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+asset_events = Table(
+    "asset_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("asset", String(500), nullable=False),
+    Column("run_id", String(64)),
+    Column("task_id", String(250)),
+    Column("at", Float, nullable=False),
+    Index("ix_asset_events_asset", "asset", "id"),
+)
+
+asset_watermarks = Table(
+    "asset_watermarks",
+    metadata,
+    Column("pipeline", String(250), primary_key=True),
+    Column("asset", String(500), primary_key=True),
+    Column("last_event_id", Integer, nullable=False),
 )

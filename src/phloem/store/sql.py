@@ -147,14 +147,24 @@ class SqlStore:
 
     # -- runs ----------------------------------------------------------------------------------
 
-    def create_run(self, run: RunRecord, instances: Sequence[TI]) -> RunRecord:
+    def create_run(
+        self,
+        run: RunRecord,
+        instances: Sequence[TI],
+        pools: dict[str, tuple[str, int]] | None = None,
+    ) -> RunRecord:
         """Insert a run and its first task instances atomically; a duplicate (pipeline, logical
         date) or idempotency key raises RunConflict naming the run that exists."""
         try:
             with self._tx() as conn:
                 conn.execute(s.runs.insert().values(_run_row(run)))
                 if instances:
-                    conn.execute(_TI.insert(), [_ti_row(run.run_id, ti) for ti in instances])
+                    rows = [_ti_row(run.run_id, ti) for ti in instances]
+                    for row in rows:
+                        row["pool"], row["pool_slots"] = (pools or {}).get(
+                            row["task_id"], ("default", 1)
+                        )
+                    conn.execute(_TI.insert(), rows)
                 conn.execute(
                     s.events.insert().values(
                         run_id=run.run_id,
@@ -328,6 +338,11 @@ class SqlStore:
         applied = Applied()
         for e in expansions:
             ph = e.placeholder
+            pool_row = conn.execute(
+                select(_TI.c.pool, _TI.c.pool_slots).where(
+                    _TI.c.run_id == run_id, _TI.c.task_id == ph.task_id, _TI.c.map_index == -1
+                )
+            ).first()
             res = conn.execute(
                 _TI.delete().where(
                     _TI.c.run_id == run_id,
@@ -343,7 +358,11 @@ class SqlStore:
                 applied.lost.append(ph.key)
                 continue
             created = expansion_instances(e, now)
-            conn.execute(_TI.insert(), [_ti_row(run_id, ti) for ti in created])
+            rows = [_ti_row(run_id, ti) for ti in created]
+            if pool_row is not None:
+                for row in rows:
+                    row["pool"], row["pool_slots"] = pool_row.pool, pool_row.pool_slots
+            conn.execute(_TI.insert(), rows)
             applied.expansions.append(e)
         # collapse consecutive changes of one instance into one compare-and-set
         chains: dict[Key, list[Transition]] = {}
@@ -527,8 +546,13 @@ class SqlStore:
     def replace_mapped(self, run_id: str, task_id: str, placeholder: TI, now: float) -> None:
         """Drop a mapped task's instances and put back its placeholder (re-expanded later)."""
         with self._tx() as conn:
-            conn.execute(_TI.delete().where(_TI.c.run_id == run_id, _TI.c.task_id == task_id))
-            conn.execute(_TI.insert(), [_ti_row(run_id, placeholder)])
+            where = (_TI.c.run_id == run_id, _TI.c.task_id == task_id)
+            pool_row = conn.execute(select(_TI.c.pool, _TI.c.pool_slots).where(*where)).first()
+            conn.execute(_TI.delete().where(*where))
+            row = _ti_row(run_id, placeholder)
+            if pool_row is not None:
+                row["pool"], row["pool_slots"] = pool_row.pool, pool_row.pool_slots
+            conn.execute(_TI.insert(), [row])
             conn.execute(
                 s.events.insert().values(
                     run_id=run_id,
@@ -609,6 +633,19 @@ class SqlStore:
                 conn.execute(
                     s.pools.insert().values(name=name, slots=slots, description=description)
                 )
+
+    def pool_usage(self, exclude_runs: Iterable[str] = ()) -> dict[str, int]:
+        """Pool slots held by queued and running instances across all runs."""
+        q = (
+            select(_TI.c.pool, func.sum(_TI.c.pool_slots))
+            .where(_TI.c.state.in_(sorted(_ACTIVE)))
+            .group_by(_TI.c.pool)
+        )
+        excluded = list(exclude_runs)
+        if excluded:
+            q = q.where(_TI.c.run_id.not_in(excluded))
+        with self.engine.connect() as conn:
+            return {pool: int(n) for pool, n in conn.execute(q)}
 
     @property
     def display_url(self) -> str:
