@@ -27,8 +27,13 @@ MAPPED_FAILURES_NAMED = 5
 MAPPED_LINE_INTERVAL = 2.0
 
 _WORDS = {
-    S.RUNNING: "started", S.SUCCESS: "success", S.FAILED: "failed", S.UP_FOR_RETRY: "retry",
-    S.SKIPPED: "skipped", S.UPSTREAM_FAILED: "upstream_failed", S.CACHED: "cached",
+    S.RUNNING: "started",
+    S.SUCCESS: "success",
+    S.FAILED: "failed",
+    S.UP_FOR_RETRY: "retry",
+    S.SKIPPED: "skipped",
+    S.UPSTREAM_FAILED: "upstream_failed",
+    S.CACHED: "cached",
 }
 _NOISY = {S.FAILED, S.UP_FOR_RETRY}
 
@@ -43,6 +48,7 @@ class ChangeTracker:
         self._mapped_line_at: dict[str, float] = {}
         self._mapped_state: dict[str, str] = {}  # "" -> "expanded" -> "done"
         self._named: dict[str, set[tuple[Key, int]]] = {}
+        self._named_keys: dict[str, set[Key]] = {}
         self._bad: dict[str, tuple[int, int]] = {}
         self._first = True
 
@@ -70,7 +76,12 @@ class ChangeTracker:
         return lines
 
     def _mapped(
-        self, snap: Snapshot, task_id: str, now: float, first: bool, only_failures: bool,
+        self,
+        snap: Snapshot,
+        task_id: str,
+        now: float,
+        first: bool,
+        only_failures: bool,
         lines: list[str],
     ) -> None:
         counts = snap.counts[task_id]
@@ -108,12 +119,11 @@ class ChangeTracker:
         finished = sum(counts[s] for s in S if s.is_terminal)
         lines.append(f"{'progress':<10} {task_id}: {finished}/{n} done ({counts_text(counts)})")
 
-    def _name_failures(
-        self, snap: Snapshot, task_id: str, counts: Any, lines: list[str]
-    ) -> None:
+    def _name_failures(self, snap: Snapshot, task_id: str, counts: Any, lines: list[str]) -> None:
         named = self._named.setdefault(task_id, set())
+        keys = self._named_keys.setdefault(task_id, set())
         bad = (counts[S.FAILED], counts[S.UP_FOR_RETRY])
-        if len(named) > MAPPED_FAILURES_NAMED or self._bad.get(task_id, (0, 0)) == bad:
+        if len(keys) > MAPPED_FAILURES_NAMED or self._bad.get(task_id, (0, 0)) == bad:
             return
         self._bad[task_id] = bad
         for state in (S.FAILED, S.UP_FOR_RETRY):
@@ -124,11 +134,12 @@ class ChangeTracker:
                 mark = (key, ti.try_number)
                 if mark in named or (ti.ended_at or 0.0) < self.t0:
                     continue
-                if len(named) == MAPPED_FAILURES_NAMED:
-                    named.add(mark)
+                if key not in keys and len(keys) == MAPPED_FAILURES_NAMED:
+                    keys.add(("", -1))  # over the limit: name no more
                     lines.append(f"{'':<10} (further failures of {task_id} are in the summary)")
                     return
                 named.add(mark)
+                keys.add(key)
                 line = _line(label(*key), state, ti.try_number, ti.error, ti)
                 if line:
                     lines.append(line)
@@ -178,8 +189,6 @@ class LineReporter:
 
     def finish(self, snap: Snapshot, now: float) -> None:
         self.update(snap, now)
-        took = human_duration(now - self.tracker.t0)
-        self.write(f"run {snap.run_id} {snap.run_state.value} in {took}")
 
 
 class LiveReporter:
@@ -200,8 +209,12 @@ class LiveReporter:
         from rich.live import Live
 
         self._live = Live(
-            self, console=self.console, refresh_per_second=self.REFRESH_PER_SECOND,
-            transient=True, redirect_stdout=False, redirect_stderr=False,
+            self,
+            console=self.console,
+            refresh_per_second=self.REFRESH_PER_SECOND,
+            transient=True,
+            redirect_stdout=False,
+            redirect_stderr=False,
         )
         self._live.start()
         return self
@@ -230,18 +243,29 @@ class LiveReporter:
     def __rich__(self) -> Any:
         from rich.console import Group
         from rich.progress_bar import ProgressBar
+        from rich.table import Table
         from rich.text import Text
 
         elapsed = human_duration(time.time() - self.tracker.t0)
         if self._view is None:
             return Text(f"starting ... {elapsed}")
         name, run_id, counts, running, done, total = self._view
-        head = Text.assemble((name, "bold"), f"  {run_id}  ", f"{done}/{total} done  {elapsed}")
-        bar = ProgressBar(total=max(total, 1), completed=done, width=40)
-        states = Text(counts_text(counts))
-        more = counts.get(S.RUNNING, 0) - len(running)
-        now_running = Text(
-            "running: " + (", ".join(running) or "-") + (f" (+{more} more)" if more > 0 else ""),
-            style="cyan",
+        line = Table.grid(padding=(0, 1))
+        line.add_row(
+            ProgressBar(total=max(total, 1), completed=done, width=30),
+            Text(f"{done}/{total} done  {elapsed}"),
         )
-        return Group(head, bar, states, now_running)
+        more = counts.get(S.RUNNING, 0) - len(running)
+        return Group(
+            Text.assemble((name, "bold"), f"  {run_id}"),
+            line,
+            Text(counts_text(counts), overflow="ellipsis", no_wrap=True),
+            Text(
+                "running: "
+                + (", ".join(running) or "-")
+                + (f" (+{more} more)" if more > 0 else ""),
+                style="cyan",
+                overflow="ellipsis",
+                no_wrap=True,
+            ),
+        )

@@ -15,15 +15,24 @@ if TYPE_CHECKING:
 MAX_FAILURES_SHOWN = 10
 
 _STATE_STYLE = {
-    "success": "green", "cached": "green", "failed": "red", "upstream_failed": "red",
-    "up_for_retry": "yellow", "running": "cyan", "queued": "cyan", "skipped": "dim",
+    "success": "green",
+    "cached": "green",
+    "failed": "red",
+    "upstream_failed": "red",
+    "up_for_retry": "yellow",
+    "running": "cyan",
+    "queued": "cyan",
+    "skipped": "dim",
 }
 
 
 def console(stderr: bool = False) -> Console:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    out = Console(stderr=stderr, highlight=False, soft_wrap=False)
+    if not out.is_terminal:
+        out.width = 200  # a pipe or a log file: wrap as little as possible
+    return out
 
 
 def _styled(state: str) -> str:
@@ -87,13 +96,23 @@ def runs_table(runs: Sequence[RunRecord]):  # type: ignore[no-untyped-def]
     from phloem.cli.views import iso
 
     table = Table(box=None, pad_edge=False)
-    for col in ("run", "pipeline", "state", "logical date", "started", "duration"):
+    table.add_column("run", no_wrap=True)
+    for col in ("pipeline", "state", "logical date", "started (UTC)", "duration"):
         table.add_column(col, overflow="fold")
     for r in runs:
         took = r.ended_at - r.started_at if r.started_at and r.ended_at else None
         started = iso(r.started_at)
         table.add_row(
-            r.run_id, r.pipeline, _styled(r.state.value), r.logical_date[:19],
-            started[:19] if started else "-", human_duration(took),
+            r.run_id,
+            r.pipeline,
+            _styled(r.state.value),
+            _short(r.logical_date),
+            _short(started) if started else "-",
+            human_duration(took),
         )
     return table
+
+
+def _short(iso_time: str) -> str:
+    """``2026-01-31T02:00:00.123+00:00`` -> ``2026-01-31 02:00:00`` (times are UTC)."""
+    return iso_time[:19].replace("T", " ")

@@ -13,9 +13,17 @@ from phloem.states import TaskState
 
 #: How a mapped task's instance states are listed, most telling first.
 _STATE_ORDER = (
-    TaskState.FAILED, TaskState.UPSTREAM_FAILED, TaskState.UP_FOR_RETRY, TaskState.RUNNING,
-    TaskState.QUEUED, TaskState.SCHEDULED, TaskState.UP_FOR_RESCHEDULE, TaskState.PENDING,
-    TaskState.SUCCESS, TaskState.CACHED, TaskState.SKIPPED,
+    TaskState.FAILED,
+    TaskState.UPSTREAM_FAILED,
+    TaskState.UP_FOR_RETRY,
+    TaskState.RUNNING,
+    TaskState.QUEUED,
+    TaskState.SCHEDULED,
+    TaskState.UP_FOR_RESCHEDULE,
+    TaskState.PENDING,
+    TaskState.SUCCESS,
+    TaskState.CACHED,
+    TaskState.SKIPPED,
 )
 
 
@@ -72,7 +80,9 @@ def task_dict(ti: TI) -> dict[str, Any]:
     }
 
 
-def run_with_tasks(run: RunRecord, tis: Iterable[TI], order: Sequence[str] | None) -> dict[str, Any]:
+def run_with_tasks(
+    run: RunRecord, tis: Iterable[TI], order: Sequence[str] | None
+) -> dict[str, Any]:
     out = run_dict(run)
     out["tasks"] = [task_dict(ti) for ti in ordered(tis, order)]
     return out
@@ -113,8 +123,15 @@ def summary_rows(tis: Iterable[TI], order: Sequence[str] | None) -> list[Row]:
         starts = [ti.started_at for ti in items if ti.started_at is not None]
         ends = [ti.ended_at for ti in items if ti.ended_at is not None]
         span = max(ends) - min(starts) if starts and ends else None
-        rows.append(Row(task_id, counts_text(counts), sum(ti.try_number for ti in items),
-                        None if span is None else max(0.0, span), len(items)))
+        rows.append(
+            Row(
+                task_id,
+                counts_text(counts),
+                sum(ti.try_number for ti in items),
+                None if span is None else max(0.0, span),
+                len(items),
+            )
+        )
     return rows
 
 
@@ -134,7 +151,7 @@ def human_duration(seconds: float | None) -> str:
         return f"{seconds:.2f}s"
     if seconds < 60:
         return f"{seconds:.1f}s"
-    m, s = divmod(int(round(seconds)), 60)
+    m, s = divmod(round(seconds), 60)
     if m < 60:
         return f"{m}m{s:02d}s"
     h, m = divmod(m, 60)

@@ -1,0 +1,499 @@
+"""``phloem``: run pipelines, inspect runs, read logs and outputs, manage the store.
+
+Each command parses its arguments and calls the same functions the Python API uses. Exit
+status: 0 success, 1 the run failed, 2 a usage or definition error (printed as one
+``error: ...`` line on stderr), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from phloem.api import Env, RunResult
+    from phloem.records import TI, RunRecord
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(
+    name="phloem",
+    help="Run machine-learning pipelines written as plain Python, on durable state.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
+db_app = typer.Typer(help="Manage the store's database.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+app.add_typer(db_app, name="db")
+
+
+class ExecutorName(str, Enum):
+    inline = "inline"
+    local = "local"
+
+
+# -- plumbing ------------------------------------------------------------------------------------
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    text = " ".join(ln.strip() for ln in message.strip().splitlines() if ln.strip())
+    typer.echo(f"error: {text}", err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """phloem's own errors, and a store that cannot be reached, become one line and exit 2."""
+    from phloem.errors import PhloemError
+
+    try:
+        yield
+    except PhloemError as exc:
+        _fail(str(exc))
+    except Exception as exc:
+        sa_exc = sys.modules.get("sqlalchemy.exc")
+        if sa_exc is not None and isinstance(exc, sa_exc.DBAPIError):
+            orig = getattr(exc, "orig", None) or exc
+            _fail(f"the store's database failed: {type(orig).__name__}: {orig}")
+        raise
+
+
+def _env() -> Env:
+    from phloem.api import open_env
+
+    return open_env()
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str))
+
+
+def _parse_params(items: list[str]) -> dict[str, str]:
+    from phloem.errors import ParamError
+
+    params: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ParamError(f"--param expects KEY=VALUE, got {item!r}")
+        params[key.strip()] = value
+    return params
+
+
+def _task_order(source: str | None) -> list[str] | None:
+    """The pipeline's task ids in topological order, when its code can still be loaded."""
+    if not source:
+        return None
+    from phloem.errors import PhloemError
+    from phloem.loading import load_pipeline
+
+    try:
+        return list(load_pipeline(source).spec.tasks)
+    except (PhloemError, OSError):
+        return None
+
+
+def _instance(env: Env, run_id: str, task: str, map_index: int | None) -> TI:
+    """One task instance of a run, with messages that say what exists instead."""
+    tis = [ti for ti in env.store.load_instances(run_id) if ti.task_id == task]
+    if not tis:
+        have = sorted({ti.task_id for ti in env.store.load_instances(run_id)})
+        _fail(f"run {run_id} has no task '{task}' (its tasks: {', '.join(have) or 'none'})")
+    indexes = sorted(ti.map_index for ti in tis)
+    mapped = indexes[-1] >= 0
+    if map_index is None:
+        if mapped:
+            _fail(
+                f"task '{task}' of run {run_id} is mapped over {len(indexes)} instances; "
+                f"pick one with --map-index (0..{indexes[-1]})"
+            )
+        return tis[0]
+    for ti in tis:
+        if ti.map_index == map_index:
+            return ti
+    if not mapped:
+        _fail(f"task '{task}' of run {run_id} is not mapped; leave out --map-index")
+    _fail(
+        f"task '{task}' of run {run_id} has no instance {map_index} "
+        f"(it has {len(indexes)}: 0..{indexes[-1]})"
+    )
+
+
+def _make_reporter(as_json: bool) -> Any:
+    from phloem.cli.progress import LineReporter, LiveReporter
+
+    if as_json:
+        return None
+    if sys.stdout.isatty():
+        from phloem.cli.tables import console
+
+        return LiveReporter(console())
+    return LineReporter(lambda line: typer.echo(line))
+
+
+def _drive(call: Any, as_json: bool, run_id: list[str]) -> None:
+    """Run ``call(reporter)`` (api.run or api.retry) with progress, then report and exit."""
+    reporter = _make_reporter(as_json)
+    try:
+        with _errors():
+            if reporter is None:
+                result = call(None)
+            else:
+                with reporter:
+                    result = call(reporter)
+    except KeyboardInterrupt:
+        rid = run_id[0] if run_id else None
+        if rid:
+            typer.echo(f"interrupted: run {rid} can be resumed with phloem retry {rid}", err=True)
+        else:
+            typer.echo("interrupted before the run was created", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    _report(result, as_json)
+    raise typer.Exit(0 if result.succeeded else EXIT_FAILED)
+
+
+def _report(result: RunResult, as_json: bool) -> None:
+    from phloem.cli.views import run_with_tasks
+
+    order = list(result.spec.tasks)
+    if as_json:
+        _print_json(run_with_tasks(result.run, result.tasks.values(), order))
+        return
+    from phloem.cli.tables import console, print_summary
+
+    out = console()
+    print_summary(out, result.tasks.values(), order)
+    run = result.run
+    took = ""
+    if run.started_at is not None and run.ended_at is not None:
+        from phloem.cli.views import human_duration
+
+        took = f" in {human_duration(run.ended_at - run.started_at)}"
+    style = "green" if result.succeeded else "red"
+    out.print(f"run {run.run_id} [{style}]{run.state.value}[/]{took}")
+    if not result.succeeded:
+        out.print(f"retry the failed tasks with: phloem retry {run.run_id}", markup=False)
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+ExecutorOpt = Annotated[ExecutorName, typer.Option("--executor", "-e", help="Where tasks run.")]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option("--workers", "-w", min=1, help="Worker processes (default: one per CPU)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print only the run record as JSON.")]
+
+
+@app.command()
+def run(
+    target: Annotated[str, typer.Argument(metavar="PATH[:PIPELINE]", help="Pipeline file.")],
+    param: Annotated[
+        list[str],
+        typer.Option("--param", "-p", metavar="KEY=VALUE", help="A run parameter (repeatable)."),
+    ] = [],  # noqa: B006
+    executor: ExecutorOpt = ExecutorName.local,
+    workers: WorkersOpt = None,
+    logical_date: Annotated[
+        str | None,
+        typer.Option(
+            "--logical-date", metavar="ISO", help="The run's logical date (default: now)."
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a pipeline to its end. Exit status 0 if it succeeded, 1 if it failed."""
+    from phloem import api
+
+    with _errors():
+        params = _parse_params(param)
+    created: list[str] = []
+
+    def call(reporter: Any) -> RunResult:
+        return api.run(
+            target,
+            params=params,
+            executor=executor.value,
+            workers=workers,
+            logical_date=logical_date,
+            reporter=reporter,
+            on_created=lambda rec: created.append(rec.run_id),
+        )
+
+    _drive(call, as_json, created)
+
+
+@app.command()
+def retry(
+    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
+    task: Annotated[
+        str | None,
+        typer.Option("--task", "-t", help="Re-run this task (by default: the failed ones)."),
+    ] = None,
+    downstream: Annotated[
+        bool, typer.Option("--downstream", help="With --task: also re-run all tasks after it.")
+    ] = False,
+    executor: ExecutorOpt = ExecutorName.local,
+    workers: WorkersOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Resume a run: re-run its failed tasks (or --task), keeping what succeeded."""
+    from phloem import api
+
+    if downstream and task is None:
+        _fail("--downstream needs --task")
+    with _errors():
+        full_id = _env().store.get_run(run_id).run_id
+
+    def call(reporter: Any) -> RunResult:
+        return api.retry(
+            full_id,
+            task=task,
+            downstream=downstream,
+            executor=executor.value,
+            workers=workers,
+            reporter=reporter,
+        )
+
+    _drive(call, as_json, [full_id])
+
+
+@runs_app.command("list")
+def runs_list(
+    pipeline: Annotated[
+        str | None,
+        typer.Option("--pipeline", "-p", help="Only runs of this pipeline."),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,
+) -> None:
+    """The latest runs, newest first."""
+    from phloem.cli.views import run_dict
+
+    with _errors():
+        found = _env().store.list_runs(pipeline=pipeline, limit=limit)
+    if as_json:
+        _print_json([run_dict(r) for r in found])
+        return
+    if not found:
+        typer.echo("no runs" + (f" of pipeline '{pipeline}'" if pipeline else ""))
+        return
+    from phloem.cli.tables import console, runs_table
+
+    console().print(runs_table(found))
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
+) -> None:
+    """A run and the state of each of its tasks."""
+    with _errors():
+        env = _env()
+        record: RunRecord = env.store.get_run(run_id)
+        tis = env.store.load_instances(record.run_id)
+    order = _task_order(record.source)
+    if as_json:
+        from phloem.cli.views import run_with_tasks
+
+        _print_json(run_with_tasks(record, tis, order))
+        return
+    from phloem.cli.tables import console, print_run_header, print_summary
+
+    out = console()
+    print_run_header(out, record)
+    out.print()
+    print_summary(out, tis, order)
+
+
+@app.command()
+def logs(
+    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
+    task: Annotated[str, typer.Argument(help="Task id.")],
+    map_index: Annotated[
+        int | None,
+        typer.Option("--map-index", "-i", min=0, help="Instance of a mapped task."),
+    ] = None,
+    try_number: Annotated[
+        int | None,
+        typer.Option("--try", min=1, help="Attempt number (default: the latest)."),
+    ] = None,
+) -> None:
+    """Print the log of a task's attempt."""
+    from phloem.cli.views import label
+    from phloem.runner.logs import log_path
+
+    with _errors():
+        env = _env()
+        rid = env.store.get_run(run_id).run_id
+        ti = _instance(env, rid, task, map_index)
+    name = label(ti.task_id, ti.map_index)
+    if ti.try_number == 0:
+        _fail(f"task {name} of run {rid} has not started yet (it is {ti.state.value})")
+    n = ti.try_number if try_number is None else try_number
+    if n > ti.try_number:
+        _fail(
+            f"task {name} of run {rid} has no try {n} (it has run {ti.try_number} "
+            f"time{'s' if ti.try_number != 1 else ''})"
+        )
+    path = Path(log_path(env.logs_dir, rid, ti.task_id, ti.map_index, n))
+    if not path.is_file():
+        typer.echo(f"try {n} of task {name} wrote no log output", err=True)
+        return
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for chunk in iter(lambda: fh.read(65536), ""):
+            typer.echo(chunk, nl=False)
+
+
+@app.command()
+def output(
+    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
+    task: Annotated[str, typer.Argument(help="Task id.")],
+    map_index: Annotated[
+        int | None,
+        typer.Option("--map-index", "-i", min=0, help="Instance of a mapped task."),
+    ] = None,
+) -> None:
+    """Print a task's output: its JSON value, or a description of its artifact."""
+    from phloem.artifacts import ArtifactRef
+    from phloem.artifacts.codec import from_stored_json
+    from phloem.cli.views import label
+    from phloem.states import SUCCESS_STATES
+
+    with _errors():
+        env = _env()
+        rid = env.store.get_run(run_id).run_id
+        ti = _instance(env, rid, task, map_index)
+        name = label(ti.task_id, ti.map_index)
+        if ti.state not in SUCCESS_STATES:
+            _fail(f"task {name} of run {rid} has no output: it is {ti.state.value}")
+        if ti.output is None:
+            _print_json(None)
+            return
+        value = from_stored_json(ti.output)
+        if not isinstance(value, ArtifactRef):
+            _print_json(value.value)
+            return
+        where = env.artifacts.location(value)
+        present = env.artifacts.exists(value)
+    rows = [
+        ("artifact", value.type_name),
+        ("serializer", value.serializer),
+        ("size", f"{value.size} bytes"),
+        ("digest", f"sha256:{value.digest}"),
+        ("location", where + ("" if present else " (missing)")),
+    ]
+    for key, text in rows:
+        typer.echo(f"{key + ':':<12}{text}")
+
+
+@app.command()
+def validate(
+    paths: Annotated[list[str], typer.Argument(metavar="PATH...", help="Pipeline files.")],
+) -> None:
+    """Load pipeline files and list their pipelines, without running anything."""
+    from phloem.errors import PhloemError, PipelineNotFound
+    from phloem.loading import load_module_pipelines, load_pipeline, split_target
+
+    found: list[tuple[str, Any]] = []
+    bad = 0
+    for target in paths:
+        path, name = split_target(target)
+        try:
+            pipes = [load_pipeline(target)] if name else list(load_module_pipelines(path).values())
+            if not pipes:
+                raise PipelineNotFound(
+                    f"{path} defines no pipeline; decorate a function with @phloem.pipeline"
+                )
+        except PhloemError as exc:
+            bad += 1
+            text = " ".join(ln.strip() for ln in str(exc).splitlines() if ln.strip())
+            typer.echo(f"error: {text}", err=True)
+            continue
+        found.extend((target, p) for p in pipes)
+    if found:
+        from rich.table import Table
+
+        from phloem.cli.tables import console
+
+        table = Table(box=None, pad_edge=False)
+        for col in ("file", "pipeline", "tasks", "schedule"):
+            table.add_column(col, overflow="fold")
+        for target, p in found:
+            spec = p.spec
+            table.add_row(
+                str(split_target(target)[0]),
+                spec.name,
+                str(len(spec.tasks)),
+                spec.schedule_text or "-",
+            )
+        console().print(table)
+    if bad:
+        raise typer.Exit(EXIT_USAGE)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the store's schema to this version of phloem."""
+    from phloem.config import Settings
+    from phloem.store import SqlStore
+    from phloem.store.migrate import current_revision, upgrade
+
+    with _errors():
+        settings = Settings.from_env()
+        if settings.db_url.startswith("sqlite"):
+            settings.ensure_dirs()
+        store = SqlStore(settings.db_url, migrate=False)
+        try:
+            before = current_revision(store.engine)
+            upgrade(store.engine)
+            after = current_revision(store.engine)
+        finally:
+            store.close()
+    change = "unchanged" if before == after else f"was {before or 'empty'}"
+    typer.echo(f"{store.display_url}: schema at revision {after} ({change})")
+
+
+def _version() -> str:
+    from phloem import __version__
+
+    return f"phloem {__version__}"
+
+
+@app.command()
+def version() -> None:
+    """Print phloem's version."""
+    typer.echo(_version())
+
+
+def _version_flag(value: bool) -> None:
+    if value:
+        typer.echo(_version())
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_version_flag,
+            is_eager=True,
+            help="Print phloem's version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Run machine-learning pipelines written as plain Python, on durable state."""
