@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from phloem.context import TaskContext, context
-from phloem.dsl import Pipeline, Resources, Task, TaskRef, group, pipeline, sensor, task
+from phloem.dsl import Asset, Pipeline, Resources, Task, TaskRef, group, pipeline, sensor, task
 from phloem.errors import (
     ArtifactError,
     CycleError,
@@ -33,6 +33,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     # authoring
+    "Asset",
     "Pipeline",
     "Resources",
     "Task",

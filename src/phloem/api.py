@@ -15,7 +15,8 @@ from typing import Any
 from phloem.artifacts import ArtifactStore, decode_output
 from phloem.artifacts.codec import from_stored_json
 from phloem.config import Settings
-from phloem.driver import Driver, Reporter
+from phloem.driver import DEFAULT_TTL, Driver, Reporter, holder_id
+from phloem.driver.leases import is_dead_local
 from phloem.dsl.pipeline import Pipeline, resolve_params
 from phloem.dsl.spec import PipelineSpec
 from phloem.engine import TI, Snapshot, Transition
@@ -25,6 +26,7 @@ from phloem.loading import load_pipeline
 from phloem.records import RunRecord
 from phloem.states import SUCCESS_STATES, RunState, TaskState
 from phloem.store import SqlStore
+from phloem.store.catalog import Catalog
 
 S = TaskState
 
@@ -85,6 +87,7 @@ def create_run(
     run_type: str = "manual",
     idempotency_key: str | None = None,
     data_interval: tuple[str, str] | None = None,
+    owner: str | None = None,
 ) -> RunRecord:
     values = resolve_params(spec, params)
     now = time.time()
@@ -101,9 +104,10 @@ def create_run(
         data_interval_start=data_interval[0] if data_interval else None,
         data_interval_end=data_interval[1] if data_interval else None,
         idempotency_key=idempotency_key,
+        owner=owner,
     )
     pools = {t.task_id: (t.options.pool, t.options.pool_slots) for t in spec.tasks.values()}
-    return store.create_run(record, [TI(task_id=t) for t in spec.tasks], pools)
+    return store.create_run(record, [TI(task_id=t) for t in spec.tasks], pools, DEFAULT_TTL)
 
 
 class RunResult:
@@ -200,7 +204,9 @@ def run(
     """Run a pipeline to its end on the durable store, with no server."""
     p, source = _pipeline(pipeline)
     env = open_env(store, home)
-    record = create_run(env.store, p.spec, params, logical_date, source=source)
+    record = create_run(
+        env.store, p.spec, params, logical_date, source=source, owner=holder_id("run")
+    )
     if on_created is not None:
         on_created(record)
     return drive(env, p.spec, record, executor, workers, reporter)
@@ -304,6 +310,18 @@ def retry(
     else:
         record = env.store.get_run(run_id)
     spec = pipeline.spec
+    owner = holder_id("retry")
+    catalog = Catalog(env.store)
+    holder = catalog.claim_run(record.run_id, owner, DEFAULT_TTL, time.time())
+    if holder is not None and is_dead_local(holder):
+        holder = catalog.claim_run(record.run_id, owner, DEFAULT_TTL, time.time(), take_from=holder)
+    if holder is not None:
+        raise PhloemError(
+            f"run {record.run_id} is being driven by {holder}; wait for it to finish, or stop "
+            "that process (its lease then expires and the run can be resumed)",
+            run=record.run_id,
+        )
+    record = replace(record, owner=owner)
     tis = env.store.load_instances(record.run_id)
     resets, remap = plan_retry(tis, spec, task, downstream)
     now = time.time()
@@ -315,8 +333,9 @@ def retry(
         env.store.replace_mapped(record.run_id, task_id, placeholder, now)
     if (resets or remap) and record.state.is_terminal:
         env.store.set_run_state(record.run_id, record.state, RunState.RUNNING, now)
-    record = env.store.get_run(record.run_id)
+    record = replace(env.store.get_run(record.run_id), owner=owner)
     if record.state.is_terminal:
+        Catalog(env.store).release_runs(owner, [record.run_id])
         return RunResult(env, spec, record)
     return drive(env, spec, record, executor, workers, reporter)
 

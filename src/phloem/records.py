@@ -71,6 +71,7 @@ class RunRecord:
     data_interval_start: str | None = None
     data_interval_end: str | None = None
     idempotency_key: str | None = None
+    owner: str | None = None  # who drives it now (a scheduler or a `phloem run` process)
 
 
 def expansion_instances(e: Expansion, now: float) -> list[TI]:

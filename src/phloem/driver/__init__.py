@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from phloem.artifacts import ArtifactStore
+from phloem.driver.leases import DEFAULT_TTL, LeaseKeeper, holder_id
 from phloem.driver.loop import Loop
 from phloem.driver.session import CallbackContext, Reporter, RunSession
 from phloem.dsl.spec import PipelineSpec
@@ -14,6 +15,7 @@ from phloem.engine import Snapshot
 from phloem.executors import Executor
 from phloem.records import RunRecord
 from phloem.store import SqlStore
+from phloem.store.catalog import Catalog
 
 
 class Driver:
@@ -29,11 +31,13 @@ class Driver:
         logs_dir: Path,
         reporter: Reporter | None = None,
         clock: Callable[[], float] = time.time,
+        lease_ttl: float = DEFAULT_TTL,
     ) -> None:
         self.store = store
         self.executor = executor
         self.session = RunSession(store, spec, run, artifacts, logs_dir, reporter, clock)
-        self.loop = Loop(executor, pools=store.pools(), clock=clock)
+        self.keeper = LeaseKeeper(Catalog(store), run.owner, lease_ttl) if run.owner else None
+        self.loop = Loop(executor, pools=store.pools(), keeper=self.keeper, clock=clock)
 
     def drive(self) -> Snapshot:
         self.executor.start(
@@ -55,7 +59,18 @@ class Driver:
             raise
         finally:
             self.executor.shutdown()
+            if self.keeper is not None:
+                self.keeper.release([self.session.run_id])
         return self.session.snap
 
 
-__all__ = ["CallbackContext", "Driver", "Loop", "Reporter", "RunSession"]
+__all__ = [
+    "DEFAULT_TTL",
+    "CallbackContext",
+    "Driver",
+    "LeaseKeeper",
+    "Loop",
+    "Reporter",
+    "RunSession",
+    "holder_id",
+]

@@ -11,10 +11,12 @@ import logging
 import time
 from collections.abc import Callable
 
+from phloem.driver.leases import LeaseKeeper
 from phloem.driver.session import RunSession, pool_usage
 from phloem.engine import Capacity
 from phloem.executors import Executor, Started
 from phloem.runner import Result
+from phloem.states import ACTIVE_TASK_STATES
 
 log = logging.getLogger("phloem.driver")
 
@@ -29,9 +31,11 @@ class Loop:
         *,
         pools: dict[str, int] | None = None,
         parallelism: int | None = None,
+        keeper: LeaseKeeper | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.executor = executor
+        self.keeper = keeper
         self.pools = dict(pools or {})
         self.parallelism = parallelism
         self.clock = clock
@@ -53,6 +57,17 @@ class Loop:
             s.interrupt()
         return s
 
+    def abandon(self, run_id: str) -> None:
+        """Stop driving a run whose lease went to another driver: kill our attempts of it
+        but leave its state alone (the new owner decides)."""
+        s = self.sessions.pop(run_id, None)
+        self._added.pop(run_id, None)
+        if s is None:
+            return
+        for key in s.snap.keys_in(*ACTIVE_TASK_STATES):
+            ti = s.snap.tis[key]
+            self.executor.kill(run_id, key[0], key[1], ti.try_number, "lease lost")
+
     @property
     def slots(self) -> int:
         n = self.executor.slots
@@ -70,7 +85,13 @@ class Loop:
         """Step every session once, hand out what they decided, then wait for reports (at
         most ``max_wait`` seconds). Returns the earliest timer any session asked for."""
         now = self.clock()
+        if self.keeper is not None and now >= self.keeper.next_renewal:
+            for run_id in self.keeper.renew(list(self.sessions), now):
+                log.warning("lost the lease of run %s: another driver has it; letting go", run_id)
+                self.abandon(run_id)
         wake: list[float] = []
+        if self.keeper is not None:
+            wake.append(self.keeper.next_renewal)
         active = sum(s.active for s in self.sessions.values())
         used = pool_usage(self.sessions.values())
         for s in self._order(now):
@@ -95,6 +116,8 @@ class Loop:
                 self.sessions.pop(s.run_id)
                 self._added.pop(s.run_id, None)
                 self.finished.append(s)
+                if self.keeper is not None:
+                    self.keeper.release([s.run_id])
         next_wake = min(wake) if wake else None
         if not self.sessions:
             return next_wake

@@ -85,6 +85,9 @@ class RunSession:
         self.reporter = reporter
         self.clock = clock
         self.inputs = Inputs(spec, artifacts)
+        self._asset_outputs = {
+            t.task_id: t.options.outputs for t in spec.tasks.values() if t.options.outputs
+        }
         self.snap: Snapshot = self._load()
         self._events: list[Event] = []
         self._records: list[ArtifactRecord] = []
@@ -159,6 +162,7 @@ class RunSession:
             now=now,
             artifacts=self._records,
             uses=self._uses,
+            asset_outputs=self._asset_outputs,
         )
         self._records, self._uses = [], []
         for e in applied.expansions:

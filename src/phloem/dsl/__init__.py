@@ -1,5 +1,6 @@
 """What authors write: tasks, pipelines, sensors and groups."""
 
+from phloem.dsl.assets import Asset
 from phloem.dsl.options import Resources, TaskOptions
 from phloem.dsl.pipeline import Pipeline, group, pipeline, resolve_params
 from phloem.dsl.refs import ParamRef, TaskRef
@@ -7,6 +8,7 @@ from phloem.dsl.spec import ParamSpec, PipelineSpec, TaskSpec
 from phloem.dsl.task import Task, sensor, task
 
 __all__ = [
+    "Asset",
     "ParamRef",
     "ParamSpec",
     "Pipeline",

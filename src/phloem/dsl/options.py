@@ -49,12 +49,14 @@ class TaskOptions:
     on_failure: Callable[..., Any] | None = None
     on_retry: Callable[..., Any] | None = None
     sensor: SensorOptions | None = None
-    outputs: tuple[Any, ...] = ()  # assets this task updates (used by the scheduler)
+    outputs: tuple[str, ...] = ()  # names of the assets this task updates
+    #: options the author set on the task itself; pipeline defaults never override these
+    explicit: frozenset[str] = frozenset()
 
 
 #: Options an author may pass to ``@task(...)`` / ``with_options(...)``.
 TASK_OPTION_NAMES = frozenset(
-    f.name for f in fields(TaskOptions) if f.name not in ("kind", "sensor")
+    f.name for f in fields(TaskOptions) if f.name not in ("kind", "sensor", "explicit")
 )
 SENSOR_OPTION_NAMES = frozenset({"poke_interval", "timeout", "mode", "soft_fail"})
 
@@ -150,7 +152,9 @@ def build_options(base: TaskOptions, overrides: Mapping[str, Any], where: str) -
     if "tags" in changes:
         changes["tags"] = tuple(changes["tags"])
     if "outputs" in changes:
-        changes["outputs"] = tuple(changes["outputs"])
+        from phloem.dsl.assets import asset_names
+
+        changes["outputs"] = asset_names(changes["outputs"], where)
     if "name" in changes:
         name = changes["name"]
         if not isinstance(name, str) or not name or "." in name or "/" in name:
@@ -160,7 +164,7 @@ def build_options(base: TaskOptions, overrides: Mapping[str, Any], where: str) -
     for key in ("on_success", "on_failure", "on_retry"):
         if changes.get(key) is not None and not callable(changes[key]):
             raise DefinitionError(f"{where}: option '{key}' must be callable")
-    opts = replace(base, **changes)
+    opts = replace(base, **changes, explicit=base.explicit | frozenset(overrides))
     if sensor_changes:
         opts = replace(opts, sensor=_sensor(opts.sensor or SensorOptions(), sensor_changes, where))
     return opts

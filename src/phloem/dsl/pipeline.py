@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from typing import Any
 
+from phloem.dsl.assets import asset_names, is_asset_schedule
 from phloem.dsl.builder import Builder, caller_location, current_builder
 from phloem.dsl.options import TaskOptions, build_options
 from phloem.dsl.refs import ParamRef
@@ -94,7 +95,11 @@ def _build(fn: Callable[..., Any], options: Mapping[str, Any], where: str) -> Pi
     tz = options.get("timezone", "UTC")
     schedule_value = options.get("schedule")
     schedule = None
-    if schedule_value is not None:
+    assets: tuple[str, ...] = ()
+    if is_asset_schedule(schedule_value):
+        assets = asset_names(schedule_value or (), where)
+        schedule_value = None
+    elif schedule_value is not None:
         from phloem.schedules import parse_schedule
 
         try:
@@ -107,6 +112,8 @@ def _build(fn: Callable[..., Any], options: Mapping[str, Any], where: str) -> Pi
     spec = builder.build(
         schedule=schedule,
         schedule_text=None if schedule_value is None else str(schedule_value),
+        assets=assets,
+        timezone=tz,
         start_date=_start_date(options.get("start_date"), where),
         catchup=bool(options.get("catchup", False)),
         max_active_runs=max_active_runs,
@@ -124,13 +131,8 @@ def _apply_defaults(builder: Builder, defaults: Mapping[str, Any], where: str) -
     base = TaskOptions(name="x")
     build_options(base, defaults, f"{where}: default_task_options")  # validate once
     for draft in builder.drafts.values():
-        # explicit task options win over pipeline defaults: only fill fields left at default
-        fill = {
-            k: v
-            for k, v in defaults.items()
-            if getattr(draft.options, k, None)
-            == getattr(TaskOptions(name="x", kind=draft.options.kind), k, None)
-        }
+        # explicit task options win over pipeline defaults, even when equal to the built-in
+        fill = {k: v for k, v in defaults.items() if k not in draft.options.explicit}
         draft.options = build_options(draft.options, fill, f"{where}: default_task_options")
 
 

@@ -57,6 +57,8 @@ class PipelineSpec:
     params: Mapping[str, ParamSpec]
     schedule: Any = None  # phloem.schedules.Schedule | None
     schedule_text: str | None = None
+    assets: tuple[str, ...] = ()  # scheduled when all these assets were updated
+    timezone: str = "UTC"
     start_date: datetime | None = None
     catchup: bool = False
     max_active_runs: int = 16

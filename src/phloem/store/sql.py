@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,7 +95,12 @@ def _sqlite_setup(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # writers take the write lock up front (no deadlock on upgrade from read to write);
+        # readers use a deferred transaction so they never wait for, or block, a writer
+        if conn.get_execution_options().get("phloem_write"):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
 
 
 def make_engine(url: str) -> Engine:
@@ -139,7 +144,8 @@ class SqlStore:
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
+        """A write transaction (BEGIN IMMEDIATE on SQLite)."""
+        with self.engine.connect().execution_options(phloem_write=True) as conn, conn.begin():
             yield conn
 
     def close(self) -> None:
@@ -152,12 +158,15 @@ class SqlStore:
         run: RunRecord,
         instances: Sequence[TI],
         pools: dict[str, tuple[str, int]] | None = None,
+        lease_ttl: float | None = None,
     ) -> RunRecord:
         """Insert a run and its first task instances atomically; a duplicate (pipeline, logical
-        date) or idempotency key raises RunConflict naming the run that exists."""
+        date) or idempotency key raises RunConflict naming the run that exists. A run created
+        with an ``owner`` is leased to it for ``lease_ttl`` seconds so no scheduler takes it."""
+        lease_until = run.created_at + lease_ttl if run.owner and lease_ttl else None
         try:
             with self._tx() as conn:
-                conn.execute(s.runs.insert().values(_run_row(run)))
+                conn.execute(s.runs.insert().values(_run_row(run, lease_until)))
                 if instances:
                     rows = [_ti_row(run.run_id, ti) for ti in instances]
                     for row in rows:
@@ -205,6 +214,7 @@ class SqlStore:
         return _run_record(row) if row else None
 
     def get_run(self, run_id: str) -> RunRecord:
+        like: Sequence[str] = ()
         with self.engine.connect() as conn:
             row = conn.execute(select(s.runs).where(s.runs.c.run_id == run_id)).mappings().first()
             if row is None:
@@ -215,8 +225,9 @@ class SqlStore:
                     .scalars()
                     .all()
                 )
-                if len(like) == 1:
-                    return self.get_run(like[0])
+        if row is None and len(like) == 1:
+            # outside the first connection: on SQLite a second one would wait for its lock
+            return self.get_run(like[0])
         if row is None:
             raise RunNotFound(
                 f"no run '{run_id}' in the store at {self.display_url}; "
@@ -295,7 +306,7 @@ class SqlStore:
         now: float | None = None,
         artifacts: Sequence[ArtifactRecord] = (),
         uses: Sequence[ArtifactUse] = (),
-        worker: str | None = None,
+        asset_outputs: Mapping[str, tuple[str, ...]] | None = None,
     ) -> Applied:
         """Apply one decision in one transaction. Compare-and-sets that lose are reported in
         ``Applied.lost`` and change nothing (nor do later transitions of the same key)."""
@@ -304,11 +315,30 @@ class SqlStore:
             with self._tx() as conn:
                 applied = self._commit(conn, run_id, transitions, expansions, now, bulk=True)
                 self._finish_commit(conn, run_id, applied, run_state, artifacts, uses, now)
+                self._asset_events(conn, run_id, applied, asset_outputs, now)
         except _LostRace:  # some CAS lost: redo row by row to learn which
             with self._tx() as conn:
                 applied = self._commit(conn, run_id, transitions, expansions, now, bulk=False)
                 self._finish_commit(conn, run_id, applied, run_state, artifacts, uses, now)
+                self._asset_events(conn, run_id, applied, asset_outputs, now)
         return applied
+
+    def _asset_events(
+        self, conn: Connection, run_id: str, applied: Applied,
+        asset_outputs: Mapping[str, tuple[str, ...]] | None, now: float,
+    ) -> None:
+        """A task that updates assets records one event per asset when it succeeds, in the
+        same transaction as its success."""
+        if not asset_outputs:
+            return
+        rows = [
+            {"asset": asset, "run_id": run_id, "task_id": t.new.task_id, "at": now}
+            for t in applied.transitions
+            if t.new.state is TaskState.SUCCESS and t.old.state is not TaskState.SUCCESS
+            for asset in asset_outputs.get(t.new.task_id, ())
+        ]
+        if rows:
+            conn.execute(s.asset_events.insert(), rows)
 
     def _finish_commit(
         self,
@@ -320,7 +350,13 @@ class SqlStore:
         uses: Sequence[ArtifactUse],
         now: float,
     ) -> None:
-        if run_state is not None and self._set_run_state(conn, run_id, *run_state, now):
+        # a run state decided from changes that lost their compare-and-set is stale: it is
+        # not applied, and the caller reloads and decides again
+        if (
+            run_state is not None
+            and not applied.lost
+            and self._set_run_state(conn, run_id, *run_state, now)
+        ):
             applied.run_state = run_state[1]
         if artifacts or uses:
             self._record_artifacts(conn, run_id, artifacts, uses, now)
@@ -363,6 +399,22 @@ class SqlStore:
                 for row in rows:
                     row["pool"], row["pool_slots"] = pool_row.pool, pool_row.pool_slots
             conn.execute(_TI.insert(), rows)
+            conn.execute(
+                s.events.insert(),
+                [
+                    {
+                        "run_id": run_id,
+                        "task_id": ti.task_id,
+                        "map_index": ti.map_index,
+                        "try_number": ti.try_number,
+                        "old_state": ph.state.value,
+                        "new_state": ti.state.value,
+                        "at": now,
+                        "reason": f"expanded into {e.count}",
+                    }
+                    for ti in created
+                ],
+            )
             applied.expansions.append(e)
         # collapse consecutive changes of one instance into one compare-and-set
         chains: dict[Key, list[Transition]] = {}
@@ -714,7 +766,7 @@ def _ti_record(row: Any) -> TI:
     )
 
 
-def _run_row(run: RunRecord) -> dict[str, Any]:
+def _run_row(run: RunRecord, lease_until: float | None = None) -> dict[str, Any]:
     return {
         "run_id": run.run_id,
         "pipeline": run.pipeline,
@@ -730,6 +782,8 @@ def _run_row(run: RunRecord) -> dict[str, Any]:
         "created_at": run.created_at,
         "started_at": run.started_at,
         "ended_at": run.ended_at,
+        "owner": run.owner,
+        "lease_expires_at": lease_until,
     }
 
 
@@ -749,4 +803,5 @@ def _run_record(row: Any) -> RunRecord:
         data_interval_start=row["data_interval_start"],
         data_interval_end=row["data_interval_end"],
         idempotency_key=row["idempotency_key"],
+        owner=row["owner"],
     )

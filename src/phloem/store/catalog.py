@@ -1,0 +1,387 @@
+"""What the scheduler keeps besides runs: known pipelines and their versions, import errors,
+leases (who drives what), and asset events. Domain terms only; SQL stays in here."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy.exc import IntegrityError
+
+from phloem.errors import PhloemError, PipelineNotFound
+from phloem.records import RunRecord
+from phloem.states import RunState
+from phloem.store import schema as s
+from phloem.store.sql import SqlStore, _run_record
+
+_ACTIVE_RUN_STATES = (RunState.QUEUED.value, RunState.RUNNING.value)
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineInfo:
+    """A pipeline as discovery found it in a file."""
+
+    name: str
+    file: str
+    code_hash: str
+    schedule: str | None
+    timezone: str
+    start_date: str | None
+    catchup: bool
+    max_active_runs: int
+    assets: tuple[str, ...]
+    tasks: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineRow:
+    info: PipelineInfo
+    paused: bool
+    active: bool
+    last_parsed_at: float | None
+
+
+class Catalog:
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+        self.engine = store.engine
+
+    # -- pipelines ----------------------------------------------------------------------------
+
+    def sync_file(self, file: str, found: Sequence[PipelineInfo], now: float) -> list[str]:
+        """Record what ``file`` defines now; pipelines it no longer defines become inactive.
+        Returns the names whose code changed (new versions)."""
+        p = s.pipelines
+        changed = []
+        with self.store._tx() as conn:
+            current = {r.name: r for r in conn.execute(select(p).where(p.c.file == file))}
+            for info in found:
+                row = _pipeline_row(info, now)
+                existing = conn.execute(select(p).where(p.c.name == info.name)).first()
+                if existing is None:
+                    conn.execute(p.insert().values(row, paused=0, active=1))
+                    changed.append(info.name)
+                else:
+                    if existing.code_hash != info.code_hash or not existing.active:
+                        changed.append(info.name)
+                    conn.execute(p.update().where(p.c.name == info.name).values(row, active=1))
+                self._version(conn, info, now)
+            gone = set(current) - {i.name for i in found}
+            if gone:
+                conn.execute(p.update().where(p.c.name.in_(gone)).values(active=0, updated_at=now))
+            conn.execute(s.import_errors.delete().where(s.import_errors.c.file == file))
+        return changed
+
+    def _version(self, conn: Connection, info: PipelineInfo, now: float) -> None:
+        v = s.pipeline_versions
+        exists = conn.execute(
+            select(func.count())
+            .select_from(v)
+            .where(v.c.pipeline == info.name, v.c.code_hash == info.code_hash)
+        ).scalar_one()
+        if not exists:
+            conn.execute(
+                v.insert().values(
+                    pipeline=info.name, code_hash=info.code_hash, file=info.file, first_seen_at=now
+                )
+            )
+
+    def file_removed(self, file: str, now: float) -> None:
+        with self.store._tx() as conn:
+            conn.execute(
+                s.pipelines.update()
+                .where(s.pipelines.c.file == file)
+                .values(active=0, updated_at=now)
+            )
+            conn.execute(s.import_errors.delete().where(s.import_errors.c.file == file))
+
+    def import_failed(self, file: str, error: str, now: float) -> None:
+        """Keep the file's pipelines as they were (the last good version keeps running) and
+        record why the new version could not be read."""
+        ie = s.import_errors
+        with self.store._tx() as conn:
+            conn.execute(ie.delete().where(ie.c.file == file))
+            conn.execute(ie.insert().values(file=file, error=error, at=now))
+
+    def import_errors(self) -> dict[str, str]:
+        with self.engine.connect() as conn:
+            return {r.file: r.error for r in conn.execute(select(s.import_errors))}
+
+    def pipelines(self, *, active_only: bool = False) -> list[PipelineRow]:
+        q = select(s.pipelines).order_by(s.pipelines.c.name)
+        if active_only:
+            q = q.where(s.pipelines.c.active == 1)
+        with self.engine.connect() as conn:
+            return [_pipeline(r) for r in conn.execute(q)]
+
+    def pipeline(self, name: str) -> PipelineRow:
+        with self.engine.connect() as conn:
+            r = conn.execute(select(s.pipelines).where(s.pipelines.c.name == name)).first()
+            if r is None:
+                names = list(conn.execute(select(s.pipelines.c.name)).scalars())
+        if r is None:
+            import difflib
+
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = (
+                f"; did you mean '{close[0]}'?"
+                if close
+                else (
+                    "; the scheduler registers pipelines from its folder "
+                    "(`phloem pipelines list` shows them)"
+                )
+            )
+            raise PipelineNotFound(f"unknown pipeline '{name}'{hint}", pipeline=name)
+        return _pipeline(r)
+
+    def set_paused(self, name: str, paused: bool, now: float) -> None:
+        self.pipeline(name)
+        with self.store._tx() as conn:
+            conn.execute(
+                s.pipelines.update()
+                .where(s.pipelines.c.name == name)
+                .values(paused=int(paused), updated_at=now)
+            )
+
+    def versions(self, name: str) -> list[tuple[str, float]]:
+        v = s.pipeline_versions
+        q = select(v.c.code_hash, v.c.first_seen_at).where(v.c.pipeline == name)
+        with self.engine.connect() as conn:
+            return [(h, t) for h, t in conn.execute(q.order_by(v.c.first_seen_at))]
+
+    # -- leases -------------------------------------------------------------------------------
+
+    def acquire(self, name: str, holder: str, ttl: float, now: float) -> str | None:
+        """Take or renew lease ``name``; returns None on success, else the current holder."""
+        le = s.leases
+        with self.store._tx() as conn:
+            res = conn.execute(
+                le.update()
+                .where(le.c.name == name, or_(le.c.holder == holder, le.c.expires_at < now))
+                .values(holder=holder, expires_at=now + ttl)
+            )
+            if res.rowcount == 1:
+                return None
+            row = conn.execute(select(le).where(le.c.name == name)).first()
+            if row is not None:
+                return str(row.holder)
+        try:
+            with self.store._tx() as conn:
+                conn.execute(le.insert().values(name=name, holder=holder, expires_at=now + ttl))
+            return None
+        except IntegrityError:
+            with self.engine.connect() as conn:
+                row = conn.execute(select(le).where(le.c.name == name)).first()
+            return str(row.holder) if row is not None else "another process"
+
+    def release(self, name: str, holder: str) -> None:
+        le = s.leases
+        with self.store._tx() as conn:
+            conn.execute(le.delete().where(le.c.name == name, le.c.holder == holder))
+
+    # -- run ownership --------------------------------------------------------------------------
+
+    def claim_runs(self, owner: str, ttl: float, now: float, limit: int) -> list[RunRecord]:
+        """Runs nobody drives (never claimed, or their driver's lease ran out), oldest first.
+
+        On PostgreSQL several schedulers claim at once: ``FOR UPDATE SKIP LOCKED`` hands each
+        run to exactly one of them.
+        """
+        r = s.runs
+        q = (
+            select(r)
+            .where(
+                r.c.state.in_(_ACTIVE_RUN_STATES),
+                or_(r.c.owner.is_(None), r.c.lease_expires_at < now, r.c.owner == owner),
+            )
+            .order_by(r.c.created_at)
+            .limit(limit)
+        )
+        if self.store.dialect == "postgresql":
+            q = q.with_for_update(skip_locked=True)
+        with self.store._tx() as conn:
+            rows = conn.execute(q).mappings().all()
+            ids = [row["run_id"] for row in rows]
+            if ids:
+                conn.execute(
+                    r.update()
+                    .where(r.c.run_id.in_(ids))
+                    .values(owner=owner, lease_expires_at=now + ttl)
+                )
+        return [_run_record(row) for row in rows]
+
+    def claim_run(
+        self, run_id: str, owner: str, ttl: float, now: float, *, take_from: str | None = None
+    ) -> str | None:
+        """Take one run (to resume it); returns None, or who drives it now. ``take_from``
+        names a holder known to be dead, whose lease may be taken before it expires."""
+        r = s.runs
+        free = [r.c.owner.is_(None), r.c.lease_expires_at < now, r.c.owner == owner]
+        if take_from is not None:
+            free.append(r.c.owner == take_from)
+        with self.store._tx() as conn:
+            res = conn.execute(
+                r.update()
+                .where(r.c.run_id == run_id, or_(*free))
+                .values(owner=owner, lease_expires_at=now + ttl)
+            )
+            if res.rowcount == 1:
+                return None
+            holder = conn.execute(select(r.c.owner).where(r.c.run_id == run_id)).scalar()
+        return str(holder)
+
+    def renew_runs(self, owner: str, run_ids: Iterable[str], ttl: float, now: float) -> set[str]:
+        """Extend ``owner``'s leases; returns the runs it still owns (others were taken)."""
+        ids = list(run_ids)
+        if not ids:
+            return set()
+        r = s.runs
+        with self.store._tx() as conn:
+            conn.execute(
+                r.update()
+                .where(r.c.run_id.in_(ids), r.c.owner == owner)
+                .values(lease_expires_at=now + ttl)
+            )
+            kept = conn.execute(
+                select(r.c.run_id).where(r.c.run_id.in_(ids), r.c.owner == owner)
+            ).scalars()
+            return set(kept)
+
+    def release_runs(self, owner: str, run_ids: Iterable[str]) -> None:
+        ids = list(run_ids)
+        if ids:
+            r = s.runs
+            with self.store._tx() as conn:
+                conn.execute(
+                    r.update()
+                    .where(r.c.run_id.in_(ids), r.c.owner == owner)
+                    .values(owner=None, lease_expires_at=None)
+                )
+
+    # -- scheduling facts -----------------------------------------------------------------------
+
+    def last_scheduled(self, pipeline: str) -> str | None:
+        """The newest logical date of a scheduled or backfill run of ``pipeline``."""
+        r = s.runs
+        q = select(func.max(r.c.logical_date)).where(
+            r.c.pipeline == pipeline, r.c.run_type.in_(("scheduled", "backfill"))
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(q).scalar()
+
+    def active_runs(self) -> dict[str, int]:
+        r = s.runs
+        q = (
+            select(r.c.pipeline, func.count())
+            .where(r.c.state.in_(_ACTIVE_RUN_STATES))
+            .group_by(r.c.pipeline)
+        )
+        with self.engine.connect() as conn:
+            return {p: int(n) for p, n in conn.execute(q)}
+
+    def runs_between(self, pipeline: str, start: str, end: str) -> dict[str, RunRecord]:
+        r = s.runs
+        q = select(r).where(
+            r.c.pipeline == pipeline, r.c.logical_date >= start, r.c.logical_date <= end
+        )
+        with self.engine.connect() as conn:
+            return {row["logical_date"]: _run_record(row) for row in conn.execute(q).mappings()}
+
+    # -- assets -------------------------------------------------------------------------------
+
+    def assets_ready(self, pipeline: str, assets: Sequence[str]) -> dict[str, int] | None:
+        """The newest event id per asset if every asset was updated since ``pipeline`` last
+        consumed it, else None."""
+        ev, wm = s.asset_events, s.asset_watermarks
+        with self.engine.connect() as conn:
+            latest = dict(
+                conn.execute(
+                    select(ev.c.asset, func.max(ev.c.id))
+                    .where(ev.c.asset.in_(list(assets)))
+                    .group_by(ev.c.asset)
+                ).all()
+            )
+            seen = dict(
+                conn.execute(
+                    select(wm.c.asset, wm.c.last_event_id).where(wm.c.pipeline == pipeline)
+                ).all()
+            )
+        if any(latest.get(a) is None or latest[a] <= seen.get(a, 0) for a in assets):
+            return None
+        return {a: int(latest[a]) for a in assets}
+
+    def consume_assets(self, pipeline: str, seen: dict[str, int]) -> bool:
+        """Advance the watermarks only if nobody else did (so two schedulers make one run)."""
+        wm = s.asset_watermarks
+        with self.store._tx() as conn:
+            for asset, event_id in seen.items():
+                res = conn.execute(
+                    wm.update()
+                    .where(
+                        and_(
+                            wm.c.pipeline == pipeline,
+                            wm.c.asset == asset,
+                            wm.c.last_event_id < event_id,
+                        )
+                    )
+                    .values(last_event_id=event_id)
+                )
+                if res.rowcount == 1:
+                    continue
+                exists = conn.execute(
+                    select(func.count())
+                    .select_from(wm)
+                    .where(wm.c.pipeline == pipeline, wm.c.asset == asset)
+                ).scalar_one()
+                if exists:
+                    conn.rollback()
+                    return False
+                conn.execute(
+                    wm.insert().values(pipeline=pipeline, asset=asset, last_event_id=event_id)
+                )
+        return True
+
+    def asset_events(
+        self, asset: str, limit: int = 50
+    ) -> list[tuple[int, str | None, str | None, float]]:
+        ev = s.asset_events
+        q = select(ev.c.id, ev.c.run_id, ev.c.task_id, ev.c.at).where(ev.c.asset == asset)
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(q.order_by(ev.c.id.desc()).limit(limit))]
+
+
+def _pipeline_row(info: PipelineInfo, now: float) -> dict[str, object]:
+    return {
+        "name": info.name,
+        "file": info.file,
+        "code_hash": info.code_hash,
+        "schedule": info.schedule,
+        "timezone": info.timezone,
+        "start_date": info.start_date,
+        "catchup": int(info.catchup),
+        "max_active_runs": info.max_active_runs,
+        "assets": json.dumps(list(info.assets)) if info.assets else None,
+        "last_parsed_at": now,
+        "updated_at": now,
+    }
+
+
+def _pipeline(r: Any) -> PipelineRow:
+    info = PipelineInfo(
+        name=r.name,
+        file=r.file,
+        code_hash=r.code_hash,
+        schedule=r.schedule,
+        timezone=r.timezone,
+        start_date=r.start_date,
+        catchup=bool(r.catchup),
+        max_active_runs=r.max_active_runs,
+        assets=tuple(json.loads(r.assets)) if r.assets else (),
+    )
+    return PipelineRow(info, bool(r.paused), bool(r.active), r.last_parsed_at)
+
+
+__all__ = ["Catalog", "PhloemError", "PipelineInfo", "PipelineRow"]
