@@ -12,6 +12,7 @@ from phloem.context import TaskContext, context
 from phloem.dsl import Asset, Pipeline, Resources, Task, TaskRef, group, pipeline, sensor, task
 from phloem.errors import (
     ArtifactError,
+    ConnectionNotFound,
     CycleError,
     DefinitionError,
     ParamError,
@@ -19,15 +20,19 @@ from phloem.errors import (
     PipelineNotFound,
     RunConflict,
     RunNotFound,
+    SecretError,
     SerializationError,
     StoreError,
     TaskFailed,
     TaskNotFound,
+    VariableNotFound,
 )
 from phloem.states import RunState, TaskState, TriggerRule
 
 if TYPE_CHECKING:
+    from phloem import tasks
     from phloem.api import RunResult, retry, run
+    from phloem.variables import Connection, connection, variable
 
 __version__ = "0.1.0"
 
@@ -47,6 +52,11 @@ __all__ = [
     "TaskContext",
     "context",
     "skip",
+    # configuration and secrets
+    "Connection",
+    "connection",
+    "tasks",
+    "variable",
     # running
     "RunResult",
     "RunState",
@@ -55,6 +65,7 @@ __all__ = [
     "run",
     # errors
     "ArtifactError",
+    "ConnectionNotFound",
     "CycleError",
     "DefinitionError",
     "ParamError",
@@ -62,10 +73,12 @@ __all__ = [
     "PipelineNotFound",
     "RunConflict",
     "RunNotFound",
+    "SecretError",
     "SerializationError",
     "StoreError",
     "TaskFailed",
     "TaskNotFound",
+    "VariableNotFound",
 ]
 
 
@@ -81,4 +94,12 @@ def __getattr__(name: str) -> Any:
         from phloem import api
 
         return getattr(api, name)
+    if name in ("variable", "connection", "Connection"):
+        from phloem import variables
+
+        return getattr(variables, name)
+    if name == "tasks":
+        import importlib
+
+        return importlib.import_module("phloem.tasks")
     raise AttributeError(f"module 'phloem' has no attribute {name!r}")

@@ -22,6 +22,11 @@ class Settings:
     def logs_dir(self) -> Path:
         return self.home / "logs"
 
+    @property
+    def secret_key_path(self) -> Path:
+        """Where the key that encrypts connections lives when ``PHLOEM_SECRET_KEY`` is unset."""
+        return self.home / "secret.key"
+
     @classmethod
     def from_env(cls, home: str | os.PathLike[str] | None = None) -> Settings:
         env = os.environ

@@ -16,6 +16,9 @@ happened in (pipeline, task, run, attempt), so a message can say where and what 
     +-- SerializationError       a value cannot be stored as an output or artifact
     +-- ArtifactError            an artifact is missing or fails its integrity check
     +-- TaskFailed               raised by the runner for a failed attempt (carries the message)
+    +-- VariableNotFound         no variable of that key, and no default was given
+    +-- ConnectionNotFound       no connection of that name
+    +-- SecretError              a secret cannot be encrypted or decrypted with the configured key
 """
 
 from __future__ import annotations
@@ -79,3 +82,15 @@ class ArtifactError(PhloemError):
 
 class TaskFailed(PhloemError):
     """An attempt failed; ``message`` is the one-line reason shown to users."""
+
+
+class VariableNotFound(PhloemError):
+    """No variable has that key (and the caller gave no default)."""
+
+
+class ConnectionNotFound(PhloemError):
+    """No connection has that name."""
+
+
+class SecretError(PhloemError):
+    """The configured secret key is missing or invalid, or does not decrypt a stored secret."""

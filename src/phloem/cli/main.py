@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from phloem.cli.settings_cmds import connections_app, variables_app
+
 if TYPE_CHECKING:
     from phloem.api import Env, RunResult
     from phloem.records import TI, RunRecord
@@ -36,6 +38,8 @@ runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
 db_app = typer.Typer(help="Manage the store's database.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 app.add_typer(db_app, name="db")
+app.add_typer(variables_app, name="variables")
+app.add_typer(connections_app, name="connections")
 
 
 class ExecutorName(str, Enum):

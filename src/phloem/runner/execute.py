@@ -8,6 +8,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from phloem.artifacts import ArtifactRef, ArtifactStore, Inline, decode_output, encode_output
@@ -17,6 +18,7 @@ from phloem.dsl.spec import TaskSpec
 from phloem.errors import SerializationError
 from phloem.runner.attempt import ArtifactInfo, Attempt, Out, OutList, Result
 from phloem.runner.logs import LazyLogFile, attempt_logger
+from phloem.secrets import Masker, masking
 
 
 class SkipTask(Exception):
@@ -35,9 +37,28 @@ def run_attempt(
     enforce_timeout: bool = False,
     now: Callable[[], float] = time.time,
 ) -> Result:
-    """Never raises for a task's own failure: every outcome is a Result."""
+    """Never raises for a task's own failure: every outcome is a Result.
+
+    Secrets the task obtains (``phloem.connection()``) are masked in its log and error.
+    """
+    masker = Masker()
+    with masking(masker):
+        result = _run(attempt, spec, artifacts, masker, enforce_timeout, now)
+    if result.error and len(masker):
+        result = replace(result, error=masker.mask(result.error))
+    return result
+
+
+def _run(
+    attempt: Attempt,
+    spec: TaskSpec,
+    artifacts: ArtifactStore,
+    masker: Masker,
+    enforce_timeout: bool,
+    now: Callable[[], float],
+) -> Result:
     started = now()
-    stream = LazyLogFile(attempt.log_path)
+    stream = LazyLogFile(attempt.log_path, masker)
     logger = attempt_logger(f"phloem.task.{attempt.task_id}", stream)
     inputs: list[str] = []
     base: dict[str, Any] = dict(

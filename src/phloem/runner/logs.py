@@ -1,4 +1,5 @@
-"""Attempt logs: one file per attempt, created only when something is written."""
+"""Attempt logs: one file per attempt, created only when something is written, with the
+attempt's known secrets masked on the way in."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import io
 import logging
 from pathlib import Path
 from typing import Any
+
+from phloem.secrets import Masker
 
 
 def log_path(
@@ -18,8 +21,9 @@ def log_path(
 class LazyLogFile(io.TextIOBase):
     """A text stream that opens its file on first write, so silent tasks cost no file."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, masker: Masker | None = None) -> None:
         self.path = path
+        self.masker = masker
         self._fh: Any = None
 
     def writable(self) -> bool:
@@ -31,7 +35,8 @@ class LazyLogFile(io.TextIOBase):
         if self._fh is None:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
-        return int(self._fh.write(s))
+        self._fh.write(self.masker.mask(s) if self.masker is not None else s)
+        return len(s)
 
     def flush(self) -> None:
         if self._fh is not None:

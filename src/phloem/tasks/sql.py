@@ -1,0 +1,81 @@
+"""``phloem.tasks.sql``: a task that runs one SQL statement on a connection, parameters bound."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from phloem.dsl.options import TaskOptions
+from phloem.dsl.refs import TaskRef
+from phloem.dsl.task import Task
+from phloem.errors import PhloemError
+
+
+def sql(
+    query: str,
+    conn: str | TaskRef = "warehouse",
+    params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | TaskRef | None = None,
+    *,
+    name: str | None = None,
+    **task_options: Any,
+) -> TaskRef:
+    """Add a task that runs ``query`` on connection ``conn`` (call it inside a ``@pipeline``).
+
+    Parameters are bound by the database driver, never pasted into the text: write ``:name``
+    in the query and give ``params={"name": value}`` (values may be other tasks' outputs; a
+    list of dicts runs the statement once per dict). The output is the rows as a list of
+    dicts for a query that returns rows, else the number of rows changed. Other keywords are
+    task options; the task is named ``sql`` unless ``name``.
+    """
+    t = _SQL
+    if name is not None:
+        task_options["name"] = name
+    if task_options:
+        t = t.with_options(**task_options)
+    return t(query, conn=conn, params=params)
+
+
+def run_query(
+    query: str,
+    conn: str = "warehouse",
+    params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+) -> Any:
+    """The body of a SQL task (callable directly, e.g. in a unit test)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    from phloem.variables import connection
+
+    if not isinstance(query, str) or not query.strip():
+        raise PhloemError("sql task: the query is empty")
+    c = connection(conn)
+    engine = create_engine(sqlalchemy_url(c.uri), poolclass=NullPool)
+    try:
+        with engine.begin() as db:
+            if params is None:
+                result = db.execute(text(query))
+            elif isinstance(params, Mapping):
+                result = db.execute(text(query), dict(params))
+            else:
+                result = db.execute(text(query), [dict(p) for p in params])
+            if result.returns_rows:
+                return [dict(row) for row in result.mappings()]
+            return result.rowcount
+    finally:
+        engine.dispose()
+
+
+def sqlalchemy_url(uri: str) -> str:
+    """``postgresql://`` means psycopg 2 to SQLAlchemy; use psycopg 3 when only it is here."""
+    scheme, sep, rest = uri.partition("://")
+    if (
+        scheme in ("postgresql", "postgres")
+        and importlib.util.find_spec("psycopg2") is None
+        and importlib.util.find_spec("psycopg") is not None
+    ):
+        return f"postgresql+psycopg{sep}{rest}"
+    return uri
+
+
+_SQL: Task[Any, Any] = Task(run_query, TaskOptions(name="sql"))
