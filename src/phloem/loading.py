@@ -18,12 +18,17 @@ def split_target(target: str) -> tuple[Path, str | None]:
     return Path(path), name or None
 
 
+def module_name(path: Path) -> str:
+    """The name a pipeline file is imported under (one per absolute path)."""
+    return "phloem_user_" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+
+
 def load_module_pipelines(path: Path) -> dict[str, Pipeline]:
     """Import the file once per process (cached in sys.modules) and return its pipelines."""
     path = path.resolve()
     if not path.is_file():
         raise PipelineNotFound(f"no such pipeline file: {path}")
-    mod_name = "phloem_user_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
+    mod_name = module_name(path)
     module = sys.modules.get(mod_name)
     if module is None:
         spec = importlib.util.spec_from_file_location(mod_name, path)

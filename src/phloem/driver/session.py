@@ -210,6 +210,7 @@ class RunSession:
             first_started_at=ti.first_started_at or self.clock(),
             timeout=t.options.timeout,
             source=run.source,
+            code_hash=run.code_hash,
             store_url=self.store.url,
         )
 

@@ -42,7 +42,13 @@ class InlineExecutor:
             return []
         attempt = self._queue.popleft()
         assert self._artifacts is not None
-        spec = self._pipelines[attempt.pipeline].tasks[attempt.task_id]
+        pipeline = self._pipelines.get(attempt.pipeline)
+        if pipeline is None and attempt.source:
+            from phloem.loading import load_pipeline
+
+            pipeline = load_pipeline(attempt.source).spec
+        assert pipeline is not None, f"no code for pipeline {attempt.pipeline}"
+        spec = pipeline.tasks[attempt.task_id]
         started = Started(
             attempt.run_id, attempt.task_id, attempt.map_index, attempt.try_number, time.time()
         )

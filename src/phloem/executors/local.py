@@ -212,6 +212,18 @@ def _die_with_parent() -> None:
         pass
 
 
+def _load(source: str) -> PipelineSpec:
+    """Import (or re-import, when the file changed) the pipeline an attempt belongs to."""
+    import sys
+    from pathlib import Path
+
+    from phloem.loading import load_pipeline, module_name, split_target
+
+    path, _ = split_target(source)
+    sys.modules.pop(module_name(Path(path)), None)
+    return load_pipeline(source).spec
+
+
 def _worker_main(
     conn: Connection, pipelines: Mapping[str, PipelineSpec], artifacts_url: str
 ) -> None:
@@ -230,16 +242,35 @@ def _worker_main(
         if attempt is None:
             return
         spec = loaded.get(attempt.pipeline)
-        if spec is None and attempt.source:
-            from phloem.loading import load_pipeline
-
-            spec = load_pipeline(attempt.source).spec
-            loaded[attempt.pipeline] = spec
+        stale = spec is not None and attempt.code_hash and spec.code_hash != attempt.code_hash
+        now = time.time()
         conn.send(
-            Started(
-                attempt.run_id, attempt.task_id, attempt.map_index, attempt.try_number, time.time()
-            )
+            Started(attempt.run_id, attempt.task_id, attempt.map_index, attempt.try_number, now)
         )
-        assert spec is not None
+        problem = None
+        try:
+            if (spec is None or stale) and attempt.source:
+                spec = _load(attempt.source)
+                loaded[attempt.pipeline] = spec
+            if spec is None or attempt.task_id not in spec.tasks:
+                problem = (
+                    f"the code of pipeline '{attempt.pipeline}' has no task '{attempt.task_id}'"
+                )
+        except Exception as exc:
+            problem = f"cannot load the pipeline's code: {type(exc).__name__}: {exc}"
+        if problem is not None or spec is None:
+            conn.send(
+                Result(
+                    attempt.run_id,
+                    attempt.task_id,
+                    attempt.map_index,
+                    attempt.try_number,
+                    "failed",
+                    now,
+                    time.time(),
+                    error=problem,
+                )
+            )
+            continue
         result = run_attempt(attempt, spec.tasks[attempt.task_id], artifacts)
         conn.send(result)

@@ -39,6 +39,7 @@ class Attempt:
     first_started_at: float
     timeout: float | None = None
     source: str | None = None  # "file.py:pipeline" for workers that must load the code
+    code_hash: str | None = None  # which version of that code the run was created with
     store_url: str | None = None
 
     @property

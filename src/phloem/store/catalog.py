@@ -203,7 +203,7 @@ class Catalog:
         if self.store.dialect == "postgresql":
             q = q.with_for_update(skip_locked=True)
         with self.store._tx() as conn:
-            rows = conn.execute(q).mappings().all()
+            rows = self._within_limits(conn, conn.execute(q).mappings().all())
             ids = [row["run_id"] for row in rows]
             if ids:
                 conn.execute(
@@ -212,6 +212,33 @@ class Catalog:
                     .values(owner=owner, lease_expires_at=now + ttl)
                 )
         return [_run_record(row) for row in rows]
+
+    def _within_limits(self, conn: Connection, rows: Sequence[Any]) -> list[Any]:
+        """Queued runs start only while their pipeline has fewer than ``max_active_runs``
+        running; runs already running are always taken (to resume them)."""
+        r, p = s.runs, s.pipelines
+        names = {row["pipeline"] for row in rows if row["state"] == RunState.QUEUED.value}
+        if not names:
+            return list(rows)
+        running: dict[str, int] = dict(
+            conn.execute(
+                select(r.c.pipeline, func.count())
+                .where(r.c.pipeline.in_(names), r.c.state == RunState.RUNNING.value)
+                .group_by(r.c.pipeline)
+            ).all()
+        )
+        limits = dict(
+            conn.execute(select(p.c.name, p.c.max_active_runs).where(p.c.name.in_(names))).all()
+        )
+        out = []
+        for row in rows:
+            name = row["pipeline"]
+            if row["state"] == RunState.QUEUED.value:
+                if running.get(name, 0) >= limits.get(name, 16):
+                    continue
+                running[name] = running.get(name, 0) + 1
+            out.append(row)
+        return out
 
     def claim_run(
         self, run_id: str, owner: str, ttl: float, now: float, *, take_from: str | None = None

@@ -1,0 +1,213 @@
+"""What people ask of the scheduler: trigger a run, pause a pipeline, backfill a range.
+
+The CLI (and later the REST API) call these; they write to the store and the scheduler picks
+the runs up, so they work the same with one scheduler or several.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from phloem.api import Env, create_run, plan_retry
+from phloem.dsl.spec import PipelineSpec
+from phloem.errors import PhloemError, RunConflict
+from phloem.loading import load_pipeline
+from phloem.records import TI, RunRecord
+from phloem.scheduler.triggers import parse_time, schedule_of
+from phloem.schedules import Continuous
+from phloem.states import RunState
+from phloem.store.catalog import Catalog, PipelineRow
+
+
+def _known(catalog: Catalog, name: str, *, for_what: str) -> PipelineRow:
+    row = catalog.pipeline(name)
+    if not row.active:
+        raise PhloemError(
+            f"pipeline '{name}' is no longer defined in {row.info.file}; restore it to {for_what}",
+            pipeline=name,
+        )
+    return row
+
+
+def trigger(
+    env: Env,
+    pipeline: str,
+    *,
+    params: dict[str, Any] | None = None,
+    logical_date: datetime | str | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[RunRecord, bool]:
+    """Queue a run now; returns (run, created). A repeated idempotency key returns the run it
+    made the first time instead of a new one."""
+    catalog = Catalog(env.store)
+    row = _known(catalog, pipeline, for_what="trigger it")
+    if row.paused:
+        raise PhloemError(
+            f"pipeline '{pipeline}' is paused; `phloem pipelines unpause {pipeline}` first",
+            pipeline=pipeline,
+        )
+    if idempotency_key is not None:
+        existing = env.store.find_run(pipeline, idempotency_key=idempotency_key)
+        if existing is not None:
+            return existing, False
+    spec = load_pipeline(f"{row.info.file}:{pipeline}").spec
+    try:
+        run = create_run(
+            env.store,
+            spec,
+            params,
+            logical_date,
+            source=f"{row.info.file}:{pipeline}",
+            run_type="manual",
+            idempotency_key=idempotency_key,
+        )
+    except RunConflict:
+        if idempotency_key is None:
+            raise
+        existing = env.store.find_run(pipeline, idempotency_key=idempotency_key)
+        assert existing is not None
+        return existing, False
+    return run, True
+
+
+def set_paused(env: Env, pipeline: str, paused: bool) -> None:
+    Catalog(env.store).set_paused(pipeline, paused, time.time())
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillItem:
+    logical_date: str
+    interval_end: str
+    action: str  # "new" | "exists" (kept) | "rerun" | "running"
+    run_id: str | None = None
+    state: str | None = None
+
+
+def _aware(value: datetime | str, what: str) -> datetime:
+    if isinstance(value, str):
+        try:
+            parsed = parse_time(value)
+        except ValueError:
+            raise PhloemError(f"{what} {value!r} is not an ISO 8601 date or time") from None
+        assert parsed is not None
+        return parsed
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def plan_backfill(
+    env: Env,
+    pipeline: str,
+    start: datetime | str,
+    end: datetime | str,
+    *,
+    rerun_failed: bool = False,
+    rerun_all: bool = False,
+) -> list[BackfillItem]:
+    """Every interval whose start lies in [start, end] and what backfill would do with it."""
+    catalog = Catalog(env.store)
+    row = _known(catalog, pipeline, for_what="backfill it")
+    begin, finish = _aware(start, "start"), _aware(end, "end")
+    if finish < begin:
+        raise PhloemError(
+            f"the end date {finish.isoformat()} is before the start date {begin.isoformat()}"
+        )
+    sched = schedule_of(row.info)
+    if sched is None or isinstance(sched, Continuous):
+        raise PhloemError(
+            f"pipeline '{pipeline}' has no time schedule ({row.info.schedule or 'manual'}), so "
+            "it has no intervals to backfill; trigger runs with explicit logical dates instead"
+        )
+    anchor = parse_time(row.info.start_date) or begin
+    intervals = sched.intervals(max(begin, anchor), finish)
+    existing = catalog.runs_between(
+        pipeline,
+        _iso(intervals[0][0]) if intervals else _iso(begin),
+        _iso(intervals[-1][0]) if intervals else _iso(finish),
+    )
+    plan = []
+    for lo, hi in intervals:
+        run = existing.get(_iso(lo))
+        if run is None:
+            plan.append(BackfillItem(_iso(lo), _iso(hi), "new"))
+            continue
+        if run.state in (RunState.QUEUED, RunState.RUNNING):
+            action = "running"
+        elif rerun_all or (rerun_failed and run.state is RunState.FAILED):
+            action = "rerun"
+        else:
+            action = "exists"
+        plan.append(BackfillItem(_iso(lo), _iso(hi), action, run.run_id, run.state.value))
+    return plan
+
+
+def backfill(
+    env: Env,
+    pipeline: str,
+    start: datetime | str,
+    end: datetime | str,
+    *,
+    rerun_failed: bool = False,
+    rerun_all: bool = False,
+) -> list[BackfillItem]:
+    """Create the backfill runs the plan asks for (the scheduler drives them, after its own
+    scheduled runs when slots are scarce) and reset the runs to rerun."""
+    plan = plan_backfill(env, pipeline, start, end, rerun_failed=rerun_failed, rerun_all=rerun_all)
+    row = Catalog(env.store).pipeline(pipeline)
+    spec = load_pipeline(f"{row.info.file}:{pipeline}").spec
+    out = []
+    for item in plan:
+        if item.action == "new":
+            try:
+                run = create_run(
+                    env.store,
+                    spec,
+                    None,
+                    item.logical_date,
+                    source=f"{row.info.file}:{pipeline}",
+                    run_type="backfill",
+                    data_interval=(item.logical_date, item.interval_end),
+                )
+                item = BackfillItem(
+                    item.logical_date, item.interval_end, "new", run.run_id, run.state.value
+                )
+            except RunConflict:
+                item = BackfillItem(item.logical_date, item.interval_end, "exists")
+        elif item.action == "rerun":
+            assert item.run_id is not None
+            _reset_run(env, spec, item.run_id, everything=rerun_all)
+        out.append(item)
+    return out
+
+
+def _reset_run(env: Env, spec: PipelineSpec, run_id: str, *, everything: bool) -> None:
+    """Reset a finished run for a rerun: its failed tasks, or every task."""
+    now = time.time()
+    tis = env.store.load_instances(run_id)
+    if everything:
+        roots = [t for t, ts in spec.tasks.items() if not ts.upstream]
+        resets: dict[tuple[str, int], tuple[TI, TI]] = {}
+        remap: set[str] = set()
+        for root in roots:
+            r, m = plan_retry(tis, spec, root, True)
+            resets.update({old.key: (old, new) for old, new in r})
+            remap |= m
+    else:
+        r, remap = plan_retry(tis, spec, None, False)
+        resets = {old.key: (old, new) for old, new in r}
+    if resets:
+        env.store.reset_instances(run_id, list(resets.values()), now, "backfill rerun")
+    for task_id in remap:
+        tries = max((t.try_number for t in tis if t.task_id == task_id), default=0)
+        env.store.replace_mapped(
+            run_id, task_id, TI(task_id=task_id, try_number=tries, retry_base=tries), now
+        )
+    run = env.store.get_run(run_id)
+    if run.state.is_terminal:
+        env.store.set_run_state(run_id, run.state, RunState.RUNNING, now)
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(timezone.utc).isoformat(timespec="microseconds")

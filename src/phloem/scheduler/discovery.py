@@ -1,0 +1,107 @@
+"""Keep the catalog in step with a folder of pipeline files: new, changed, broken, deleted."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from phloem.scheduler.parsing import FileReport, ParserPool, file_digest
+from phloem.store.catalog import Catalog, PipelineInfo
+
+log = logging.getLogger("phloem.scheduler")
+
+
+@dataclass
+class Changes:
+    parsed: list[FileReport] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed_pipelines: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> dict[str, str]:
+        return {r.file: r.error for r in self.parsed if r.error}
+
+
+def pipeline_files(folder: Path) -> list[str]:
+    """Python files under ``folder``, skipping hidden and private (``_x.py``) ones."""
+    out: list[str] = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+        out.extend(
+            str(Path(root, f).resolve())
+            for f in sorted(files)
+            if f.endswith(".py") and not f.startswith((".", "_"))
+        )
+    return out
+
+
+class Discovery:
+    def __init__(self, folder: Path, catalog: Catalog, pool: ParserPool) -> None:
+        self.folder = folder
+        self.catalog = catalog
+        self.pool = pool
+        self._seen: dict[str, tuple[float, int, str]] = {}  # path -> (mtime, size, digest)
+        self.pipelines: dict[str, PipelineInfo] = {}
+
+    def refresh(self, now: float | None = None) -> Changes:
+        """Parse what is new or changed since the last call; forget what was deleted."""
+        now = time.time() if now is None else now
+        changes = Changes()
+        if not self.folder.is_dir():
+            log.warning("pipelines folder %s does not exist", self.folder)
+            return changes
+        present = pipeline_files(self.folder)
+        todo = []
+        for path in present:
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                continue
+            known = self._seen.get(path)
+            if known is not None and (known[0], known[1]) == (st.st_mtime, st.st_size):
+                continue
+            if known is not None and file_digest(path) == known[2]:
+                self._seen[path] = (st.st_mtime, st.st_size, known[2])
+                continue
+            todo.append(path)
+        for report in self.pool.parse(todo):
+            changes.parsed.append(report)
+            try:
+                st = os.stat(report.file)
+            except FileNotFoundError:
+                continue
+            if report.error:
+                log.error("cannot read pipelines from %s: %s", report.file, report.error)
+                self.catalog.import_failed(report.file, report.error, now)
+                self._seen[report.file] = (st.st_mtime, st.st_size, "")
+                continue
+            self._seen[report.file] = (st.st_mtime, st.st_size, report.digest)
+            taken = {n: i.file for n, i in self.pipelines.items()}
+            clean = []
+            for info in report.pipelines:
+                other = taken.get(info.name)
+                if other is not None and other != info.file:
+                    msg = (
+                        f"pipeline name '{info.name}' is already defined in {other}; "
+                        "pipeline names must be unique across files"
+                    )
+                    log.error("%s: %s", report.file, msg)
+                    self.catalog.import_failed(report.file, msg, now)
+                    continue
+                clean.append(info)
+            for old in [n for n, i in self.pipelines.items() if i.file == report.file]:
+                del self.pipelines[old]
+            for info in clean:
+                self.pipelines[info.name] = info
+            changes.changed_pipelines += self.catalog.sync_file(report.file, clean, now)
+        gone = set(self._seen) - set(present)
+        for path in sorted(gone):
+            del self._seen[path]
+            for name in [n for n, i in self.pipelines.items() if i.file == path]:
+                del self.pipelines[name]
+            self.catalog.file_removed(path, now)
+            changes.removed.append(path)
+        return changes

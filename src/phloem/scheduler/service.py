@@ -1,0 +1,271 @@
+"""``phloem scheduler``: discover pipelines, create the runs their triggers ask for, and drive
+every run it claims with the same engine as ``phloem run``.
+
+Several schedulers may share a PostgreSQL store: runs are claimed with leases
+(``FOR UPDATE SKIP LOCKED``), one run per (pipeline, logical date) is guaranteed by a unique
+constraint, and a scheduler that dies leaves its runs to the others once its leases expire.
+On SQLite one scheduler holds the store; a second is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from phloem.api import Env, create_run
+from phloem.driver import DEFAULT_TTL, LeaseKeeper, Loop, RunSession, holder_id
+from phloem.dsl.spec import PipelineSpec
+from phloem.errors import PhloemError, RunConflict, StoreLocked
+from phloem.executors import Executor, make_executor
+from phloem.loading import load_pipeline
+from phloem.records import RunRecord
+from phloem.scheduler.discovery import Discovery
+from phloem.scheduler.parsing import ParserPool
+from phloem.scheduler.triggers import due_runs, parse_time, schedule_of
+from phloem.store.catalog import Catalog, PipelineInfo
+
+log = logging.getLogger("phloem.scheduler")
+
+SQLITE_LEASE = "sqlite-scheduler"
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    folder: Path
+    parse_interval: float = 10.0
+    parse_timeout: float = 30.0
+    lease_ttl: float = DEFAULT_TTL
+    tick: float = 0.5  # how often triggers and new runs are looked at
+    parallelism: int | None = None
+    max_runs: int = 256  # runs driven at once by this scheduler
+
+
+class Scheduler:
+    def __init__(
+        self,
+        env: Env,
+        config: SchedulerConfig,
+        executor: Executor | str = "local",
+        scheduler_id: str | None = None,
+    ) -> None:
+        self.env = env
+        self.config = config
+        self.catalog = Catalog(env.store)
+        self.id = scheduler_id or holder_id("scheduler")
+        self.executor = make_executor(executor, env.workers)
+        self.pool = ParserPool(workers=min(2, env.workers), timeout=config.parse_timeout)
+        self.discovery = Discovery(config.folder, self.catalog, self.pool)
+        self.keeper = LeaseKeeper(self.catalog, self.id, config.lease_ttl)
+        self.loop: Loop | None = None
+        self._specs: dict[tuple[str, str], PipelineSpec] = {}
+        self._first_seen: dict[str, datetime] = {}
+        self._next_parse = 0.0
+        self._next_tick = 0.0
+        self._stop = threading.Event()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.env.store.dialect == "sqlite":
+            now = time.time()
+            holder = self.catalog.acquire(SQLITE_LEASE, self.id, self.config.lease_ttl, now)
+            if holder is not None:
+                raise StoreLocked(
+                    f"another scheduler ({holder}) already runs on this SQLite store "
+                    f"({self.env.store.display_url}); run one scheduler per SQLite database, "
+                    "or use PostgreSQL (PHLOEM_DB_URL) to run several"
+                )
+        self.executor.start({}, self.env.artifacts.root)
+        self.loop = Loop(
+            self.executor,
+            pools=self.env.store.pools(),
+            parallelism=self.config.parallelism,
+            keeper=self.keeper,
+        )
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def shutdown(self) -> None:
+        """Stop driving: attempts in flight are stopped and their runs left resumable."""
+        loop = self.loop
+        try:
+            self.executor.shutdown()
+            if loop is not None:
+                for run_id in list(loop.sessions):
+                    loop.drop(run_id)
+                self.keeper.release([s.run_id for s in loop.finished])
+            self.keeper.release(loop.sessions if loop else [])
+        finally:
+            self.pool.close()
+            if self.env.store.dialect == "sqlite":
+                self.catalog.release(SQLITE_LEASE, self.id)
+
+    def run(self, until: float | None = None) -> None:
+        """Serve until ``stop()`` (or Ctrl-C), or until the clock passes ``until``."""
+        self.start()
+        try:
+            while not self._stop.is_set() and (until is None or time.time() < until):
+                self.step()
+        finally:
+            self.shutdown()
+
+    # -- one turn -------------------------------------------------------------------------------
+
+    def step(self) -> None:
+        assert self.loop is not None, "call start() first"
+        now = time.time()
+        if now >= self._next_parse:
+            self.refresh(now)
+        if now >= self._next_tick:
+            if self.env.store.dialect == "sqlite":
+                self._keep_sqlite_lease(now)
+            self.schedule(now)
+            self.claim(now)
+            self._next_tick = now + self.config.tick
+        wait = max(0.0, min(self._next_tick, self._next_parse) - time.time())
+        self.loop.turn(max_wait=wait)
+
+    def _keep_sqlite_lease(self, now: float) -> None:
+        holder = self.catalog.acquire(SQLITE_LEASE, self.id, self.config.lease_ttl, now)
+        if holder is not None:
+            log.error("lost the SQLite scheduler lease to %s; stopping", holder)
+            self.stop()
+
+    def refresh(self, now: float) -> None:
+        changes = self.discovery.refresh(now)
+        for name in changes.changed_pipelines:
+            log.info("pipeline %s: new version", name)
+        for info in self.discovery.pipelines.values():
+            self._first_seen.setdefault(info.name, datetime.fromtimestamp(now, timezone.utc))
+        self._next_parse = now + self.config.parse_interval
+
+    # -- triggers -------------------------------------------------------------------------------
+
+    def schedule(self, now: float) -> int:
+        """Create the runs that time, continuity and assets ask for. Returns how many."""
+        created = 0
+        rows = {r.info.name: r for r in self.catalog.pipelines(active_only=True)}
+        active = self.catalog.active_runs()
+        at = datetime.fromtimestamp(now, timezone.utc)
+        for name, info in self.discovery.pipelines.items():
+            row = rows.get(name)
+            if row is None or row.paused:
+                continue
+            try:
+                if info.assets:
+                    created += self._asset_run(info, active.get(name, 0), now)
+                    continue
+                sched = schedule_of(info)
+                if sched is None:
+                    continue
+                last = parse_time(self.catalog.last_scheduled(name))
+                for due in due_runs(
+                    info, sched, last, active.get(name, 0), at, self._first_seen.get(name)
+                ):
+                    interval = (
+                        (due.interval[0].isoformat(), due.interval[1].isoformat())
+                        if due.interval
+                        else None
+                    )
+                    if self._create(info, due.logical_date, "scheduled", interval):
+                        created += 1
+            except Exception:
+                log.exception("scheduling pipeline %s failed; other pipelines go on", name)
+        return created
+
+    def _asset_run(self, info: PipelineInfo, active: int, now: float) -> int:
+        if active >= info.max_active_runs:
+            return 0
+        seen = self.catalog.assets_ready(info.name, info.assets)
+        if seen is None:
+            return 0
+        key = "assets:" + ",".join(f"{a}={seen[a]}" for a in sorted(seen))
+        made = self._create(info, datetime.fromtimestamp(now, timezone.utc), "asset", None, key)
+        self.catalog.consume_assets(info.name, seen)
+        return int(made)
+
+    def _create(
+        self,
+        info: PipelineInfo,
+        logical: datetime,
+        run_type: str,
+        interval: tuple[str, str] | None,
+        key: str | None = None,
+    ) -> bool:
+        spec = self.spec(info)
+        try:
+            create_run(
+                self.env.store,
+                spec,
+                None,
+                logical,
+                source=f"{info.file}:{info.name}",
+                run_type=run_type,
+                data_interval=interval,
+                idempotency_key=key,
+            )
+            return True
+        except RunConflict:
+            return False  # another scheduler made it first: exactly one run either way
+
+    def spec(self, info: PipelineInfo) -> PipelineSpec:
+        """The pipeline's graph, imported in this process once per code version (discovery
+        already read the file safely in a worker)."""
+        key = (info.name, info.code_hash)
+        spec = self._specs.get(key)
+        if spec is None:
+            spec = self._load(f"{info.file}:{info.name}")
+            self._specs[key] = spec
+        return spec
+
+    def _load(self, source: str) -> PipelineSpec:
+        import sys
+
+        from phloem.loading import module_name, split_target
+
+        path, _ = split_target(source)
+        sys.modules.pop(module_name(Path(path)), None)
+        return load_pipeline(source).spec
+
+    # -- claiming and driving ---------------------------------------------------------------------
+
+    def claim(self, now: float) -> list[str]:
+        assert self.loop is not None
+        room = self.config.max_runs - len(self.loop.sessions)
+        if room <= 0:
+            return []
+        claimed = []
+        for run in self.catalog.claim_runs(self.id, self.config.lease_ttl, now, room):
+            if run.run_id in self.loop.sessions:
+                continue
+            try:
+                session = self._session(run)
+            except Exception as exc:
+                log.error("cannot drive run %s of %s: %s", run.run_id, run.pipeline, exc)
+                self.catalog.release_runs(self.id, [run.run_id])
+                continue
+            self.loop.add(session)
+            claimed.append(run.run_id)
+        return claimed
+
+    def _session(self, run: RunRecord) -> RunSession:
+        if not run.source:
+            raise PhloemError(f"run {run.run_id} does not record its pipeline's code")
+        key = (run.pipeline, run.code_hash or "")
+        spec = self._specs.get(key)
+        if spec is None:
+            spec = self._load(run.source)
+            if run.code_hash and spec.code_hash != run.code_hash:
+                log.warning(
+                    "run %s was created with code %s; driving it with %s",
+                    run.run_id,
+                    run.code_hash,
+                    spec.code_hash,
+                )
+            self._specs[(run.pipeline, spec.code_hash)] = spec
+        return RunSession(self.env.store, spec, run, self.env.artifacts, self.env.logs_dir)
