@@ -6,7 +6,7 @@ import hashlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from phloem.dsl.assets import asset_names, is_asset_schedule
@@ -111,7 +111,7 @@ def _build(fn: Callable[..., Any], options: Mapping[str, Any], where: str) -> Pi
         raise DefinitionError(f"{where}: max_active_runs must be an int >= 1")
     spec = builder.build(
         schedule=schedule,
-        schedule_text=None if schedule_value is None else str(schedule_value),
+        schedule_text=_schedule_text(schedule_value),
         assets=assets,
         timezone=tz,
         start_date=_start_date(options.get("start_date"), where),
@@ -134,6 +134,15 @@ def _apply_defaults(builder: Builder, defaults: Mapping[str, Any], where: str) -
         # explicit task options win over pipeline defaults, even when equal to the built-in
         fill = {k: v for k, v in defaults.items() if k not in draft.options.explicit}
         draft.options = build_options(draft.options, fill, f"{where}: default_task_options")
+
+
+def _schedule_text(value: object) -> str | None:
+    """How the schedule is stored for the scheduler: cron text, or ``@every <seconds>s``."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return f"@every {value.total_seconds():g}s"
+    return str(value)
 
 
 def _start_date(value: object, where: str) -> datetime | None:

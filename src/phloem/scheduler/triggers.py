@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from phloem.schedules import Continuous, Cron, Interval, Schedule, parse_schedule
 from phloem.store.catalog import PipelineInfo
@@ -24,7 +24,12 @@ def parse_time(text: str | None) -> datetime | None:
 
 
 def schedule_of(info: PipelineInfo) -> Schedule | None:
-    return parse_schedule(info.schedule, info.timezone) if info.schedule else None
+    text = info.schedule
+    if not text:
+        return None
+    if text.startswith("@every ") and text.endswith("s"):
+        return Interval(timedelta(seconds=float(text[7:-1])), info.timezone)
+    return parse_schedule(text, info.timezone)
 
 
 def due_runs(

@@ -62,12 +62,12 @@ class Catalog:
                 row = _pipeline_row(info, now)
                 existing = conn.execute(select(p).where(p.c.name == info.name)).first()
                 if existing is None:
-                    conn.execute(p.insert().values(row, paused=0, active=1))
+                    conn.execute(p.insert().values({**row, "paused": 0, "active": 1}))
                     changed.append(info.name)
                 else:
                     if existing.code_hash != info.code_hash or not existing.active:
                         changed.append(info.name)
-                    conn.execute(p.update().where(p.c.name == info.name).values(row, active=1))
+                    conn.execute(p.update().where(p.c.name == info.name).values({**row, "active": 1}))
                 self._version(conn, info, now)
             gone = set(current) - {i.name for i in found}
             if gone:
