@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from phloem.cli import scheduler_cmds
 from phloem.cli.settings_cmds import connections_app, variables_app
 
 if TYPE_CHECKING:
@@ -501,3 +502,6 @@ def _main(
     ] = False,
 ) -> None:
     """Run machine-learning pipelines written as plain Python, on durable state."""
+
+
+scheduler_cmds.register(app)

@@ -1,0 +1,232 @@
+"""``phloem scheduler``, ``server``, ``pipelines``, ``trigger``, ``backfill`` and ``pools``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+pipelines_app = typer.Typer(
+    help="List, pause and unpause scheduled pipelines.", no_args_is_help=True
+)
+pools_app = typer.Typer(help="Named slot counts that bound concurrent tasks.", no_args_is_help=True)
+
+JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+Folder = Annotated[
+    Path | None,
+    typer.Option(
+        "--pipelines", help="Folder of pipeline files (default: $PHLOEM_PIPELINES or ./pipelines)."
+    ),
+]
+
+
+def _folder(folder: Path | None) -> Path:
+    return (folder or Path(os.environ.get("PHLOEM_PIPELINES") or "pipelines")).resolve()
+
+
+def serve(folder: Path | None, parse_interval: float, workers: int | None) -> None:
+    import logging
+    import signal
+
+    from phloem.api import open_env
+    from phloem.cli.main import _errors
+    from phloem.scheduler import Scheduler, SchedulerConfig
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    with _errors():
+        env = open_env()
+        if workers:
+            from dataclasses import replace
+
+            env = replace(env, workers=workers)
+        where = _folder(folder)
+        sched = Scheduler(env, SchedulerConfig(folder=where, parse_interval=parse_interval))
+        signal.signal(signal.SIGTERM, lambda *_: sched.stop())
+        typer.echo(f"phloem scheduler {sched.id}: {where} on {env.store.display_url}", err=True)
+        try:
+            sched.run()
+        except KeyboardInterrupt:
+            typer.echo("stopped; runs in flight resume when a scheduler starts again", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(pipelines_app, name="pipelines")
+    app.add_typer(pools_app, name="pools")
+
+    @app.command()
+    def scheduler(
+        folder: Folder = None,
+        parse_interval: Annotated[float, typer.Option(help="Seconds between folder scans.")] = 10.0,
+        workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+    ) -> None:
+        """Run until stopped: discover pipelines, start the runs their schedules, events and
+        assets ask for, and drive them."""
+        serve(folder, parse_interval, workers)
+
+    @app.command()
+    def server(
+        folder: Folder = None,
+        parse_interval: Annotated[float, typer.Option(help="Seconds between folder scans.")] = 10.0,
+        workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+    ) -> None:
+        """Everything for one machine in one process (today: the scheduler)."""
+        serve(folder, parse_interval, workers)
+
+    @app.command()
+    def trigger(
+        pipeline: str,
+        param: Annotated[list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE")] = None,
+        logical_date: Annotated[str | None, typer.Option(help="ISO 8601 date or time.")] = None,
+        key: Annotated[
+            str | None, typer.Option("--key", help="Idempotency key: repeats make one run.")
+        ] = None,
+        as_json: JsonOut = False,
+    ) -> None:
+        """Queue a run of PIPELINE now; the scheduler picks it up."""
+        from phloem.cli.main import _env, _errors, _parse_params, _print_json
+        from phloem.cli.views import run_dict
+        from phloem.scheduler.commands import trigger as do_trigger
+
+        with _errors():
+            env = _env()
+            run, created = do_trigger(
+                env,
+                pipeline,
+                params=_parse_params(param or []),
+                logical_date=logical_date,
+                idempotency_key=key,
+            )
+            if as_json:
+                _print_json({**run_dict(run), "created": created})
+            elif created:
+                typer.echo(f"queued run {run.run_id} of {pipeline}")
+            else:
+                typer.echo(f"run {run.run_id} of {pipeline} exists for key {key!r}; not repeated")
+
+    @app.command()
+    def backfill(
+        pipeline: str,
+        start: Annotated[str, typer.Option(help="First logical date (ISO 8601).")],
+        end: Annotated[str, typer.Option(help="Last logical date (ISO 8601).")],
+        rerun_failed: Annotated[bool, typer.Option(help="Run failed intervals again.")] = False,
+        rerun_all: Annotated[bool, typer.Option(help="Run every interval again.")] = False,
+        dry_run: Annotated[bool, typer.Option(help="Only show what would happen.")] = False,
+        as_json: JsonOut = False,
+    ) -> None:
+        """Create a run for every interval of PIPELINE between START and END."""
+        from phloem.cli.main import _env, _errors, _fail, _print_json
+        from phloem.scheduler.commands import backfill as do_backfill
+        from phloem.scheduler.commands import plan_backfill
+
+        if rerun_failed and rerun_all:
+            _fail("choose one of --rerun-failed and --rerun-all")
+        with _errors():
+            env = _env()
+            fn = plan_backfill if dry_run else do_backfill
+            items = fn(env, pipeline, start, end, rerun_failed=rerun_failed, rerun_all=rerun_all)
+            if as_json:
+                _print_json(
+                    [
+                        item.__dict__
+                        if hasattr(item, "__dict__")
+                        else {f: getattr(item, f) for f in item.__slots__}
+                        for item in items
+                    ]
+                )
+                return
+            verb = {
+                "new": "will run (new)" if dry_run else "created",
+                "exists": "already done, kept",
+                "rerun": "will rerun" if dry_run else "reset to rerun",
+                "running": "in progress, kept",
+            }
+            for item in items:
+                extra = f"  {item.run_id}" if item.run_id else ""
+                typer.echo(f"{item.logical_date}  {verb[item.action]}{extra}")
+            typer.echo(f"{len(items)} interval(s)" + (" (dry run)" if dry_run else ""))
+
+    @pipelines_app.command("list")
+    def pipelines_list(as_json: JsonOut = False) -> None:
+        """Pipelines the scheduler found, with their schedules and state."""
+        from phloem.cli.main import _env, _errors, _print_json
+        from phloem.store.catalog import Catalog
+
+        with _errors():
+            catalog = Catalog(_env().store)
+            rows = catalog.pipelines()
+            errors = catalog.import_errors()
+        if as_json:
+            _print_json(
+                {
+                    "pipelines": [
+                        {
+                            "name": r.info.name,
+                            "file": r.info.file,
+                            "schedule": r.info.schedule,
+                            "timezone": r.info.timezone,
+                            "assets": list(r.info.assets),
+                            "paused": r.paused,
+                            "active": r.active,
+                            "code_hash": r.info.code_hash,
+                        }
+                        for r in rows
+                    ],
+                    "import_errors": errors,
+                }
+            )
+            return
+        for r in rows:
+            state = "paused" if r.paused else "active" if r.active else "gone"
+            trig = r.info.schedule or (
+                "assets: " + ", ".join(r.info.assets) if r.info.assets else "manual"
+            )
+            typer.echo(f"{r.info.name:30} {state:7} {trig:25} {r.info.file}")
+        for file, err in errors.items():
+            typer.echo(f"import error in {file}: {err}", err=True)
+
+    @pipelines_app.command("pause")
+    def pause(pipeline: str) -> None:
+        """Stop creating new runs of PIPELINE (runs in flight finish)."""
+        from phloem.cli.main import _env, _errors
+        from phloem.scheduler.commands import set_paused
+
+        with _errors():
+            set_paused(_env(), pipeline, True)
+        typer.echo(f"paused {pipeline}")
+
+    @pipelines_app.command("unpause")
+    def unpause(pipeline: str) -> None:
+        """Let the scheduler create runs of PIPELINE again."""
+        from phloem.cli.main import _env, _errors
+        from phloem.scheduler.commands import set_paused
+
+        with _errors():
+            set_paused(_env(), pipeline, False)
+        typer.echo(f"unpaused {pipeline}")
+
+    @pools_app.command("set")
+    def pools_set(name: str, slots: int, description: str | None = None) -> None:
+        """Create or resize pool NAME to SLOTS concurrent slots."""
+        from phloem.cli.main import _env, _errors
+
+        with _errors():
+            _env().store.set_pool(name, slots, description)
+        typer.echo(f"pool {name}: {slots} slot(s)")
+
+    @pools_app.command("list")
+    def pools_list(as_json: JsonOut = False) -> None:
+        """Pools with their sizes and the slots in use now."""
+        from phloem.cli.main import _env, _errors, _print_json
+
+        with _errors():
+            store = _env().store
+            sizes, used = store.pools(), store.pool_usage()
+        if as_json:
+            _print_json({n: {"slots": s, "used": used.get(n, 0)} for n, s in sizes.items()})
+            return
+        for n, s in sorted(sizes.items()):
+            typer.echo(f"{n:20} {used.get(n, 0)}/{s}")
