@@ -1,0 +1,364 @@
+"""The scheduler service on a real store: discovery, triggers, catchup, claims, restarts."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+import phloem
+from phloem.api import Env, open_env
+from phloem.errors import PhloemError, StoreLocked
+from phloem.scheduler import Scheduler, SchedulerConfig
+from phloem.scheduler.commands import backfill, plan_backfill, set_paused, trigger
+from phloem.states import RunState
+from phloem.store.catalog import Catalog
+
+GOOD = textwrap.dedent(
+    """
+    from datetime import datetime, timedelta, timezone
+    from phloem import pipeline, task
+
+    @task
+    def tick() -> str:
+        import phloem
+        return phloem.context().logical_date
+
+    @pipeline(schedule=timedelta(seconds=1), catchup=True, max_active_runs=2,
+              start_date=datetime.fromisoformat("{start}"))
+    def every_second():
+        tick()
+
+    @pipeline
+    def manual(x: int = 1):
+        tick()
+    """
+)
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    p = folder / name
+    p.write_text(text)
+    return p
+
+
+def drive(sched: Scheduler, until: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        sched.step()
+        if until():
+            return
+    raise AssertionError("the scheduler did not get there in time")
+
+
+@pytest.fixture
+def env(home: Path) -> Env:
+    return open_env()
+
+
+def make(env: Env, folder: Path, **kw: object) -> Scheduler:
+    cfg = SchedulerConfig(
+        folder=folder,
+        tick=0.05,
+        parse_interval=kw.pop("parse_interval", 0.2),
+        parse_timeout=kw.pop("parse_timeout", 5.0),
+    )  # type: ignore[arg-type]
+    s = Scheduler(env, cfg, **kw)  # type: ignore[arg-type]
+    s.start()
+    return s
+
+
+def test_discovery_reports_broken_and_hanging_files_and_keeps_the_rest(
+    env: Env, tmp_path: Path
+) -> None:
+    folder = tmp_path / "pipelines"
+    start = (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()
+    write(folder, "good.py", GOOD.format(start=start))
+    write(folder, "broken.py", "import no_such_module_here\n")
+    write(folder, "slow.py", "import time\ntime.sleep(60)\n")
+    write(folder, "_private.py", "raise SystemExit('never imported')\n")
+    sched = make(env, folder, parse_timeout=1.0)
+    try:
+        started = time.time()
+        sched.refresh(time.time())
+        assert time.time() - started < 10
+        catalog = Catalog(env.store)
+        errors = catalog.import_errors()
+        assert set(errors) == {str(folder / "broken.py"), str(folder / "slow.py")}
+        assert "no_such_module_here" in errors[str(folder / "broken.py")]
+        assert "longer than 1s" in errors[str(folder / "slow.py")]
+        names = {r.info.name: r for r in catalog.pipelines()}
+        assert set(names) == {"every_second", "manual"}
+        first_hash = names["manual"].info.code_hash
+        # a change makes a new version; a deletion marks the pipelines inactive
+        time.sleep(0.01)
+        write(folder, "good.py", GOOD.format(start=start) + "\n# v2\n")
+        (folder / "broken.py").write_text("x = 1\n")
+        sched.refresh(time.time())
+        assert catalog.import_errors() == {str(folder / "slow.py"): errors[str(folder / "slow.py")]}
+        assert len(catalog.versions("manual")) == 2
+        assert catalog.pipeline("manual").info.code_hash != first_hash
+        (folder / "good.py").unlink()
+        sched.refresh(time.time())
+        assert not catalog.pipeline("manual").active
+    finally:
+        sched.shutdown()
+
+
+def test_catchup_creates_missed_intervals_once_oldest_first(env: Env, tmp_path: Path) -> None:
+    folder = tmp_path / "pipelines"
+    start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=5)
+    write(folder, "good.py", GOOD.format(start=start.isoformat()))
+    sched = make(env, folder)
+    try:
+
+        def enough() -> bool:
+            runs = env.store.list_runs(pipeline="every_second", limit=100)
+            return len([r for r in runs if r.state is RunState.SUCCESS]) >= 5
+
+        drive(sched, enough)
+    finally:
+        sched.shutdown()
+    runs = sorted(
+        env.store.list_runs(pipeline="every_second", limit=100), key=lambda r: r.logical_date
+    )
+    dates = [r.logical_date for r in runs]
+    assert len(dates) == len(set(dates))  # exactly one run per logical date
+    assert datetime.fromisoformat(dates[0]) == start
+    for a, b in zip(dates, dates[1:], strict=False):
+        assert datetime.fromisoformat(b) - datetime.fromisoformat(a) == timedelta(seconds=1)
+    assert all(r.run_type == "scheduled" for r in runs)
+    done = [r for r in runs if r.state is RunState.SUCCESS]
+    assert (
+        phloem.RunResult(
+            env, sched.spec(sched.discovery.pipelines["every_second"]), done[0]
+        ).output("tick")
+        == done[0].logical_date
+    )
+
+
+def test_trigger_with_idempotency_key_pause_and_unknown(env: Env, tmp_path: Path) -> None:
+    folder = tmp_path / "pipelines"
+    write(folder, "good.py", GOOD.format(start="2100-01-01T00:00:00+00:00"))
+    sched = make(env, folder)
+    try:
+        sched.refresh(time.time())
+        run, created = trigger(env, "manual", params={"x": "5"}, idempotency_key="k1")
+        again, created_again = trigger(env, "manual", params={"x": "5"}, idempotency_key="k1")
+        assert created and not created_again and again.run_id == run.run_id
+        assert run.params == {"x": 5}
+        drive(sched, lambda: env.store.get_run(run.run_id).state is RunState.SUCCESS)
+        with pytest.raises(PhloemError, match="unknown pipeline 'manul'.*did you mean 'manual'"):
+            trigger(env, "manul")
+        with pytest.raises(phloem.ParamError):
+            trigger(env, "manual", params={"x": "many"})
+        set_paused(env, "manual", True)
+        with pytest.raises(PhloemError, match="paused"):
+            trigger(env, "manual")
+        set_paused(env, "manual", False)
+        assert len(env.store.list_runs(pipeline="manual")) == 1
+    finally:
+        sched.shutdown()
+
+
+def test_paused_pipelines_get_no_scheduled_runs(env: Env, tmp_path: Path) -> None:
+    folder = tmp_path / "pipelines"
+    start = datetime.now(timezone.utc) - timedelta(seconds=3)
+    write(folder, "good.py", GOOD.format(start=start.isoformat()))
+    sched = make(env, folder)
+    try:
+        sched.refresh(time.time())
+        set_paused(env, "every_second", True)
+        for _ in range(20):
+            sched.step()
+        assert env.store.list_runs(pipeline="every_second") == []
+        set_paused(env, "every_second", False)
+        drive(sched, lambda: len(env.store.list_runs(pipeline="every_second")) > 0)
+    finally:
+        sched.shutdown()
+
+
+def test_a_second_scheduler_on_sqlite_is_refused(env: Env, tmp_path: Path) -> None:
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    first = make(env, folder)
+    try:
+        with pytest.raises(StoreLocked, match="one scheduler per SQLite"):
+            make(open_env(), folder, scheduler_id="scheduler:elsewhere:1")
+    finally:
+        first.shutdown()
+    # free again once the first stopped
+    make(open_env(), folder, scheduler_id="scheduler:elsewhere:1").shutdown()
+
+
+SLOW = textwrap.dedent(
+    """
+    import time
+    from pathlib import Path
+    from phloem import pipeline, task
+
+    @task
+    def first(counter: str) -> str:
+        with open(counter, "a") as fh:
+            fh.write("x")
+        return "a"
+
+    @task
+    def wait(x: str, gate: str) -> str:
+        while not Path(gate).exists():
+            time.sleep(0.02)
+        return x + "b"
+
+    @pipeline
+    def gated(counter: str = "", gate: str = ""):
+        wait(first(counter), gate)
+    """
+)
+
+
+def test_a_restarted_scheduler_resumes_without_rerunning_finished_tasks(
+    env: Env, tmp_path: Path
+) -> None:
+    folder = tmp_path / "pipelines"
+    write(folder, "gated.py", SLOW)
+    counter, gate = tmp_path / "counter", tmp_path / "gate"
+    sched = make(env, folder)
+    sched.refresh(time.time())
+    run, _ = trigger(env, "gated", params={"counter": str(counter), "gate": str(gate)})
+
+    def waiting() -> bool:
+        return any(
+            ti.task_id == "wait" and ti.state.value == "running"
+            for ti in env.store.load_instances(run.run_id)
+        )
+
+    drive(sched, waiting)
+    sched.shutdown()  # like a restart: the attempt in flight is stopped, the run resumable
+    gate.write_text("open")
+    again = make(open_env(), folder)
+    try:
+        drive(again, lambda: env.store.get_run(run.run_id).state is RunState.SUCCESS)
+    finally:
+        again.shutdown()
+    assert counter.read_text() == "x"
+
+
+def test_backfill_plans_creates_and_does_not_duplicate(env: Env, tmp_path: Path) -> None:
+    folder = tmp_path / "pipelines"
+    daily = textwrap.dedent(
+        """
+        from phloem import pipeline, task
+
+        @task
+        def work(flag: str = "") -> str:
+            import phloem
+            from pathlib import Path
+            if flag and Path(flag).exists():
+                raise RuntimeError("bad day")
+            return phloem.context().logical_date
+
+        @pipeline(schedule="@daily", start_date="2026-01-01", catchup=False)
+        def daily(flag: str = ""):
+            work(flag)
+        """
+    )
+    write(folder, "daily.py", daily)
+    sched = make(env, folder)
+    try:
+        sched.refresh(time.time())
+        plan = plan_backfill(env, "daily", "2026-01-01", "2026-01-03")
+        assert [(p.logical_date[:10], p.action) for p in plan] == [
+            ("2026-01-01", "new"),
+            ("2026-01-02", "new"),
+            ("2026-01-03", "new"),
+        ]
+        assert env.store.list_runs(pipeline="daily") == []  # a dry run changes nothing
+        made = backfill(env, "daily", "2026-01-01", "2026-01-03")
+        assert all(m.run_id for m in made)
+
+        def backfills() -> list[phloem.api.RunRecord]:  # type: ignore[name-defined]
+            return [r for r in env.store.list_runs(pipeline="daily") if r.run_type == "backfill"]
+
+        runs = {r.run_id for r in backfills()}
+        assert len(runs) == 3
+        drive(sched, lambda: all(env.store.get_run(r).state is RunState.SUCCESS for r in runs))
+        # again: every interval is done, nothing is duplicated
+        again = backfill(env, "daily", "2026-01-01", "2026-01-03")
+        assert {a.action for a in again} == {"exists"}
+        assert len(backfills()) == 3
+        # the scheduler itself made only the latest interval (catchup=False), once
+        scheduled = [r for r in env.store.list_runs(pipeline="daily") if r.run_type == "scheduled"]
+        assert len(scheduled) == 1
+        # --rerun-all resets the runs and they run again, in place
+        rerun = backfill(env, "daily", "2026-01-02", "2026-01-02", rerun_all=True)
+        assert [r.action for r in rerun] == ["rerun"]
+        rid = rerun[0].run_id
+        assert rid is not None
+        drive(sched, lambda: env.store.get_run(rid).state is RunState.SUCCESS)
+        assert [a.try_number for a in env.store.attempts(rid)] == [1, 2]
+        with pytest.raises(PhloemError, match="before the start date"):
+            plan_backfill(env, "daily", "2026-01-03", "2026-01-01")
+        with pytest.raises(PhloemError, match="unknown pipeline"):
+            plan_backfill(env, "nope", "2026-01-01", "2026-01-02")
+    finally:
+        sched.shutdown()
+
+
+ASSETS = textwrap.dedent(
+    """
+    from phloem import Asset, pipeline, task
+
+    @task(outputs=[Asset("features")])
+    def build_features() -> int:
+        return 1
+
+    @task(outputs=[Asset("labels")])
+    def build_labels() -> int:
+        return 2
+
+    @task
+    def retrain() -> str:
+        return "trained"
+
+    @pipeline
+    def features():
+        build_features()
+
+    @pipeline
+    def labels():
+        build_labels()
+
+    @pipeline(schedule=[Asset("features"), Asset("labels")])
+    def retraining():
+        retrain()
+    """
+)
+
+
+def test_asset_schedule_runs_once_all_assets_were_updated(env: Env, tmp_path: Path) -> None:
+    folder = tmp_path / "pipelines"
+    write(folder, "assets.py", ASSETS)
+    sched = make(env, folder)
+    try:
+        sched.refresh(time.time())
+        f, _ = trigger(env, "features")
+        drive(sched, lambda: env.store.get_run(f.run_id).state is RunState.SUCCESS)
+        for _ in range(10):
+            sched.step()
+        assert env.store.list_runs(pipeline="retraining") == []  # labels not updated yet
+        lab, _ = trigger(env, "labels")
+        drive(sched, lambda: len(env.store.list_runs(pipeline="retraining")) == 1)
+        drive(
+            sched, lambda: env.store.list_runs(pipeline="retraining")[0].state is RunState.SUCCESS
+        )
+        for _ in range(10):
+            sched.step()
+        assert len(env.store.list_runs(pipeline="retraining")) == 1  # consumed: no repeat
+        assert env.store.list_runs(pipeline="retraining")[0].run_type == "asset"
+    finally:
+        sched.shutdown()
