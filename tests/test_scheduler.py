@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import textwrap
 import time
 from collections.abc import Callable
@@ -130,7 +131,7 @@ def test_catchup_creates_missed_intervals_once_oldest_first(env: Env, tmp_path: 
     dates = [r.logical_date for r in runs]
     assert len(dates) == len(set(dates))  # exactly one run per logical date
     assert datetime.fromisoformat(dates[0]) == start
-    for a, b in zip(dates, dates[1:], strict=False):
+    for a, b in itertools.pairwise(dates):
         assert datetime.fromisoformat(b) - datetime.fromisoformat(a) == timedelta(seconds=1)
     assert all(r.run_type == "scheduled" for r in runs)
     done = [r for r in runs if r.state is RunState.SUCCESS]
@@ -153,7 +154,7 @@ def test_trigger_with_idempotency_key_pause_and_unknown(env: Env, tmp_path: Path
         assert created and not created_again and again.run_id == run.run_id
         assert run.params == {"x": 5}
         drive(sched, lambda: env.store.get_run(run.run_id).state is RunState.SUCCESS)
-        with pytest.raises(PhloemError, match="unknown pipeline 'manul'.*did you mean 'manual'"):
+        with pytest.raises(PhloemError, match=r"unknown pipeline 'manul'.*did you mean 'manual'"):
             trigger(env, "manul")
         with pytest.raises(phloem.ParamError):
             trigger(env, "manual", params={"x": "many"})
@@ -351,7 +352,7 @@ def test_asset_schedule_runs_once_all_assets_were_updated(env: Env, tmp_path: Pa
         for _ in range(10):
             sched.step()
         assert env.store.list_runs(pipeline="retraining") == []  # labels not updated yet
-        lab, _ = trigger(env, "labels")
+        trigger(env, "labels")
         drive(sched, lambda: len(env.store.list_runs(pipeline="retraining")) == 1)
         drive(
             sched, lambda: env.store.list_runs(pipeline="retraining")[0].state is RunState.SUCCESS
