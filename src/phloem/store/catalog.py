@@ -15,6 +15,7 @@ from phloem.errors import PhloemError, PipelineNotFound
 from phloem.records import RunRecord
 from phloem.states import RunState
 from phloem.store import schema as s
+from phloem.store.resilience import resilient
 from phloem.store.sql import SqlStore, _run_record
 
 _ACTIVE_RUN_STATES = (RunState.QUEUED.value, RunState.RUNNING.value)
@@ -44,6 +45,7 @@ class PipelineRow:
     last_parsed_at: float | None
 
 
+@resilient
 class Catalog:
     def __init__(self, store: SqlStore) -> None:
         self.store = store

@@ -23,6 +23,7 @@ from phloem.records import TI, Expansion, Key, RunRecord, Transition, expansion_
 from phloem.states import ACTIVE_TASK_STATES, RunState, TaskState
 from phloem.store import schema as s
 from phloem.store.migrate import ensure_schema
+from phloem.store.resilience import resilient
 
 _TI = s.task_instances
 _ACTIVE = {st.value for st in ACTIVE_TASK_STATES}
@@ -117,6 +118,7 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
 
 
+@resilient
 class SqlStore:
     """Durable truth for runs, task instances, attempts, events, artifacts and pools."""
 
@@ -423,7 +425,9 @@ class SqlStore:
         lost_keys = {k for k in applied.lost}
         params = []
         order = []
-        for key, chain in chains.items():
+        # one lock order for every commit, so two actors changing the same instances cannot
+        # deadlock on PostgreSQL
+        for key, chain in sorted(chains.items()):
             if key[1] >= 0 and (key[0], -1) in lost_keys:
                 lost_keys.add(key)
                 continue

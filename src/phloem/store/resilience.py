@@ -1,0 +1,63 @@
+"""Wait out a database that blinked (a restart, a failover, a locked SQLite file) instead of
+failing: every store call is retried with bounded, jittered backoff while the error is
+transient. Each store call is one transaction and every write is a compare-and-set, so a
+retry after an unknown outcome cannot apply anything twice."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import random
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+log = logging.getLogger("phloem.store")
+
+T = TypeVar("T")
+
+
+def outage_limit() -> float:
+    """How long to wait for the database before giving up (``PHLOEM_DB_OUTAGE_TIMEOUT``)."""
+    return float(os.environ.get("PHLOEM_DB_OUTAGE_TIMEOUT", "300"))
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def retrying(fn: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        deadline = time.monotonic() + outage_limit()
+        delay = 0.05
+        warned = False
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                if not is_transient(exc) or time.monotonic() + delay > deadline:
+                    raise
+                if not warned:
+                    log.warning("the database is unavailable (%s); retrying",
+                                str(exc).splitlines()[0])
+                    warned = True
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 2.0)
+
+    return wrapper
+
+
+def resilient(cls: type[T]) -> type[T]:
+    """Wrap every public method of ``cls`` with ``retrying``."""
+    for name, value in list(vars(cls).items()):
+        if name.startswith("_") or not callable(value) or isinstance(value, (staticmethod,
+                                                                              classmethod)):
+            continue
+        setattr(cls, name, retrying(value))
+    return cls
