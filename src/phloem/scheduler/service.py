@@ -236,7 +236,8 @@ class Scheduler:
 
     def claim(self, now: float) -> list[str]:
         assert self.loop is not None
-        room = self.config.max_runs - len(self.loop.sessions)
+        # take only what our slots can start soon, so several schedulers share the work
+        room = min(self.config.max_runs, 2 * self.loop.slots) - len(self.loop.sessions)
         if room <= 0:
             return []
         claimed = []
@@ -251,6 +252,7 @@ class Scheduler:
                 continue
             self.loop.add(session)
             claimed.append(run.run_id)
+            log.info("driving run %s of %s (%s)", run.run_id, run.pipeline, run.run_type)
         return claimed
 
     def _session(self, run: RunRecord) -> RunSession:

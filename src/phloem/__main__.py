@@ -1,0 +1,5 @@
+"""``python -m phloem`` is the ``phloem`` command."""
+
+from phloem.cli.main import app
+
+app()

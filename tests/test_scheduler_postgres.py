@@ -1,0 +1,117 @@
+"""Several schedulers on the real PostgreSQL server share the work without duplicating it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from phloem.api import create_run
+from phloem.loading import load_pipeline
+from phloem.states import RunState
+from phloem.store import SqlStore
+
+pytestmark = pytest.mark.postgres
+
+HA = textwrap.dedent(
+    """
+    from datetime import datetime, timedelta
+    from phloem import pipeline, task
+
+    @task
+    def step(i: int, x: int = 0) -> int:
+        return i + x
+
+    @pipeline
+    def work(i: int = 0):
+        step(i, step(i, step(i)))
+
+    @pipeline(schedule=timedelta(seconds=1), catchup=True, max_active_runs=8,
+              start_date=datetime.fromisoformat("{start}"))
+    def ticker():
+        step(1)
+    """
+)
+
+
+def _schedulers(n: int, folder: Path, home: Path, db_url: str, tmp: Path) -> list:
+    env = {**os.environ, "PHLOEM_DB_URL": db_url, "PHLOEM_HOME": str(home),
+           "PHLOEM_WORKERS": "2"}
+    procs = []
+    for k in range(n):
+        log = open(tmp / f"scheduler-{k}.log", "w")  # noqa: SIM115
+        procs.append((subprocess.Popen(
+            [sys.executable, "-m", "phloem", "scheduler", "--pipelines", str(folder),
+             "--parse-interval", "1"],
+            env=env, stdout=log, stderr=subprocess.STDOUT), log))
+    return procs
+
+
+def _stop(procs: list) -> None:
+    for p, _ in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p, log in procs:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+        log.close()
+
+
+def test_three_schedulers_share_runs_exactly_once(pg_url: str, tmp_path: Path) -> None:
+    folder, home = tmp_path / "pipelines", tmp_path / "home"
+    folder.mkdir()
+    start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=20)
+    (folder / "ha.py").write_text(HA.format(start=start.isoformat()))
+    store = SqlStore(pg_url)
+    spec = load_pipeline(f"{folder / 'ha.py'}:work").spec
+    base = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    runs = [
+        create_run(store, spec, {"i": i}, base + timedelta(minutes=i),
+                   source=f"{folder / 'ha.py'}:work").run_id
+        for i in range(200)
+    ]
+    procs = _schedulers(3, folder, home, pg_url, tmp_path)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            done = [r for r in store.list_runs(limit=1000) if r.state is RunState.SUCCESS]
+            ticks = [r for r in done if r.pipeline == "ticker"]
+            if len([r for r in done if r.pipeline == "work"]) == 200 and len(ticks) >= 20:
+                break
+            assert all(p.poll() is None for p, _ in procs), "a scheduler exited"
+            time.sleep(0.5)
+        else:
+            pytest.fail("the runs did not complete in time")
+    finally:
+        _stop(procs)
+    everything = store.list_runs(limit=2000)
+    assert all(r.state is RunState.SUCCESS for r in everything if r.pipeline == "work")
+    # one run per (pipeline, logical date), and the ticker has no gap
+    keys = [(r.pipeline, r.logical_date) for r in everything]
+    assert len(keys) == len(set(keys))
+    ticks = sorted(datetime.fromisoformat(r.logical_date) for r in everything
+                   if r.pipeline == "ticker")
+    assert ticks[0] == start
+    assert all(b - a == timedelta(seconds=1) for a, b in zip(ticks, ticks[1:], strict=False))
+    # no task instance ever had two attempts at once: each ran exactly once
+    for run_id in runs:
+        per_ti: dict[tuple[str, int], list] = defaultdict(list)
+        for a in store.attempts(run_id):
+            per_ti[(a.task_id, a.map_index)].append(a)
+        assert len(per_ti) == 3
+        assert all(len(v) == 1 and v[0].state == "success" for v in per_ti.values())
+    assert sum(store.get_run(r).state is RunState.SUCCESS for r in runs) == 200
+    # the work was shared
+    drivers = [Path(tmp_path / f"scheduler-{k}.log").read_text().count("driving run")
+               for k in range(3)]
+    assert sum(1 for d in drivers if d > 0) >= 2, drivers
