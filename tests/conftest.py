@@ -17,7 +17,7 @@ def _pg_schema_url() -> Iterator[str]:
     import sqlalchemy as sa
 
     schema = "t_" + secrets.token_hex(6)
-    admin = sa.create_engine(PG_URL)
+    admin = sa.create_engine(PG_URL, pool_pre_ping=True)
     try:
         with admin.begin() as conn:
             conn.exec_driver_sql(f"CREATE SCHEMA {schema}")

@@ -43,15 +43,30 @@ HA = textwrap.dedent(
 
 
 def _schedulers(n: int, folder: Path, home: Path, db_url: str, tmp: Path) -> list:
-    env = {**os.environ, "PHLOEM_DB_URL": db_url, "PHLOEM_HOME": str(home),
-           "PHLOEM_WORKERS": "2"}
+    env = {**os.environ, "PHLOEM_DB_URL": db_url, "PHLOEM_HOME": str(home), "PHLOEM_WORKERS": "2"}
     procs = []
     for k in range(n):
         log = open(tmp / f"scheduler-{k}.log", "w")  # noqa: SIM115
-        procs.append((subprocess.Popen(
-            [sys.executable, "-m", "phloem", "scheduler", "--pipelines", str(folder),
-             "--parse-interval", "1"],
-            env=env, stdout=log, stderr=subprocess.STDOUT), log))
+        procs.append(
+            (
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "phloem",
+                        "scheduler",
+                        "--pipelines",
+                        str(folder),
+                        "--parse-interval",
+                        "1",
+                    ],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                ),
+                log,
+            )
+        )
     return procs
 
 
@@ -76,8 +91,9 @@ def test_three_schedulers_share_runs_exactly_once(pg_url: str, tmp_path: Path) -
     spec = load_pipeline(f"{folder / 'ha.py'}:work").spec
     base = datetime(2026, 1, 1, tzinfo=timezone.utc)
     runs = [
-        create_run(store, spec, {"i": i}, base + timedelta(minutes=i),
-                   source=f"{folder / 'ha.py'}:work").run_id
+        create_run(
+            store, spec, {"i": i}, base + timedelta(minutes=i), source=f"{folder / 'ha.py'}:work"
+        ).run_id
         for i in range(200)
     ]
     procs = _schedulers(3, folder, home, pg_url, tmp_path)
@@ -99,8 +115,9 @@ def test_three_schedulers_share_runs_exactly_once(pg_url: str, tmp_path: Path) -
     # one run per (pipeline, logical date), and the ticker has no gap
     keys = [(r.pipeline, r.logical_date) for r in everything]
     assert len(keys) == len(set(keys))
-    ticks = sorted(datetime.fromisoformat(r.logical_date) for r in everything
-                   if r.pipeline == "ticker")
+    ticks = sorted(
+        datetime.fromisoformat(r.logical_date) for r in everything if r.pipeline == "ticker"
+    )
     assert ticks[0] == start
     assert all(b - a == timedelta(seconds=1) for a, b in zip(ticks, ticks[1:], strict=False))
     # no task instance ever had two attempts at once: each ran exactly once
@@ -112,6 +129,101 @@ def test_three_schedulers_share_runs_exactly_once(pg_url: str, tmp_path: Path) -
         assert all(len(v) == 1 and v[0].state == "success" for v in per_ti.values())
     assert sum(store.get_run(r).state is RunState.SUCCESS for r in runs) == 200
     # the work was shared
-    drivers = [Path(tmp_path / f"scheduler-{k}.log").read_text().count("driving run")
-               for k in range(3)]
+    drivers = [
+        Path(tmp_path / f"scheduler-{k}.log").read_text().count("driving run") for k in range(3)
+    ]
     assert sum(1 for d in drivers if d > 0) >= 2, drivers
+
+
+GATED = textwrap.dedent(
+    """
+    import time
+    from pathlib import Path
+    from phloem import pipeline, task
+
+    @task
+    def before() -> int:
+        return 1
+
+    @task
+    def wait_gate(x: int, gate: str) -> int:
+        while not Path(gate).exists():
+            time.sleep(0.05)
+        return x + 1
+
+    @task
+    def after(x: int) -> int:
+        return x + 1
+
+    @pipeline
+    def gated(gate: str = ""):
+        after(wait_gate(before(), gate))
+    """
+)
+
+
+def _restart_postgres() -> None:
+    versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
+    if not versions:
+        pytest.fail("cannot find the local PostgreSQL cluster to restart (/etc/postgresql)")
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "restart"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def test_a_postgres_restart_mid_run_loses_and_duplicates_nothing(
+    pg_url: str, tmp_path: Path
+) -> None:
+    folder, home = tmp_path / "pipelines", tmp_path / "home"
+    folder.mkdir()
+    (folder / "gated.py").write_text(GATED)
+    gate = tmp_path / "gate"
+    store = SqlStore(pg_url)
+    spec = load_pipeline(f"{folder / 'gated.py'}:gated").spec
+    run_ids = [
+        create_run(
+            store,
+            spec,
+            {"gate": str(gate)},
+            f"2026-02-0{i + 1}",
+            source=f"{folder / 'gated.py'}:gated",
+        ).run_id
+        for i in range(3)
+    ]
+    procs = _schedulers(1, folder, home, pg_url, tmp_path)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            states = {ti.task_id: ti.state.value for ti in store.load_instances(run_ids[0])}
+            if states.get("wait_gate") == "running":
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the run never reached the gated task")
+        restarted = time.time()
+        _restart_postgres()
+        gate.write_text("open")
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                if all(store.get_run(r).state is RunState.SUCCESS for r in run_ids):
+                    break
+            except Exception:
+                pass
+            assert procs[0][0].poll() is None, "the scheduler exited when the database blinked"
+            time.sleep(0.2)
+        else:
+            pytest.fail("runs did not complete after the database restart")
+        print(f"recovered {time.time() - restarted:.1f}s after the restart began")
+    finally:
+        _stop(procs)
+    for r in run_ids:
+        attempts = store.attempts(r)
+        assert sorted(a.task_id for a in attempts) == ["after", "before", "wait_gate"]
+        assert all(a.state == "success" for a in attempts)
+        events = store.events(r)
+        finals = [e for e in events if e.new_state == "success" and e.task_id]
+        assert len(finals) == 3  # each success recorded once
