@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -119,7 +120,7 @@ def test_three_schedulers_share_runs_exactly_once(pg_url: str, tmp_path: Path) -
         datetime.fromisoformat(r.logical_date) for r in everything if r.pipeline == "ticker"
     )
     assert ticks[0] == start
-    assert all(b - a == timedelta(seconds=1) for a, b in zip(ticks, ticks[1:], strict=False))
+    assert all(b - a == timedelta(seconds=1) for a, b in itertools.pairwise(ticks))
     # no task instance ever had two attempts at once: each ran exactly once
     for run_id in runs:
         per_ti: dict[tuple[str, int], list] = defaultdict(list)
