@@ -25,7 +25,8 @@ from phloem.loading import load_pipeline
 from phloem.records import RunRecord
 from phloem.scheduler.discovery import Discovery
 from phloem.scheduler.parsing import ParserPool
-from phloem.scheduler.triggers import due_runs, parse_time, schedule_of
+from phloem.scheduler.triggers import due_runs, next_due, parse_time, schedule_of
+from phloem.schedules import Continuous, Schedule
 from phloem.store.catalog import Catalog, PipelineInfo
 
 log = logging.getLogger("phloem.scheduler")
@@ -64,6 +65,9 @@ class Scheduler:
         self._specs: dict[tuple[str, str], PipelineSpec] = {}
         self._first_seen: dict[str, datetime] = {}
         self._next_parse = 0.0
+        self._next_due: dict[str, float] = {}
+        self._schedules: dict[tuple[str, str, str], Schedule | None] = {}
+        self._asset_mark = -1
         self._next_tick = 0.0
         self._stop = threading.Event()
 
@@ -86,6 +90,10 @@ class Scheduler:
             parallelism=self.config.parallelism,
             keeper=self.keeper,
         )
+
+    @property
+    def _has_assets(self) -> bool:
+        return any(i.assets for i in self.discovery.pipelines.values())
 
     def stop(self) -> None:
         self._stop.set()
@@ -140,6 +148,7 @@ class Scheduler:
         changes = self.discovery.refresh(now)
         for name in changes.changed_pipelines:
             log.info("pipeline %s: new version", name)
+            self._next_due.pop(name, None)  # its schedule may have changed
         for info in self.discovery.pipelines.values():
             self._first_seen.setdefault(info.name, datetime.fromtimestamp(now, timezone.utc))
         self._next_parse = now + self.config.parse_interval
@@ -147,36 +156,71 @@ class Scheduler:
     # -- triggers -------------------------------------------------------------------------------
 
     def schedule(self, now: float) -> int:
-        """Create the runs that time, continuity and assets ask for. Returns how many."""
-        created = 0
-        rows = {r.info.name: r for r in self.catalog.pipelines(active_only=True)}
+        """Create the runs that time, continuity and assets ask for. Returns how many.
+
+        Cheap when nothing is due: each pipeline remembers when it next needs attention, so
+        a tick over 10,000 pipelines looks at the few whose time came, with one grouped query.
+        """
+        pipelines = self.discovery.pipelines
+        paused = self.catalog.paused()
+        asset_mark = self.catalog.last_asset_event() if self._has_assets else 0
+        assets_moved = asset_mark != self._asset_mark
+        due = [
+            name
+            for name, info in pipelines.items()
+            if name not in paused
+            and (self._next_due.get(name, 0.0) <= now or (info.assets and assets_moved))
+        ]
+        if not due:
+            return 0
+        self._asset_mark = asset_mark
         active = self.catalog.active_runs()
+        timed = [n for n in due if pipelines[n].schedule]
+        lasts = self.catalog.last_scheduled_many(timed) if timed else {}
         at = datetime.fromtimestamp(now, timezone.utc)
-        for name, info in self.discovery.pipelines.items():
-            row = rows.get(name)
-            if row is None or row.paused:
-                continue
+        created = 0
+        for name in due:
+            info = pipelines[name]
             try:
-                if info.assets:
-                    created += self._asset_run(info, active.get(name, 0), now)
-                    continue
-                sched = schedule_of(info)
-                if sched is None:
-                    continue
-                last = parse_time(self.catalog.last_scheduled(name))
-                for due in due_runs(
-                    info, sched, last, active.get(name, 0), at, self._first_seen.get(name)
-                ):
-                    interval = (
-                        (due.interval[0].isoformat(), due.interval[1].isoformat())
-                        if due.interval
-                        else None
-                    )
-                    if self._create(info, due.logical_date, "scheduled", interval):
-                        created += 1
+                created += self._schedule_one(info, active.get(name, 0), lasts.get(name), at)
             except Exception:
                 log.exception("scheduling pipeline %s failed; other pipelines go on", name)
+                self._next_due[name] = now + self.config.parse_interval
         return created
+
+    def _schedule_one(
+        self, info: PipelineInfo, active: int, last_text: str | None, at: datetime
+    ) -> int:
+        now = at.timestamp()
+        name = info.name
+        if info.assets:
+            made = self._asset_run(info, active, now)
+            self._next_due[name] = float("inf")  # woken by new asset events
+            if active + made >= info.max_active_runs:
+                self._next_due[name] = now + self.config.tick  # blocked: look again
+            return made
+        sched = self._schedules.get((name, info.schedule or "", info.timezone))
+        if sched is None:
+            sched = schedule_of(info)
+            self._schedules[(name, info.schedule or "", info.timezone)] = sched
+        if sched is None:
+            self._next_due[name] = float("inf")
+            return 0
+        last = parse_time(last_text)
+        made = 0
+        for d in due_runs(info, sched, last, active, at, self._first_seen.get(name)):
+            interval = (
+                (d.interval[0].isoformat(), d.interval[1].isoformat()) if d.interval else None
+            )
+            if self._create(info, d.logical_date, "scheduled", interval):
+                made += 1
+            last = d.logical_date if last is None or d.logical_date > last else last
+        if active + made >= info.max_active_runs or isinstance(sched, Continuous):
+            self._next_due[name] = now + self.config.tick  # waits for a run slot
+        else:
+            nxt = next_due(info, sched, last, at, self._first_seen.get(name))
+            self._next_due[name] = nxt.timestamp() if nxt is not None else float("inf")
+        return made
 
     def _asset_run(self, info: PipelineInfo, active: int, now: float) -> int:
         if active >= info.max_active_runs:

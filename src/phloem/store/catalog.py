@@ -69,7 +69,9 @@ class Catalog:
                 else:
                     if existing.code_hash != info.code_hash or not existing.active:
                         changed.append(info.name)
-                    conn.execute(p.update().where(p.c.name == info.name).values({**row, "active": 1}))
+                    conn.execute(
+                        p.update().where(p.c.name == info.name).values({**row, "active": 1})
+                    )
                 self._version(conn, info, now)
             gone = set(current) - {i.name for i in found}
             if gone:
@@ -300,6 +302,30 @@ class Catalog:
         )
         with self.engine.connect() as conn:
             return conn.execute(q).scalar()
+
+    def last_scheduled_many(self, pipelines: Sequence[str]) -> dict[str, str]:
+        """``last_scheduled`` for many pipelines in a few grouped queries."""
+        r = s.runs
+        out: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(pipelines), 500):
+                chunk = list(pipelines[i : i + 500])
+                q = (
+                    select(r.c.pipeline, func.max(r.c.logical_date))
+                    .where(r.c.pipeline.in_(chunk), r.c.run_type.in_(("scheduled", "backfill")))
+                    .group_by(r.c.pipeline)
+                )
+                out.update({p: d for p, d in conn.execute(q)})
+        return out
+
+    def paused(self) -> set[str]:
+        q = select(s.pipelines.c.name).where(s.pipelines.c.paused == 1)
+        with self.engine.connect() as conn:
+            return set(conn.execute(q).scalars())
+
+    def last_asset_event(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.max(s.asset_events.c.id))).scalar() or 0)
 
     def active_runs(self) -> dict[str, int]:
         r = s.runs
