@@ -7,7 +7,8 @@ Every process that reads connections from a shared store must use the same key.
 
 Masking: each attempt has a :class:`Masker`; ``phloem.connection()`` registers the secrets it
 hands out with the masker of the attempt running now, and the attempt's log file and error
-message pass through it, so a password printed, logged or raised reads ``***``.
+message pass through it, so a password printed, logged or raised reads ``***``. A task's
+output is data and is stored as returned: do not return secrets.
 
 ``cryptography`` is imported only to encrypt or decrypt, so the runner can import this module
 for masking at no cost.

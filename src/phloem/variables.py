@@ -167,6 +167,15 @@ def settings_store(url: str | None = None) -> SettingsStore:
         return found
 
 
+def close_stores() -> None:
+    """Close the stores this process opened for variables and connections."""
+    with _lock:
+        mine = [k for k in _stores if k[0] == os.getpid()]  # inherited ones are the parent's
+        found = [_stores.pop(k) for k in mine]
+    for settings in found:
+        settings.store.close()
+
+
 def _default_url() -> str:
     from phloem.context import _current
 

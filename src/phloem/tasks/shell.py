@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from phloem.dsl.options import TaskOptions
@@ -90,6 +92,7 @@ def run_command(
         errors="replace",
         bufsize=1,
         start_new_session=True,  # so a timeout can stop the whole process group
+        preexec_fn=_die_with_parent_hook(),
     )
 
     def pump_stderr() -> None:
@@ -152,6 +155,26 @@ def _kill(proc: subprocess.Popen[str]) -> None:
     except (ProcessLookupError, PermissionError):
         pass
     proc.wait()
+
+
+@functools.cache
+def _die_with_parent_hook() -> Callable[[], None] | None:
+    """On Linux, the command gets SIGKILL when the worker running it dies (a worker killed at
+    its task's timeout must not leave the command running)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before any fork
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def hook() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+
+    return hook
 
 
 _SHELL: Task[Any, Any] = Task(run_command, TaskOptions(name="shell"))
