@@ -24,7 +24,7 @@ def holder_id(kind: str) -> str:
 def is_dead_local(holder: str) -> bool:
     """True when ``holder`` names a process on this machine that no longer exists, so its
     leases can be taken at once instead of after they expire."""
-    kind, _, rest = holder.partition(":")
+    _, _, rest = holder.partition(":")
     host, _, pid = rest.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False

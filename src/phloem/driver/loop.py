@@ -17,6 +17,7 @@ from phloem.engine import Capacity
 from phloem.executors import Executor, Started
 from phloem.runner import Result
 from phloem.states import ACTIVE_TASK_STATES
+from phloem.store import Applied, Commit
 
 log = logging.getLogger("phloem.driver")
 
@@ -94,6 +95,7 @@ class Loop:
             wake.append(self.keeper.next_renewal)
         active = sum(s.active for s in self.sessions.values())
         used = pool_usage(self.sessions.values())
+        plans = []
         for s in self._order(now):
             own_active = s.active
             own_pools = pool_usage([s])
@@ -102,16 +104,23 @@ class Loop:
                 for name, size in self.pools.items()
             }
             cap = Capacity(self.slots - (active - own_active), free_pools or None)
-            step = s.step(now, cap)
+            d, req = s.plan(now, cap)
+            plans.append((s, d, req))
+            # what later sessions may use depends on what this one just took
+            held, held_pools = s.held(d)
+            active += held - own_active
+            for name in set(held_pools) | set(own_pools):
+                used[name] = used.get(name, 0) - own_pools.get(name, 0) + held_pools.get(name, 0)
+        requests = [req for _, _, req in plans if req is not None]
+        results = iter(self._commit(requests, now)) if requests else iter(())
+        for s, d, req in plans:
+            step = s.absorb(d, next(results) if req is not None else None, now)
             for kill in step.kills:
                 self.executor.kill(s.run_id, kill.key[0], kill.key[1], kill.try_number, kill.reason)
             for attempt in step.submits:
                 self.executor.submit(attempt)
             if step.wake_at is not None:
                 wake.append(step.wake_at)
-            active += s.active - own_active
-            for name, n in pool_usage([s]).items():
-                used[name] = used.get(name, 0) - own_pools.get(name, 0) + n
             if s.done:
                 self.sessions.pop(s.run_id)
                 self._added.pop(s.run_id, None)
@@ -128,6 +137,11 @@ class Loop:
             timeout = 1.0  # nothing runs and no timer: only a full pool does this; look again
         self._route(self.executor.wait(timeout))
         return next_wake
+
+    def _commit(self, requests: list[Commit], now: float) -> list[Applied]:
+        """One transaction for the whole turn; the sessions share one store."""
+        store = next(iter(self.sessions.values())).store
+        return store.commit_many(requests, now=now)
 
     def _route(self, reports: list[Started | Result]) -> None:
         for r in reports:

@@ -21,8 +21,10 @@ from phloem.engine import (
     AttemptFinished,
     AttemptStarted,
     Capacity,
+    Decision,
     Event,
     Expansion,
+    Key,
     Kill,
     Snapshot,
     Transition,
@@ -32,7 +34,7 @@ from phloem.executors import Report, Started
 from phloem.records import RunRecord
 from phloem.runner import Attempt, Result, log_path
 from phloem.states import ACTIVE_TASK_STATES, RunState, TaskState
-from phloem.store import ArtifactRecord, ArtifactUse, SqlStore
+from phloem.store import Applied, ArtifactRecord, ArtifactUse, Commit, SqlStore
 
 log = logging.getLogger("phloem.driver")
 S = TaskState
@@ -136,15 +138,55 @@ class RunSession:
         for digest in dict.fromkeys(r.inputs):
             self._uses.append(ArtifactUse(digest, r.task_id, r.map_index, "input", r.try_number))
 
-    def step(self, now: float, capacity: Capacity) -> Step:
+    def plan(self, now: float, capacity: Capacity) -> tuple[Decision, Commit | None]:
+        """Decide from the reports received so far; the store applies the result (possibly
+        together with other runs' decisions, in one transaction) before ``absorb``."""
         events, self._events = self._events, []
         d = decide(self.snap, now, events, capacity)
+        if d.empty and not self._records and not self._uses:
+            return d, None
+        req = Commit(
+            self.run_id,
+            d.transitions,
+            d.expansions,
+            (self.snap.run_state, d.run_state) if d.run_state else None,
+            tuple(self._records),
+            tuple(self._uses),
+            self._asset_outputs,
+        )
+        self._records, self._uses = [], []
+        return d, req
+
+    def absorb(self, d: Decision, applied: Applied | None, now: float) -> Step:
+        """Take in what the store applied; returns the attempts to hand out and kills."""
         step = Step(kills=list(d.kills), wake_at=d.wake_at)
-        if not d.empty or self._records or self._uses:
-            step.submits = self._apply(d.transitions, d.expansions, d.run_state, now)
+        if applied is not None:
+            step.submits = self._absorb(applied, now)
         if self.done and self.reporter is not None:
             self.reporter.finish(self.snap, now)
         return step
+
+    def step(self, now: float, capacity: Capacity) -> Step:
+        d, req = self.plan(now, capacity)
+        applied = self.store.commit_many([req], now=now)[0] if req is not None else None
+        return self.absorb(d, applied, now)
+
+    def held(self, d: Decision) -> tuple[int, dict[str, int]]:
+        """Active attempts and pool slots this run holds once ``d`` is applied."""
+        final: dict[Key, TaskState] = {}
+        for t in d.transitions:
+            final[t.key] = t.new.state
+        active = set(self.snap.keys_in(*ACTIVE_TASK_STATES))
+        for key, state in final.items():
+            if state in ACTIVE_TASK_STATES:
+                active.add(key)
+            else:
+                active.discard(key)
+        pools: dict[str, int] = {}
+        for key in active:
+            opts = self.spec.tasks[key[0]].options
+            pools[opts.pool] = pools.get(opts.pool, 0) + opts.pool_slots
+        return len(active), pools
 
     def _apply(
         self,
@@ -165,6 +207,10 @@ class RunSession:
             asset_outputs=self._asset_outputs,
         )
         self._records, self._uses = [], []
+        return self._absorb(applied, now)
+
+    def _absorb(self, applied: Applied, now: float) -> list[Attempt]:
+        snap = self.snap
         for e in applied.expansions:
             snap.apply_expansion(e, now)
         for t in applied.transitions:

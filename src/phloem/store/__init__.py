@@ -1,5 +1,21 @@
 """Durable truth: runs, task instances, attempts, events, artifacts' records, pools."""
 
-from phloem.store.sql import Applied, ArtifactRecord, ArtifactUse, AttemptRow, EventRow, SqlStore
+from phloem.store.sql import (
+    Applied,
+    ArtifactRecord,
+    ArtifactUse,
+    AttemptRow,
+    Commit,
+    EventRow,
+    SqlStore,
+)
 
-__all__ = ["Applied", "ArtifactRecord", "ArtifactUse", "AttemptRow", "EventRow", "SqlStore"]
+__all__ = [
+    "Applied",
+    "Commit",
+    "ArtifactRecord",
+    "ArtifactUse",
+    "AttemptRow",
+    "EventRow",
+    "SqlStore",
+]

@@ -44,8 +44,9 @@ def retrying(fn: Callable[..., T]) -> Callable[..., T]:
                 if not is_transient(exc) or time.monotonic() + delay > deadline:
                     raise
                 if not warned:
-                    log.warning("the database is unavailable (%s); retrying",
-                                str(exc).splitlines()[0])
+                    log.warning(
+                        "the database is unavailable (%s); retrying", str(exc).splitlines()[0]
+                    )
                     warned = True
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 2.0)
@@ -56,8 +57,11 @@ def retrying(fn: Callable[..., T]) -> Callable[..., T]:
 def resilient(cls: type[T]) -> type[T]:
     """Wrap every public method of ``cls`` with ``retrying``."""
     for name, value in list(vars(cls).items()):
-        if name.startswith("_") or not callable(value) or isinstance(value, (staticmethod,
-                                                                              classmethod)):
+        if (
+            name.startswith("_")
+            or not callable(value)
+            or isinstance(value, (staticmethod, classmethod))
+        ):
             continue
         setattr(cls, name, retrying(value))
     return cls

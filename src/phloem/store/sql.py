@@ -47,6 +47,25 @@ class ArtifactUse:
     try_number: int
 
 
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """One run's decision, as the store applies it."""
+
+    run_id: str
+    transitions: tuple[Transition, ...]
+    expansions: tuple[Expansion, ...] = ()
+    run_state: tuple[RunState, RunState] | None = None
+    artifacts: tuple[ArtifactRecord, ...] = ()
+    uses: tuple[ArtifactUse, ...] = ()
+    asset_outputs: Mapping[str, tuple[str, ...]] | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.transitions or self.expansions or self.run_state or self.artifacts or self.uses
+        )
+
+
 @dataclass(slots=True)
 class Applied:
     """What a commit actually changed (the compare-and-sets that won)."""
@@ -312,22 +331,46 @@ class SqlStore:
     ) -> Applied:
         """Apply one decision in one transaction. Compare-and-sets that lose are reported in
         ``Applied.lost`` and change nothing (nor do later transitions of the same key)."""
+        req = Commit(
+            run_id,
+            tuple(transitions),
+            tuple(expansions),
+            run_state,
+            tuple(artifacts),
+            tuple(uses),
+            asset_outputs,
+        )
+        return self.commit_many([req], now=now)[0]
+
+    def commit_many(self, requests: Sequence[Commit], now: float | None = None) -> list[Applied]:
+        """Apply the decisions of many runs in one transaction (one loop turn, one commit).
+
+        If any compare-and-set loses, the transaction is rolled back and each run's decision
+        is applied on its own, row by row, to learn exactly which changes lost."""
         now = time.time() if now is None else now
         try:
             with self._tx() as conn:
-                applied = self._commit(conn, run_id, transitions, expansions, now, bulk=True)
-                self._finish_commit(conn, run_id, applied, run_state, artifacts, uses, now)
-                self._asset_events(conn, run_id, applied, asset_outputs, now)
-        except _LostRace:  # some CAS lost: redo row by row to learn which
-            with self._tx() as conn:
-                applied = self._commit(conn, run_id, transitions, expansions, now, bulk=False)
-                self._finish_commit(conn, run_id, applied, run_state, artifacts, uses, now)
-                self._asset_events(conn, run_id, applied, asset_outputs, now)
+                return [self._apply_commit(conn, r, now, bulk=True) for r in requests]
+        except _LostRace:
+            out = []
+            for r in requests:
+                with self._tx() as conn:
+                    out.append(self._apply_commit(conn, r, now, bulk=False))
+            return out
+
+    def _apply_commit(self, conn: Connection, r: Commit, now: float, *, bulk: bool) -> Applied:
+        applied = self._commit(conn, r.run_id, r.transitions, r.expansions, now, bulk=bulk)
+        self._finish_commit(conn, r.run_id, applied, r.run_state, r.artifacts, r.uses, now)
+        self._asset_events(conn, r.run_id, applied, r.asset_outputs, now)
         return applied
 
     def _asset_events(
-        self, conn: Connection, run_id: str, applied: Applied,
-        asset_outputs: Mapping[str, tuple[str, ...]] | None, now: float,
+        self,
+        conn: Connection,
+        run_id: str,
+        applied: Applied,
+        asset_outputs: Mapping[str, tuple[str, ...]] | None,
+        now: float,
     ) -> None:
         """A task that updates assets records one event per asset when it succeeds, in the
         same transaction as its success."""
