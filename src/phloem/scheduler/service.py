@@ -68,6 +68,7 @@ class Scheduler:
         self._next_due: dict[str, float] = {}
         self._schedules: dict[tuple[str, str, str], Schedule | None] = {}
         self._asset_mark = -1
+        self._finished_seen = 0
         self._next_tick = 0.0
         self._stop = threading.Event()
 
@@ -135,6 +136,12 @@ class Scheduler:
             self.schedule(now)
             self.claim(now)
             self._next_tick = now + self.config.tick
+        elif len(self.loop.finished) != self._finished_seen:
+            self.claim(now)  # a run just ended: take the next one now, not at the next tick
+        self._finished_seen = len(self.loop.finished)
+        if len(self.loop.finished) > 1000:  # keep memory flat in a long-lived service
+            del self.loop.finished[:500]
+            self._finished_seen = len(self.loop.finished)
         wait = max(0.0, min(self._next_tick, self._next_parse) - time.time())
         self.loop.turn(max_wait=wait)
 
