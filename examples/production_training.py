@@ -5,8 +5,8 @@ Pattern: the full daily training DAG. Tasks are organised in groups (``data_prep
 and so on); every task gets two retries and a two-hour timeout from ``default_task_options``;
 ``max_active_runs=1`` keeps daily runs from overlapping; ``deploy_decision`` branches to
 ``deploy_model`` or ``notify_failure`` on AUC, precision and recall floors; and
-``cleanup_scratch`` (trigger rule ``all_done``) deletes the run's scratch files whatever
-happened before it.
+``cleanup_scratch`` is a teardown task: it deletes the run's scratch files whatever happened
+before it, and does not decide the run's state (a failed validation still fails the run).
 
 Large data do not travel through phloem here: each step writes Parquet into the run's scratch
 folder and passes the path on, the way a team shares data through object storage.
@@ -197,7 +197,7 @@ def notify_failure(metrics: dict[str, float]) -> str:
     return message
 
 
-@task(trigger_rule="all_done", retries=0)
+@task(teardown=True, retries=0)
 def cleanup_scratch(workdir: str) -> int:
     """Delete this run's scratch files, whether the run succeeded or not."""
     folder = scratch_path(workdir)

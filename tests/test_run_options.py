@@ -136,3 +136,32 @@ def test_skip_from_inside_a_task_propagates_by_trigger_rules(tmp_path: Path) -> 
     r = phloem.run(skipping, executor="inline", store="memory", home=tmp_path)
     assert r.states() == {"skipper": "skipped", "downstream": "skipped", "tolerant": "success"}
     assert r.output("tolerant") == "got None"
+
+
+@task(teardown=True)
+def tidy() -> str:
+    return "tidied"
+
+
+@task
+def always_broken() -> None:
+    raise ValueError("broken")
+
+
+@task
+def after_broken(x: object) -> None:
+    return None
+
+
+@pipeline
+def with_teardown() -> None:
+    a = always_broken()
+    after_broken(a) >> tidy()
+
+
+def test_teardown_runs_regardless_and_does_not_decide_the_run(tmp_path: Path) -> None:
+    assert with_teardown.spec.tasks["tidy"].options.trigger_rule.value == "all_done"
+    assert with_teardown.spec.leaves == ("after_broken",)
+    r = phloem.run(with_teardown, executor="inline", store="memory", home=tmp_path)
+    assert r.task_state("tidy") is TaskState.SUCCESS
+    assert r.state is phloem.RunState.FAILED

@@ -50,6 +50,9 @@ class TaskOptions:
     on_retry: Callable[..., Any] | None = None
     sensor: SensorOptions | None = None
     outputs: tuple[str, ...] = ()  # names of the assets this task updates
+    #: a clean-up task: runs whatever happened upstream (all_done unless told otherwise) and
+    #: is left out when the run's state is decided, as Airflow's teardown tasks are
+    teardown: bool = False
     #: options the author set on the task itself; pipeline defaults never override these
     explicit: frozenset[str] = frozenset()
 
@@ -164,6 +167,10 @@ def build_options(base: TaskOptions, overrides: Mapping[str, Any], where: str) -
     for key in ("on_success", "on_failure", "on_retry"):
         if changes.get(key) is not None and not callable(changes[key]):
             raise DefinitionError(f"{where}: option '{key}' must be callable")
+    if changes.get("teardown") and "trigger_rule" not in changes and (
+        "trigger_rule" not in base.explicit
+    ):
+        changes["trigger_rule"] = TriggerRule.ALL_DONE
     opts = replace(base, **changes, explicit=base.explicit | frozenset(overrides))
     if sensor_changes:
         opts = replace(opts, sensor=_sensor(opts.sensor or SensorOptions(), sensor_changes, where))
