@@ -21,6 +21,7 @@ from typing import Any
 
 from phloem.dsl.spec import PipelineSpec
 from phloem.executors.base import Report, Started
+from phloem.executors.threads import ThreadBudget
 from phloem.runner import Attempt, Result
 
 
@@ -233,6 +234,7 @@ def _worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     _die_with_parent()
     artifacts = ArtifactStore(artifacts_url)
+    budget = ThreadBudget()
     loaded: dict[str, PipelineSpec] = dict(pipelines)
     while True:
         try:
@@ -272,5 +274,7 @@ def _worker_main(
                 )
             )
             continue
-        result = run_attempt(attempt, spec.tasks[attempt.task_id], artifacts)
+        task = spec.tasks[attempt.task_id]
+        with budget.attempt(task.options.resources.cpus):
+            result = run_attempt(attempt, task, artifacts)
         conn.send(result)
