@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import keyword
 import sys
 from pathlib import Path
 
@@ -19,8 +20,27 @@ def split_target(target: str) -> tuple[Path, str | None]:
 
 
 def module_name(path: Path) -> str:
-    """The name a pipeline file is imported under (one per absolute path)."""
-    return "phloem_user_" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+    """The name a pipeline file is imported under.
+
+    Its own name (``train.py`` -> ``train``) when nothing else owns that name, so objects
+    pickled by its tasks (a model class defined in the file) load anywhere the file's folder
+    is importable; otherwise a name unique to the path.
+    """
+    path = path.resolve()
+    stem = path.stem
+    if stem.isidentifier() and not keyword.iskeyword(stem):
+        loaded = sys.modules.get(stem)
+        if loaded is not None:
+            if getattr(loaded, "__file__", None) == str(path):
+                return stem
+        elif stem not in sys.stdlib_module_names:
+            try:
+                spec = importlib.util.find_spec(stem)
+            except (ImportError, ValueError):
+                spec = None
+            if spec is None or spec.origin == str(path):
+                return stem
+    return "phloem_user_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
 
 
 def load_module_pipelines(path: Path) -> dict[str, Pipeline]:
