@@ -70,5 +70,5 @@ def test_missing_file_and_unknown_name_are_clear(tmp_path: Path) -> None:
 
 def test_an_import_error_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "broken_pipe.py").write_text("import definitely_not_a_module\n")
-    with pytest.raises(phloem.DefinitionError, match="broken_pipe.py: importing the file failed"):
+    with pytest.raises(phloem.DefinitionError, match=r"broken_pipe\.py: importing the file failed"):
         load_pipeline(str(tmp_path / "broken_pipe.py"))
