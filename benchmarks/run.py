@@ -1,0 +1,378 @@
+"""Measure phloem against the floor a durable orchestrator cannot go below.
+
+    python benchmarks/run.py [--only W1,W2,W3,hello] [--repeat N] [--db-url URL]
+
+Every measurement starts a fresh process, as a user would (``phloem run
+benchmarks/workloads.py:NAME``, or ``python -c "import phloem; phloem.run(...)"`` where the
+``phloem`` command is not installed), with a fresh temporary PHLOEM_HOME, SQLite (or
+``--db-url``: a fresh schema per measurement) and the local executor with 2 workers.
+README.md in this folder explains the figures and the targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import resource
+import secrets
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+WORKLOADS_FILE = "benchmarks/workloads.py"
+ALL = ("W1", "W2", "W3", "hello")
+WORKERS = 2
+
+#: name -> (wall-time limit in seconds, or None when the limit is relative)
+WALL_TARGETS: dict[str, float | None] = {"W1": 1.5, "W2": 1.0, "W3": None, "hello": 0.5}
+W2_MEDIAN_LATENCY_TARGET = 0.002  # seconds between one task's end and the next one's start
+W3_PLAIN_RATIO_TARGET = 1.15
+
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+# -- the floor: plain calls plus durable writes ---------------------------------------------------
+
+
+class DurableLog:
+    """The least a durable orchestrator must do per task: a few committed SQLite writes."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS task (id INTEGER PRIMARY KEY, state TEXT, at REAL)"
+        )
+        self.n = 0
+
+    def _write(self, sql: str, args: tuple[Any, ...]) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.execute(sql, args)
+        self.conn.execute("COMMIT")
+
+    def tick(self) -> None:
+        """One task's life: queued, running, done; one transaction each."""
+        self.n += 1
+        self._write(
+            "INSERT INTO task (id, state, at) VALUES (?, 'queued', ?)", (self.n, time.time())
+        )
+        self._write("UPDATE task SET state = 'running', at = ? WHERE id = ?", (time.time(), self.n))
+        self._write("UPDATE task SET state = 'success', at = ? WHERE id = ?", (time.time(), self.n))
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def plain_main(name: str, durable: str | None) -> None:
+    """In a fresh process: run the workload's functions directly, print the timing as JSON."""
+    sys.path.insert(0, str(HERE))
+    import workloads
+
+    log = DurableLog(Path(durable)) if durable else None
+    tick: Callable[[], None] = log.tick if log else (lambda: None)
+    t0 = time.perf_counter()
+    workloads.PLAIN[name](tick)
+    elapsed = time.perf_counter() - t0
+    if log:
+        log.close()
+    print(json.dumps({"seconds": elapsed}))
+
+
+# -- measuring one run ----------------------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    wall: float
+    cpu: float
+    run: float
+    tasks: int
+    floor: float
+    floor_wall: float
+    latencies: list[float] = field(default_factory=list)
+    plain: float | None = None
+    plain_wall: float | None = None
+    plain_cpu: float | None = None
+
+
+def launcher() -> tuple[list[str], str]:
+    """How a user starts a run: the ``phloem run`` command if it works, else ``phloem.run``."""
+    exe = shutil.which(
+        "phloem",
+        path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    )
+    if exe:
+        probe = subprocess.run([exe, "run", "--help"], capture_output=True, cwd=ROOT)
+        if probe.returncode == 0:
+            return [exe, "run"], "phloem run benchmarks/workloads.py:NAME"
+    code = "import sys, phloem; phloem.run(sys.argv[1])"
+    return [sys.executable, "-c", code], (
+        "python -c \"import phloem; phloem.run('benchmarks/workloads.py:NAME')\" "
+        "(no working `phloem run` command yet)"
+    )
+
+
+@contextmanager
+def pg_schema(base_url: str) -> Iterator[str]:
+    """A fresh schema on the PostgreSQL server for one measurement, dropped afterwards."""
+    import sqlalchemy as sa
+
+    schema = "bench_" + secrets.token_hex(5)
+    admin = sa.create_engine(base_url)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in base_url else "?"
+    try:
+        yield f"{base_url}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
+
+
+@contextmanager
+def store_url(home: Path, db_url: str | None) -> Iterator[str]:
+    if db_url:
+        with pg_schema(db_url) as url:
+            yield url
+    else:
+        yield f"sqlite:///{home / 'phloem.db'}"
+
+
+def clean_env(home: Path, url: str, db_url: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PHLOEM_")}
+    env.update(
+        PHLOEM_HOME=str(home), PHLOEM_WORKERS=str(WORKERS), PHLOEM_BENCH_OUT=str(home / "out")
+    )
+    if db_url:
+        env["PHLOEM_DB_URL"] = url
+    return env
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """(wall seconds, CPU seconds of the process and all its children, stdout)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if proc.returncode != 0:
+        raise SystemExit(
+            f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout}\n{proc.stderr}"
+        )
+    return wall, cpu, proc.stdout
+
+
+def plain_run(name: str, workdir: Path, durable: bool) -> tuple[float, float, float]:
+    """(wall and CPU time of the fresh process, time of the functions inside it); with ``durable``,
+    each task is followed by the floor's SQLite writes (to a fresh file in ``workdir``)."""
+    workdir.mkdir(parents=True)
+    cmd = [sys.executable, str(HERE / "run.py"), "--plain", name]
+    if durable:
+        cmd += ["--durable", str(workdir / "floor.db")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PHLOEM_")}
+    env["PHLOEM_BENCH_OUT"] = str(workdir / "out")
+    wall, cpu, out = timed(cmd, env)
+    return wall, cpu, json.loads(out.strip().splitlines()[-1])["seconds"]
+
+
+def chain_latencies(store: Any, run_id: str, order: dict[str, int]) -> list[float]:
+    rows = [a for a in store.attempts(run_id) if a.state == "success"]
+    rows.sort(key=lambda a: order[a.task_id])
+    return [b.started_at - a.ended_at for a, b in itertools.pairwise(rows)]
+
+
+def measure(name: str, cmd: list[str], db_url: str | None) -> Sample:
+    from phloem.store import SqlStore
+
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    import workloads
+
+    home = Path(tempfile.mkdtemp(prefix=f"phloem-bench-{name}-"))
+    try:
+        with store_url(home, db_url) as url:
+            wall, cpu, _ = timed([*cmd, f"{WORKLOADS_FILE}:{name}"], clean_env(home, url, db_url))
+            store = SqlStore(url)
+            try:
+                run = store.list_runs(limit=1)[0]
+                if run.state.value != "success" or run.started_at is None or not run.ended_at:
+                    raise SystemExit(f"{name}: run {run.run_id} ended {run.state.value}")
+                tasks = len(store.load_instances(run.run_id))
+                lat: list[float] = []
+                if name == "W2":
+                    order = {t: s.index for t, s in workloads.W2.spec.tasks.items()}
+                    lat = chain_latencies(store, run.run_id, order)
+            finally:
+                store.close()
+        floor_wall, _, floor = plain_run(name, home / "floor", durable=True)
+        sample = Sample(wall, cpu, run.ended_at - run.started_at, tasks, floor, floor_wall, lat)
+        if name == "W3":
+            sample.plain_wall, sample.plain_cpu, sample.plain = plain_run(
+                name, home / "plain", durable=False
+            )
+        return sample
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+# -- reporting ------------------------------------------------------------------------------------
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def summarize(name: str, samples: list[Sample]) -> tuple[list[str], list[str]]:
+    """One table row, and the target lines for this workload."""
+    wall = med([s.wall for s in samples])
+    cpu = med([s.cpu for s in samples])
+    run = med([s.run for s in samples])
+    floor = med([s.floor for s in samples])
+    floor_wall = med([s.floor_wall for s in samples])
+    tasks = samples[0].tasks
+    overhead = (run - floor) / tasks
+    row = [
+        name,
+        str(tasks),
+        f"{wall:.3f}",
+        f"{cpu:.3f}",
+        f"{run:.3f}",
+        f"{floor * 1e3:.1f}",
+        f"{floor_wall:.3f}",
+        f"{run / floor:.1f}x",
+        f"{overhead * 1e3:.3f}",
+    ]
+    targets = []
+    limit = WALL_TARGETS[name]
+    if limit is not None:
+        targets.append(f"{name}: wall {wall:.3f} s <= {limit:g} s  {verdict(wall <= limit)}")
+    if name == "W2":
+        m = med([med(s.latencies) for s in samples])
+        p = med([p95(s.latencies) for s in samples])
+        targets.append(
+            f"W2: inter-task latency median {m * 1e3:.2f} ms <= "
+            f"{W2_MEDIAN_LATENCY_TARGET * 1e3:g} ms  {verdict(m <= W2_MEDIAN_LATENCY_TARGET)}"
+            f"  (p95 {p * 1e3:.2f} ms)"
+        )
+    if name == "W3":
+        pw = med([s.plain_wall for s in samples if s.plain_wall is not None])
+        pf = med([s.plain for s in samples if s.plain is not None])
+        pc = med([s.plain_cpu for s in samples if s.plain_cpu is not None])
+        ratio = wall / pw
+        targets.append(
+            f"W3: wall {wall:.3f} s vs plain script {pw:.3f} s = {ratio:.2f}x <= "
+            f"{W3_PLAIN_RATIO_TARGET:g}x  {verdict(ratio <= W3_PLAIN_RATIO_TARGET)}"
+        )
+        targets.append(
+            f"    run {run:.3f} s vs plain functions {pf:.3f} s = {run / pf:.2f}x; "
+            f"CPU {cpu:.3f} s vs {pc:.3f} s = {cpu / pc:.2f}x"
+        )
+    return row, targets
+
+
+def print_table(rows: list[list[str]]) -> None:
+    header = [
+        "workload",
+        "tasks",
+        "wall s",
+        "cpu s",
+        "run s",
+        "floor ms",
+        "floor wall s",
+        "run/floor",
+        "overhead ms/task",
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, ["-" * w for w in widths], *rows]:
+        print(
+            "  ".join(
+                c.rjust(w) if i else c.ljust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", help="comma-separated workloads (default: all; W1,W2 with --db-url)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per workload; medians reported")
+    ap.add_argument("--db-url", help="a PostgreSQL URL; each run gets a fresh schema there")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        help="set OMP/OpenBLAS/MKL threads per process (both phloem and plain runs); "
+        "default: left to the libraries, as a user would",
+    )
+    ap.add_argument("--plain", help=argparse.SUPPRESS)  # internal: one plain-Python run
+    ap.add_argument("--durable", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.plain:
+        plain_main(args.plain, args.durable)
+        return 0
+    default = "W1,W2" if args.db_url else ",".join(ALL)
+    names = [n.strip() for n in (args.only or default).split(",") if n.strip()]
+    unknown = [n for n in names if n not in ALL]
+    if unknown:
+        ap.error(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(ALL)}")
+    if args.threads:
+        for var in THREAD_VARS:
+            os.environ[var] = str(args.threads)
+    cmd, how = launcher()
+    print(f"launcher: {how}")
+    print(
+        f"store: {'PostgreSQL (fresh schema per run)' if args.db_url else 'SQLite'}, "
+        f"local executor, {WORKERS} workers, fresh PHLOEM_HOME per run, "
+        f"median of {args.repeat}"
+        + (f", {args.threads} OpenMP/BLAS thread(s) per process" if args.threads else "")
+    )
+    print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    rows, targets = [], []
+    for name in names:
+        samples = []
+        for i in range(args.repeat):
+            s = measure(name, cmd, args.db_url)
+            samples.append(s)
+            extra = f", plain script {s.plain_wall:.3f} s" if s.plain_wall else ""
+            print(
+                f"  {name} #{i + 1}: wall {s.wall:.3f} s, cpu {s.cpu:.3f} s, run {s.run:.3f} s, "
+                f"floor {s.floor:.3f} s{extra}",
+                flush=True,
+            )
+        row, lines = summarize(name, samples)
+        rows.append(row)
+        targets.extend(lines)
+    print()
+    print_table(rows)
+    print()
+    for line in targets:
+        print(line)
+    print("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""The benchmark workloads stay correct (sizes shrunk; no timing is asserted)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+import phloem
+from phloem.api import open_env
+
+WORKLOADS = Path(__file__).resolve().parent.parent / "benchmarks" / "workloads.py"
+
+
+@pytest.fixture(scope="module")
+def workloads() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("phloem_bench_workloads", WORKLOADS)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_w2_chain_of_ten(workloads: ModuleType, home: Path) -> None:
+    pipeline = workloads.make_w2("W2_smoke", length=10)
+    result = phloem.run(pipeline, workers=2)
+    assert result.succeeded
+    assert len(result.tasks) == 10
+    assert result.output("add_one__9") == 10 == workloads.plain_w2(lambda: None, 10)
+    store = open_env(None, home).store
+    attempts = store.attempts(result.run_id)
+    store.close()
+    assert len(attempts) == 10
+    assert all(a.started_at is not None and a.ended_at is not None for a in attempts)
+
+
+def test_w1_fan_out_of_twenty(workloads: ModuleType, home: Path) -> None:
+    result = phloem.run(workloads.W1, params={"n": 20}, workers=2)
+    assert result.succeeded
+    assert result.output("noop") == list(range(20))
+    assert result.output("total") == sum(range(20)) == workloads.plain_w1(lambda: None, 20)
+    assert sum(1 for task_id, _ in result.tasks if task_id == "noop") == 20
