@@ -89,8 +89,10 @@ def bench_discovery(files: int, db_url: str | None) -> None:
             one = time.perf_counter() - t
         finally:
             sched.pool.close()
-        print(f"discovery: {files} files parsed in {first:.2f}s ({first / files * 1e3:.1f} ms/file); "
-              f"rescan with no change {again * 1e3:.0f} ms; one changed file {one * 1e3:.0f} ms")
+        print(
+            f"discovery: {files} files parsed in {first:.2f}s ({first / files * 1e3:.1f} ms/file); "
+            f"rescan with no change {again * 1e3:.0f} ms; one changed file {one * 1e3:.0f} ms"
+        )
 
 
 def bench_tick(pipelines: int, db_url: str | None) -> None:
@@ -102,8 +104,17 @@ def bench_tick(pipelines: int, db_url: str | None) -> None:
         sched = Scheduler(env, SchedulerConfig(folder=d / "none"))
         now = time.time()
         for i in range(pipelines):  # as if discovered: no need to write 10,000 files here
-            info = PipelineInfo(f"p{i}", f"/nowhere/p{i}.py", "h", f"{i % 60} * * * *", "UTC",
-                                datetime.now(timezone.utc).isoformat(), False, 16, ())
+            info = PipelineInfo(
+                f"p{i}",
+                f"/nowhere/p{i}.py",
+                "h",
+                f"{i % 60} * * * *",
+                "UTC",
+                datetime.now(timezone.utc).isoformat(),
+                False,
+                16,
+                (),
+            )
             sched.discovery.pipelines[info.name] = info
         t = time.perf_counter()
         sched.schedule(now)  # first tick: every pipeline computes its next due time
@@ -117,8 +128,10 @@ def bench_tick(pipelines: int, db_url: str | None) -> None:
         p50 = statistics.median(samples)
         p99 = samples[int(len(samples) * 0.99) - 1]
         sched.pool.close()
-        print(f"scheduler tick over {pipelines} pipelines: first {first:.2f}s, then p50 "
-              f"{p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms (target p99 <= 1 s)")
+        print(
+            f"scheduler tick over {pipelines} pipelines: first {first:.2f}s, then p50 "
+            f"{p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms (target p99 <= 1 s)"
+        )
 
 
 def bench_latency(db_url: str | None) -> None:
@@ -128,8 +141,9 @@ def bench_latency(db_url: str | None) -> None:
     with database(db_url) as (url, d):
         folder = d / "pipelines"
         folder.mkdir()
-        (folder / "every.py").write_text(textwrap.dedent(
-            """
+        (folder / "every.py").write_text(
+            textwrap.dedent(
+                """
             from datetime import timedelta, datetime, timezone
             from phloem import pipeline, task
 
@@ -141,7 +155,8 @@ def bench_latency(db_url: str | None) -> None:
             def every():
                 first()
             """
-        ))
+            )
+        )
         env = env_for(url, d)
         sched = Scheduler(env, SchedulerConfig(folder=folder, tick=0.25))
         sched.run(until=time.time() + 6)
@@ -153,8 +168,10 @@ def bench_latency(db_url: str | None) -> None:
                 lat.append(atts[0].started_at - due)
         lat.sort()
         if lat:
-            print(f"cron tick -> first task started: median {statistics.median(lat) * 1e3:.0f} ms,"
-                  f" max {lat[-1] * 1e3:.0f} ms over {len(lat)} runs (target <= 1 s)")
+            print(
+                f"cron tick -> first task started: median {statistics.median(lat) * 1e3:.0f} ms,"
+                f" max {lat[-1] * 1e3:.0f} ms over {len(lat)} runs (target <= 1 s)"
+            )
 
 
 def bench_throughput(runs: int, db_url: str | None) -> None:
@@ -166,8 +183,9 @@ def bench_throughput(runs: int, db_url: str | None) -> None:
     with database(db_url) as (url, d):
         folder = d / "pipelines"
         folder.mkdir()
-        (folder / "work.py").write_text(textwrap.dedent(
-            """
+        (folder / "work.py").write_text(
+            textwrap.dedent(
+                """
             from phloem import pipeline, task
 
             @task
@@ -178,12 +196,21 @@ def bench_throughput(runs: int, db_url: str | None) -> None:
             def work():
                 step(step(step(step(step()))))
             """
-        ))
+            )
+        )
         env = env_for(url, d)
         spec = load_pipeline(f"{folder / 'work.py'}:work").spec
         base = datetime(2026, 1, 1, tzinfo=timezone.utc)
-        ids = [create_run(env.store, spec, None, base + timedelta(minutes=i),
-                          source=f"{folder / 'work.py'}:work").run_id for i in range(runs)]
+        ids = [
+            create_run(
+                env.store,
+                spec,
+                None,
+                base + timedelta(minutes=i),
+                source=f"{folder / 'work.py'}:work",
+            ).run_id
+            for i in range(runs)
+        ]
         sched = Scheduler(env, SchedulerConfig(folder=folder, tick=0.1))
         sched.start()
         t = time.perf_counter()
@@ -194,16 +221,19 @@ def bench_throughput(runs: int, db_url: str | None) -> None:
                 if time.perf_counter() < check:
                     continue
                 check = time.perf_counter() + 0.2
-                done = sum(1 for r in env.store.list_runs(limit=runs + 10)
-                           if r.state is RunState.SUCCESS)
+                done = sum(
+                    1 for r in env.store.list_runs(limit=runs + 10) if r.state is RunState.SUCCESS
+                )
                 if done == runs:
                     break
         finally:
             sched.shutdown()
         took = time.perf_counter() - t
         tasks = runs * 5
-        print(f"throughput: {runs} runs x 5 tasks on {'PostgreSQL' if db_url else 'SQLite'} in "
-              f"{took:.2f}s = {tasks / took:.0f} tasks/s")
+        print(
+            f"throughput: {runs} runs x 5 tasks on {'PostgreSQL' if db_url else 'SQLite'} in "
+            f"{took:.2f}s = {tasks / took:.0f} tasks/s"
+        )
         del ids
 
 
