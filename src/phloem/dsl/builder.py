@@ -105,6 +105,11 @@ class Builder:
         arg_specs = tuple(to_argspec(a, self, upstream) for a in args)
         kw_specs = tuple((k, to_argspec(v, self, upstream)) for k, v in kwargs.items())
         exp_specs = None
+        if expand is not None and options.kind == "branch":
+            raise DefinitionError(
+                f"{where}: branch task '{task_id}' cannot be mapped: one run follows one set of "
+                "paths; map the work before the branch and branch on its combined result"
+            )
         if expand is not None:
             if not expand:
                 raise DefinitionError(f"{where}: expand() needs at least one keyword argument")

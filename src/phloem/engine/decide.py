@@ -287,7 +287,9 @@ def _verdict(w: _Work, t: TaskSpec) -> Verdict:
                 and b.state in SUCCESS_STATES
                 and b.follow is not None
                 and t.task_id not in b.follow
+                and not _after_any(w.snap, b.follow, t.task_id)
             ):
+                # not chosen, and not a join that also comes after a chosen task
                 return Verdict.SKIP
     counts: Counter[TaskState] = Counter()
     total = 0
@@ -305,6 +307,21 @@ def _verdict(w: _Work, t: TaskSpec) -> Verdict:
             if any(n for s, n in c.items() if not s.is_terminal):
                 return Verdict.WAIT
     return verdict
+
+
+def _after_any(snap: Snapshot, starts: Iterable[str], target: str) -> bool:
+    """Is ``target`` downstream (transitively) of any of ``starts``?"""
+    tasks = snap.spec.tasks
+    seen: set[str] = set()
+    frontier = [d for s in starts if s in tasks for d in tasks[s].downstream]
+    while frontier:
+        node = frontier.pop()
+        if node == target:
+            return True
+        if node not in seen:
+            seen.add(node)
+            frontier.extend(tasks[node].downstream)
+    return False
 
 
 def _expand(w: _Work, t: TaskSpec, placeholder: TI, now: float) -> None:
