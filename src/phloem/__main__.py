@@ -1,5 +1,5 @@
 """``python -m phloem`` is the ``phloem`` command."""
 
-from phloem.cli.main import app
+from phloem.cli.main import main
 
-app()
+main()

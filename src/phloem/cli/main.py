@@ -8,6 +8,7 @@ status: 0 success, 1 the run failed, 2 a usage or definition error (printed as o
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -505,3 +506,24 @@ def _main(
 
 
 scheduler_cmds.register(app)
+
+
+def main() -> None:
+    """The console script: run the app, then leave without the interpreter's teardown.
+
+    Everything is committed and every worker is stopped when a command returns; tearing down
+    hundreds of imported modules would only add ~0.1 s to every command.
+    """
+    import gc
+
+    gc.freeze()  # objects alive now are never collected: start-up garbage costs nothing later
+    code = 0
+    try:
+        app()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if exc.code is not None and not isinstance(exc.code, int):
+            print(exc.code, file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

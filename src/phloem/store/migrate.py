@@ -26,6 +26,8 @@ def ensure_schema(engine: Engine) -> None:
     if rev == HEAD:
         return
     try:
+        if rev is None and _create_fresh(engine):
+            return
         upgrade(engine)
     except Exception:
         # another process may have created the schema at the same moment: fine if it is
@@ -33,6 +35,27 @@ def ensure_schema(engine: Engine) -> None:
         # write lock, so the loser sees the winner's tables)
         if current_revision(engine) != HEAD:
             raise
+
+
+def _create_fresh(engine: Engine) -> bool:
+    """An empty database gets the current schema in one go and is stamped at HEAD: ten times
+    faster than replaying the migrations, which a test keeps equal to ``schema.metadata``.
+    Returns False when the database is not empty (then the migrations run)."""
+    from phloem.store.schema import metadata
+
+    with engine.connect().execution_options(phloem_write=True) as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(72957301)")
+        existing = set(inspect(conn).get_table_names())
+        if existing & set(metadata.tables) or "alembic_version" in existing:
+            conn.rollback()
+            return False
+        metadata.create_all(conn)
+        conn.exec_driver_sql("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+                             "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))")
+        conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": HEAD})
+        conn.commit()
+    return True
 
 
 def _config(engine: Engine):  # type: ignore[no-untyped-def]

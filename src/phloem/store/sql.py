@@ -134,7 +134,9 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         _sqlite_setup(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    # no pre-ping round trip per transaction: a connection dropped by a restart fails its
+    # call, and the resilience layer retries it on a fresh one
+    return create_engine(url, pool_size=5, max_overflow=5)
 
 
 @resilient
@@ -559,22 +561,7 @@ class SqlStore:
         if new_rows:
             conn.execute(a.insert(), new_rows)
         if updates:
-            conn.execute(
-                a.update()
-                .where(
-                    a.c.run_id == bindparam("b_run"),
-                    a.c.task_id == bindparam("b_task"),
-                    a.c.map_index == bindparam("b_map"),
-                    a.c.try_number == bindparam("b_try"),
-                )
-                .values(
-                    state=bindparam("v_state"),
-                    started_at=bindparam("v_started"),
-                    ended_at=bindparam("v_ended"),
-                    error=bindparam("v_error"),
-                ),
-                updates,
-            )
+            conn.execute(_ATTEMPT_UPDATE, updates)
 
     def _record_artifacts(
         self,
@@ -749,6 +736,25 @@ class SqlStore:
     @property
     def display_url(self) -> str:
         return self.engine.url.render_as_string(hide_password=True)
+
+
+_A = s.attempts
+#: built once: statement construction costs more than running it on the hot path
+_ATTEMPT_UPDATE = (
+    _A.update()
+    .where(
+        _A.c.run_id == bindparam("b_run"),
+        _A.c.task_id == bindparam("b_task"),
+        _A.c.map_index == bindparam("b_map"),
+        _A.c.try_number == bindparam("b_try"),
+    )
+    .values(
+        state=bindparam("v_state"),
+        started_at=bindparam("v_started"),
+        ended_at=bindparam("v_ended"),
+        error=bindparam("v_error"),
+    )
+)
 
 
 class _LostRace(Exception):
