@@ -31,7 +31,14 @@ from phloem.engine.model import (
 )
 from phloem.engine.retry import retry_delay
 from phloem.engine.rules import Verdict, evaluate
-from phloem.states import ACTIVE_TASK_STATES, SUCCESS_STATES, RunState, TaskState
+from phloem.states import (
+    ACTIVE_TASK_STATES,
+    SUCCESS_STATES,
+    TERMINAL_TASK_STATES,
+    RunState,
+    TaskState,
+    TriggerRule,
+)
 
 S = TaskState
 _FAILURES = (S.FAILED, S.UPSTREAM_FAILED)
@@ -258,6 +265,10 @@ def _trigger(w: _Work, now: float) -> None:
     pending = sorted({k[0] for k in w.keys_in(S.PENDING)}, key=lambda t: spec.tasks[t].index)
     for task_id in pending:
         t = spec.tasks[task_id]
+        if t.upstream and t.options.trigger_rule is not TriggerRule.ALWAYS and not any(
+            _ended(w, up) for up in t.upstream
+        ):
+            continue  # no upstream instance has ended yet: no rule can decide (cheap check)
         keys = [(task_id, i) for i in w.indexes(task_id)]
         verdict = _verdict(w, t)
         for key in keys:
@@ -274,6 +285,15 @@ def _trigger(w: _Work, now: float) -> None:
                 _expand(w, t, ti, now)
             else:
                 w.set(replace(ti, state=S.SCHEDULED))
+
+
+def _ended(w: _Work, task_id: str) -> bool:
+    c = w.snap.counts[task_id]
+    d = w.delta.get(task_id)
+    for state in TERMINAL_TASK_STATES:
+        if c[state] + (d[state] if d else 0) > 0:
+            return True
+    return False
 
 
 def _verdict(w: _Work, t: TaskSpec) -> Verdict:
@@ -442,8 +462,9 @@ def _uniform_priority(snap: Snapshot) -> bool:
 
 def _run_state(w: _Work) -> RunState | None:
     snap = w.snap
-    unfinished = sum(
-        n for t in snap.spec.tasks for s, n in w.counts(t).items() if n and not s.is_terminal
+    # the snapshot's state indexes plus this decision's changes: no scan over tasks
+    unfinished = snap.unfinished + sum(
+        n for d in w.delta.values() for s, n in d.items() if not s.is_terminal
     )
     if unfinished:
         return RunState.RUNNING if snap.run_state is RunState.QUEUED else None
