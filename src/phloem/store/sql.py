@@ -581,8 +581,9 @@ class SqlStore:
             )
             fresh = {a.digest: a for a in artifacts if a.digest not in known}
             if fresh:
+                # another run may record the same content at the same moment: keep its row
                 conn.execute(
-                    s.artifacts.insert(),
+                    _insert_new(self.dialect, s.artifacts),
                     [
                         {
                             "digest": a.digest,
@@ -755,6 +756,17 @@ _ATTEMPT_UPDATE = (
         error=bindparam("v_error"),
     )
 )
+
+
+def _insert_new(dialect: str, table: Any) -> Any:
+    """INSERT that skips rows whose primary key exists already (ON CONFLICT DO NOTHING)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing()
 
 
 class _LostRace(Exception):
