@@ -363,3 +363,62 @@ def test_asset_schedule_runs_once_all_assets_were_updated(env: Env, tmp_path: Pa
         assert env.store.list_runs(pipeline="retraining")[0].run_type == "asset"
     finally:
         sched.shutdown()
+
+
+DIES = textwrap.dedent(
+    """
+    import os, signal
+    from pathlib import Path
+    from phloem import pipeline, task
+
+    @task(retries=1, retry_delay=0)
+    def dies_once(marker: str) -> str:
+        if not Path(marker).exists():
+            Path(marker).write_text("x")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return "survived"
+
+    @pipeline
+    def fragile(marker: str = ""):
+        dies_once(marker)
+    """
+)
+
+
+def test_a_killed_worker_is_detected_at_once_and_its_attempt_retried(
+    env: Env, tmp_path: Path
+) -> None:
+    folder = tmp_path / "pipelines"
+    write(folder, "fragile.py", DIES)
+    sched = make(env, folder)
+    try:
+        sched.refresh(time.time())
+        run, _ = trigger(env, "fragile", params={"marker": str(tmp_path / "m")})
+        started = time.time()
+        drive(sched, lambda: env.store.get_run(run.run_id).state.is_terminal)
+        assert time.time() - started < 10
+    finally:
+        sched.shutdown()
+    attempts = env.store.attempts(run.run_id)
+    assert [a.state for a in attempts] == ["up_for_retry", "success"]
+    assert "SIGKILL" in (attempts[0].error or "")
+
+
+def test_bad_input_is_refused_precisely_and_changes_nothing(env: Env, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from phloem.cli.main import app
+
+    with pytest.raises(phloem.DefinitionError, match="Mars/Olympus"):
+
+        @phloem.pipeline(schedule="@daily", timezone="Mars/Olympus")
+        def martian() -> None:
+            pass
+
+    env.store.set_pool("gpu", 2)
+    result = CliRunner().invoke(app, ["pools", "set", "gpu", "--", "-1"])
+    assert result.exit_code == 2 and "negative" in result.output
+    assert env.store.pools() == {"gpu": 2}
+    result = CliRunner().invoke(app, ["trigger", "nothing_here"])
+    assert result.exit_code == 2 and "unknown pipeline" in result.output
+    assert env.store.list_runs() == []

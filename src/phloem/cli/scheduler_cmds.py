@@ -26,7 +26,9 @@ def _folder(folder: Path | None) -> Path:
     return (folder or Path(os.environ.get("PHLOEM_PIPELINES") or "pipelines")).resolve()
 
 
-def serve(folder: Path | None, parse_interval: float, workers: int | None) -> None:
+def serve(
+    folder: Path | None, parse_interval: float, workers: int | None, parallelism: int | None
+) -> None:
     import logging
     import signal
 
@@ -44,7 +46,9 @@ def serve(folder: Path | None, parse_interval: float, workers: int | None) -> No
 
             env = replace(env, workers=workers)
         where = _folder(folder)
-        sched = Scheduler(env, SchedulerConfig(folder=where, parse_interval=parse_interval))
+        limit = parallelism or int(os.environ.get("PHLOEM_PARALLELISM") or 0) or None
+        config = SchedulerConfig(folder=where, parse_interval=parse_interval, parallelism=limit)
+        sched = Scheduler(env, config)
         signal.signal(signal.SIGTERM, lambda *_: sched.stop())
         typer.echo(f"phloem scheduler {sched.id}: {where} on {env.store.display_url}", err=True)
         try:
@@ -62,19 +66,25 @@ def register(app: typer.Typer) -> None:
         folder: Folder = None,
         parse_interval: Annotated[float, typer.Option(help="Seconds between folder scans.")] = 10.0,
         workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+        parallelism: Annotated[
+            int | None, typer.Option(help="At most this many tasks at once (all runs).")
+        ] = None,
     ) -> None:
         """Run until stopped: discover pipelines, start the runs their schedules, events and
         assets ask for, and drive them."""
-        serve(folder, parse_interval, workers)
+        serve(folder, parse_interval, workers, parallelism)
 
     @app.command()
     def server(
         folder: Folder = None,
         parse_interval: Annotated[float, typer.Option(help="Seconds between folder scans.")] = 10.0,
         workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+        parallelism: Annotated[
+            int | None, typer.Option(help="At most this many tasks at once (all runs).")
+        ] = None,
     ) -> None:
         """Everything for one machine in one process (today: the scheduler)."""
-        serve(folder, parse_interval, workers)
+        serve(folder, parse_interval, workers, parallelism)
 
     @app.command()
     def trigger(

@@ -41,6 +41,8 @@ class Loop:
         self.parallelism = parallelism
         self.clock = clock
         self.sessions: dict[str, RunSession] = {}
+        #: pool slots held by attempts of runs this loop does not drive (other schedulers)
+        self.external_pools: dict[str, int] = {}
         self._added: dict[str, float] = {}
         self.finished: list[RunSession] = []
 
@@ -75,10 +77,10 @@ class Loop:
         return min(n, self.parallelism) if self.parallelism is not None else n
 
     def _order(self, now: float) -> list[RunSession]:
-        def key(s: RunSession) -> tuple[bool, float]:
+        def key(s: RunSession) -> tuple[bool, int, float]:
             waited = now - self._added[s.run_id]
             late = s.run.run_type == "backfill" and waited < BACKFILL_PATIENCE
-            return (late, s.run.created_at)
+            return (late, -s.top_priority(), s.run.created_at)
 
         return sorted(self.sessions.values(), key=key)
 
@@ -95,6 +97,8 @@ class Loop:
             wake.append(self.keeper.next_renewal)
         active = sum(s.active for s in self.sessions.values())
         used = pool_usage(self.sessions.values())
+        for name, n in self.external_pools.items():  # held by runs other drivers drive
+            used[name] = used.get(name, 0) + n
         plans = []
         for s in self._order(now):
             own_active = s.active

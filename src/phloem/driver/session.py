@@ -171,6 +171,13 @@ class RunSession:
         applied = self.store.commit_many([req], now=now)[0] if req is not None else None
         return self.absorb(d, applied, now)
 
+    def top_priority(self) -> int:
+        """The highest priority among tasks waiting for a slot (0 when none wait): when slots
+        are scarce, the run with the most urgent waiting task goes first."""
+        tasks = self.spec.tasks
+        waiting = self.snap.by_state[TaskState.SCHEDULED]
+        return max((tasks[k[0]].options.priority for k in waiting), default=0)
+
     def held(self, d: Decision) -> tuple[int, dict[str, int]]:
         """Active attempts and pool slots this run holds once ``d`` is applied."""
         final: dict[Key, TaskState] = {}

@@ -290,10 +290,7 @@ def _trigger(w: _Work, now: float) -> None:
 def _ended(w: _Work, task_id: str) -> bool:
     c = w.snap.counts[task_id]
     d = w.delta.get(task_id)
-    for state in TERMINAL_TASK_STATES:
-        if c[state] + (d[state] if d else 0) > 0:
-            return True
-    return False
+    return any(c[state] + (d[state] if d else 0) > 0 for state in TERMINAL_TASK_STATES)
 
 
 def _verdict(w: _Work, t: TaskSpec) -> Verdict:

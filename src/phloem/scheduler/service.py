@@ -135,6 +135,7 @@ class Scheduler:
                 self._keep_sqlite_lease(now)
             self.schedule(now)
             self.claim(now)
+            self._refresh_pools()
             self._next_tick = now + self.config.tick
         elif len(self.loop.finished) != self._finished_seen:
             self.claim(now)  # a run just ended: take the next one now, not at the next tick
@@ -144,6 +145,15 @@ class Scheduler:
             self._finished_seen = len(self.loop.finished)
         wait = max(0.0, min(self._next_tick, self._next_parse) - time.time())
         self.loop.turn(max_wait=wait)
+
+    def _refresh_pools(self) -> None:
+        """Pool sizes may change (`phloem pools set`) and other schedulers hold slots too."""
+        assert self.loop is not None
+        self.loop.pools = self.env.store.pools()
+        if self.env.store.dialect != "sqlite":  # on SQLite this scheduler drives every run
+            self.loop.external_pools = self.env.store.pool_usage(
+                exclude_runs=list(self.loop.sessions)
+            )
 
     def _keep_sqlite_lease(self, now: float) -> None:
         holder = self.catalog.acquire(SQLITE_LEASE, self.id, self.config.lease_ttl, now)
