@@ -243,7 +243,9 @@ class SqlStore:
             if row is None:
                 like = (
                     conn.execute(
-                        select(s.runs.c.run_id).where(s.runs.c.run_id.like(f"{run_id}%")).limit(2)
+                        select(s.runs.c.run_id)
+                        .where(s.runs.c.run_id.startswith(run_id, autoescape=True))
+                        .limit(2)
                     )
                     .scalars()
                     .all()
@@ -552,7 +554,10 @@ class SqlStore:
                         "b_task": new.task_id,
                         "b_map": new.map_index,
                         "b_try": new.try_number,
-                        "v_state": new.state.value,
+                        # an attempt taken back from a driver that stopped was interrupted
+                        "v_state": "interrupted"
+                        if new.state is TaskState.SCHEDULED
+                        else new.state.value,
                         "v_started": new.started_at,
                         "v_ended": new.ended_at,
                         "v_error": new.error,
