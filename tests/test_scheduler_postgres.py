@@ -228,3 +228,54 @@ def test_a_postgres_restart_mid_run_loses_and_duplicates_nothing(
         events = store.events(r)
         finals = [e for e in events if e.new_state == "success" and e.task_id]
         assert len(finals) == 3  # each success recorded once
+
+
+def test_a_killed_scheduler_s_runs_are_taken_over_when_its_lease_expires(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PHLOEM_LEASE_TTL", "3")
+    folder, home = tmp_path / "pipelines", tmp_path / "home"
+    folder.mkdir()
+    (folder / "gated.py").write_text(GATED)
+    gate = tmp_path / "gate"
+    store = SqlStore(pg_url)
+    spec = load_pipeline(f"{folder / 'gated.py'}:gated").spec
+    run_id = create_run(
+        store, spec, {"gate": str(gate)}, "2026-03-01", source=f"{folder / 'gated.py'}:gated"
+    ).run_id
+    first = _schedulers(1, folder, home, pg_url, tmp_path)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        states = {ti.task_id: ti.state.value for ti in store.load_instances(run_id)}
+        if states.get("wait_gate") == "running":
+            break
+        time.sleep(0.1)
+    else:
+        _stop(first)
+        pytest.fail("the run never reached the gated task")
+    assert store.get_run(run_id).owner is not None
+    first[0][0].kill()  # SIGKILL: no clean-up, its lease must run out
+    first[0][0].wait(10)
+    first[0][1].close()
+    gate.write_text("open")
+    killed_at = time.time()
+    (tmp_path / "second").mkdir()
+    second = _schedulers(1, folder, home, pg_url, tmp_path / "second")
+    try:
+        while time.time() < killed_at + 60:
+            if store.get_run(run_id).state is RunState.SUCCESS:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the run was not taken over")
+        took = time.time() - killed_at
+    finally:
+        _stop(second)
+    assert took >= 1.0  # not before the lease expired (3 s, minus what had passed)
+    attempts = {
+        a.task_id: [x.state for x in store.attempts(run_id) if x.task_id == a.task_id]
+        for a in store.attempts(run_id)
+    }
+    assert attempts["before"] == ["success"]  # the finished task did not run again
+    assert attempts["wait_gate"] == ["interrupted", "success"]
+    assert attempts["after"] == ["success"]

@@ -34,6 +34,7 @@ def serve(
 
     from phloem.api import open_env
     from phloem.cli.main import _errors
+    from phloem.driver import DEFAULT_TTL
     from phloem.scheduler import Scheduler, SchedulerConfig
 
     logging.basicConfig(
@@ -47,7 +48,10 @@ def serve(
             env = replace(env, workers=workers)
         where = _folder(folder)
         limit = parallelism or int(os.environ.get("PHLOEM_PARALLELISM") or 0) or None
-        config = SchedulerConfig(folder=where, parse_interval=parse_interval, parallelism=limit)
+        ttl = float(os.environ.get("PHLOEM_LEASE_TTL") or DEFAULT_TTL)
+        config = SchedulerConfig(
+            folder=where, parse_interval=parse_interval, parallelism=limit, lease_ttl=ttl
+        )
         sched = Scheduler(env, config)
         signal.signal(signal.SIGTERM, lambda *_: sched.stop())
         typer.echo(f"phloem scheduler {sched.id}: {where} on {env.store.display_url}", err=True)
