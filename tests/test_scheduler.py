@@ -422,3 +422,22 @@ def test_bad_input_is_refused_precisely_and_changes_nothing(env: Env, tmp_path: 
     result = CliRunner().invoke(app, ["trigger", "nothing_here"])
     assert result.exit_code == 2 and "unknown pipeline" in result.output
     assert env.store.list_runs() == []
+
+
+def test_a_triggered_run_wakes_a_sleeping_scheduler_at_once(env: Env, tmp_path: Path) -> None:
+    folder = tmp_path / "pipelines"
+    write(folder, "good.py", GOOD.format(start="2100-01-01T00:00:00+00:00"))
+    cfg = SchedulerConfig(folder=folder, tick=30.0, parse_interval=60.0)
+    sched = Scheduler(env, cfg)
+    sched.start()
+    try:
+        sched.step()  # first tick and parse; the next tick is 30 s away
+        sched.step()  # idle: sleeps (without spinning) until woken
+        run, _ = trigger(env, "manual")
+        queued = time.time()
+        drive(sched, lambda: env.store.get_run(run.run_id).state is RunState.SUCCESS, 10)
+        assert time.time() - queued < 3  # not the 30 s tick
+        first = env.store.attempts(run.run_id)[0]
+        assert first.started_at is not None and first.started_at - queued < 1.0
+    finally:
+        sched.shutdown()

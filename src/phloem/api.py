@@ -39,6 +39,7 @@ class Env:
     artifacts: ArtifactStore
     logs_dir: Path
     workers: int
+    home: Path | None = None
 
 
 def open_env(
@@ -53,7 +54,13 @@ def open_env(
         if store is None and settings.db_url.startswith("sqlite"):
             settings.ensure_dirs()
         st = SqlStore(store or settings.db_url)
-    return Env(st, ArtifactStore(settings.artifacts_url), settings.logs_dir, settings.workers)
+    return Env(
+        st,
+        ArtifactStore(settings.artifacts_url),
+        settings.logs_dir,
+        settings.workers,
+        settings.home,
+    )
 
 
 def _iso(value: datetime | str | None) -> str:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from phloem.driver.leases import LeaseKeeper
 from phloem.driver.session import RunSession, pool_usage
@@ -84,7 +85,7 @@ class Loop:
 
         return sorted(self.sessions.values(), key=key)
 
-    def turn(self, max_wait: float | None = None) -> float | None:
+    def turn(self, max_wait: float | None = None, waker: Sequence[Any] = ()) -> float | None:
         """Step every session once, hand out what they decided, then wait for reports (at
         most ``max_wait`` seconds). Returns the earliest timer any session asked for."""
         now = self.clock()
@@ -133,13 +134,15 @@ class Loop:
                     self.keeper.release([s.run_id])
         next_wake = min(wake) if wake else None
         if not self.sessions:
+            if max_wait:  # nothing to drive: sleep (no spinning), but wake for new work
+                self.executor.wait(max_wait, waker)
             return next_wake
         timeout = None if next_wake is None else max(0.0, next_wake - self.clock())
         if max_wait is not None:
             timeout = max_wait if timeout is None else min(timeout, max_wait)
         if timeout is None and not any(s.active for s in self.sessions.values()):
             timeout = 1.0  # nothing runs and no timer: only a full pool does this; look again
-        self._route(self.executor.wait(timeout))
+        self._route(self.executor.wait(timeout, waker))
         return next_wake
 
     def _commit(self, requests: list[Commit], now: float) -> list[Applied]:

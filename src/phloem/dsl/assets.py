@@ -37,6 +37,8 @@ def asset_names(values: Iterable[object], where: str) -> tuple[str, ...]:
 
 
 def is_asset_schedule(value: object) -> bool:
-    return isinstance(value, (list, tuple)) and bool(value) and all(
-        isinstance(v, Asset) for v in value
+    return (
+        isinstance(value, (list, tuple))
+        and bool(value)
+        and all(isinstance(v, Asset) for v in value)
     )

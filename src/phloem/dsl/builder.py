@@ -176,8 +176,7 @@ class Builder:
         # the run's state is decided by its last tasks, teardown tasks aside
         teardown = {t for t, d in self.drafts.items() if d.options.teardown}
         leaves = tuple(
-            t for t in order
-            if t not in teardown and all(d in teardown for d in downstream[t])
+            t for t in order if t not in teardown and all(d in teardown for d in downstream[t])
         ) or tuple(t for t in order if not downstream[t])
         return PipelineSpec(
             name=self.pipeline_name,

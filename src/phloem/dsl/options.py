@@ -167,8 +167,10 @@ def build_options(base: TaskOptions, overrides: Mapping[str, Any], where: str) -
     for key in ("on_success", "on_failure", "on_retry"):
         if changes.get(key) is not None and not callable(changes[key]):
             raise DefinitionError(f"{where}: option '{key}' must be callable")
-    if changes.get("teardown") and "trigger_rule" not in changes and (
-        "trigger_rule" not in base.explicit
+    if (
+        changes.get("teardown")
+        and "trigger_rule" not in changes
+        and ("trigger_rule" not in base.explicit)
     ):
         changes["trigger_rule"] = TriggerRule.ALL_DONE
     opts = replace(base, **changes, explicit=base.explicit | frozenset(overrides))

@@ -265,8 +265,10 @@ def _trigger(w: _Work, now: float) -> None:
     pending = sorted({k[0] for k in w.keys_in(S.PENDING)}, key=lambda t: spec.tasks[t].index)
     for task_id in pending:
         t = spec.tasks[task_id]
-        if t.upstream and t.options.trigger_rule is not TriggerRule.ALWAYS and not any(
-            _ended(w, up) for up in t.upstream
+        if (
+            t.upstream
+            and t.options.trigger_rule is not TriggerRule.ALWAYS
+            and not any(_ended(w, up) for up in t.upstream)
         ):
             continue  # no upstream instance has ended yet: no rule can decide (cheap check)
         keys = [(task_id, i) for i in w.indexes(task_id)]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from phloem.dsl.spec import PipelineSpec
 from phloem.runner.attempt import Attempt, Result
@@ -35,8 +35,9 @@ class Executor(Protocol):
     def kill(self, run_id: str, task_id: str, map_index: int, try_number: int, reason: str) -> None:
         """Stop that attempt if it still runs; the engine already decided its outcome."""
 
-    def wait(self, timeout: float | None) -> list[Report]:
-        """Reports that arrived, waiting at most ``timeout`` seconds for the first one."""
+    def wait(self, timeout: float | None, wake: Sequence[Any] = ()) -> list[Report]:
+        """Reports that arrived, waiting at most ``timeout`` seconds for the first one, or
+        until one of ``wake`` (objects with ``fileno()``) is readable."""
 
     def shutdown(self) -> None:
         """Stop every worker; attempts still running are abandoned."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import select
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from phloem.artifacts import ArtifactStore
 from phloem.dsl.spec import PipelineSpec
@@ -35,10 +37,13 @@ class InlineExecutor:
             != (run_id, task_id, map_index, try_number)
         )
 
-    def wait(self, timeout: float | None) -> list[Report]:
+    def wait(self, timeout: float | None, wake: Sequence[Any] = ()) -> list[Report]:
         if not self._queue:
             if timeout:
-                time.sleep(timeout)
+                if wake:
+                    select.select(list(wake), [], [], timeout)
+                else:
+                    time.sleep(timeout)
             return []
         attempt = self._queue.popleft()
         assert self._artifacts is not None

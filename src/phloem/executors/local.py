@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -129,16 +129,19 @@ class LocalExecutor:
             )
         self._queue.extendleft(reversed(rest))
 
-    def wait(self, timeout: float | None) -> list[Report]:
+    def wait(self, timeout: float | None, wake: Sequence[Any] = ()) -> list[Report]:
         reports, self._reports = self._reports, []
         busy = [w for w in self._workers if w.sent]
         if not busy:
             if not reports and timeout:
-                time.sleep(min(timeout, 1.0))
+                if wake:
+                    wait(list(wake), min(timeout, 1.0))
+                else:
+                    time.sleep(min(timeout, 1.0))
             return reports
         by_conn = {w.conn: w for w in busy}
         by_sentinel = {w.process.sentinel: w for w in busy}
-        ready = wait([*by_conn, *by_sentinel], 0 if reports else timeout)
+        ready = wait([*by_conn, *by_sentinel, *wake], 0 if reports else timeout)
         for obj in ready:
             w = by_conn.get(obj)  # type: ignore[call-overload]
             if w is not None:

@@ -13,8 +13,13 @@ import os
 import sys
 from collections.abc import Iterator
 
-_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-         "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 _NUMERIC = ("numpy", "scipy", "sklearn", "torch")
 
 

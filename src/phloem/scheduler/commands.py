@@ -17,6 +17,7 @@ from phloem.errors import PhloemError, RunConflict
 from phloem.loading import load_pipeline
 from phloem.records import TI, RunRecord
 from phloem.scheduler.triggers import parse_time, schedule_of
+from phloem.scheduler.wakeup import notify
 from phloem.schedules import Continuous
 from phloem.states import RunState
 from phloem.store.catalog import Catalog, PipelineRow
@@ -70,7 +71,13 @@ def trigger(
         existing = env.store.find_run(pipeline, idempotency_key=idempotency_key)
         assert existing is not None
         return existing, False
+    _wake(env)
     return run, True
+
+
+def _wake(env: Env) -> None:
+    if env.home is not None:
+        notify(env.home)
 
 
 def set_paused(env: Env, pipeline: str, paused: bool) -> None:
@@ -179,6 +186,7 @@ def backfill(
             assert item.run_id is not None
             _reset_run(env, spec, item.run_id, everything=rerun_all)
         out.append(item)
+    _wake(env)
     return out
 
 

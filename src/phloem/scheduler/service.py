@@ -26,6 +26,7 @@ from phloem.records import RunRecord
 from phloem.scheduler.discovery import Discovery
 from phloem.scheduler.parsing import ParserPool
 from phloem.scheduler.triggers import due_runs, next_due, parse_time, schedule_of
+from phloem.scheduler.wakeup import WakeListener
 from phloem.schedules import Continuous, Schedule
 from phloem.store.catalog import Catalog, PipelineInfo
 
@@ -71,6 +72,7 @@ class Scheduler:
         self._finished_seen = 0
         self._next_tick = 0.0
         self._stop = threading.Event()
+        self.waker: WakeListener | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -84,6 +86,8 @@ class Scheduler:
                     f"({self.env.store.display_url}); run one scheduler per SQLite database, "
                     "or use PostgreSQL (PHLOEM_DB_URL) to run several"
                 )
+        if self.env.home is not None:
+            self.waker = WakeListener(self.env.home)
         self.executor.start({}, self.env.artifacts.root)
         self.loop = Loop(
             self.executor,
@@ -111,6 +115,8 @@ class Scheduler:
             self.keeper.release(loop.sessions if loop else [])
         finally:
             self.pool.close()
+            if self.waker is not None:
+                self.waker.close()
             if self.env.store.dialect == "sqlite":
                 self.catalog.release(SQLITE_LEASE, self.id)
 
@@ -144,7 +150,9 @@ class Scheduler:
             del self.loop.finished[:500]
             self._finished_seen = len(self.loop.finished)
         wait = max(0.0, min(self._next_tick, self._next_parse) - time.time())
-        self.loop.turn(max_wait=wait)
+        self.loop.turn(max_wait=wait, waker=[self.waker] if self.waker else ())
+        if self.waker is not None and self.waker.drain():
+            self._next_tick = 0.0  # a run was queued on this machine: look now
 
     def _refresh_pools(self) -> None:
         """Pool sizes may change (`phloem pools set`) and other schedulers hold slots too."""

@@ -1,0 +1,54 @@
+"""Wake a sleeping scheduler at once when a run is queued on this machine.
+
+The scheduler listens on a Unix datagram socket in its home folder; ``phloem trigger`` and
+``phloem backfill`` send it a byte after they commit, so a triggered run starts within
+milliseconds instead of at the next tick. Schedulers on other machines still find the run on
+their next tick (``SchedulerConfig.tick``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from pathlib import Path
+
+NAME = "scheduler.wake"
+
+
+class WakeListener:
+    def __init__(self, home: Path) -> None:
+        self.path = home / NAME
+        home.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(self.path))
+        self.sock.setblocking(False)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def drain(self) -> bool:
+        """Empty the socket; True if anything had arrived."""
+        got = False
+        while True:
+            try:
+                self.sock.recv(64)
+                got = True
+            except (BlockingIOError, OSError):
+                return got
+
+    def close(self) -> None:
+        self.sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+def notify(home: Path) -> None:
+    """Tell a scheduler on this machine (if any) that there is new work; never fails."""
+    path = home / NAME
+    if not path.exists():
+        return
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.setblocking(False)
+        s.sendto(b"!", str(path))
