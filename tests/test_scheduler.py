@@ -240,8 +240,9 @@ def test_a_restarted_scheduler_resumes_without_rerunning_finished_tasks(
 
     drive(sched, waiting)
     sched.shutdown()  # like a restart: the attempt in flight is stopped, the run resumable
+    assert env.store.get_run(run.run_id).owner is None  # freed at once, no lease to wait out
     gate.write_text("open")
-    again = make(open_env(), folder)
+    again = make(open_env(), folder, scheduler_id="scheduler:elsewhere:2")
     try:
         drive(again, lambda: env.store.get_run(run.run_id).state is RunState.SUCCESS)
     finally:

@@ -35,7 +35,9 @@ class Driver:
     ) -> None:
         self.store = store
         self.executor = executor
-        self.session = RunSession(store, spec, run, artifacts, logs_dir, reporter, clock)
+        self.session = RunSession(
+            store, spec, run, artifacts, logs_dir, reporter, clock, lease_ttl=lease_ttl
+        )
         self.keeper = LeaseKeeper(Catalog(store), run.owner, lease_ttl) if run.owner else None
         self.loop = Loop(executor, pools=store.pools(), keeper=self.keeper, clock=clock)
 
@@ -43,6 +45,8 @@ class Driver:
         self.executor.start(
             {self.session.spec.name: self.session.spec}, self.session.artifacts.root
         )
+        if self.keeper is not None:
+            self.keeper.start()
         try:
             self.loop.add(self.session)
             self.loop.run_until_idle()
@@ -60,6 +64,7 @@ class Driver:
         finally:
             self.executor.shutdown()
             if self.keeper is not None:
+                self.keeper.stop()
                 self.keeper.release([self.session.run_id])
         return self.session.snap
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterable
 
@@ -38,23 +39,61 @@ def is_dead_local(holder: str) -> bool:
 
 
 class LeaseKeeper:
+    """Renews the leases of the runs its loop drives, from a thread of its own, so a loop that
+    is busy for a while (reading pipeline files, a slow task inline) does not lose them.
+
+    Every commit also extends its run's lease and is refused if the run has another owner
+    (fencing, see ``Commit.owner``); the keeper covers the time between commits.
+    """
+
     def __init__(self, catalog: Catalog, owner: str, ttl: float = DEFAULT_TTL) -> None:
         self.catalog = catalog
         self.owner = owner
         self.ttl = ttl
-        self.next_renewal = time.time() + ttl / 3
+        self._runs: set[str] = set()
+        self._lost: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="phloem-leases", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
+    def track(self, run_ids: Iterable[str]) -> None:
+        with self._lock:
+            self._runs = set(run_ids)
+
+    def take_lost(self) -> set[str]:
+        with self._lock:
+            lost, self._lost = self._lost, set()
+        return lost
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            with self._lock:
+                ids = set(self._runs)
+            lost = self.renew(ids, time.time())
+            if lost:
+                with self._lock:
+                    self._lost |= lost
 
     def renew(self, run_ids: Iterable[str], now: float) -> set[str]:
-        """Renew and return the runs we no longer own. A database blip is not a loss: we
-        keep driving and try again soon (the lease still has two thirds of its time)."""
+        """Renew and return the runs we no longer own. A database blip is not a loss: the
+        lease still has two thirds of its time, and the next round tries again."""
         ids = set(run_ids)
         try:
             kept = self.catalog.renew_runs(self.owner, ids, self.ttl, now)
-        except Exception as exc:  # the store may be restarting: retry shortly
+        except Exception as exc:
             log.warning("could not renew run leases (%s); retrying", exc)
-            self.next_renewal = now + min(1.0, self.ttl / 10)
             return set()
-        self.next_renewal = now + self.ttl / 3
         return ids - kept
 
     def release(self, run_ids: Iterable[str]) -> None:

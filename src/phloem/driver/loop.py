@@ -24,6 +24,8 @@ log = logging.getLogger("phloem.driver")
 
 #: a backfill run that waited this long for a slot goes first, so it never starves
 BACKFILL_PATIENCE = 60.0
+#: how long a run that failed in the driver is left alone before it is tried again
+BROKEN_BACKOFF = 60.0
 
 
 class Loop:
@@ -35,9 +37,13 @@ class Loop:
         parallelism: int | None = None,
         keeper: LeaseKeeper | None = None,
         clock: Callable[[], float] = time.time,
+        isolate: bool = False,
     ) -> None:
         self.executor = executor
         self.keeper = keeper
+        self.isolate = isolate
+        #: runs that failed in the driver, and until when to leave them alone
+        self.broken: dict[str, float] = {}
         self.pools = dict(pools or {})
         self.parallelism = parallelism
         self.clock = clock
@@ -52,6 +58,8 @@ class Loop:
             session.recover()
         self.sessions[session.run_id] = session
         self._added[session.run_id] = self.clock()
+        if self.keeper is not None:
+            self.keeper.track(self.sessions)
 
     def drop(self, run_id: str) -> RunSession | None:
         """Stop driving a run (its attempts in flight are killed and rescheduled)."""
@@ -60,6 +68,20 @@ class Loop:
         if s is not None:
             s.interrupt()
         return s
+
+    def _broken(self, s: RunSession) -> None:
+        """A run whose decision or hand-out raised: with ``isolate`` (a scheduler) it is let
+        go and left alone for a while, so one bad run never stops the others."""
+        log.exception(
+            "run %s of %s failed in the driver; letting it go for %.0fs",
+            s.run_id,
+            s.spec.name,
+            BROKEN_BACKOFF,
+        )
+        self.broken[s.run_id] = self.clock() + BROKEN_BACKOFF
+        self.abandon(s.run_id)
+        if self.keeper is not None:
+            self.keeper.release([s.run_id])
 
     def abandon(self, run_id: str) -> None:
         """Stop driving a run whose lease went to another driver: kill our attempts of it
@@ -89,13 +111,11 @@ class Loop:
         """Step every session once, hand out what they decided, then wait for reports (at
         most ``max_wait`` seconds). Returns the earliest timer any session asked for."""
         now = self.clock()
-        if self.keeper is not None and now >= self.keeper.next_renewal:
-            for run_id in self.keeper.renew(list(self.sessions), now):
+        if self.keeper is not None:
+            for run_id in self.keeper.take_lost():
                 log.warning("lost the lease of run %s: another driver has it; letting go", run_id)
                 self.abandon(run_id)
         wake: list[float] = []
-        if self.keeper is not None:
-            wake.append(self.keeper.next_renewal)
         active = sum(s.active for s in self.sessions.values())
         used = pool_usage(self.sessions.values())
         for name, n in self.external_pools.items():  # held by runs other drivers drive
@@ -109,7 +129,13 @@ class Loop:
                 for name, size in self.pools.items()
             }
             cap = Capacity(self.slots - (active - own_active), free_pools or None)
-            d, req = s.plan(now, cap)
+            try:
+                d, req = s.plan(now, cap)
+            except Exception:
+                if not self.isolate:
+                    raise
+                self._broken(s)
+                continue
             plans.append((s, d, req))
             # what later sessions may use depends on what this one just took
             held, held_pools = s.held(d)
@@ -117,9 +143,25 @@ class Loop:
             for name in set(held_pools) | set(own_pools):
                 used[name] = used.get(name, 0) - own_pools.get(name, 0) + held_pools.get(name, 0)
         requests = [req for _, _, req in plans if req is not None]
-        results = iter(self._commit(requests, now)) if requests else iter(())
+        try:
+            results = iter(self._commit(requests, now)) if requests else iter(())
+        except BaseException:
+            for s, _, req in plans:  # nothing was applied: decide again from the same facts
+                s.restore(req)
+            raise
         for s, d, req in plans:
-            step = s.absorb(d, next(results) if req is not None else None, now)
+            applied = next(results) if req is not None else None
+            try:
+                step = s.absorb(d, applied, now)
+            except Exception:
+                if not self.isolate:
+                    raise
+                self._broken(s)
+                continue
+            if s.fenced:
+                log.warning("run %s is driven elsewhere now; letting go", s.run_id)
+                self.abandon(s.run_id)
+                continue
             for kill in step.kills:
                 self.executor.kill(s.run_id, kill.key[0], kill.key[1], kill.try_number, kill.reason)
             for attempt in step.submits:
@@ -132,6 +174,8 @@ class Loop:
                 self.finished.append(s)
                 if self.keeper is not None:
                     self.keeper.release([s.run_id])
+        if self.keeper is not None:
+            self.keeper.track(self.sessions)
         next_wake = min(wake) if wake else None
         if not self.sessions:
             if max_wait:  # nothing to drive: sleep (no spinning), but wake for new work

@@ -78,10 +78,16 @@ class RunSession:
         logs_dir: Path,
         reporter: Reporter | None = None,
         clock: Callable[[], float] = time.time,
+        owner: str | None = None,
+        lease_ttl: float = 30.0,
     ) -> None:
         self.store = store
         self.spec = spec
         self.run = run
+        #: the lease this session's commits are fenced by (None: no lease, e.g. a test)
+        self.owner = owner if owner is not None else run.owner
+        self.lease_ttl = lease_ttl
+        self.fenced = False
         self.artifacts = artifacts
         self.logs_dir = logs_dir
         self.reporter = reporter
@@ -92,6 +98,7 @@ class RunSession:
         }
         self.snap: Snapshot = self._load()
         self._events: list[Event] = []
+        self._planned: list[Event] = []
         self._records: list[ArtifactRecord] = []
         self._uses: list[ArtifactUse] = []
 
@@ -111,6 +118,15 @@ class RunSession:
         run = self.store.get_run(self.run.run_id)
         self.run = run
         tis = self.store.load_instances(run.run_id)
+        have = {ti.task_id for ti in tis}
+        missing = [t for t in self.spec.tasks.values() if t.task_id not in have]
+        if missing and not run.state.is_terminal:
+            # the pipeline's code gained tasks since the run began: they join the run (tasks
+            # it lost are left out of the snapshot), as a scheduler re-reading the file would
+            pools = {t.task_id: (t.options.pool, t.options.pool_slots) for t in missing}
+            fresh = [TI(task_id=t.task_id) for t in missing]
+            self.store.add_instances(run.run_id, fresh, pools)
+            tis = [*tis, *fresh]
         return Snapshot.build(self.spec, run.run_id, run.state, run.params, tis)
 
     def recover(self) -> None:
@@ -122,10 +138,13 @@ class RunSession:
 
     def interrupt(self) -> None:
         """Leave the run resumable: nothing claims to run once its driver stopped."""
+        if self.fenced:
+            return  # not ours any more: the new owner decides
         stale = [self.snap.tis[k] for k in self.snap.keys_in(*ACTIVE_TASK_STATES)]
         if stale:
             ts = [Transition(ti, replace(ti, state=S.SCHEDULED), "interrupted") for ti in stale]
-            self.store.commit(self.run_id, ts, now=self.clock())
+            req = Commit(self.run_id, tuple(ts), owner=self.owner, lease_ttl=self.lease_ttl)
+            self.store.commit_many([req], now=self.clock())
 
     def report(self, r: Report) -> None:
         if isinstance(r, Started):
@@ -142,6 +161,7 @@ class RunSession:
         """Decide from the reports received so far; the store applies the result (possibly
         together with other runs' decisions, in one transaction) before ``absorb``."""
         events, self._events = self._events, []
+        self._planned = events  # given back by ``restore`` if the commit fails
         d = decide(self.snap, now, events, capacity)
         if d.empty and not self._records and not self._uses:
             return d, None
@@ -153,12 +173,27 @@ class RunSession:
             tuple(self._records),
             tuple(self._uses),
             self._asset_outputs,
+            self.owner,
+            self.lease_ttl,
         )
-        self._records, self._uses = [], []
         return d, req
+
+    def restore(self, req: Commit | None) -> None:
+        """The commit of the last plan failed: keep its reports and records for the next."""
+        self._events = [*self._planned, *self._events]
+        self._planned = []
+        if req is not None:
+            self._records = [*req.artifacts, *self._records]
+            self._uses = [*req.uses, *self._uses]
 
     def absorb(self, d: Decision, applied: Applied | None, now: float) -> Step:
         """Take in what the store applied; returns the attempts to hand out and kills."""
+        self._planned = []
+        if applied is not None:
+            self._records, self._uses = [], []
+            if applied.fenced:
+                self.fenced = True  # another driver owns the run now: hand nothing out
+                return Step()
         step = Step(kills=list(d.kills), wake_at=d.wake_at)
         if applied is not None:
             step.submits = self._absorb(applied, now)
@@ -203,17 +238,18 @@ class RunSession:
         now: float,
     ) -> list[Attempt]:
         snap = self.snap
-        applied = self.store.commit(
+        req = Commit(
             snap.run_id,
-            transitions,
-            expansions=expansions,
-            run_state=(snap.run_state, run_state) if run_state else None,
-            now=now,
-            artifacts=self._records,
-            uses=self._uses,
-            asset_outputs=self._asset_outputs,
+            tuple(transitions),
+            tuple(expansions),
+            (snap.run_state, run_state) if run_state else None,
+            owner=self.owner,
+            lease_ttl=self.lease_ttl,
         )
-        self._records, self._uses = [], []
+        applied = self.store.commit_many([req], now=now)[0]
+        if applied.fenced:
+            self.fenced = True
+            return []
         return self._absorb(applied, now)
 
     def _absorb(self, applied: Applied, now: float) -> list[Attempt]:

@@ -87,14 +87,19 @@ class Scheduler:
                     "or use PostgreSQL (PHLOEM_DB_URL) to run several"
                 )
         if self.env.home is not None:
-            self.waker = WakeListener(self.env.home)
+            try:
+                self.waker = WakeListener(self.env.home, self.id)
+            except OSError as exc:  # an optional speed-up must not stop the service
+                log.warning("no wake-up socket (%s); triggers are seen at the next tick", exc)
         self.executor.start({}, self.env.artifacts.root)
         self.loop = Loop(
             self.executor,
             pools=self.env.store.pools(),
             parallelism=self.config.parallelism,
             keeper=self.keeper,
+            isolate=True,
         )
+        self.keeper.start()
 
     @property
     def _has_assets(self) -> bool:
@@ -107,12 +112,14 @@ class Scheduler:
         """Stop driving: attempts in flight are stopped and their runs left resumable."""
         loop = self.loop
         try:
+            self.keeper.stop()
             self.executor.shutdown()
             if loop is not None:
-                for run_id in list(loop.sessions):
+                driven = list(loop.sessions)
+                for run_id in driven:
                     loop.drop(run_id)
-                self.keeper.release([s.run_id for s in loop.finished])
-            self.keeper.release(loop.sessions if loop else [])
+                # let other schedulers take these runs now, not when the leases run out
+                self.keeper.release(driven)
         finally:
             self.pool.close()
             if self.waker is not None:
@@ -121,11 +128,21 @@ class Scheduler:
                 self.catalog.release(SQLITE_LEASE, self.id)
 
     def run(self, until: float | None = None) -> None:
-        """Serve until ``stop()`` (or Ctrl-C), or until the clock passes ``until``."""
-        self.start()
+        """Serve until ``stop()`` (or Ctrl-C), or until the clock passes ``until``.
+
+        Nothing a pipeline or the database does ends the service: a failing turn is logged
+        and retried with backoff."""
         try:
+            self.start()
+            backoff = 0.0
             while not self._stop.is_set() and (until is None or time.time() < until):
-                self.step()
+                try:
+                    self.step()
+                    backoff = 0.0
+                except Exception:
+                    backoff = min(max(backoff * 2, 0.5), 30.0)
+                    log.exception("scheduler turn failed; trying again in %.1fs", backoff)
+                    self._stop.wait(backoff)
         finally:
             self.shutdown()
 
@@ -310,7 +327,9 @@ class Scheduler:
         if room <= 0:
             return []
         claimed = []
-        for run in self.catalog.claim_runs(self.id, self.config.lease_ttl, now, room):
+        self.loop.broken = {r: t for r, t in self.loop.broken.items() if t > now}
+        skip = set(self.loop.sessions) | set(self.loop.broken)
+        for run in self.catalog.claim_runs(self.id, self.config.lease_ttl, now, room, skip):
             if run.run_id in self.loop.sessions:
                 continue
             try:
@@ -339,4 +358,12 @@ class Scheduler:
                     spec.code_hash,
                 )
             self._specs[(run.pipeline, spec.code_hash)] = spec
-        return RunSession(self.env.store, spec, run, self.env.artifacts, self.env.logs_dir)
+        return RunSession(
+            self.env.store,
+            spec,
+            run,
+            self.env.artifacts,
+            self.env.logs_dir,
+            owner=self.id,
+            lease_ttl=self.config.lease_ttl,
+        )

@@ -9,15 +9,18 @@ their next tick (``SchedulerConfig.tick``).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import socket
 from pathlib import Path
 
-NAME = "scheduler.wake"
+PREFIX = "wake-"
 
 
 class WakeListener:
-    def __init__(self, home: Path) -> None:
-        self.path = home / NAME
+    def __init__(self, home: Path, owner: str) -> None:
+        # one socket per scheduler: several may share a home (on PostgreSQL)
+        digest = hashlib.sha1(owner.encode()).hexdigest()[:12]
+        self.path = home / f"{PREFIX}{digest}.sock"
         home.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
@@ -45,10 +48,12 @@ class WakeListener:
 
 
 def notify(home: Path) -> None:
-    """Tell a scheduler on this machine (if any) that there is new work; never fails."""
-    path = home / NAME
-    if not path.exists():
+    """Tell the schedulers on this machine (if any) that there is new work; never fails."""
+    try:
+        paths = list(home.glob(f"{PREFIX}*.sock"))
+    except OSError:
         return
-    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-        s.setblocking(False)
-        s.sendto(b"!", str(path))
+    for path in paths:
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.setblocking(False)
+            s.sendto(b"!", str(path))

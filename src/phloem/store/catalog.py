@@ -188,7 +188,9 @@ class Catalog:
 
     # -- run ownership --------------------------------------------------------------------------
 
-    def claim_runs(self, owner: str, ttl: float, now: float, limit: int) -> list[RunRecord]:
+    def claim_runs(
+        self, owner: str, ttl: float, now: float, limit: int, skip: Iterable[str] = ()
+    ) -> list[RunRecord]:
         """Runs nobody drives (never claimed, or their driver's lease ran out), oldest first.
 
         On PostgreSQL several schedulers claim at once: ``FOR UPDATE SKIP LOCKED`` hands each
@@ -204,6 +206,9 @@ class Catalog:
             .order_by(r.c.created_at)
             .limit(limit)
         )
+        skipped = list(skip)  # runs this driver drives already, or left alone for now
+        if skipped:
+            q = q.where(r.c.run_id.not_in(skipped))
         if self.store.dialect == "postgresql":
             q = q.with_for_update(skip_locked=True)
         with self.store._tx() as conn:

@@ -58,6 +58,10 @@ class Commit:
     artifacts: tuple[ArtifactRecord, ...] = ()
     uses: tuple[ArtifactUse, ...] = ()
     asset_outputs: Mapping[str, tuple[str, ...]] | None = None
+    #: fencing: applied only while ``owner`` holds the run's lease, which the commit extends
+    #: by ``lease_ttl`` seconds; a driver that lost its run can no longer change it
+    owner: str | None = None
+    lease_ttl: float = 30.0
 
     @property
     def empty(self) -> bool:
@@ -74,6 +78,7 @@ class Applied:
     expansions: list[Expansion] = field(default_factory=list)
     run_state: RunState | None = None
     lost: list[Key] = field(default_factory=list)  # keys whose CAS failed
+    fenced: bool = False  # the committer no longer owns the run: nothing was applied
 
     @property
     def complete(self) -> bool:
@@ -363,6 +368,15 @@ class SqlStore:
             return out
 
     def _apply_commit(self, conn: Connection, r: Commit, now: float, *, bulk: bool) -> Applied:
+        if r.owner is not None:
+            runs = s.runs
+            held = conn.execute(
+                runs.update()
+                .where(runs.c.run_id == r.run_id, runs.c.owner == r.owner)
+                .values(lease_expires_at=now + r.lease_ttl)
+            )
+            if held.rowcount != 1:
+                return Applied(fenced=True)
         applied = self._commit(conn, r.run_id, r.transitions, r.expansions, now, bulk=bulk)
         self._finish_commit(conn, r.run_id, applied, r.run_state, r.artifacts, r.uses, now)
         self._asset_events(conn, r.run_id, applied, r.asset_outputs, now)
@@ -634,6 +648,17 @@ class SqlStore:
         ts = [Transition(old, new, reason) for old, new in resets]
         applied = self.commit(run_id, ts, now=now)
         return len({t.key for t in applied.transitions})
+
+    def add_instances(
+        self, run_id: str, instances: Sequence[TI], pools: dict[str, tuple[str, int]]
+    ) -> None:
+        """Add instances of tasks a pipeline gained after the run began (skipping any another
+        driver added at the same moment)."""
+        rows = [_ti_row(run_id, ti) for ti in instances]
+        for row in rows:
+            row["pool"], row["pool_slots"] = pools.get(row["task_id"], ("default", 1))
+        with self._tx() as conn:
+            conn.execute(_insert_new(self.dialect, _TI), rows)
 
     def replace_mapped(self, run_id: str, task_id: str, placeholder: TI, now: float) -> None:
         """Drop a mapped task's instances and put back its placeholder (re-expanded later)."""

@@ -1,0 +1,127 @@
+"""Who drives a run: leases fence out a driver that lost its run; one bad run never stops a
+scheduler; runs survive code changes; stopping a scheduler frees its runs at once."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from phloem import pipeline, task
+from phloem.api import create_run, open_env
+from phloem.driver import Loop, RunSession
+from phloem.executors.inline import InlineExecutor
+from phloem.records import TI
+from phloem.states import RunState, TaskState
+from phloem.store import Commit, SqlStore
+from phloem.store.catalog import Catalog
+
+
+@task
+def a() -> int:
+    return 1
+
+
+@task
+def b(x: int) -> int:
+    return x + 1
+
+
+@pipeline
+def v1() -> None:
+    a()
+
+
+@pipeline(name="v1")
+def v2() -> None:
+    b(a())
+
+
+def test_a_driver_that_lost_its_run_cannot_change_it(store: SqlStore) -> None:
+    run = create_run(store, v1.spec, owner="scheduler:a:1")
+    now = time.time()
+    catalog = Catalog(store)
+    assert (
+        catalog.claim_run(run.run_id, "scheduler:b:2", 30, now, take_from="scheduler:a:1") is None
+    )
+    ti = store.load_instances(run.run_id)[0]
+    from dataclasses import replace
+
+    from phloem.records import Transition
+
+    stale = Commit(
+        run.run_id, (Transition(ti, replace(ti, state=TaskState.SCHEDULED)),), owner="scheduler:a:1"
+    )
+    applied = store.commit_many([stale], now=now)[0]
+    assert applied.fenced and not applied.transitions
+    assert store.load_instances(run.run_id)[0].state is TaskState.PENDING
+    fresh = Commit(
+        run.run_id, (Transition(ti, replace(ti, state=TaskState.SCHEDULED)),), owner="scheduler:b:2"
+    )
+    assert store.commit_many([fresh], now=now)[0].transitions
+    assert store.get_run(run.run_id).owner == "scheduler:b:2"
+
+
+def _session(store: SqlStore, spec: object, run: object, tmp_path: Path) -> RunSession:
+    env = open_env(store, tmp_path)
+    return RunSession(store, spec, run, env.artifacts, env.logs_dir)  # type: ignore[arg-type]
+
+
+def test_a_run_picks_up_tasks_its_pipeline_gained(store: SqlStore, tmp_path: Path) -> None:
+    run = create_run(store, v1.spec)
+    session = _session(store, v2.spec, run, tmp_path)
+    assert {ti.task_id for ti in store.load_instances(run.run_id)} == {"a", "b"}
+    ex = InlineExecutor()
+    ex.start({"v1": v2.spec}, str(tmp_path / "artifacts"))
+    loop = Loop(ex)
+    loop.add(session)
+    loop.run_until_idle()
+    assert store.get_run(run.run_id).state is RunState.SUCCESS
+    assert {ti.task_id: ti.state for ti in store.load_instances(run.run_id)} == {
+        "a": TaskState.SUCCESS,
+        "b": TaskState.SUCCESS,
+    }
+
+
+def test_one_broken_run_is_let_go_and_the_others_finish(
+    store: SqlStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = create_run(store, v2.spec, logical_date="2026-01-01")
+    good = create_run(store, v2.spec, logical_date="2026-01-02")
+    from phloem.driver.inputs import Inputs
+
+    real = Inputs.arguments
+
+    def arguments(self: Inputs, snap: object, ti: TI) -> object:
+        if snap.run_id == bad.run_id and ti.task_id == "b":  # type: ignore[attr-defined]
+            raise KeyError("a bug in the driver, for this run only")
+        return real(self, snap, ti)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Inputs, "arguments", arguments)
+    ex = InlineExecutor()
+    ex.start({"v1": v2.spec}, str(tmp_path / "artifacts"))
+    loop = Loop(ex, isolate=True)
+    loop.add(_session(store, v2.spec, bad, tmp_path))
+    loop.add(_session(store, v2.spec, good, tmp_path))
+    deadline = time.time() + 20
+    while loop.sessions and time.time() < deadline:
+        loop.turn(max_wait=0.1)
+    assert store.get_run(good.run_id).state is RunState.SUCCESS
+    assert bad.run_id in loop.broken and bad.run_id not in loop.sessions
+    assert store.get_run(bad.run_id).state is RunState.RUNNING  # left resumable
+
+
+def test_without_isolation_the_error_reaches_the_caller(
+    store: SqlStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = create_run(store, v2.spec)
+    from phloem.driver.inputs import Inputs
+
+    monkeypatch.setattr(Inputs, "arguments", lambda *a: (_ for _ in ()).throw(KeyError("x")))
+    ex = InlineExecutor()
+    ex.start({"v1": v2.spec}, str(tmp_path / "artifacts"))
+    loop = Loop(ex)
+    loop.add(_session(store, v2.spec, run, tmp_path))
+    with pytest.raises(KeyError):
+        loop.run_until_idle()
