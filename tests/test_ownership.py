@@ -10,6 +10,7 @@ import pytest
 
 from phloem import pipeline, task
 from phloem.api import create_run, open_env
+from phloem.errors import RunConflict
 from phloem.driver import Loop, RunSession
 from phloem.executors.inline import InlineExecutor
 from phloem.records import TI
@@ -125,3 +126,19 @@ def test_without_isolation_the_error_reaches_the_caller(
     loop.add(_session(store, v2.spec, run, tmp_path))
     with pytest.raises(KeyError):
         loop.run_until_idle()
+
+
+def test_a_run_id_collision_picks_a_new_id_and_loses_no_interval(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import phloem.api as api
+
+    first = create_run(store, v1.spec, logical_date="2026-01-01")
+    ids = iter([first.run_id, first.run_id, "20260101T000000-fresh0000001"])
+    with monkeypatch.context() as m:
+        m.setattr(api, "new_run_id", lambda now: next(ids))
+        second = create_run(store, v1.spec, logical_date="2026-01-02")
+    assert second.run_id == "20260101T000000-fresh0000001"
+    assert {r.logical_date[:10] for r in store.list_runs()} == {"2026-01-01", "2026-01-02"}
+    with pytest.raises(RunConflict, match="already has a run"):
+        create_run(store, v1.spec, logical_date="2026-01-02")

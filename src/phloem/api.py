@@ -26,6 +26,7 @@ from phloem.loading import load_pipeline
 from phloem.records import RunRecord
 from phloem.states import SUCCESS_STATES, RunState, TaskState
 from phloem.store import SqlStore
+from phloem.store.sql import RunIdTaken
 from phloem.store.catalog import Catalog
 
 S = TaskState
@@ -81,7 +82,7 @@ def _iso(value: datetime | str | None) -> str:
 
 def new_run_id(now: float) -> str:
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
-    return f"{stamp}-{secrets.token_hex(3)}"
+    return f"{stamp}-{secrets.token_hex(6)}"
 
 
 def create_run(
@@ -114,7 +115,16 @@ def create_run(
         owner=owner,
     )
     pools = {t.task_id: (t.options.pool, t.options.pool_slots) for t in spec.tasks.values()}
-    return store.create_run(record, [TI(task_id=t) for t in spec.tasks], pools, DEFAULT_TTL)
+    instances = [TI(task_id=t) for t in spec.tasks]
+    for _ in range(5):
+        try:
+            return store.create_run(record, instances, pools, DEFAULT_TTL)
+        except RunIdTaken:
+            found = store.find_run(spec.name, record.logical_date, idempotency_key)
+            if found is not None and found.run_id == record.run_id:
+                return found  # our own insert, whose acknowledgement was lost
+            record = replace(record, run_id=new_run_id(time.time()))
+    raise PhloemError("could not find a free run id after 5 tries")
 
 
 class RunResult:

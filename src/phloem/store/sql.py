@@ -212,7 +212,11 @@ class SqlStore:
                 )
         except IntegrityError:
             existing = self.find_run(run.pipeline, run.logical_date, run.idempotency_key)
-            which = existing.run_id if existing else "another run"
+            if existing is None or existing.run_id == run.run_id:
+                # not a conflict of dates or keys: the id is taken (or the insert's outcome
+                # was lost and it is ours): the caller picks a new id, or finds its run
+                raise RunIdTaken(run.run_id) from None
+            which = existing.run_id
             raise RunConflict(
                 f"pipeline '{run.pipeline}' already has a run for logical date "
                 f"{run.logical_date}"
@@ -797,6 +801,10 @@ def _insert_new(dialect: str, table: Any) -> Any:
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     return sqlite_insert(table).on_conflict_do_nothing()
+
+
+class RunIdTaken(Exception):
+    """A new run's id is in use already (astronomically rare; pick another)."""
 
 
 class _LostRace(Exception):
