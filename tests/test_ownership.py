@@ -142,3 +142,39 @@ def test_a_run_id_collision_picks_a_new_id_and_loses_no_interval(
     assert {r.logical_date[:10] for r in store.list_runs()} == {"2026-01-01", "2026-01-02"}
     with pytest.raises(RunConflict, match="already has a run"):
         create_run(store, v1.spec, logical_date="2026-01-02")
+
+
+@task
+def make_list() -> list[int]:
+    return [1, 2]
+
+
+@task
+def boom(x: int) -> int:
+    raise ValueError("bad")
+
+
+@pipeline
+def mapped_failure() -> None:
+    boom.expand(x=make_list())
+
+
+def test_reopening_a_run_is_all_or_nothing(
+    store: SqlStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import phloem
+    from phloem.api import open_env, reopen
+
+    r = phloem.run(mapped_failure, executor="inline", store=store, home=tmp_path)
+    assert r.state is RunState.FAILED
+    before = {ti.key: ti.state for ti in store.load_instances(r.run_id)}
+
+    def crash(*args: object) -> None:
+        raise RuntimeError("the process died here")
+
+    monkeypatch.setattr(SqlStore, "_replace_mapped", crash)
+    env = open_env(store, tmp_path)
+    with pytest.raises(RuntimeError):
+        reopen(env, mapped_failure.spec, r.run_id, task="make_list", downstream=True, reason="test")
+    assert store.get_run(r.run_id).state is RunState.FAILED
+    assert {ti.key: ti.state for ti in store.load_instances(r.run_id)} == before

@@ -26,8 +26,8 @@ from phloem.loading import load_pipeline
 from phloem.records import RunRecord
 from phloem.states import SUCCESS_STATES, RunState, TaskState
 from phloem.store import SqlStore
-from phloem.store.sql import RunIdTaken
 from phloem.store.catalog import Catalog
+from phloem.store.sql import RunIdTaken
 
 S = TaskState
 
@@ -221,12 +221,13 @@ def run(
     """Run a pipeline to its end on the durable store, with no server."""
     p, source = _pipeline(pipeline)
     env = open_env(store, home)
+    ex = make_executor(executor, workers or env.workers)  # a bad name fails before the run
     record = create_run(
         env.store, p.spec, params, logical_date, source=source, owner=holder_id("run")
     )
     if on_created is not None:
         on_created(record)
-    return drive(env, p.spec, record, executor, workers, reporter)
+    return drive(env, p.spec, record, ex, workers, reporter)
 
 
 def drive(
@@ -237,7 +238,7 @@ def drive(
     workers: int | None = None,
     reporter: Reporter | None = None,
 ) -> RunResult:
-    ex = make_executor(executor, workers or env.workers)
+    ex = make_executor(executor, workers or env.workers) if isinstance(executor, str) else executor
     Driver(env.store, ex, spec, record, env.artifacts, env.logs_dir, reporter).drive()
     return RunResult(env, spec, env.store.get_run(record.run_id))
 
@@ -339,22 +340,52 @@ def retry(
             run=record.run_id,
         )
     record = replace(record, owner=owner)
-    tis = env.store.load_instances(record.run_id)
-    resets, remap = plan_retry(tis, spec, task, downstream)
-    now = time.time()
-    if resets:
-        env.store.reset_instances(record.run_id, resets, now, "retry requested")
+    try:
+        reopen(env, spec, record.run_id, task=task, downstream=downstream, reason="retry requested")
+        record = replace(env.store.get_run(record.run_id), owner=owner)
+        if record.state.is_terminal:
+            catalog.release_runs(owner, [record.run_id])
+            return RunResult(env, spec, record)
+        ex = make_executor(executor, workers or env.workers)
+    except BaseException:
+        catalog.release_runs(owner, [record.run_id])
+        raise
+    return drive(env, spec, record, ex, workers, reporter)
+
+
+def reopen(
+    env: Env,
+    spec: PipelineSpec,
+    run_id: str,
+    *,
+    task: str | None = None,
+    downstream: bool = False,
+    everything: bool = False,
+    reason: str,
+) -> int:
+    """Reset a run's failed tasks (or ``task`` and after it, or ``everything``) and make it
+    running again, in one transaction. Returns how many instances changed."""
+    tis = env.store.load_instances(run_id)
+    if everything:
+        resets: dict[tuple[str, int], tuple[TI, TI]] = {}
+        remap: set[str] = set()
+        for root in (t for t, ts in spec.tasks.items() if not ts.upstream):
+            r, m = plan_retry(tis, spec, root, True)
+            resets.update({old.key: (old, new) for old, new in r})
+            remap |= m
+        reset_list = list(resets.values())
+    else:
+        reset_list, remap = plan_retry(tis, spec, task, downstream)
+    placeholders = []
     for task_id in remap:
         tries = max((ti.try_number for ti in tis if ti.task_id == task_id), default=0)
-        placeholder = TI(task_id=task_id, try_number=tries, retry_base=tries)
-        env.store.replace_mapped(record.run_id, task_id, placeholder, now)
-    if (resets or remap) and record.state.is_terminal:
-        env.store.set_run_state(record.run_id, record.state, RunState.RUNNING, now)
-    record = replace(env.store.get_run(record.run_id), owner=owner)
-    if record.state.is_terminal:
-        Catalog(env.store).release_runs(owner, [record.run_id])
-        return RunResult(env, spec, record)
-    return drive(env, spec, record, executor, workers, reporter)
+        placeholders.append(TI(task_id=task_id, try_number=tries, retry_base=tries))
+    changed = env.store.reopen_run(run_id, reset_list, placeholders, reason, time.time())
+    run = env.store.get_run(run_id)
+    if run.state.is_terminal and any(not ti.state.is_terminal for ti in tis):
+        # finished with work left (e.g. written by an older version): open it again
+        env.store.set_run_state(run_id, run.state, RunState.RUNNING, time.time())
+    return changed
 
 
 __all__ = [

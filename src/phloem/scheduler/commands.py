@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from phloem.api import Env, create_run, plan_retry
+from phloem.api import Env, create_run, reopen
 from phloem.dsl.spec import PipelineSpec
 from phloem.errors import PhloemError, RunConflict
 from phloem.loading import load_pipeline
-from phloem.records import TI, RunRecord
+from phloem.records import RunRecord
 from phloem.scheduler.triggers import parse_time, schedule_of
 from phloem.scheduler.wakeup import notify
 from phloem.schedules import Continuous
@@ -192,29 +192,7 @@ def backfill(
 
 def _reset_run(env: Env, spec: PipelineSpec, run_id: str, *, everything: bool) -> None:
     """Reset a finished run for a rerun: its failed tasks, or every task."""
-    now = time.time()
-    tis = env.store.load_instances(run_id)
-    if everything:
-        roots = [t for t, ts in spec.tasks.items() if not ts.upstream]
-        resets: dict[tuple[str, int], tuple[TI, TI]] = {}
-        remap: set[str] = set()
-        for root in roots:
-            r, m = plan_retry(tis, spec, root, True)
-            resets.update({old.key: (old, new) for old, new in r})
-            remap |= m
-    else:
-        r, remap = plan_retry(tis, spec, None, False)
-        resets = {old.key: (old, new) for old, new in r}
-    if resets:
-        env.store.reset_instances(run_id, list(resets.values()), now, "backfill rerun")
-    for task_id in remap:
-        tries = max((t.try_number for t in tis if t.task_id == task_id), default=0)
-        env.store.replace_mapped(
-            run_id, task_id, TI(task_id=task_id, try_number=tries, retry_base=tries), now
-        )
-    run = env.store.get_run(run_id)
-    if run.state.is_terminal:
-        env.store.set_run_state(run_id, run.state, RunState.RUNNING, now)
+    reopen(env, spec, run_id, everything=everything, reason="backfill rerun")
 
 
 def _iso(dt: datetime) -> str:

@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, create_engine, event, func, select
@@ -210,12 +210,17 @@ class SqlStore:
                         reason=f"created ({run.run_type})",
                     )
                 )
-        except IntegrityError:
+        except IntegrityError as exc:
             existing = self.find_run(run.pipeline, run.logical_date, run.idempotency_key)
             if existing is None or existing.run_id == run.run_id:
-                # not a conflict of dates or keys: the id is taken (or the insert's outcome
-                # was lost and it is ours): the caller picks a new id, or finds its run
-                raise RunIdTaken(run.run_id) from None
+                if existing is not None or self._run_exists(run.run_id):
+                    # the id is taken (or our own insert's outcome was lost): the caller picks
+                    # a new id, or finds its run
+                    raise RunIdTaken(run.run_id) from None
+                raise StoreError(
+                    f"could not create run {run.run_id}: {str(exc.orig).splitlines()[0]}",
+                    run=run.run_id,
+                ) from exc
             which = existing.run_id
             raise RunConflict(
                 f"pipeline '{run.pipeline}' already has a run for logical date "
@@ -227,6 +232,11 @@ class SqlStore:
                 run=which,
             ) from None
         return run
+
+    def _run_exists(self, run_id: str) -> bool:
+        with self.engine.connect() as conn:
+            q = select(func.count()).select_from(s.runs).where(s.runs.c.run_id == run_id)
+            return bool(conn.execute(q).scalar_one())
 
     def find_run(
         self, pipeline: str, logical_date: str | None = None, idempotency_key: str | None = None
@@ -664,27 +674,53 @@ class SqlStore:
         with self._tx() as conn:
             conn.execute(_insert_new(self.dialect, _TI), rows)
 
+    def reopen_run(
+        self,
+        run_id: str,
+        resets: Sequence[tuple[TI, TI]],
+        placeholders: Sequence[TI],
+        reason: str,
+        now: float,
+    ) -> int:
+        """Reset instances, put mapped tasks back to their placeholders, and make a finished
+        run running again, all in one transaction: a crash half-way leaves the run as it was,
+        never finished with work left to do. Returns how many instances changed."""
+        with self._tx() as conn:
+            ts = [Transition(old, new, reason) for old, new in resets]
+            applied = self._commit(conn, run_id, ts, (), now, bulk=False)
+            for placeholder in placeholders:
+                self._replace_mapped(conn, run_id, placeholder, now)
+            state = conn.execute(select(s.runs.c.state).where(s.runs.c.run_id == run_id)).scalar()
+            changed = len({t.key for t in applied.transitions}) + len(placeholders)
+            if state is not None and RunState(state).is_terminal and changed:
+                self._set_run_state(conn, run_id, RunState(state), RunState.RUNNING, now)
+        return changed
+
     def replace_mapped(self, run_id: str, task_id: str, placeholder: TI, now: float) -> None:
         """Drop a mapped task's instances and put back its placeholder (re-expanded later)."""
         with self._tx() as conn:
-            where = (_TI.c.run_id == run_id, _TI.c.task_id == task_id)
-            pool_row = conn.execute(select(_TI.c.pool, _TI.c.pool_slots).where(*where)).first()
-            conn.execute(_TI.delete().where(*where))
-            row = _ti_row(run_id, placeholder)
-            if pool_row is not None:
-                row["pool"], row["pool_slots"] = pool_row.pool, pool_row.pool_slots
-            conn.execute(_TI.insert(), [row])
-            conn.execute(
-                s.events.insert().values(
-                    run_id=run_id,
-                    task_id=task_id,
-                    map_index=-1,
-                    try_number=placeholder.try_number,
-                    new_state=placeholder.state.value,
-                    at=now,
-                    reason="cleared for re-expansion",
-                )
+            self._replace_mapped(conn, run_id, replace(placeholder, task_id=task_id), now)
+
+    def _replace_mapped(self, conn: Connection, run_id: str, placeholder: TI, now: float) -> None:
+        task_id = placeholder.task_id
+        where = (_TI.c.run_id == run_id, _TI.c.task_id == task_id)
+        pool_row = conn.execute(select(_TI.c.pool, _TI.c.pool_slots).where(*where)).first()
+        conn.execute(_TI.delete().where(*where))
+        row = _ti_row(run_id, placeholder)
+        if pool_row is not None:
+            row["pool"], row["pool_slots"] = pool_row.pool, pool_row.pool_slots
+        conn.execute(_TI.insert(), [row])
+        conn.execute(
+            s.events.insert().values(
+                run_id=run_id,
+                task_id=task_id,
+                map_index=-1,
+                try_number=placeholder.try_number,
+                new_state=placeholder.state.value,
+                at=now,
+                reason="cleared for re-expansion",
             )
+        )
 
     # -- history -------------------------------------------------------------------------------
 
