@@ -10,8 +10,8 @@ import pytest
 
 from phloem import pipeline, task
 from phloem.api import create_run, open_env
-from phloem.errors import RunConflict
 from phloem.driver import Loop, RunSession
+from phloem.errors import RunConflict
 from phloem.executors.inline import InlineExecutor
 from phloem.records import TI
 from phloem.states import RunState, TaskState
