@@ -442,3 +442,23 @@ def test_a_triggered_run_wakes_a_sleeping_scheduler_at_once(env: Env, tmp_path: 
         assert first.started_at is not None and first.started_at - queued < 1.0
     finally:
         sched.shutdown()
+
+
+def test_a_pipeline_name_defined_in_two_files_is_reported(env: Env, tmp_path: Path) -> None:
+    folder = tmp_path / "pipelines"
+    write(folder, "a.py", GOOD.format(start="2100-01-01T00:00:00+00:00"))
+    write(
+        folder,
+        "b.py",
+        "from phloem import pipeline, task\n\n@task\ndef t():\n    return 1\n\n"
+        "@pipeline\ndef manual():\n    t()\n",
+    )
+    sched = make(env, folder)
+    try:
+        sched.refresh(time.time())
+        errors = Catalog(env.store).import_errors()
+        assert list(errors) == [str(folder / "b.py")]
+        assert "'manual' is already defined in" in errors[str(folder / "b.py")]
+        assert Catalog(env.store).pipeline("manual").info.file == str(folder / "a.py")
+    finally:
+        sched.shutdown()

@@ -67,7 +67,9 @@ class Discovery:
                 self._seen[path] = (st.st_mtime, st.st_size, known[2])
                 continue
             todo.append(path)
-        for report in self.pool.parse(todo):
+        # in path order, so which of two files defining one name wins does not depend on
+        # which worker finished first
+        for report in sorted(self.pool.parse(todo), key=lambda r: r.file):
             changes.parsed.append(report)
             try:
                 st = os.stat(report.file)
@@ -80,16 +82,14 @@ class Discovery:
                 continue
             self._seen[report.file] = (st.st_mtime, st.st_size, report.digest)
             taken = {n: i.file for n, i in self.pipelines.items()}
-            clean = []
+            clean, problems = [], []
             for info in report.pipelines:
                 other = taken.get(info.name)
                 if other is not None and other != info.file:
-                    msg = (
+                    problems.append(
                         f"pipeline name '{info.name}' is already defined in {other}; "
                         "pipeline names must be unique across files"
                     )
-                    log.error("%s: %s", report.file, msg)
-                    self.catalog.import_failed(report.file, msg, now)
                     continue
                 clean.append(info)
             for old in [n for n, i in self.pipelines.items() if i.file == report.file]:
@@ -97,6 +97,9 @@ class Discovery:
             for info in clean:
                 self.pipelines[info.name] = info
             changes.changed_pipelines += self.catalog.sync_file(report.file, clean, now)
+            if problems:  # after the sync, which clears the file's earlier errors
+                log.error("%s: %s", report.file, "; ".join(problems))
+                self.catalog.import_failed(report.file, "; ".join(problems), now)
         gone = set(self._seen) - set(present)
         for path in sorted(gone):
             del self._seen[path]

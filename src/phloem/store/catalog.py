@@ -16,7 +16,7 @@ from phloem.records import RunRecord
 from phloem.states import RunState
 from phloem.store import schema as s
 from phloem.store.resilience import resilient
-from phloem.store.sql import SqlStore, _run_record
+from phloem.store.sql import SqlStore, _insert_new, _run_record
 
 _ACTIVE_RUN_STATES = (RunState.QUEUED.value, RunState.RUNNING.value)
 
@@ -64,7 +64,9 @@ class Catalog:
                 row = _pipeline_row(info, now)
                 existing = conn.execute(select(p).where(p.c.name == info.name)).first()
                 if existing is None:
-                    conn.execute(p.insert().values({**row, "paused": 0, "active": 1}))
+                    # another scheduler may register it at the same moment: first one wins
+                    ins = _insert_new(self.store.dialect, p)
+                    conn.execute(ins.values({**row, "paused": 0, "active": 1}))
                     changed.append(info.name)
                 else:
                     if existing.code_hash != info.code_hash or not existing.active:
@@ -80,18 +82,11 @@ class Catalog:
         return changed
 
     def _version(self, conn: Connection, info: PipelineInfo, now: float) -> None:
-        v = s.pipeline_versions
-        exists = conn.execute(
-            select(func.count())
-            .select_from(v)
-            .where(v.c.pipeline == info.name, v.c.code_hash == info.code_hash)
-        ).scalar_one()
-        if not exists:
-            conn.execute(
-                v.insert().values(
-                    pipeline=info.name, code_hash=info.code_hash, file=info.file, first_seen_at=now
-                )
+        conn.execute(
+            _insert_new(self.store.dialect, s.pipeline_versions).values(
+                pipeline=info.name, code_hash=info.code_hash, file=info.file, first_seen_at=now
             )
+        )
 
     def file_removed(self, file: str, now: float) -> None:
         with self.store._tx() as conn:
@@ -399,9 +394,14 @@ class Catalog:
                 if exists:
                     conn.rollback()
                     return False
-                conn.execute(
-                    wm.insert().values(pipeline=pipeline, asset=asset, last_event_id=event_id)
+                res = conn.execute(
+                    _insert_new(self.store.dialect, wm).values(
+                        pipeline=pipeline, asset=asset, last_event_id=event_id
+                    )
                 )
+                if res.rowcount != 1:  # another scheduler consumed it first
+                    conn.rollback()
+                    return False
         return True
 
     def asset_events(

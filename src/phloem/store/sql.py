@@ -776,19 +776,16 @@ class SqlStore:
     def set_pool(self, name: str, slots: int, description: str | None = None) -> None:
         if slots < 0:
             raise StoreError(f"pool '{name}' cannot have a negative size ({slots})")
+        p = s.pools
         with self._tx() as conn:
-            exists = conn.execute(
-                select(func.count()).select_from(s.pools).where(s.pools.c.name == name)
-            ).scalar_one()
-            if exists:
+            res = conn.execute(
+                p.update().where(p.c.name == name).values(slots=slots, description=description)
+            )
+            if res.rowcount == 0:
                 conn.execute(
-                    s.pools.update()
-                    .where(s.pools.c.name == name)
-                    .values(slots=slots, description=description)
-                )
-            else:
-                conn.execute(
-                    s.pools.insert().values(name=name, slots=slots, description=description)
+                    _insert_new(self.dialect, p).values(
+                        name=name, slots=slots, description=description
+                    )
                 )
 
     def pool_usage(self, exclude_runs: Iterable[str] = ()) -> dict[str, int]:
