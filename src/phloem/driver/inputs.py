@@ -68,7 +68,7 @@ class Inputs:
             return snap.params[arg.name]
         assert isinstance(arg, Ref)
         if self.spec.tasks[arg.task_id].is_mapped:
-            return [Out(_out(ti)) for ti in snap.instances(arg.task_id)]
+            return _MappedOutputs(snap, arg.task_id)  # one element read per instance, not n
         cached = self._map_sources.get(arg.task_id)
         if cached is None:
             stored = snap.tis[(arg.task_id, -1)].output
@@ -78,6 +78,21 @@ class Inputs:
             cached = list(value)  # type: ignore[call-overload]
             self._map_sources[arg.task_id] = cached
         return cached
+
+
+class _MappedOutputs:
+    """The outputs of a mapped task as a sequence, read one element at a time."""
+
+    def __init__(self, snap: Snapshot, task_id: str) -> None:
+        self.snap = snap
+        self.task_id = task_id
+        self.indexes = snap.indexes[task_id]
+
+    def __len__(self) -> int:
+        return len(self.indexes)
+
+    def __getitem__(self, i: int) -> Out:
+        return Out(_out(self.snap.tis[(self.task_id, self.indexes[i])]))
 
 
 def _out(ti: TI) -> str | None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import queue
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -238,25 +240,44 @@ def _worker_main(
     _die_with_parent()
     artifacts = ArtifactStore(artifacts_url)
     budget = ThreadBudget()
-    loaded: dict[str, PipelineSpec] = dict(pipelines)
+    # specs by (pipeline, code version): a run made with older code reloads once, not per task
+    loaded: dict[tuple[str, str | None], PipelineSpec] = {
+        (name, None): spec for name, spec in pipelines.items()
+    }
+    inbox: queue.Queue[Any] = queue.Queue()
+
+    def read() -> None:
+        """Drain the pipe all the time: a driver sending a large attempt must never block
+        while this worker is sending it a large result (a deadlock otherwise)."""
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                inbox.put(None)
+                return
+            inbox.put(msg)
+            if msg is None:
+                return
+
+    threading.Thread(target=read, name="phloem-worker-inbox", daemon=True).start()
     while True:
-        try:
-            attempt = conn.recv()
-        except (EOFError, OSError):
-            return
+        attempt = inbox.get()
         if attempt is None:
             return
-        spec = loaded.get(attempt.pipeline)
-        stale = spec is not None and attempt.code_hash and spec.code_hash != attempt.code_hash
+        key = (attempt.pipeline, attempt.code_hash)
+        spec = loaded.get(key)
+        if spec is None:
+            known = loaded.get((attempt.pipeline, None))
+            if known is not None and attempt.code_hash in (None, known.code_hash):
+                spec = loaded[key] = known
         now = time.time()
         conn.send(
             Started(attempt.run_id, attempt.task_id, attempt.map_index, attempt.try_number, now)
         )
         problem = None
         try:
-            if (spec is None or stale) and attempt.source:
-                spec = _load(attempt.source)
-                loaded[attempt.pipeline] = spec
+            if spec is None and attempt.source:
+                spec = loaded[key] = _load(attempt.source)
             if spec is None or attempt.task_id not in spec.tasks:
                 problem = (
                     f"the code of pipeline '{attempt.pipeline}' has no task '{attempt.task_id}'"

@@ -1,0 +1,55 @@
+"""Dynamic mapping at scale: 10,000 instances in one run, fan-in included."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import phloem
+from phloem import pipeline, task
+
+
+@task
+def numbers(n: int) -> list[int]:
+    return list(range(n))
+
+
+@task
+def double(x: int) -> int:
+    return 2 * x
+
+
+@task
+def plus_one(x: int) -> int:
+    return x + 1
+
+
+@task
+def total(xs: list[int]) -> int:
+    return sum(xs)
+
+
+@pipeline
+def wide(n: int = 10_000) -> None:
+    total(double.expand(x=numbers(n)))
+
+
+@pipeline
+def mapped_of_mapped(n: int = 2_000) -> None:
+    total(plus_one.expand(x=double.expand(x=numbers(n))))
+
+
+def test_ten_thousand_mapped_instances_and_a_fan_in(tmp_path: Path) -> None:
+    started = time.time()
+    r = phloem.run(wide, store=f"sqlite:///{tmp_path / 'db.sqlite'}", home=tmp_path)
+    took = time.time() - started
+    assert r.succeeded
+    assert r.output("total") == 2 * sum(range(10_000))
+    assert len(r.output("double")) == 10_000
+    assert took < 60, f"10,000 instances took {took:.1f}s"
+
+
+def test_mapping_over_a_mapped_task(tmp_path: Path) -> None:
+    r = phloem.run(mapped_of_mapped, store="memory", home=tmp_path)
+    assert r.succeeded
+    assert r.output("total") == sum(2 * x + 1 for x in range(2_000))
