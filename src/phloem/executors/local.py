@@ -33,6 +33,8 @@ class _Worker:
     conn: Connection
     #: attempts sent to this worker, in order; the first is the one running
     sent: deque[Attempt] = field(default_factory=deque)
+    #: attempts it reported as started (a death before that costs the attempt no try)
+    started: set[tuple[str, str, int, int]] = field(default_factory=set)
 
 
 class LocalExecutor:
@@ -102,7 +104,11 @@ class LocalExecutor:
 
     def _terminate(self, w: _Worker) -> None:
         if w.process.is_alive():
-            os.kill(w.process.pid, signal.SIGKILL)
+            # the worker leads its own process group: its shell commands go with it
+            try:
+                os.killpg(w.process.pid, signal.SIGKILL)
+            except OSError:
+                os.kill(w.process.pid, signal.SIGKILL)
         w.process.join(5)
         w.conn.close()
         self._workers.remove(w)
@@ -115,7 +121,9 @@ class LocalExecutor:
         if not sent:
             return
         head, rest = sent[0], sent[1:]
-        if why is not None:
+        if (head.run_id, head.task_id, head.map_index, head.try_number) not in w.started:
+            rest = sent  # it died before starting any of them: they all go to another worker
+        elif why is not None:
             now = time.time()
             self._reports.append(
                 Result(
@@ -166,11 +174,14 @@ class LocalExecutor:
             while w.conn.poll():
                 msg = w.conn.recv()
                 out.append(msg)
-                if isinstance(msg, Result):
+                if isinstance(msg, Started):
+                    w.started.add((msg.run_id, msg.task_id, msg.map_index, msg.try_number))
+                elif isinstance(msg, Result):
                     done = (msg.run_id, msg.task_id, msg.map_index, msg.try_number)
                     for a in w.sent:
                         if (a.run_id, a.task_id, a.map_index, a.try_number) == done:
                             w.sent.remove(a)
+                            w.started.discard(done)
                             break
         except (EOFError, OSError):
             return
@@ -238,6 +249,10 @@ def _worker_main(
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     _die_with_parent()
+    try:
+        os.setpgrp()  # a group of its own, so stopping it stops what its task started
+    except OSError:
+        pass
     artifacts = ArtifactStore(artifacts_url)
     budget = ThreadBudget()
     # specs by (pipeline, code version): a run made with older code reloads once, not per task

@@ -25,10 +25,29 @@ def outage_limit() -> float:
     return float(os.environ.get("PHLOEM_DB_OUTAGE_TIMEOUT", "300"))
 
 
+#: SQLite errors worth waiting out; others ("no such table", "disk is full", "readonly
+#: database") will not go away by themselves and are raised at once
+_SQLITE_TRANSIENT = (
+    "database is locked",
+    "database is busy",
+    "disk i/o error",
+    "unable to open database",
+)
+
+
 def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, (OperationalError, InterfaceError)):
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+    if not isinstance(exc, (OperationalError, InterfaceError)):
+        return False
+    orig = getattr(exc, "orig", None)
+    if type(orig).__module__.startswith("sqlite3"):
+        text = str(orig).lower()
+        return any(t in text for t in _SQLITE_TRANSIENT)
+    # PostgreSQL: connection failures, shutdowns, serialization failures and deadlocks
+    # (SQLSTATE classes 08, 57P, 40) are worth a retry; a bad statement is not
+    code = getattr(orig, "sqlstate", None)
+    return code is None or code.startswith(("08", "57P", "40", "53"))
 
 
 def retrying(fn: Callable[..., T]) -> Callable[..., T]:

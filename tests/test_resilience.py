@@ -1,0 +1,54 @@
+"""Transient database errors are waited out; permanent ones surface at once."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from phloem.store.resilience import is_transient, retrying
+
+
+def _op(msg: str) -> OperationalError:
+    return OperationalError("SELECT 1", {}, sqlite3.OperationalError(msg))
+
+
+def test_sqlite_lock_is_transient_but_missing_table_is_not() -> None:
+    assert is_transient(_op("database is locked"))
+    assert not is_transient(_op("no such table: runs"))
+    assert not is_transient(_op("attempt to write a readonly database"))
+
+
+def test_retrying_waits_out_a_blip_and_raises_permanent_errors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = {"n": 0}
+
+    @retrying
+    def flaky() -> str:
+        calls["n"] += 1
+        if calls["n"] < 3:
+            raise _op("database is locked")
+        return "ok"
+
+    assert flaky() == "ok" and calls["n"] == 3
+
+    @retrying
+    def broken() -> None:
+        raise _op("no such table: runs")
+
+    started = time.time()
+    with pytest.raises(OperationalError):
+        broken()
+    assert time.time() - started < 0.5
+
+    monkeypatch.setenv("PHLOEM_DB_OUTAGE_TIMEOUT", "0.3")
+
+    @retrying
+    def down() -> None:
+        raise _op("database is locked")
+
+    with pytest.raises(OperationalError):
+        down()
