@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -22,10 +21,6 @@ Folder = Annotated[
 ]
 
 
-def _folder(folder: Path | None) -> Path:
-    return (folder or Path(os.environ.get("PHLOEM_PIPELINES") or "pipelines")).resolve()
-
-
 def serve(
     folder: Path | None, parse_interval: float, workers: int | None, parallelism: int | None
 ) -> None:
@@ -34,7 +29,6 @@ def serve(
 
     from phloem.api import open_env
     from phloem.cli.main import _errors
-    from phloem.driver import DEFAULT_TTL
     from phloem.scheduler import Scheduler, SchedulerConfig
 
     logging.basicConfig(
@@ -46,12 +40,10 @@ def serve(
             from dataclasses import replace
 
             env = replace(env, workers=workers)
-        where = _folder(folder)
-        limit = parallelism or int(os.environ.get("PHLOEM_PARALLELISM") or 0) or None
-        ttl = float(os.environ.get("PHLOEM_LEASE_TTL") or DEFAULT_TTL)
-        config = SchedulerConfig(
-            folder=where, parse_interval=parse_interval, parallelism=limit, lease_ttl=ttl
+        config = SchedulerConfig.from_env(
+            folder, parse_interval=parse_interval, parallelism=parallelism
         )
+        where = config.folder
         sched = Scheduler(env, config)
         signal.signal(signal.SIGTERM, lambda *_: sched.stop())
         typer.echo(f"phloem scheduler {sched.id}: {where} on {env.store.display_url}", err=True)

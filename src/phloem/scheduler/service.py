@@ -10,11 +10,13 @@ On SQLite one scheduler holds the store; a second is refused.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from phloem.api import Env, create_run
 from phloem.driver import DEFAULT_TTL, LeaseKeeper, Loop, RunSession, holder_id
@@ -44,6 +46,19 @@ class SchedulerConfig:
     tick: float = 0.5  # how often triggers and new runs are looked at
     parallelism: int | None = None
     max_runs: int = 256  # runs driven at once by this scheduler
+
+    @classmethod
+    def from_env(cls, folder: Path | None = None, **overrides: Any) -> SchedulerConfig:
+        """``PHLOEM_PIPELINES`` (default ./pipelines), ``PHLOEM_PARALLELISM``,
+        ``PHLOEM_LEASE_TTL``; keyword arguments that are not None win."""
+        env = os.environ
+        values: dict[str, Any] = {
+            "folder": (folder or Path(env.get("PHLOEM_PIPELINES") or "pipelines")).resolve(),
+            "parallelism": int(env.get("PHLOEM_PARALLELISM") or 0) or None,
+            "lease_ttl": float(env.get("PHLOEM_LEASE_TTL") or DEFAULT_TTL),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
 
 
 class Scheduler:
