@@ -8,7 +8,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from phloem.engine import TI, Snapshot, Transition
 from phloem.errors import PhloemError, TaskNotFound
 from phloem.executors import Executor, make_executor
 from phloem.loading import load_pipeline
-from phloem.records import RunRecord
+from phloem.records import RunRecord, iso_utc
 from phloem.states import SUCCESS_STATES, RunState, TaskState
 from phloem.store import SqlStore
 from phloem.store.catalog import Catalog
@@ -64,22 +64,6 @@ def open_env(
     )
 
 
-def _iso(value: datetime | str | None) -> str:
-    if value is None:
-        value = datetime.now(timezone.utc)
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            raise PhloemError(
-                f"logical date {value!r} is not an ISO 8601 date or time (e.g. 2026-01-31 or "
-                "2026-01-31T02:00:00+00:00)"
-            ) from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
-
-
 def new_run_id(now: float) -> str:
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
     return f"{stamp}-{secrets.token_hex(6)}"
@@ -103,7 +87,7 @@ def create_run(
         run_id=new_run_id(now),
         pipeline=spec.name,
         state=RunState.QUEUED,
-        logical_date=_iso(logical_date),
+        logical_date=iso_utc(logical_date),
         params=values,
         created_at=now,
         run_type=run_type,

@@ -95,3 +95,10 @@ def load_pipeline(target: str) -> Pipeline:
             f"{path} defines several pipelines ({names}); name one as {path}:NAME"
         )
     return next(iter(found.values()))
+
+
+def reload_pipeline(target: str) -> Pipeline:
+    """``load_pipeline`` after forgetting the file's module, so a changed file is read anew."""
+    path, _ = split_target(target)
+    sys.modules.pop(module_name(path), None)
+    return load_pipeline(target)

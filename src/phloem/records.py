@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from typing import Any
 
+from phloem.errors import PhloemError
 from phloem.states import RunState, TaskState
 
 Key = tuple[str, int]  # (task_id, map_index); map_index -1 for an unmapped task
@@ -53,6 +55,24 @@ class Expansion:
 
     placeholder: TI
     count: int
+
+
+def iso_utc(value: datetime | str | None) -> str:
+    """A logical date as stored: ISO 8601 in UTC with microseconds, so dates compare and sort
+    as text (now when None; a naive time is taken as UTC)."""
+    if value is None:
+        value = datetime.now(timezone.utc)
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise PhloemError(
+                f"logical date {value!r} is not an ISO 8601 date or time (e.g. 2026-01-31 or "
+                "2026-01-31T02:00:00+00:00)"
+            ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,17 +70,10 @@ def register(app: typer.Typer) -> None:
         assets ask for, and drive them."""
         serve(folder, parse_interval, workers, parallelism)
 
-    @app.command()
-    def server(
-        folder: Folder = None,
-        parse_interval: Annotated[float, typer.Option(help="Seconds between folder scans.")] = 10.0,
-        workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
-        parallelism: Annotated[
-            int | None, typer.Option(help="At most this many tasks at once (all runs).")
-        ] = None,
-    ) -> None:
-        """Everything for one machine in one process (today: the scheduler)."""
-        serve(folder, parse_interval, workers, parallelism)
+    # one machine, one process: today that is the scheduler (the API and UI will join it)
+    app.command("server", help="Everything for one machine in one process (today: the scheduler).")(
+        scheduler
+    )
 
     @app.command()
     def trigger(

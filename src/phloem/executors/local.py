@@ -229,16 +229,10 @@ def _die_with_parent() -> None:
         pass
 
 
-def _load(source: str) -> PipelineSpec:
-    """Import (or re-import, when the file changed) the pipeline an attempt belongs to."""
-    import sys
-    from pathlib import Path
+def _reload(source: str) -> PipelineSpec:
+    from phloem.loading import reload_pipeline
 
-    from phloem.loading import load_pipeline, module_name, split_target
-
-    path, _ = split_target(source)
-    sys.modules.pop(module_name(Path(path)), None)
-    return load_pipeline(source).spec
+    return reload_pipeline(source).spec
 
 
 def _worker_main(
@@ -292,7 +286,7 @@ def _worker_main(
         problem = None
         try:
             if spec is None and attempt.source:
-                spec = loaded[key] = _load(attempt.source)
+                spec = loaded[key] = _reload(attempt.source)
             if spec is None or attempt.task_id not in spec.tasks:
                 problem = (
                     f"the code of pipeline '{attempt.pipeline}' has no task '{attempt.task_id}'"

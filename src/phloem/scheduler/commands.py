@@ -15,7 +15,7 @@ from phloem.api import Env, create_run, reopen
 from phloem.dsl.spec import PipelineSpec
 from phloem.errors import PhloemError, RunConflict
 from phloem.loading import load_pipeline
-from phloem.records import RunRecord
+from phloem.records import RunRecord, iso_utc
 from phloem.scheduler.triggers import parse_time, schedule_of
 from phloem.scheduler.wakeup import notify
 from phloem.schedules import Continuous
@@ -131,14 +131,14 @@ def plan_backfill(
     intervals = sched.intervals(max(begin, anchor), finish)
     existing = catalog.runs_between(
         pipeline,
-        _iso(intervals[0][0]) if intervals else _iso(begin),
-        _iso(intervals[-1][0]) if intervals else _iso(finish),
+        iso_utc(intervals[0][0]) if intervals else iso_utc(begin),
+        iso_utc(intervals[-1][0]) if intervals else iso_utc(finish),
     )
     plan = []
     for lo, hi in intervals:
-        run = existing.get(_iso(lo))
+        run = existing.get(iso_utc(lo))
         if run is None:
-            plan.append(BackfillItem(_iso(lo), _iso(hi), "new"))
+            plan.append(BackfillItem(iso_utc(lo), iso_utc(hi), "new"))
             continue
         if run.state in (RunState.QUEUED, RunState.RUNNING):
             action = "running"
@@ -146,7 +146,7 @@ def plan_backfill(
             action = "rerun"
         else:
             action = "exists"
-        plan.append(BackfillItem(_iso(lo), _iso(hi), action, run.run_id, run.state.value))
+        plan.append(BackfillItem(iso_utc(lo), iso_utc(hi), action, run.run_id, run.state.value))
     return plan
 
 
@@ -193,7 +193,3 @@ def backfill(
 def _reset_run(env: Env, spec: PipelineSpec, run_id: str, *, everything: bool) -> None:
     """Reset a finished run for a rerun: its failed tasks, or every task."""
     reopen(env, spec, run_id, everything=everything, reason="backfill rerun")
-
-
-def _iso(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).isoformat(timespec="microseconds")

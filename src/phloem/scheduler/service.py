@@ -23,7 +23,7 @@ from phloem.driver import DEFAULT_TTL, LeaseKeeper, Loop, RunSession, holder_id
 from phloem.dsl.spec import PipelineSpec
 from phloem.errors import PhloemError, RunConflict, StoreLocked
 from phloem.executors import Executor, make_executor
-from phloem.loading import load_pipeline
+from phloem.loading import reload_pipeline
 from phloem.records import RunRecord
 from phloem.scheduler.discovery import Discovery
 from phloem.scheduler.parsing import ParserPool
@@ -325,13 +325,7 @@ class Scheduler:
         return spec
 
     def _load(self, source: str) -> PipelineSpec:
-        import sys
-
-        from phloem.loading import module_name, split_target
-
-        path, _ = split_target(source)
-        sys.modules.pop(module_name(Path(path)), None)
-        return load_pipeline(source).spec
+        return reload_pipeline(source).spec
 
     # -- claiming and driving ---------------------------------------------------------------------
 
