@@ -462,3 +462,83 @@ def test_a_pipeline_name_defined_in_two_files_is_reported(env: Env, tmp_path: Pa
         assert Catalog(env.store).pipeline("manual").info.file == str(folder / "a.py")
     finally:
         sched.shutdown()
+
+
+SLOW_DAILY = textwrap.dedent(
+    """
+    import time
+    from phloem import pipeline, task
+
+    @task
+    def work() -> str:
+        time.sleep(0.2)
+        return "done"
+
+    @pipeline(schedule="@daily", start_date="2026-01-01")
+    def slow_daily():
+        work()
+    """
+)
+
+
+def test_backfill_max_active_runs_bounds_its_runs(env: Env, tmp_path: Path) -> None:
+    folder = tmp_path / "pipelines"
+    write(folder, "slow.py", SLOW_DAILY)
+    sched = make(env, folder)
+    try:
+        sched.refresh(time.time())
+        with pytest.raises(PhloemError, match="at least 1"):
+            backfill(env, "slow_daily", "2026-01-01", "2026-01-04", max_active_runs=0)
+        with pytest.raises(PhloemError, match="nothing to run"):
+            backfill(env, "slow_daily", "2025-01-01", "2025-01-04")
+        made = backfill(env, "slow_daily", "2026-01-01", "2026-01-04", max_active_runs=1)
+        ids = [m.run_id for m in made]
+        assert len(ids) == 4
+        drive(sched, lambda: all(env.store.get_run(r).state is RunState.SUCCESS for r in ids))
+    finally:
+        sched.shutdown()
+    spans = sorted((env.store.get_run(r).started_at, env.store.get_run(r).ended_at) for r in ids)
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert start >= end  # one at a time
+
+
+CONTINUOUS = textwrap.dedent(
+    """
+    from phloem import pipeline, task
+
+    @task
+    def step() -> int:
+        return 1
+
+    @pipeline(schedule="@continuous", max_active_runs=1)
+    def forever():
+        step()
+    """
+)
+
+
+def test_continuous_pipelines_start_a_run_when_the_last_ends(env: Env, tmp_path: Path) -> None:
+    folder = tmp_path / "pipelines"
+    write(folder, "forever.py", CONTINUOUS)
+    sched = make(env, folder)
+    try:
+        drive(
+            sched,
+            lambda: (
+                len(
+                    [
+                        r
+                        for r in env.store.list_runs(pipeline="forever")
+                        if r.state is RunState.SUCCESS
+                    ]
+                )
+                >= 3
+            ),
+        )
+    finally:
+        sched.shutdown()
+    runs = sorted(env.store.list_runs(pipeline="forever", limit=100), key=lambda r: r.created_at)
+    done = [r for r in runs if r.state is RunState.SUCCESS]
+    for a, b in itertools.pairwise(done):
+        assert b.started_at is not None and a.ended_at is not None
+        assert b.started_at >= a.ended_at  # never two at once

@@ -80,6 +80,8 @@ def create_run(
     idempotency_key: str | None = None,
     data_interval: tuple[str, str] | None = None,
     owner: str | None = None,
+    batch: str | None = None,
+    batch_limit: int | None = None,
 ) -> RunRecord:
     values = resolve_params(spec, params)
     now = time.time()
@@ -97,6 +99,8 @@ def create_run(
         data_interval_end=data_interval[1] if data_interval else None,
         idempotency_key=idempotency_key,
         owner=owner,
+        batch=batch,
+        batch_limit=batch_limit,
     )
     pools = {t.task_id: (t.options.pool, t.options.pool_slots) for t in spec.tasks.values()}
     instances = [TI(task_id=t) for t in spec.tasks]

@@ -92,6 +92,8 @@ class RunRecord:
     data_interval_end: str | None = None
     idempotency_key: str | None = None
     owner: str | None = None  # who drives it now (a scheduler or a `phloem run` process)
+    batch: str | None = None  # runs made together (a backfill)
+    batch_limit: int | None = None  # at most this many runs of the batch at once
 
 
 def expansion_instances(e: Expansion, now: float) -> list[TI]:

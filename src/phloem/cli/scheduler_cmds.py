@@ -114,6 +114,9 @@ def register(app: typer.Typer) -> None:
         rerun_failed: Annotated[bool, typer.Option(help="Run failed intervals again.")] = False,
         rerun_all: Annotated[bool, typer.Option(help="Run every interval again.")] = False,
         dry_run: Annotated[bool, typer.Option(help="Only show what would happen.")] = False,
+        max_active_runs: Annotated[
+            int | None, typer.Option(help="At most this many of the new runs at once.")
+        ] = None,
         as_json: JsonOut = False,
     ) -> None:
         """Create a run for every interval of PIPELINE between START and END."""
@@ -125,8 +128,20 @@ def register(app: typer.Typer) -> None:
             _fail("choose one of --rerun-failed and --rerun-all")
         with _errors():
             env = _env()
-            fn = plan_backfill if dry_run else do_backfill
-            items = fn(env, pipeline, start, end, rerun_failed=rerun_failed, rerun_all=rerun_all)
+            if dry_run:
+                items = plan_backfill(
+                    env, pipeline, start, end, rerun_failed=rerun_failed, rerun_all=rerun_all
+                )
+            else:
+                items = do_backfill(
+                    env,
+                    pipeline,
+                    start,
+                    end,
+                    rerun_failed=rerun_failed,
+                    rerun_all=rerun_all,
+                    max_active_runs=max_active_runs,
+                )
             if as_json:
                 _print_json(
                     [

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from phloem.api import Env, create_run, reopen
+from phloem.api import Env, create_run, new_run_id, reopen
 from phloem.dsl.spec import PipelineSpec
 from phloem.errors import PhloemError, RunConflict
 from phloem.loading import load_pipeline
@@ -128,6 +128,11 @@ def plan_backfill(
             "it has no intervals to backfill; trigger runs with explicit logical dates instead"
         )
     anchor = parse_time(row.info.start_date) or begin
+    if finish < anchor:
+        raise PhloemError(
+            f"pipeline '{pipeline}' starts on {anchor.isoformat()}, after the range to "
+            f"backfill ({begin.isoformat()} to {finish.isoformat()}): there is nothing to run"
+        )
     intervals = sched.intervals(max(begin, anchor), finish)
     existing = catalog.runs_between(
         pipeline,
@@ -158,10 +163,15 @@ def backfill(
     *,
     rerun_failed: bool = False,
     rerun_all: bool = False,
+    max_active_runs: int | None = None,
 ) -> list[BackfillItem]:
     """Create the backfill runs the plan asks for (the scheduler drives them, after its own
-    scheduled runs when slots are scarce) and reset the runs to rerun."""
+    scheduled runs when slots are scarce, at most ``max_active_runs`` of the new ones at a
+    time) and reset the runs to rerun."""
+    if max_active_runs is not None and max_active_runs < 1:
+        raise PhloemError(f"--max-active-runs must be at least 1, got {max_active_runs}")
     plan = plan_backfill(env, pipeline, start, end, rerun_failed=rerun_failed, rerun_all=rerun_all)
+    batch = f"backfill-{new_run_id(time.time())}"
     row = Catalog(env.store).pipeline(pipeline)
     spec = load_pipeline(f"{row.info.file}:{pipeline}").spec
     out = []
@@ -176,6 +186,8 @@ def backfill(
                     source=f"{row.info.file}:{pipeline}",
                     run_type="backfill",
                     data_interval=(item.logical_date, item.interval_end),
+                    batch=batch,
+                    batch_limit=max_active_runs,
                 )
                 item = BackfillItem(
                     item.logical_date, item.interval_end, "new", run.run_id, run.state.value

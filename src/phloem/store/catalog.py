@@ -234,12 +234,28 @@ class Catalog:
         limits = dict(
             conn.execute(select(p.c.name, p.c.max_active_runs).where(p.c.name.in_(names))).all()
         )
+        batches = {row["batch"] for row in rows if row["batch"] and row["batch_limit"]}
+        in_batch: dict[str, int] = (
+            dict(
+                conn.execute(
+                    select(r.c.batch, func.count())
+                    .where(r.c.batch.in_(batches), r.c.state == RunState.RUNNING.value)
+                    .group_by(r.c.batch)
+                ).all()
+            )
+            if batches
+            else {}
+        )
         out = []
         for row in rows:
-            name = row["pipeline"]
+            name, batch = row["pipeline"], row["batch"]
             if row["state"] == RunState.QUEUED.value:
                 if running.get(name, 0) >= limits.get(name, 16):
                     continue
+                if batch and row["batch_limit"]:
+                    if in_batch.get(batch, 0) >= row["batch_limit"]:
+                        continue
+                    in_batch[batch] = in_batch.get(batch, 0) + 1
                 running[name] = running.get(name, 0) + 1
             out.append(row)
         return out

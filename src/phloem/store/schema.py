@@ -39,6 +39,8 @@ runs = Table(
     Column("ended_at", Float),
     Column("owner", String(120)),  # the scheduler driving it (None: nobody / phloem run)
     Column("lease_expires_at", Float),
+    Column("batch", String(80)),  # runs made together (a backfill), limited together
+    Column("batch_limit", Integer),  # at most this many of the batch run at once
     UniqueConstraint("pipeline", "logical_date", name="uq_runs_pipeline_logical_date"),
     UniqueConstraint("pipeline", "idempotency_key", name="uq_runs_pipeline_idempotency_key"),
     Index("ix_runs_state", "state"),

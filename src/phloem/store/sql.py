@@ -920,6 +920,8 @@ def _run_row(run: RunRecord, lease_until: float | None = None) -> dict[str, Any]
         "ended_at": run.ended_at,
         "owner": run.owner,
         "lease_expires_at": lease_until,
+        "batch": run.batch,
+        "batch_limit": run.batch_limit,
     }
 
 
@@ -940,4 +942,6 @@ def _run_record(row: Any) -> RunRecord:
         data_interval_end=row["data_interval_end"],
         idempotency_key=row["idempotency_key"],
         owner=row["owner"],
+        batch=row["batch"],
+        batch_limit=row["batch_limit"],
     )
