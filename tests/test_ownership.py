@@ -178,3 +178,30 @@ def test_reopening_a_run_is_all_or_nothing(
         reopen(env, mapped_failure.spec, r.run_id, task="make_list", downstream=True, reason="test")
     assert store.get_run(r.run_id).state is RunState.FAILED
     assert {ti.key: ti.state for ti in store.load_instances(r.run_id)} == before
+
+
+def test_backfill_runs_yield_to_scheduled_runs_but_not_forever(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    import phloem.driver.loop as loop_mod
+
+    back = create_run(store, v1.spec, logical_date="2026-01-01", run_type="backfill")
+    sched = create_run(store, v1.spec, logical_date="2026-01-02", run_type="scheduled")
+    ex = InlineExecutor()  # one slot: somebody has to wait
+    ex.start({"v1": v1.spec}, str(tmp_path / "artifacts"))
+    loop = Loop(ex)
+    loop.add(_session(store, v1.spec, back, tmp_path))
+    loop.add(_session(store, v1.spec, sched, tmp_path))
+    loop.run_until_idle()
+    first = {r: store.attempts(r)[0].queued_at for r in (back.run_id, sched.run_id)}
+    assert first[sched.run_id] < first[back.run_id]
+    # a backfill run that waited past its patience goes first
+    back2 = create_run(store, v1.spec, logical_date="2026-01-03", run_type="backfill")
+    sched2 = create_run(store, v1.spec, logical_date="2026-01-04", run_type="scheduled")
+    clock = [1000.0]
+    loop = Loop(ex, clock=lambda: clock[0])
+    loop.add(_session(store, v1.spec, back2, tmp_path))
+    clock[0] += loop_mod.BACKFILL_PATIENCE + 1
+    loop.add(_session(store, v1.spec, sched2, tmp_path))
+    order = [s.run_id for s in loop._order(clock[0])]
+    assert order == [back2.run_id, sched2.run_id]
