@@ -16,7 +16,8 @@ from phloem.records import RunRecord
 from phloem.states import RunState
 from phloem.store import schema as s
 from phloem.store.resilience import resilient
-from phloem.store.sql import SqlStore, _insert_new, _run_record
+from phloem.store.rows import run_record
+from phloem.store.sql import SqlStore, _insert_new
 
 _ACTIVE_RUN_STATES = (RunState.QUEUED.value, RunState.RUNNING.value)
 
@@ -215,7 +216,7 @@ class Catalog:
                     .where(r.c.run_id.in_(ids))
                     .values(owner=owner, lease_expires_at=now + ttl)
                 )
-        return [_run_record(row) for row in rows]
+        return [run_record(row) for row in rows]
 
     def _within_limits(self, conn: Connection, rows: Sequence[Any]) -> list[Any]:
         """Queued runs start only while their pipeline has fewer than ``max_active_runs``
@@ -359,7 +360,7 @@ class Catalog:
             r.c.pipeline == pipeline, r.c.logical_date >= start, r.c.logical_date <= end
         )
         with self.engine.connect() as conn:
-            return {row["logical_date"]: _run_record(row) for row in conn.execute(q).mappings()}
+            return {row["logical_date"]: run_record(row) for row in conn.execute(q).mappings()}
 
     # -- assets -------------------------------------------------------------------------------
 

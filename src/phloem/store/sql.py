@@ -7,141 +7,54 @@ The engine and drivers speak to it in domain terms (runs, task instances, transi
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, create_engine, event, func, select
+from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.pool import StaticPool
 
 from phloem.errors import RunConflict, RunNotFound, StoreError, TaskNotFound
 from phloem.records import TI, Expansion, Key, RunRecord, Transition, expansion_instances
 from phloem.states import ACTIVE_TASK_STATES, RunState, TaskState
 from phloem.store import schema as s
+from phloem.store.engine import make_engine
 from phloem.store.migrate import ensure_schema
 from phloem.store.resilience import resilient
+from phloem.store.rows import (
+    TI_VALUE_COLUMNS,
+    run_record,
+    run_row,
+    ti_record,
+    ti_row,
+    ti_values,
+)
+from phloem.store.types import (
+    Applied,
+    ArtifactRecord,
+    ArtifactUse,
+    AttemptRow,
+    Commit,
+    EventRow,
+    RunIdTaken,
+)
+
+__all__ = [
+    "Applied",
+    "ArtifactRecord",
+    "ArtifactUse",
+    "AttemptRow",
+    "Commit",
+    "EventRow",
+    "RunIdTaken",
+    "SqlStore",
+    "_insert_new",
+]
 
 _TI = s.task_instances
 _ACTIVE = {st.value for st in ACTIVE_TASK_STATES}
-
-
-@dataclass(frozen=True, slots=True)
-class ArtifactRecord:
-    digest: str
-    serializer: str
-    type_name: str
-    size: int
-    key: str
-
-
-@dataclass(frozen=True, slots=True)
-class ArtifactUse:
-    digest: str
-    task_id: str
-    map_index: int
-    role: str  # "output" | "input"
-    try_number: int
-
-
-@dataclass(frozen=True, slots=True)
-class Commit:
-    """One run's decision, as the store applies it."""
-
-    run_id: str
-    transitions: tuple[Transition, ...]
-    expansions: tuple[Expansion, ...] = ()
-    run_state: tuple[RunState, RunState] | None = None
-    artifacts: tuple[ArtifactRecord, ...] = ()
-    uses: tuple[ArtifactUse, ...] = ()
-    asset_outputs: Mapping[str, tuple[str, ...]] | None = None
-    #: fencing: applied only while ``owner`` holds the run's lease, which the commit extends
-    #: by ``lease_ttl`` seconds; a driver that lost its run can no longer change it
-    owner: str | None = None
-    lease_ttl: float = 30.0
-
-    @property
-    def empty(self) -> bool:
-        return not (
-            self.transitions or self.expansions or self.run_state or self.artifacts or self.uses
-        )
-
-
-@dataclass(slots=True)
-class Applied:
-    """What a commit actually changed (the compare-and-sets that won)."""
-
-    transitions: list[Transition] = field(default_factory=list)
-    expansions: list[Expansion] = field(default_factory=list)
-    run_state: RunState | None = None
-    lost: list[Key] = field(default_factory=list)  # keys whose CAS failed
-    fenced: bool = False  # the committer no longer owns the run: nothing was applied
-
-    @property
-    def complete(self) -> bool:
-        return not self.lost
-
-
-@dataclass(frozen=True, slots=True)
-class EventRow:
-    task_id: str | None
-    map_index: int | None
-    try_number: int | None
-    old_state: str | None
-    new_state: str
-    at: float
-    reason: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptRow:
-    task_id: str
-    map_index: int
-    try_number: int
-    state: str
-    queued_at: float | None
-    started_at: float | None
-    ended_at: float | None
-    error: str | None
-
-
-def _sqlite_setup(engine: Engine) -> None:
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA busy_timeout = 30000")
-        cur.execute("PRAGMA journal_mode = WAL")
-        cur.execute("PRAGMA synchronous = NORMAL")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        # writers take the write lock up front (no deadlock on upgrade from read to write);
-        # readers use a deferred transaction so they never wait for, or block, a writer
-        if conn.get_execution_options().get("phloem_write"):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
-            conn.exec_driver_sql("BEGIN")
-
-
-def make_engine(url: str) -> Engine:
-    if url in ("memory", "sqlite://", "sqlite:///:memory:"):
-        engine = create_engine(
-            "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
-        )
-        _sqlite_setup(engine)
-        return engine
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-        _sqlite_setup(engine)
-        return engine
-    # no pre-ping round trip per transaction: a connection dropped by a restart fails its
-    # call, and the resilience layer retries it on a fresh one
-    return create_engine(url, pool_size=5, max_overflow=5)
 
 
 @resilient
@@ -165,7 +78,7 @@ class SqlStore:
                 ti.c.state == bindparam("b_state"),
                 ti.c.try_number == bindparam("b_try"),
             )
-            .values({c: bindparam(f"v_{c}") for c in _TI_VALUE_COLUMNS})
+            .values({c: bindparam(f"v_{c}") for c in TI_VALUE_COLUMNS})
         )
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -194,9 +107,9 @@ class SqlStore:
         lease_until = run.created_at + lease_ttl if run.owner and lease_ttl else None
         try:
             with self._tx() as conn:
-                conn.execute(s.runs.insert().values(_run_row(run, lease_until)))
+                conn.execute(s.runs.insert().values(run_row(run, lease_until)))
                 if instances:
-                    rows = [_ti_row(run.run_id, ti) for ti in instances]
+                    rows = [ti_row(run.run_id, ti) for ti in instances]
                     for row in rows:
                         row["pool"], row["pool_slots"] = (pools or {}).get(
                             row["task_id"], ("default", 1)
@@ -248,12 +161,12 @@ class SqlStore:
             with self.engine.connect() as conn:
                 row = conn.execute(q2).mappings().first()
             if row is not None:
-                return _run_record(row)
+                return run_record(row)
         if logical_date is None:
             return None
         with self.engine.connect() as conn:
             row = conn.execute(q.where(r.c.logical_date == logical_date)).mappings().first()
-        return _run_record(row) if row else None
+        return run_record(row) if row else None
 
     def get_run(self, run_id: str) -> RunRecord:
         like: Sequence[str] = ()
@@ -278,7 +191,7 @@ class SqlStore:
                 "`phloem runs list` shows the runs there",
                 run=run_id,
             )
-        return _run_record(row)
+        return run_record(row)
 
     def list_runs(
         self, pipeline: str | None = None, limit: int = 50, states: Iterable[RunState] = ()
@@ -291,7 +204,7 @@ class SqlStore:
         if wanted:
             q = q.where(r.c.state.in_(wanted))
         with self.engine.connect() as conn:
-            return [_run_record(row) for row in conn.execute(q).mappings()]
+            return [run_record(row) for row in conn.execute(q).mappings()]
 
     def set_run_state(self, run_id: str, old: RunState, new: RunState, now: float) -> bool:
         with self._tx() as conn:
@@ -325,7 +238,7 @@ class SqlStore:
     def load_instances(self, run_id: str) -> list[TI]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(_TI).where(_TI.c.run_id == run_id)).mappings().all()
-        return [_ti_record(row) for row in rows]
+        return [ti_record(row) for row in rows]
 
     def get_instance(self, run_id: str, task_id: str, map_index: int = -1) -> TI:
         q = select(_TI).where(
@@ -338,7 +251,7 @@ class SqlStore:
             raise TaskNotFound(
                 f"run {run_id} has no task instance '{task_id}{where}'", run=run_id, task=task_id
             )
-        return _ti_record(row)
+        return ti_record(row)
 
     def commit(
         self,
@@ -471,7 +384,7 @@ class SqlStore:
                 applied.lost.append(ph.key)
                 continue
             created = expansion_instances(e, now)
-            rows = [_ti_row(run_id, ti) for ti in created]
+            rows = [ti_row(run_id, ti) for ti in created]
             if pool_row is not None:
                 for row in rows:
                     row["pool"], row["pool_slots"] = pool_row.pool, pool_row.pool_slots
@@ -514,7 +427,7 @@ class SqlStore:
                 "b_state": first.state.value,
                 "b_try": first.try_number,
             }
-            p.update(_ti_values(last))
+            p.update(ti_values(last))
             params.append(p)
             order.append(key)
         if params:
@@ -668,7 +581,7 @@ class SqlStore:
     ) -> None:
         """Add instances of tasks a pipeline gained after the run began (skipping any another
         driver added at the same moment)."""
-        rows = [_ti_row(run_id, ti) for ti in instances]
+        rows = [ti_row(run_id, ti) for ti in instances]
         for row in rows:
             row["pool"], row["pool_slots"] = pools.get(row["task_id"], ("default", 1))
         with self._tx() as conn:
@@ -706,7 +619,7 @@ class SqlStore:
         where = (_TI.c.run_id == run_id, _TI.c.task_id == task_id)
         pool_row = conn.execute(select(_TI.c.pool, _TI.c.pool_slots).where(*where)).first()
         conn.execute(_TI.delete().where(*where))
-        row = _ti_row(run_id, placeholder)
+        row = ti_row(run_id, placeholder)
         if pool_row is not None:
             row["pool"], row["pool_slots"] = pool_row.pool, pool_row.pool_slots
         conn.execute(_TI.insert(), [row])
@@ -836,112 +749,5 @@ def _insert_new(dialect: str, table: Any) -> Any:
     return sqlite_insert(table).on_conflict_do_nothing()
 
 
-class RunIdTaken(Exception):
-    """A new run's id is in use already (astronomically rare; pick another)."""
-
-
 class _LostRace(Exception):
     """A bulk compare-and-set matched fewer rows than expected; roll back and go row by row."""
-
-
-_TI_VALUE_COLUMNS = (
-    "state",
-    "try_number",
-    "retry_base",
-    "next_try_at",
-    "queued_at",
-    "started_at",
-    "ended_at",
-    "first_started_at",
-    "map_length",
-    "follow",
-    "output",
-    "error",
-)
-
-
-def _ti_values(ti: TI) -> dict[str, Any]:
-    return {
-        "v_state": ti.state.value,
-        "v_try_number": ti.try_number,
-        "v_retry_base": ti.retry_base,
-        "v_next_try_at": ti.next_try_at,
-        "v_queued_at": ti.queued_at,
-        "v_started_at": ti.started_at,
-        "v_ended_at": ti.ended_at,
-        "v_first_started_at": ti.first_started_at,
-        "v_map_length": ti.map_length,
-        "v_follow": None if ti.follow is None else json.dumps(list(ti.follow)),
-        "v_output": ti.output,
-        "v_error": ti.error,
-    }
-
-
-def _ti_row(run_id: str, ti: TI) -> dict[str, Any]:
-    row = {k[2:]: v for k, v in _ti_values(ti).items()}
-    row.update(run_id=run_id, task_id=ti.task_id, map_index=ti.map_index)
-    return row
-
-
-def _ti_record(row: Any) -> TI:
-    return TI(
-        task_id=row["task_id"],
-        map_index=row["map_index"],
-        state=TaskState(row["state"]),
-        try_number=row["try_number"],
-        retry_base=row["retry_base"],
-        next_try_at=row["next_try_at"],
-        queued_at=row["queued_at"],
-        started_at=row["started_at"],
-        ended_at=row["ended_at"],
-        first_started_at=row["first_started_at"],
-        map_length=row["map_length"],
-        follow=None if row["follow"] is None else tuple(json.loads(row["follow"])),
-        output=row["output"],
-        error=row["error"],
-    )
-
-
-def _run_row(run: RunRecord, lease_until: float | None = None) -> dict[str, Any]:
-    return {
-        "run_id": run.run_id,
-        "pipeline": run.pipeline,
-        "state": run.state.value,
-        "logical_date": run.logical_date,
-        "data_interval_start": run.data_interval_start,
-        "data_interval_end": run.data_interval_end,
-        "params": json.dumps(run.params, default=str),
-        "run_type": run.run_type,
-        "source": run.source,
-        "code_hash": run.code_hash,
-        "idempotency_key": run.idempotency_key,
-        "created_at": run.created_at,
-        "started_at": run.started_at,
-        "ended_at": run.ended_at,
-        "owner": run.owner,
-        "lease_expires_at": lease_until,
-        "batch": run.batch,
-        "batch_limit": run.batch_limit,
-    }
-
-
-def _run_record(row: Any) -> RunRecord:
-    return RunRecord(
-        run_id=row["run_id"],
-        pipeline=row["pipeline"],
-        state=RunState(row["state"]),
-        logical_date=row["logical_date"],
-        params=json.loads(row["params"] or "{}"),
-        created_at=row["created_at"],
-        started_at=row["started_at"],
-        ended_at=row["ended_at"],
-        run_type=row["run_type"],
-        source=row["source"],
-        code_hash=row["code_hash"],
-        data_interval_start=row["data_interval_start"],
-        data_interval_end=row["data_interval_end"],
-        idempotency_key=row["idempotency_key"],
-        owner=row["owner"],
-        batch=row["batch"],
-        batch_limit=row["batch_limit"],
-    )

@@ -1,0 +1,93 @@
+"""What the store takes and returns besides domain records: commit requests, what a commit
+applied, history rows and artifact records."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from phloem.records import Expansion, Key, Transition
+from phloem.states import RunState
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactRecord:
+    digest: str
+    serializer: str
+    type_name: str
+    size: int
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactUse:
+    digest: str
+    task_id: str
+    map_index: int
+    role: str  # "output" | "input"
+    try_number: int
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """One run's decision, as the store applies it."""
+
+    run_id: str
+    transitions: tuple[Transition, ...]
+    expansions: tuple[Expansion, ...] = ()
+    run_state: tuple[RunState, RunState] | None = None
+    artifacts: tuple[ArtifactRecord, ...] = ()
+    uses: tuple[ArtifactUse, ...] = ()
+    asset_outputs: Mapping[str, tuple[str, ...]] | None = None
+    #: fencing: applied only while ``owner`` holds the run's lease, which the commit extends
+    #: by ``lease_ttl`` seconds; a driver that lost its run can no longer change it
+    owner: str | None = None
+    lease_ttl: float = 30.0
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.transitions or self.expansions or self.run_state or self.artifacts or self.uses
+        )
+
+
+@dataclass(slots=True)
+class Applied:
+    """What a commit actually changed (the compare-and-sets that won)."""
+
+    transitions: list[Transition] = field(default_factory=list)
+    expansions: list[Expansion] = field(default_factory=list)
+    run_state: RunState | None = None
+    lost: list[Key] = field(default_factory=list)  # keys whose CAS failed
+    fenced: bool = False  # the committer no longer owns the run: nothing was applied
+
+    @property
+    def complete(self) -> bool:
+        return not self.lost
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    task_id: str | None
+    map_index: int | None
+    try_number: int | None
+    old_state: str | None
+    new_state: str
+    at: float
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRow:
+    task_id: str
+    map_index: int
+    try_number: int
+    state: str
+    queued_at: float | None
+    started_at: float | None
+    ended_at: float | None
+    error: str | None
+
+
+class RunIdTaken(Exception):
+    """A new run's id is in use already (astronomically rare; pick another)."""
