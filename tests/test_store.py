@@ -308,7 +308,10 @@ def test_lost_compare_and_set_changes_nothing(store: SqlStore) -> None:
 def test_every_transition_lost(store: SqlStore) -> None:
     new_run(store)
     a = TI(task_id="a")
-    applied = store.commit("run-1", [Transition(replace(a, state=S.RUNNING), a)], now=1.0)
+    stale = replace(a, state=S.SCHEDULED)  # the store holds it pending: the CAS loses
+    applied = store.commit(
+        "run-1", [Transition(stale, replace(a, state=S.QUEUED, try_number=1))], now=1.0
+    )
     assert applied.lost == [("a", -1)]
     assert applied.transitions == []
     assert by_key(store)[("a", -1)] == a
@@ -619,3 +622,17 @@ def test_two_runs_recording_the_same_new_artifact_at_once(shared_url: str) -> No
     assert len(setup.artifact_uses("run-2")) == 10
     for st in (*stores, setup):
         st.close()
+
+
+def test_the_store_refuses_a_transition_the_table_forbids(store: SqlStore) -> None:
+    from dataclasses import replace
+
+    from phloem.records import Transition
+    from phloem.states import TaskState
+
+    new_run(store, "run-forbidden")
+    ti = store.load_instances("run-forbidden")[0]
+    done = replace(ti, state=TaskState.SUCCESS)
+    with pytest.raises(StoreError, match="refused transition"):
+        store.commit("run-forbidden", [Transition(ti, done)])
+    assert store.load_instances("run-forbidden")[0].state is TaskState.PENDING

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from phloem.errors import RunConflict, RunNotFound, StoreError, TaskNotFound
 from phloem.records import TI, Expansion, Key, RunRecord, Transition, expansion_instances
-from phloem.states import ACTIVE_TASK_STATES, RunState, TaskState
+from phloem.states import ACTIVE_TASK_STATES, RunState, TaskState, task_transition_allowed
 from phloem.store import schema as s
 from phloem.store.engine import make_engine
 from phloem.store.migrate import ensure_schema
@@ -409,6 +409,15 @@ class SqlStore:
         # collapse consecutive changes of one instance into one compare-and-set
         chains: dict[Key, list[Transition]] = {}
         for t in transitions:
+            if t.new.state is not t.old.state and not task_transition_allowed(
+                t.old.state, t.new.state
+            ):
+                raise StoreError(
+                    f"refused transition of {t.key[0]}[{t.key[1]}] from {t.old.state.value} to "
+                    f"{t.new.state.value} in run {run_id}: not in states.TASK_TRANSITIONS",
+                    run=run_id,
+                    task=t.key[0],
+                )
             chains.setdefault(t.key, []).append(t)
         lost_keys = {k for k in applied.lost}
         params = []
