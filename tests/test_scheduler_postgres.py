@@ -279,3 +279,34 @@ def test_a_killed_scheduler_s_runs_are_taken_over_when_its_lease_expires(
     assert attempts["before"] == ["success"]  # the finished task did not run again
     assert attempts["wait_gate"] == ["interrupted", "success"]
     assert attempts["after"] == ["success"]
+
+
+def test_a_trigger_from_another_machine_wakes_the_scheduler_through_notify(
+    pg_url: str, tmp_path: Path
+) -> None:
+    from phloem.api import open_env
+    from phloem.scheduler import Scheduler, SchedulerConfig
+    from phloem.scheduler.commands import trigger
+
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    (folder / "ha.py").write_text(HA.format(start="2100-01-01T00:00:00+00:00"))
+    here = open_env(SqlStore(pg_url), tmp_path / "scheduler-home")
+    elsewhere = open_env(SqlStore(pg_url), tmp_path / "other-home")  # no shared socket
+    sched = Scheduler(here, SchedulerConfig(folder=folder, tick=30.0, parse_interval=60.0))
+    sched.start()
+    try:
+        sched.step()
+        sched.step()
+        run, _ = trigger(elsewhere, "work", params={"i": 3})
+        queued = time.time()
+        deadline = queued + 10
+        while time.time() < deadline:
+            sched.step()
+            if here.store.get_run(run.run_id).state is RunState.SUCCESS:
+                break
+        assert here.store.get_run(run.run_id).state is RunState.SUCCESS
+        first = min(a.started_at for a in here.store.attempts(run.run_id) if a.started_at)
+        assert first - queued < 1.5  # woken by NOTIFY, not by the 30 s tick
+    finally:
+        sched.shutdown()

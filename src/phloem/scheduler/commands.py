@@ -17,7 +17,7 @@ from phloem.errors import PhloemError, RunConflict
 from phloem.loading import load_pipeline
 from phloem.records import RunRecord, iso_utc
 from phloem.scheduler.triggers import parse_time, schedule_of
-from phloem.scheduler.wakeup import notify
+from phloem.scheduler.wakeup import notify_all
 from phloem.schedules import Continuous
 from phloem.states import RunState
 from phloem.store.catalog import Catalog, PipelineRow
@@ -76,8 +76,7 @@ def trigger(
 
 
 def _wake(env: Env) -> None:
-    if env.home is not None:
-        notify(env.home)
+    notify_all(env.home, env.store.engine)
 
 
 def set_paused(env: Env, pipeline: str, paused: bool) -> None:

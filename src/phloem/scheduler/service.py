@@ -28,7 +28,7 @@ from phloem.records import RunRecord
 from phloem.scheduler.discovery import Discovery
 from phloem.scheduler.parsing import ParserPool
 from phloem.scheduler.triggers import due_runs, next_due, parse_time, schedule_of
-from phloem.scheduler.wakeup import WakeListener
+from phloem.scheduler.wakeup import PgListener, WakeListener
 from phloem.schedules import Continuous, Schedule
 from phloem.store.catalog import Catalog, PipelineInfo
 
@@ -87,7 +87,7 @@ class Scheduler:
         self._finished_seen = 0
         self._next_tick = 0.0
         self._stop = threading.Event()
-        self.waker: WakeListener | None = None
+        self.wakers: list[WakeListener | PgListener] = []
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -103,9 +103,14 @@ class Scheduler:
                 )
         if self.env.home is not None:
             try:
-                self.waker = WakeListener(self.env.home, self.id)
+                self.wakers.append(WakeListener(self.env.home, self.id))
             except OSError as exc:  # an optional speed-up must not stop the service
                 log.warning("no wake-up socket (%s); triggers are seen at the next tick", exc)
+        if self.env.store.dialect == "postgresql":
+            try:
+                self.wakers.append(PgListener(self.env.store.url))
+            except Exception as exc:
+                log.warning("no LISTEN connection (%s); triggers are seen at the next tick", exc)
         self.executor.start({}, self.env.artifacts.root)
         self.loop = Loop(
             self.executor,
@@ -137,8 +142,8 @@ class Scheduler:
                 self.keeper.release(driven)
         finally:
             self.pool.close()
-            if self.waker is not None:
-                self.waker.close()
+            for w in self.wakers:
+                w.close()
             if self.env.store.dialect == "sqlite":
                 self.catalog.release(SQLITE_LEASE, self.id)
 
@@ -182,9 +187,9 @@ class Scheduler:
             del self.loop.finished[:500]
             self._finished_seen = len(self.loop.finished)
         wait = max(0.0, min(self._next_tick, self._next_parse) - time.time())
-        self.loop.turn(max_wait=wait, waker=[self.waker] if self.waker else ())
-        if self.waker is not None and self.waker.drain():
-            self._next_tick = 0.0  # a run was queued on this machine: look now
+        self.loop.turn(max_wait=wait, waker=self.wakers)
+        if any([w.drain() for w in self.wakers]):  # drain them all, not just the first
+            self._next_tick = 0.0  # a run was queued: look now
 
     def _refresh_pools(self) -> None:
         """Pool sizes may change (`phloem pools set`) and other schedulers hold slots too."""

@@ -1,9 +1,9 @@
 """Wake a sleeping scheduler at once when a run is queued on this machine.
 
-The scheduler listens on a Unix datagram socket in its home folder; ``phloem trigger`` and
-``phloem backfill`` send it a byte after they commit, so a triggered run starts within
-milliseconds instead of at the next tick. Schedulers on other machines still find the run on
-their next tick (``SchedulerConfig.tick``).
+The scheduler listens on a Unix datagram socket in its home folder and, on PostgreSQL, on a
+LISTEN channel; ``phloem trigger`` and ``phloem backfill`` send a byte and a NOTIFY after they
+commit, so a triggered run starts within milliseconds instead of at the next tick
+(``SchedulerConfig.tick`` remains the fallback).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import socket
 from pathlib import Path
+from typing import Any
 
 PREFIX = "wake-"
 
@@ -57,3 +58,45 @@ def notify(home: Path) -> None:
         with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
             s.setblocking(False)
             s.sendto(b"!", str(path))
+
+
+CHANNEL = "phloem_work"
+
+
+class PgListener:
+    """LISTEN on PostgreSQL, so schedulers on other machines wake for a queued run too."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+        from sqlalchemy.engine import make_url
+
+        u = make_url(url).set(drivername="postgresql")
+        dsn = u.render_as_string(hide_password=False)
+        self.conn = psycopg.connect(dsn, autocommit=True)
+        self.conn.execute(f"LISTEN {CHANNEL}")
+
+    def fileno(self) -> int:
+        return int(self.conn.pgconn.socket)
+
+    def drain(self) -> bool:
+        got = False
+        try:
+            for _ in self.conn.notifies(timeout=0):
+                got = True
+        except Exception:  # a dropped connection only costs the fast wake-up
+            return got
+        return got
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.close()
+
+
+def notify_all(home: Path | None, engine: Any) -> None:
+    """Wake schedulers: on this machine through their sockets, elsewhere through NOTIFY."""
+    if home is not None:
+        notify(home)
+    if engine.dialect.name == "postgresql":
+        with contextlib.suppress(Exception), engine.connect() as conn:
+            conn.exec_driver_sql(f"NOTIFY {CHANNEL}")
+            conn.commit()
