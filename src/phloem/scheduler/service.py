@@ -187,7 +187,7 @@ class Scheduler:
             del self.loop.finished[:500]
             self._finished_seen = len(self.loop.finished)
         wait = max(0.0, min(self._next_tick, self._next_parse) - time.time())
-        self.loop.turn(max_wait=wait, waker=self.wakers)
+        self.loop.turn(max_wait=wait, waker=[w for w in self.wakers if w.usable()])
         if any([w.drain() for w in self.wakers]):  # drain them all, not just the first
             self._next_tick = 0.0  # a run was queued: look now
 

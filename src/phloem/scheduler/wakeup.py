@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,9 @@ class WakeListener:
 
     def fileno(self) -> int:
         return self.sock.fileno()
+
+    def usable(self) -> bool:
+        return True
 
     def drain(self) -> bool:
         """Empty the socket; True if anything had arrived."""
@@ -64,21 +68,46 @@ CHANNEL = "phloem_work"
 
 
 class PgListener:
-    """LISTEN on PostgreSQL, so schedulers on other machines wake for a queued run too."""
+    """LISTEN on PostgreSQL, so schedulers on other machines wake for a queued run too.
+
+    The connection may drop (a database restart): the listener then reconnects now and then
+    and, until it has, is left out of the wait (the tick still finds new runs)."""
 
     def __init__(self, url: str) -> None:
-        import psycopg
         from sqlalchemy.engine import make_url
 
-        u = make_url(url).set(drivername="postgresql")
-        dsn = u.render_as_string(hide_password=False)
-        self.conn = psycopg.connect(dsn, autocommit=True)
+        self.dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self.conn: Any = None
+        self._next_try = 0.0
+        self._connect()
+
+    def _connect(self) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=5)
         self.conn.execute(f"LISTEN {CHANNEL}")
+
+    def usable(self) -> bool:
+        if self.conn is not None and not self.conn.broken and not self.conn.closed:
+            return True
+        now = time.monotonic()
+        if now < self._next_try:
+            return False
+        self._next_try = now + 5.0
+        try:
+            self.close()
+            self._connect()
+            return True
+        except Exception:
+            self.conn = None
+            return False
 
     def fileno(self) -> int:
         return int(self.conn.pgconn.socket)
 
     def drain(self) -> bool:
+        if self.conn is None or self.conn.broken:
+            return False
         got = False
         try:
             for _ in self.conn.notifies(timeout=0):
@@ -88,8 +117,9 @@ class PgListener:
         return got
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.conn.close()
+        if self.conn is not None:
+            with contextlib.suppress(Exception):
+                self.conn.close()
 
 
 def notify_all(home: Path | None, engine: Any) -> None:
