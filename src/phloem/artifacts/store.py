@@ -9,6 +9,7 @@ bytes it wrote itself.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -178,6 +179,10 @@ class ArtifactStore:
             ) from exc
         actual = hashlib.sha256(data).hexdigest()
         if actual != ref.digest:
+            # move the bad copy aside, so re-running the producer writes a good one (a put
+            # skips a file that is already there with the right size)
+            with contextlib.suppress(OSError):
+                fs.mv(path, f"{path}.corrupt-{actual[:12]}")
             raise ArtifactError(
                 f"artifact at {self.location(ref)} is corrupt or was modified after it was "
                 f"written (sha256 {actual[:12]}…, expected {ref.digest[:12]}…, "
