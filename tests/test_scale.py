@@ -53,3 +53,30 @@ def test_mapping_over_a_mapped_task(tmp_path: Path) -> None:
     r = phloem.run(mapped_of_mapped, store="memory", home=tmp_path)
     assert r.succeeded
     assert r.output("total") == sum(2 * x + 1 for x in range(2_000))
+
+
+@task
+def big_chunks() -> list[str]:
+    return [f"chunk-{i}-" + "x" * 40_000 for i in range(3)]  # > 64 KiB: stored as an artifact
+
+
+@task
+def chunk_id(chunk: str) -> str:
+    return chunk.split("-")[1]
+
+
+@pipeline
+def over_an_artifact() -> None:
+    chunk_id.expand(chunk=big_chunks())
+
+
+def test_mapping_over_a_large_output_decodes_it_in_the_workers(tmp_path: Path) -> None:
+    from phloem.artifacts.codec import from_stored_json
+    from phloem.artifacts.ref import ArtifactRef
+
+    r = phloem.run(over_an_artifact, store="memory", home=tmp_path)
+    assert r.succeeded
+    assert isinstance(from_stored_json(r.tasks[("big_chunks", -1)].output), ArtifactRef)
+    assert r.output("chunk_id") == ["0", "1", "2"]
+    inputs = {u.task_id for u in r._env.store.artifact_uses(r.run_id) if u.role == "input"}
+    assert inputs == {"chunk_id"}  # each instance recorded reading the source artifact

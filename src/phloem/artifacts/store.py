@@ -76,6 +76,7 @@ class ArtifactStore:
     ) -> None:
         self.root = root if "://" in root else os.path.abspath(os.path.expanduser(root))
         self._cache = _BytesCache(cache_entries, cache_bytes)
+        self._shared: dict[str, object] = {}  # decoded values, see get_shared
         self._lock = threading.Lock()
         self._fs: Any = None
         self._base = ""
@@ -152,6 +153,18 @@ class ArtifactStore:
                 "and libraries that define it must be importable in this worker",
                 artifact=ref.digest,
             ) from exc
+
+    def get_shared(self, ref: ArtifactRef) -> object:
+        """The decoded value, shared between callers (a few are kept): for reading parts of
+        one large value many times, e.g. the elements of a mapping source. Callers must copy
+        what they hand on."""
+        value = self._shared.get(ref.digest)
+        if value is None:
+            value = self.get(ref)
+            self._shared[ref.digest] = value
+            while len(self._shared) > 4:
+                self._shared.pop(next(iter(self._shared)))
+        return value
 
     def exists(self, ref: ArtifactRef) -> bool:
         """Whether the artifact is present with its full size (a torn copy does not count)."""

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from phloem.artifacts import ArtifactStore, decode_output
+from phloem.artifacts import ArtifactRef, ArtifactStore, decode_output
 from phloem.artifacts.codec import from_stored_json
 from phloem.dsl.refs import ArgSpec, Lit, Map, Param, Ref, Seq
 from phloem.dsl.spec import PipelineSpec, TaskSpec
 from phloem.engine import TI, Snapshot
 from phloem.runner import Out, OutList
+from phloem.runner.attempt import Element
 from phloem.states import SUCCESS_STATES
 
 
@@ -20,7 +21,7 @@ class Inputs:
     def __init__(self, spec: PipelineSpec, artifacts: ArtifactStore) -> None:
         self.spec = spec
         self.artifacts = artifacts
-        self._map_sources: dict[str, list[Any]] = {}
+        self._map_sources: dict[str, Any] = {}  # a list, or _ArtifactElements
 
     def forget(self, task_id: str) -> None:
         self._map_sources.pop(task_id, None)
@@ -71,13 +72,32 @@ class Inputs:
             return _MappedOutputs(snap, arg.task_id)  # one element read per instance, not n
         cached = self._map_sources.get(arg.task_id)
         if cached is None:
-            stored = snap.tis[(arg.task_id, -1)].output
-            value = (
-                [] if stored is None else decode_output(from_stored_json(stored), self.artifacts)
-            )
-            cached = list(value)  # type: ignore[call-overload]
+            ti = snap.tis[(arg.task_id, -1)]
+            stored = ti.output
+            obj = None if stored is None else from_stored_json(stored)
+            if isinstance(obj, ArtifactRef):
+                # too large to inline: the workers decode it, the driver never loads it
+                assert stored is not None
+                cached = _ArtifactElements(stored, ti.map_length or 0)
+            else:
+                value = [] if obj is None else decode_output(obj, self.artifacts)
+                cached = list(value)  # type: ignore[call-overload]
             self._map_sources[arg.task_id] = cached
         return cached
+
+
+class _ArtifactElements:
+    """A stored sequence, as the elements workers will pick from it."""
+
+    def __init__(self, stored: str, length: int) -> None:
+        self.stored = stored
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> Element:
+        return Element(self.stored, i)
 
 
 class _MappedOutputs:

@@ -15,6 +15,15 @@ class Out:
 
 
 @dataclass(frozen=True, slots=True)
+class Element:
+    """Element ``index`` of an upstream output stored as an artifact (a mapping source too
+    large to decode in the driver): the worker decodes it once and picks the element."""
+
+    stored: str
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
 class OutList:
     """A mapped upstream's outputs, in map-index order (fan-in)."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import signal
 import threading
 import time
@@ -16,7 +17,7 @@ from phloem.artifacts.codec import from_stored_json, to_stored_json
 from phloem.context import TaskContext, activate, deactivate
 from phloem.dsl.spec import TaskSpec
 from phloem.errors import SerializationError
-from phloem.runner.attempt import ArtifactInfo, Attempt, Out, OutList, Result
+from phloem.runner.attempt import ArtifactInfo, Attempt, Element, Out, OutList, Result
 from phloem.runner.logs import LazyLogFile, attempt_logger
 from phloem.secrets import Masker, masking
 
@@ -196,6 +197,13 @@ def _alarm(timeout: float | None, attempt: Attempt) -> Iterator[None]:
 
 
 def _resolve(value: Any, artifacts: ArtifactStore, inputs: list[str]) -> Any:
+    if isinstance(value, Element):
+        ref = from_stored_json(value.stored)
+        assert isinstance(ref, ArtifactRef)
+        inputs.append(ref.digest)
+        # the sequence is decoded once per worker and shared; each task gets its own copy
+        # of its element, so one task's changes cannot reach another
+        return copy.deepcopy(artifacts.get_shared(ref)[value.index])  # type: ignore[index]
     if isinstance(value, Out):
         return _pick(_decode(value.stored, artifacts, inputs), value.path)
     if isinstance(value, OutList):
