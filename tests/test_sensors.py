@@ -121,3 +121,22 @@ def test_wait_for_another_pipeline_same_logical_date(home: Path) -> None:
     r = result["r"]
     assert r.succeeded
     assert r.output("wait_for_pipeline")["pipeline"] == "model_monitoring"
+
+
+@sensor(poke_interval=0.1, timeout=0.5)
+def hangs_while_poking() -> None:
+    time.sleep(60)  # e.g. a network call without a timeout
+
+
+@pipeline
+def hung_sensor() -> None:
+    consume(hangs_while_poking())
+
+
+def test_a_poke_that_never_returns_is_stopped_at_the_sensor_deadline(tmp_path: Path) -> None:
+    started = time.time()
+    r = phloem.run(hung_sensor, store="memory", home=tmp_path)
+    assert time.time() - started < 10
+    ti = r.tasks[("hangs_while_poking", -1)]
+    assert ti.state is TaskState.FAILED and "timed out" in (ti.error or "")
+    assert r.task_state("consume") is TaskState.UPSTREAM_FAILED

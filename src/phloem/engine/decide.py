@@ -232,11 +232,23 @@ def _timeouts(w: _Work, now: float, wake: list[float]) -> None:
     for key in w.keys_in(S.QUEUED, S.RUNNING):
         ti = w.get(key)
         spec = tasks[ti.task_id]
-        limit = spec.options.timeout
-        if limit is None or spec.is_sensor:
-            continue
         since = ti.started_at  # an attempt waiting in a worker's queue has not started
         if since is None:
+            continue
+        sensor = spec.options.sensor
+        if sensor is not None:
+            # a poke that never returns: the sensor's own deadline, plus one poke of grace
+            # for the runner to report it, ends it from here
+            first = ti.first_started_at if ti.first_started_at is not None else since
+            hard = first + sensor.timeout + max(sensor.poke_interval, 1.0)
+            if hard <= now:
+                w.kills.append(Kill(key, ti.try_number, "sensor timed out"))
+                _sensor_timeout(w, ti, spec, now, since)
+            else:
+                wake.append(hard)
+            continue
+        limit = spec.options.timeout
+        if limit is None:
             continue
         deadline = since + limit
         if deadline <= now:
