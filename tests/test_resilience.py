@@ -52,3 +52,20 @@ def test_retrying_waits_out_a_blip_and_raises_permanent_errors(
 
     with pytest.raises(OperationalError):
         down()
+
+
+def test_postgres_errors_without_a_code_wait_only_for_connection_trouble() -> None:
+    class PgError(Exception):
+        sqlstate = None
+
+    def pg(msg: str) -> OperationalError:
+        return OperationalError("SELECT 1", {}, PgError(msg))
+
+    assert is_transient(pg('connection failed: connection to server at "127.0.0.1" failed'))
+    assert not is_transient(pg('connection failed: FATAL: database "nope" does not exist'))
+    assert not is_transient(
+        pg(
+            'connection failed: connection to server at "h", port 5432 failed: FATAL:  '
+            'password authentication failed for user "x"'
+        )
+    )

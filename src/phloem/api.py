@@ -277,6 +277,7 @@ def plan_retry(
                     ti,
                     state=S.PENDING,
                     retry_base=ti.try_number,
+                    first_started_at=None,  # a sensor's time limit starts again
                     next_try_at=None,
                     started_at=None,
                     ended_at=None,
@@ -329,12 +330,12 @@ def retry(
         )
     record = replace(record, owner=owner)
     try:
+        ex = make_executor(executor, workers or env.workers)  # a bad name changes nothing
         reopen(env, spec, record.run_id, task=task, downstream=downstream, reason="retry requested")
         record = replace(env.store.get_run(record.run_id), owner=owner)
         if record.state.is_terminal:
             catalog.release_runs(owner, [record.run_id])
             return RunResult(env, spec, record)
-        ex = make_executor(executor, workers or env.workers)
     except BaseException:
         catalog.release_runs(owner, [record.run_id])
         raise

@@ -12,6 +12,7 @@ from phloem.driver.loop import Loop
 from phloem.driver.session import CallbackContext, Reporter, RunSession
 from phloem.dsl.spec import PipelineSpec
 from phloem.engine import Snapshot
+from phloem.errors import PhloemError
 from phloem.executors import Executor
 from phloem.records import RunRecord
 from phloem.store import SqlStore
@@ -38,7 +39,13 @@ class Driver:
         self.session = RunSession(
             store, spec, run, artifacts, logs_dir, reporter, clock, lease_ttl=lease_ttl
         )
-        self.keeper = LeaseKeeper(Catalog(store), run.owner, lease_ttl) if run.owner else None
+        # a private in-memory store needs no lease (and its one connection must not be
+        # shared with a renewal thread)
+        self.keeper = (
+            LeaseKeeper(Catalog(store), run.owner, lease_ttl)
+            if run.owner and store.url != "memory"
+            else None
+        )
         self.loop = Loop(executor, pools=store.pools(), keeper=self.keeper, clock=clock)
 
     def drive(self) -> Snapshot:
@@ -66,6 +73,12 @@ class Driver:
             if self.keeper is not None:
                 self.keeper.stop()
                 self.keeper.release([self.session.run_id])
+        if self.session.fenced or self.session not in self.loop.finished:
+            raise PhloemError(
+                f"run {self.session.run_id} was taken over by another driver (its lease ran "
+                "out while this process was stalled); it goes on there",
+                run=self.session.run_id,
+            )
         return self.session.snap
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
+from phloem.errors import PhloemError
 from phloem.store.catalog import Catalog
 
 log = logging.getLogger("phloem.driver")
@@ -18,15 +20,18 @@ DEFAULT_TTL = 30.0
 
 
 def holder_id(kind: str) -> str:
-    """A name for this process that people can read in `phloem runs show`."""
-    return f"{kind}:{socket.gethostname()}:{os.getpid()}"
+    """A name for one driver that people can read: kind, host, process id, and a suffix so
+    two drivers in one process are told apart."""
+    return f"{kind}:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 def is_dead_local(holder: str) -> bool:
     """True when ``holder`` names a process on this machine that no longer exists, so its
     leases can be taken at once instead of after they expire."""
-    _, _, rest = holder.partition(":")
-    host, _, pid = rest.rpartition(":")
+    parts = holder.split(":")
+    if len(parts) < 3:
+        return False
+    host, pid = parts[1], parts[2]
     if host != socket.gethostname() or not pid.isdigit():
         return False
     try:
@@ -46,10 +51,19 @@ class LeaseKeeper:
     (fencing, see ``Commit.owner``); the keeper covers the time between commits.
     """
 
-    def __init__(self, catalog: Catalog, owner: str, ttl: float = DEFAULT_TTL) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        owner: str,
+        ttl: float = DEFAULT_TTL,
+        also: Callable[[float], None] | None = None,
+    ) -> None:
+        if not ttl > 0:
+            raise PhloemError(f"a lease time must be a positive number of seconds, got {ttl!r}")
         self.catalog = catalog
         self.owner = owner
         self.ttl = ttl
+        self.also = also  # another lease to renew on the same rhythm (the SQLite scheduler's)
         self._runs: set[str] = set()
         self._lost: set[str] = set()
         self._lock = threading.Lock()
@@ -58,6 +72,7 @@ class LeaseKeeper:
 
     def start(self) -> None:
         if self._thread is None:
+            self._stop = threading.Event()
             self._thread = threading.Thread(target=self._loop, name="phloem-leases", daemon=True)
             self._thread.start()
 
@@ -80,6 +95,11 @@ class LeaseKeeper:
         while not self._stop.wait(self.ttl / 3):
             with self._lock:
                 ids = set(self._runs)
+            if self.also is not None:
+                try:
+                    self.also(time.time())
+                except Exception as exc:
+                    log.warning("could not renew a lease (%s); retrying", exc)
             lost = self.renew(ids, time.time())
             if lost:
                 with self._lock:

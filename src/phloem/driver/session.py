@@ -179,12 +179,10 @@ class RunSession:
         return d, req
 
     def restore(self, req: Commit | None) -> None:
-        """The commit of the last plan failed: keep its reports and records for the next."""
+        """The commit of the last plan failed: decide again from the same reports (artifact
+        records stay pending until a commit applies them)."""
         self._events = [*self._planned, *self._events]
         self._planned = []
-        if req is not None:
-            self._records = [*req.artifacts, *self._records]
-            self._uses = [*req.uses, *self._uses]
 
     def absorb(self, d: Decision, applied: Applied | None, now: float) -> Step:
         """Take in what the store applied; returns the attempts to hand out and kills."""

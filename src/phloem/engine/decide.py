@@ -191,10 +191,12 @@ def _on_finished(w: _Work, ti: TI, ev: AttemptFinished) -> None:
         _fail(w, ti, spec, ev.at, ev.error or "failed", retryable=ev.retryable, started=started)
 
 
-def _sensor_timeout(w: _Work, ti: TI, spec: TaskSpec, at: float, started: float) -> None:
+def _sensor_timeout(
+    w: _Work, ti: TI, spec: TaskSpec, at: float, started: float, msg: str | None = None
+) -> None:
     sensor = spec.options.sensor
     limit = sensor.timeout if sensor is not None else 0.0
-    msg = f"sensor '{ti.task_id}' timed out: its condition did not hold within {limit:g}s"
+    msg = msg or f"sensor '{ti.task_id}' timed out: its condition did not hold within {limit:g}s"
     if sensor is not None and sensor.soft_fail:
         w.set(replace(ti, state=S.SKIPPED, started_at=started, ended_at=at, error=msg))
     else:
@@ -240,10 +242,14 @@ def _timeouts(w: _Work, now: float, wake: list[float]) -> None:
             # a poke that never returns: the sensor's own deadline, plus one poke of grace
             # for the runner to report it, ends it from here
             first = ti.first_started_at if ti.first_started_at is not None else since
-            hard = first + sensor.timeout + max(sensor.poke_interval, 1.0)
+            hard = max(first + sensor.timeout, since) + max(sensor.poke_interval, 1.0)
             if hard <= now:
-                w.kills.append(Kill(key, ti.try_number, "sensor timed out"))
-                _sensor_timeout(w, ti, spec, now, since)
+                msg = (
+                    f"sensor '{ti.task_id}' was stopped: a poke did not return by its "
+                    f"{sensor.timeout:g}s deadline"
+                )
+                w.kills.append(Kill(key, ti.try_number, msg))
+                _sensor_timeout(w, ti, spec, now, since, msg)
             else:
                 wake.append(hard)
             continue

@@ -140,6 +140,7 @@ class LocalExecutor:
         self._queue.extendleft(reversed(rest))
 
     def wait(self, timeout: float | None, wake: Sequence[Any] = ()) -> list[Report]:
+        self._dispatch()  # attempts taken back from a killed worker go out again
         reports, self._reports = self._reports, []
         busy = [w for w in self._workers if w.sent]
         if not busy:

@@ -76,7 +76,12 @@ class Scheduler:
         self.executor = make_executor(executor, env.workers)
         self.pool = ParserPool(workers=min(2, env.workers), timeout=config.parse_timeout)
         self.discovery = Discovery(config.folder, self.catalog, self.pool)
-        self.keeper = LeaseKeeper(self.catalog, self.id, config.lease_ttl)
+        self.keeper = LeaseKeeper(
+            self.catalog,
+            self.id,
+            config.lease_ttl,
+            also=self._keep_sqlite_lease if env.store.dialect == "sqlite" else None,
+        )
         self.loop: Loop | None = None
         self._specs: dict[tuple[str, str], PipelineSpec] = {}
         self._first_seen: dict[str, datetime] = {}

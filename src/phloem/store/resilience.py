@@ -35,6 +35,22 @@ _SQLITE_TRANSIENT = (
 )
 
 
+_CONNECTION_TROUBLE = (
+    "connection",
+    "server closed",
+    "terminating",
+    "shutting down",
+    "starting up",
+    "timeout",
+    "timed out",
+    "could not connect",
+)
+
+
+#: refusals that a retry will not change
+_PERMANENT = ("does not exist", "authentication failed", "permission denied", "no pg_hba.conf")
+
+
 def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
@@ -47,7 +63,14 @@ def is_transient(exc: BaseException) -> bool:
     # PostgreSQL: connection failures, shutdowns, serialization failures and deadlocks
     # (SQLSTATE classes 08, 57P, 40) are worth a retry; a bad statement is not
     code = getattr(orig, "sqlstate", None)
-    return code is None or code.startswith(("08", "57P", "40", "53"))
+    if code is None:  # failed before the server answered: only connection trouble waits
+        text = str(orig).lower()
+        return any(t in text for t in _CONNECTION_TROUBLE) and not any(
+            t in text for t in _PERMANENT
+        )
+    if code == "53100":  # disk full: waiting does not help
+        return False
+    return code.startswith(("08", "57P", "40", "53"))
 
 
 def retrying(fn: Callable[..., T]) -> Callable[..., T]:
