@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import phloem
-from phloem.api import Env, open_env
+from phloem.api import Env, create_run, open_env
 from phloem.errors import PhloemError, StoreLocked
 from phloem.scheduler import Scheduler, SchedulerConfig
 from phloem.scheduler.commands import backfill, plan_backfill, set_paused, trigger
@@ -542,3 +542,49 @@ def test_continuous_pipelines_start_a_run_when_the_last_ends(env: Env, tmp_path:
     for a, b in itertools.pairwise(done):
         assert b.started_at is not None and a.ended_at is not None
         assert b.started_at >= a.ended_at  # never two at once
+
+
+def test_a_long_backfill_queue_does_not_hide_other_runs_from_claims(
+    env: Env, tmp_path: Path
+) -> None:
+    from phloem.loading import load_pipeline
+
+    folder = tmp_path / "pipelines"
+    write(folder, "slow.py", SLOW_DAILY)
+    write(folder, "good.py", GOOD.format(start="2100-01-01T00:00:00+00:00"))
+    sched = make(env, folder)
+    try:
+        sched.refresh(time.time())
+        backfill(env, "slow_daily", "2026-01-01", "2026-02-09", max_active_runs=1)  # 40 runs
+        spec = load_pipeline(f"{folder / 'good.py'}:manual").spec
+        late = create_run(env.store, spec, source=f"{folder / 'good.py'}:manual")
+        claimed = Catalog(env.store).claim_runs("scheduler:probe:1:x", 30, time.time(), 4)
+        ids = [r.run_id for r in claimed]
+        assert late.run_id in ids  # behind 40 older backfill runs, still claimable
+        assert sum(1 for r in claimed if r.pipeline == "slow_daily") == 1  # batch limit 1
+    finally:
+        sched.shutdown()
+
+
+def test_backfill_reruns_wait_for_room_like_new_runs(env: Env, tmp_path: Path) -> None:
+    folder = tmp_path / "pipelines"
+    write(folder, "slow.py", SLOW_DAILY)
+    sched = make(env, folder)
+    try:
+        sched.refresh(time.time())
+        made = backfill(env, "slow_daily", "2026-01-01", "2026-01-03")
+        ids = [m.run_id for m in made]
+        drive(sched, lambda: all(env.store.get_run(r).state is RunState.SUCCESS for r in ids))
+        again = backfill(
+            env, "slow_daily", "2026-01-01", "2026-01-03", rerun_all=True, max_active_runs=1
+        )
+        assert {a.action for a in again} == {"rerun"}
+        assert {env.store.get_run(r).state for r in ids} == {RunState.QUEUED}
+        drive(sched, lambda: all(env.store.get_run(r).state is RunState.SUCCESS for r in ids))
+    finally:
+        sched.shutdown()
+    spans = sorted(
+        (a.started_at, a.ended_at) for r in ids for a in env.store.attempts(r) if a.try_number == 2
+    )
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert start >= end  # the reruns went one at a time

@@ -351,6 +351,9 @@ def reopen(
     downstream: bool = False,
     everything: bool = False,
     reason: str,
+    queue: bool = False,
+    batch: str | None = None,
+    batch_limit: int | None = None,
 ) -> int:
     """Reset a run's failed tasks (or ``task`` and after it, or ``everything``) and make it
     running again, in one transaction. Returns how many instances changed."""
@@ -369,7 +372,16 @@ def reopen(
     for task_id in remap:
         tries = max((ti.try_number for ti in tis if ti.task_id == task_id), default=0)
         placeholders.append(TI(task_id=task_id, try_number=tries, retry_base=tries))
-    changed = env.store.reopen_run(run_id, reset_list, placeholders, reason, time.time())
+    changed = env.store.reopen_run(
+        run_id,
+        reset_list,
+        placeholders,
+        reason,
+        time.time(),
+        state=RunState.QUEUED if queue else RunState.RUNNING,
+        batch=batch,
+        batch_limit=batch_limit,
+    )
     run = env.store.get_run(run_id)
     if run.state.is_terminal and any(not ti.state.is_terminal for ti in tis):
         # finished with work left (e.g. written by an older version): open it again

@@ -82,8 +82,10 @@ TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
 RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
     RunState.QUEUED: frozenset({RunState.RUNNING, RunState.SUCCESS, RunState.FAILED}),
     RunState.RUNNING: frozenset({RunState.SUCCESS, RunState.FAILED}),
-    RunState.SUCCESS: frozenset({RunState.RUNNING}),
-    RunState.FAILED: frozenset({RunState.RUNNING}),
+    # reopened: RUNNING when its driver resumes it at once (retry), QUEUED when it waits for
+    # a scheduler like any new run (a backfill rerun, bound by its limits)
+    RunState.SUCCESS: frozenset({RunState.RUNNING, RunState.QUEUED}),
+    RunState.FAILED: frozenset({RunState.RUNNING, RunState.QUEUED}),
 }
 
 

@@ -12,7 +12,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 from phloem.api import Env, create_run, new_run_id, reopen
-from phloem.dsl.spec import PipelineSpec
 from phloem.errors import PhloemError, RunConflict
 from phloem.loading import load_pipeline
 from phloem.records import RunRecord, iso_utc
@@ -195,12 +194,17 @@ def backfill(
                 item = BackfillItem(item.logical_date, item.interval_end, "exists")
         elif item.action == "rerun":
             assert item.run_id is not None
-            _reset_run(env, spec, item.run_id, everything=rerun_all)
+            # queued again, so it waits for room like the new runs of this backfill
+            reopen(
+                env,
+                spec,
+                item.run_id,
+                everything=rerun_all,
+                reason="backfill rerun",
+                queue=True,
+                batch=batch,
+                batch_limit=max_active_runs,
+            )
         out.append(item)
     _wake(env)
     return out
-
-
-def _reset_run(env: Env, spec: PipelineSpec, run_id: str, *, everything: bool) -> None:
-    """Reset a finished run for a rerun: its failed tasks, or every task."""
-    reopen(env, spec, run_id, everything=everything, reason="backfill rerun")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, or_, select
@@ -198,17 +198,24 @@ class Catalog:
             .where(
                 r.c.state.in_(_ACTIVE_RUN_STATES),
                 or_(r.c.owner.is_(None), r.c.lease_expires_at < now, r.c.owner == owner),
+                _may_start(r),
             )
             .order_by(r.c.created_at)
-            .limit(limit)
         )
         skipped = list(skip)  # runs this driver drives already, or left alone for now
         if skipped:
             q = q.where(r.c.run_id.not_in(skipped))
         if self.store.dialect == "postgresql":
-            q = q.with_for_update(skip_locked=True)
+            q = q.with_for_update(skip_locked=True, of=r)
         with self.store._tx() as conn:
-            rows = self._within_limits(conn, conn.execute(q).mappings().all())
+            rows: list[Any] = []
+            taken = _Taken()
+            page = max(4 * limit, 32)
+            for n in range(10):  # a page of waiting runs may all be at their limits
+                batch = conn.execute(q.limit(page).offset(n * page)).mappings().all()
+                rows += self._within_limits(conn, batch, taken)[: limit - len(rows)]
+                if len(rows) >= limit or len(batch) < page:
+                    break
             ids = [row["run_id"] for row in rows]
             if ids:
                 conn.execute(
@@ -218,35 +225,37 @@ class Catalog:
                 )
         return [run_record(row) for row in rows]
 
-    def _within_limits(self, conn: Connection, rows: Sequence[Any]) -> list[Any]:
+    def _within_limits(self, conn: Connection, rows: Sequence[Any], taken: _Taken) -> list[Any]:
         """Queued runs start only while their pipeline has fewer than ``max_active_runs``
-        running; runs already running are always taken (to resume them)."""
+        running (and their backfill batch fewer than its limit), counting the runs this claim
+        takes; runs already running are always taken (to resume them)."""
         r, p = s.runs, s.pipelines
-        names = {row["pipeline"] for row in rows if row["state"] == RunState.QUEUED.value}
-        if not names:
-            return list(rows)
-        running: dict[str, int] = dict(
-            conn.execute(
-                select(r.c.pipeline, func.count())
-                .where(r.c.pipeline.in_(names), r.c.state == RunState.RUNNING.value)
-                .group_by(r.c.pipeline)
-            ).all()
-        )
-        limits = dict(
-            conn.execute(select(p.c.name, p.c.max_active_runs).where(p.c.name.in_(names))).all()
-        )
-        batches = {row["batch"] for row in rows if row["batch"] and row["batch_limit"]}
-        in_batch: dict[str, int] = (
-            dict(
+        queued = [row for row in rows if row["state"] == RunState.QUEUED.value]
+        running, limits, in_batch = taken.running, taken.limits, taken.in_batch
+        names = {row["pipeline"] for row in queued} - set(limits)
+        if names:
+            running.update(
+                conn.execute(
+                    select(r.c.pipeline, func.count())
+                    .where(r.c.pipeline.in_(names), r.c.state == RunState.RUNNING.value)
+                    .group_by(r.c.pipeline)
+                ).all()
+            )
+            limits.update({n: 16 for n in names})
+            limits.update(
+                conn.execute(select(p.c.name, p.c.max_active_runs).where(p.c.name.in_(names))).all()
+            )
+        batches = {row["batch"] for row in queued if row["batch"] and row["batch_limit"]}
+        batches -= set(taken.batches_seen)
+        if batches:
+            taken.batches_seen |= batches
+            in_batch.update(
                 conn.execute(
                     select(r.c.batch, func.count())
                     .where(r.c.batch.in_(batches), r.c.state == RunState.RUNNING.value)
                     .group_by(r.c.batch)
                 ).all()
             )
-            if batches
-            else {}
-        )
         out = []
         for row in rows:
             name, batch = row["pipeline"], row["batch"]
@@ -428,6 +437,49 @@ class Catalog:
         q = select(ev.c.id, ev.c.run_id, ev.c.task_id, ev.c.at).where(ev.c.asset == asset)
         with self.engine.connect() as conn:
             return [tuple(r) for r in conn.execute(q.order_by(ev.c.id.desc()).limit(limit))]
+
+
+@dataclass
+class _Taken:
+    """What one claim has counted and taken so far, across the pages it reads."""
+
+    running: dict[str, int] = field(default_factory=dict)
+    limits: dict[str, int] = field(default_factory=dict)
+    in_batch: dict[str, int] = field(default_factory=dict)
+    batches_seen: set[str] = field(default_factory=set)
+
+
+def _may_start(r: Any) -> Any:
+    """Runs already running, or queued runs whose pipeline (and backfill batch) have room:
+    filtered in SQL, so a long queue of waiting backfill runs cannot hide the runs behind it
+    from the claim's LIMIT."""
+    other = s.runs.alias("other")
+    running = RunState.RUNNING.value
+    in_pipeline = (
+        select(func.count())
+        .select_from(other)
+        .where(other.c.pipeline == r.c.pipeline, other.c.state == running)
+        .scalar_subquery()
+    )
+    pipeline_limit = func.coalesce(
+        select(s.pipelines.c.max_active_runs)
+        .where(s.pipelines.c.name == r.c.pipeline)
+        .scalar_subquery(),
+        16,
+    )
+    in_batch = (
+        select(func.count())
+        .select_from(other)
+        .where(other.c.batch == r.c.batch, other.c.state == running)
+        .scalar_subquery()
+    )
+    return or_(
+        r.c.state == running,
+        and_(
+            in_pipeline < pipeline_limit,
+            or_(r.c.batch.is_(None), r.c.batch_limit.is_(None), in_batch < r.c.batch_limit),
+        ),
+    )
 
 
 def _pipeline_row(info: PipelineInfo, now: float) -> dict[str, object]:

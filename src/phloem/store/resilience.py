@@ -70,7 +70,7 @@ def is_transient(exc: BaseException) -> bool:
         )
     if code == "53100":  # disk full: waiting does not help
         return False
-    return code.startswith(("08", "57P", "40", "53"))
+    return bool(code.startswith(("08", "57P", "40", "53")))
 
 
 def retrying(fn: Callable[..., T]) -> Callable[..., T]:

@@ -603,6 +603,10 @@ class SqlStore:
         placeholders: Sequence[TI],
         reason: str,
         now: float,
+        *,
+        state: RunState = RunState.RUNNING,
+        batch: str | None = None,
+        batch_limit: int | None = None,
     ) -> int:
         """Reset instances, put mapped tasks back to their placeholders, and make a finished
         run running again, all in one transaction: a crash half-way leaves the run as it was,
@@ -612,10 +616,16 @@ class SqlStore:
             applied = self._commit(conn, run_id, ts, (), now, bulk=False)
             for placeholder in placeholders:
                 self._replace_mapped(conn, run_id, placeholder, now)
-            state = conn.execute(select(s.runs.c.state).where(s.runs.c.run_id == run_id)).scalar()
+            current = conn.execute(select(s.runs.c.state).where(s.runs.c.run_id == run_id)).scalar()
             changed = len({t.key for t in applied.transitions}) + len(placeholders)
-            if state is not None and RunState(state).is_terminal and changed:
-                self._set_run_state(conn, run_id, RunState(state), RunState.RUNNING, now)
+            if current is not None and RunState(current).is_terminal and changed:
+                self._set_run_state(conn, run_id, RunState(current), state, now)
+                if batch is not None:
+                    conn.execute(
+                        s.runs.update()
+                        .where(s.runs.c.run_id == run_id)
+                        .values(batch=batch, batch_limit=batch_limit)
+                    )
         return changed
 
     def replace_mapped(self, run_id: str, task_id: str, placeholder: TI, now: float) -> None:
