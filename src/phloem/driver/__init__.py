@@ -72,7 +72,8 @@ class Driver:
             self.executor.shutdown()
             if self.keeper is not None:
                 self.keeper.stop()
-                self.keeper.release([self.session.run_id])
+            if self.session.owner is not None and not self.session.fenced:
+                Catalog(self.store).release_runs(self.session.owner, [self.session.run_id])
         if self.session.fenced or self.session not in self.loop.finished:
             raise PhloemError(
                 f"run {self.session.run_id} was taken over by another driver (its lease ran "

@@ -144,13 +144,21 @@ class Loop:
                 used[name] = used.get(name, 0) - own_pools.get(name, 0) + held_pools.get(name, 0)
         requests = [req for _, _, req in plans if req is not None]
         try:
-            results = iter(self._commit(requests, now)) if requests else iter(())
-        except BaseException:
+            applied_all: list[Applied | None] = (
+                list(self._commit(requests, now)) if requests else []
+            )
+        except Exception:
             for s, _, req in plans:  # nothing was applied: decide again from the same facts
                 s.restore(req)
-            raise
+            if not self.isolate:
+                raise
+            applied_all = self._commit_each(plans, now)  # find the run that cannot commit
+        results = iter(applied_all)
         for s, d, req in plans:
             applied = next(results) if req is not None else None
+            if req is not None and applied is None:
+                self._broken(s)
+                continue
             try:
                 step = s.absorb(d, applied, now)
             except Exception:
@@ -162,10 +170,18 @@ class Loop:
                 log.warning("run %s is driven elsewhere now; letting go", s.run_id)
                 self.abandon(s.run_id)
                 continue
-            for kill in step.kills:
-                self.executor.kill(s.run_id, kill.key[0], kill.key[1], kill.try_number, kill.reason)
-            for attempt in step.submits:
-                self.executor.submit(attempt)
+            try:
+                for kill in step.kills:
+                    self.executor.kill(
+                        s.run_id, kill.key[0], kill.key[1], kill.try_number, kill.reason
+                    )
+                for attempt in step.submits:
+                    self.executor.submit(attempt)
+            except Exception:
+                if not self.isolate:
+                    raise
+                self._broken(s)
+                continue
             if step.wake_at is not None:
                 wake.append(step.wake_at)
             if s.done:
@@ -188,6 +204,21 @@ class Loop:
             timeout = 1.0  # nothing runs and no timer: only a full pool does this; look again
         self._route(self.executor.wait(timeout, waker))
         return next_wake
+
+    def _commit_each(
+        self, plans: list[tuple[RunSession, Any, Commit | None]], now: float
+    ) -> list[Applied | None]:
+        """After a failed shared commit: each run's decision on its own; None for a run
+        whose decision cannot be committed (it is let go, the others go on)."""
+        out: list[Applied | None] = []
+        for s, _, req in plans:
+            if req is None:
+                continue
+            try:
+                out.append(s.store.commit_many([req], now=now)[0])
+            except Exception:
+                out.append(None)
+        return out
 
     def _commit(self, requests: list[Commit], now: float) -> list[Applied]:
         """One transaction for the whole turn; the sessions share one store."""

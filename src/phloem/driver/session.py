@@ -99,6 +99,7 @@ class RunSession:
         self.snap: Snapshot = self._load()
         self._events: list[Event] = []
         self._planned: list[Event] = []
+        self._submitted: set[tuple[Key, int]] = set()  # attempts handed to the executor
         self._records: list[ArtifactRecord] = []
         self._uses: list[ArtifactUse] = []
 
@@ -272,6 +273,16 @@ class RunSession:
             for t in applied.transitions
             if t.new.state is S.QUEUED and snap.tis.get(t.new.key, t.new).state is S.QUEUED
         ]
+        if applied.lost:
+            # a commit whose acknowledgement was lost may have queued attempts that were
+            # never handed out: nobody else drives this run (fencing), so hand them out now
+            attempts += [
+                self._attempt(snap.tis[k])
+                for k in snap.keys_in(S.QUEUED)
+                if (k, snap.tis[k].try_number) not in self._submitted
+                and all(a.key != k for a in attempts)
+            ]
+        self._submitted.update((a.key, a.try_number) for a in attempts)
         self._callbacks(applied.transitions)
         if self.reporter is not None:
             self.reporter.update(snap, now)

@@ -53,6 +53,7 @@ class LocalExecutor:
         self._pipelines: Mapping[str, PipelineSpec] = {}
         self._artifacts_url = ""
         self._reports: list[Report] = []
+        self._killed: set[tuple[str, str, int, int]] = set()
 
     def start(self, pipelines: Mapping[str, PipelineSpec], artifacts_url: str) -> None:
         self._pipelines = pipelines
@@ -84,6 +85,10 @@ class LocalExecutor:
             elif len(idle.sent) >= self.prefetch:
                 return
             attempt = self._queue.popleft()
+            if (attempt.run_id, attempt.task_id, attempt.map_index, attempt.try_number) in (
+                self._killed
+            ):
+                continue
             idle.sent.append(attempt)
             try:
                 idle.conn.send(attempt)
@@ -92,6 +97,7 @@ class LocalExecutor:
 
     def kill(self, run_id: str, task_id: str, map_index: int, try_number: int, reason: str) -> None:
         target = (run_id, task_id, map_index, try_number)
+        self._killed.add(target)  # never (re)sent, even if taken back from another worker
         self._queue = deque(
             a for a in self._queue if (a.run_id, a.task_id, a.map_index, a.try_number) != target
         )

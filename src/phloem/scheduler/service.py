@@ -20,6 +20,7 @@ from typing import Any
 
 from phloem.api import Env, create_run
 from phloem.driver import DEFAULT_TTL, LeaseKeeper, Loop, RunSession, holder_id
+from phloem.driver.loop import BROKEN_BACKOFF
 from phloem.dsl.spec import PipelineSpec
 from phloem.errors import PhloemError, RunConflict, StoreLocked
 from phloem.executors import Executor, make_executor
@@ -353,11 +354,19 @@ class Scheduler:
                 continue
             try:
                 session = self._session(run)
+                self.loop.add(session)
             except Exception as exc:
-                log.error("cannot drive run %s of %s: %s", run.run_id, run.pipeline, exc)
+                log.error(
+                    "cannot drive run %s of %s (trying again in %.0fs): %s",
+                    run.run_id,
+                    run.pipeline,
+                    BROKEN_BACKOFF,
+                    exc,
+                )
+                self.loop.broken[run.run_id] = now + BROKEN_BACKOFF
+                self.loop.sessions.pop(run.run_id, None)
                 self.catalog.release_runs(self.id, [run.run_id])
                 continue
-            self.loop.add(session)
             claimed.append(run.run_id)
             log.info("driving run %s of %s (%s)", run.run_id, run.pipeline, run.run_type)
         return claimed
