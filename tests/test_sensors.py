@@ -140,3 +140,17 @@ def test_a_poke_that_never_returns_is_stopped_at_the_sensor_deadline(tmp_path: P
     ti = r.tasks[("hangs_while_poking", -1)]
     assert ti.state is TaskState.FAILED and "a poke did not return" in (ti.error or "")
     assert r.task_state("consume") is TaskState.UPSTREAM_FAILED
+
+
+def test_a_retried_sensor_gets_its_whole_time_again(store: object, tmp_path: Path) -> None:
+    target = tmp_path / "late.csv"
+
+    @pipeline
+    def p() -> None:
+        consume(file_ready.with_options(timeout=0.3)(str(target)))
+
+    r = phloem.run(p, store=store, home=tmp_path)  # type: ignore[arg-type]
+    assert r.task_state("file_ready") is TaskState.FAILED
+    target.write_text("x")
+    again = phloem.retry(r.run_id, pipeline=p, store=store, home=tmp_path)  # type: ignore[arg-type]
+    assert again.succeeded and again.output("consume") == f"got {target}"
