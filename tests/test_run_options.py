@@ -165,3 +165,22 @@ def test_teardown_runs_regardless_and_does_not_decide_the_run(tmp_path: Path) ->
     r = phloem.run(with_teardown, executor="inline", store="memory", home=tmp_path)
     assert r.task_state("tidy") is TaskState.SUCCESS
     assert r.state is phloem.RunState.FAILED
+
+
+@task
+def uses_a_library() -> str:
+    import json as _json
+    from email import message_from_string
+
+    return _json.dumps(str(message_from_string("a: b")["a"]))
+
+
+@pipeline
+def imports_inside() -> None:
+    uses_a_library()
+
+
+def test_modules_imported_in_task_bodies_are_preloaded_once_in_the_driver() -> None:
+    from phloem.executors.preload import imported_in_tasks
+
+    assert imported_in_tasks({"p": imports_inside.spec}) == ["json", "email"]

@@ -23,6 +23,7 @@ from typing import Any
 
 from phloem.dsl.spec import PipelineSpec
 from phloem.executors.base import Report, Started
+from phloem.executors.preload import imported_in_tasks, preload
 from phloem.executors.threads import ThreadBudget
 from phloem.runner import Attempt, Result
 
@@ -58,6 +59,7 @@ class LocalExecutor:
     def start(self, pipelines: Mapping[str, PipelineSpec], artifacts_url: str) -> None:
         self._pipelines = pipelines
         self._artifacts_url = artifacts_url
+        preload(imported_in_tasks(pipelines))  # once here, inherited by every worker
 
     def _spawn(self) -> _Worker:
         parent, child = self._ctx.Pipe(duplex=True)
