@@ -19,7 +19,7 @@ from phloem.driver import DEFAULT_TTL, Driver, Reporter, holder_id
 from phloem.driver.leases import is_dead_local
 from phloem.dsl.pipeline import Pipeline, resolve_params
 from phloem.dsl.spec import PipelineSpec
-from phloem.engine import TI, Snapshot, Transition
+from phloem.engine import TI
 from phloem.errors import PhloemError, TaskNotFound
 from phloem.executors import Executor, make_executor
 from phloem.loading import load_pipeline
@@ -396,7 +396,6 @@ __all__ = [
     "drive",
     "open_env",
     "retry",
+    "reopen",
     "run",
-    "Snapshot",
-    "Transition",
 ]

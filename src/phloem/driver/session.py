@@ -200,11 +200,6 @@ class RunSession:
             self.reporter.finish(self.snap, now)
         return step
 
-    def step(self, now: float, capacity: Capacity) -> Step:
-        d, req = self.plan(now, capacity)
-        applied = self.store.commit_many([req], now=now)[0] if req is not None else None
-        return self.absorb(d, applied, now)
-
     def top_priority(self) -> int:
         """The highest priority among tasks waiting for a slot (0 when none wait): when slots
         are scarce, the run with the most urgent waiting task goes first."""

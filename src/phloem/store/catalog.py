@@ -320,17 +320,9 @@ class Catalog:
 
     # -- scheduling facts -----------------------------------------------------------------------
 
-    def last_scheduled(self, pipeline: str) -> str | None:
-        """The newest logical date of a scheduled or backfill run of ``pipeline``."""
-        r = s.runs
-        q = select(func.max(r.c.logical_date)).where(
-            r.c.pipeline == pipeline, r.c.run_type.in_(("scheduled", "backfill"))
-        )
-        with self.engine.connect() as conn:
-            return conn.execute(q).scalar()
-
     def last_scheduled_many(self, pipelines: Sequence[str]) -> dict[str, str]:
-        """``last_scheduled`` for many pipelines in a few grouped queries."""
+        """The newest logical date of a scheduled or backfill run of each pipeline (one
+        grouped query per 500 pipelines)."""
         r = s.runs
         out: dict[str, str] = {}
         with self.engine.connect() as conn:
@@ -429,14 +421,6 @@ class Catalog:
                     conn.rollback()
                     return False
         return True
-
-    def asset_events(
-        self, asset: str, limit: int = 50
-    ) -> list[tuple[int, str | None, str | None, float]]:
-        ev = s.asset_events
-        q = select(ev.c.id, ev.c.run_id, ev.c.task_id, ev.c.at).where(ev.c.asset == asset)
-        with self.engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(q.order_by(ev.c.id.desc()).limit(limit))]
 
 
 @dataclass
