@@ -438,21 +438,23 @@ def test_stale_expansion_is_lost_with_its_instances(store: SqlStore) -> None:
     assert by_key(store) == {("m", -1): TI(task_id="m"), ("z", -1): replace(z, state=S.SCHEDULED)}
 
 
-def test_reset_and_replace_mapped(store: SqlStore) -> None:
+def test_reopen_resets_instances_and_replaces_mapped_ones(store: SqlStore) -> None:
     store.create_run(make_run(), [TI(task_id="a", state=S.FAILED, try_number=2), *tis("m")])
+    store.set_run_state("run-1", RunState.QUEUED, RunState.FAILED, 4.0)
     failed = store.get_instance("run-1", "a")
-    n = store.reset_instances("run-1", [(failed, replace(failed, state=S.PENDING))], 5.0, "retry")
-    assert n == 1
+    store.commit("run-1", [], expansions=[Expansion(TI(task_id="m"), 2)], now=4.5)
+    reset = [(failed, replace(failed, state=S.PENDING))]
+    placeholder = TI(task_id="m", try_number=1, retry_base=1)
+    n = store.reopen_run("run-1", reset, [placeholder], "retry", 5.0)
+    assert n == 2
     assert store.get_instance("run-1", "a").state is S.PENDING
-    assert (
-        store.reset_instances("run-1", [(failed, replace(failed, state=S.PENDING))], 6.0, "retry")
-        == 0
-    )
-    store.commit("run-1", [], expansions=[Expansion(TI(task_id="m"), 2)], now=7.0)
-    store.replace_mapped("run-1", "m", TI(task_id="m", try_number=1), 8.0)
     got = by_key(store)
     assert [k for k in got if k[0] == "m"] == [("m", -1)]
     assert got[("m", -1)].try_number == 1
+    assert store.get_run("run-1").state is RunState.RUNNING
+    # again: the reset's compare-and-set loses, nothing more changes
+    assert store.reopen_run("run-1", reset, [], "retry", 6.0) == 0
+    assert store.get_run("run-1").state is RunState.RUNNING
 
 
 # -- artifacts and pools --------------------------------------------------------------------------

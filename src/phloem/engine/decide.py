@@ -461,20 +461,12 @@ def _ordered(w: _Work, keys: list[Key], free: int, pooled: bool) -> Iterable[Key
         t = tasks[k[0]]
         return (-t.options.priority, t.index, k[1])
 
-    if not pooled and _uniform_priority(w.snap):
+    if not pooled and w.snap.uniform_priority:
         # first come, first served: keys arrive in the order they became ready
         return keys[:free]
     if len(keys) <= free or pooled:
         return sorted(keys, key=rank)  # pools may reject some, so look at all
     return heapq.nsmallest(free, keys, key=rank)
-
-
-def _uniform_priority(snap: Snapshot) -> bool:
-    priorities = {t.options.priority for t in snap.spec.tasks.values()}
-    return len(priorities) <= 1
-
-
-# -- the run -----------------------------------------------------------------------------------
 
 
 def _run_state(w: _Work) -> RunState | None:

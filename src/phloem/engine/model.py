@@ -85,6 +85,8 @@ class Snapshot:
     indexes: dict[str, list[int]] = field(default_factory=dict)
     counts: dict[str, Counter[TaskState]] = field(default_factory=dict)
     by_state: dict[TaskState, dict[Key, None]] = field(default_factory=dict)
+    #: every task has the same priority, so ready instances go first come, first served
+    uniform_priority: bool = True
 
     @classmethod
     def build(
@@ -97,6 +99,7 @@ class Snapshot:
     ) -> Snapshot:
         snap = cls(spec, run_id, run_state, params)
         snap.by_state = {s: {} for s in TaskState}
+        snap.uniform_priority = len({t.options.priority for t in spec.tasks.values()}) <= 1
         snap.counts = {t: Counter() for t in spec.tasks}
         snap.indexes = {t: [] for t in spec.tasks}
         for ti in sorted(instances, key=lambda t: t.map_index):

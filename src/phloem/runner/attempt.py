@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from phloem.artifacts.ref import ArtifactRef
+
 
 @dataclass(frozen=True, slots=True)
 class Out:
@@ -57,15 +59,6 @@ class Attempt:
 
 
 @dataclass(frozen=True, slots=True)
-class ArtifactInfo:
-    digest: str
-    serializer: str
-    type_name: str
-    size: int
-    key: str
-
-
-@dataclass(frozen=True, slots=True)
 class Result:
     """How an attempt ended, as the runner saw it; the engine decides what it means."""
 
@@ -81,7 +74,7 @@ class Result:
     follow: tuple[str, ...] | None = None
     error: str | None = None
     retryable: bool = True
-    artifacts: tuple[ArtifactInfo, ...] = ()
+    artifacts: tuple[ArtifactRef, ...] = ()  # outputs stored as artifacts
     inputs: tuple[str, ...] = field(default=())  # digests of artifacts read
 
     @property

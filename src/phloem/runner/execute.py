@@ -17,7 +17,7 @@ from phloem.artifacts.codec import from_stored_json, to_stored_json
 from phloem.context import TaskContext, activate, deactivate
 from phloem.dsl.spec import TaskSpec
 from phloem.errors import SerializationError
-from phloem.runner.attempt import ArtifactInfo, Attempt, Element, Out, OutList, Result
+from phloem.runner.attempt import Attempt, Element, Out, OutList, Result
 from phloem.runner.logs import LazyLogFile, attempt_logger
 from phloem.secrets import Masker, masking
 
@@ -232,16 +232,13 @@ def _pick(value: Any, path: tuple[str | int, ...]) -> Any:
     return value
 
 
-def _store(
-    value: Any, artifacts: ArtifactStore
-) -> tuple[str, tuple[ArtifactInfo, ...], int | None]:
+def _store(value: Any, artifacts: ArtifactStore) -> tuple[str, tuple[ArtifactRef, ...], int | None]:
     value = _plain(value)
     obj = encode_output(value, artifacts)
     length = len(value) if isinstance(value, (list, tuple)) else None
     if isinstance(obj, Inline):
         return to_stored_json(obj), (), length
-    info = ArtifactInfo(obj.digest, obj.serializer, obj.type_name, obj.size, obj.key)
-    return to_stored_json(obj), (info,), length
+    return to_stored_json(obj), (obj,), length
 
 
 def _plain(value: Any) -> Any:

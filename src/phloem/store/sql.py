@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, select
@@ -576,15 +575,6 @@ class SqlStore:
             if fresh_rows:
                 conn.execute(au.insert(), fresh_rows)
 
-    def reset_instances(
-        self, run_id: str, resets: Sequence[tuple[TI, TI]], now: float, reason: str
-    ) -> int:
-        """Put instances back to an earlier state for a person's retry or a resume; each is a
-        compare-and-set against the instance as it was read. Returns how many changed."""
-        ts = [Transition(old, new, reason) for old, new in resets]
-        applied = self.commit(run_id, ts, now=now)
-        return len({t.key for t in applied.transitions})
-
     def add_instances(
         self, run_id: str, instances: Sequence[TI], pools: dict[str, tuple[str, int]]
     ) -> None:
@@ -627,11 +617,6 @@ class SqlStore:
                         .values(batch=batch, batch_limit=batch_limit)
                     )
         return changed
-
-    def replace_mapped(self, run_id: str, task_id: str, placeholder: TI, now: float) -> None:
-        """Drop a mapped task's instances and put back its placeholder (re-expanded later)."""
-        with self._tx() as conn:
-            self._replace_mapped(conn, run_id, replace(placeholder, task_id=task_id), now)
 
     def _replace_mapped(self, conn: Connection, run_id: str, placeholder: TI, now: float) -> None:
         task_id = placeholder.task_id
