@@ -52,7 +52,7 @@ def home_path(value: str, default: str) -> Path:
 def fetch_new_records(batch_size: int) -> pd.DataFrame:
     """The records that arrived in this run's window (a stand-in for a warehouse query)."""
     ctx = phloem.context()
-    batch_id = ctx.data_interval_start or ctx.logical_date
+    batch_id = ctx.data_interval_start.isoformat()
     features = load_breast_cancer(as_frame=True).data
     batch = features.sample(batch_size, random_state=zlib.crc32(batch_id.encode()))
     batch.insert(0, "record_id", [f"R{i:04d}" for i in batch.index])

@@ -112,7 +112,7 @@ def validate_data_quality(features: pd.DataFrame, min_rows: int) -> pd.DataFrame
 @task
 def load_to_feature_store(features: pd.DataFrame, output_dir: str) -> dict[str, Any]:
     ctx = phloem.context()
-    day = ctx.logical_date[:10]
+    day = ctx.ds
     folder = feature_store_path(output_dir) / "diabetes_features"
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"date={day}.parquet"

@@ -27,7 +27,7 @@ GOOD = textwrap.dedent(
     @task
     def tick() -> str:
         import phloem
-        return phloem.context().logical_date
+        return phloem.context().logical_date.isoformat(timespec="microseconds")
 
     @pipeline(schedule=timedelta(seconds=1), catchup=True, max_active_runs=2,
               start_date=datetime.fromisoformat("{start}"))
@@ -262,7 +262,7 @@ def test_backfill_plans_creates_and_does_not_duplicate(env: Env, tmp_path: Path)
             from pathlib import Path
             if flag and Path(flag).exists():
                 raise RuntimeError("bad day")
-            return phloem.context().logical_date
+            return phloem.context().logical_date.isoformat(timespec="microseconds")
 
         @pipeline(schedule="@daily", start_date="2026-01-01", catchup=False)
         def daily(flag: str = ""):

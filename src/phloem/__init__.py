@@ -32,6 +32,7 @@ from phloem.states import RunState, TaskState, TriggerRule
 if TYPE_CHECKING:
     from phloem import tasks
     from phloem.api import RunResult, retry, run
+    from phloem.templating import template
     from phloem.variables import Connection, connection, variable
 
 __version__ = "0.1.0"
@@ -52,6 +53,7 @@ __all__ = [
     "TaskContext",
     "context",
     "skip",
+    "template",
     # configuration and secrets
     "Connection",
     "connection",
@@ -98,6 +100,10 @@ def __getattr__(name: str) -> Any:
         from phloem import variables
 
         return getattr(variables, name)
+    if name == "template":
+        from phloem.templating import template
+
+        return template
     if name == "tasks":
         import importlib
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from phloem.context import context
 from phloem.dsl.task import sensor
+from phloem.records import iso_utc
 
 
 @sensor(poke_interval=30, timeout=24 * 3600)
@@ -44,7 +45,7 @@ def wait_for_pipeline(pipeline: str, task: str | None = None) -> dict[str, Any] 
         )
     store = SqlStore(ctx.store_url, migrate=False)
     try:
-        run = store.find_run(pipeline, ctx.logical_date)
+        run = store.find_run(pipeline, iso_utc(ctx.logical_date))
         if run is None:
             return None
         if task is None:

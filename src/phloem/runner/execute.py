@@ -10,11 +10,12 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import datetime, timezone
 from typing import Any
 
 from phloem.artifacts import ArtifactRef, ArtifactStore, Inline, decode_output, encode_output
 from phloem.artifacts.codec import from_stored_json, to_stored_json
-from phloem.context import TaskContext, activate, deactivate
+from phloem.context import Deferred, TaskContext, activate, as_datetime, deactivate
 from phloem.dsl.spec import TaskSpec
 from phloem.errors import SerializationError
 from phloem.runner.attempt import Attempt, Element, Out, OutList, Result
@@ -69,15 +70,16 @@ def _run(
         try_number=attempt.try_number,
         started_at=started,
     )
+    logical_date = as_datetime(attempt.logical_date) or datetime.now(timezone.utc)
     ctx = TaskContext(
         run_id=attempt.run_id,
         pipeline=attempt.pipeline,
         task_id=attempt.task_id,
         map_index=attempt.map_index if attempt.map_index >= 0 else None,
         try_number=attempt.try_number,
-        logical_date=attempt.logical_date,
-        data_interval_start=attempt.data_interval_start,
-        data_interval_end=attempt.data_interval_end,
+        logical_date=logical_date,
+        data_interval_start=as_datetime(attempt.data_interval_start) or logical_date,
+        data_interval_end=as_datetime(attempt.data_interval_end) or logical_date,
         params=attempt.params,
         log=logger,
         store_url=attempt.store_url,
@@ -208,6 +210,8 @@ def _resolve(value: Any, artifacts: ArtifactStore, inputs: list[str]) -> Any:
         return _pick(_decode(value.stored, artifacts, inputs), value.path)
     if isinstance(value, OutList):
         return _pick([_decode(s, artifacts, inputs) for s in value.stored], value.path)
+    if isinstance(value, Deferred):
+        return value.resolve()
     if isinstance(value, list):
         return [_resolve(v, artifacts, inputs) for v in value]
     if isinstance(value, tuple):

@@ -17,6 +17,7 @@ from phloem.dsl.options import TaskOptions
 from phloem.dsl.refs import TaskRef
 from phloem.dsl.task import Task
 from phloem.errors import PhloemError
+from phloem.templating import render
 
 #: How many trailing lines of stderr go into the one-line error of a failed command.
 ERROR_TAIL_LINES = 3
@@ -47,7 +48,9 @@ def shell(
     inherited environment (values may be other tasks' outputs). Stdout and stderr stream into
     the attempt log. A non-zero exit fails the task with the exit code and the last lines of
     stderr. The output is the last line of stdout (``capture="last"``), a dict of
-    ``returncode``/``stdout``/``stderr`` (``"all"``), or None (``"none"``). Other keywords are
+    ``returncode``/``stdout``/``stderr`` (``"all"``), or None (``"none"``). Placeholders such as
+    ``{ds}``, ``{params.x}`` or ``{conn.db.host}`` in the command, ``env`` values and ``cwd``
+    are filled when the task runs (see ``phloem.templating``). Other keywords are
     task options (``retries=``, ``timeout=``, ...); the task is named ``shell`` unless ``name``.
     """
     if capture not in _CAPTURE:
@@ -67,13 +70,16 @@ def run_command(
     capture: str = "last",
 ) -> Any:
     """The body of a shell task (callable directly, e.g. in a unit test)."""
-    argv = ["/bin/sh", "-c", command] if isinstance(command, str) else [str(a) for a in command]
+    if isinstance(command, str):
+        argv = ["/bin/sh", "-c", render(command)]
+    else:
+        argv = [render(str(a)) for a in command]
     if not argv:
         raise PhloemError("shell task: the command is empty")
     full_env = None
     if env:
         full_env = dict(os.environ)
-        full_env.update({str(k): _env_value(v) for k, v in env.items() if v is not None})
+        full_env.update({str(k): render(_env_value(v)) for k, v in env.items() if v is not None})
     out, err = sys.stdout, sys.stderr  # the attempt log while a task runs
     lock = threading.Lock()
     tail: deque[str] = deque(maxlen=ERROR_TAIL_LINES)
@@ -87,7 +93,7 @@ def run_command(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=full_env,
-        cwd=cwd,
+        cwd=render(cwd) if cwd else None,
         text=True,
         errors="replace",
         bufsize=1,

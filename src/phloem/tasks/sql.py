@@ -1,4 +1,5 @@
-"""``phloem.tasks.sql``: a task that runs one SQL statement on a connection, parameters bound."""
+"""``phloem.tasks.sql``: a task that runs SQL on a connection, parameters bound, several
+statements in one transaction."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from phloem.dsl.options import TaskOptions
 from phloem.dsl.refs import TaskRef
 from phloem.dsl.task import Task
 from phloem.errors import PhloemError
+from phloem.templating import render
 
 
 def sql(
@@ -24,9 +26,11 @@ def sql(
 
     Parameters are bound by the database driver, never pasted into the text: write ``:name``
     in the query and give ``params={"name": value}`` (values may be other tasks' outputs; a
-    list of dicts runs the statement once per dict). The output is the rows as a list of
-    dicts for a query that returns rows, else the number of rows changed. Other keywords are
-    task options; the task is named ``sql`` unless ``name``.
+    list of dicts runs the statement once per dict). Several statements separated by ``;``
+    run in one transaction. The output is the (last statement's) rows as a list of dicts for
+    a query that returns rows, else the number of rows changed. Placeholders such as ``{ds}``
+    are filled when the task runs; bind values with ``:name`` rather than templating them.
+    Other keywords are task options; the task is named ``sql`` unless ``name``.
     """
     t = _SQL
     if name is not None:
@@ -41,7 +45,11 @@ def run_query(
     conn: str = "warehouse",
     params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
 ) -> Any:
-    """The body of a SQL task (callable directly, e.g. in a unit test)."""
+    """The body of a SQL task (callable directly, e.g. in a unit test).
+
+    A script of several statements runs in one transaction, in order (the idempotent
+    ``DELETE ...; INSERT ...`` of a partition); its output is the last statement's.
+    """
     from sqlalchemy import create_engine, text
     from sqlalchemy.pool import NullPool
 
@@ -49,21 +57,46 @@ def run_query(
 
     if not isinstance(query, str) or not query.strip():
         raise PhloemError("sql task: the query is empty")
+    statements = split_statements(render(query))
+    if not statements:
+        raise PhloemError("sql task: the query holds only comments or semicolons")
+    if len(statements) > 1 and params is not None and not isinstance(params, Mapping):
+        raise PhloemError(
+            f"sql task: a script of {len(statements)} statements takes one dict of params, not "
+            "a list (a list runs one statement once per dict); split the script into tasks"
+        )
     c = connection(conn)
     engine = create_engine(sqlalchemy_url(c.uri), poolclass=NullPool)
     try:
         with engine.begin() as db:
-            if params is None:
-                result = db.execute(text(query))
-            elif isinstance(params, Mapping):
-                result = db.execute(text(query), dict(params))
-            else:
-                result = db.execute(text(query), [dict(p) for p in params])
-            if result.returns_rows:
-                return [dict(row) for row in result.mappings()]
-            return result.rowcount
+            for statement in statements:
+                if params is None:
+                    result = db.execute(text(statement))
+                elif isinstance(params, Mapping):
+                    result = db.execute(text(statement), dict(params))
+                else:
+                    result = db.execute(text(statement), [dict(p) for p in params])
+                output = (
+                    [dict(row) for row in result.mappings()]
+                    if result.returns_rows
+                    else result.rowcount
+                )
+            return output
     finally:
         engine.dispose()
+
+
+def split_statements(script: str) -> list[str]:
+    """The statements of a SQL script, without empty ones (semicolons inside strings, quoted
+    names and comments do not split)."""
+    import sqlparse
+
+    out = []
+    for statement in sqlparse.split(script):
+        stripped = sqlparse.format(statement, strip_comments=True).strip().rstrip(";").strip()
+        if stripped:
+            out.append(statement.strip().rstrip(";").rstrip())
+    return out
 
 
 def sqlalchemy_url(uri: str) -> str:
