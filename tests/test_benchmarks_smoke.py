@@ -44,3 +44,16 @@ def test_w1_fan_out_of_twenty(workloads: ModuleType, home: Path) -> None:
     assert result.output("noop") == list(range(20))
     assert result.output("total") == sum(range(20)) == workloads.plain_w1(lambda: None, 20)
     assert sum(1 for task_id, _ in result.tasks if task_id == "noop") == 20
+
+
+def test_import_benchmark_prints_its_figures(capsys: pytest.CaptureFixture[str]) -> None:
+    spec = importlib.util.spec_from_file_location(
+        "phloem_bench_imports", WORKLOADS.parent / "imports.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--repeat", "1", "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "import phloem: median" in out
+    assert "  phloem" in out.split("slowest modules", 1)[1]  # phloem itself is the slowest

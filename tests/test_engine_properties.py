@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import heapq
 import random
-from dataclasses import replace
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from phloem.engine import AttemptFinished, AttemptStarted, Event, Verdict
@@ -20,6 +19,7 @@ from strategies import (
     FAILURE_STATES,
     DagPlan,
     Sim,
+    TaskPlan,
     branch_decision,
     build_pipeline,
     dag_plans,
@@ -92,10 +92,25 @@ class FakeExecutor:
         return AttemptFinished(key, try_number, "skip", end)
 
 
+DURATIONS = (0.0, 1.0, 3.0, 7.0, 15.0)
+
+
+def _time_limit(ex: FakeExecutor, task_id: str) -> float | None:
+    """How long an attempt of ``task_id`` may run before the engine stops it: a sensor's poke
+    by the sensor's deadline, any other task by its timeout."""
+    opts = ex.sim.spec.tasks[task_id].options
+    return opts.sensor.timeout if opts.sensor is not None else opts.timeout
+
+
 def _submit(ex: FakeExecutor, key: tuple[str, int], try_number: int) -> None:
     rnd, now = ex.rnd, ex.sim.now
     start = now + rnd.choice((0.0, 0.0, 1.0))
-    end = start + rnd.choice((0.0, 1.0, 3.0, 7.0, 15.0))
+    durations = DURATIONS
+    if ex.only_success:
+        # a success must end before the engine's deadline, or the engine rightly fails it
+        limit = _time_limit(ex, key[0])
+        durations = tuple(d for d in DURATIONS if limit is None or d < limit)
+    end = start + rnd.choice(durations)
     announced = ex.only_success or rnd.random() < 0.9  # else only the end is reported
     if announced:
         ex.push(start, AttemptStarted(key, try_number, start))
@@ -228,16 +243,25 @@ def test_same_inputs_same_run(plan: DagPlan, rnd: random.Random) -> None:
     assert a.run_state is b.run_state
 
 
+_SHORT_SENSOR = DagPlan(
+    tasks=(
+        TaskPlan("t0", "sensor", TriggerRule.ALL_SUCCESS, (), (), sensor_timeout=5.0),
+        TaskPlan("t1", "task", TriggerRule.ALL_SUCCESS, (0,), (), timeout=4.0),
+    ),
+    slots=1,
+    pool_size=2,
+    max_active_tasks=None,
+)
+
+
 @settings(max_examples=40, deadline=None)
 @given(plan=dag_plans(max_tasks=6), rnd=st.randoms(use_true_random=False))
+# a sensor whose deadline is shorter than most pokes, and a task with a short timeout
+@example(plan=_SHORT_SENSOR, rnd=random.Random(3))
+@example(plan=_SHORT_SENSOR, rnd=random.Random(11))
 def test_without_failures_nothing_fails(plan: DagPlan, rnd: random.Random) -> None:
-    """Only successes (short enough for any timeout): no instance fails, the run succeeds."""
-    plan = DagPlan(
-        tasks=tuple(replace(tp, timeout=None) for tp in plan.tasks),
-        slots=plan.slots,
-        pool_size=plan.pool_size,
-        max_active_tasks=plan.max_active_tasks,
-    )
+    """Only successes, each short enough for its timeout or its sensor's deadline: no instance
+    fails, the run succeeds."""
     sim = drive(plan, rnd, only_success=True)
     _check_finished_run(sim, plan)
     assert not [ti for ti in sim.snap.tis.values() if ti.state in FAILURE_STATES], sim.states()
