@@ -12,6 +12,7 @@ from phloem.context import TaskContext, context
 from phloem.dsl import Asset, Pipeline, Resources, Task, TaskRef, group, pipeline, sensor, task
 from phloem.errors import (
     ArtifactError,
+    CommandFailed,
     ConnectionNotFound,
     CycleError,
     DefinitionError,
@@ -23,6 +24,7 @@ from phloem.errors import (
     SecretError,
     SerializationError,
     StoreError,
+    StoreLocked,
     TaskFailed,
     TaskNotFound,
     VariableNotFound,
@@ -67,6 +69,7 @@ __all__ = [
     "run",
     # errors
     "ArtifactError",
+    "CommandFailed",
     "ConnectionNotFound",
     "CycleError",
     "DefinitionError",
@@ -78,6 +81,7 @@ __all__ = [
     "SecretError",
     "SerializationError",
     "StoreError",
+    "StoreLocked",
     "TaskFailed",
     "TaskNotFound",
     "VariableNotFound",
@@ -109,3 +113,7 @@ def __getattr__(name: str) -> Any:
 
         return importlib.import_module("phloem.tasks")
     raise AttributeError(f"module 'phloem' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -16,6 +16,7 @@ happened in (pipeline, task, run, attempt), so a message can say where and what 
     +-- SerializationError       a value cannot be stored as an output or artifact
     +-- ArtifactError            an artifact is missing or fails its integrity check
     +-- TaskFailed               raised by the runner for a failed attempt (carries the message)
+    +-- CommandFailed            a shell task's command exited with a non-zero status
     +-- VariableNotFound         no variable of that key, and no default was given
     +-- ConnectionNotFound       no connection of that name
     +-- SecretError              a secret cannot be encrypted or decrypted with the configured key
@@ -82,6 +83,16 @@ class ArtifactError(PhloemError):
 
 class TaskFailed(PhloemError):
     """An attempt failed; ``message`` is the one-line reason shown to users."""
+
+
+class CommandFailed(PhloemError):
+    """A shell task's command exited with a non-zero status; ``stderr_tail`` holds its last
+    lines of error output."""
+
+    def __init__(self, message: str, returncode: int, stderr_tail: list[str]) -> None:
+        super().__init__(message, returncode=returncode)
+        self.returncode = returncode
+        self.stderr_tail = stderr_tail
 
 
 class VariableNotFound(PhloemError):

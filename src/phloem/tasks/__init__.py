@@ -6,7 +6,8 @@
   bound; rows come back as a list of dicts.
 """
 
-from phloem.tasks.shell import CommandFailed, shell
+from phloem.errors import CommandFailed
+from phloem.tasks.shell import shell
 from phloem.tasks.sql import sql
 
 __all__ = ["CommandFailed", "shell", "sql"]

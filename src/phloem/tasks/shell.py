@@ -16,21 +16,12 @@ from typing import Any, TextIO
 from phloem.dsl.options import TaskOptions
 from phloem.dsl.refs import TaskRef
 from phloem.dsl.task import Task
-from phloem.errors import PhloemError
+from phloem.errors import CommandFailed, PhloemError
 from phloem.templating import render
 
 #: How many trailing lines of stderr go into the one-line error of a failed command.
 ERROR_TAIL_LINES = 3
 _CAPTURE = ("last", "all", "none")
-
-
-class CommandFailed(PhloemError):
-    """A shell task's command exited with a non-zero status."""
-
-    def __init__(self, message: str, returncode: int, stderr_tail: list[str]) -> None:
-        super().__init__(message, returncode=returncode)
-        self.returncode = returncode
-        self.stderr_tail = stderr_tail
 
 
 def shell(
