@@ -275,6 +275,7 @@ class Sim:
             assert run_transition_allowed(snap.run_state, d.run_state)
             snap.run_state = d.run_state
         self.check_capacity()
+        self.check_tallies()
 
     def check_capacity(self) -> None:
         active = [ti for ti in self.snap.tis.values() if ti.state in ACTIVE_TASK_STATES]
@@ -288,6 +289,20 @@ class Sim:
                 used[opts.pool] += opts.pool_slots
             for pool, size in self.pool_sizes.items():
                 assert used[pool] <= size, f"pool {pool}: {used[pool]} slots used of {size}"
+
+    def check_tallies(self) -> None:
+        """The snapshot's incremental fan-in tallies agree with a count from scratch."""
+        snap = self.snap
+        for task_id, t in self.spec.tasks.items():
+            counts, total = upstream_counts(snap, task_id)
+            tallied = +snap.upstream.counts(task_id)  # unary plus drops zero counts
+            assert tallied == counts, f"{task_id}: tallied {dict(tallied)} != {dict(counts)}"
+            assert snap.upstream.total[task_id] == total, f"{task_id}: total {total}"
+            reads = set(t.data_upstream)
+            unfinished = sum(
+                1 for ti in snap.tis.values() if ti.task_id in reads and not ti.state.is_terminal
+            )
+            assert snap.upstream.data_unfinished[task_id] == unfinished, task_id
 
     def transitions_of(self, task_id: str, map_index: int = -1) -> list[tuple[str, str]]:
         return [

@@ -15,6 +15,7 @@ from dataclasses import replace
 
 from phloem.dsl.refs import Lit, Param, Ref
 from phloem.dsl.spec import TaskSpec
+from phloem.engine.fanin import UpstreamCounts
 from phloem.engine.model import (
     TI,
     AttemptFinished,
@@ -56,6 +57,8 @@ class _Work:
         self.expansions: list[Expansion] = []
         self.kills: list[Kill] = []
         self.created: dict[str, list[int]] = {}
+        #: the overlay's changes to the snapshot's upstream tallies
+        self.upstream = UpstreamCounts(snap.upstream.edges)
 
     def get(self, key: Key) -> TI:
         ti = self.changed.get(key)
@@ -68,6 +71,7 @@ class _Work:
         if old.state is not new.state:
             self.delta[new.task_id][old.state] -= 1
             self.delta[new.task_id][new.state] += 1
+            self.upstream.move(new.task_id, old.state, new.state)
 
     def expand(self, placeholder: TI, count: int, now: float) -> None:
         e = Expansion(placeholder, count)
@@ -75,11 +79,14 @@ class _Work:
         t = placeholder.task_id
         self.delta[t][placeholder.state] -= 1
         self.total_delta[t] -= 1
+        self.upstream.add(t, placeholder.state, -1)
         created = expansion_instances(e, now)
         for ti in created:
             self.changed[ti.key] = ti
             self.delta[t][ti.state] += 1
             self.total_delta[t] += 1
+        for state, n in Counter(ti.state for ti in created).items():
+            self.upstream.add(t, state, n)
         self.created[t] = [ti.map_index for ti in created]
 
     def counts(self, task_id: str) -> Counter[TaskState]:
@@ -92,8 +99,16 @@ class _Work:
             out[s] += n
         return out
 
-    def total(self, task_id: str) -> int:
-        return len(self.snap.indexes[task_id]) + self.total_delta[task_id]
+    def upstream_counts(self, task_id: str) -> tuple[Counter[TaskState], int]:
+        """``task_id``'s upstream instances by state, and their number: O(states), whatever
+        the fan-in's width."""
+        base = self.snap.upstream
+        counts = base.counts(task_id, self.upstream)
+        return counts, base.total[task_id] + self.upstream.total[task_id]
+
+    def data_unfinished(self, task_id: str) -> int:
+        """Instances of the tasks whose output ``task_id`` reads that have not ended."""
+        return self.snap.upstream.data_unfinished[task_id] + self.upstream.data_unfinished[task_id]
 
     def indexes(self, task_id: str) -> list[int]:
         if task_id in self.created:
@@ -283,14 +298,15 @@ def _trigger(w: _Work, now: float) -> None:
     pending = sorted({k[0] for k in w.keys_in(S.PENDING)}, key=lambda t: spec.tasks[t].index)
     for task_id in pending:
         t = spec.tasks[task_id]
+        counts, total = w.upstream_counts(task_id)
         if (
             t.upstream
             and t.options.trigger_rule is not TriggerRule.ALWAYS
-            and not any(_ended(w, up) for up in t.upstream)
+            and not any(counts[s] for s in TERMINAL_TASK_STATES)
         ):
             continue  # no upstream instance has ended yet: no rule can decide (cheap check)
         keys = [(task_id, i) for i in w.indexes(task_id)]
-        verdict = _verdict(w, t)
+        verdict = _verdict(w, t, counts, total)
         for key in keys:
             ti = w.get(key)
             if ti.state is not S.PENDING:
@@ -307,42 +323,22 @@ def _trigger(w: _Work, now: float) -> None:
                 w.set(replace(ti, state=S.SCHEDULED))
 
 
-def _ended(w: _Work, task_id: str) -> bool:
-    c = w.snap.counts[task_id]
-    d = w.delta.get(task_id)
-    return any(c[state] + (d[state] if d else 0) > 0 for state in TERMINAL_TASK_STATES)
-
-
-def _verdict(w: _Work, t: TaskSpec) -> Verdict:
-    spec = w.snap.spec
-    for up in t.upstream:
-        u = spec.tasks[up]
-        if u.is_branch:
-            b = w.get((up, -1)) if (up, -1) in w.snap.tis or (up, -1) in w.changed else None
-            if (
-                b is not None
-                and b.state in SUCCESS_STATES
-                and b.follow is not None
-                and t.task_id not in b.follow
-                and not _after_any(w.snap, b.follow, t.task_id)
-            ):
-                # not chosen, and not a join that also comes after a chosen task
-                return Verdict.SKIP
-    counts: Counter[TaskState] = Counter()
-    total = 0
-    for up in t.upstream:
-        c = w.counts(up)
-        for s, n in c.items():
-            if n:
-                counts[s] += n
-        total += w.total(up)
+def _verdict(w: _Work, t: TaskSpec, counts: Counter[TaskState], total: int) -> Verdict:
+    for up in w.snap.upstream.edges.branch_upstream[t.task_id]:
+        b = w.get((up, -1)) if (up, -1) in w.snap.tis or (up, -1) in w.changed else None
+        if (
+            b is not None
+            and b.state in SUCCESS_STATES
+            and b.follow is not None
+            and t.task_id not in b.follow
+            and not _after_any(w.snap, b.follow, t.task_id)
+        ):
+            # not chosen, and not a join that also comes after a chosen task
+            return Verdict.SKIP
     verdict = evaluate(t.options.trigger_rule, counts, total)
-    if verdict is Verdict.RUN and t.data_upstream:
+    if verdict is Verdict.RUN and w.data_unfinished(t.task_id):
         # a task cannot start before the tasks whose output it reads have ended
-        for up in t.data_upstream:
-            c = w.counts(up)
-            if any(n for s, n in c.items() if not s.is_terminal):
-                return Verdict.WAIT
+        return Verdict.WAIT
     return verdict
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from phloem.dsl.spec import PipelineSpec
+from phloem.engine.fanin import Edges, UpstreamCounts
 from phloem.records import TI, Expansion, Key, Transition, expansion_instances
 from phloem.states import ACTIVE_TASK_STATES, RunState, TaskState
 
@@ -85,6 +86,8 @@ class Snapshot:
     indexes: dict[str, list[int]] = field(default_factory=dict)
     counts: dict[str, Counter[TaskState]] = field(default_factory=dict)
     by_state: dict[TaskState, dict[Key, None]] = field(default_factory=dict)
+    #: per task, its upstream instances by state (see ``fanin``); set by ``build``
+    upstream: UpstreamCounts = field(default_factory=lambda: UpstreamCounts(Edges({}, {}, {})))
     #: every task has the same priority, so ready instances go first come, first served
     uniform_priority: bool = True
 
@@ -102,6 +105,7 @@ class Snapshot:
         snap.uniform_priority = len({t.options.priority for t in spec.tasks.values()}) <= 1
         snap.counts = {t: Counter() for t in spec.tasks}
         snap.indexes = {t: [] for t in spec.tasks}
+        snap.upstream = UpstreamCounts(Edges.of(spec))
         for ti in sorted(instances, key=lambda t: t.map_index):
             if ti.task_id not in spec.tasks:
                 continue  # a task removed from the code since the run started
@@ -113,12 +117,14 @@ class Snapshot:
         self.indexes[ti.task_id].append(ti.map_index)
         self.counts[ti.task_id][ti.state] += 1
         self.by_state[ti.state][ti.key] = None
+        self.upstream.add(ti.task_id, ti.state)
 
     def _remove(self, ti: TI) -> None:
         del self.tis[ti.key]
         self.indexes[ti.task_id].remove(ti.map_index)
         self.counts[ti.task_id][ti.state] -= 1
         del self.by_state[ti.state][ti.key]
+        self.upstream.add(ti.task_id, ti.state, -1)
 
     def put(self, ti: TI) -> None:
         old = self.tis[ti.key]
@@ -127,6 +133,7 @@ class Snapshot:
             self.counts[ti.task_id][ti.state] += 1
             del self.by_state[old.state][ti.key]
             self.by_state[ti.state][ti.key] = None
+            self.upstream.move(ti.task_id, old.state, ti.state)
         self.tis[ti.key] = ti
 
     def apply_transition(self, t: Transition) -> None:
