@@ -57,6 +57,7 @@ class Driver:
         try:
             self.loop.add(self.session)
             self.loop.run_until_idle()
+            finished = self.session in self.loop.take_finished()
         except BaseException:
             self.executor.shutdown()
             try:
@@ -74,7 +75,7 @@ class Driver:
                 self.keeper.stop()
             if self.session.owner is not None and not self.session.fenced:
                 Catalog(self.store).release_runs(self.session.owner, [self.session.run_id])
-        if self.session.fenced or self.session not in self.loop.finished:
+        if self.session.fenced or not finished:
             raise PhloemError(
                 f"run {self.session.run_id} was taken over by another driver (its lease ran "
                 "out while this process was stalled); it goes on there",

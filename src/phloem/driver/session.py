@@ -20,15 +20,17 @@ from phloem.engine import (
     TI,
     AttemptFinished,
     AttemptStarted,
-    Capacity,
     Decision,
+    Draft,
     Event,
     Expansion,
+    Grant,
     Key,
     Kill,
     Snapshot,
     Transition,
-    decide,
+    draft,
+    finish,
 )
 from phloem.executors import Report, Started
 from phloem.records import RunRecord
@@ -158,12 +160,17 @@ class RunSession:
         for digest in dict.fromkeys(r.inputs):
             self._uses.append(ArtifactUse(digest, r.task_id, r.map_index, "input", r.try_number))
 
-    def plan(self, now: float, capacity: Capacity) -> tuple[Decision, Commit | None]:
-        """Decide from the reports received so far; the store applies the result (possibly
-        together with other runs' decisions, in one transaction) before ``absorb``."""
+    def draft(self, now: float) -> Draft:
+        """Draft a decision from the reports received so far; the loop then grants it
+        capacity (``allocate``) and ``plan`` finishes it."""
         events, self._events = self._events, []
         self._planned = events  # given back by ``restore`` if the commit fails
-        d = decide(self.snap, now, events, capacity)
+        return draft(self.snap, now, events)
+
+    def plan(self, drafted: Draft, grant: Grant, now: float) -> tuple[Decision, Commit | None]:
+        """Finish the draft within ``grant``; the store applies the result (possibly together
+        with other runs' decisions, in one transaction) before ``absorb``."""
+        d = finish(drafted, now, grant)
         if d.empty and not self._records and not self._uses:
             return d, None
         req = Commit(
@@ -199,30 +206,6 @@ class RunSession:
         if self.done and self.reporter is not None:
             self.reporter.finish(self.snap, now)
         return step
-
-    def top_priority(self) -> int:
-        """The highest priority among tasks waiting for a slot (0 when none wait): when slots
-        are scarce, the run with the most urgent waiting task goes first."""
-        tasks = self.spec.tasks
-        waiting = self.snap.by_state[TaskState.SCHEDULED]
-        return max((tasks[k[0]].options.priority for k in waiting), default=0)
-
-    def held(self, d: Decision) -> tuple[int, dict[str, int]]:
-        """Active attempts and pool slots this run holds once ``d`` is applied."""
-        final: dict[Key, TaskState] = {}
-        for t in d.transitions:
-            final[t.key] = t.new.state
-        active = set(self.snap.keys_in(*ACTIVE_TASK_STATES))
-        for key, state in final.items():
-            if state in ACTIVE_TASK_STATES:
-                active.add(key)
-            else:
-                active.discard(key)
-        pools: dict[str, int] = {}
-        for key in active:
-            opts = self.spec.tasks[key[0]].options
-            pools[opts.pool] = pools.get(opts.pool, 0) + opts.pool_slots
-        return len(active), pools
 
     def _apply(
         self,
@@ -352,14 +335,4 @@ def _finished(r: Result) -> AttemptFinished:
     )
 
 
-def pool_usage(sessions: Iterable[RunSession]) -> dict[str, int]:
-    """Pool slots held by the attempts these sessions handed out."""
-    used: dict[str, int] = {}
-    for s in sessions:
-        for key in s.snap.keys_in(*ACTIVE_TASK_STATES):
-            opts = s.spec.tasks[key[0]].options
-            used[opts.pool] = used.get(opts.pool, 0) + opts.pool_slots
-    return used
-
-
-__all__ = ["CallbackContext", "Reporter", "RunSession", "Step", "pool_usage"]
+__all__ = ["CallbackContext", "Reporter", "RunSession", "Step"]

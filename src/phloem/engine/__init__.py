@@ -1,6 +1,8 @@
-"""The pure state machine that decides every run; see ``decide``."""
+"""The pure state machine that decides every run (``decide``) and shares capacity among
+runs (``allocate``)."""
 
-from phloem.engine.decide import decide
+from phloem.engine.allocate import BACKFILL_PATIENCE, Ask, Demand, Grant, allocate
+from phloem.engine.decide import Draft, decide, draft, finish
 from phloem.engine.model import (
     TI,
     AttemptFinished,
@@ -17,18 +19,26 @@ from phloem.engine.model import (
 from phloem.engine.rules import Verdict, evaluate
 
 __all__ = [
+    "BACKFILL_PATIENCE",
     "TI",
+    "Ask",
     "AttemptFinished",
     "AttemptStarted",
     "Capacity",
     "Decision",
+    "Demand",
+    "Draft",
     "Event",
     "Expansion",
+    "Grant",
     "Key",
     "Kill",
     "Snapshot",
     "Transition",
     "Verdict",
+    "allocate",
     "decide",
+    "draft",
     "evaluate",
+    "finish",
 ]

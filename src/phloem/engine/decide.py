@@ -15,6 +15,7 @@ from dataclasses import replace
 
 from phloem.dsl.refs import Lit, Param, Ref
 from phloem.dsl.spec import TaskSpec
+from phloem.engine.allocate import Ask, Demand, Grant, allocate
 from phloem.engine.fanin import UpstreamCounts
 from phloem.engine.model import (
     TI,
@@ -129,24 +130,130 @@ def decide(
     events: Sequence[Event] = (),
     capacity: Capacity = Capacity(),
 ) -> Decision:
+    """Decide one run on its own: ``draft``, ``allocate`` its capacity, ``finish``."""
+    d = draft(snap, now, events)
+    if not d.ready:
+        return finish(d, now, Grant())
+    grant = allocate([d.demand(capacity.pools is not None)], capacity, now)[snap.run_id]
+    return finish(d, now, grant)
+
+
+def draft(snap: Snapshot, now: float, events: Sequence[Event] = ()) -> Draft:
+    """Everything but handing out work: reports, timeouts, timers, trigger rules, mapping."""
     w = _Work(snap)
+    wake: list[float] = []
     if snap.run_state.is_terminal:
-        return Decision()
+        return Draft(w, wake, closed=True)
     for event in events:
         _on_event(w, event, now)
-    wake: list[float] = []
     _timeouts(w, now, wake)
     _timers(w, now, wake)
     _trigger(w, now)
-    _queue(w, now, capacity)
-    run_state = _run_state(w)
+    return Draft(w, wake)
+
+
+def finish(d: Draft, now: float, grant: Grant) -> Decision:
+    """Queue what ``grant`` allows of the draft's ready instances; the run's state follows."""
+    if d.closed:
+        return Decision()
+    w = d.w
+    _queue(w, now, d, grant)
     return Decision(
         transitions=tuple(w.transitions),
         expansions=tuple(w.expansions),
         kills=tuple(w.kills),
-        run_state=run_state,
-        wake_at=min(wake) if wake else None,
+        run_state=_run_state(w),
+        wake_at=min(d.wake) if d.wake else None,
     )
+
+
+class Draft:
+    """A run's decision before it is given capacity (see ``draft``). ``demand`` tells
+    ``allocate`` what the run holds and has ready; ``finish`` completes it within a grant."""
+
+    __slots__ = ("_ranked", "closed", "ready", "w", "wake")
+
+    def __init__(self, w: _Work, wake: list[float], closed: bool = False) -> None:
+        self.w = w
+        self.wake = wake
+        self.closed = closed
+        #: scheduled instances, in the order they became ready
+        self.ready: list[Key] = [] if closed else w.keys_in(S.SCHEDULED)
+        self._ranked: list[Key] | None = None
+
+    def demand(
+        self, pooled: bool, *, created_at: float = 0.0, backfill_since: float | None = None
+    ) -> Demand:
+        """What this run holds once the draft applies, and what it has ready. ``pooled``: some
+        pool has a size, so pool slots are counted and ready work is asked for in rank order."""
+        w = self.w
+        tasks = w.snap.spec.tasks
+        active = w.keys_in(S.QUEUED, S.RUNNING)
+        held_pools: dict[str, int] = {}
+        if pooled:
+            for key in active:
+                opts = tasks[key[0]].options
+                held_pools[opts.pool] = held_pools.get(opts.pool, 0) + opts.pool_slots
+        return Demand(
+            run_id=w.snap.run_id,
+            held=len(active),
+            held_pools=held_pools,
+            asks=self._asks(pooled),
+            limit=w.snap.spec.max_active_tasks,
+            priority=self._top_priority(),
+            created_at=created_at,
+            backfill_since=backfill_since,
+        )
+
+    def _asks(self, pooled: bool) -> tuple[Ask, ...]:
+        if not self.ready:
+            return ()
+        if not pooled:
+            return (Ask(len(self.ready)),)
+        tasks = self.w.snap.spec.tasks
+        asks: list[Ask] = []
+        pool, slots, count = "", 0, 0
+        for key in self.ranked():
+            opts = tasks[key[0]].options
+            if opts.pool != pool or opts.pool_slots != slots:
+                if count:
+                    asks.append(Ask(count, pool, slots))
+                pool, slots, count = opts.pool, opts.pool_slots, 0
+            count += 1
+        asks.append(Ask(count, pool, slots))
+        return tuple(asks)
+
+    def _top_priority(self) -> int:
+        """The highest priority among ready instances (0 when none is ready)."""
+        if not self.ready:
+            return 0
+        tasks = self.w.snap.spec.tasks
+        if self.w.snap.uniform_priority:
+            return tasks[self.ready[0][0]].options.priority
+        if self._ranked is not None:
+            return tasks[self._ranked[0][0]].options.priority
+        return max(tasks[k[0]].options.priority for k in self.ready)
+
+    def ranked(self) -> list[Key]:
+        """Ready instances by rank: highest priority first, then definition order, then map
+        index."""
+        if self._ranked is None:
+            self._ranked = sorted(self.ready, key=self._rank)
+        return self._ranked
+
+    def _rank(self, k: Key) -> tuple[int, int, int]:
+        t = self.w.snap.spec.tasks[k[0]]
+        return (-t.options.priority, t.index, k[1])
+
+    def order(self, n: int, pooled: bool) -> Iterable[Key]:
+        """The ready instances to look at when ``n`` may start."""
+        if pooled:
+            return self.ranked()  # pools may reject some, so look at all
+        if self.w.snap.uniform_priority:
+            return self.ready[:n]  # first come, first served
+        if len(self.ready) <= n:
+            return self.ranked()
+        return heapq.nsmallest(n, self.ready, key=self._rank)
 
 
 # -- facts reported by executors -------------------------------------------------------------
@@ -402,27 +509,21 @@ def _length(w: _Work, arg: object) -> tuple[int | None, str]:
 # -- handing work out --------------------------------------------------------------------------
 
 
-def _queue(w: _Work, now: float, capacity: Capacity) -> None:
-    candidates = w.keys_in(S.SCHEDULED)
-    if not candidates:
+def _queue(w: _Work, now: float, d: Draft, grant: Grant) -> None:
+    free = grant.slots
+    if free <= 0 or not d.ready:
         return
-    spec = w.snap.spec
-    active = len(w.keys_in(S.QUEUED, S.RUNNING))
-    free = capacity.slots - active
-    if spec.max_active_tasks is not None:
-        free = min(free, spec.max_active_tasks - active)
-    if free <= 0:
-        return
-    pools = _pools_free(w, capacity.pools) if capacity.pools is not None else None
-    for key in _ordered(w, candidates, free, pools is not None):
+    tasks = w.snap.spec.tasks
+    budget = dict(grant.pools) if grant.pools is not None else None
+    for key in d.order(free, budget is not None):
         if free <= 0:
             break
         ti = w.get(key)
-        opts = spec.tasks[ti.task_id].options
-        if pools is not None and opts.pool in pools:
-            if pools[opts.pool] < opts.pool_slots:
+        opts = tasks[ti.task_id].options
+        if budget is not None and opts.pool in budget:
+            if budget[opts.pool] < opts.pool_slots:
                 continue
-            pools[opts.pool] -= opts.pool_slots
+            budget[opts.pool] -= opts.pool_slots
         free -= 1
         w.set(
             replace(
@@ -436,33 +537,6 @@ def _queue(w: _Work, now: float, capacity: Capacity) -> None:
                 first_started_at=ti.first_started_at if ti.first_started_at is not None else now,
             )
         )
-
-
-def _pools_free(w: _Work, totals: dict[str, int]) -> dict[str, int]:
-    """Pool slots left once the attempts already handed out (as of this decision) hold theirs."""
-    free = dict(totals)
-    tasks = w.snap.spec.tasks
-    for key in w.keys_in(S.QUEUED, S.RUNNING):
-        opts = tasks[key[0]].options
-        if opts.pool in free:
-            free[opts.pool] -= opts.pool_slots
-    return free
-
-
-def _ordered(w: _Work, keys: list[Key], free: int, pooled: bool) -> Iterable[Key]:
-    """Highest priority first, then definition order, then map index."""
-    tasks = w.snap.spec.tasks
-
-    def rank(k: Key) -> tuple[int, int, int]:
-        t = tasks[k[0]]
-        return (-t.options.priority, t.index, k[1])
-
-    if not pooled and w.snap.uniform_priority:
-        # first come, first served: keys arrive in the order they became ready
-        return keys[:free]
-    if len(keys) <= free or pooled:
-        return sorted(keys, key=rank)  # pools may reject some, so look at all
-    return heapq.nsmallest(free, keys, key=rank)
 
 
 def _run_state(w: _Work) -> RunState | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,11 +50,13 @@ class Kill:
 
 @dataclass(frozen=True, slots=True)
 class Capacity:
-    """Slots the engine may fill: the executor's total, and each pool's size (the engine
-    subtracts what this run's attempts already hold; pools without an entry are unbounded)."""
+    """Slots the engine may fill: the executor's total, each pool's size (pools without an
+    entry are unbounded), and the pool slots held by attempts of runs decided elsewhere (other
+    schedulers'). The engine subtracts what the runs it decides already hold."""
 
     slots: int = 1_000_000
-    pools: dict[str, int] | None = None
+    pools: Mapping[str, int] | None = None
+    held_elsewhere: Mapping[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

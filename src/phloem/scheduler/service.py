@@ -90,7 +90,6 @@ class Scheduler:
         self._next_due: dict[str, float] = {}
         self._schedules: dict[tuple[str, str, str], Schedule | None] = {}
         self._asset_mark = -1
-        self._finished_seen = 0
         self._next_tick = 0.0
         self._stop = threading.Event()
         self.wakers: list[WakeListener | PgListener] = []
@@ -177,6 +176,7 @@ class Scheduler:
     def step(self) -> None:
         assert self.loop is not None, "call start() first"
         now = time.time()
+        ended = self.loop.take_finished()
         if now >= self._next_parse:
             self.refresh(now)
         if now >= self._next_tick:
@@ -186,12 +186,8 @@ class Scheduler:
             self.claim(now)
             self._refresh_pools()
             self._next_tick = now + self.config.tick
-        elif len(self.loop.finished) != self._finished_seen:
+        elif ended:
             self.claim(now)  # a run just ended: take the next one now, not at the next tick
-        self._finished_seen = len(self.loop.finished)
-        if len(self.loop.finished) > 1000:  # keep memory flat in a long-lived service
-            del self.loop.finished[:500]
-            self._finished_seen = len(self.loop.finished)
         wait = max(0.0, min(self._next_tick, self._next_parse) - time.time())
         self.loop.turn(max_wait=wait, waker=[w for w in self.wakers if w.usable()])
         if any([w.drain() for w in self.wakers]):  # drain them all, not just the first
@@ -200,11 +196,10 @@ class Scheduler:
     def _refresh_pools(self) -> None:
         """Pool sizes may change (`phloem pools set`) and other schedulers hold slots too."""
         assert self.loop is not None
-        self.loop.pools = self.env.store.pools()
+        elsewhere = None
         if self.env.store.dialect != "sqlite":  # on SQLite this scheduler drives every run
-            self.loop.external_pools = self.env.store.pool_usage(
-                exclude_runs=list(self.loop.sessions)
-            )
+            elsewhere = self.env.store.pool_usage(exclude_runs=list(self.loop.sessions))
+        self.loop.set_pools(self.env.store.pools(), elsewhere)
 
     def _keep_sqlite_lease(self, now: float) -> None:
         holder = self.catalog.acquire(SQLITE_LEASE, self.id, self.config.lease_ttl, now)
@@ -347,8 +342,7 @@ class Scheduler:
         if room <= 0:
             return []
         claimed = []
-        self.loop.broken = {r: t for r, t in self.loop.broken.items() if t > now}
-        skip = set(self.loop.sessions) | set(self.loop.broken)
+        skip = set(self.loop.sessions) | self.loop.resting(now)
         for run in self.catalog.claim_runs(self.id, self.config.lease_ttl, now, room, skip):
             if run.run_id in self.loop.sessions:
                 continue
@@ -363,8 +357,7 @@ class Scheduler:
                     BROKEN_BACKOFF,
                     exc,
                 )
-                self.loop.broken[run.run_id] = now + BROKEN_BACKOFF
-                self.loop.sessions.pop(run.run_id, None)
+                self.loop.rest(run.run_id, BROKEN_BACKOFF)
                 self.catalog.release_runs(self.id, [run.run_id])
                 continue
             claimed.append(run.run_id)
