@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -10,10 +9,11 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from phloem.dsl.names import MAX_LENGTH
 from phloem.dsl.options import TaskOptions
 from phloem.dsl.refs import ArgSpec, Lit, Param, Ref, TaskRef, to_argspec
 from phloem.dsl.spec import ParamSpec, PipelineSpec, TaskSpec
-from phloem.errors import CycleError, DefinitionError, TaskNotFound
+from phloem.errors import CycleError, DefinitionError
 
 #: The builder of the pipeline whose body is executing right now (None outside a body).
 _current: ContextVar[Builder | None] = ContextVar("phloem_builder", default=None)
@@ -41,10 +41,13 @@ class _Draft:
     args: tuple[ArgSpec, ...]
     kwargs: tuple[tuple[str, ArgSpec], ...]
     expand: tuple[tuple[str, ArgSpec], ...] | None
-    data_upstream: list[str]
-    order_upstream: list[str] = field(default_factory=list)
+    #: data and ordering edges, as ordered sets: a fan-in of n tasks stays linear
+    data_upstream: dict[str, None]
+    order_upstream: dict[str, None] = field(default_factory=dict)
     group: str | None = None
     defined_at: str = ""
+    #: the position in definition order, to sort upstream ids without scanning every task
+    position: int = 0
 
 
 class Builder:
@@ -56,6 +59,8 @@ class Builder:
         self.drafts: dict[str, _Draft] = {}
         self.groups: list[str] = []
         self.order_sites: dict[tuple[str, str], str] = {}
+        #: the next suffix to try per repeated task id, so n calls of one task stay linear
+        self._suffixes: dict[str, int] = {}
 
     @contextmanager
     def active(self) -> Iterator[Builder]:
@@ -77,17 +82,27 @@ class Builder:
     def _new_id(self, base: str, explicit: bool, where: str) -> str:
         prefix = ".".join(self.groups)
         task_id = f"{prefix}.{base}" if prefix else base
-        if task_id not in self.drafts:
-            return task_id
-        if explicit:
+        if task_id in self.drafts:
+            if explicit:
+                raise DefinitionError(
+                    f"{where}: duplicate task name '{task_id}' in pipeline "
+                    f"'{self.pipeline_name}' (first defined at "
+                    f"{self.drafts[task_id].defined_at}); give this call another name with "
+                    ".with_options(name=...)"
+                )
+            task_id = self._next_free(task_id)
+        if len(task_id) > MAX_LENGTH:
             raise DefinitionError(
-                f"{where}: duplicate task name '{task_id}' in pipeline '{self.pipeline_name}' "
-                f"(first defined at {self.drafts[task_id].defined_at}); give this call another "
-                "name with .with_options(name=...)"
+                f"{where}: task id '{task_id[:40]}...' (groups and name) is {len(task_id)} "
+                f"characters long; the limit is {MAX_LENGTH}: use shorter group or task names"
             )
-        n = 1
+        return task_id
+
+    def _next_free(self, task_id: str) -> str:
+        n = self._suffixes.get(task_id, 1)
         while f"{task_id}__{n}" in self.drafts:
             n += 1
+        self._suffixes[task_id] = n + 1
         return f"{task_id}__{n}"
 
     def add_task(
@@ -118,7 +133,7 @@ class Builder:
                 _check_expandable(task_id, key, spec, where)
         for spec in (*arg_specs, *(s for _, s in kw_specs), *(s for _, s in exp_specs or ())):
             self._check_params(spec, where)
-        ordered = [u for u in self.drafts if u in upstream]  # definition order
+        ordered = sorted(upstream, key=lambda u: self.drafts[u].position)  # definition order
         self.drafts[task_id] = _Draft(
             task_id=task_id,
             fn=fn,
@@ -126,9 +141,10 @@ class Builder:
             args=arg_specs,
             kwargs=kw_specs,
             expand=exp_specs,
-            data_upstream=ordered,
+            data_upstream=dict.fromkeys(ordered),
             group=".".join(self.groups) or None,
             defined_at=where,
+            position=len(self.drafts),
         )
         return TaskRef(self, task_id)
 
@@ -141,7 +157,7 @@ class Builder:
             raise CycleError(f"{caller_location(3)}: task '{up}' cannot depend on itself")
         draft = self.drafts[down]
         if up not in draft.order_upstream and up not in draft.data_upstream:
-            draft.order_upstream.append(up)
+            draft.order_upstream[up] = None
             self.order_sites[(up, down)] = caller_location(4)
 
     def build(self, **pipeline_fields: Any) -> PipelineSpec:
@@ -247,9 +263,3 @@ def _check_expandable(task_id: str, key: str, spec: ArgSpec, where: str) -> None
             f"{where}: expand({key}=...) of task '{task_id}' takes a list, a task's output or a "
             "parameter"
         )
-
-
-def unknown_task(spec: PipelineSpec, task_id: str) -> TaskNotFound:
-    close = difflib.get_close_matches(task_id, list(spec.tasks), n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else f"; its tasks: {', '.join(spec.tasks)}"
-    return TaskNotFound(f"pipeline '{spec.name}' has no task '{task_id}'{hint}")

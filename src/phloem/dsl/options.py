@@ -1,222 +1,314 @@
-"""Task options: one frozen record, validated once, with fix-it messages for typos."""
+"""Task, sensor and pipeline options, each declared once: name, type, default, check, and one
+line of documentation (see ``declare``). Validation, the hints for unknown names and the README
+tables (``python -m phloem.dsl.docs``) all come from these declarations."""
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timezone
 from typing import Any
 
+from phloem.dsl import kinds
+from phloem.dsl.assets import asset_names
+from phloem.dsl.declare import declared, option
+from phloem.dsl.foreign import foreign_name
+from phloem.dsl.hints import did_you_mean
+from phloem.dsl.names import check_name
 from phloem.errors import DefinitionError
 from phloem.states import TriggerRule
 
 
-@dataclass(frozen=True, slots=True)
-class Resources:
-    """What one attempt needs; executors that place work (Ray) honour it."""
-
-    cpus: float = 1.0
-    gpus: float = 0.0
-    memory: int | None = None  # bytes
-
-
-@dataclass(frozen=True, slots=True)
-class SensorOptions:
-    poke_interval: float = 60.0
-    timeout: float = 7 * 24 * 3600.0
-    mode: str = "poke"  # or "reschedule"
-    soft_fail: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class TaskOptions:
-    name: str
-    kind: str = "task"  # "task" | "branch" | "sensor"
-    retries: int = 0
-    retry_delay: float = 0.0
-    retry_backoff: float = 1.0
-    max_retry_delay: float | None = None
-    retry_jitter: float = 0.0
-    timeout: float | None = None
-    trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
-    pool: str = "default"
-    pool_slots: int = 1
-    priority: int = 0
-    resources: Resources = field(default_factory=Resources)
-    tags: tuple[str, ...] = ()
-    on_success: Callable[..., Any] | None = None
-    on_failure: Callable[..., Any] | None = None
-    on_retry: Callable[..., Any] | None = None
-    sensor: SensorOptions | None = None
-    outputs: tuple[str, ...] = ()  # names of the assets this task updates
-    #: a clean-up task: runs whatever happened upstream (all_done unless told otherwise) and
-    #: is left out when the run's state is decided, as Airflow's teardown tasks are
-    teardown: bool = False
-    #: options the author set on the task itself; pipeline defaults never override these
-    explicit: frozenset[str] = frozenset()
-
-
-#: Options an author may pass to ``@task(...)`` / ``with_options(...)``.
-TASK_OPTION_NAMES = frozenset(
-    f.name for f in fields(TaskOptions) if f.name not in ("kind", "sensor", "explicit")
-)
-SENSOR_OPTION_NAMES = frozenset({"poke_interval", "timeout", "mode", "soft_fail"})
-
-
-def _seconds(value: object, option: str, where: str) -> float:
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise DefinitionError(
-            f"{where}: option '{option}' must be seconds (a number) or a timedelta, got {value!r}"
-        )
-    if value < 0:
-        raise DefinitionError(f"{where}: option '{option}' must not be negative, got {value!r}")
-    return float(value)
-
-
-def unknown_option(name: str, known: frozenset[str], where: str) -> DefinitionError:
-    close = difflib.get_close_matches(name, sorted(known), n=1)
-    hint = (
-        f"; did you mean '{close[0]}'?" if close else f"; known options: {', '.join(sorted(known))}"
-    )
-    return DefinitionError(f"{where}: unknown option '{name}'{hint}")
-
-
-def parse_trigger_rule(value: object, where: str) -> TriggerRule:
-    if isinstance(value, TriggerRule):
+def _memory(value: Any, option: str, where: str) -> int | None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
         return value
-    try:
-        return TriggerRule(str(value))
-    except ValueError:
-        names = [r.value for r in TriggerRule]
-        close = difflib.get_close_matches(str(value), names, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else f"use one of: {', '.join(names)}"
-        raise DefinitionError(f"{where}: unknown trigger rule '{value}'; {hint}") from None
-
-
-def build_options(base: TaskOptions, overrides: Mapping[str, Any], where: str) -> TaskOptions:
-    """Return ``base`` with ``overrides`` applied, validating every value."""
-    changes: dict[str, Any] = {}
-    sensor_changes: dict[str, Any] = {}
-    for key, value in overrides.items():
-        if base.kind == "sensor" and key in SENSOR_OPTION_NAMES:
-            sensor_changes[key] = value
-            continue
-        if key not in TASK_OPTION_NAMES:
-            known = TASK_OPTION_NAMES | (SENSOR_OPTION_NAMES if base.kind == "sensor" else set())
-            raise unknown_option(key, frozenset(known), where)
-        changes[key] = value
-    for key in ("retry_delay",):
-        if key in changes:
-            changes[key] = _seconds(changes[key], key, where)
-    for key in ("max_retry_delay", "timeout"):
-        if changes.get(key) is not None:
-            changes[key] = _seconds(changes[key], key, where)
-            if key == "timeout" and changes[key] <= 0:
-                raise DefinitionError(f"{where}: option 'timeout' must be positive")
-    if "retries" in changes:
-        r = changes["retries"]
-        if isinstance(r, bool) or not isinstance(r, int) or r < 0:
-            raise DefinitionError(f"{where}: option 'retries' must be an int >= 0, got {r!r}")
-    if "retry_backoff" in changes:
-        b = changes["retry_backoff"]
-        if isinstance(b, bool):  # Airflow's retry_exponential_backoff=True habit
-            b = 2.0 if b else 1.0
-        if not isinstance(b, (int, float)) or b < 1:
-            raise DefinitionError(
-                f"{where}: option 'retry_backoff' is a multiplier >= 1 (2.0 doubles the delay "
-                f"each retry), got {b!r}"
-            )
-        changes["retry_backoff"] = float(b)
-    if "retry_jitter" in changes:
-        j = changes["retry_jitter"]
-        if isinstance(j, bool):
-            j = 0.5 if j else 0.0
-        if not isinstance(j, (int, float)) or not 0 <= j <= 1:
-            raise DefinitionError(
-                f"{where}: option 'retry_jitter' is a fraction between 0 and 1, got {j!r}"
-            )
-        changes["retry_jitter"] = float(j)
-    if "trigger_rule" in changes:
-        changes["trigger_rule"] = parse_trigger_rule(changes["trigger_rule"], where)
-    for key in ("pool_slots", "priority"):
-        if key in changes:
-            v = changes[key]
-            if isinstance(v, bool) or not isinstance(v, int) or (key == "pool_slots" and v < 1):
-                raise DefinitionError(f"{where}: option '{key}' must be an int, got {v!r}")
-    if "pool" in changes and (not isinstance(changes["pool"], str) or not changes["pool"]):
-        raise DefinitionError(
-            f"{where}: option 'pool' must be a pool name, got {changes['pool']!r}"
-        )
-    if "resources" in changes:
-        changes["resources"] = _resources(changes["resources"], where)
-    if "tags" in changes:
-        changes["tags"] = tuple(changes["tags"])
-    if "outputs" in changes:
-        from phloem.dsl.assets import asset_names
-
-        changes["outputs"] = asset_names(changes["outputs"], where)
-    if "name" in changes:
-        name = changes["name"]
-        if not isinstance(name, str) or not name or "." in name or "/" in name:
-            raise DefinitionError(
-                f"{where}: task name must be a non-empty string without '.' or '/', got {name!r}"
-            )
-    for key in ("on_success", "on_failure", "on_retry"):
-        if changes.get(key) is not None and not callable(changes[key]):
-            raise DefinitionError(f"{where}: option '{key}' must be callable")
-    if (
-        changes.get("teardown")
-        and "trigger_rule" not in changes
-        and ("trigger_rule" not in base.explicit)
-    ):
-        changes["trigger_rule"] = TriggerRule.ALL_DONE
-    opts = replace(base, **changes, explicit=base.explicit | frozenset(overrides))
-    if sensor_changes:
-        opts = replace(opts, sensor=_sensor(opts.sensor or SensorOptions(), sensor_changes, where))
-    return opts
-
-
-def _resources(value: object, where: str) -> Resources:
-    if isinstance(value, Resources):
-        return value
-    if not isinstance(value, Mapping):
-        raise DefinitionError(f"{where}: 'resources' must be a dict like {{'cpus': 2, 'gpus': 1}}")
-    allowed = {"cpus", "gpus", "memory"}
-    for key in value:
-        if key not in allowed:
-            raise unknown_option(str(key), frozenset(allowed), f"{where} resources")
-    memory = value.get("memory")
-    if isinstance(memory, str):
-        memory = _parse_memory(memory, where)
-    return Resources(
-        cpus=float(value.get("cpus", 1.0)), gpus=float(value.get("gpus", 0.0)), memory=memory
-    )
-
-
-def _parse_memory(text: str, where: str) -> int:
+    if not isinstance(value, str):
+        raise DefinitionError(f"{where}: option '{option}' must be bytes or text like '4GiB'")
     units = {"k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-    t = text.strip().lower().removesuffix("ib").removesuffix("b")
+    t = value.strip().lower().removesuffix("ib").removesuffix("b")
     try:
         if t and t[-1] in units:
             return int(float(t[:-1]) * units[t[-1]])
         return int(t)
     except ValueError:
         raise DefinitionError(
-            f"{where}: cannot read memory size {text!r}; write e.g. '4GiB'"
+            f"{where}: cannot read memory size {value!r}; write e.g. '4GiB'"
         ) from None
 
 
-def _sensor(base: SensorOptions, changes: Mapping[str, Any], where: str) -> SensorOptions:
-    out = dict(changes)
-    if "poke_interval" in out:
-        out["poke_interval"] = _seconds(out["poke_interval"], "poke_interval", where)
-    if "timeout" in out:
-        out["timeout"] = _seconds(out["timeout"], "timeout", where)
-    if "mode" in out and out["mode"] not in ("poke", "reschedule"):
+def _amount(value: Any, option: str, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise DefinitionError(f"{where}: option '{option}' must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """What one attempt needs; executors that place work (Ray) honour it."""
+
+    cpus: float = option(1.0, kinds.kind("number", _amount), "CPUs one attempt needs")
+    gpus: float = option(0.0, kinds.kind("number", _amount), "GPUs one attempt needs")
+    memory: int | None = option(
+        None, kinds.kind("bytes or text", _memory), "memory in bytes, or text such as `'4GiB'`"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SensorOptions:
+    poke_interval: float = option(60.0, kinds.SECONDS, "time between two checks")
+    timeout: float = option(
+        7 * 24 * 3600.0, kinds.SECONDS, "how long to wait before failing", shown="7 days"
+    )
+    mode: str = option(
+        "poke",
+        kinds.choice("poke", "reschedule"),
+        "`poke` keeps its worker slot while waiting, `reschedule` gives it back between checks",
+    )
+    soft_fail: bool = option(False, kinds.BOOL, "skip instead of failing when it times out")
+
+
+def _trigger_rule(value: Any, option: str, where: str) -> TriggerRule:
+    if isinstance(value, TriggerRule):
+        return value
+    try:
+        return TriggerRule(str(value))
+    except ValueError:
+        hint = did_you_mean(str(value), [r.value for r in TriggerRule], "use one of")
+        raise DefinitionError(f"{where}: unknown trigger rule '{value}'{hint}") from None
+
+
+def _resources(value: Any, option: str, where: str) -> Resources:
+    if isinstance(value, Resources):
+        return value
+    if not isinstance(value, Mapping):
+        raise DefinitionError(f"{where}: 'resources' must be a dict like {{'cpus': 2, 'gpus': 1}}")
+    return Resources(**coerce_all(Resources, "resources", value, f"{where} resources"))
+
+
+def _task_name(value: Any, option: str, where: str) -> str:
+    return check_name(value, "task", where)
+
+
+def _assets(value: Any, option: str, where: str) -> tuple[str, ...]:
+    return asset_names(value, where)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOptions:
+    name: str = option(
+        kind=kinds.kind("string", _task_name), doc="the task's name", shown="the function's name"
+    )
+    kind: str = "task"  # "task" | "branch" | "sensor"
+    retries: int = option(0, kinds.COUNT, "attempts after the first failure")
+    retry_delay: float = option(0.0, kinds.SECONDS, "wait before the first retry")
+    retry_backoff: float = option(
+        1.0, kinds.MULTIPLIER, "multiplies the delay each retry (2.0 doubles it; True means 2.0)"
+    )
+    max_retry_delay: float | None = option(
+        None, kinds.OPTIONAL_SECONDS, "upper bound of the delay between retries"
+    )
+    retry_jitter: float = option(
+        0.0, kinds.FRACTION, "spread each delay randomly by up to this fraction (True means 0.5)"
+    )
+    timeout: float | None = option(
+        None, kinds.OPTIONAL_POSITIVE_SECONDS, "an attempt running longer fails (and may retry)"
+    )
+    trigger_rule: TriggerRule = option(
+        TriggerRule.ALL_SUCCESS,
+        kinds.kind("trigger rule", _trigger_rule),
+        "when the task runs, given its upstream tasks' states (see below)",
+    )
+    pool: str = option("default", kinds.TEXT, "the pool whose slots the task takes")
+    pool_slots: int = option(1, kinds.POSITIVE_INT, "slots of the pool one attempt takes")
+    priority: int = option(0, kinds.INT, "higher runs first when tasks wait for a slot")
+    resources: Resources = option(
+        factory=Resources,
+        kind=kinds.kind("dict", _resources),
+        doc="what one attempt needs: `{'cpus': 2, 'gpus': 1, 'memory': '4GiB'}`",
+        shown="1 CPU",
+    )
+    tags: tuple[str, ...] = option((), kinds.TAGS, "labels for listings and filters")
+    on_success: Callable[..., Any] | None = option(
+        None, kinds.CALLBACK, "called (with run, task, try and state) when the task succeeds"
+    )
+    on_failure: Callable[..., Any] | None = option(
+        None, kinds.CALLBACK, "called (with run, task, try and error) when the task fails for good"
+    )
+    on_retry: Callable[..., Any] | None = option(
+        None,
+        kinds.CALLBACK,
+        "called (with run, task, try and error) when a failed attempt will be retried",
+    )
+    sensor: SensorOptions | None = None
+    outputs: tuple[str, ...] = option(
+        (), kinds.kind("list of Assets", _assets), "the assets this task updates"
+    )
+    #: a clean-up task: runs whatever happened upstream (all_done unless told otherwise) and
+    #: is left out when the run's state is decided, as Airflow's teardown tasks are
+    teardown: bool = option(
+        False,
+        kinds.BOOL,
+        "a clean-up task: runs whatever happened upstream, does not decide the run's state",
+    )
+    #: options the author set on the task itself; pipeline defaults never override these
+    explicit: frozenset[str] = frozenset()
+
+
+def _start_date(value: Any, option: str, where: str) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
+    if isinstance(value, str):
+        try:
+            return _start_date(datetime.fromisoformat(value), option, where)
+        except ValueError:
+            pass
+    raise DefinitionError(f"{where}: start_date must be a datetime or ISO date, got {value!r}")
+
+
+def _pipeline_name(value: Any, option: str, where: str) -> str | None:
+    return None if value is None else check_name(value, "pipeline", where)
+
+
+def _task_defaults(value: Any, option: str, where: str) -> Mapping[str, Any]:
+    defaults = _mapping(value, option, where)
+    if "name" in defaults:
         raise DefinitionError(
-            f"{where}: sensor mode must be 'poke' or 'reschedule', got {out['mode']!r}"
+            f"{where}: default_task_options cannot set 'name': each task has its own; name a "
+            "call with task.with_options(name=...)"
         )
-    return replace(base, **out)
+    build_options(TaskOptions(name="x"), defaults, f"{where}: default_task_options")
+    return defaults
+
+
+def _mapping(value: Any, option: str, where: str) -> Mapping[str, Any]:
+    out: Mapping[str, Any] = kinds.MAPPING.coerce(value, option, where)
+    return out
+
+
+def _description(value: Any, option: str, where: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise DefinitionError(f"{where}: option 'description' must be text, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineOptions:
+    """What ``@pipeline(...)`` accepts; the body's own parameters are run parameters too."""
+
+    name: str | None = option(
+        None,
+        kinds.kind("string", _pipeline_name),
+        "the pipeline's name",
+        shown="the function's name",
+    )
+    schedule: Any = option(
+        None,
+        kinds.ANY,
+        "cron text, a preset such as `@daily`, a timedelta, `@continuous`, or a list of "
+        "Assets; none: manual runs only",
+    )
+    start_date: datetime | None = option(
+        None, kinds.kind("datetime or ISO date", _start_date), "the first logical date"
+    )
+    catchup: bool = option(False, kinds.BOOL, "run the intervals missed since `start_date`")
+    max_active_runs: int = option(16, kinds.POSITIVE_INT, "runs of this pipeline at once")
+    max_active_tasks: int | None = option(
+        None, kinds.OPTIONAL_POSITIVE_INT, "tasks of one run running at once"
+    )
+    params: Mapping[str, Any] = option(
+        factory=dict, kind=kinds.MAPPING, doc="run parameters and their defaults", shown="none"
+    )
+    default_task_options: Mapping[str, Any] = option(
+        factory=dict,
+        kind=kinds.kind("dict", _task_defaults),
+        doc="task options for every task that does not set them itself",
+        shown="none",
+    )
+    tags: tuple[str, ...] = option((), kinds.TAGS, "labels for listings and filters")
+    description: str | None = option(
+        None, kinds.kind("string", _description), "shown in listings", shown="the docstring"
+    )
+    timezone: str = option("UTC", kinds.TEXT, "the time zone the schedule is read in")
+
+
+#: the options each decorator accepts, for hints that say where a misplaced option belongs
+SCOPES: dict[str, type] = {
+    "task": TaskOptions,
+    "sensor": SensorOptions,
+    "pipeline": PipelineOptions,
+    "resources": Resources,
+}
+TASK_OPTION_NAMES = frozenset(declared(TaskOptions))
+SENSOR_OPTION_NAMES = frozenset(declared(SensorOptions))
+PIPELINE_OPTION_NAMES = frozenset(declared(PipelineOptions))
+
+
+def coerce_all(cls: type, scope: str, values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Check and normalize ``values`` against the options ``cls`` declares."""
+    options = declared(cls)
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        opt = options.get(key)
+        if opt is None:
+            raise unknown_option(str(key), scope, where)
+        out[key] = opt.coerce(value, where)
+    return out
+
+
+def unknown_option(name: str, scope: str, where: str) -> DefinitionError:
+    """An error for ``name`` given to ``scope`` that only suggests what the author meant."""
+    known = set(declared(SCOPES[scope]))
+    if scope == "sensor":
+        known |= TASK_OPTION_NAMES
+    prefix = f"{where}: unknown option '{name}'"
+    elsewhere = _belongs_elsewhere(name, scope)
+    if elsewhere:
+        return DefinitionError(f"{prefix}: {elsewhere}")
+    foreign = foreign_name(name, "pipeline" if scope == "pipeline" else "task")
+    if foreign is not None and scope != "resources":
+        if foreign.same is not None:
+            text = (
+                f"that is {foreign.origin}'s spelling: write phloem's '{foreign.same}' "
+                f"({foreign.advice})"
+            )
+        else:
+            text = f"{foreign.origin} has it, phloem does not: {foreign.advice}"
+        return DefinitionError(f"{prefix}: {text}")
+    return DefinitionError(prefix + did_you_mean(name, known, "known options"))
+
+
+def _belongs_elsewhere(name: str, scope: str) -> str | None:
+    if scope in ("task", "sensor") and name in PIPELINE_OPTION_NAMES:
+        return f"'{name}' is an option of @pipeline(...), not of a task"
+    if scope == "task" and name in SENSOR_OPTION_NAMES:
+        return f"'{name}' is an option of sensors: define the task with @phloem.sensor(...)"
+    if scope == "pipeline" and name in TASK_OPTION_NAMES | SENSOR_OPTION_NAMES:
+        return (
+            f"'{name}' is a task option; give it to every task with "
+            f"default_task_options={{'{name}': ...}}, or set it on the tasks themselves"
+        )
+    return None
+
+
+def build_options(base: TaskOptions, overrides: Mapping[str, Any], where: str) -> TaskOptions:
+    """Return ``base`` with ``overrides`` applied, validating every value."""
+    is_sensor = base.kind == "sensor"
+    sensor_values = {k: v for k, v in overrides.items() if is_sensor and k in SENSOR_OPTION_NAMES}
+    task_values = {k: v for k, v in overrides.items() if k not in sensor_values}
+    changes = coerce_all(TaskOptions, "sensor" if is_sensor else "task", task_values, where)
+    if changes.get("teardown") and not {"trigger_rule"} & (changes.keys() | base.explicit):
+        changes["trigger_rule"] = TriggerRule.ALL_DONE
+    opts = replace(base, **changes, explicit=base.explicit | frozenset(overrides))
+    if sensor_values:
+        sensor = coerce_all(SensorOptions, "sensor", sensor_values, where)
+        opts = replace(opts, sensor=replace(opts.sensor or SensorOptions(), **sensor))
+    return opts
+
+
+def pipeline_options(values: Mapping[str, Any], where: str) -> PipelineOptions:
+    """The checked options of ``@pipeline(...)``."""
+    return PipelineOptions(**coerce_all(PipelineOptions, "pipeline", values, where))

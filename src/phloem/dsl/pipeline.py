@@ -6,32 +6,18 @@ import hashlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 from phloem.dsl.assets import asset_names, is_asset_schedule
 from phloem.dsl.builder import Builder, caller_location, current_builder
-from phloem.dsl.options import TaskOptions, build_options
+from phloem.dsl.names import check_name
+from phloem.dsl.options import PipelineOptions, build_options, pipeline_options
 from phloem.dsl.refs import ParamRef
 from phloem.dsl.spec import ParamSpec, PipelineSpec
 from phloem.errors import DefinitionError, ParamError
 
 _PARAM_TYPES = (bool, int, float, str, list, dict)
-PIPELINE_OPTIONS = frozenset(
-    {
-        "name",
-        "schedule",
-        "start_date",
-        "catchup",
-        "max_active_runs",
-        "max_active_tasks",
-        "params",
-        "default_task_options",
-        "tags",
-        "description",
-        "timezone",
-    }
-)
 
 
 class Pipeline:
@@ -61,14 +47,10 @@ def pipeline(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
 
     The body's own parameters (with defaults) become run parameters, alongside ``params=``.
     """
-    for key in options:
-        if key not in PIPELINE_OPTIONS:
-            from phloem.dsl.options import unknown_option
-
-            raise unknown_option(key, PIPELINE_OPTIONS, f"{caller_location()}: @pipeline")
+    opts = pipeline_options(options, f"{caller_location()}: @pipeline")
 
     def wrap(f: Callable[..., Any]) -> Pipeline:
-        return _build(f, options, _where(f))
+        return _build(f, opts, _where(f))
 
     return wrap(fn) if fn is not None else wrap
 
@@ -80,20 +62,18 @@ def _where(fn: Callable[..., Any]) -> str:
     return f"{code.co_filename}:{code.co_firstlineno}"
 
 
-def _build(fn: Callable[..., Any], options: Mapping[str, Any], where: str) -> Pipeline:
+def _build(fn: Callable[..., Any], opts: PipelineOptions, where: str) -> Pipeline:
     if current_builder() is not None:
         raise DefinitionError(f"{where}: pipelines cannot be nested")
-    name = options.get("name") or fn.__name__
-    params = _param_specs(fn, options.get("params") or {}, where)
-    defaults = options.get("default_task_options") or {}
+    name = opts.name or check_name(fn.__name__, "pipeline", where)
+    params = _param_specs(fn, opts.params, where)
     builder = Builder(name, params)
     refs = {p: ParamRef(p) for p in inspect.signature(fn).parameters}
     with builder.active():
         fn(**refs)
-    if defaults:
-        _apply_defaults(builder, defaults, where)
-    tz = options.get("timezone", "UTC")
-    schedule_value = options.get("schedule")
+    if opts.default_task_options:
+        _apply_defaults(builder, opts.default_task_options, where)
+    schedule_value = opts.schedule
     schedule = None
     assets: tuple[str, ...] = ()
     if is_asset_schedule(schedule_value):
@@ -103,23 +83,20 @@ def _build(fn: Callable[..., Any], options: Mapping[str, Any], where: str) -> Pi
         from phloem.schedules import parse_schedule
 
         try:
-            schedule = parse_schedule(schedule_value, tz)
+            schedule = parse_schedule(schedule_value, opts.timezone)
         except DefinitionError as exc:
             raise DefinitionError(f"{where}: pipeline '{name}': {exc}") from None
-    max_active_runs = options.get("max_active_runs", 16)
-    if not isinstance(max_active_runs, int) or max_active_runs < 1:
-        raise DefinitionError(f"{where}: max_active_runs must be an int >= 1")
     spec = builder.build(
         schedule=schedule,
         schedule_text=_schedule_text(schedule_value),
         assets=assets,
-        timezone=tz,
-        start_date=_start_date(options.get("start_date"), where),
-        catchup=bool(options.get("catchup", False)),
-        max_active_runs=max_active_runs,
-        max_active_tasks=options.get("max_active_tasks"),
-        tags=tuple(options.get("tags") or ()),
-        description=options.get("description") or inspect.getdoc(fn),
+        timezone=opts.timezone,
+        start_date=opts.start_date,
+        catchup=opts.catchup,
+        max_active_runs=opts.max_active_runs,
+        max_active_tasks=opts.max_active_tasks,
+        tags=opts.tags,
+        description=opts.description or inspect.getdoc(fn),
         source_file=inspect.getsourcefile(fn),
         defined_at=where,
         code_hash=_code_hash(fn),
@@ -128,8 +105,6 @@ def _build(fn: Callable[..., Any], options: Mapping[str, Any], where: str) -> Pi
 
 
 def _apply_defaults(builder: Builder, defaults: Mapping[str, Any], where: str) -> None:
-    base = TaskOptions(name="x")
-    build_options(base, defaults, f"{where}: default_task_options")  # validate once
     for draft in builder.drafts.values():
         # explicit task options win over pipeline defaults, even when equal to the built-in
         fill = {k: v for k, v in defaults.items() if k not in draft.options.explicit}
@@ -143,21 +118,6 @@ def _schedule_text(value: object) -> str | None:
     if isinstance(value, timedelta):
         return f"@every {value.total_seconds():g}s"
     return str(value)
-
-
-def _start_date(value: object, where: str) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
-    if isinstance(value, str):
-        try:
-            return _start_date(datetime.fromisoformat(value), where)
-        except ValueError:
-            pass
-    raise DefinitionError(f"{where}: start_date must be a datetime or ISO date, got {value!r}")
 
 
 def _param_specs(
@@ -269,8 +229,7 @@ def group(name: str) -> Iterator[None]:
         raise DefinitionError(
             f"{caller_location(3)}: group('{name}') is used outside a @pipeline body"
         )
-    if not name or "." in name or "/" in name:
-        raise DefinitionError(f"group name must be non-empty without '.' or '/', got {name!r}")
+    check_name(name, "group", caller_location(3))
     builder.groups.append(name)
     try:
         yield

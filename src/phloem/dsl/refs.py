@@ -9,12 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from phloem.errors import DefinitionError
-
-if TYPE_CHECKING:
-    from phloem.dsl.builder import Builder
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +44,22 @@ class Map:
 ArgSpec = Lit | Ref | Param | Seq | Map
 
 
+class Owner(Protocol):
+    """The pipeline being defined, as its task references see it (the builder, one layer up)."""
+
+    pipeline_name: str
+
+    def check_owned(self, ref: TaskRef) -> None: ...
+
+    def add_order(self, up: str, down: str) -> None: ...
+
+
 class TaskRef:
     """A task inside a pipeline body: pass it to other tasks, or order it with ``>>``."""
 
     __slots__ = ("_builder", "path", "task_id")
 
-    def __init__(self, builder: Builder, task_id: str, path: tuple[str | int, ...] = ()) -> None:
+    def __init__(self, builder: Owner, task_id: str, path: tuple[str | int, ...] = ()) -> None:
         self._builder = builder
         self.task_id = task_id
         self.path = path
@@ -116,7 +123,7 @@ class ParamRef:
         return f"<ParamRef {self.name}>"
 
 
-def _as_refs(value: object, builder: Builder) -> list[TaskRef]:
+def _as_refs(value: object, builder: Owner) -> list[TaskRef]:
     items = [value] if isinstance(value, TaskRef) else list(value)  # type: ignore[call-overload]
     out = []
     for item in items:
@@ -127,7 +134,7 @@ def _as_refs(value: object, builder: Builder) -> list[TaskRef]:
     return out
 
 
-def to_argspec(value: object, builder: Builder, upstream: set[str]) -> ArgSpec:
+def to_argspec(value: object, builder: Owner, upstream: set[str]) -> ArgSpec:
     """Record ``value`` as an ArgSpec, collecting the task ids it depends on."""
     if isinstance(value, TaskRef):
         builder.check_owned(value)

@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from phloem.dsl.hints import did_you_mean
 from phloem.dsl.options import TaskOptions
 from phloem.dsl.refs import ArgSpec
+from phloem.errors import TaskNotFound
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +73,12 @@ class PipelineSpec:
     leaves: tuple[str, ...] = field(default=())
 
     def task(self, task_id: str) -> TaskSpec:
-        from phloem.dsl.builder import unknown_task
-
         try:
             return self.tasks[task_id]
         except KeyError:
             raise unknown_task(self, task_id) from None
+
+
+def unknown_task(spec: PipelineSpec, task_id: str) -> TaskNotFound:
+    hint = did_you_mean(task_id, spec.tasks, "its tasks")
+    return TaskNotFound(f"pipeline '{spec.name}' has no task '{task_id}'{hint}")
