@@ -72,6 +72,15 @@ def test_ordinary_names_pass() -> None:
     assert check_name("team.nightly", "pipeline", "here") == "team.nightly"
 
 
+def test_a_function_renamed_to_an_unsafe_name_needs_an_explicit_name() -> None:
+    def f() -> None: ...
+
+    f.__name__ = "two\nlines"
+    with pytest.raises(DefinitionError, match=r"test_dsl_names\.py:\d+: @task on 'two\\nlines'"):
+        task(f)
+    assert task(name="fine")(f).options.name == "fine"
+
+
 def test_too_long_names_and_ids_are_refused() -> None:
     with pytest.raises(DefinitionError, match="the limit is 250"):
         one.with_options(name="x" * 251)

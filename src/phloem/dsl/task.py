@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from phloem.dsl.builder import caller_location, current_builder
+from phloem.dsl.names import check_name
 from phloem.dsl.options import SensorOptions, TaskOptions, build_options
 from phloem.dsl.refs import TaskRef
 from phloem.errors import DefinitionError
@@ -86,10 +87,11 @@ def _make(
             raise DefinitionError(f"{decorator} decorates a function, got {f!r}")
         code = getattr(f, "__code__", None)
         site = f"{code.co_filename}:{code.co_firstlineno}" if code else caller_location(3)
-        where = f"{site}: {decorator} on '{getattr(f, '__name__', f)}'"
-        base = TaskOptions(name=f.__name__, kind=kind)
+        where = f"{site}: {decorator} on {getattr(f, '__name__', f)!r}"
+        name = f.__name__ if "name" in options else check_name(f.__name__, "task", where)
+        base = TaskOptions(name=name, kind=kind)
         if kind == "sensor":
-            base = TaskOptions(name=f.__name__, kind=kind, sensor=SensorOptions())
+            base = TaskOptions(name=name, kind=kind, sensor=SensorOptions())
         opts = build_options(base, options, where)
         return Task(f, opts, explicit_name="name" in options)
 
