@@ -3,16 +3,15 @@
 Workers are forked once (the pipeline code is already imported, so no per-task import or
 interpreter start) and each runs one attempt at a time, so a crash, hang or timeout of one
 attempt is pinned on that attempt and never takes the run down: the worker is killed and
-replaced, and the engine decides what the failure means.
+replaced, and the engine decides what the failure means. Each worker runs below a guard
+(see ``lifetime``): whatever its attempts start dies with the worker, and the worker dies with
+the driver, however either ends.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import os
 import queue
 import signal
-import sys
 import threading
 import time
 from collections import deque
@@ -23,6 +22,7 @@ from typing import Any
 
 from phloem.dsl.spec import PipelineSpec
 from phloem.executors.base import Report, Started
+from phloem.executors.lifetime import Child, start_child
 from phloem.executors.preload import imported_in_tasks, preload
 from phloem.executors.threads import ThreadBudget
 from phloem.runner import Attempt, Result
@@ -30,7 +30,7 @@ from phloem.runner import Attempt, Result
 
 @dataclass
 class _Worker:
-    process: Any
+    process: Child
     conn: Connection
     #: attempts sent to this worker, in order; the first is the one running
     sent: deque[Attempt] = field(default_factory=deque)
@@ -48,7 +48,6 @@ class LocalExecutor:
         self.workers = workers
         self.prefetch = max(1, prefetch)
         self.slots = workers * self.prefetch
-        self._ctx = mp.get_context("fork")
         self._workers: list[_Worker] = []
         self._queue: deque[Attempt] = deque()
         self._pipelines: Mapping[str, PipelineSpec] = {}
@@ -62,16 +61,10 @@ class LocalExecutor:
         preload(imported_in_tasks(pipelines))  # once here, inherited by every worker
 
     def _spawn(self) -> _Worker:
-        parent, child = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(
-            target=_worker_main,
-            args=(child, self._pipelines, self._artifacts_url),
-            name="phloem-worker",
-            daemon=True,
+        process, conn = start_child(
+            _worker_main, (self._pipelines, self._artifacts_url), "phloem-worker"
         )
-        proc.start()
-        child.close()
-        worker = _Worker(proc, parent)
+        worker = _Worker(process, conn)
         self._workers.append(worker)
         return worker
 
@@ -111,13 +104,8 @@ class LocalExecutor:
             # is stale (the engine already decided) and is ignored
 
     def _terminate(self, w: _Worker) -> None:
-        if w.process.is_alive():
-            # the worker leads its own process group: its shell commands go with it
-            try:
-                os.killpg(w.process.pid, signal.SIGKILL)
-            except OSError:
-                os.kill(w.process.pid, signal.SIGKILL)
-        w.process.join(5)
+        # everything its attempt started goes with it, even in a new session or daemonized
+        w.process.stop()
         w.conn.close()
         self._workers.remove(w)
 
@@ -166,13 +154,13 @@ class LocalExecutor:
             if w is not None:
                 self._drain(w, reports)
         for obj in ready:
-            w = by_sentinel.get(obj)
+            w = by_sentinel.get(obj) if isinstance(obj, int) else None
             if w is not None and w in self._workers:
                 self._drain(w, reports)
                 if w.sent:
                     w.process.join(1)
                     code = w.process.exitcode
-                    self._lost(w, _death_reason(w.sent[0], w.process.pid, code))
+                    self._lost(w, _death_reason(w.sent[0], w.process.child_pid, code))
         reports.extend(self._reports)
         self._reports = []
         self._dispatch()
@@ -205,9 +193,7 @@ class LocalExecutor:
         deadline = time.time() + 2
         for w in list(self._workers):
             w.process.join(max(0.0, deadline - time.time()))
-            if w.process.is_alive():
-                os.kill(w.process.pid, signal.SIGKILL)
-                w.process.join(1)
+            w.process.stop()  # and whatever its attempts left running
             w.conn.close()
         self._workers.clear()
 
@@ -223,21 +209,6 @@ def _death_reason(a: Attempt, pid: int, code: int | None) -> str:
     return f"worker process {pid} exited with code {code} while running this attempt"
 
 
-def _die_with_parent() -> None:
-    """On Linux, ask the kernel to kill this worker when its driver dies (even by SIGKILL),
-    so no orphan keeps running an attempt nobody will ever read."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
 def _reload(source: str) -> PipelineSpec:
     from phloem.loading import reload_pipeline
 
@@ -251,11 +222,6 @@ def _worker_main(
     from phloem.runner import run_attempt
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
-    _die_with_parent()
-    try:
-        os.setpgrp()  # a group of its own, so stopping it stops what its task started
-    except OSError:
-        pass
     artifacts = ArtifactStore(artifacts_url)
     budget = ThreadBudget()
     # specs by (pipeline, code version): a run made with older code reloads once, not per task

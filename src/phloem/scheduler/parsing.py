@@ -2,14 +2,13 @@
 
 A file that raises, hangs or is slow is reported with its error and the others keep working:
 the scheduler never imports an unvetted file itself. Workers are long-lived (forked once), so
-reading 1,000 files costs 1,000 imports, not 1,000 interpreter starts.
+reading 1,000 files costs 1,000 imports, not 1,000 interpreter starts. They die with the
+scheduler however it ends, and take along whatever a file started at import.
 """
 
 from __future__ import annotations
 
 import hashlib
-import multiprocessing as mp
-import os
 import signal
 import sys
 import time
@@ -18,8 +17,8 @@ from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any
 
+from phloem.executors.lifetime import Child, start_child
 from phloem.store.catalog import PipelineInfo
 
 
@@ -93,21 +92,17 @@ class ParserPool:
     def __init__(self, workers: int = 2, timeout: float = 30.0) -> None:
         self.workers = max(1, workers)
         self.timeout = timeout
-        self._ctx = mp.get_context("fork")
-        self._procs: list[tuple[Any, Connection]] = []
+        self._procs: list[tuple[Child, Connection]] = []
 
-    def _spawn(self) -> tuple[Any, Connection]:
-        parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_worker, args=(child,), daemon=True, name="phloem-parser")
-        proc.start()
-        child.close()
-        return proc, parent
+    def _spawn(self) -> tuple[Child, Connection]:
+        # it dies with the scheduler, and whatever a file starts at import dies with it
+        return start_child(_worker, (), "phloem-parser")
 
     def parse(self, paths: list[str]) -> list[FileReport]:
         while len(self._procs) < min(self.workers, len(paths)):
             self._procs.append(self._spawn())
         todo = deque(paths)
-        busy: dict[Connection, tuple[Any, str, float]] = {}
+        busy: dict[Connection, tuple[Child, str, float]] = {}
         idle = list(self._procs)
         reports: list[FileReport] = []
         while todo or busy:
@@ -125,6 +120,7 @@ class ParserPool:
                     reports.append(c.recv())
                     idle.append((proc, c))
                 except (EOFError, OSError):
+                    proc.join(1)  # its exit code is known only once it was reaped
                     code = proc.exitcode
                     reports.append(
                         FileReport(path, "", (), f"the process reading it died (exit code {code})")
@@ -146,10 +142,8 @@ class ParserPool:
                     self._replace(proc, conn, idle)
         return reports
 
-    def _replace(self, proc: Any, conn: Connection, idle: list[tuple[Any, Connection]]) -> None:
-        if proc.is_alive():
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.join(2)
+    def _replace(self, proc: Child, conn: Connection, idle: list[tuple[Child, Connection]]) -> None:
+        proc.stop()
         conn.close()
         self._procs = [(p, c) for p, c in self._procs if p is not proc]
         fresh = self._spawn()
@@ -164,8 +158,6 @@ class ParserPool:
                 pass
         for proc, conn in self._procs:
             proc.join(1)
-            if proc.is_alive():
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.join(1)
+            proc.stop()
             conn.close()
         self._procs = []

@@ -20,6 +20,7 @@ from typing import Any
 
 from phloem.api import Env, create_run
 from phloem.driver import DEFAULT_TTL, LeaseKeeper, Loop, RunSession, holder_id
+from phloem.driver.leases import is_dead_local
 from phloem.driver.loop import BROKEN_BACKOFF
 from phloem.dsl.spec import PipelineSpec
 from phloem.errors import PhloemError, RunConflict, StoreLocked
@@ -100,6 +101,12 @@ class Scheduler:
         if self.env.store.dialect == "sqlite":
             now = time.time()
             holder = self.catalog.acquire(SQLITE_LEASE, self.id, self.config.lease_ttl, now)
+            if holder is not None and is_dead_local(holder):
+                # killed without a chance to let go; its process is gone from this machine
+                log.warning("taking the SQLite scheduler lock from %s, which is gone", holder)
+                holder = self.catalog.acquire(
+                    SQLITE_LEASE, self.id, self.config.lease_ttl, now, take_from=holder
+                )
             if holder is not None:
                 raise StoreLocked(
                     f"another scheduler ({holder}) already runs on this SQLite store "

@@ -154,13 +154,19 @@ class Catalog:
 
     # -- leases -------------------------------------------------------------------------------
 
-    def acquire(self, name: str, holder: str, ttl: float, now: float) -> str | None:
-        """Take or renew lease ``name``; returns None on success, else the current holder."""
+    def acquire(
+        self, name: str, holder: str, ttl: float, now: float, *, take_from: str | None = None
+    ) -> str | None:
+        """Take or renew lease ``name``; returns None on success, else the current holder.
+        ``take_from`` names a holder known to be dead, whose lease may be taken at once."""
         le = s.leases
+        free = [le.c.holder == holder, le.c.expires_at < now]
+        if take_from is not None:
+            free.append(le.c.holder == take_from)
         with self.store._tx() as conn:
             res = conn.execute(
                 le.update()
-                .where(le.c.name == name, or_(le.c.holder == holder, le.c.expires_at < now))
+                .where(le.c.name == name, or_(*free))
                 .values(holder=holder, expires_at=now + ttl)
             )
             if res.rowcount == 1:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import signal
@@ -10,13 +9,13 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable
 from typing import Any, TextIO
 
 from phloem.dsl.options import TaskOptions
 from phloem.dsl.refs import TaskRef
 from phloem.dsl.task import Task
 from phloem.errors import CommandFailed, PhloemError
+from phloem.executors.lifetime import die_with_parent, kill_tree
 from phloem.templating import render
 
 #: How many trailing lines of stderr go into the one-line error of a failed command.
@@ -89,7 +88,7 @@ def run_command(
         errors="replace",
         bufsize=1,
         start_new_session=True,  # so a timeout can stop the whole process group
-        preexec_fn=_die_with_parent_hook(),
+        preexec_fn=die_with_parent,  # the command dies with the worker running it
     )
 
     def pump_stderr() -> None:
@@ -147,31 +146,14 @@ def _env_value(value: Any) -> str:
 
 
 def _kill(proc: subprocess.Popen[str]) -> None:
+    """Kill the command and what it started: its process group, and what left the group
+    (a subprocess in a session of its own) as long as its parent still lives."""
+    kill_tree(proc.pid)
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
     proc.wait()
-
-
-@functools.cache
-def _die_with_parent_hook() -> Callable[[], None] | None:
-    """On Linux, the command gets SIGKILL when the worker running it dies (a worker killed at
-    its task's timeout must not leave the command running)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before any fork
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-
-    def hook() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-
-    return hook
 
 
 _SHELL: Task[Any, Any] = Task(run_command, TaskOptions(name="shell"))

@@ -1,0 +1,286 @@
+"""Every process phloem starts dies with its owner, however the owner dies.
+
+Each test starts the real thing, SIGKILLs (or times out) the owner, and then looks at
+``/proc``: nothing it started (a task's subprocess, a shell command, a pipeline parser, a
+worker) may be left, within a bounded wait. Every test kills what it started at teardown.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import phloem
+from phloem import pipeline
+from phloem.states import TaskState
+from phloem.tasks import shell
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="reads /proc; uses prctl"
+)
+
+
+# -- looking at /proc ----------------------------------------------------------------------------
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) of ``pid``, or None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return fields[0], int(fields[1])
+
+
+def _alive(pid: int) -> bool:
+    st = _stat(pid)
+    return st is not None and st[0] not in ("Z", "X")  # a zombie nobody reaps is dead
+
+
+def descendants(root: int) -> set[int]:
+    """Every living process below ``root``."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            st = _stat(int(entry))
+            if st is not None and st[0] not in ("Z", "X"):
+                children.setdefault(st[1], []).append(int(entry))
+    out: set[int] = set()
+    todo = [root]
+    while todo:
+        for kid in children.get(todo.pop(), []):
+            if kid not in out:
+                out.add(kid)
+                todo.append(kid)
+    return out
+
+
+def wait_until(check: Callable[[], bool], within: float = 30.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
+
+
+def survivors(pids: set[int], within: float = 10.0) -> set[int]:
+    """The processes of ``pids`` still alive after waiting up to ``within`` seconds."""
+    wait_until(lambda: not any(_alive(p) for p in pids), within)
+    return {p for p in pids if _alive(p)}
+
+
+def _kill_all(pids: set[int]) -> None:
+    for pid in pids:
+        if _alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@contextmanager
+def started(argv: list[str], env: dict[str, str], cwd: Path) -> Iterator[tuple[Any, set[int]]]:
+    """Start ``argv`` in a process group of its own; at the end, kill it, its group and every
+    process the test recorded in the yielded set (whatever survived)."""
+    proc = subprocess.Popen(
+        argv,
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    seen: set[int] = set()
+    try:
+        yield proc, seen
+    finally:
+        seen |= descendants(proc.pid)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _kill_all(seen)
+        proc.wait(10)
+
+
+def _pids(folder: Path) -> set[int]:
+    return {int(p.read_text()) for p in folder.glob("*.pid") if p.read_text().strip()}
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {**os.environ, "PHLOEM_HOME": str(home), "PHLOEM_WORKERS": "2"}
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(Path(phloem.__file__).parents[1]), env.get("PYTHONPATH", "")]
+    )
+    return env
+
+
+# -- 2: a shell command dies at its task's timeout -------------------------------------------------
+
+
+def test_a_shell_command_dies_at_its_timeout_in_a_local_worker(home: Path, tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    pids.mkdir()
+
+    @pipeline
+    def slow() -> None:
+        # /bin/sh forks the sleep: killing the shell alone leaves it running
+        shell(f"sleep 473 & echo $! > {pids}/sleep.pid; wait", timeout=2, name="slow")
+
+    try:
+        r = phloem.run(slow, executor="local", workers=1)
+        assert r.tasks[("slow", -1)].state is TaskState.FAILED
+        left = _pids(pids)
+        assert left, "the command never started"
+        assert survivors(left) == set()
+    finally:
+        _kill_all(_pids(pids))
+
+
+def test_a_task_subprocess_in_a_new_session_dies_at_the_task_timeout(
+    home: Path, tmp_path: Path
+) -> None:
+    pids = tmp_path / "pids"
+    pids.mkdir()
+
+    @phloem.task(timeout=2)
+    def escapes(folder: str) -> None:
+        import subprocess as sp
+
+        p = sp.Popen(["sleep", "474"], start_new_session=True)
+        Path(folder, "sleep.pid").write_text(str(p.pid))
+        p.wait()
+
+    @pipeline
+    def flow() -> None:
+        escapes(str(pids))
+
+    try:
+        r = phloem.run(flow, executor="local", workers=1)
+        assert r.tasks[("escapes", -1)].state is TaskState.FAILED
+        left = _pids(pids)
+        assert left, "the task never started its subprocess"
+        assert survivors(left) == set()
+    finally:
+        _kill_all(_pids(pids))
+
+
+# -- 3: SIGKILL of `phloem run` ------------------------------------------------------------------
+
+RUN_PIPELINE = textwrap.dedent(
+    """
+    import subprocess
+    from pathlib import Path
+    from phloem import pipeline, task
+
+    @task
+    def hold(folder: str, name: str, new_session: bool) -> None:
+        p = subprocess.Popen(["sleep", "600"], start_new_session=new_session)
+        Path(folder, name + ".pid").write_text(str(p.pid))
+        p.wait()
+
+    @pipeline
+    def holding(folder: str = "") -> None:
+        hold(folder, "plain", False)
+        hold(folder, "session", True)
+    """
+)
+
+
+def test_sigkill_of_phloem_run_leaves_no_task_subprocess(home: Path, tmp_path: Path) -> None:
+    (tmp_path / "holding.py").write_text(RUN_PIPELINE)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    argv = [sys.executable, "-m", "phloem", "run", "holding.py", "-p", f"folder={pids}"]
+    with started(argv, _env(home), tmp_path) as (proc, seen):
+        try:
+            assert wait_until(lambda: len(_pids(pids)) == 2), "the tasks never started"
+            seen |= descendants(proc.pid) | _pids(pids)
+            assert _pids(pids) <= seen  # the sleeps run below the driver
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+            assert survivors(seen) == set()
+        finally:
+            seen |= _pids(pids)
+
+
+# -- 4 and 5: SIGKILL of `phloem scheduler` --------------------------------------------------------
+
+SCHEDULED = textwrap.dedent(
+    """
+    from phloem import pipeline, task
+
+    @task
+    def one() -> int:
+        return 1
+
+    @pipeline
+    def listed() -> None:
+        one()
+    """
+)
+
+
+def _scheduler(home: Path, tmp_path: Path) -> tuple[list[str], Callable[[], bool]]:
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    (folder / "listed.py").write_text(SCHEDULED)
+    argv = [sys.executable, "-m", "phloem", "scheduler", "--pipelines", str(folder)]
+
+    def parsed() -> bool:
+        from phloem.store import SqlStore
+        from phloem.store.catalog import Catalog
+
+        db = home / "phloem.db"
+        if not db.exists():
+            return False
+        store = SqlStore(f"sqlite:///{db}")
+        try:
+            return any(p.info.name == "listed" for p in Catalog(store).pipelines())
+        except Exception:  # not migrated yet
+            return False
+        finally:
+            store.close()
+
+    return argv, parsed
+
+
+def test_sigkill_of_a_scheduler_leaves_no_parser(home: Path, tmp_path: Path) -> None:
+    argv, parsed = _scheduler(home, tmp_path)
+    with started(argv, _env(home), tmp_path) as (proc, seen):
+        assert wait_until(parsed), "the scheduler never read its folder"
+        seen |= descendants(proc.pid)
+        assert seen, "no parser process below the scheduler"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        assert survivors(seen) == set()
+
+
+def test_a_scheduler_starts_at_once_after_the_last_one_was_sigkilled(
+    home: Path, tmp_path: Path
+) -> None:
+    from phloem.api import open_env
+    from phloem.scheduler import Scheduler, SchedulerConfig
+
+    argv, parsed = _scheduler(home, tmp_path)
+    with started(argv, _env(home), tmp_path) as (proc, seen):
+        assert wait_until(parsed), "the scheduler never read its folder"
+        seen |= descendants(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    # its lease (30 s by default) has not expired, but its process is gone from this machine
+    sched = Scheduler(open_env(), SchedulerConfig(folder=tmp_path / "pipelines"))
+    sched.start()
+    sched.shutdown()
