@@ -284,3 +284,85 @@ def test_a_scheduler_starts_at_once_after_the_last_one_was_sigkilled(
     sched = Scheduler(open_env(), SchedulerConfig(folder=tmp_path / "pipelines"))
     sched.start()
     sched.shutdown()
+
+
+# -- the guard itself ----------------------------------------------------------------------------
+
+SPAWN_FROM_A_THREAD = textwrap.dedent(
+    """
+    import sys, threading, time
+    from phloem.executors.lifetime import start_child
+
+    def echo(conn):
+        while True:
+            msg = conn.recv()
+            conn.send(msg)
+
+    kept = []
+    t = threading.Thread(target=lambda: kept.append(start_child(echo, (), "phloem-test")))
+    t.start()
+    t.join()  # the thread that forked the child is gone; the process is not
+    child, conn = kept[0]
+    time.sleep(0.5)
+    conn.send("still there?")
+    assert conn.poll(10) and conn.recv() == "still there?"
+    print(child.pid, child.child_pid, flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def test_a_child_outlives_the_thread_that_forked_it_but_not_its_owner(
+    home: Path, tmp_path: Path
+) -> None:
+    argv = [sys.executable, "-c", SPAWN_FROM_A_THREAD]
+    proc = subprocess.Popen(
+        argv, env=_env(home), stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    seen: set[int] = set()
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line, "the owner failed before its child answered"
+        seen |= {int(p) for p in line.split()} | descendants(proc.pid)
+        assert len(seen) == 2 and all(_alive(p) for p in seen)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        assert survivors(seen) == set()
+    finally:
+        seen |= descendants(proc.pid)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _kill_all(seen)
+        proc.wait(10)
+
+
+def _daemonize(conn: Any, folder: str) -> None:
+    """Start a sleep that forks away twice (its parent exits), then wait for orders."""
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            Path(folder, "daemon.pid").write_text(str(os.getpid()))
+            time.sleep(600)
+        os._exit(0)
+    conn.recv()
+
+
+def test_stopping_a_child_kills_what_it_daemonized(tmp_path: Path) -> None:
+    from phloem.executors.lifetime import start_child
+
+    child, conn = start_child(_daemonize, (str(tmp_path),), "phloem-test")
+    try:
+        assert wait_until(lambda: bool(_pids(tmp_path)), 10), "the daemon never started"
+        daemon = _pids(tmp_path)
+        assert all(_alive(p) for p in daemon)
+        assert child.pid in {_stat(p)[1] for p in daemon if _stat(p)}  # adopted by the guard
+        child.stop()
+        assert not child.is_alive()
+        assert survivors(daemon) == set()
+    finally:
+        _kill_all(_pids(tmp_path))
+        child.stop()
+        conn.close()
