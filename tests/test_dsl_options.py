@@ -130,6 +130,15 @@ def test_options_given_to_the_wrong_decorator_say_where_they_belong() -> None:
     assert "did you mean" not in message and "default_task_options={'retries': ...}" in message
 
 
+def test_a_typo_of_an_option_of_another_decorator_says_where_it_belongs() -> None:
+    message = _pipeline_error(retrys=3)
+    assert "did you mean 'retries'?" in message and "default_task_options" in message
+    assert "option of @pipeline" in _task_error(shedule="@daily")
+    assert "did you mean 'poke_interval'? 'poke_interval' is an option of sensors" in (
+        _task_error(poke_intervall=5)
+    )
+
+
 def test_sensors_take_both_sensor_and_task_options() -> None:
     @sensor(poke_interval=1, timeout=5, retries=2, mode="reschedule")
     def ready() -> bool:

@@ -13,7 +13,7 @@ from phloem.dsl import kinds
 from phloem.dsl.assets import asset_names
 from phloem.dsl.declare import declared, option
 from phloem.dsl.foreign import foreign_name
-from phloem.dsl.hints import did_you_mean
+from phloem.dsl.hints import did_you_mean, likely_meant
 from phloem.dsl.names import check_name
 from phloem.errors import DefinitionError
 from phloem.states import TriggerRule
@@ -278,6 +278,12 @@ def unknown_option(name: str, scope: str, where: str) -> DefinitionError:
         else:
             text = f"{foreign.origin} has it, phloem does not: {foreign.advice}"
         return DefinitionError(f"{prefix}: {text}")
+    if scope != "resources" and likely_meant(name, known) is None:
+        others = (TASK_OPTION_NAMES | SENSOR_OPTION_NAMES | PIPELINE_OPTION_NAMES) - known
+        meant = likely_meant(name, others)
+        elsewhere = _belongs_elsewhere(meant, scope) if meant else None
+        if elsewhere:
+            return DefinitionError(f"{prefix}; did you mean '{meant}'? {elsewhere}")
     return DefinitionError(prefix + did_you_mean(name, known, "known options"))
 
 
