@@ -36,6 +36,7 @@ PUBLIC = {
         "ConnectionNotFound",
         "CycleError",
         "DefinitionError",
+        "Fail",
         "ParamError",
         "PhloemError",
         "PipelineNotFound",

@@ -184,3 +184,60 @@ def test_modules_imported_in_task_bodies_are_preloaded_once_in_the_driver() -> N
     from phloem.executors.preload import imported_in_tasks
 
     assert imported_in_tasks({"p": imports_inside.spec}) == ["json", "email"]
+
+
+# -- failures that must not be retried -------------------------------------------------------
+
+
+class Transient(Exception):
+    pass
+
+
+@task(retries=3)
+def refuses() -> None:
+    raise phloem.Fail("schema changed: column 'amount' is gone")
+
+
+@task(retries=3, retry_on=(TimeoutError, Transient))
+def picky(kind: str) -> None:
+    raise {"timeout": TimeoutError, "transient": Transient, "value": ValueError}[kind]("boom")
+
+
+@task(retries=3, no_retry_on=KeyError)
+def never_on_key() -> None:
+    raise KeyError("missing")
+
+
+@pipeline
+def no_retries() -> None:
+    refuses()
+    picky.with_options(name="on_timeout")("timeout")
+    picky.with_options(name="on_transient")("transient")
+    picky.with_options(name="on_value")("value")
+    never_on_key()
+
+
+@pytest.mark.parametrize("executor", ["inline", "local"])
+def test_fail_and_retry_filters_decide_whether_a_failure_retries(
+    home: Path, executor: str
+) -> None:
+    r = phloem.run(no_retries, executor=executor)
+    tries = {k[0]: ti.try_number for k, ti in r.tasks.items()}
+    assert {k[0]: ti.state for k, ti in r.tasks.items()} == {
+        t: TaskState.FAILED for t in tries
+    }
+    assert tries == {
+        "refuses": 1,
+        "on_timeout": 4,
+        "on_transient": 4,
+        "on_value": 1,
+        "never_on_key": 1,
+    }
+    assert r.tasks[("refuses", -1)].error == "Fail: schema changed: column 'amount' is gone"
+
+
+def test_retry_filters_take_exception_classes_only() -> None:
+    with pytest.raises(phloem.DefinitionError, match="'retry_on' must be an exception class"):
+        task(retry_on="TimeoutError")(lambda: None)
+    with pytest.raises(phloem.DefinitionError, match="'no_retry_on'"):
+        task(no_retry_on=[KeyError, 3])(lambda: None)

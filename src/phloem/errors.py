@@ -16,6 +16,7 @@ happened in (pipeline, task, run, attempt), so a message can say where and what 
     +-- SerializationError       a value cannot be stored as an output or artifact
     +-- ArtifactError            an artifact is missing or fails its integrity check
     +-- TaskFailed               raised by the runner for a failed attempt (carries the message)
+    +-- Fail                     raised by a task to fail at once, whatever its retries
     +-- CommandFailed            a shell task's command exited with a non-zero status
     +-- VariableNotFound         no variable of that key, and no default was given
     +-- ConnectionNotFound       no connection of that name
@@ -83,6 +84,11 @@ class ArtifactError(PhloemError):
 
 class TaskFailed(PhloemError):
     """An attempt failed; ``message`` is the one-line reason shown to users."""
+
+
+class Fail(PhloemError):
+    """Raise it in a task to fail the task at once, without its retries: for a failure that a
+    retry cannot fix (a changed schema, bad input), as Airflow's AirflowFailException."""
 
 
 class CommandFailed(PhloemError):

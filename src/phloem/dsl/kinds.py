@@ -101,6 +101,13 @@ def _callback(value: Any, option: str, where: str) -> Any:
     return value
 
 
+def _exceptions(value: Any, option: str, where: str) -> tuple[type[BaseException], ...]:
+    items = value if isinstance(value, (tuple, list, set, frozenset)) else (value,)
+    if not all(isinstance(c, type) and issubclass(c, BaseException) for c in items):
+        raise _fail(where, option, "an exception class or a tuple of them", value)
+    return tuple(items)
+
+
 def _mapping(value: Any, option: str, where: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
         raise _fail(where, option, "a dict with string keys", value)
@@ -142,4 +149,5 @@ OPTIONAL_TEXT = Kind("string", _optional(_text))
 TAGS = Kind("list of strings", _tags)
 CALLBACK = Kind("function", _optional(_callback))
 MAPPING = Kind("dict", _mapping)
+EXCEPTIONS = Kind("exception classes", _exceptions)
 ANY = Kind("any", _anything)

@@ -110,6 +110,15 @@ class TaskOptions:
     retry_jitter: float = option(
         0.0, kinds.FRACTION, "spread each delay randomly by up to this fraction (True means 0.5)"
     )
+    retry_on: tuple[type[BaseException], ...] = option(
+        (),
+        kinds.EXCEPTIONS,
+        "retry only failures of these exception classes; others fail at once",
+        shown="every exception",
+    )
+    no_retry_on: tuple[type[BaseException], ...] = option(
+        (), kinds.EXCEPTIONS, "failures of these exception classes are never retried", shown="none"
+    )
     timeout: float | None = option(
         None, kinds.OPTIONAL_POSITIVE_SECONDS, "an attempt running longer fails (and may retry)"
     )

@@ -17,7 +17,7 @@ from phloem.artifacts import ArtifactRef, ArtifactStore, Inline, decode_output, 
 from phloem.artifacts.codec import from_stored_json, to_stored_json
 from phloem.context import Deferred, TaskContext, activate, as_datetime, deactivate
 from phloem.dsl.spec import TaskSpec
-from phloem.errors import SerializationError
+from phloem.errors import Fail, SerializationError
 from phloem.runner.attempt import Attempt, Element, Out, OutList, Result
 from phloem.runner.logs import LazyLogFile, attempt_logger
 from phloem.secrets import Masker, masking
@@ -115,7 +115,7 @@ def _run(
                 )
             except Exception as exc:
                 stream.write(traceback.format_exc())
-                retryable = not isinstance(exc, SerializationError)
+                retryable = _retryable(exc, spec)
                 return Result(
                     **base,
                     outcome="failed",
@@ -196,6 +196,17 @@ def _alarm(timeout: float | None, attempt: Attempt) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def _retryable(exc: BaseException, spec: TaskSpec) -> bool:
+    """May the engine retry after ``exc``? Not after ``phloem.Fail``, an output that cannot be
+    stored, a class in ``no_retry_on``, or one outside a non-empty ``retry_on``."""
+    opts = spec.options
+    if isinstance(exc, (Fail, SerializationError)):
+        return False
+    if opts.no_retry_on and isinstance(exc, opts.no_retry_on):
+        return False
+    return not opts.retry_on or isinstance(exc, opts.retry_on)
 
 
 def _resolve(value: Any, artifacts: ArtifactStore, inputs: list[str]) -> Any:
