@@ -75,7 +75,8 @@ TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     T.SUCCESS: frozenset({T.PENDING}),
     T.FAILED: frozenset({T.PENDING}),
     T.SKIPPED: frozenset({T.PENDING}),
-    T.UPSTREAM_FAILED: frozenset({T.PENDING}),
+    # a branch that ends after another upstream failed still skips the tasks it did not follow
+    T.UPSTREAM_FAILED: frozenset({T.PENDING, T.SKIPPED}),
     T.CACHED: frozenset({T.PENDING}),
 }
 

@@ -287,6 +287,8 @@ def _on_finished(w: _Work, ti: TI, ev: AttemptFinished) -> None:
                 next_try_at=None,
             )
         )
+        if spec.is_branch and ev.follow is not None:
+            _skip_unfollowed(w, spec, ev.follow, ev.at)
     elif ev.outcome == "skip":
         w.set(replace(ti, state=S.SKIPPED, started_at=started, ended_at=ev.at, error=ev.error))
     elif ev.outcome == "reschedule":
@@ -428,6 +430,24 @@ def _trigger(w: _Work, now: float) -> None:
                 _expand(w, t, ti, now)
             else:
                 w.set(replace(ti, state=S.SCHEDULED))
+
+
+#: states a branch's skip replaces when the branch ends: not yet started, or decided only by
+#: another upstream's failure (as Airflow does, which skips all but running and finished tasks)
+_BRANCH_SKIPPABLE = (S.PENDING, S.SCHEDULED, S.UPSTREAM_FAILED)
+
+
+def _skip_unfollowed(w: _Work, branch: TaskSpec, follow: tuple[str, ...], at: float) -> None:
+    """The moment a branch ends, its direct downstream tasks that it did not follow (and that
+    do not come after a followed task, like a join) are skipped, whatever their trigger rule."""
+    for task_id in branch.downstream:
+        if task_id in follow or _after_any(w.snap, follow, task_id):
+            continue
+        for i in w.indexes(task_id):
+            ti = w.get((task_id, i))
+            if ti.state in _BRANCH_SKIPPABLE:
+                why = f"not followed by branch '{branch.task_id}'"
+                w.set(replace(ti, state=S.SKIPPED, ended_at=at, error=None), why)
 
 
 def _verdict(w: _Work, t: TaskSpec, counts: Counter[TaskState], total: int) -> Verdict:
