@@ -177,6 +177,63 @@ def test_a_task_subprocess_in_a_new_session_dies_at_the_task_timeout(
         _kill_all(_pids(pids))
 
 
+# -- what an attempt orphans is gone before its result is reported -----------------------------
+
+
+@phloem.task(retries=1, retry_delay=0)
+def orphans_then_checks(folder: str) -> str:
+    """Try 1 leaves a sleep behind (its shell exits at once) and fails; try 2 looks at it."""
+    import subprocess as sp
+
+    ctx = phloem.context()
+    if ctx.try_number == 1:
+        sp.run(f"sleep 475 & echo $! > {folder}/orphan.pid", shell=True, check=True)
+        raise RuntimeError("first try fails")
+    return "overlap" if _alive(int(Path(folder, "orphan.pid").read_text())) else "clean"
+
+
+@phloem.task
+def orphans(folder: str) -> None:
+    import subprocess as sp
+
+    sp.run(f"sleep 476 & echo $! > {folder}/left.pid", shell=True, check=True)
+
+
+@phloem.task
+def looks(folder: str, _after: None) -> str:
+    return "overlap" if _alive(int(Path(folder, "left.pid").read_text())) else "clean"
+
+
+@phloem.task
+def keeps_a_pool(_after: None) -> list[int]:
+    import multiprocessing as mp
+
+    with mp.get_context("fork").Pool(2) as pool:  # a worker may start processes of its own
+        return pool.map(abs, [-1, -2])
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_attempts_orphans_are_gone_before_the_next_attempt(
+    workers: int, home: Path, tmp_path: Path
+) -> None:
+    pids = tmp_path / "pids"
+    pids.mkdir()
+
+    @pipeline
+    def flow() -> None:
+        orphans_then_checks(str(pids))
+        keeps_a_pool(looks(str(pids), orphans(str(pids))))
+
+    try:
+        r = phloem.run(flow, executor="local", workers=workers)
+        assert r.succeeded, {k: ti.error for k, ti in r.tasks.items()}
+        assert r.output("orphans_then_checks") == "clean"
+        assert r.output("looks") == "clean"
+        assert r.output("keeps_a_pool") == [1, 2]
+    finally:
+        _kill_all(_pids(pids))
+
+
 # -- 3: SIGKILL of `phloem run` ------------------------------------------------------------------
 
 RUN_PIPELINE = textwrap.dedent(

@@ -22,6 +22,7 @@ from typing import Any
 
 from phloem.dsl.spec import PipelineSpec
 from phloem.executors.base import Report, Started
+from phloem.executors.guard import work_done
 from phloem.executors.lifetime import Child, start_child
 from phloem.executors.preload import imported_in_tasks, preload
 from phloem.executors.threads import ThreadBudget
@@ -285,4 +286,5 @@ def _worker_main(
         task = spec.tasks[attempt.task_id]
         with budget.attempt(task.options.resources.cpus):
             result = run_attempt(attempt, task, artifacts)
+        work_done()  # what the attempt orphaned is gone before its result is reported
         conn.send(result)

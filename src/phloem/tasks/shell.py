@@ -15,7 +15,7 @@ from phloem.dsl.options import TaskOptions
 from phloem.dsl.refs import TaskRef
 from phloem.dsl.task import Task
 from phloem.errors import CommandFailed, PhloemError
-from phloem.executors.lifetime import die_with_parent, kill_tree
+from phloem.executors.proctree import die_with_parent, kill_tree
 from phloem.templating import render
 
 #: How many trailing lines of stderr go into the one-line error of a failed command.
