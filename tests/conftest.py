@@ -1,4 +1,5 @@
-"""Shared fixtures: every store test runs on memory, SQLite and the real PostgreSQL server."""
+"""Shared fixtures: every store test runs on memory, SQLite and the real PostgreSQL server;
+processes tests start are killed with their group; a run that leaves a process behind fails."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from processes import Processes, ProcInfo, carrying, descendants, kill_all, wait_gone
 
 PG_URL = os.environ.get("PHLOEM_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -64,3 +67,53 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("PHLOEM_DB_URL", raising=False)
     monkeypatch.delenv("PHLOEM_ARTIFACTS_URL", raising=False)
     return h
+
+
+@pytest.fixture
+def processes() -> Iterator[Processes]:
+    """Start commands in process groups of their own, all killed (with whatever they started)
+    when the test ends, however it ends."""
+    procs = Processes()
+    try:
+        yield procs
+    finally:
+        procs.close()
+
+
+# -- no process outlives the suite ----------------------------------------------------------------
+
+#: every process the suite starts inherits this (with a value unique to the session), so even
+#: an orphan adopted by init is known as ours
+SESSION_VAR = "PHLOEM_TEST_SESSION"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    os.environ[SESSION_VAR] = secrets.token_hex(8)
+
+
+def _left_behind() -> list[ProcInfo]:
+    found = {p.pid: p for p in descendants(os.getpid())}
+    found.update((p.pid, p) for p in carrying(SESSION_VAR, os.environ[SESSION_VAR]))
+    return sorted(found.values(), key=lambda p: p.pid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if a process the suite started still runs (a grace period lets the
+    dying finish dying); kill what is left so it does not outlive the run."""
+    if SESSION_VAR not in os.environ or not os.path.isdir("/proc"):
+        return
+    left = wait_gone(_left_behind, 10.0)
+    if not left:
+        return
+    kill_all(left)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [f"{len(left)} process(es) started by the tests outlived them (now killed):"]
+    lines += [f"  {p}" for p in left]
+    if reporter is not None:
+        reporter.ensure_newline()
+        reporter.write_sep("=", "processes left running", red=True)
+        for line in lines:
+            reporter.write_line(line)
+    else:
+        print("\n".join(lines))
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

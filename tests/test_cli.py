@@ -21,6 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from phloem.cli.main import app
+from processes import Processes
 
 runner = CliRunner()
 
@@ -167,26 +168,19 @@ def tries(record: dict) -> dict[str, int]:
 # -- startup -------------------------------------------------------------------------------------
 
 
-def test_help_is_fast_and_does_not_load_the_store() -> None:
+def test_help_does_not_load_the_store() -> None:
+    """``phloem --help`` loads no store or API (how long it takes: benchmarks/imports.py)."""
     code = (
-        "import sys, time\n"
-        "t = time.perf_counter()\n"
+        "import sys\n"
         "from phloem.cli.main import app\n"
         "try:\n"
         "    app(['--help'])\n"
         "except SystemExit as e:\n"
         "    assert e.code == 0, e.code\n"
-        "print(time.perf_counter() - t, 'sqlalchemy' in sys.modules, 'phloem.api' in sys.modules)\n"
+        "print('typer' in sys.modules, 'sqlalchemy' in sys.modules, 'phloem.api' in sys.modules)\n"
     )
-    best = None
-    for _ in range(3):
-        out = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True
-        ).stdout.split()
-        took, sa, api = float(out[-3]), out[-2], out[-1]
-        assert sa == "False" and api == "False"
-        best = took if best is None else min(best, took)
-    assert best < 0.5, f"phloem --help took {best:.2f}s"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-3:] == ["True", "False", "False"]
 
 
 def test_version(home: Path) -> None:
@@ -648,28 +642,24 @@ def slow(gate: str = ""):
 """
 
 
-def test_ctrl_c_leaves_the_run_resumable(home: Path, tmp_path: Path) -> None:
+def test_ctrl_c_leaves_the_run_resumable(home: Path, tmp_path: Path, processes: Processes) -> None:
     env = {**os.environ, "PHLOEM_HOME": str(home)}
     path = write(tmp_path, "slow.py", SLOW)
     gate = tmp_path / "gate"
-    proc = subprocess.Popen(
+    proc = processes.start(
         [_phloem(), "run", path, "-p", f"gate={gate}", "--workers", "2"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 60
-        for line in proc.stdout:  # plain progress lines: wait until the slow task runs
-            if line.startswith("started    wait") or time.monotonic() > deadline:
-                break
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    for line in proc.stdout:  # plain progress lines: wait until the slow task runs
+        if line.startswith("started    wait") or time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     rid = err.split("interrupted: run ", 1)[1].split()[0]
     assert f"can be resumed with phloem retry {rid}" in err and "Traceback" not in err

@@ -15,6 +15,7 @@ import pytest
 
 import phloem
 from phloem.store import SqlStore
+from processes import Processes, wait_gone
 
 PIPELINE = textwrap.dedent(
     """
@@ -45,7 +46,9 @@ PIPELINE = textwrap.dedent(
 )
 
 
-def _start(tmp_path: Path, home: Path) -> tuple[subprocess.Popen[str], Path, Path]:
+def _start(
+    processes: Processes, tmp_path: Path, home: Path
+) -> tuple[subprocess.Popen[str], Path, Path]:
     (tmp_path / "resumable.py").write_text(PIPELINE)
     counter, gate = tmp_path / "counter", tmp_path / "gate"
     code = (
@@ -54,7 +57,7 @@ def _start(tmp_path: Path, home: Path) -> tuple[subprocess.Popen[str], Path, Pat
         f"params={{'counter': {str(counter)!r}, 'gate': {str(gate)!r}}})\n"
     )
     env = {**os.environ, "PHLOEM_HOME": str(home)}
-    proc = subprocess.Popen(
+    proc = processes.start(
         [sys.executable, "-c", code],
         env=env,
         text=True,
@@ -77,17 +80,18 @@ def _wait_for_state(store: SqlStore, task_id: str, state: str, timeout: float = 
 
 
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL])
-def test_interrupted_driver_leaves_a_resumable_run(how: int, tmp_path: Path, home: Path) -> None:
+def test_interrupted_driver_leaves_a_resumable_run(
+    how: int, tmp_path: Path, home: Path, processes: Processes
+) -> None:
     home.mkdir(parents=True)
-    proc, counter, gate = _start(tmp_path, home)
+    proc, counter, gate = _start(processes, tmp_path, home)
     store = SqlStore(f"sqlite:///{home / 'phloem.db'}")
-    try:
-        run_id = _wait_for_state(store, "slow", "running")
-        proc.send_signal(how)
-        proc.wait(20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    run_id = _wait_for_state(store, "slow", "running")
+    assert len(processes.left_by(proc)) > 1  # the driver and its workers
+    proc.send_signal(how)
+    proc.wait(20)
+    # however the driver ended, its workers ended with it
+    assert wait_gone(lambda: processes.left_by(proc), 20) == []
     if how == signal.SIGINT:
         assert proc.returncode != 0
         # the driver reset what it handed out: nothing claims to be running

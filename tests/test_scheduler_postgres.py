@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -19,6 +18,7 @@ from phloem.api import create_run
 from phloem.loading import load_pipeline
 from phloem.states import RunState
 from phloem.store import SqlStore
+from processes import Processes, wait_gone
 
 pytestmark = pytest.mark.postgres
 
@@ -43,47 +43,23 @@ HA = textwrap.dedent(
 )
 
 
-def _schedulers(n: int, folder: Path, home: Path, db_url: str, tmp: Path) -> list:
+def _schedulers(
+    processes: Processes, n: int, folder: Path, home: Path, db_url: str, tmp: Path
+) -> list[subprocess.Popen[bytes]]:
+    """``n`` ``phloem scheduler`` processes, each logging to ``tmp/scheduler-K.log``."""
     env = {**os.environ, "PHLOEM_DB_URL": db_url, "PHLOEM_HOME": str(home), "PHLOEM_WORKERS": "2"}
     procs = []
     for k in range(n):
-        log = open(tmp / f"scheduler-{k}.log", "w")  # noqa: SIM115
-        procs.append(
-            (
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "phloem",
-                        "scheduler",
-                        "--pipelines",
-                        str(folder),
-                        "--parse-interval",
-                        "1",
-                    ],
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                ),
-                log,
-            )
-        )
+        with open(tmp / f"scheduler-{k}.log", "w") as log:
+            args = [sys.executable, "-m", "phloem", "scheduler", "--pipelines", str(folder)]
+            args += ["--parse-interval", "1"]
+            procs.append(processes.start(args, env=env, stdout=log, stderr=subprocess.STDOUT))
     return procs
 
 
-def _stop(procs: list) -> None:
-    for p, _ in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p, log in procs:
-        try:
-            p.wait(30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-        log.close()
-
-
-def test_three_schedulers_share_runs_exactly_once(pg_url: str, tmp_path: Path) -> None:
+def test_three_schedulers_share_runs_exactly_once(
+    pg_url: str, tmp_path: Path, processes: Processes
+) -> None:
     folder, home = tmp_path / "pipelines", tmp_path / "home"
     folder.mkdir()
     start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=20)
@@ -97,7 +73,7 @@ def test_three_schedulers_share_runs_exactly_once(pg_url: str, tmp_path: Path) -
         ).run_id
         for i in range(200)
     ]
-    procs = _schedulers(3, folder, home, pg_url, tmp_path)
+    procs = _schedulers(processes, 3, folder, home, pg_url, tmp_path)
     try:
         deadline = time.time() + 240
         while time.time() < deadline:
@@ -105,12 +81,12 @@ def test_three_schedulers_share_runs_exactly_once(pg_url: str, tmp_path: Path) -
             ticks = [r for r in done if r.pipeline == "ticker"]
             if len([r for r in done if r.pipeline == "work"]) == 200 and len(ticks) >= 20:
                 break
-            assert all(p.poll() is None for p, _ in procs), "a scheduler exited"
+            assert all(p.poll() is None for p in procs), "a scheduler exited"
             time.sleep(0.5)
         else:
             pytest.fail("the runs did not complete in time")
     finally:
-        _stop(procs)
+        processes.stop(*procs)
     everything = store.list_runs(limit=2000)
     assert all(r.state is RunState.SUCCESS for r in everything if r.pipeline == "work")
     # one run per (pipeline, logical date), and the ticker has no gap
@@ -176,7 +152,7 @@ def _restart_postgres() -> None:
 
 
 def test_a_postgres_restart_mid_run_loses_and_duplicates_nothing(
-    pg_url: str, tmp_path: Path
+    pg_url: str, tmp_path: Path, processes: Processes
 ) -> None:
     folder, home = tmp_path / "pipelines", tmp_path / "home"
     folder.mkdir()
@@ -194,7 +170,7 @@ def test_a_postgres_restart_mid_run_loses_and_duplicates_nothing(
         ).run_id
         for i in range(3)
     ]
-    procs = _schedulers(1, folder, home, pg_url, tmp_path)
+    procs = _schedulers(processes, 1, folder, home, pg_url, tmp_path)
     try:
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -214,13 +190,13 @@ def test_a_postgres_restart_mid_run_loses_and_duplicates_nothing(
                     break
             except Exception:
                 pass
-            assert procs[0][0].poll() is None, "the scheduler exited when the database blinked"
+            assert procs[0].poll() is None, "the scheduler exited when the database blinked"
             time.sleep(0.2)
         else:
             pytest.fail("runs did not complete after the database restart")
         print(f"recovered {time.time() - restarted:.1f}s after the restart began")
     finally:
-        _stop(procs)
+        processes.stop(*procs)
     for r in run_ids:
         attempts = store.attempts(r)
         assert sorted(a.task_id for a in attempts) == ["after", "before", "wait_gate"]
@@ -231,7 +207,7 @@ def test_a_postgres_restart_mid_run_loses_and_duplicates_nothing(
 
 
 def test_a_killed_scheduler_s_runs_are_taken_over_when_its_lease_expires(
-    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, processes: Processes
 ) -> None:
     monkeypatch.setenv("PHLOEM_LEASE_TTL", "3")
     folder, home = tmp_path / "pipelines", tmp_path / "home"
@@ -243,7 +219,7 @@ def test_a_killed_scheduler_s_runs_are_taken_over_when_its_lease_expires(
     run_id = create_run(
         store, spec, {"gate": str(gate)}, "2026-03-01", source=f"{folder / 'gated.py'}:gated"
     ).run_id
-    first = _schedulers(1, folder, home, pg_url, tmp_path)
+    first = _schedulers(processes, 1, folder, home, pg_url, tmp_path)
     deadline = time.time() + 60
     while time.time() < deadline:
         states = {ti.task_id: ti.state.value for ti in store.load_instances(run_id)}
@@ -251,12 +227,12 @@ def test_a_killed_scheduler_s_runs_are_taken_over_when_its_lease_expires(
             break
         time.sleep(0.1)
     else:
-        _stop(first)
         pytest.fail("the run never reached the gated task")
     assert store.get_run(run_id).owner is not None
-    first[0][0].kill()  # SIGKILL: no clean-up, its lease must run out
-    first[0][0].wait(10)
-    first[0][1].close()
+    first[0].kill()  # SIGKILL: no clean-up, its lease must run out
+    first[0].wait(10)
+    # its workers and file readers died with it
+    assert wait_gone(lambda: processes.left_by(first[0]), 20) == []
     gate.write_text("open")
     killed_at = time.time()
     with store.engine.connect() as conn:  # the dead scheduler's lease, as it left it
@@ -264,7 +240,7 @@ def test_a_killed_scheduler_s_runs_are_taken_over_when_its_lease_expires(
             "SELECT lease_expires_at FROM runs WHERE run_id = %(r)s", {"r": run_id}
         ).scalar()
     (tmp_path / "second").mkdir()
-    second = _schedulers(1, folder, home, pg_url, tmp_path / "second")
+    second = _schedulers(processes, 1, folder, home, pg_url, tmp_path / "second")
     try:
         while time.time() < killed_at + 60:
             if store.get_run(run_id).state is RunState.SUCCESS:
@@ -273,7 +249,7 @@ def test_a_killed_scheduler_s_runs_are_taken_over_when_its_lease_expires(
         else:
             pytest.fail("the run was not taken over")
     finally:
-        _stop(second)
+        processes.stop(*second)
     retried = [a for a in store.attempts(run_id) if a.task_id == "wait_gate"][-1]
     assert retried.queued_at is not None and retried.queued_at >= expires  # not before expiry
     attempts = {
