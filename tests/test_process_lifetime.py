@@ -423,3 +423,51 @@ def test_stopping_a_child_kills_what_it_daemonized(tmp_path: Path) -> None:
         _kill_all(_pids(tmp_path))
         child.stop()
         conn.close()
+
+
+def _until_eof(conn: Any, folder: str) -> None:
+    try:
+        conn.recv()
+    except EOFError:
+        Path(folder, f"eof-{os.getpid()}").write_text("")
+
+
+def test_a_child_reads_end_of_file_once_its_owner_closes_its_end(tmp_path: Path) -> None:
+    from phloem.executors.lifetime import start_child
+
+    first, first_end = start_child(_until_eof, (str(tmp_path),), "phloem-test")
+    second, second_end = start_child(_until_eof, (str(tmp_path),), "phloem-test")
+    try:
+        first_end.close()  # the second child must not hold a copy of this end
+        first.join(10)
+        assert first.exitcode == 0
+        assert (tmp_path / f"eof-{first.child_pid}").exists()
+        assert second.is_alive()
+    finally:
+        for child, end in ((first, first_end), (second, second_end)):
+            child.stop()
+            end.close()
+
+
+def _starts_its_own(conn: Any) -> None:
+    from phloem.executors.lifetime import start_child
+
+    inner, inner_end = start_child(_echo, (), "phloem-test")
+    inner_end.send("nested")
+    conn.send(inner_end.recv() if inner_end.poll(10) else None)
+    inner.stop()
+
+
+def _echo(conn: Any) -> None:
+    conn.send(conn.recv())
+
+
+def test_a_child_may_start_guarded_children_of_its_own(tmp_path: Path) -> None:
+    from phloem.executors.lifetime import start_child
+
+    child, end = start_child(_starts_its_own, (), "phloem-test")
+    try:
+        assert end.poll(20) and end.recv() == "nested"
+    finally:
+        child.stop()
+        end.close()

@@ -12,6 +12,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 import weakref
@@ -39,6 +40,9 @@ POLL = 2.0
 #: the owner's ends of the pipes to every child, closed in each new child so that a child
 #: whose owner died reads end of file
 owner_ends: weakref.WeakSet[Connection] = weakref.WeakSet()
+
+#: held while a child is forked, so no other inherits the child end of its pipe
+spawn_lock = threading.Lock()
 
 #: in a guarded child: (its guard's pid, the end it reads the guard's answers from)
 _link: tuple[int, int] | None = None
@@ -68,6 +72,8 @@ def run(
     name: str,
 ) -> None:
     """The guard's whole life: start the child, watch, kill the tree, exit as the child did."""
+    global spawn_lock
+    spawn_lock = threading.Lock()  # forked while held: the child may start children of its own
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, WAITS_FOR)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the owner's to handle
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # never SIG_IGN: that would reap for us

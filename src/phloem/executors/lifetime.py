@@ -31,9 +31,6 @@ from typing import Any
 from phloem.executors import guard
 from phloem.executors.proctree import GUARDS
 
-# one child is forked at a time, so none inherits the child end of another's pipe
-_spawn_lock = threading.Lock()
-
 
 class Child:
     """A process started by :func:`start_child`; ``pid`` is its guard's on Linux."""
@@ -105,7 +102,7 @@ def start_child(
     """Start ``target(conn, *args)`` in a child process that dies with this one; returns the
     child and this side's end of the duplex pipe ``conn``."""
     ctx = mp.get_context("fork")
-    with _spawn_lock:
+    with guard.spawn_lock:
         mine, theirs = ctx.Pipe(duplex=True)
         guard.owner_ends.add(mine)
         report_r: int | None = None
@@ -129,6 +126,7 @@ def start_child(
 
 
 def _plain(target: Callable[..., object], conn: Connection, args: tuple[Any, ...]) -> None:
+    guard.spawn_lock = threading.Lock()  # forked while held
     for c in list(guard.owner_ends):
         c.close()
     try:
