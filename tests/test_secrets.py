@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import stat
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from phloem.errors import SecretError
-from phloem.runner.logs import LazyLogFile, attempt_logger
+from phloem.runner.logs import AttemptLog, attempt_logger
 from phloem.secrets import (
     KEY_ENV,
     Cipher,
@@ -56,15 +57,17 @@ def test_register_feeds_only_the_active_masker() -> None:
     assert mask("inside-secret") == "inside-secret"
 
 
-def test_lazy_log_file_masks_every_write(tmp_path: Path) -> None:
+def test_attempt_log_masks_every_write(tmp_path: Path) -> None:
     m = Masker(["hunter22"])
-    stream = LazyLogFile(str(tmp_path / "a.log"), m)
-    log = attempt_logger("t", stream)
+    log = AttemptLog(str(tmp_path / "a.log"), m)
+    stream = io.StringIO()
+    logger = attempt_logger("t", stream)
     print("print hunter22", file=stream)
-    log.info("logged %s", "hunter22")
+    logger.info("logged %s", "hunter22")
+    log.write(stream.getvalue().encode())
     m.add("later-secret")  # learnt during the attempt: masked from then on
-    stream.write("later-secret\n")
-    stream.close()
+    log.write(b"later-secret\n")
+    log.close()
     text = (tmp_path / "a.log").read_text()
     assert "hunter22" not in text and "later-secret" not in text
     assert text.count("***") == 3

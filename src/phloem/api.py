@@ -14,7 +14,7 @@ from typing import Any
 
 from phloem.artifacts import ArtifactStore, decode_output
 from phloem.artifacts.codec import from_stored_json
-from phloem.config import Settings
+from phloem.config import DEFAULT_LOG_MAX_BYTES, Settings
 from phloem.driver import DEFAULT_TTL, Driver, Reporter, holder_id
 from phloem.driver.leases import is_dead_local
 from phloem.dsl.pipeline import Pipeline, resolve_params
@@ -41,6 +41,7 @@ class Env:
     logs_dir: Path
     workers: int
     home: Path | None = None
+    log_max_bytes: int = DEFAULT_LOG_MAX_BYTES
 
 
 def open_env(
@@ -61,6 +62,7 @@ def open_env(
         settings.logs_dir,
         settings.workers,
         settings.home,
+        settings.log_max_bytes,
     )
 
 
@@ -209,7 +211,9 @@ def run(
     """Run a pipeline to its end on the durable store, with no server."""
     p, source = _pipeline(pipeline)
     env = open_env(store, home)
-    ex = make_executor(executor, workers or env.workers)  # a bad name fails before the run
+    ex = make_executor(
+        executor, workers or env.workers, log_max_bytes=env.log_max_bytes
+    )  # a bad name fails before the run
     record = create_run(
         env.store, p.spec, params, logical_date, source=source, owner=holder_id("run")
     )
@@ -226,7 +230,11 @@ def drive(
     workers: int | None = None,
     reporter: Reporter | None = None,
 ) -> RunResult:
-    ex = make_executor(executor, workers or env.workers) if isinstance(executor, str) else executor
+    ex = (
+        make_executor(executor, workers or env.workers, log_max_bytes=env.log_max_bytes)
+        if isinstance(executor, str)
+        else executor
+    )
     Driver(env.store, ex, spec, record, env.artifacts, env.logs_dir, reporter).drive()
     return RunResult(env, spec, env.store.get_run(record.run_id))
 
@@ -330,7 +338,9 @@ def retry(
         )
     record = replace(record, owner=owner)
     try:
-        ex = make_executor(executor, workers or env.workers)  # a bad name changes nothing
+        ex = make_executor(
+            executor, workers or env.workers, log_max_bytes=env.log_max_bytes
+        )  # a bad name changes nothing
         reopen(env, spec, record.run_id, task=task, downstream=downstream, reason="retry requested")
         record = replace(env.store.get_run(record.run_id), owner=owner)
         if record.state.is_terminal:

@@ -10,6 +10,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+#: Default cap on one attempt's log.
+DEFAULT_LOG_MAX_BYTES = 100 * 2**20
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -17,6 +20,8 @@ class Settings:
     db_url: str
     artifacts_url: str
     workers: int
+    #: the most one attempt's log keeps (``PHLOEM_LOG_MAX_BYTES``); the rest is dropped
+    log_max_bytes: int = DEFAULT_LOG_MAX_BYTES
 
     @property
     def logs_dir(self) -> Path:
@@ -34,10 +39,32 @@ class Settings:
         db_url = env.get("PHLOEM_DB_URL") or f"sqlite:///{base / 'phloem.db'}"
         artifacts = env.get("PHLOEM_ARTIFACTS_URL") or str(base / "artifacts")
         workers = int(env.get("PHLOEM_WORKERS") or 0) or default_workers()
-        return cls(home=base, db_url=db_url, artifacts_url=artifacts, workers=workers)
+        log_max = _positive_int(env, "PHLOEM_LOG_MAX_BYTES", DEFAULT_LOG_MAX_BYTES)
+        return cls(
+            home=base,
+            db_url=db_url,
+            artifacts_url=artifacts,
+            workers=workers,
+            log_max_bytes=log_max,
+        )
 
     def ensure_dirs(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
+
+
+def _positive_int(env: os._Environ[str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        from phloem.errors import PhloemError
+
+        raise PhloemError(f"{name}={raw!r} is not valid: use a positive whole number of bytes")
+    return value
 
 
 def default_workers() -> int:

@@ -358,9 +358,13 @@ def logs(
     if not path.is_file():
         typer.echo(f"try {n} of task {name} wrote no log output", err=True)
         return
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for chunk in iter(lambda: fh.read(65536), ""):
-            typer.echo(chunk, nl=False)
+    import shutil
+
+    sys.stdout.flush()
+    out = sys.stdout.buffer
+    with path.open("rb") as fh:  # streamed as written: a capped log can still be 100 MB
+        shutil.copyfileobj(fh, out, 1 << 16)
+    out.flush()
 
 
 @app.command()

@@ -12,15 +12,19 @@ from phloem.artifacts import ArtifactStore
 from phloem.dsl.spec import PipelineSpec
 from phloem.executors.base import Report, Started
 from phloem.runner import Attempt, run_attempt
+from phloem.runner.capture import OutputCapture
+from phloem.runner.logs import DEFAULT_LOG_MAX_BYTES
 
 
 class InlineExecutor:
     slots = 1
 
-    def __init__(self) -> None:
+    def __init__(self, *, log_max_bytes: int = DEFAULT_LOG_MAX_BYTES) -> None:
         self._queue: deque[Attempt] = deque()
         self._pipelines: Mapping[str, PipelineSpec] = {}
         self._artifacts: ArtifactStore | None = None
+        self._capture: OutputCapture | None = None
+        self._log_max_bytes = log_max_bytes
 
     def start(self, pipelines: Mapping[str, PipelineSpec], artifacts_url: str) -> None:
         self._pipelines = pipelines
@@ -57,8 +61,22 @@ class InlineExecutor:
         started = Started(
             attempt.run_id, attempt.task_id, attempt.map_index, attempt.try_number, time.time()
         )
-        result = run_attempt(attempt, spec, self._artifacts, enforce_timeout=True)
+        if self._capture is None:
+            # this is the driver's own process: fds 1 and 2 go to the log only while a task runs
+            self._capture = OutputCapture(sticky=False)
+        result = run_attempt(
+            attempt,
+            spec,
+            self._artifacts,
+            capture=self._capture,
+            log_max_bytes=self._log_max_bytes,
+            enforce_timeout=True,
+            interruptible=True,  # Ctrl-C in the driver interrupts the run, not just the task
+        )
         return [started, result]
 
     def shutdown(self) -> None:
         self._queue.clear()
+        if self._capture is not None:
+            self._capture.close()
+            self._capture = None

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from phloem.dsl.spec import PipelineSpec
 from phloem.executors.base import Report, Started
@@ -27,6 +27,19 @@ from phloem.executors.lifetime import Child, start_child
 from phloem.executors.preload import imported_in_tasks, preload
 from phloem.executors.threads import ThreadBudget
 from phloem.runner import Attempt, Result
+from phloem.runner.logs import DEFAULT_LOG_MAX_BYTES
+
+if TYPE_CHECKING:
+    from phloem.artifacts import ArtifactStore
+    from phloem.runner.capture import OutputCapture
+
+
+@dataclass(frozen=True, slots=True)
+class _Unreadable:
+    """A worker could not unpickle the next attempt sent to it (it answers in order, so the
+    driver knows which one: the oldest it has not answered)."""
+
+    error: str
 
 
 @dataclass
@@ -43,11 +56,14 @@ class LocalExecutor:
     """``workers`` processes, each sent up to ``prefetch`` attempts so it never idles while
     the driver commits the previous result."""
 
-    def __init__(self, workers: int = 2, prefetch: int = 2) -> None:
+    def __init__(
+        self, workers: int = 2, prefetch: int = 2, *, log_max_bytes: int = DEFAULT_LOG_MAX_BYTES
+    ) -> None:
         if workers < 1:
             raise ValueError("a local executor needs at least one worker")
         self.workers = workers
         self.prefetch = max(1, prefetch)
+        self.log_max_bytes = log_max_bytes
         self.slots = workers * self.prefetch
         self._workers: list[_Worker] = []
         self._queue: deque[Attempt] = deque()
@@ -63,7 +79,9 @@ class LocalExecutor:
 
     def _spawn(self) -> _Worker:
         process, conn = start_child(
-            _worker_main, (self._pipelines, self._artifacts_url), "phloem-worker"
+            _worker_main,
+            (self._pipelines, self._artifacts_url, self.log_max_bytes),
+            "phloem-worker",
         )
         worker = _Worker(process, conn)
         self._workers.append(worker)
@@ -85,9 +103,13 @@ class LocalExecutor:
                 self._killed
             ):
                 continue
+            data, problem = _pickled(attempt)
+            if data is None:
+                self._reports.append(_failed(attempt, problem, retryable=False))
+                continue
             idle.sent.append(attempt)
             try:
-                idle.conn.send(attempt)
+                idle.conn.send_bytes(data)
             except (BrokenPipeError, OSError):
                 self._lost(idle, "its worker process could not be reached")
 
@@ -121,19 +143,7 @@ class LocalExecutor:
         if (head.run_id, head.task_id, head.map_index, head.try_number) not in w.started:
             rest = sent  # it died before starting any of them: they all go to another worker
         elif why is not None:
-            now = time.time()
-            self._reports.append(
-                Result(
-                    head.run_id,
-                    head.task_id,
-                    head.map_index,
-                    head.try_number,
-                    "failed",
-                    now,
-                    now,
-                    error=why,
-                )
-            )
+            self._reports.append(_failed(head, why))
         self._queue.extendleft(reversed(rest))
 
     def wait(self, timeout: float | None, wake: Sequence[Any] = ()) -> list[Report]:
@@ -171,6 +181,10 @@ class LocalExecutor:
         try:
             while w.conn.poll():
                 msg = w.conn.recv()
+                if isinstance(msg, _Unreadable):
+                    if not w.sent:
+                        continue
+                    msg = _failed(w.sent[0], msg.error, retryable=False)
                 out.append(msg)
                 if isinstance(msg, Started):
                     w.started.add((msg.run_id, msg.task_id, msg.map_index, msg.try_number))
@@ -217,12 +231,17 @@ def _reload(source: str) -> PipelineSpec:
 
 
 def _worker_main(
-    conn: Connection, pipelines: Mapping[str, PipelineSpec], artifacts_url: str
+    conn: Connection,
+    pipelines: Mapping[str, PipelineSpec],
+    artifacts_url: str,
+    log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
 ) -> None:
     from phloem.artifacts import ArtifactStore
-    from phloem.runner import run_attempt
+    from phloem.runner.capture import OutputCapture
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    # fds 1 and 2 go to the running attempt's log from now on, never to the driver's stdout
+    capture = OutputCapture(sticky=True)
     artifacts = ArtifactStore(artifacts_url)
     budget = ThreadBudget()
     # specs by (pipeline, code version): a run made with older code reloads once, not per task
@@ -240,51 +259,107 @@ def _worker_main(
             except (EOFError, OSError):
                 inbox.put(None)
                 return
+            except Exception as exc:  # an attempt that cannot be unpickled here
+                msg = _Unreadable(
+                    f"the attempt could not be received by its worker process: {exc!r}"
+                )
             inbox.put(msg)
             if msg is None:
                 return
 
     threading.Thread(target=read, name="phloem-worker-inbox", daemon=True).start()
     while True:
-        attempt = inbox.get()
-        if attempt is None:
+        msg = inbox.get()
+        if msg is None:
             return
-        key = (attempt.pipeline, attempt.code_hash)
-        spec = loaded.get(key)
-        if spec is None:
-            known = loaded.get((attempt.pipeline, None))
-            if known is not None and attempt.code_hash in (None, known.code_hash):
-                spec = loaded[key] = known
-        now = time.time()
-        conn.send(
-            Started(attempt.run_id, attempt.task_id, attempt.map_index, attempt.try_number, now)
-        )
-        problem = None
-        try:
-            if spec is None and attempt.source:
-                spec = loaded[key] = _reload(attempt.source)
-            if spec is None or attempt.task_id not in spec.tasks:
-                problem = (
-                    f"the code of pipeline '{attempt.pipeline}' has no task '{attempt.task_id}'"
-                )
-        except Exception as exc:
-            problem = f"cannot load the pipeline's code: {type(exc).__name__}: {exc}"
-        if problem is not None or spec is None:
-            conn.send(
-                Result(
-                    attempt.run_id,
-                    attempt.task_id,
-                    attempt.map_index,
-                    attempt.try_number,
-                    "failed",
-                    now,
-                    time.time(),
-                    error=problem,
-                )
-            )
+        if isinstance(msg, _Unreadable):
+            conn.send(msg)
             continue
-        task = spec.tasks[attempt.task_id]
-        with budget.attempt(task.options.resources.cpus):
-            result = run_attempt(attempt, task, artifacts)
+        result = _serve(conn, msg, loaded, artifacts, budget, capture, log_max_bytes)
         work_done()  # what the attempt orphaned is gone before its result is reported
         conn.send(result)
+
+
+def _serve(
+    conn: Connection,
+    attempt: Attempt,
+    loaded: dict[tuple[str, str | None], PipelineSpec],
+    artifacts: ArtifactStore,
+    budget: ThreadBudget,
+    capture: OutputCapture,
+    log_max_bytes: int,
+) -> Result:
+    """Run one attempt in this worker; whatever happens, a Result (phloem's own stop aside)."""
+    from phloem.runner import run_attempt
+    from phloem.runner.failures import WorkerShutdown, clean, one_line
+
+    key = (attempt.pipeline, attempt.code_hash)
+    spec = loaded.get(key)
+    if spec is None:
+        known = loaded.get((attempt.pipeline, None))
+        if known is not None and attempt.code_hash in (None, known.code_hash):
+            spec = loaded[key] = known
+    conn.send(
+        Started(attempt.run_id, attempt.task_id, attempt.map_index, attempt.try_number, time.time())
+    )
+    try:
+        if spec is None and attempt.source:
+            spec = loaded[key] = _reload(attempt.source)
+        if spec is None or attempt.task_id not in spec.tasks:
+            return _failed(
+                attempt,
+                f"the code of pipeline '{attempt.pipeline}' has no task '{attempt.task_id}'",
+            )
+    except WorkerShutdown:
+        raise
+    except BaseException as exc:  # the pipeline's module failed at import, even by sys.exit
+        return _failed(attempt, clean(f"cannot load the pipeline's code: {one_line(exc)}"))
+    task = spec.tasks[attempt.task_id]
+    try:
+        with budget.attempt(task.options.resources.cpus):
+            return run_attempt(
+                attempt, task, artifacts, capture=capture, log_max_bytes=log_max_bytes
+            )
+    except WorkerShutdown:
+        raise
+    except BaseException as exc:  # run_attempt reports the task's failures; this is a last guard
+        return _failed(attempt, clean(f"phloem could not run the attempt: {one_line(exc)}"))
+
+
+def _failed(attempt: Attempt, error: str, *, retryable: bool = True) -> Result:
+    now = time.time()
+    return Result(
+        attempt.run_id,
+        attempt.task_id,
+        attempt.map_index,
+        attempt.try_number,
+        "failed",
+        now,
+        now,
+        error=error,
+        retryable=retryable,
+    )
+
+
+def _pickled(attempt: Attempt) -> tuple[bytes | None, str]:
+    """The attempt as bytes for its worker. Plain pickle first (the hot path); a literal
+    argument pickle cannot carry (a lambda, a local function) goes by value with cloudpickle,
+    which workers load with plain pickle. What neither can carry fails the task."""
+    from multiprocessing.reduction import ForkingPickler
+
+    try:
+        return bytes(ForkingPickler.dumps(attempt)), ""
+    except Exception:
+        pass
+    try:
+        import cloudpickle
+
+        return cloudpickle.dumps(attempt), ""
+    except Exception as exc:
+        from phloem.runner.failures import clean, one_line
+
+        return None, clean(
+            f"the arguments of task '{attempt.task_id}' cannot be sent to a worker process "
+            f"({one_line(exc)}); pass values that can be pickled (data, module-level "
+            "functions), make them inside the task, or use executor='inline'"
+        )

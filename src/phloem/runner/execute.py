@@ -1,4 +1,4 @@
-"""Run one attempt: rebuild the inputs, call the function, capture logs, store the output."""
+"""Run one attempt: rebuild the inputs, call the function, capture its output, store its result."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TextIO
 
 from phloem.artifacts import ArtifactRef, ArtifactStore, Inline, decode_output, encode_output
 from phloem.artifacts.codec import from_stored_json, to_stored_json
@@ -19,7 +19,15 @@ from phloem.context import Deferred, TaskContext, activate, as_datetime, deactiv
 from phloem.dsl.spec import TaskSpec
 from phloem.errors import Fail, SerializationError
 from phloem.runner.attempt import Attempt, Element, Out, OutList, Result
-from phloem.runner.logs import LazyLogFile, attempt_logger
+from phloem.runner.capture import OutputCapture
+from phloem.runner.failures import (
+    AttemptTimeout,
+    classify,
+    clean,
+    one_line,
+    passes_through,
+)
+from phloem.runner.logs import DEFAULT_LOG_MAX_BYTES, AttemptLog, attempt_logger
 from phloem.secrets import Masker, masking
 
 
@@ -27,41 +35,77 @@ class SkipTask(Exception):
     """Raise (or call ``phloem.skip()``) inside a task to end it as skipped."""
 
 
-class _Timeout(BaseException):
-    pass
-
-
 def run_attempt(
     attempt: Attempt,
     spec: TaskSpec,
     artifacts: ArtifactStore,
     *,
+    capture: OutputCapture,
+    log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
     enforce_timeout: bool = False,
+    interruptible: bool = False,
     now: Callable[[], float] = time.time,
 ) -> Result:
-    """Never raises for a task's own failure: every outcome is a Result.
+    """Never raises for anything the task does: every outcome is a Result.
 
-    Secrets the task obtains (``phloem.connection()``) are masked in its log and error.
+    Only phloem's own stop passes through (see :mod:`phloem.runner.failures`;
+    ``interruptible``: a ``KeyboardInterrupt`` is the user's Ctrl-C, as in the inline
+    executor). Everything the attempt writes goes to its log through ``capture``; secrets the
+    task obtains (``phloem.connection()``) are masked in its log and error.
     """
     masker = Masker()
-    with masking(masker):
-        result = _run(attempt, spec, artifacts, masker, enforce_timeout, now)
-    if result.error and len(masker):
-        result = replace(result, error=masker.mask(result.error))
+    log = AttemptLog(attempt.log_path, masker, log_max_bytes)
+    started = now()
+    note: str | None = None
+    try:
+        with masking(masker), capture.attempt(log) as (_, err):
+            result, note = _run(
+                attempt, spec, artifacts, err, started, enforce_timeout, interruptible, now
+            )
+    except BaseException as exc:
+        if passes_through(exc, interruptible=interruptible):
+            raise
+        # the task's own failures are handled inside; this is the capture or the log failing
+        note = traceback.format_exc()
+        why = f"phloem could not run the attempt: {one_line(exc)}"
+        result = _failed(attempt, started, now(), why)
+    finally:
+        if note is not None:
+            log.note(note)
+        log.close()
+    if log.problem is not None:
+        capture.warn(masker.mask(log.problem))
+    if result.error:
+        result = replace(result, error=clean(masker.mask(result.error)))
     return result
+
+
+def _failed(attempt: Attempt, started: float, ended: float, error: str, **kw: Any) -> Result:
+    return Result(
+        attempt.run_id,
+        attempt.task_id,
+        attempt.map_index,
+        attempt.try_number,
+        "failed",
+        started,
+        ended,
+        error=error,
+        **kw,
+    )
 
 
 def _run(
     attempt: Attempt,
     spec: TaskSpec,
     artifacts: ArtifactStore,
-    masker: Masker,
+    err: TextIO,
+    started: float,
     enforce_timeout: bool,
+    interruptible: bool,
     now: Callable[[], float],
-) -> Result:
-    started = now()
-    stream = LazyLogFile(attempt.log_path, masker)
-    logger = attempt_logger(f"phloem.task.{attempt.task_id}", stream)
+) -> tuple[Result, str | None]:
+    """The attempt boundary: the task's code and the storing of its output. Returns the
+    result and what to add to the log after the task's own output (its traceback)."""
     inputs: list[str] = []
     base: dict[str, Any] = dict(
         run_id=attempt.run_id,
@@ -81,66 +125,24 @@ def _run(
         data_interval_start=as_datetime(attempt.data_interval_start) or logical_date,
         data_interval_end=as_datetime(attempt.data_interval_end) or logical_date,
         params=attempt.params,
-        log=logger,
+        log=attempt_logger(f"phloem.task.{attempt.task_id}", err),
         store_url=attempt.store_url,
     )
     token = activate(ctx)
+    storing = False
     try:
-        with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
-            try:
-                args = tuple(_resolve(a, artifacts, inputs) for a in attempt.args)
-                kwargs = {k: _resolve(v, artifacts, inputs) for k, v in attempt.kwargs.items()}
-                timeout = attempt.timeout if enforce_timeout else None
-                with _alarm(timeout, attempt):
-                    outcome, value = _call(spec, attempt, args, kwargs, now)
-            except SkipTask as exc:
-                return Result(
-                    **base,
-                    outcome="skip",
-                    ended_at=now(),
-                    error=str(exc) or None,
-                    inputs=tuple(inputs),
-                )
-            except _Timeout:
-                msg = f"timed out after {attempt.timeout:g}s (attempt {attempt.try_number})"
-                stream.write(f"phloem: {msg}\n")
-                return Result(
-                    **base, outcome="failed", ended_at=now(), error=msg, inputs=tuple(inputs)
-                )
-            except SystemExit as exc:
-                msg = f"the task called sys.exit({exc.code!r}); raise an exception to fail it"
-                stream.write(f"phloem: {msg}\n")
-                return Result(
-                    **base, outcome="failed", ended_at=now(), error=msg, inputs=tuple(inputs)
-                )
-            except Exception as exc:
-                stream.write(traceback.format_exc())
-                retryable = _retryable(exc, spec)
-                return Result(
-                    **base,
-                    outcome="failed",
-                    ended_at=now(),
-                    error=_one_line(exc),
-                    retryable=retryable,
-                    inputs=tuple(inputs),
-                )
-            if outcome != "success":
-                return Result(**base, outcome=outcome, ended_at=now(), inputs=tuple(inputs))
-            try:
-                follow = _follow(spec, value) if spec.is_branch else None
-                stored, info, length = _store(value, artifacts)
-            except (SerializationError, ValueError) as exc:
-                msg = f"{_one_line(exc)} (task '{attempt.task_id}')"
-                stream.write(f"phloem: {msg}\n")
-                return Result(
-                    **base,
-                    outcome="failed",
-                    ended_at=now(),
-                    error=msg,
-                    retryable=False,
-                    inputs=tuple(inputs),
-                )
-            return Result(
+        args = tuple(_resolve(a, artifacts, inputs) for a in attempt.args)
+        kwargs = {k: _resolve(v, artifacts, inputs) for k, v in attempt.kwargs.items()}
+        timeout = attempt.timeout if enforce_timeout else None
+        with _alarm(timeout, attempt):
+            outcome, value = _call(spec, attempt, args, kwargs, now)
+        if outcome != "success":
+            return Result(**base, outcome=outcome, ended_at=now(), inputs=tuple(inputs)), None
+        storing = True
+        follow = _follow(spec, value) if spec.is_branch else None
+        stored, info, length = _store(value, artifacts)
+        return (
+            Result(
                 **base,
                 outcome="success",
                 ended_at=now(),
@@ -149,10 +151,36 @@ def _run(
                 follow=follow,
                 artifacts=info,
                 inputs=tuple(inputs),
-            )
+            ),
+            None,
+        )
+    except SkipTask as exc:
+        skipped = Result(
+            **base, outcome="skip", ended_at=now(), error=str(exc) or None, inputs=tuple(inputs)
+        )
+        return skipped, None
+    except BaseException as exc:  # every failure of a task is a failed task
+        if passes_through(exc, interruptible=interruptible):
+            raise
+        f = classify(
+            exc,
+            attempt.task_id,
+            storing=storing,
+            timeout=attempt.timeout,
+            try_number=attempt.try_number,
+            retryable=lambda e: _retryable(e, spec),
+        )
+        failed = Result(
+            **base,
+            outcome="failed",
+            ended_at=now(),
+            error=f.message,
+            retryable=f.retryable,
+            inputs=tuple(inputs),
+        )
+        return failed, f.note
     finally:
         deactivate(token)
-        stream.close()
 
 
 def _call(
@@ -187,7 +215,7 @@ def _alarm(timeout: float | None, attempt: Attempt) -> Iterator[None]:
         return
 
     def _fire(signum: int, frame: Any) -> None:
-        raise _Timeout()
+        raise AttemptTimeout()
 
     previous = signal.signal(signal.SIGALRM, _fire)
     signal.setitimer(signal.ITIMER_REAL, timeout)
@@ -292,10 +320,3 @@ def _follow(spec: TaskSpec, value: Any) -> tuple[str, ...]:
             )
         chosen.extend(matches)
     return tuple(dict.fromkeys(chosen))
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else ""
-    name = type(exc).__name__
-    return f"{name}: {first}" if first else name

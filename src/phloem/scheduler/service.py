@@ -75,7 +75,7 @@ class Scheduler:
         self.config = config
         self.catalog = Catalog(env.store)
         self.id = scheduler_id or holder_id("scheduler")
-        self.executor = make_executor(executor, env.workers)
+        self.executor = make_executor(executor, env.workers, log_max_bytes=env.log_max_bytes)
         self.pool = ParserPool(workers=min(2, env.workers), timeout=config.parse_timeout)
         self.discovery = Discovery(config.folder, self.catalog, self.pool)
         self.keeper = LeaseKeeper(

@@ -1,0 +1,272 @@
+"""Every failure of a task is a failed task, with its own message, masked: nothing a task does
+(a BaseException, a full disk, a value too deep to store, an argument that cannot travel to a
+worker, an odd name) crashes its worker or the driver."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import phloem
+from phloem import pipeline, task
+from phloem.artifacts import ArtifactStore
+from phloem.runner import Attempt, run_attempt
+from phloem.runner.capture import OutputCapture
+from phloem.runner.logs import AttemptLog, log_path
+from phloem.states import RunState, TaskState
+from phloem.variables import close_stores
+
+EXECUTORS = ["inline", "local"]
+SECRET = "pw-" + os.urandom(6).hex()
+
+
+class Custom(BaseException):
+    """A BaseException that is not phloem's."""
+
+
+@task
+def cancelled() -> None:
+    c = phloem.connection("db")
+    raise asyncio.CancelledError(f"lost the connection to {c.uri}")
+
+
+@task
+def custom_base() -> None:
+    raise Custom("a custom BaseException")
+
+
+@task
+def ctrl_c_by_hand() -> None:
+    raise KeyboardInterrupt("raised by the task itself")
+
+
+@task
+def pid() -> int:
+    return os.getpid()
+
+
+pid_after = pid.with_options(name="pid_after", trigger_rule="all_done")
+
+
+@pipeline
+def base_exceptions() -> None:
+    pid() >> [cancelled(), custom_base()] >> pid_after()
+
+
+def _add_connection() -> None:
+    from phloem.cli.main import app
+
+    uri = f"postgresql+psycopg://ana:{SECRET}@db.internal:5432/dw"
+    assert CliRunner().invoke(app, ["connections", "add", "db", uri]).exit_code == 0
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_base_exceptions_fail_their_task_with_a_masked_message(
+    executor: str, home: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    _add_connection()
+    try:
+        r = phloem.run(base_exceptions, executor=executor, workers=1)
+    finally:
+        close_stores()
+    assert r.task_state("cancelled") is TaskState.FAILED
+    assert r.tasks[("cancelled", -1)].error == "CancelledError: lost the connection to ***"
+    assert r.tasks[("custom_base", -1)].error == "Custom: a custom BaseException"
+    # the worker lived on: the task after the failures ran in the same process
+    assert r.output("pid_after") == r.output("pid")
+    log = next((home / "logs" / r.run_id).glob("cancelled.1.log")).read_text()
+    assert "Traceback" in log and "CancelledError: lost the connection" in log
+    out, err = capfd.readouterr()
+    assert SECRET not in log + out + err
+    assert "Traceback" not in err and "exited with code" not in err
+
+
+@pipeline
+def raises_ctrl_c() -> None:
+    ctrl_c_by_hand()
+
+
+def test_a_keyboard_interrupt_raised_by_a_task_in_a_worker_fails_only_that_task(
+    home: Path,
+) -> None:
+    r = phloem.run(raises_ctrl_c, executor="local", workers=1)
+    assert r.tasks[("ctrl_c_by_hand", -1)].error == (
+        "the task raised KeyboardInterrupt: raised by the task itself"
+    )
+
+
+@task
+def deep() -> list:
+    value: list = []
+    for _ in range(sys.getrecursionlimit() * 3):
+        value = [value]
+    return value
+
+
+@pipeline
+def too_deep() -> None:
+    pid() >> deep() >> pid_after()
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_an_output_too_deep_to_store_fails_its_task_for_good(executor: str, home: Path) -> None:
+    r = phloem.run(too_deep, executor=executor, workers=1)
+    ti = r.tasks[("deep", -1)]
+    assert ti.state is TaskState.FAILED and ti.try_number == 1
+    assert ti.error is not None
+    assert ti.error.startswith("the output of task 'deep' is nested too deeply to store")
+    assert r.output("pid_after") == r.output("pid")
+
+
+# -- a full disk -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 64 KiB filesystem (tmpfs); skipped where this process may not mount one."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        pytest.skip("mounting a tiny filesystem needs root on Linux")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+@task
+def big() -> bytes:
+    return os.urandom(256 * 1024)
+
+
+@pipeline
+def fills_the_disk() -> None:
+    pid() >> big() >> pid_after()
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_a_full_artifact_disk_fails_the_task_and_the_worker_lives_on(
+    executor: str, home: Path, tiny_disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PHLOEM_ARTIFACTS_URL", str(tiny_disk / "artifacts"))
+    r = phloem.run(fills_the_disk, executor=executor, workers=1)
+    ti = r.tasks[("big", -1)]
+    assert ti.state is TaskState.FAILED
+    assert ti.error is not None
+    assert ti.error.startswith("cannot store the output of task 'big': ")
+    assert "No space left on device" in ti.error
+    assert r.output("pid_after") == r.output("pid")
+
+
+def test_a_log_that_cannot_be_written_never_fails_the_attempt(tmp_path: Path) -> None:
+    log = AttemptLog("/dev/full", None)
+    log.write(b"hello\n")
+    log.note("and a note")
+    log.close()
+    assert log.problem is not None and "No space left on device" in log.problem
+
+
+# -- odd names -------------------------------------------------------------------------------
+
+
+def test_log_paths_escape_what_a_file_name_cannot_hold(tmp_path: Path) -> None:
+    p = Path(log_path(tmp_path, "r1", "a\x00b/c\nd", 3, 1))
+    assert p.parent == tmp_path / "r1"
+    assert p.name == "a%00b%2Fc%0Ad[3].1.log"
+    assert log_path(tmp_path, "r1", "plain", -1, 2).endswith("plain.2.log")
+
+
+@task
+def chatty() -> str:
+    print("hello")
+    raise ValueError("bad \x00 value")
+
+
+@pipeline
+def one_chatty() -> None:
+    chatty()
+
+
+def test_an_attempt_with_a_nul_in_its_name_runs_and_fails_cleanly(tmp_path: Path) -> None:
+    spec = one_chatty.spec.tasks["chatty"]
+    attempt = Attempt(
+        run_id="r1",
+        pipeline="one_chatty",
+        task_id="cha\x00tty",
+        map_index=-1,
+        try_number=1,
+        args=(),
+        kwargs={},
+        logical_date="2026-01-01T00:00:00+00:00",
+        data_interval_start=None,
+        data_interval_end=None,
+        params={},
+        log_path=log_path(tmp_path, "r1", "cha\x00tty", -1, 1),
+        first_started_at=time.time(),
+    )
+    capture = OutputCapture(sticky=False)
+    try:
+        result = run_attempt(attempt, spec, ArtifactStore(str(tmp_path / "a")), capture=capture)
+    finally:
+        capture.close()
+    assert result.outcome == "failed"
+    assert result.error == "ValueError: bad \\x00 value"  # storable on PostgreSQL too
+    text = (tmp_path / "r1" / "cha%00tty.1.log").read_text()
+    assert text.startswith("hello\n") and "ValueError: bad" in text
+
+
+# -- arguments that cannot travel to a worker ------------------------------------------------
+
+
+@task
+def apply(f: object, x: int) -> int:
+    return f(x)  # type: ignore[operator]
+
+
+@task
+def holds(lock: object) -> str:
+    return type(lock).__name__
+
+
+@pipeline
+def with_a_lambda() -> None:
+    apply(lambda x: x * 2, 21)
+
+
+@pipeline
+def with_a_lock() -> None:
+    holds(threading.Lock())
+    pid()
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_a_lambda_argument_reaches_the_task(executor: str, home: Path) -> None:
+    r = phloem.run(with_a_lambda, executor=executor)
+    assert r.state is RunState.SUCCESS and r.output("apply") == 42
+
+
+def test_an_argument_that_cannot_be_sent_fails_its_task_clearly(home: Path) -> None:
+    r = phloem.run(with_a_lock, executor="local", workers=1)
+    assert r.state is RunState.FAILED
+    ti = r.tasks[("holds", -1)]
+    assert ti.state is TaskState.FAILED and ti.try_number <= 1
+    assert ti.error is not None
+    assert ti.error.startswith("the arguments of task 'holds' cannot be sent to a worker process")
+    assert "executor='inline'" in ti.error
+    assert r.task_state("pid") is TaskState.SUCCESS
