@@ -268,16 +268,19 @@ def _worker_main(
                 return
 
     threading.Thread(target=read, name="phloem-worker-inbox", daemon=True).start()
-    while True:
-        msg = inbox.get()
-        if msg is None:
-            return
-        if isinstance(msg, _Unreadable):
-            conn.send(msg)
-            continue
-        result = _serve(conn, msg, loaded, artifacts, budget, capture, log_max_bytes)
-        work_done()  # what the attempt orphaned is gone before its result is reported
-        conn.send(result)
+    try:
+        while True:
+            msg = inbox.get()
+            if msg is None:
+                return
+            if isinstance(msg, _Unreadable):
+                conn.send(msg)
+                continue
+            result = _serve(conn, msg, loaded, artifacts, budget, capture, log_max_bytes)
+            work_done()  # what the attempt orphaned is gone before its result is reported
+            conn.send(result)
+    finally:
+        capture.detach()
 
 
 def _serve(

@@ -131,6 +131,18 @@ class OutputCapture:
         with contextlib.suppress(OSError):
             os.write(self._stderr_fd, f"phloem: {text}\n".encode("utf-8", "backslashreplace"))
 
+    def detach(self) -> None:
+        """A worker about to exit: what is still in the pipe goes out, and fds 1 and 2 point
+        at the original stderr again, so a last traceback is not lost in the pipe."""
+        if not self.sticky or self._closed:
+            return
+        self._closed = True
+        _flush(sys.stdout, sys.stderr)
+        with contextlib.suppress(OSError):
+            os.dup2(self._stderr_fd, 1)
+            os.dup2(self._stderr_fd, 2)
+        self._switch(_Passthrough(self._stderr_fd, getattr(self._sink, "masker", None)))
+
     def close(self) -> None:
         """Stop the reader (non-sticky captures; a worker's lives as long as the worker)."""
         if self.sticky or self._closed:
