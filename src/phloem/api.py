@@ -17,7 +17,8 @@ from phloem.artifacts.codec import from_stored_json
 from phloem.config import DEFAULT_LOG_MAX_BYTES, Settings
 from phloem.driver import DEFAULT_TTL, Driver, Reporter, holder_id
 from phloem.driver.leases import is_dead_local
-from phloem.dsl.pipeline import Pipeline, resolve_params
+from phloem.dsl.params import resolve_params
+from phloem.dsl.pipeline import Pipeline
 from phloem.dsl.spec import PipelineSpec
 from phloem.engine import TI
 from phloem.errors import PhloemError, TaskNotFound

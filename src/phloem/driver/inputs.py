@@ -18,9 +18,13 @@ class Inputs:
     """Resolves arguments for one run; decodes each mapping source once, not once per
     mapped instance."""
 
-    def __init__(self, spec: PipelineSpec, artifacts: ArtifactStore) -> None:
+    def __init__(
+        self, spec: PipelineSpec, artifacts: ArtifactStore, params: dict[str, Any]
+    ) -> None:
         self.spec = spec
         self.artifacts = artifacts
+        #: the run's parameters as their declared types (a date, a pydantic model ...)
+        self.params = params
         self._map_sources: dict[str, Any] = {}  # a list, or _ArtifactElements
 
     def forget(self, task_id: str) -> None:
@@ -38,7 +42,7 @@ class Inputs:
         if isinstance(a, Lit):
             return a.value
         if isinstance(a, Param):
-            return snap.params.get(a.name)
+            return self.params.get(a.name)
         if isinstance(a, Ref):
             up = self.spec.tasks[a.task_id]
             if up.is_mapped:
@@ -66,7 +70,7 @@ class Inputs:
         if isinstance(arg, Lit):
             return arg.value
         if isinstance(arg, Param):
-            return snap.params[arg.name]
+            return self.params[arg.name]
         assert isinstance(arg, Ref)
         if self.spec.tasks[arg.task_id].is_mapped:
             return _MappedOutputs(snap, arg.task_id)  # one element read per instance, not n

@@ -11,10 +11,11 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from phloem.artifacts import ArtifactStore
 from phloem.driver.inputs import Inputs
+from phloem.dsl.params import typed_params
 from phloem.dsl.spec import PipelineSpec
 from phloem.engine import (
     TI,
@@ -32,6 +33,7 @@ from phloem.engine import (
     draft,
     finish,
 )
+from phloem.errors import ParamError
 from phloem.executors import Report, Started
 from phloem.records import RunRecord
 from phloem.runner import Attempt, Result, log_path
@@ -94,7 +96,8 @@ class RunSession:
         self.logs_dir = logs_dir
         self.reporter = reporter
         self.clock = clock
-        self.inputs = Inputs(spec, artifacts)
+        self.params = _typed_params(spec, run)
+        self.inputs = Inputs(spec, artifacts, self.params)
         self._asset_outputs = {
             t.task_id: t.options.outputs for t in spec.tasks.values() if t.options.outputs
         }
@@ -281,7 +284,7 @@ class RunSession:
             logical_date=run.logical_date,
             data_interval_start=run.data_interval_start,
             data_interval_end=run.data_interval_end,
-            params=run.params,
+            params=self.params,
             log_path=log_path(self.logs_dir, run.run_id, ti.task_id, ti.map_index, ti.try_number),
             first_started_at=ti.first_started_at or self.clock(),
             timeout=t.options.timeout,
@@ -319,6 +322,16 @@ class RunSession:
                 fn(ctx)
             except Exception:
                 log.exception("callback %s of task %s raised; ignored", fn, t.new.task_id)
+
+
+def _typed_params(spec: PipelineSpec, run: RunRecord) -> dict[str, Any]:
+    """The run's stored parameters as their declared types; as stored when the pipeline's
+    code no longer accepts them (its parameter types changed since the run began)."""
+    try:
+        return typed_params(spec, run.params)
+    except ParamError as exc:
+        log.warning("run %s keeps its parameters as stored: %s", run.run_id, exc)
+        return dict(run.params)
 
 
 def _finished(r: Result) -> AttemptFinished:

@@ -2,7 +2,8 @@
 
 from phloem.dsl.assets import Asset
 from phloem.dsl.options import Resources, TaskOptions
-from phloem.dsl.pipeline import Pipeline, group, pipeline, resolve_params
+from phloem.dsl.params import resolve_params, typed_params
+from phloem.dsl.pipeline import Pipeline, group, pipeline
 from phloem.dsl.refs import ParamRef, TaskRef
 from phloem.dsl.spec import ParamSpec, PipelineSpec, TaskSpec
 from phloem.dsl.task import Task, sensor, task
@@ -21,6 +22,7 @@ __all__ = [
     "group",
     "pipeline",
     "resolve_params",
+    "typed_params",
     "sensor",
     "task",
 ]

@@ -13,11 +13,10 @@ from phloem.dsl.assets import asset_names, is_asset_schedule
 from phloem.dsl.builder import Builder, caller_location, current_builder
 from phloem.dsl.names import check_name
 from phloem.dsl.options import PipelineOptions, build_options, pipeline_options
+from phloem.dsl.params import param_spec
 from phloem.dsl.refs import ParamRef
 from phloem.dsl.spec import ParamSpec, PipelineSpec
-from phloem.errors import DefinitionError, ParamError
-
-_PARAM_TYPES = (bool, int, float, str, list, dict)
+from phloem.errors import DefinitionError
 
 
 class Pipeline:
@@ -135,10 +134,10 @@ def _param_specs(
                 f"{where}: pipeline parameter '{pname}' needs a default value (runs may "
                 "override it with --param or params=)"
             )
-        specs[pname] = _param(pname, default, hints.get(pname), where)
+        specs[pname] = param_spec(pname, default, hints.get(pname), where)
     for pname, default in declared.items():
         if pname not in specs:
-            specs[pname] = _param(pname, default, None, where)
+            specs[pname] = param_spec(pname, default, None, where)
     return specs
 
 
@@ -147,63 +146,6 @@ def _annotations(fn: Callable[..., Any]) -> dict[str, Any]:
         return inspect.get_annotations(fn, eval_str=True)
     except Exception:
         return {}
-
-
-def _param(name: str, default: Any, annotation: Any, where: str) -> ParamSpec:
-    typ: type | None = None
-    if annotation in _PARAM_TYPES:
-        typ = annotation
-    elif annotation is None and default is not None and type(default) in _PARAM_TYPES:
-        typ = type(default)
-    spec = ParamSpec(name, default, typ)
-    if default is not None:
-        try:
-            coerce_param(spec, default)
-        except ParamError as exc:
-            raise DefinitionError(f"{where}: default of {exc}") from None
-    return spec
-
-
-def coerce_param(spec: ParamSpec, value: Any) -> Any:
-    """Return ``value`` as the parameter's type, accepting text from the command line."""
-    typ = spec.type
-    if typ is None or value is None:
-        return value
-    if typ is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, typ) and not (typ is int and isinstance(value, bool)):
-        return value
-    if isinstance(value, str):
-        try:
-            if typ is bool and value.lower() in ("true", "1", "yes", "false", "0", "no"):
-                return value.lower() in ("true", "1", "yes")
-            if typ in (int, float):
-                return typ(value)
-            if typ in (list, dict):
-                import json
-
-                parsed = json.loads(value)
-                if isinstance(parsed, typ):
-                    return parsed
-        except ValueError:
-            pass
-    raise ParamError(
-        f"parameter '{spec.name}' must be {spec.describe()}, got {value!r} "
-        f"({type(value).__name__})",
-    )
-
-
-def resolve_params(spec: PipelineSpec, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Defaults overridden by ``overrides``; unknown names and wrong types are errors."""
-    values = {name: p.default for name, p in spec.params.items()}
-    for key, value in (overrides or {}).items():
-        if key not in spec.params:
-            known = ", ".join(spec.params) or "none"
-            raise ParamError(
-                f"pipeline '{spec.name}' has no parameter '{key}' (its parameters: {known})"
-            )
-        values[key] = coerce_param(spec.params[key], value)
-    return values
 
 
 def _code_hash(fn: Callable[..., Any]) -> str:

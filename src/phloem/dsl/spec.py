@@ -46,10 +46,19 @@ class TaskSpec:
 class ParamSpec:
     name: str
     default: Any
-    type: type | None  # None: any JSON value
+    #: the body's annotation (a type, ``list[int]``, a Literal, a pydantic model ...); None
+    #: means any JSON value
+    annotation: Any = None
+
+    @property
+    def type(self) -> type | None:
+        return self.annotation if isinstance(self.annotation, type) else None
 
     def describe(self) -> str:
-        return self.type.__name__ if self.type is not None else "any"
+        a = self.annotation
+        if a is None:
+            return "any"
+        return a.__name__ if isinstance(a, type) else str(a).replace("typing.", "")
 
 
 @dataclass(frozen=True, slots=True)
