@@ -185,11 +185,8 @@ def test_cli_params_are_typed_and_bad_ones_are_one_error_line(
         )
     )
     runner = CliRunner()
-    ok = runner.invoke(
-        app,
-        ["run", str(path), "-p", "day=2025-03-01", "-p", "back=P7D", "--executor", "inline"]
-        + ["--json"],
-    )
+    args = ["run", str(path), "-p", "day=2025-03-01", "-p", "back=P7D", "--executor", "inline"]
+    ok = runner.invoke(app, [*args, "--json"])
     assert ok.exit_code == 0, ok.output
     record = json.loads(ok.stdout)
     assert record["params"] == {"day": "2025-03-01", "back": "P7D"}
