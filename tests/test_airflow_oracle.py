@@ -30,12 +30,9 @@ def _work() -> None:
 
 
 def build(case: dict[str, Any]) -> Pipeline:
-    """The case as a pipeline; priorities make a one-slot run take tasks in Airflow's order."""
-    rank = {name: i for i, name in enumerate(case["order"])}
     made = []
     for t in case["tasks"]:
-        priority = len(rank) - rank.get(t["name"], len(rank))
-        opts = {"name": t["name"], "trigger_rule": t["rule"], "priority": priority}
+        opts = {"name": t["name"], "trigger_rule": t["rule"]}
         deco = phloem.task.branch if t["kind"] == "branch" else phloem.task
         made.append(deco(**opts)(_work))
 
@@ -53,13 +50,16 @@ def build(case: dict[str, Any]) -> Pipeline:
 def replay(case: dict[str, Any]) -> dict[str, str]:
     """Run the case through the engine, one attempt at a time, in Airflow's order."""
     plan = {t["name"]: t for t in case["tasks"]}
-    sim = Sim.of(build(case), slots=1)
+    rank = {name: i for i, name in enumerate(case["order"])}
+    sim = Sim.of(build(case))
     sim.step()
     for _ in range(100):
         ready = sim.keys_in(S.QUEUED)
         if not ready:
             break
-        (key,) = ready
+        # every ready task is handed out at once (as Airflow queues a round); they run one at
+        # a time in the order Airflow ran them
+        key = min(ready, key=lambda k: (rank.get(k[0], len(rank)), k[0]))
         t = plan[key[0]]
         if t["kind"] == "fail":
             done = sim.finished(key[0], "failed", error="planned failure")
