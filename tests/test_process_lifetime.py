@@ -13,8 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import phloem
 from phloem import pipeline
 from phloem.states import TaskState
 from phloem.tasks import shell
+from processes import Processes, wait_gone
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="reads /proc; uses prctl"
@@ -89,30 +89,19 @@ def _kill_all(pids: set[int]) -> None:
                 pass
 
 
-@contextmanager
-def started(argv: list[str], env: dict[str, str], cwd: Path) -> Iterator[tuple[Any, set[int]]]:
-    """Start ``argv`` in a process group of its own; at the end, kill it, its group and every
-    process the test recorded in the yielded set (whatever survived)."""
-    proc = subprocess.Popen(
-        argv,
-        env=env,
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    seen: set[int] = set()
-    try:
-        yield proc, seen
-    finally:
-        seen |= descendants(proc.pid)
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        _kill_all(seen)
-        proc.wait(10)
+def left(processes: Processes, proc: Any, within: float = 10.0) -> set[int]:
+    """What ``proc`` started (found by its marker, however orphaned) still running after
+    waiting up to ``within`` seconds."""
+    return {p.pid for p in wait_gone(lambda: processes.left_by(proc), within)}
+
+
+def _start(processes: Processes, argv: list[str], home: Path, cwd: Path, **popen: Any) -> Any:
+    quiet = {
+        "stdin": subprocess.DEVNULL,
+        "stdout": subprocess.DEVNULL,
+        "stderr": subprocess.DEVNULL,
+    }
+    return processes.start(argv, env=_env(home), cwd=cwd, **{**quiet, **popen})
 
 
 def _pids(folder: Path) -> set[int]:
@@ -256,21 +245,20 @@ RUN_PIPELINE = textwrap.dedent(
 )
 
 
-def test_sigkill_of_phloem_run_leaves_no_task_subprocess(home: Path, tmp_path: Path) -> None:
+def test_sigkill_of_phloem_run_leaves_no_task_subprocess(
+    home: Path, tmp_path: Path, processes: Processes
+) -> None:
     (tmp_path / "holding.py").write_text(RUN_PIPELINE)
     pids = tmp_path / "pids"
     pids.mkdir()
     argv = [sys.executable, "-m", "phloem", "run", "holding.py", "-p", f"folder={pids}"]
-    with started(argv, _env(home), tmp_path) as (proc, seen):
-        try:
-            assert wait_until(lambda: len(_pids(pids)) == 2), "the tasks never started"
-            seen |= descendants(proc.pid) | _pids(pids)
-            assert _pids(pids) <= seen  # the sleeps run below the driver
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-            assert survivors(seen) == set()
-        finally:
-            seen |= _pids(pids)
+    proc = _start(processes, argv, home, tmp_path)
+    assert wait_until(lambda: len(_pids(pids)) == 2), "the tasks never started"
+    below = descendants(proc.pid)
+    assert _pids(pids) <= below  # the sleeps run below the driver, with its workers
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    assert left(processes, proc) == set()
 
 
 # -- 4 and 5: SIGKILL of `phloem scheduler` --------------------------------------------------------
@@ -314,29 +302,29 @@ def _scheduler(home: Path, tmp_path: Path) -> tuple[list[str], Callable[[], bool
     return argv, parsed
 
 
-def test_sigkill_of_a_scheduler_leaves_no_parser(home: Path, tmp_path: Path) -> None:
+def test_sigkill_of_a_scheduler_leaves_no_parser(
+    home: Path, tmp_path: Path, processes: Processes
+) -> None:
     argv, parsed = _scheduler(home, tmp_path)
-    with started(argv, _env(home), tmp_path) as (proc, seen):
-        assert wait_until(parsed), "the scheduler never read its folder"
-        seen |= descendants(proc.pid)
-        assert seen, "no parser process below the scheduler"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-        assert survivors(seen) == set()
+    proc = _start(processes, argv, home, tmp_path)
+    assert wait_until(parsed), "the scheduler never read its folder"
+    assert descendants(proc.pid), "no parser process below the scheduler"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    assert left(processes, proc) == set()
 
 
 def test_a_scheduler_starts_at_once_after_the_last_one_was_sigkilled(
-    home: Path, tmp_path: Path
+    home: Path, tmp_path: Path, processes: Processes
 ) -> None:
     from phloem.api import open_env
     from phloem.scheduler import Scheduler, SchedulerConfig
 
     argv, parsed = _scheduler(home, tmp_path)
-    with started(argv, _env(home), tmp_path) as (proc, seen):
-        assert wait_until(parsed), "the scheduler never read its folder"
-        seen |= descendants(proc.pid)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+    proc = _start(processes, argv, home, tmp_path)
+    assert wait_until(parsed), "the scheduler never read its folder"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
     # its lease (30 s by default) has not expired, but its process is gone from this machine
     sched = Scheduler(open_env(), SchedulerConfig(folder=tmp_path / "pipelines"))
     sched.start()
@@ -370,30 +358,17 @@ SPAWN_FROM_A_THREAD = textwrap.dedent(
 
 
 def test_a_child_outlives_the_thread_that_forked_it_but_not_its_owner(
-    home: Path, tmp_path: Path
+    home: Path, tmp_path: Path, processes: Processes
 ) -> None:
     argv = [sys.executable, "-c", SPAWN_FROM_A_THREAD]
-    proc = subprocess.Popen(
-        argv, env=_env(home), stdout=subprocess.PIPE, text=True, start_new_session=True
-    )
-    seen: set[int] = set()
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line, "the owner failed before its child answered"
-        seen |= {int(p) for p in line.split()} | descendants(proc.pid)
-        assert len(seen) == 2 and all(_alive(p) for p in seen)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-        assert survivors(seen) == set()
-    finally:
-        seen |= descendants(proc.pid)
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        _kill_all(seen)
-        proc.wait(10)
+    proc = _start(processes, argv, home, tmp_path, stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    assert line, "the owner failed before its child answered"
+    pair = {int(p) for p in line.split()}
+    assert pair == descendants(proc.pid) and all(_alive(p) for p in pair)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    assert left(processes, proc) == set()
 
 
 def _daemonize(conn: Any, folder: str) -> None:

@@ -127,6 +127,7 @@ def start_child(
 
 def _plain(target: Callable[..., object], conn: Connection, args: tuple[Any, ...]) -> None:
     guard.spawn_lock = threading.Lock()  # forked while held
+    mp.process.current_process()._config.pop("daemon", None)  # type: ignore[attr-defined]
     for c in list(guard.owner_ends):
         c.close()
     try:
