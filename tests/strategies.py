@@ -158,6 +158,8 @@ class Sim:
     history: list[tuple[float, Transition]] = field(default_factory=list)
     kills: list[Kill] = field(default_factory=list)
     scheduled_at: dict[tuple[str, int], float] = field(default_factory=dict)
+    #: check the run's capacity after each step (off when a test starts it over its limits)
+    limits: bool = True
 
     @classmethod
     def of(
@@ -274,7 +276,8 @@ class Sim:
         if d.run_state is not None:
             assert run_transition_allowed(snap.run_state, d.run_state)
             snap.run_state = d.run_state
-        self.check_capacity()
+        if self.limits:
+            self.check_capacity()
         self.check_tallies()
 
     def check_capacity(self) -> None:
@@ -467,3 +470,85 @@ def build_pipeline(plan: DagPlan) -> Pipeline:
 
 def terminal_states(tis: Iterable[TI]) -> bool:
     return all(ti.state.is_terminal for ti in tis)
+
+
+# -- runs sharing one capacity (engine.allocate) --------------------------------------------------
+
+POOLS = ("default", "p", "q")
+HELD_STATES = (S.PENDING, S.SCHEDULED, S.SCHEDULED, S.RUNNING, S.SUCCESS)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One run of a flat pipeline (no edges, so its pending tasks are ready at once), with its
+    instances in random states: running ones hold slots, scheduled and pending ones want them."""
+
+    tasks: tuple[TaskPlan, ...]
+    states: tuple[TaskState, ...]
+    max_active_tasks: int | None
+    backfill: bool
+    created_at: float
+    waited: float  # seconds since the driver took the run
+
+
+@dataclass(frozen=True)
+class SharePlan:
+    """Several runs competing for one executor, a parallelism limit and pools, some of whose
+    slots runs driven elsewhere hold."""
+
+    runs: tuple[RunPlan, ...]
+    slots: int
+    pools: dict[str, int] | None
+    held_elsewhere: dict[str, int]
+
+
+@st.composite
+def run_plans(draw: st.DrawFn, patience: float = 60.0) -> RunPlan:
+    n = draw(st.integers(1, 6))
+    tasks = tuple(
+        TaskPlan(
+            name=f"t{i}",
+            kind="task",
+            rule=TriggerRule.ALL_SUCCESS,
+            data_ups=(),
+            order_ups=(),
+            pool=draw(st.sampled_from(POOLS)),
+            pool_slots=draw(st.integers(1, 2)),
+            priority=draw(st.sampled_from((0, 0, 1, 5))),
+        )
+        for i in range(n)
+    )
+    return RunPlan(
+        tasks=tasks,
+        states=tuple(draw(st.sampled_from(HELD_STATES)) for _ in tasks),
+        max_active_tasks=draw(st.one_of(st.none(), st.integers(1, 4))),
+        backfill=draw(st.booleans()),
+        created_at=float(draw(st.integers(0, 5))),
+        waited=draw(st.sampled_from((0.0, patience / 2, patience, patience * 2))),
+    )
+
+
+@st.composite
+def share_plans(draw: st.DrawFn, max_runs: int = 5) -> SharePlan:
+    runs = tuple(draw(st.lists(run_plans(), min_size=1, max_size=max_runs)))
+    sized = draw(st.sets(st.sampled_from(POOLS)))
+    pools = {p: draw(st.integers(0, 5)) for p in sorted(sized)}
+    return SharePlan(
+        runs=runs,
+        slots=draw(st.integers(0, 8)),
+        pools=pools if pools or draw(st.booleans()) else None,
+        held_elsewhere={p: draw(st.integers(0, 2)) for p in pools if draw(st.booleans())},
+    )
+
+
+def run_snapshot(plan: RunPlan, run_id: str, now: float) -> Snapshot:
+    pipe = build_pipeline(DagPlan(plan.tasks, 1, 1, plan.max_active_tasks))
+    tis = []
+    for tp, state in zip(plan.tasks, plan.states, strict=True):
+        if state is S.RUNNING:
+            tis.append(
+                TI(tp.name, state=state, try_number=1, queued_at=now - 2, started_at=now - 1)
+            )
+        else:
+            tis.append(TI(tp.name, state=state))
+    return Snapshot.build(pipe.spec, run_id, RunState.RUNNING, {}, tis)
