@@ -314,21 +314,62 @@ def test_sigkill_of_a_scheduler_leaves_no_parser(
     assert left(processes, proc) == set()
 
 
-def test_a_scheduler_starts_at_once_after_the_last_one_was_sigkilled(
+GATED = textwrap.dedent(
+    """
+    import time
+    from pathlib import Path
+    from phloem import pipeline, task
+
+    @task
+    def wait(gate: str) -> str:
+        while not Path(gate).exists():
+            time.sleep(0.02)
+        return "through"
+
+    @pipeline
+    def gated(gate: str = "") -> None:
+        wait(gate)
+    """
+)
+
+
+def test_a_scheduler_takes_over_at_once_from_one_sigkilled_on_this_machine(
     home: Path, tmp_path: Path, processes: Processes
 ) -> None:
     from phloem.api import open_env
     from phloem.scheduler import Scheduler, SchedulerConfig
+    from phloem.scheduler.commands import trigger
 
     argv, parsed = _scheduler(home, tmp_path)
-    proc = _start(processes, argv, home, tmp_path)
+    (tmp_path / "pipelines" / "gated.py").write_text(GATED)
+    env = _env(home)
+    env["PHLOEM_LEASE_TTL"] = "600"  # its lock and runs stay its own for ten minutes
+    proc = processes.start(argv, env=env, cwd=tmp_path, stderr=subprocess.DEVNULL)
     assert wait_until(parsed), "the scheduler never read its folder"
+    store = open_env().store
+    gate = tmp_path / "gate"
+    run, _ = trigger(open_env(), "gated", params={"gate": str(gate)})
+
+    def running() -> bool:
+        return any(ti.state.value == "running" for ti in store.load_instances(run.run_id))
+
+    assert wait_until(running), "the killed scheduler never started the task"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
-    # its lease (30 s by default) has not expired, but its process is gone from this machine
-    sched = Scheduler(open_env(), SchedulerConfig(folder=tmp_path / "pipelines"))
-    sched.start()
-    sched.shutdown()
+    assert left(processes, proc) == set()
+    killed = store.get_run(run.run_id).owner
+    assert killed is not None and killed.startswith("scheduler:")
+
+    sched = Scheduler(open_env(), SchedulerConfig(folder=tmp_path / "pipelines", tick=0.05))
+    sched.start()  # refused before: "another scheduler ... already runs"
+    try:
+        assert sched.claim(time.time()) == [run.run_id]  # not in ten minutes
+        gate.write_text("open")
+        assert wait_until(lambda: (sched.step(), store.get_run(run.run_id).state.is_terminal)[1])
+    finally:
+        sched.shutdown()
+    assert store.get_run(run.run_id).state.value == "success"
+    assert [a.state for a in store.attempts(run.run_id)][-1] == "success"
 
 
 # -- the guard itself ----------------------------------------------------------------------------

@@ -93,6 +93,8 @@ class Scheduler:
         self._asset_mark = -1
         self._next_tick = 0.0
         self._stop = threading.Event()
+        #: schedulers killed on this machine whose lock we took: their runs are ours at once
+        self._dead_holders: set[str] = set()
         self.wakers: list[WakeListener | PgListener] = []
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -104,9 +106,11 @@ class Scheduler:
             if holder is not None and is_dead_local(holder):
                 # killed without a chance to let go; its process is gone from this machine
                 log.warning("taking the SQLite scheduler lock from %s, which is gone", holder)
-                holder = self.catalog.acquire(
+                dead, holder = holder, self.catalog.acquire(
                     SQLITE_LEASE, self.id, self.config.lease_ttl, now, take_from=holder
                 )
+                if holder is None:
+                    self._dead_holders.add(dead)  # its runs too, without waiting for leases
             if holder is not None:
                 raise StoreLocked(
                     f"another scheduler ({holder}) already runs on this SQLite store "
@@ -350,7 +354,9 @@ class Scheduler:
             return []
         claimed = []
         skip = set(self.loop.sessions) | self.loop.resting(now)
-        for run in self.catalog.claim_runs(self.id, self.config.lease_ttl, now, room, skip):
+        for run in self.catalog.claim_runs(
+            self.id, self.config.lease_ttl, now, room, skip, take_from=self._dead_holders
+        ):
             if run.run_id in self.loop.sessions:
                 continue
             try:

@@ -191,19 +191,31 @@ class Catalog:
     # -- run ownership --------------------------------------------------------------------------
 
     def claim_runs(
-        self, owner: str, ttl: float, now: float, limit: int, skip: Iterable[str] = ()
+        self,
+        owner: str,
+        ttl: float,
+        now: float,
+        limit: int,
+        skip: Iterable[str] = (),
+        take_from: Iterable[str] = (),
     ) -> list[RunRecord]:
-        """Runs nobody drives (never claimed, or their driver's lease ran out), oldest first.
+        """Runs nobody drives (never claimed, or their driver's lease ran out), oldest first;
+        ``take_from`` names drivers known to be dead, whose runs are taken before their leases
+        run out.
 
         On PostgreSQL several schedulers claim at once: ``FOR UPDATE SKIP LOCKED`` hands each
         run to exactly one of them.
         """
         r = s.runs
+        free = [r.c.owner.is_(None), r.c.lease_expires_at < now, r.c.owner == owner]
+        dead = list(take_from)
+        if dead:
+            free.append(r.c.owner.in_(dead))
         q = (
             select(r)
             .where(
                 r.c.state.in_(_ACTIVE_RUN_STATES),
-                or_(r.c.owner.is_(None), r.c.lease_expires_at < now, r.c.owner == owner),
+                or_(*free),
                 _may_start(r),
             )
             .order_by(r.c.created_at)
