@@ -101,9 +101,12 @@ def run(
         os.write(report, str(pid).encode())
     finally:
         os.close(report)
-    status = _watch(owner, me, pid, answer)
-    _reap_tree(me)
-    _exit_like(status)
+    status = None
+    try:
+        status = _watch(owner, me, pid, answer)
+    finally:  # whatever happened here, nothing below the guard outlives it
+        _reap_tree(me)
+        _exit_like(status)
 
 
 def _watch(owner: int, me: int, child: int, answer: int) -> int | None:
@@ -116,7 +119,10 @@ def _watch(owner: int, me: int, child: int, answer: int) -> int | None:
                 return None  # the owner is dead, not just the thread that forked us
         elif sig == WORK_DONE:
             status = _sweep(me, child)
-            os.write(answer, b".")
+            try:
+                os.write(answer, b".")
+            except OSError:
+                pass  # the child died meanwhile; its SIGCHLD comes next
             if status is not None:
                 return status
         elif sig == signal.SIGCHLD:
