@@ -7,6 +7,7 @@ whether the fan-in has 50 upstream tasks or 2,000.
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Callable
 from types import FrameType
@@ -64,12 +65,16 @@ def lines_executed(fn: Callable[[], Any]) -> tuple[int, Any]:
             count += 1
         return tracer
 
+    # a garbage collection inside would count the finalizers of whatever earlier tests left
+    gc.collect()
+    gc.disable()
     previous = sys.gettrace()
     sys.settrace(tracer)
     try:
         result = fn()
     finally:
         sys.settrace(previous)
+        gc.enable()
     return count, result
 
 
