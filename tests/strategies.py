@@ -38,6 +38,7 @@ from phloem.states import (
     ACTIVE_TASK_STATES,
     SUCCESS_STATES,
     TASK_TRANSITIONS,
+    AttemptOutcome,
     RunState,
     TaskState,
     TriggerRule,
@@ -213,7 +214,7 @@ class Sim:
     def finished(
         self,
         task_id: str,
-        outcome: str = "success",
+        outcome: AttemptOutcome | str = AttemptOutcome.SUCCESS,
         map_index: int = -1,
         *,
         at: float | None = None,
@@ -222,10 +223,15 @@ class Sim:
     ) -> Event:
         ti = self.ti(task_id, map_index)
         tn = ti.try_number if try_number is None else try_number
-        return AttemptFinished(ti.key, tn, outcome, self.now if at is None else at, **kw)
+        at = self.now if at is None else at
+        return AttemptFinished(ti.key, tn, AttemptOutcome(outcome), at, **kw)
 
     def run_attempt(
-        self, task_id: str, outcome: str = "success", map_index: int = -1, **kw: Any
+        self,
+        task_id: str,
+        outcome: AttemptOutcome | str = AttemptOutcome.SUCCESS,
+        map_index: int = -1,
+        **kw: Any,
     ) -> Decision:
         """Report that the current attempt of an instance started and ended now."""
         return self.step(

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from phloem.engine import AttemptFinished, AttemptStarted, Event, Verdict
-from phloem.states import RunState, TaskState, TriggerRule
+from phloem.states import AttemptOutcome, RunState, TaskState, TriggerRule
 from strategies import (
     FAILURE_STATES,
     DagPlan,
@@ -65,9 +65,9 @@ class FakeExecutor:
         r = 0.5 if self.only_success else rnd.random()  # 0.5: a success, for any kind
         if tp.kind == "sensor":
             if r < 0.45:
-                return AttemptFinished(key, try_number, "reschedule", end)
+                return AttemptFinished(key, try_number, AttemptOutcome.RESCHEDULE, end)
             if r < 0.5:
-                return AttemptFinished(key, try_number, "sensor_timeout", end)
+                return AttemptFinished(key, try_number, AttemptOutcome.SENSOR_TIMEOUT, end)
         if r < 0.65:
             follow = None
             if tp.kind == "branch":
@@ -79,7 +79,7 @@ class FakeExecutor:
             return AttemptFinished(
                 key,
                 try_number,
-                "success",
+                AttemptOutcome.SUCCESS,
                 end,
                 output=f"{label(key)}#{try_number}",
                 map_length=length,
@@ -87,9 +87,14 @@ class FakeExecutor:
             )
         if r < 0.9:
             return AttemptFinished(
-                key, try_number, "failed", end, error="boom", retryable=rnd.random() < 0.85
+                key,
+                try_number,
+                AttemptOutcome.FAILED,
+                end,
+                error="boom",
+                retryable=rnd.random() < 0.85,
             )
-        return AttemptFinished(key, try_number, "skip", end)
+        return AttemptFinished(key, try_number, AttemptOutcome.SKIP, end)
 
 
 DURATIONS = (0.0, 1.0, 3.0, 7.0, 15.0)

@@ -7,6 +7,7 @@ transitions it allows, the store refuses any other, and tests read it.
 from __future__ import annotations
 
 from enum import Enum
+from typing import NoReturn
 
 
 class TaskState(str, Enum):
@@ -25,6 +26,22 @@ class TaskState(str, Enum):
     @property
     def is_terminal(self) -> bool:
         return self in TERMINAL_TASK_STATES
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class AttemptOutcome(str, Enum):
+    """How an attempt ended, as the runner saw it; the engine decides what it means."""
+
+    SUCCESS = "success"
+    FAILED = "failed"
+    #: a sensor's condition did not hold yet: poke again after its interval
+    RESCHEDULE = "reschedule"
+    #: a sensor's condition did not hold within its timeout
+    SENSOR_TIMEOUT = "sensor_timeout"
+    #: the task asked to be skipped (``phloem.skip()``)
+    SKIP = "skip"
 
     def __str__(self) -> str:
         return self.value
@@ -115,3 +132,9 @@ class TriggerRule(str, Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+def assert_never(value: NoReturn) -> NoReturn:
+    """The end of an exhaustive match: mypy rejects a call any value can still reach, so
+    adding a member to an enum shows every place that must handle it."""
+    raise AssertionError(f"unhandled value: {value!r}")

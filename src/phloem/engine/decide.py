@@ -37,9 +37,11 @@ from phloem.states import (
     ACTIVE_TASK_STATES,
     SUCCESS_STATES,
     TERMINAL_TASK_STATES,
+    AttemptOutcome,
     RunState,
     TaskState,
     TriggerRule,
+    assert_never,
 )
 
 S = TaskState
@@ -273,46 +275,56 @@ def _on_event(w: _Work, event: Event, now: float) -> None:
 def _on_finished(w: _Work, ti: TI, ev: AttemptFinished) -> None:
     spec = w.snap.spec.tasks[ti.task_id]
     started = ti.started_at if ti.started_at is not None else ev.at
-    if ev.outcome == "success":
-        w.set(
-            replace(
-                ti,
-                state=S.SUCCESS,
-                started_at=started,
-                ended_at=ev.at,
-                output=ev.output,
-                map_length=ev.map_length,
-                follow=ev.follow,
-                error=None,
-                next_try_at=None,
-            )
-        )
-        if spec.is_branch and ev.follow is not None:
-            _skip_unfollowed(w, spec, ev.follow, ev.at)
-    elif ev.outcome == "skip":
-        w.set(replace(ti, state=S.SKIPPED, started_at=started, ended_at=ev.at, error=ev.error))
-    elif ev.outcome == "reschedule":
-        sensor = spec.options.sensor
-        first = ti.first_started_at if ti.first_started_at is not None else started
-        if sensor is not None and ev.at - first >= sensor.timeout:
-            _sensor_timeout(w, ti, spec, ev.at, started)
-        else:
-            interval = sensor.poke_interval if sensor is not None else 0.0
+    match ev.outcome:
+        case AttemptOutcome.SUCCESS:
             w.set(
                 replace(
                     ti,
-                    state=S.UP_FOR_RESCHEDULE,
+                    state=S.SUCCESS,
                     started_at=started,
                     ended_at=ev.at,
-                    next_try_at=ev.at + interval,
-                    retry_base=ti.retry_base + 1,
+                    output=ev.output,
+                    map_length=ev.map_length,
+                    follow=ev.follow,
                     error=None,
+                    next_try_at=None,
                 )
             )
-    elif ev.outcome == "sensor_timeout":
-        _sensor_timeout(w, ti, spec, ev.at, started)
-    else:
-        _fail(w, ti, spec, ev.at, ev.error or "failed", retryable=ev.retryable, started=started)
+            if spec.is_branch and ev.follow is not None:
+                _skip_unfollowed(w, spec, ev.follow, ev.at)
+        case AttemptOutcome.SKIP:
+            w.set(replace(ti, state=S.SKIPPED, started_at=started, ended_at=ev.at, error=ev.error))
+        case AttemptOutcome.RESCHEDULE:
+            _reschedule(w, ti, spec, ev.at, started)
+        case AttemptOutcome.SENSOR_TIMEOUT:
+            _sensor_timeout(w, ti, spec, ev.at, started)
+        case AttemptOutcome.FAILED:
+            error = ev.error or "failed"
+            _fail(w, ti, spec, ev.at, error, retryable=ev.retryable, started=started)
+        case _:
+            assert_never(ev.outcome)
+
+
+def _reschedule(w: _Work, ti: TI, spec: TaskSpec, at: float, started: float) -> None:
+    """A sensor's poke found its condition false: poke again after its interval, unless its
+    time is up."""
+    sensor = spec.options.sensor
+    first = ti.first_started_at if ti.first_started_at is not None else started
+    if sensor is not None and at - first >= sensor.timeout:
+        _sensor_timeout(w, ti, spec, at, started)
+        return
+    interval = sensor.poke_interval if sensor is not None else 0.0
+    w.set(
+        replace(
+            ti,
+            state=S.UP_FOR_RESCHEDULE,
+            started_at=started,
+            ended_at=at,
+            next_try_at=at + interval,
+            retry_base=ti.retry_base + 1,
+            error=None,
+        )
+    )
 
 
 def _sensor_timeout(

@@ -10,7 +10,7 @@ from typing import Any
 from phloem.dsl.spec import PipelineSpec
 from phloem.engine.fanin import Edges, UpstreamCounts
 from phloem.records import TI, Expansion, Key, Transition, expansion_instances
-from phloem.states import ACTIVE_TASK_STATES, RunState, TaskState
+from phloem.states import ACTIVE_TASK_STATES, AttemptOutcome, RunState, TaskState
 
 __all__ = ["TI", "Expansion", "Key", "Transition", "expansion_instances"]
 
@@ -24,12 +24,11 @@ class AttemptStarted:
 
 @dataclass(frozen=True, slots=True)
 class AttemptFinished:
-    """An attempt's outcome: success, failed, reschedule (sensor not yet true), sensor_timeout,
-    or skip (the task asked to be skipped)."""
+    """An attempt ended (how: ``outcome``); reported by the executor that ran it."""
 
     key: Key
     try_number: int
-    outcome: str
+    outcome: AttemptOutcome
     at: float
     output: Any = None
     map_length: int | None = None

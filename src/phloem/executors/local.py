@@ -28,6 +28,7 @@ from phloem.executors.preload import imported_in_tasks, preload
 from phloem.executors.threads import ThreadBudget
 from phloem.runner import Attempt, Result
 from phloem.runner.logs import DEFAULT_LOG_MAX_BYTES
+from phloem.states import AttemptOutcome
 
 if TYPE_CHECKING:
     from phloem.artifacts import ArtifactStore
@@ -336,7 +337,7 @@ def _failed(attempt: Attempt, error: str, *, retryable: bool = True) -> Result:
         attempt.task_id,
         attempt.map_index,
         attempt.try_number,
-        "failed",
+        AttemptOutcome.FAILED,
         now,
         now,
         error=error,

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from phloem.artifacts.ref import ArtifactRef
+from phloem.states import AttemptOutcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +67,7 @@ class Result:
     task_id: str
     map_index: int
     try_number: int
-    outcome: str  # success | failed | reschedule | sensor_timeout | skip
+    outcome: AttemptOutcome
     started_at: float
     ended_at: float
     output: str | None = None  # stored JSON text

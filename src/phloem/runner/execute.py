@@ -29,6 +29,7 @@ from phloem.runner.failures import (
 )
 from phloem.runner.logs import DEFAULT_LOG_MAX_BYTES, AttemptLog, attempt_logger
 from phloem.secrets import Masker, masking
+from phloem.states import AttemptOutcome
 
 
 class SkipTask(Exception):
@@ -86,7 +87,7 @@ def _failed(attempt: Attempt, started: float, ended: float, error: str, **kw: An
         attempt.task_id,
         attempt.map_index,
         attempt.try_number,
-        "failed",
+        AttemptOutcome.FAILED,
         started,
         ended,
         error=error,
@@ -136,7 +137,7 @@ def _run(
         timeout = attempt.timeout if enforce_timeout else None
         with _alarm(timeout, attempt):
             outcome, value = _call(spec, attempt, args, kwargs, now)
-        if outcome != "success":
+        if outcome is not AttemptOutcome.SUCCESS:
             return Result(**base, outcome=outcome, ended_at=now(), inputs=tuple(inputs)), None
         storing = True
         follow = _follow(spec, value) if spec.is_branch else None
@@ -144,7 +145,7 @@ def _run(
         return (
             Result(
                 **base,
-                outcome="success",
+                outcome=AttemptOutcome.SUCCESS,
                 ended_at=now(),
                 output=stored,
                 map_length=length,
@@ -156,7 +157,11 @@ def _run(
         )
     except SkipTask as exc:
         skipped = Result(
-            **base, outcome="skip", ended_at=now(), error=str(exc) or None, inputs=tuple(inputs)
+            **base,
+            outcome=AttemptOutcome.SKIP,
+            ended_at=now(),
+            error=str(exc) or None,
+            inputs=tuple(inputs),
         )
         return skipped, None
     except BaseException as exc:  # every failure of a task is a failed task
@@ -172,7 +177,7 @@ def _run(
         )
         failed = Result(
             **base,
-            outcome="failed",
+            outcome=AttemptOutcome.FAILED,
             ended_at=now(),
             error=f.message,
             retryable=f.retryable,
@@ -189,21 +194,21 @@ def _call(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     now: Callable[[], float],
-) -> tuple[str, Any]:
+) -> tuple[AttemptOutcome, Any]:
     if not spec.is_sensor:
-        return "success", spec.fn(*args, **kwargs)
+        return AttemptOutcome.SUCCESS, spec.fn(*args, **kwargs)
     sensor = spec.options.sensor
     assert sensor is not None
     deadline = attempt.first_started_at + sensor.timeout
     while True:
         value = spec.fn(*args, **kwargs)
         if value:
-            return "success", value
+            return AttemptOutcome.SUCCESS, value
         if sensor.mode == "reschedule":
-            return "reschedule", None
+            return AttemptOutcome.RESCHEDULE, None
         remaining = deadline - now()
         if remaining <= 0:
-            return "sensor_timeout", None
+            return AttemptOutcome.SENSOR_TIMEOUT, None
         time.sleep(min(sensor.poke_interval, remaining))
 
 
