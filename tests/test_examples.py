@@ -269,8 +269,19 @@ def test_approval_reviewer_rejection_skips_deployment(home: Path, tmp_path: Path
 
 
 def retry_gaps(store: Any, run_id: str, task_id: str) -> list[float]:
+    """How long each retry waited, as observed (never less than planned; more on a busy
+    machine)."""
     attempts = store.attempts(run_id, task_id)
     return [b.started_at - a.ended_at for a, b in itertools.pairwise(attempts)]
+
+
+def planned_delays(store: Any, run_id: str, task_id: str) -> list[str]:
+    """The delay the engine chose for each retry, from its events ("retry 1 of 5 in 0.2s")."""
+    return [
+        e.reason.rsplit(" in ", 1)[1]
+        for e in store.events(run_id)
+        if e.task_id == task_id and e.new_state == "up_for_retry"
+    ]
 
 
 def test_flaky_api_retries_with_growing_delays_then_succeeds(home: Path, store: Any) -> None:
@@ -282,10 +293,10 @@ def test_flaky_api_retries_with_growing_delays_then_succeeds(home: Path, store: 
     attempts = store.attempts(r.run_id, "fetch_field_measurements")
     assert [a.state for a in attempts] == ["up_for_retry"] * 3 + ["success"]
     assert all("503" in (a.error or "") for a in attempts[:3])
+    assert planned_delays(store, r.run_id, "fetch_field_measurements") == ["0.2s", "0.4s", "0.8s"]
     gaps = retry_gaps(store, r.run_id, "fetch_field_measurements")
     for gap, delay in zip(gaps, [0.2, 0.4, 0.8], strict=True):
-        assert delay * 0.95 <= gap < delay + 1.0
-    assert gaps[0] < gaps[1] < gaps[2]
+        assert delay * 0.95 <= gap  # the planned delay was kept
 
     logs = sorted((home / "logs" / r.run_id).glob("fetch_field_measurements.*.log"))
     assert len(logs) == 4
@@ -304,10 +315,12 @@ def test_flaky_api_gives_up_after_five_retries_with_capped_delay(home: Path, sto
     assert r.task_state("classify_measurements") is phloem.TaskState.UPSTREAM_FAILED
     assert r.task_state("train_species_classifier") is phloem.TaskState.SUCCESS
     assert r.tasks[("fetch_field_measurements", -1)].try_number == 6
+    delays = planned_delays(store, r.run_id, "fetch_field_measurements")
+    assert delays == ["0.2s", "0.4s", "0.8s", "1.6s", "2s"]  # 3.2, capped at 2
     gaps = retry_gaps(store, r.run_id, "fetch_field_measurements")
     assert len(gaps) == 5
     assert gaps[3] >= 1.6 * 0.95
-    assert 2.0 * 0.95 <= gaps[4] < 3.0  # 3.2, capped at 2
+    assert gaps[4] >= 2.0 * 0.95
 
 
 # -- diamond.py ----------------------------------------------------------------------------------
