@@ -155,6 +155,8 @@ def test_resources_and_trigger_rules_use_the_same_hints() -> None:
     assert "did you mean 'cpus'" in _task_error(resources={"cpu": 2})
     assert "did you mean 'all_done'" in _task_error(trigger_rule="all_dne")
     assert "did you mean" not in _task_error(trigger_rule="whenever")
+    for bad in ("-1GiB", "lots", -5):
+        assert "memory" in _task_error(resources={"memory": bad})
 
 
 def test_default_task_options_are_checked_like_task_options() -> None:

@@ -27,13 +27,12 @@ def _memory(value: Any, option: str, where: str) -> int | None:
     units = {"k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
     t = value.strip().lower().removesuffix("ib").removesuffix("b")
     try:
-        if t and t[-1] in units:
-            return int(float(t[:-1]) * units[t[-1]])
-        return int(t)
+        size = int(float(t[:-1]) * units[t[-1]]) if t and t[-1] in units else int(t)
     except ValueError:
-        raise DefinitionError(
-            f"{where}: cannot read memory size {value!r}; write e.g. '4GiB'"
-        ) from None
+        size = -1
+    if size < 0:
+        raise DefinitionError(f"{where}: cannot read memory size {value!r}; write e.g. '4GiB'")
+    return size
 
 
 def _amount(value: Any, option: str, where: str) -> float:
