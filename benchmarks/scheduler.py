@@ -61,9 +61,9 @@ def database(url: str | None):
 def env_for(db_url: str, home: Path):
     os.environ["PHLOEM_HOME"] = str(home / "home")
     os.environ["PHLOEM_DB_URL"] = db_url
-    from phloem.api import open_env
+    from phloem.app import Phloem
 
-    return open_env()
+    return Phloem.open()
 
 
 def bench_discovery(files: int, db_url: str | None) -> None:
@@ -175,8 +175,8 @@ def bench_latency(db_url: str | None) -> None:
 
 
 def bench_throughput(runs: int, db_url: str | None) -> None:
-    from phloem.api import create_run
     from phloem.loading import load_pipeline
+    from phloem.runs import create_run
     from phloem.scheduler import Scheduler, SchedulerConfig
     from phloem.states import RunState
 

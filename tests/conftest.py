@@ -52,9 +52,9 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def store(store_url: str):  # type: ignore[no-untyped-def]
-    from phloem.store import SqlStore
+    from phloem.store import open_store
 
-    s = SqlStore(store_url)
+    s = open_store(store_url)
     yield s
     s.close()
 

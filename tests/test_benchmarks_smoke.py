@@ -10,7 +10,7 @@ from types import ModuleType
 import pytest
 
 import phloem
-from phloem.api import open_env
+from phloem.app import Phloem
 
 WORKLOADS = Path(__file__).resolve().parent.parent / "benchmarks" / "workloads.py"
 
@@ -31,7 +31,7 @@ def test_w2_chain_of_ten(workloads: ModuleType, home: Path) -> None:
     assert result.succeeded
     assert len(result.tasks) == 10
     assert result.output("add_one__9") == 10 == workloads.plain_w2(lambda: None, 10)
-    store = open_env(None, home).store
+    store = Phloem.open(None, home).store
     attempts = store.attempts(result.run_id)
     store.close()
     assert len(attempts) == 10

@@ -23,7 +23,7 @@ import pytest
 
 import phloem
 from phloem import task
-from phloem.api import open_env
+from phloem.app import Phloem
 from phloem.loading import load_module_pipelines
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -40,7 +40,7 @@ def run(name: str, **kwargs: Any) -> phloem.RunResult:
 @pytest.fixture
 def store(home: Path) -> Iterator[Any]:
     """The store of the test's phloem home (where the runs above were recorded)."""
-    env = open_env()
+    env = Phloem.open()
     yield env.store
     env.store.close()
 

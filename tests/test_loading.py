@@ -41,7 +41,7 @@ def test_objects_of_classes_defined_in_a_pipeline_file_load_elsewhere(tmp_path: 
     ref = r.tasks[("fit", -1)].output
     from phloem.artifacts.codec import from_stored_json
 
-    path = r._env.artifacts.location(from_stored_json(ref))  # type: ignore[arg-type]
+    path = r.app.artifacts.location(from_stored_json(ref))  # type: ignore[arg-type]
     # a plain Python process with the pipeline folder importable can unpickle the model
     code = (
         f"import pickle, sys; sys.path.insert(0, {str(tmp_path)!r}); "

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from phloem import pipeline, task
-from phloem.api import create_run, open_env
+from phloem.app import Phloem
 from phloem.driver import Loop, RunSession
 from phloem.errors import RunConflict
 from phloem.executors.inline import InlineExecutor
 from phloem.records import TI
+from phloem.runs import create_run
 from phloem.states import RunState, TaskState
 from phloem.store import Commit, SqlStore
 from phloem.store.catalog import Catalog
@@ -65,7 +66,7 @@ def test_a_driver_that_lost_its_run_cannot_change_it(store: SqlStore) -> None:
 
 
 def _session(store: SqlStore, spec: object, run: object, tmp_path: Path) -> RunSession:
-    env = open_env(store, tmp_path)
+    env = Phloem.open(store, tmp_path)
     return RunSession(store, spec, run, env.artifacts, env.logs_dir)  # type: ignore[arg-type]
 
 
@@ -131,12 +132,12 @@ def test_without_isolation_the_error_reaches_the_caller(
 def test_a_run_id_collision_picks_a_new_id_and_loses_no_interval(
     store: SqlStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import phloem.api as api
+    import phloem.runs as runs
 
     first = create_run(store, v1.spec, logical_date="2026-01-01")
     ids = iter([first.run_id, first.run_id, "20260101T000000-fresh0000001"])
     with monkeypatch.context() as m:
-        m.setattr(api, "new_run_id", lambda now: next(ids))
+        m.setattr(runs, "new_run_id", lambda now: next(ids))
         second = create_run(store, v1.spec, logical_date="2026-01-02")
     assert second.run_id == "20260101T000000-fresh0000001"
     assert {r.logical_date[:10] for r in store.list_runs()} == {"2026-01-01", "2026-01-02"}
@@ -163,7 +164,7 @@ def test_reopening_a_run_is_all_or_nothing(
     store: SqlStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import phloem
-    from phloem.api import open_env, reopen
+    from phloem.runs import reopen
 
     r = phloem.run(mapped_failure, executor="inline", store=store, home=tmp_path)
     assert r.state is RunState.FAILED
@@ -173,9 +174,8 @@ def test_reopening_a_run_is_all_or_nothing(
         raise RuntimeError("the process died here")
 
     monkeypatch.setattr(SqlStore, "_replace_mapped", crash)
-    env = open_env(store, tmp_path)
     with pytest.raises(RuntimeError):
-        reopen(env, mapped_failure.spec, r.run_id, task="make_list", downstream=True, reason="test")
+        reopen(store, mapped_failure.spec, r.run_id, task="make_list", downstream=True, reason="t")
     assert store.get_run(r.run_id).state is RunState.FAILED
     assert {ti.key: ti.state for ti in store.load_instances(r.run_id)} == before
 

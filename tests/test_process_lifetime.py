@@ -336,7 +336,7 @@ GATED = textwrap.dedent(
 def test_a_scheduler_takes_over_at_once_from_one_sigkilled_on_this_machine(
     home: Path, tmp_path: Path, processes: Processes
 ) -> None:
-    from phloem.api import open_env
+    from phloem.app import Phloem
     from phloem.scheduler import Scheduler, SchedulerConfig
     from phloem.scheduler.commands import trigger
 
@@ -346,9 +346,9 @@ def test_a_scheduler_takes_over_at_once_from_one_sigkilled_on_this_machine(
     env["PHLOEM_LEASE_TTL"] = "600"  # its lock and runs stay its own for ten minutes
     proc = processes.start(argv, env=env, cwd=tmp_path, stderr=subprocess.DEVNULL)
     assert wait_until(parsed), "the scheduler never read its folder"
-    store = open_env().store
+    store = Phloem.open().store
     gate = tmp_path / "gate"
-    run, _ = trigger(open_env(), "gated", params={"gate": str(gate)})
+    run, _ = trigger(Phloem.open(), "gated", params={"gate": str(gate)})
 
     def running() -> bool:
         return any(ti.state.value == "running" for ti in store.load_instances(run.run_id))
@@ -360,7 +360,7 @@ def test_a_scheduler_takes_over_at_once_from_one_sigkilled_on_this_machine(
     killed = store.get_run(run.run_id).owner
     assert killed is not None and killed.startswith("scheduler:")
 
-    sched = Scheduler(open_env(), SchedulerConfig(folder=tmp_path / "pipelines", tick=0.05))
+    sched = Scheduler(Phloem.open(), SchedulerConfig(folder=tmp_path / "pipelines", tick=0.05))
     sched.start()  # refused before: "another scheduler ... already runs"
     try:
         assert sched.claim(time.time()) == [run.run_id]  # not in ten minutes

@@ -45,14 +45,11 @@ def test_retrying_waits_out_a_blip_and_raises_permanent_errors(
         broken()
     assert tries["n"] == 1  # raised at once, not retried
 
-    monkeypatch.setenv("PHLOEM_DB_OUTAGE_TIMEOUT", "0.3")
-
-    @retrying
     def down() -> None:
         raise _op("database is locked")
 
     with pytest.raises(OperationalError):
-        down()
+        retrying(down, outage_timeout=0.3)()
 
 
 def test_postgres_errors_without_a_code_wait_only_for_connection_trouble() -> None:

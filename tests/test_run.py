@@ -116,7 +116,7 @@ def test_retries_back_off_exponentially_with_a_cap(executor: str, tmp_path: Path
         home=tmp_path,
     )
     assert r.state is RunState.SUCCESS
-    attempts = r._env.store.attempts(r.run_id, "flaky")
+    attempts = r.app.store.attempts(r.run_id, "flaky")
     assert [a.try_number for a in attempts] == [1, 2, 3, 4]
     assert [a.state for a in attempts] == ["up_for_retry"] * 3 + ["success"]
     assert "ConnectionError: attempt 1 failed" in (attempts[0].error or "")
@@ -210,7 +210,7 @@ def test_a_killed_worker_fails_its_attempt_and_is_retried(tmp_path: Path) -> Non
     r = phloem.run(dying, params={"marker": str(tmp_path / "m")}, store="memory", home=tmp_path)
     assert time.time() - started < 10
     assert r.state is RunState.SUCCESS
-    first = r._env.store.attempts(r.run_id, "dies_once")[0]
+    first = r.app.store.attempts(r.run_id, "dies_once")[0]
     assert first.state == "up_for_retry"
     assert "SIGKILL" in (first.error or "")
     assert r.output("dies_once") == "survived"
@@ -265,7 +265,7 @@ def test_dataframes_and_models_travel_as_artifacts_with_lineage(
     r = phloem.run(ml_values, store=store_url, home=tmp_path)
     assert r.state is RunState.SUCCESS
     assert r.output("predict") == pytest.approx(4999.5)
-    uses = r._env.store.artifact_uses(r.run_id)
+    uses = r.app.store.artifact_uses(r.run_id)
     outputs = {u.task_id: u.digest for u in uses if u.role == "output"}
     inputs = {(u.task_id, u.digest) for u in uses if u.role == "input"}
     assert set(outputs) == {"frame", "fit"}
@@ -274,9 +274,9 @@ def test_dataframes_and_models_travel_as_artifacts_with_lineage(
         and ("predict", outputs["frame"]) in inputs
         and ("predict", outputs["fit"]) in inputs
     )
-    rec = r._env.store.artifact(outputs["frame"])
+    rec = r.app.store.artifact(outputs["frame"])
     assert rec is not None and rec.serializer.startswith("parquet")
-    assert r._env.store.artifact(outputs["fit"]).serializer == "joblib"  # type: ignore[union-attr]
+    assert r.app.store.artifact(outputs["fit"]).serializer == "joblib"  # type: ignore[union-attr]
 
 
 @task
@@ -332,7 +332,7 @@ def test_retry_resumes_without_rerunning_succeeded_tasks(store: object, tmp_path
 def test_retry_of_a_mapped_source_re_expands(tmp_path: Path) -> None:
     r = phloem.run(squares, params={"n": 3}, store="memory", home=tmp_path)
     r2 = phloem.retry(
-        r.run_id, task="make", downstream=True, pipeline=squares, store=r._env.store, home=tmp_path
+        r.run_id, task="make", downstream=True, pipeline=squares, store=r.app.store, home=tmp_path
     )
     assert r2.state is RunState.SUCCESS and r2.output("total") == 5
     assert r2.tasks[("make", -1)].try_number == 2

@@ -30,7 +30,7 @@ def test_pool_slots_bound_concurrency(store: object, tmp_path: Path) -> None:
     store.set_pool("gpu", 1)  # type: ignore[attr-defined]
     r = phloem.run(gpu_jobs, store=store, home=tmp_path, workers=3)  # type: ignore[arg-type]
     assert r.succeeded
-    spans = sorted((a.started_at, a.ended_at) for a in r._env.store.attempts(r.run_id))
+    spans = sorted((a.started_at, a.ended_at) for a in r.app.store.attempts(r.run_id))
     for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end - 0.01  # one at a time
 

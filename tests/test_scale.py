@@ -78,5 +78,5 @@ def test_mapping_over_a_large_output_decodes_it_in_the_workers(tmp_path: Path) -
     assert r.succeeded
     assert isinstance(from_stored_json(r.tasks[("big_chunks", -1)].output), ArtifactRef)
     assert r.output("chunk_id") == ["0", "1", "2"]
-    inputs = {u.task_id for u in r._env.store.artifact_uses(r.run_id) if u.role == "input"}
+    inputs = {u.task_id for u in r.app.store.artifact_uses(r.run_id) if u.role == "input"}
     assert inputs == {"chunk_id"}  # each instance recorded reading the source artifact

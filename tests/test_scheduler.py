@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 import phloem
-from phloem.api import Env, create_run, open_env
+from phloem.app import Phloem
 from phloem.errors import PhloemError, StoreLocked
+from phloem.runs import create_run
 from phloem.scheduler import Scheduler, SchedulerConfig
 from phloem.scheduler.commands import backfill, plan_backfill, set_paused, trigger
 from phloem.states import RunState
@@ -58,11 +59,11 @@ def drive(sched: Scheduler, until: Callable[[], bool], timeout: float = 20) -> N
 
 
 @pytest.fixture
-def env(home: Path) -> Env:
-    return open_env()
+def env(home: Path) -> Phloem:
+    return Phloem.open()
 
 
-def make(env: Env, folder: Path, **kw: object) -> Scheduler:
+def make(env: Phloem, folder: Path, **kw: object) -> Scheduler:
     cfg = SchedulerConfig(
         folder=folder,
         tick=0.05,
@@ -75,7 +76,7 @@ def make(env: Env, folder: Path, **kw: object) -> Scheduler:
 
 
 def test_discovery_reports_broken_and_hanging_files_and_keeps_the_rest(
-    env: Env, tmp_path: Path
+    env: Phloem, tmp_path: Path
 ) -> None:
     folder = tmp_path / "pipelines"
     start = (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()
@@ -111,7 +112,7 @@ def test_discovery_reports_broken_and_hanging_files_and_keeps_the_rest(
         sched.shutdown()
 
 
-def test_catchup_creates_missed_intervals_once_oldest_first(env: Env, tmp_path: Path) -> None:
+def test_catchup_creates_missed_intervals_once_oldest_first(env: Phloem, tmp_path: Path) -> None:
     folder = tmp_path / "pipelines"
     start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=5)
     write(folder, "good.py", GOOD.format(start=start.isoformat()))
@@ -143,7 +144,7 @@ def test_catchup_creates_missed_intervals_once_oldest_first(env: Env, tmp_path: 
     )
 
 
-def test_trigger_with_idempotency_key_pause_and_unknown(env: Env, tmp_path: Path) -> None:
+def test_trigger_with_idempotency_key_pause_and_unknown(env: Phloem, tmp_path: Path) -> None:
     folder = tmp_path / "pipelines"
     write(folder, "good.py", GOOD.format(start="2100-01-01T00:00:00+00:00"))
     sched = make(env, folder)
@@ -167,7 +168,7 @@ def test_trigger_with_idempotency_key_pause_and_unknown(env: Env, tmp_path: Path
         sched.shutdown()
 
 
-def test_paused_pipelines_get_no_scheduled_runs(env: Env, tmp_path: Path) -> None:
+def test_paused_pipelines_get_no_scheduled_runs(env: Phloem, tmp_path: Path) -> None:
     folder = tmp_path / "pipelines"
     start = datetime.now(timezone.utc) - timedelta(seconds=3)
     write(folder, "good.py", GOOD.format(start=start.isoformat()))
@@ -184,17 +185,17 @@ def test_paused_pipelines_get_no_scheduled_runs(env: Env, tmp_path: Path) -> Non
         sched.shutdown()
 
 
-def test_a_second_scheduler_on_sqlite_is_refused(env: Env, tmp_path: Path) -> None:
+def test_a_second_scheduler_on_sqlite_is_refused(env: Phloem, tmp_path: Path) -> None:
     folder = tmp_path / "pipelines"
     folder.mkdir()
     first = make(env, folder)
     try:
         with pytest.raises(StoreLocked, match="one scheduler per SQLite"):
-            make(open_env(), folder, scheduler_id="scheduler:elsewhere:1")
+            make(Phloem.open(), folder, scheduler_id="scheduler:elsewhere:1")
     finally:
         first.shutdown()
     # free again once the first stopped
-    make(open_env(), folder, scheduler_id="scheduler:elsewhere:1").shutdown()
+    make(Phloem.open(), folder, scheduler_id="scheduler:elsewhere:1").shutdown()
 
 
 SLOW = textwrap.dedent(
@@ -223,7 +224,7 @@ SLOW = textwrap.dedent(
 
 
 def test_a_restarted_scheduler_resumes_without_rerunning_finished_tasks(
-    env: Env, tmp_path: Path
+    env: Phloem, tmp_path: Path
 ) -> None:
     folder = tmp_path / "pipelines"
     write(folder, "gated.py", SLOW)
@@ -242,7 +243,7 @@ def test_a_restarted_scheduler_resumes_without_rerunning_finished_tasks(
     sched.shutdown()  # like a restart: the attempt in flight is stopped, the run resumable
     assert env.store.get_run(run.run_id).owner is None  # freed at once, no lease to wait out
     gate.write_text("open")
-    again = make(open_env(), folder, scheduler_id="scheduler:elsewhere:2")
+    again = make(Phloem.open(), folder, scheduler_id="scheduler:elsewhere:2")
     try:
         drive(again, lambda: env.store.get_run(run.run_id).state is RunState.SUCCESS)
     finally:
@@ -250,7 +251,7 @@ def test_a_restarted_scheduler_resumes_without_rerunning_finished_tasks(
     assert counter.read_text() == "x"
 
 
-def test_backfill_plans_creates_and_does_not_duplicate(env: Env, tmp_path: Path) -> None:
+def test_backfill_plans_creates_and_does_not_duplicate(env: Phloem, tmp_path: Path) -> None:
     folder = tmp_path / "pipelines"
     daily = textwrap.dedent(
         """
@@ -342,7 +343,7 @@ ASSETS = textwrap.dedent(
 )
 
 
-def test_asset_schedule_runs_once_all_assets_were_updated(env: Env, tmp_path: Path) -> None:
+def test_asset_schedule_runs_once_all_assets_were_updated(env: Phloem, tmp_path: Path) -> None:
     folder = tmp_path / "pipelines"
     write(folder, "assets.py", ASSETS)
     sched = make(env, folder)
@@ -387,7 +388,7 @@ DIES = textwrap.dedent(
 
 
 def test_a_killed_worker_is_detected_at_once_and_its_attempt_retried(
-    env: Env, tmp_path: Path
+    env: Phloem, tmp_path: Path
 ) -> None:
     folder = tmp_path / "pipelines"
     write(folder, "fragile.py", DIES)
@@ -405,7 +406,7 @@ def test_a_killed_worker_is_detected_at_once_and_its_attempt_retried(
     assert "SIGKILL" in (attempts[0].error or "")
 
 
-def test_bad_input_is_refused_precisely_and_changes_nothing(env: Env, tmp_path: Path) -> None:
+def test_bad_input_is_refused_precisely_and_changes_nothing(env: Phloem, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from phloem.cli.main import app
@@ -425,7 +426,7 @@ def test_bad_input_is_refused_precisely_and_changes_nothing(env: Env, tmp_path: 
     assert env.store.list_runs() == []
 
 
-def test_a_triggered_run_wakes_a_sleeping_scheduler_at_once(env: Env, tmp_path: Path) -> None:
+def test_a_triggered_run_wakes_a_sleeping_scheduler_at_once(env: Phloem, tmp_path: Path) -> None:
     folder = tmp_path / "pipelines"
     write(folder, "good.py", GOOD.format(start="2100-01-01T00:00:00+00:00"))
     cfg = SchedulerConfig(folder=folder, tick=30.0, parse_interval=60.0)
@@ -444,7 +445,7 @@ def test_a_triggered_run_wakes_a_sleeping_scheduler_at_once(env: Env, tmp_path: 
         sched.shutdown()
 
 
-def test_a_pipeline_name_defined_in_two_files_is_reported(env: Env, tmp_path: Path) -> None:
+def test_a_pipeline_name_defined_in_two_files_is_reported(env: Phloem, tmp_path: Path) -> None:
     folder = tmp_path / "pipelines"
     write(folder, "a.py", GOOD.format(start="2100-01-01T00:00:00+00:00"))
     write(
@@ -481,7 +482,7 @@ SLOW_DAILY = textwrap.dedent(
 )
 
 
-def test_backfill_max_active_runs_bounds_its_runs(env: Env, tmp_path: Path) -> None:
+def test_backfill_max_active_runs_bounds_its_runs(env: Phloem, tmp_path: Path) -> None:
     folder = tmp_path / "pipelines"
     write(folder, "slow.py", SLOW_DAILY)
     sched = make(env, folder)
@@ -517,7 +518,7 @@ CONTINUOUS = textwrap.dedent(
 )
 
 
-def test_continuous_pipelines_start_a_run_when_the_last_ends(env: Env, tmp_path: Path) -> None:
+def test_continuous_pipelines_start_a_run_when_the_last_ends(env: Phloem, tmp_path: Path) -> None:
     folder = tmp_path / "pipelines"
     write(folder, "forever.py", CONTINUOUS)
     sched = make(env, folder)
@@ -545,7 +546,7 @@ def test_continuous_pipelines_start_a_run_when_the_last_ends(env: Env, tmp_path:
 
 
 def test_a_long_backfill_queue_does_not_hide_other_runs_from_claims(
-    env: Env, tmp_path: Path
+    env: Phloem, tmp_path: Path
 ) -> None:
     from phloem.loading import load_pipeline
 
@@ -566,7 +567,7 @@ def test_a_long_backfill_queue_does_not_hide_other_runs_from_claims(
         sched.shutdown()
 
 
-def test_backfill_reruns_wait_for_room_like_new_runs(env: Env, tmp_path: Path) -> None:
+def test_backfill_reruns_wait_for_room_like_new_runs(env: Phloem, tmp_path: Path) -> None:
     folder = tmp_path / "pipelines"
     write(folder, "slow.py", SLOW_DAILY)
     sched = make(env, folder)

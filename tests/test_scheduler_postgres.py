@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from phloem.api import create_run
 from phloem.loading import load_pipeline
+from phloem.runs import create_run
 from phloem.states import RunState
 from phloem.store import SqlStore
 from processes import Processes, wait_gone
@@ -264,15 +264,15 @@ def test_a_killed_scheduler_s_runs_are_taken_over_when_its_lease_expires(
 def test_a_trigger_from_another_machine_wakes_the_scheduler_through_notify(
     pg_url: str, tmp_path: Path
 ) -> None:
-    from phloem.api import open_env
+    from phloem.app import Phloem
     from phloem.scheduler import Scheduler, SchedulerConfig
     from phloem.scheduler.commands import trigger
 
     folder = tmp_path / "pipelines"
     folder.mkdir()
     (folder / "ha.py").write_text(HA.format(start="2100-01-01T00:00:00+00:00"))
-    here = open_env(SqlStore(pg_url), tmp_path / "scheduler-home")
-    elsewhere = open_env(SqlStore(pg_url), tmp_path / "other-home")  # no shared socket
+    here = Phloem.open(SqlStore(pg_url), tmp_path / "scheduler-home")
+    elsewhere = Phloem.open(SqlStore(pg_url), tmp_path / "other-home")  # no shared socket
     sched = Scheduler(here, SchedulerConfig(folder=folder, tick=30.0, parse_interval=60.0))
     sched.start()
     try:

@@ -115,7 +115,8 @@ def test_env_key_wins_over_the_key_file(tmp_path: Path, monkeypatch: pytest.Monk
     env_key = Fernet.generate_key().decode()
     monkeypatch.setenv(KEY_ENV, env_key)
     path = tmp_path / "secret.key"
-    assert load_key(path, create=True) == env_key
+    token = configured_cipher(path, create=True).encrypt("abc")
+    assert Cipher(env_key).decrypt(token) == "abc"
     assert not path.exists()
 
 

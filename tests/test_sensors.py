@@ -53,7 +53,7 @@ def test_sensor_waits_then_passes_its_value(mode: str, tmp_path: Path) -> None:
     if mode == "reschedule":
         # each poke was a short attempt that gave its worker slot back
         assert tries.try_number == 3
-        events = r._env.store.events(r.run_id)
+        events = r.app.store.events(r.run_id)
         assert sum(e.new_state == "up_for_reschedule" for e in events) == 2
     else:
         assert tries.try_number == 1

@@ -3,6 +3,7 @@ commits, expansions, run state, artifacts, pools, look-ups, and races between tw
 
 from __future__ import annotations
 
+import select
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -14,7 +15,14 @@ import pytest
 from phloem.errors import RunConflict, RunNotFound, StoreError, TaskNotFound
 from phloem.records import TI, Expansion, RunRecord, Transition
 from phloem.states import RunState, TaskState
-from phloem.store import ArtifactRecord, ArtifactUse, SqlStore
+from phloem.store import (
+    ArtifactRecord,
+    ArtifactUse,
+    MemoryStore,
+    SqlStore,
+    StoreCapabilities,
+    open_store,
+)
 
 S = TaskState
 DAY1 = "2024-01-01T00:00:00+00:00"
@@ -638,3 +646,43 @@ def test_the_store_refuses_a_transition_the_table_forbids(store: SqlStore) -> No
     with pytest.raises(StoreError, match="refused transition"):
         store.commit("run-forbidden", [Transition(ti, done)])
     assert store.load_instances("run-forbidden")[0].state is TaskState.PENDING
+
+
+# -- the port: capabilities instead of dialects ----------------------------------------------------
+
+
+def test_capabilities_say_what_each_backend_can_do(store: SqlStore, store_url: str) -> None:
+    caps = store.capabilities
+    if store_url == "memory":
+        assert caps == StoreCapabilities(shared=False, notify=False, multi_writer=False)
+        assert store.shared_url is None  # no other process can open it
+        assert store.work_listener() is None
+    elif store_url.startswith("sqlite"):
+        assert caps == StoreCapabilities(shared=True, notify=False, multi_writer=False)
+        assert store.shared_url == store_url
+        assert store.work_listener() is None
+    else:
+        assert caps == StoreCapabilities(shared=True, notify=True, multi_writer=True)
+        listener = store.work_listener()
+        assert listener is not None
+        try:
+            store.announce_work()
+            select.select([listener], [], [], 5)
+            assert listener.drain()
+        finally:
+            listener.close()
+    store.announce_work()  # a hint: never fails, whatever the backend
+
+
+def test_the_memory_store_is_opened_by_name_not_as_a_sql_url() -> None:
+    store = open_store("memory")
+    assert isinstance(store, MemoryStore)
+    store.close()
+    with pytest.raises(StoreError, match="open_store"):
+        SqlStore("memory")
+
+
+def test_outage_timeout_belongs_to_the_store(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'p.db'}", outage_timeout=1.5)
+    assert store.outage_timeout == 1.5 and store.catalog.outage_timeout == 1.5
+    store.close()

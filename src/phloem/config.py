@@ -1,14 +1,37 @@
-"""Where phloem keeps its state, read from ``PHLOEM_*`` environment variables.
+"""Where phloem keeps its state and how it behaves, read from ``PHLOEM_*`` environment variables.
 
-A plain frozen dataclass: reading it is explicit (``Settings.from_env()``), never a side effect
-of importing phloem, so two configurations can live in one process.
+A plain frozen dataclass, read in one place (``Settings.from_env()``) when the application
+starts (``phloem.app.Phloem``), never as a side effect of importing phloem and never per call,
+so two configurations can live in one process.
+
+| variable | setting | default |
+|---|---|---|
+| ``PHLOEM_HOME`` | ``home`` | ``./.phloem`` |
+| ``PHLOEM_DB_URL`` | ``db_url`` | ``sqlite:///$PHLOEM_HOME/phloem.db`` |
+| ``PHLOEM_ARTIFACTS_URL`` | ``artifacts_url`` | ``$PHLOEM_HOME/artifacts`` |
+| ``PHLOEM_WORKERS`` | ``workers`` | one per CPU (at least 2) |
+| ``PHLOEM_DB_OUTAGE_TIMEOUT`` | ``db_outage_timeout`` | 300 seconds |
+| ``PHLOEM_PIPELINES`` | ``pipelines_dir`` | ``./pipelines`` |
+| ``PHLOEM_PARALLELISM`` | ``parallelism`` | unlimited |
+| ``PHLOEM_LEASE_TTL`` | ``lease_ttl`` | 30 seconds |
+| ``PHLOEM_SECRET_KEY`` | ``secret_key`` | the key file ``$PHLOEM_HOME/secret.key`` |
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+from phloem.errors import PhloemError
+
+#: seconds a driver's lease on a run lasts without renewal
+DEFAULT_LEASE_TTL = 30.0
+DEFAULT_OUTAGE_TIMEOUT = 300.0
+
+N = TypeVar("N", int, float)
 
 #: Default cap on one attempt's log.
 DEFAULT_LOG_MAX_BYTES = 100 * 2**20
@@ -22,6 +45,12 @@ class Settings:
     workers: int
     #: the most one attempt's log keeps (``PHLOEM_LOG_MAX_BYTES``); the rest is dropped
     log_max_bytes: int = DEFAULT_LOG_MAX_BYTES
+    db_outage_timeout: float = DEFAULT_OUTAGE_TIMEOUT
+    pipelines_dir: Path = Path("pipelines")
+    parallelism: int | None = None
+    lease_ttl: float = DEFAULT_LEASE_TTL
+    #: the key that encrypts connections (``PHLOEM_SECRET_KEY``); else the key file
+    secret_key: str | None = field(default=None, repr=False)
 
     @property
     def logs_dir(self) -> Path:
@@ -33,18 +62,37 @@ class Settings:
         return self.home / "secret.key"
 
     @classmethod
-    def from_env(cls, home: str | os.PathLike[str] | None = None) -> Settings:
-        env = os.environ
+    def from_env(
+        cls,
+        home: str | os.PathLike[str] | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        scratch_home: bool = False,
+    ) -> Settings:
+        """The settings the environment gives. ``home`` wins over ``PHLOEM_HOME``; with
+        ``scratch_home`` and neither, a new temporary folder is the home (for a private
+        in-memory store, whose artifacts and logs need not outlive it)."""
+        env = os.environ if environ is None else environ
+        if home is None and not env.get("PHLOEM_HOME") and scratch_home:
+            import tempfile
+
+            home = tempfile.mkdtemp(prefix="phloem-")
         base = Path(home or env.get("PHLOEM_HOME") or Path.cwd() / ".phloem").absolute()
         db_url = env.get("PHLOEM_DB_URL") or f"sqlite:///{base / 'phloem.db'}"
         artifacts = env.get("PHLOEM_ARTIFACTS_URL") or str(base / "artifacts")
-        workers = int(env.get("PHLOEM_WORKERS") or 0) or default_workers()
         log_max = _positive_int(env, "PHLOEM_LOG_MAX_BYTES", DEFAULT_LOG_MAX_BYTES)
         return cls(
             home=base,
             db_url=db_url,
             artifacts_url=artifacts,
-            workers=workers,
+            workers=_number(env, "PHLOEM_WORKERS", int, 0) or default_workers(),
+            db_outage_timeout=_number(
+                env, "PHLOEM_DB_OUTAGE_TIMEOUT", float, DEFAULT_OUTAGE_TIMEOUT
+            ),
+            pipelines_dir=Path(env.get("PHLOEM_PIPELINES") or "pipelines").resolve(),
+            parallelism=_number(env, "PHLOEM_PARALLELISM", int, 0) or None,
+            lease_ttl=_number(env, "PHLOEM_LEASE_TTL", float, DEFAULT_LEASE_TTL),
+            secret_key=(env.get("PHLOEM_SECRET_KEY") or "").strip() or None,
             log_max_bytes=log_max,
         )
 
@@ -52,7 +100,7 @@ class Settings:
         self.home.mkdir(parents=True, exist_ok=True)
 
 
-def _positive_int(env: os._Environ[str], name: str, default: int) -> int:
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -61,9 +109,21 @@ def _positive_int(env: os._Environ[str], name: str, default: int) -> int:
     except ValueError:
         value = 0
     if value <= 0:
-        from phloem.errors import PhloemError
-
         raise PhloemError(f"{name}={raw!r} is not valid: use a positive whole number of bytes")
+    return value
+
+
+def _number(env: Mapping[str, str], name: str, kind: type[N], default: N) -> N:
+    text = (env.get(name) or "").strip()
+    if not text:
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number of seconds"
+        raise PhloemError(f"{name}={text!r} is not valid: set it to {what}, or unset it") from None
+    if value < 0:
+        raise PhloemError(f"{name}={text!r} must not be negative")
     return value
 
 

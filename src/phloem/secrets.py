@@ -22,9 +22,13 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, quote_plus
 
 from phloem.errors import SecretError
+
+if TYPE_CHECKING:
+    from phloem.config import Settings
 
 KEY_ENV = "PHLOEM_SECRET_KEY"
 MASK = "***"
@@ -139,11 +143,11 @@ class Cipher:
             ) from None
 
 
-def load_key(key_path: Path | str, *, create: bool) -> str | None:
-    """The configured key: ``PHLOEM_SECRET_KEY``, else the key file (made when ``create``)."""
-    env = os.environ.get(KEY_ENV, "").strip()
-    if env:
-        return env
+def load_key(key_path: Path | str, *, create: bool, key: str | None = None) -> str | None:
+    """The configured key: ``key`` (``Settings.secret_key``, from ``PHLOEM_SECRET_KEY``), else
+    the key file (made when ``create``)."""
+    if key:
+        return key
     path = Path(key_path)
     try:
         return path.read_text(encoding="ascii").strip()
@@ -153,23 +157,32 @@ def load_key(key_path: Path | str, *, create: bool) -> str | None:
     from cryptography.fernet import Fernet
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = Fernet.generate_key()
+    fresh = Fernet.generate_key()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # another process made it first: use theirs
         return path.read_text(encoding="ascii").strip()
     with os.fdopen(fd, "wb") as fh:
-        fh.write(key + b"\n")
-    return key.decode("ascii")
+        fh.write(fresh + b"\n")
+    return fresh.decode("ascii")
 
 
-def configured_cipher(key_path: Path | str | None = None, *, create: bool = False) -> Cipher:
-    """A cipher with the configured key; ``create`` makes the key file if there is none."""
-    if key_path is None:
+def configured_cipher(
+    key_path: Path | str | None = None,
+    *,
+    create: bool = False,
+    settings: Settings | None = None,
+) -> Cipher:
+    """A cipher with the key of ``settings`` (default: read from the environment), or the key
+    file at ``key_path`` (default: the home's); ``create`` makes the key file if there is
+    none."""
+    if settings is None:
         from phloem.config import Settings
 
-        key_path = Settings.from_env().secret_key_path
-    key = load_key(key_path, create=create)
+        settings = Settings.from_env()
+    if key_path is None:
+        key_path = settings.secret_key_path
+    key = load_key(key_path, create=create, key=settings.secret_key)
     if key is None:
         raise SecretError(
             f"no secret key is configured: set {KEY_ENV} or put the key file at {key_path} "

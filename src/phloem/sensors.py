@@ -35,15 +35,15 @@ def wait_for_pipeline(pipeline: str, task: str | None = None) -> dict[str, Any] 
     """Done when ``pipeline`` has a successful run (or ``task`` of it succeeded) for this
     run's logical date; passes ``{"run_id", "pipeline", "task"}`` downstream."""
     from phloem.states import SUCCESS_STATES, RunState
-    from phloem.store import SqlStore
+    from phloem.store import open_store
 
     ctx = context()
-    if not ctx.store_url or ctx.store_url == "memory":
+    if not ctx.store_url:  # the run's store is private to the process that drives it
         raise RuntimeError(
             "wait_for_pipeline needs a shared store (SQLite file or PostgreSQL); an in-memory "
             "store is private to one process"
         )
-    store = SqlStore(ctx.store_url, migrate=False)
+    store = open_store(ctx.store_url, migrate=False)
     try:
         run = store.find_run(pipeline, iso_utc(ctx.logical_date))
         if run is None:

@@ -153,12 +153,6 @@ def settings_store(url: str | None = None) -> SettingsStore:
     """Variables and connections of the store at ``url`` (default: the run's, else the
     configured one)."""
     url = url or _default_url()
-    if url == "memory":
-        raise PhloemError(
-            "variables and connections need a shared store (a SQLite file or PostgreSQL); an "
-            "in-memory store is private to the process that made it: run with a store URL, or "
-            "pass values as run parameters"
-        )
     key = (os.getpid(), url)  # a forked worker opens its own connections
     with _lock:
         found = _stores.get(key)
@@ -180,7 +174,13 @@ def _default_url() -> str:
     from phloem.context import _current
 
     ctx = _current.get()
-    if ctx is not None and ctx.store_url:
+    if ctx is not None:
+        if not ctx.store_url:  # the run's store is private to the process that drives it
+            raise PhloemError(
+                "variables and connections need a shared store (a SQLite file or PostgreSQL); "
+                "this run's in-memory store is private to the process that made it: run with a "
+                "store URL, or pass values as run parameters"
+            )
         return ctx.store_url
     from phloem.config import Settings
 
@@ -191,6 +191,6 @@ def _default_url() -> str:
 
 
 def _open(url: str) -> SqlStore:
-    from phloem.store import SqlStore
+    from phloem.store import open_store
 
-    return SqlStore(url)
+    return open_store(url)

@@ -7,27 +7,31 @@ status: 0 success, 1 the run failed, 2 a usage or definition error (printed as o
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from phloem.cli import scheduler_cmds
+from phloem.cli.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    application,
+    errors,
+    fail,
+    parse_params,
+    print_json,
+)
 from phloem.cli.settings_cmds import connections_app, variables_app
 
 if TYPE_CHECKING:
-    from phloem.api import Env, RunResult
+    from phloem.api import RunResult
+    from phloem.app import Phloem
     from phloem.records import TI, RunRecord
-
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 app = typer.Typer(
     name="phloem",
@@ -52,51 +56,6 @@ class ExecutorName(str, Enum):
 # -- plumbing ------------------------------------------------------------------------------------
 
 
-def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    text = " ".join(ln.strip() for ln in message.strip().splitlines() if ln.strip())
-    typer.echo(f"error: {text}", err=True)
-    raise typer.Exit(code)
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """phloem's own errors, and a store that cannot be reached, become one line and exit 2."""
-    from phloem.errors import PhloemError
-
-    try:
-        yield
-    except PhloemError as exc:
-        _fail(str(exc))
-    except Exception as exc:
-        sa_exc = sys.modules.get("sqlalchemy.exc")
-        if sa_exc is not None and isinstance(exc, sa_exc.DBAPIError):
-            orig = getattr(exc, "orig", None) or exc
-            _fail(f"the store's database failed: {type(orig).__name__}: {orig}")
-        raise
-
-
-def _env() -> Env:
-    from phloem.api import open_env
-
-    return open_env()
-
-
-def _print_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, default=str))
-
-
-def _parse_params(items: list[str]) -> dict[str, str]:
-    from phloem.errors import ParamError
-
-    params: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ParamError(f"--param expects KEY=VALUE, got {item!r}")
-        params[key.strip()] = value
-    return params
-
-
 def _task_order(source: str | None) -> list[str] | None:
     """The pipeline's task ids in topological order, when its code can still be loaded."""
     if not source:
@@ -110,17 +69,17 @@ def _task_order(source: str | None) -> list[str] | None:
         return None
 
 
-def _instance(env: Env, run_id: str, task: str, map_index: int | None) -> TI:
+def _instance(ph: Phloem, run_id: str, task: str, map_index: int | None) -> TI:
     """One task instance of a run, with messages that say what exists instead."""
-    tis = [ti for ti in env.store.load_instances(run_id) if ti.task_id == task]
+    tis = [ti for ti in ph.store.load_instances(run_id) if ti.task_id == task]
     if not tis:
-        have = sorted({ti.task_id for ti in env.store.load_instances(run_id)})
-        _fail(f"run {run_id} has no task '{task}' (its tasks: {', '.join(have) or 'none'})")
+        have = sorted({ti.task_id for ti in ph.store.load_instances(run_id)})
+        fail(f"run {run_id} has no task '{task}' (its tasks: {', '.join(have) or 'none'})")
     indexes = sorted(ti.map_index for ti in tis)
     mapped = indexes[-1] >= 0
     if map_index is None:
         if mapped:
-            _fail(
+            fail(
                 f"task '{task}' of run {run_id} is mapped over {len(indexes)} instances; "
                 f"pick one with --map-index (0..{indexes[-1]})"
             )
@@ -129,8 +88,8 @@ def _instance(env: Env, run_id: str, task: str, map_index: int | None) -> TI:
         if ti.map_index == map_index:
             return ti
     if not mapped:
-        _fail(f"task '{task}' of run {run_id} is not mapped; leave out --map-index")
-    _fail(
+        fail(f"task '{task}' of run {run_id} is not mapped; leave out --map-index")
+    fail(
         f"task '{task}' of run {run_id} has no instance {map_index} "
         f"(it has {len(indexes)}: 0..{indexes[-1]})"
     )
@@ -152,7 +111,7 @@ def _drive(call: Any, as_json: bool, run_id: list[str]) -> None:
     """Run ``call(reporter)`` (api.run or api.retry) with progress, then report and exit."""
     reporter = _make_reporter(as_json)
     try:
-        with _errors():
+        with errors():
             if reporter is None:
                 result = call(None)
             else:
@@ -174,7 +133,7 @@ def _report(result: RunResult, as_json: bool) -> None:
 
     order = list(result.spec.tasks)
     if as_json:
-        _print_json(run_with_tasks(result.run, result.tasks.values(), order))
+        print_json(run_with_tasks(result.run, result.tasks.values(), order))
         return
     from phloem.cli.tables import console, print_summary
 
@@ -222,13 +181,14 @@ def run(
     """Run a pipeline to its end. Exit status 0 if it succeeded, 1 if it failed."""
     from phloem import api
 
-    with _errors():
-        params = _parse_params(param)
+    with errors():
+        params = parse_params(param)
     created: list[str] = []
 
     def call(reporter: Any) -> RunResult:
         return api.run(
             target,
+            app=application(),
             params=params,
             executor=executor.value,
             workers=workers,
@@ -258,13 +218,14 @@ def retry(
     from phloem import api
 
     if downstream and task is None:
-        _fail("--downstream needs --task")
-    with _errors():
-        full_id = _env().store.get_run(run_id).run_id
+        fail("--downstream needs --task")
+    with errors():
+        full_id = application().store.get_run(run_id).run_id
 
     def call(reporter: Any) -> RunResult:
         return api.retry(
             full_id,
+            app=application(),
             task=task,
             downstream=downstream,
             executor=executor.value,
@@ -287,10 +248,10 @@ def runs_list(
     """The latest runs, newest first."""
     from phloem.cli.views import run_dict
 
-    with _errors():
-        found = _env().store.list_runs(pipeline=pipeline, limit=limit)
+    with errors():
+        found = application().store.list_runs(pipeline=pipeline, limit=limit)
     if as_json:
-        _print_json([run_dict(r) for r in found])
+        print_json([run_dict(r) for r in found])
         return
     if not found:
         typer.echo("no runs" + (f" of pipeline '{pipeline}'" if pipeline else ""))
@@ -306,15 +267,15 @@ def runs_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
 ) -> None:
     """A run and the state of each of its tasks."""
-    with _errors():
-        env = _env()
-        record: RunRecord = env.store.get_run(run_id)
-        tis = env.store.load_instances(record.run_id)
+    with errors():
+        ph = application()
+        record: RunRecord = ph.store.get_run(run_id)
+        tis = ph.store.load_instances(record.run_id)
     order = _task_order(record.source)
     if as_json:
         from phloem.cli.views import run_with_tasks
 
-        _print_json(run_with_tasks(record, tis, order))
+        print_json(run_with_tasks(record, tis, order))
         return
     from phloem.cli.tables import console, print_run_header, print_summary
 
@@ -341,20 +302,20 @@ def logs(
     from phloem.cli.views import label
     from phloem.runner.logs import log_path
 
-    with _errors():
-        env = _env()
-        rid = env.store.get_run(run_id).run_id
-        ti = _instance(env, rid, task, map_index)
+    with errors():
+        ph = application()
+        rid = ph.store.get_run(run_id).run_id
+        ti = _instance(ph, rid, task, map_index)
     name = label(ti.task_id, ti.map_index)
     if ti.try_number == 0:
-        _fail(f"task {name} of run {rid} has not started yet (it is {ti.state.value})")
+        fail(f"task {name} of run {rid} has not started yet (it is {ti.state.value})")
     n = ti.try_number if try_number is None else try_number
     if n > ti.try_number:
-        _fail(
+        fail(
             f"task {name} of run {rid} has no try {n} (it has run {ti.try_number} "
             f"time{'s' if ti.try_number != 1 else ''})"
         )
-    path = Path(log_path(env.logs_dir, rid, ti.task_id, ti.map_index, n))
+    path = Path(log_path(ph.logs_dir, rid, ti.task_id, ti.map_index, n))
     if not path.is_file():
         typer.echo(f"try {n} of task {name} wrote no log output", err=True)
         return
@@ -382,22 +343,22 @@ def output(
     from phloem.cli.views import label
     from phloem.states import SUCCESS_STATES
 
-    with _errors():
-        env = _env()
-        rid = env.store.get_run(run_id).run_id
-        ti = _instance(env, rid, task, map_index)
+    with errors():
+        ph = application()
+        rid = ph.store.get_run(run_id).run_id
+        ti = _instance(ph, rid, task, map_index)
         name = label(ti.task_id, ti.map_index)
         if ti.state not in SUCCESS_STATES:
-            _fail(f"task {name} of run {rid} has no output: it is {ti.state.value}")
+            fail(f"task {name} of run {rid} has no output: it is {ti.state.value}")
         if ti.output is None:
-            _print_json(None)
+            print_json(None)
             return
         value = from_stored_json(ti.output)
         if not isinstance(value, ArtifactRef):
-            _print_json(value.value)
+            print_json(value.value)
             return
-        where = env.artifacts.location(value)
-        present = env.artifacts.exists(value)
+        where = ph.artifacts.location(value)
+        present = ph.artifacts.exists(value)
     rows = [
         ("artifact", value.type_name),
         ("serializer", value.serializer),
@@ -457,12 +418,11 @@ def validate(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the store's schema to this version of phloem."""
-    from phloem.config import Settings
     from phloem.store import SqlStore
     from phloem.store.migrate import current_revision, upgrade
 
-    with _errors():
-        settings = Settings.from_env()
+    with errors():
+        settings = application().settings
         if settings.db_url.startswith("sqlite"):
             settings.ensure_dirs()
         store = SqlStore(settings.db_url, migrate=False)

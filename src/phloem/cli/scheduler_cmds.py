@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from phloem.cli.common import application, errors, fail, parse_params, print_json
+
 pipelines_app = typer.Typer(
     help="List, pause and unpause scheduled pipelines.", no_args_is_help=True
 )
@@ -26,27 +28,26 @@ def serve(
 ) -> None:
     import logging
     import signal
+    from dataclasses import replace
 
-    from phloem.api import open_env
-    from phloem.cli.main import _errors
+    from phloem.app import Phloem
     from phloem.scheduler import Scheduler, SchedulerConfig
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    with _errors():
-        env = open_env()
+    with errors():
+        settings = application().settings
         if workers:
-            from dataclasses import replace
-
-            env = replace(env, workers=workers)
-        config = SchedulerConfig.from_env(
-            folder, parse_interval=parse_interval, parallelism=parallelism
+            settings = replace(settings, workers=workers)
+        app = Phloem(settings)
+        config = SchedulerConfig.from_settings(
+            settings, folder, parse_interval=parse_interval, parallelism=parallelism
         )
         where = config.folder
-        sched = Scheduler(env, config)
+        sched = Scheduler(app, config)
         signal.signal(signal.SIGTERM, lambda *_: sched.stop())
-        typer.echo(f"phloem scheduler {sched.id}: {where} on {env.store.display_url}", err=True)
+        typer.echo(f"phloem scheduler {sched.id}: {where} on {app.store.display_url}", err=True)
         try:
             sched.run()
         except KeyboardInterrupt:
@@ -86,21 +87,20 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOut = False,
     ) -> None:
         """Queue a run of PIPELINE now; the scheduler picks it up."""
-        from phloem.cli.main import _env, _errors, _parse_params, _print_json
         from phloem.cli.views import run_dict
         from phloem.scheduler.commands import trigger as do_trigger
 
-        with _errors():
-            env = _env()
+        with errors():
+            app = application()
             run, created = do_trigger(
-                env,
+                app,
                 pipeline,
-                params=_parse_params(param or []),
+                params=parse_params(param or []),
                 logical_date=logical_date,
                 idempotency_key=key,
             )
             if as_json:
-                _print_json({**run_dict(run), "created": created})
+                print_json({**run_dict(run), "created": created})
             elif created:
                 typer.echo(f"queued run {run.run_id} of {pipeline}")
             else:
@@ -120,21 +120,20 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOut = False,
     ) -> None:
         """Create a run for every interval of PIPELINE between START and END."""
-        from phloem.cli.main import _env, _errors, _fail, _print_json
         from phloem.scheduler.commands import backfill as do_backfill
         from phloem.scheduler.commands import plan_backfill
 
         if rerun_failed and rerun_all:
-            _fail("choose one of --rerun-failed and --rerun-all")
-        with _errors():
-            env = _env()
+            fail("choose one of --rerun-failed and --rerun-all")
+        with errors():
+            app = application()
             if dry_run:
                 items = plan_backfill(
-                    env, pipeline, start, end, rerun_failed=rerun_failed, rerun_all=rerun_all
+                    app, pipeline, start, end, rerun_failed=rerun_failed, rerun_all=rerun_all
                 )
             else:
                 items = do_backfill(
-                    env,
+                    app,
                     pipeline,
                     start,
                     end,
@@ -143,7 +142,7 @@ def register(app: typer.Typer) -> None:
                     max_active_runs=max_active_runs,
                 )
             if as_json:
-                _print_json(
+                print_json(
                     [
                         item.__dict__
                         if hasattr(item, "__dict__")
@@ -166,15 +165,13 @@ def register(app: typer.Typer) -> None:
     @pipelines_app.command("list")
     def pipelines_list(as_json: JsonOut = False) -> None:
         """Pipelines the scheduler found, with their schedules and state."""
-        from phloem.cli.main import _env, _errors, _print_json
-        from phloem.store.catalog import Catalog
 
-        with _errors():
-            catalog = Catalog(_env().store)
+        with errors():
+            catalog = application().store.catalog
             rows = catalog.pipelines()
-            errors = catalog.import_errors()
+            import_errors = catalog.import_errors()
         if as_json:
-            _print_json(
+            print_json(
                 {
                     "pipelines": [
                         {
@@ -189,7 +186,7 @@ def register(app: typer.Typer) -> None:
                         }
                         for r in rows
                     ],
-                    "import_errors": errors,
+                    "import_errors": import_errors,
                 }
             )
             return
@@ -199,48 +196,44 @@ def register(app: typer.Typer) -> None:
                 "assets: " + ", ".join(r.info.assets) if r.info.assets else "manual"
             )
             typer.echo(f"{r.info.name:30} {state:7} {trig:25} {r.info.file}")
-        for file, err in errors.items():
+        for file, err in import_errors.items():
             typer.echo(f"import error in {file}: {err}", err=True)
 
     @pipelines_app.command("pause")
     def pause(pipeline: str) -> None:
         """Stop creating new runs of PIPELINE (runs in flight finish)."""
-        from phloem.cli.main import _env, _errors
         from phloem.scheduler.commands import set_paused
 
-        with _errors():
-            set_paused(_env(), pipeline, True)
+        with errors():
+            set_paused(application(), pipeline, True)
         typer.echo(f"paused {pipeline}")
 
     @pipelines_app.command("unpause")
     def unpause(pipeline: str) -> None:
         """Let the scheduler create runs of PIPELINE again."""
-        from phloem.cli.main import _env, _errors
         from phloem.scheduler.commands import set_paused
 
-        with _errors():
-            set_paused(_env(), pipeline, False)
+        with errors():
+            set_paused(application(), pipeline, False)
         typer.echo(f"unpaused {pipeline}")
 
     @pools_app.command("set")
     def pools_set(name: str, slots: int, description: str | None = None) -> None:
         """Create or resize pool NAME to SLOTS concurrent slots."""
-        from phloem.cli.main import _env, _errors
 
-        with _errors():
-            _env().store.set_pool(name, slots, description)
+        with errors():
+            application().store.set_pool(name, slots, description)
         typer.echo(f"pool {name}: {slots} slot(s)")
 
     @pools_app.command("list")
     def pools_list(as_json: JsonOut = False) -> None:
         """Pools with their sizes and the slots in use now."""
-        from phloem.cli.main import _env, _errors, _print_json
 
-        with _errors():
-            store = _env().store
+        with errors():
+            store = application().store
             sizes, used = store.pools(), store.pool_usage()
         if as_json:
-            _print_json({n: {"slots": s, "used": used.get(n, 0)} for n, s in sizes.items()})
+            print_json({n: {"slots": s, "used": used.get(n, 0)} for n, s in sizes.items()})
             return
         for n, s in sorted(sizes.items()):
             typer.echo(f"{n:20} {used.get(n, 0)}/{s}")

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from phloem.cli.common import errors as _errors
 
 if TYPE_CHECKING:
     from phloem.store.settings_store import SettingsStore
@@ -23,14 +24,6 @@ connections_app = typer.Typer(
 )
 
 JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    from phloem.cli.main import _errors as main_errors
-
-    with main_errors():
-        yield
 
 
 def _settings() -> SettingsStore:

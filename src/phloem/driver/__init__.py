@@ -15,8 +15,7 @@ from phloem.engine import Snapshot
 from phloem.errors import PhloemError
 from phloem.executors import Executor
 from phloem.records import RunRecord
-from phloem.store import SqlStore
-from phloem.store.catalog import Catalog
+from phloem.store import Store
 
 
 class Driver:
@@ -24,7 +23,7 @@ class Driver:
 
     def __init__(
         self,
-        store: SqlStore,
+        store: Store,
         executor: Executor,
         spec: PipelineSpec,
         run: RunRecord,
@@ -39,11 +38,10 @@ class Driver:
         self.session = RunSession(
             store, spec, run, artifacts, logs_dir, reporter, clock, lease_ttl=lease_ttl
         )
-        # a private in-memory store needs no lease (and its one connection must not be
-        # shared with a renewal thread)
+        # a private store needs no lease: no other process can drive its runs
         self.keeper = (
-            LeaseKeeper(Catalog(store), run.owner, lease_ttl)
-            if run.owner and store.url != "memory"
+            LeaseKeeper(store.catalog, run.owner, lease_ttl)
+            if run.owner and store.capabilities.shared
             else None
         )
         self.loop = Loop(executor, pools=store.pools(), keeper=self.keeper, clock=clock)
@@ -74,7 +72,7 @@ class Driver:
             if self.keeper is not None:
                 self.keeper.stop()
             if self.session.owner is not None and not self.session.fenced:
-                Catalog(self.store).release_runs(self.session.owner, [self.session.run_id])
+                self.store.catalog.release_runs(self.session.owner, [self.session.run_id])
         if self.session.fenced or not finished:
             raise PhloemError(
                 f"run {self.session.run_id} was taken over by another driver (its lease ran "

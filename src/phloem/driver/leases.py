@@ -10,13 +10,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
+from phloem.config import DEFAULT_LEASE_TTL
 from phloem.errors import PhloemError
-from phloem.store.catalog import Catalog
+from phloem.store.port import PipelineCatalog
 
 log = logging.getLogger("phloem.driver")
 
 #: how long a run stays ours without a renewal; a driver that dies frees its runs after this
-DEFAULT_TTL = 30.0
+DEFAULT_TTL = DEFAULT_LEASE_TTL
 
 
 def holder_id(kind: str) -> str:
@@ -53,7 +54,7 @@ class LeaseKeeper:
 
     def __init__(
         self,
-        catalog: Catalog,
+        catalog: PipelineCatalog,
         owner: str,
         ttl: float = DEFAULT_TTL,
         also: Callable[[float], None] | None = None,

@@ -38,7 +38,7 @@ from phloem.executors import Report, Started
 from phloem.records import RunRecord
 from phloem.runner import Attempt, Result, log_path
 from phloem.states import ACTIVE_TASK_STATES, RunState, TaskState
-from phloem.store import Applied, ArtifactRecord, ArtifactUse, Commit, SqlStore
+from phloem.store import Applied, ArtifactRecord, ArtifactUse, Commit, Store
 
 log = logging.getLogger("phloem.driver")
 S = TaskState
@@ -75,7 +75,7 @@ class Step:
 class RunSession:
     def __init__(
         self,
-        store: SqlStore,
+        store: Store,
         spec: PipelineSpec,
         run: RunRecord,
         artifacts: ArtifactStore,
@@ -290,7 +290,7 @@ class RunSession:
             timeout=t.options.timeout,
             source=run.source,
             code_hash=run.code_hash,
-            store_url=self.store.url,
+            store_url=self.store.shared_url,
         )
 
     def _callbacks(self, transitions: Iterable[Transition]) -> None:

@@ -11,18 +11,20 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from phloem.api import Env, create_run, new_run_id, reopen
+from phloem.app import Phloem
 from phloem.errors import PhloemError, RunConflict
 from phloem.loading import load_pipeline
 from phloem.records import RunRecord, iso_utc
+from phloem.runs import create_run, new_run_id, reopen
 from phloem.scheduler.triggers import parse_time, schedule_of
 from phloem.scheduler.wakeup import notify_all
 from phloem.schedules import Continuous
 from phloem.states import RunState
-from phloem.store.catalog import Catalog, PipelineRow
+from phloem.store.port import PipelineCatalog
+from phloem.store.types import PipelineRow
 
 
-def _known(catalog: Catalog, name: str, *, for_what: str) -> PipelineRow:
+def _known(catalog: PipelineCatalog, name: str, *, for_what: str) -> PipelineRow:
     row = catalog.pipeline(name)
     if not row.active:
         raise PhloemError(
@@ -33,7 +35,7 @@ def _known(catalog: Catalog, name: str, *, for_what: str) -> PipelineRow:
 
 
 def trigger(
-    env: Env,
+    app: Phloem,
     pipeline: str,
     *,
     params: dict[str, Any] | None = None,
@@ -42,7 +44,7 @@ def trigger(
 ) -> tuple[RunRecord, bool]:
     """Queue a run now; returns (run, created). A repeated idempotency key returns the run it
     made the first time instead of a new one."""
-    catalog = Catalog(env.store)
+    catalog = app.store.catalog
     row = _known(catalog, pipeline, for_what="trigger it")
     if row.paused:
         raise PhloemError(
@@ -50,13 +52,13 @@ def trigger(
             pipeline=pipeline,
         )
     if idempotency_key is not None:
-        existing = env.store.find_run(pipeline, idempotency_key=idempotency_key)
+        existing = app.store.find_run(pipeline, idempotency_key=idempotency_key)
         if existing is not None:
             return existing, False
     spec = load_pipeline(f"{row.info.file}:{pipeline}").spec
     try:
         run = create_run(
-            env.store,
+            app.store,
             spec,
             params,
             logical_date,
@@ -67,19 +69,19 @@ def trigger(
     except RunConflict:
         if idempotency_key is None:
             raise
-        existing = env.store.find_run(pipeline, idempotency_key=idempotency_key)
+        existing = app.store.find_run(pipeline, idempotency_key=idempotency_key)
         assert existing is not None
         return existing, False
-    _wake(env)
+    _wake(app)
     return run, True
 
 
-def _wake(env: Env) -> None:
-    notify_all(env.home, env.store.engine)
+def _wake(app: Phloem) -> None:
+    notify_all(app.home, app.store)
 
 
-def set_paused(env: Env, pipeline: str, paused: bool) -> None:
-    Catalog(env.store).set_paused(pipeline, paused, time.time())
+def set_paused(app: Phloem, pipeline: str, paused: bool) -> None:
+    app.store.catalog.set_paused(pipeline, paused, time.time())
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +105,7 @@ def _aware(value: datetime | str, what: str) -> datetime:
 
 
 def plan_backfill(
-    env: Env,
+    app: Phloem,
     pipeline: str,
     start: datetime | str,
     end: datetime | str,
@@ -112,7 +114,7 @@ def plan_backfill(
     rerun_all: bool = False,
 ) -> list[BackfillItem]:
     """Every interval whose start lies in [start, end] and what backfill would do with it."""
-    catalog = Catalog(env.store)
+    catalog = app.store.catalog
     row = _known(catalog, pipeline, for_what="backfill it")
     begin, finish = _aware(start, "start"), _aware(end, "end")
     if finish < begin:
@@ -154,7 +156,7 @@ def plan_backfill(
 
 
 def backfill(
-    env: Env,
+    app: Phloem,
     pipeline: str,
     start: datetime | str,
     end: datetime | str,
@@ -168,16 +170,16 @@ def backfill(
     time) and reset the runs to rerun."""
     if max_active_runs is not None and max_active_runs < 1:
         raise PhloemError(f"--max-active-runs must be at least 1, got {max_active_runs}")
-    plan = plan_backfill(env, pipeline, start, end, rerun_failed=rerun_failed, rerun_all=rerun_all)
+    plan = plan_backfill(app, pipeline, start, end, rerun_failed=rerun_failed, rerun_all=rerun_all)
     batch = f"backfill-{new_run_id(time.time())}"
-    row = Catalog(env.store).pipeline(pipeline)
+    row = app.store.catalog.pipeline(pipeline)
     spec = load_pipeline(f"{row.info.file}:{pipeline}").spec
     out = []
     for item in plan:
         if item.action == "new":
             try:
                 run = create_run(
-                    env.store,
+                    app.store,
                     spec,
                     None,
                     item.logical_date,
@@ -196,7 +198,7 @@ def backfill(
             assert item.run_id is not None
             # queued again, so it waits for room like the new runs of this backfill
             reopen(
-                env,
+                app.store,
                 spec,
                 item.run_id,
                 everything=rerun_all,
@@ -206,5 +208,5 @@ def backfill(
                 batch_limit=max_active_runs,
             )
         out.append(item)
-    _wake(env)
+    _wake(app)
     return out

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from phloem.scheduler.parsing import FileReport, ParserPool, file_digest
-from phloem.store.catalog import Catalog, PipelineInfo
+from phloem.store.port import PipelineCatalog
+from phloem.store.types import PipelineInfo
 
 log = logging.getLogger("phloem.scheduler")
 
@@ -39,7 +40,7 @@ def pipeline_files(folder: Path) -> list[str]:
 
 
 class Discovery:
-    def __init__(self, folder: Path, catalog: Catalog, pool: ParserPool) -> None:
+    def __init__(self, folder: Path, catalog: PipelineCatalog, pool: ParserPool) -> None:
         self.folder = folder
         self.catalog = catalog
         self.pool = pool

@@ -10,7 +10,6 @@ On SQLite one scheduler holds the store; a second is refused.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -18,24 +17,28 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from phloem.api import Env, create_run
+from phloem.app import Phloem
+from phloem.config import Settings
 from phloem.driver import DEFAULT_TTL, LeaseKeeper, Loop, RunSession, holder_id
 from phloem.driver.leases import is_dead_local
 from phloem.driver.loop import BROKEN_BACKOFF
 from phloem.dsl.spec import PipelineSpec
 from phloem.errors import PhloemError, RunConflict, StoreLocked
-from phloem.executors import Executor, make_executor
+from phloem.executors import Executor
 from phloem.loading import reload_pipeline
 from phloem.records import RunRecord
+from phloem.runs import create_run
 from phloem.scheduler.discovery import Discovery
 from phloem.scheduler.parsing import ParserPool
 from phloem.scheduler.triggers import due_runs, next_due, parse_time, schedule_of
-from phloem.scheduler.wakeup import PgListener, WakeListener
+from phloem.scheduler.wakeup import WakeListener
 from phloem.schedules import Continuous, Schedule
-from phloem.store.catalog import Catalog, PipelineInfo
+from phloem.store.port import WorkListener
+from phloem.store.types import PipelineInfo
 
 log = logging.getLogger("phloem.scheduler")
 
+#: the lease one scheduler holds on a store that takes a single writer (SQLite)
 SQLITE_LEASE = "sqlite-scheduler"
 
 
@@ -50,14 +53,15 @@ class SchedulerConfig:
     max_runs: int = 256  # runs driven at once by this scheduler
 
     @classmethod
-    def from_env(cls, folder: Path | None = None, **overrides: Any) -> SchedulerConfig:
-        """``PHLOEM_PIPELINES`` (default ./pipelines), ``PHLOEM_PARALLELISM``,
-        ``PHLOEM_LEASE_TTL``; keyword arguments that are not None win."""
-        env = os.environ
+    def from_settings(
+        cls, settings: Settings, folder: Path | None = None, **overrides: Any
+    ) -> SchedulerConfig:
+        """The folder, parallelism and lease time of ``settings`` (``PHLOEM_PIPELINES``,
+        ``PHLOEM_PARALLELISM``, ``PHLOEM_LEASE_TTL``); arguments that are not None win."""
         values: dict[str, Any] = {
-            "folder": (folder or Path(env.get("PHLOEM_PIPELINES") or "pipelines")).resolve(),
-            "parallelism": int(env.get("PHLOEM_PARALLELISM") or 0) or None,
-            "lease_ttl": float(env.get("PHLOEM_LEASE_TTL") or DEFAULT_TTL),
+            "folder": (folder or settings.pipelines_dir).resolve(),
+            "parallelism": settings.parallelism,
+            "lease_ttl": settings.lease_ttl,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -66,23 +70,24 @@ class SchedulerConfig:
 class Scheduler:
     def __init__(
         self,
-        env: Env,
+        app: Phloem,
         config: SchedulerConfig,
         executor: Executor | str = "local",
         scheduler_id: str | None = None,
     ) -> None:
-        self.env = env
+        self.app = app
         self.config = config
-        self.catalog = Catalog(env.store)
+        self.catalog = app.store.catalog
+        self.single = not app.store.capabilities.multi_writer  # one scheduler holds the store
         self.id = scheduler_id or holder_id("scheduler")
-        self.executor = make_executor(executor, env.workers, log_max_bytes=env.log_max_bytes)
-        self.pool = ParserPool(workers=min(2, env.workers), timeout=config.parse_timeout)
+        self.executor = app.executor(executor)
+        self.pool = ParserPool(workers=min(2, app.workers), timeout=config.parse_timeout)
         self.discovery = Discovery(config.folder, self.catalog, self.pool)
         self.keeper = LeaseKeeper(
             self.catalog,
             self.id,
             config.lease_ttl,
-            also=self._keep_sqlite_lease if env.store.dialect == "sqlite" else None,
+            also=self._keep_sqlite_lease if self.single else None,
         )
         self.loop: Loop | None = None
         self._specs: dict[tuple[str, str], PipelineSpec] = {}
@@ -95,12 +100,12 @@ class Scheduler:
         self._stop = threading.Event()
         #: schedulers killed on this machine whose lock we took: their runs are ours at once
         self._dead_holders: set[str] = set()
-        self.wakers: list[WakeListener | PgListener] = []
+        self.wakers: list[WorkListener] = []
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self.env.store.dialect == "sqlite":
+        if self.single:
             now = time.time()
             holder = self.catalog.acquire(SQLITE_LEASE, self.id, self.config.lease_ttl, now)
             if holder is not None and is_dead_local(holder):
@@ -113,24 +118,27 @@ class Scheduler:
                     self._dead_holders.add(dead)  # its runs too, without waiting for leases
             if holder is not None:
                 raise StoreLocked(
-                    f"another scheduler ({holder}) already runs on this SQLite store "
-                    f"({self.env.store.display_url}); run one scheduler per SQLite database, "
-                    "or use PostgreSQL (PHLOEM_DB_URL) to run several"
+                    f"another scheduler ({holder}) already runs on this store "
+                    f"({self.app.store.display_url}), which takes one scheduler; run one "
+                    "scheduler per SQLite database, or use PostgreSQL (PHLOEM_DB_URL) to run "
+                    "several"
                 )
-        if self.env.home is not None:
+        if self.app.home is not None:
             try:
-                self.wakers.append(WakeListener(self.env.home, self.id))
+                self.wakers.append(WakeListener(self.app.home, self.id))
             except OSError as exc:  # an optional speed-up must not stop the service
                 log.warning("no wake-up socket (%s); triggers are seen at the next tick", exc)
-        if self.env.store.dialect == "postgresql":
+        if self.app.store.capabilities.notify:
             try:
-                self.wakers.append(PgListener(self.env.store.url))
+                listener = self.app.store.work_listener()
+                if listener is not None:
+                    self.wakers.append(listener)
             except Exception as exc:
                 log.warning("no LISTEN connection (%s); triggers are seen at the next tick", exc)
-        self.executor.start({}, self.env.artifacts.root)
+        self.executor.start({}, self.app.artifacts.root)
         self.loop = Loop(
             self.executor,
-            pools=self.env.store.pools(),
+            pools=self.app.store.pools(),
             parallelism=self.config.parallelism,
             keeper=self.keeper,
             isolate=True,
@@ -160,7 +168,7 @@ class Scheduler:
             self.pool.close()
             for w in self.wakers:
                 w.close()
-            if self.env.store.dialect == "sqlite":
+            if self.single:
                 self.catalog.release(SQLITE_LEASE, self.id)
 
     def run(self, until: float | None = None) -> None:
@@ -191,7 +199,7 @@ class Scheduler:
         if now >= self._next_parse:
             self.refresh(now)
         if now >= self._next_tick:
-            if self.env.store.dialect == "sqlite":
+            if self.single:
                 self._keep_sqlite_lease(now)
             self.schedule(now)
             self.claim(now)
@@ -208,9 +216,9 @@ class Scheduler:
         """Pool sizes may change (`phloem pools set`) and other schedulers hold slots too."""
         assert self.loop is not None
         elsewhere = None
-        if self.env.store.dialect != "sqlite":  # on SQLite this scheduler drives every run
-            elsewhere = self.env.store.pool_usage(exclude_runs=list(self.loop.sessions))
-        self.loop.set_pools(self.env.store.pools(), elsewhere)
+        if not self.single:  # else this scheduler drives every run
+            elsewhere = self.app.store.pool_usage(exclude_runs=list(self.loop.sessions))
+        self.loop.set_pools(self.app.store.pools(), elsewhere)
 
     def _keep_sqlite_lease(self, now: float) -> None:
         holder = self.catalog.acquire(SQLITE_LEASE, self.id, self.config.lease_ttl, now)
@@ -318,7 +326,7 @@ class Scheduler:
         spec = self.spec(info)
         try:
             create_run(
-                self.env.store,
+                self.app.store,
                 spec,
                 None,
                 logical,
@@ -393,11 +401,11 @@ class Scheduler:
                 )
             self._specs[(run.pipeline, spec.code_hash)] = spec
         return RunSession(
-            self.env.store,
+            self.app.store,
             spec,
             run,
-            self.env.artifacts,
-            self.env.logs_dir,
+            self.app.artifacts,
+            self.app.logs_dir,
             owner=self.id,
             lease_ttl=self.config.lease_ttl,
         )

@@ -1,9 +1,10 @@
 """Wake a sleeping scheduler at once when a run is queued on this machine.
 
-The scheduler listens on a Unix datagram socket in its home folder and, on PostgreSQL, on a
-LISTEN channel; ``phloem trigger`` and ``phloem backfill`` send a byte and a NOTIFY after they
-commit, so a triggered run starts within milliseconds instead of at the next tick
-(``SchedulerConfig.tick`` remains the fallback).
+The scheduler listens on a Unix datagram socket in its home folder and, when the store can
+notify (PostgreSQL), on the store's work listener; ``phloem trigger`` and ``phloem backfill``
+send a byte and announce the work to the store after they commit, so a triggered run starts
+within milliseconds instead of at the next tick (``SchedulerConfig.tick`` remains the
+fallback).
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import socket
-import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from phloem.store.port import Store
 
 PREFIX = "wake-"
 
@@ -64,69 +67,9 @@ def notify(home: Path) -> None:
             s.sendto(b"!", str(path))
 
 
-CHANNEL = "phloem_work"
-
-
-class PgListener:
-    """LISTEN on PostgreSQL, so schedulers on other machines wake for a queued run too.
-
-    The connection may drop (a database restart): the listener then reconnects now and then
-    and, until it has, is left out of the wait (the tick still finds new runs)."""
-
-    def __init__(self, url: str) -> None:
-        from sqlalchemy.engine import make_url
-
-        self.dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-        self.conn: Any = None
-        self._next_try = 0.0
-        self._connect()
-
-    def _connect(self) -> None:
-        import psycopg
-
-        self.conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=5)
-        self.conn.execute(f"LISTEN {CHANNEL}")
-
-    def usable(self) -> bool:
-        if self.conn is not None and not self.conn.broken and not self.conn.closed:
-            return True
-        now = time.monotonic()
-        if now < self._next_try:
-            return False
-        self._next_try = now + 5.0
-        try:
-            self.close()
-            self._connect()
-            return True
-        except Exception:
-            self.conn = None
-            return False
-
-    def fileno(self) -> int:
-        return int(self.conn.pgconn.socket)
-
-    def drain(self) -> bool:
-        if self.conn is None or self.conn.broken:
-            return False
-        got = False
-        try:
-            for _ in self.conn.notifies(timeout=0):
-                got = True
-        except Exception:  # a dropped connection only costs the fast wake-up
-            return got
-        return got
-
-    def close(self) -> None:
-        if self.conn is not None:
-            with contextlib.suppress(Exception):
-                self.conn.close()
-
-
-def notify_all(home: Path | None, engine: Any) -> None:
-    """Wake schedulers: on this machine through their sockets, elsewhere through NOTIFY."""
+def notify_all(home: Path | None, store: Store) -> None:
+    """Wake schedulers: on this machine through their sockets, elsewhere through the store
+    (NOTIFY on PostgreSQL)."""
     if home is not None:
         notify(home)
-    if engine.dialect.name == "postgresql":
-        with contextlib.suppress(Exception), engine.connect() as conn:
-            conn.exec_driver_sql(f"NOTIFY {CHANNEL}")
-            conn.commit()
+    store.announce_work()

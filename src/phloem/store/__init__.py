@@ -1,5 +1,11 @@
-"""Durable truth: runs, task instances, attempts, events, artifacts' records, pools."""
+"""Durable truth: runs, task instances, attempts, events, artifacts' records, pools.
 
+Callers use the port (``Store``, ``PipelineCatalog``, ``StoreCapabilities`` in port.py) and
+open a store with ``open_store(url)``; ``SqlStore`` and ``MemoryStore`` implement it.
+"""
+
+from phloem.store.memory import MemoryStore, open_store
+from phloem.store.port import PipelineCatalog, Store, StoreCapabilities
 from phloem.store.sql import (
     Applied,
     ArtifactRecord,
@@ -17,5 +23,10 @@ __all__ = [
     "ArtifactUse",
     "AttemptRow",
     "EventRow",
+    "MemoryStore",
+    "PipelineCatalog",
     "SqlStore",
+    "Store",
+    "StoreCapabilities",
+    "open_store",
 ]

@@ -18,32 +18,9 @@ from phloem.store import schema as s
 from phloem.store.resilience import resilient
 from phloem.store.rows import run_record
 from phloem.store.sql import SqlStore, _insert_new
+from phloem.store.types import PipelineInfo, PipelineRow
 
 _ACTIVE_RUN_STATES = (RunState.QUEUED.value, RunState.RUNNING.value)
-
-
-@dataclass(frozen=True, slots=True)
-class PipelineInfo:
-    """A pipeline as discovery found it in a file."""
-
-    name: str
-    file: str
-    code_hash: str
-    schedule: str | None
-    timezone: str
-    start_date: str | None
-    catchup: bool
-    max_active_runs: int
-    assets: tuple[str, ...]
-    tasks: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class PipelineRow:
-    info: PipelineInfo
-    paused: bool
-    active: bool
-    last_parsed_at: float | None
 
 
 @resilient
@@ -51,6 +28,10 @@ class Catalog:
     def __init__(self, store: SqlStore) -> None:
         self.store = store
         self.engine = store.engine
+
+    @property
+    def outage_timeout(self) -> float:
+        return self.store.outage_timeout
 
     # -- pipelines ----------------------------------------------------------------------------
 

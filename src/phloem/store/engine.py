@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.pool import StaticPool
+
+from phloem.errors import StoreError
 
 
-def _sqlite_setup(engine: Engine) -> None:
+def sqlite_setup(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
@@ -29,15 +30,15 @@ def _sqlite_setup(engine: Engine) -> None:
 
 
 def make_engine(url: str) -> Engine:
+    """An engine for a SQLite file or PostgreSQL (the in-memory store makes its own)."""
     if url in ("memory", "sqlite://", "sqlite:///:memory:"):
-        engine = create_engine(
-            "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
+        raise StoreError(
+            f"{url!r} names a private in-memory store: open it with "
+            "phloem.store.open_store('memory') (or MemoryStore()), not as a SQL URL"
         )
-        _sqlite_setup(engine)
-        return engine
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-        _sqlite_setup(engine)
+        sqlite_setup(engine)
         return engine
     # no pre-ping round trip per transaction: a connection dropped by a restart fails its
     # call, and the resilience layer retries it on a fresh one

@@ -1,13 +1,16 @@
 """Wait out a database that blinked (a restart, a failover, a locked SQLite file) instead of
 failing: every store call is retried with bounded, jittered backoff while the error is
 transient. Each store call is one transaction and every write is a compare-and-set, so a
-retry after an unknown outcome cannot apply anything twice."""
+retry after an unknown outcome cannot apply anything twice.
+
+How long to wait is the store's ``outage_timeout`` (``Settings.db_outage_timeout``, read once
+from ``PHLOEM_DB_OUTAGE_TIMEOUT`` when the application starts), never the environment per call.
+"""
 
 from __future__ import annotations
 
 import functools
 import logging
-import os
 import random
 import time
 from collections.abc import Callable
@@ -15,14 +18,11 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from phloem.config import DEFAULT_OUTAGE_TIMEOUT
+
 log = logging.getLogger("phloem.store")
 
 T = TypeVar("T")
-
-
-def outage_limit() -> float:
-    """How long to wait for the database before giving up (``PHLOEM_DB_OUTAGE_TIMEOUT``)."""
-    return float(os.environ.get("PHLOEM_DB_OUTAGE_TIMEOUT", "300"))
 
 
 #: SQLite errors worth waiting out; others ("no such table", "disk is full", "readonly
@@ -73,31 +73,50 @@ def is_transient(exc: BaseException) -> bool:
     return bool(code.startswith(("08", "57P", "40", "53")))
 
 
-def retrying(fn: Callable[..., T]) -> Callable[..., T]:
+def call_retrying(
+    fn: Callable[..., T], outage: float, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> T:
+    """``fn(*args, **kwargs)``, retried while its error is transient, for at most ``outage``
+    seconds."""
+    deadline = time.monotonic() + outage
+    delay = 0.05
+    warned = False
+    while True:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if not is_transient(exc) or time.monotonic() + delay > deadline:
+                raise
+            if not warned:
+                log.warning("the database is unavailable (%s); retrying", str(exc).splitlines()[0])
+                warned = True
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 2.0)
+
+
+def retrying(
+    fn: Callable[..., T], outage_timeout: float = DEFAULT_OUTAGE_TIMEOUT
+) -> Callable[..., T]:
+    """``fn`` retried while its error is transient, for at most ``outage_timeout`` seconds."""
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> T:
-        deadline = time.monotonic() + outage_limit()
-        delay = 0.05
-        warned = False
-        while True:
-            try:
-                return fn(*args, **kwargs)
-            except Exception as exc:
-                if not is_transient(exc) or time.monotonic() + delay > deadline:
-                    raise
-                if not warned:
-                    log.warning(
-                        "the database is unavailable (%s); retrying", str(exc).splitlines()[0]
-                    )
-                    warned = True
-                time.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 2.0)
+        return call_retrying(fn, outage_timeout, args, kwargs)
+
+    return wrapper
+
+
+def _method_retrying(fn: Callable[..., T]) -> Callable[..., T]:
+    @functools.wraps(fn)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> T:
+        return call_retrying(fn, self.outage_timeout, (self, *args), kwargs)
 
     return wrapper
 
 
 def resilient(cls: type[T]) -> type[T]:
-    """Wrap every public method of ``cls`` with ``retrying``."""
+    """Wrap every public method of ``cls`` so it waits out transient errors for at most
+    ``self.outage_timeout`` seconds."""
     for name, value in list(vars(cls).items()):
         if (
             name.startswith("_")
@@ -105,5 +124,5 @@ def resilient(cls: type[T]) -> type[T]:
             or isinstance(value, (staticmethod, classmethod))
         ):
             continue
-        setattr(cls, name, retrying(value))
+        setattr(cls, name, _method_retrying(value))
     return cls

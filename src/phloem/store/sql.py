@@ -1,8 +1,10 @@
-"""The store: SQLAlchemy Core over SQLite (default, or in memory) and PostgreSQL.
+"""The store: SQLAlchemy Core over a SQLite file or PostgreSQL (``MemoryStore``, in
+store/memory.py, is the same over SQLite in memory).
 
-The engine and drivers speak to it in domain terms (runs, task instances, transitions); each
-``commit`` is one transaction whose task-instance updates are compare-and-sets on
-(state, try_number), so a late or duplicate report can never overwrite a newer truth.
+It implements the port in store/port.py: callers speak to it in domain terms (runs, task
+instances, transitions); each ``commit`` is one transaction whose task-instance updates are
+compare-and-sets on (state, try_number), so a late or duplicate report can never overwrite a
+newer truth.
 """
 
 from __future__ import annotations
@@ -10,17 +12,25 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import Connection, Engine, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
+from phloem.config import DEFAULT_OUTAGE_TIMEOUT
 from phloem.errors import RunConflict, RunNotFound, StoreError, TaskNotFound
 from phloem.records import TI, Expansion, Key, RunRecord, Transition, expansion_instances
-from phloem.states import ACTIVE_TASK_STATES, RunState, TaskState, task_transition_allowed
+from phloem.states import (
+    ACTIVE_TASK_STATES,
+    TERMINAL_TASK_STATES,
+    RunState,
+    TaskState,
+    task_transition_allowed,
+)
 from phloem.store import schema as s
 from phloem.store.engine import make_engine
 from phloem.store.migrate import ensure_schema
+from phloem.store.port import StoreCapabilities, WorkListener
 from phloem.store.resilience import resilient
 from phloem.store.rows import (
     TI_VALUE_COLUMNS,
@@ -40,6 +50,9 @@ from phloem.store.types import (
     RunIdTaken,
 )
 
+if TYPE_CHECKING:
+    from phloem.store.catalog import Catalog
+
 __all__ = [
     "Applied",
     "ArtifactRecord",
@@ -54,16 +67,31 @@ __all__ = [
 
 _TI = s.task_instances
 _ACTIVE = {st.value for st in ACTIVE_TASK_STATES}
+_TERMINAL = sorted(st.value for st in TERMINAL_TASK_STATES)
 
 
 @resilient
 class SqlStore:
-    """Durable truth for runs, task instances, attempts, events, artifacts and pools."""
+    """Durable truth for runs, task instances, attempts, events, artifacts and pools.
 
-    def __init__(self, url: str, *, migrate: bool = True) -> None:
+    Open one with ``open_store(url)``, which also knows ``"memory"``. Each call waits out a
+    database outage for at most ``outage_timeout`` seconds (store/resilience.py).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        migrate: bool = True,
+        outage_timeout: float = DEFAULT_OUTAGE_TIMEOUT,
+    ) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.outage_timeout = outage_timeout
+        self.engine = self._make_engine(url)
         self.dialect = self.engine.dialect.name
+        on_pg = self.dialect == "postgresql"
+        self.capabilities = StoreCapabilities(shared=True, notify=on_pg, multi_writer=on_pg)
+        self._catalog: Catalog | None = None
         if migrate:
             ensure_schema(self.engine)
         self._multi_rowcount = bool(self.engine.dialect.supports_sane_multi_rowcount)
@@ -81,6 +109,38 @@ class SqlStore:
         )
 
     # -- plumbing ------------------------------------------------------------------------------
+
+    def _make_engine(self, url: str) -> Engine:
+        return make_engine(url)
+
+    @property
+    def shared_url(self) -> str | None:
+        """The URL another process opens this store with."""
+        return self.url
+
+    @property
+    def catalog(self) -> Catalog:
+        """Pipelines, leases and run ownership, kept in this store."""
+        if self._catalog is None:
+            from phloem.store.catalog import Catalog
+
+            self._catalog = Catalog(self)
+        return self._catalog
+
+    def announce_work(self) -> None:
+        """Wake schedulers on other machines (NOTIFY on PostgreSQL); never fails."""
+        if self.capabilities.notify:
+            from phloem.store.notify import announce
+
+            announce(self.engine)
+
+    def work_listener(self) -> WorkListener | None:
+        """A LISTEN connection for ``announce_work`` (PostgreSQL), else None."""
+        if not self.capabilities.notify:
+            return None
+        from phloem.store.notify import PgListener
+
+        return PgListener(self.url)
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
@@ -599,8 +659,9 @@ class SqlStore:
         batch_limit: int | None = None,
     ) -> int:
         """Reset instances, put mapped tasks back to their placeholders, and make a finished
-        run running again, all in one transaction: a crash half-way leaves the run as it was,
-        never finished with work left to do. Returns how many instances changed."""
+        run that has work left running again (or ``state``), all in one transaction: a crash
+        half-way leaves the run as it was, never finished with work left to do. Returns how
+        many instances changed."""
         with self._tx() as conn:
             ts = [Transition(old, new, reason) for old, new in resets]
             applied = self._commit(conn, run_id, ts, (), now, bulk=False)
@@ -608,7 +669,12 @@ class SqlStore:
                 self._replace_mapped(conn, run_id, placeholder, now)
             current = conn.execute(select(s.runs.c.state).where(s.runs.c.run_id == run_id)).scalar()
             changed = len({t.key for t in applied.transitions}) + len(placeholders)
-            if current is not None and RunState(current).is_terminal and changed:
+            # a run finished with work left (e.g. written by an older version) opens too
+            if (
+                current is not None
+                and RunState(current).is_terminal
+                and self._work_left(conn, run_id)
+            ):
                 self._set_run_state(conn, run_id, RunState(current), state, now)
                 if batch is not None:
                     conn.execute(
@@ -617,6 +683,14 @@ class SqlStore:
                         .values(batch=batch, batch_limit=batch_limit)
                     )
         return changed
+
+    def _work_left(self, conn: Connection, run_id: str) -> bool:
+        q = (
+            select(func.count())
+            .select_from(_TI)
+            .where(_TI.c.run_id == run_id, _TI.c.state.not_in(_TERMINAL))
+        )
+        return bool(conn.execute(q).scalar_one())
 
     def _replace_mapped(self, conn: Connection, run_id: str, placeholder: TI, now: float) -> None:
         task_id = placeholder.task_id

@@ -89,5 +89,29 @@ class AttemptRow:
     error: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class PipelineInfo:
+    """A pipeline as discovery found it in a file."""
+
+    name: str
+    file: str
+    code_hash: str
+    schedule: str | None
+    timezone: str
+    start_date: str | None
+    catchup: bool
+    max_active_runs: int
+    assets: tuple[str, ...]
+    tasks: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineRow:
+    info: PipelineInfo
+    paused: bool
+    active: bool
+    last_parsed_at: float | None
+
+
 class RunIdTaken(Exception):
     """A new run's id is in use already (astronomically rare; pick another)."""

@@ -1,0 +1,191 @@
+"""The store port: what the driver, the scheduler, ``phloem.run`` and the server may ask of a
+store, in domain terms (runs, task instances, attempts, pipelines, leases), and what the
+backend can do (:class:`StoreCapabilities`).
+
+Callers type against these protocols, never against a SQL dialect or a transaction helper;
+``SqlStore`` (SQLite file or PostgreSQL) and ``MemoryStore`` implement them, and one
+conformance suite (tests/test_store.py) runs against all three.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from phloem.records import TI, Expansion, RunRecord, Transition
+from phloem.states import RunState
+from phloem.store.types import (
+    Applied,
+    ArtifactRecord,
+    ArtifactUse,
+    AttemptRow,
+    Commit,
+    EventRow,
+    PipelineInfo,
+    PipelineRow,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCapabilities:
+    """What a backend can do, so callers ask for a capability instead of naming a dialect.
+
+    - ``shared``: other processes can open it (a task may read variables from it, a run may
+      be leased to one driver among several).
+    - ``notify``: it can wake listeners in other processes and machines when work is queued.
+    - ``multi_writer``: several schedulers may drive runs from it at once (else one holds it).
+    """
+
+    shared: bool
+    notify: bool
+    multi_writer: bool
+
+
+class WorkListener(Protocol):
+    """Wakes a sleeping scheduler when another process announces work (see ``announce_work``)."""
+
+    def usable(self) -> bool: ...
+    def fileno(self) -> int: ...
+    def drain(self) -> bool: ...
+    def close(self) -> None: ...
+
+
+class PipelineCatalog(Protocol):
+    """Pipelines and their versions, import errors, leases and run ownership, assets."""
+
+    def sync_file(self, file: str, found: Sequence[PipelineInfo], now: float) -> list[str]: ...
+    def file_removed(self, file: str, now: float) -> None: ...
+    def import_failed(self, file: str, error: str, now: float) -> None: ...
+    def import_errors(self) -> dict[str, str]: ...
+    def pipelines(self, *, active_only: bool = False) -> list[PipelineRow]: ...
+    def pipeline(self, name: str) -> PipelineRow: ...
+    def set_paused(self, name: str, paused: bool, now: float) -> None: ...
+    def versions(self, name: str) -> list[tuple[str, float]]: ...
+    def acquire(
+        self, name: str, holder: str, ttl: float, now: float, *, take_from: str | None = None
+    ) -> str | None: ...
+    def release(self, name: str, holder: str) -> None: ...
+    def claim_runs(
+        self,
+        owner: str,
+        ttl: float,
+        now: float,
+        limit: int,
+        skip: Iterable[str] = (),
+        take_from: Iterable[str] = (),
+    ) -> list[RunRecord]: ...
+    def claim_run(
+        self, run_id: str, owner: str, ttl: float, now: float, *, take_from: str | None = None
+    ) -> str | None: ...
+    def renew_runs(
+        self, owner: str, run_ids: Iterable[str], ttl: float, now: float
+    ) -> set[str]: ...
+    def release_runs(self, owner: str, run_ids: Iterable[str]) -> None: ...
+    def last_scheduled_many(self, pipelines: Sequence[str]) -> dict[str, str]: ...
+    def paused(self) -> set[str]: ...
+    def last_asset_event(self) -> int: ...
+    def active_runs(self) -> dict[str, int]: ...
+    def runs_between(self, pipeline: str, start: str, end: str) -> dict[str, RunRecord]: ...
+    def assets_ready(self, pipeline: str, assets: Sequence[str]) -> dict[str, int] | None: ...
+    def consume_assets(self, pipeline: str, seen: dict[str, int]) -> bool: ...
+
+
+class Store(Protocol):
+    """Runs, their task instances and attempts, history, artifact records and pools.
+
+    Every write is one transaction; task-instance changes are compare-and-sets on (state,
+    try number), so a late or duplicated actor cannot overwrite a newer truth.
+    """
+
+    @property
+    def capabilities(self) -> StoreCapabilities: ...
+
+    @property
+    def display_url(self) -> str:
+        """Where the store is, for messages (password hidden)."""
+        ...
+
+    @property
+    def shared_url(self) -> str | None:
+        """The URL another process opens this store with; None for a private store."""
+        ...
+
+    @property
+    def catalog(self) -> PipelineCatalog: ...
+
+    # -- runs
+    def create_run(
+        self,
+        run: RunRecord,
+        instances: Sequence[TI],
+        pools: dict[str, tuple[str, int]] | None = None,
+        lease_ttl: float | None = None,
+    ) -> RunRecord: ...
+    def find_run(
+        self, pipeline: str, logical_date: str | None = None, idempotency_key: str | None = None
+    ) -> RunRecord | None: ...
+    def get_run(self, run_id: str) -> RunRecord: ...
+    def list_runs(
+        self, pipeline: str | None = None, limit: int = 50, states: Iterable[RunState] = ()
+    ) -> list[RunRecord]: ...
+    def set_run_state(self, run_id: str, old: RunState, new: RunState, now: float) -> bool: ...
+
+    # -- task instances
+    def load_instances(self, run_id: str) -> list[TI]: ...
+    def get_instance(self, run_id: str, task_id: str, map_index: int = -1) -> TI: ...
+    def add_instances(
+        self, run_id: str, instances: Sequence[TI], pools: dict[str, tuple[str, int]]
+    ) -> None: ...
+    def commit(
+        self,
+        run_id: str,
+        transitions: Sequence[Transition],
+        *,
+        expansions: Sequence[Expansion] = (),
+        run_state: tuple[RunState, RunState] | None = None,
+        now: float | None = None,
+        artifacts: Sequence[ArtifactRecord] = (),
+        uses: Sequence[ArtifactUse] = (),
+        asset_outputs: Mapping[str, tuple[str, ...]] | None = None,
+    ) -> Applied: ...
+    def commit_many(
+        self, requests: Sequence[Commit], now: float | None = None
+    ) -> list[Applied]: ...
+    def reopen_run(
+        self,
+        run_id: str,
+        resets: Sequence[tuple[TI, TI]],
+        placeholders: Sequence[TI],
+        reason: str,
+        now: float,
+        *,
+        state: RunState = RunState.RUNNING,
+        batch: str | None = None,
+        batch_limit: int | None = None,
+    ) -> int: ...
+
+    # -- history and artifacts
+    def events(self, run_id: str) -> list[EventRow]: ...
+    def attempts(self, run_id: str, task_id: str | None = None) -> list[AttemptRow]: ...
+    def artifact(self, digest: str) -> ArtifactRecord | None: ...
+    def artifact_uses(self, run_id: str) -> list[ArtifactUse]: ...
+
+    # -- pools
+    def pools(self) -> dict[str, int]: ...
+    def set_pool(self, name: str, slots: int, description: str | None = None) -> None: ...
+    def pool_usage(self, exclude_runs: Iterable[str] = ()) -> dict[str, int]: ...
+
+    # -- waking schedulers
+    def announce_work(self) -> None:
+        """Tell listeners in other processes that runs were queued (never fails)."""
+        ...
+
+    def work_listener(self) -> WorkListener | None:
+        """A listener for ``announce_work`` from anywhere, if the backend can notify."""
+        ...
+
+    def close(self) -> None: ...
+
+
+__all__ = ["PipelineCatalog", "Store", "StoreCapabilities", "WorkListener"]
