@@ -64,7 +64,9 @@ def test_a_bad_setting_says_which_and_what_to_do(tmp_path: Path) -> None:
 
 
 def test_the_store_waits_as_long_as_the_settings_say(tmp_path: Path) -> None:
-    settings = replace(Settings.from_env(tmp_path), db_outage_timeout=0.25)
+    settings = replace(
+        Settings.from_env(tmp_path), db_url=f"sqlite:///{tmp_path / 'p.db'}", db_outage_timeout=0.25
+    )
     with Phloem(settings) as app:
         assert app.store.outage_timeout == 0.25
         assert app.store.catalog.outage_timeout == 0.25
@@ -92,7 +94,10 @@ def test_no_module_reads_the_environment_on_its_own() -> None:
 # -- the application object ----------------------------------------------------------------------
 
 
-def test_the_app_opens_its_store_on_first_use_and_closes_it(tmp_path: Path) -> None:
+def test_the_app_opens_its_store_on_first_use_and_closes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PHLOEM_DB_URL", raising=False)
     app = Phloem(Settings.from_env(tmp_path / "home"))
     assert app._store is None  # nothing opened by building it
     assert isinstance(app.store, SqlStore) and app.store.capabilities.shared
@@ -156,3 +161,18 @@ def test_import_phloem_loads_no_store() -> None:
     code = "import sys, phloem; print('sqlalchemy' in sys.modules, 'phloem.app' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_connections_are_encrypted_with_the_settings_key(tmp_path: Path) -> None:
+    from cryptography.fernet import Fernet
+
+    key = Fernet.generate_key().decode()
+    settings = replace(
+        Settings.from_env(tmp_path), db_url=f"sqlite:///{tmp_path / 'p.db'}", secret_key=key
+    )
+    with Phloem(settings) as app:
+        app.variables.set_variable("threshold", 0.5)
+        app.variables.add_connection("wh", "postgresql://ana:pw@wh/dw")
+        assert app.variables.get_variable("threshold") == 0.5
+        assert app.variables.get_connection_uri("wh") == "postgresql://ana:pw@wh/dw"
+    assert not (tmp_path / "secret.key").exists()  # the settings' key, not a new key file

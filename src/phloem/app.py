@@ -18,6 +18,7 @@ from phloem.config import Settings
 from phloem.executors import Executor, make_executor
 from phloem.store import Store, open_store
 from phloem.store.memory import MEMORY_URLS
+from phloem.store.port import Variables
 
 
 class Phloem:
@@ -66,6 +67,16 @@ class Phloem:
                 s.ensure_dirs()
             self._store = open_store(s.db_url, outage_timeout=s.db_outage_timeout)
         return self._store
+
+    @property
+    def variables(self) -> Variables:
+        """Variables and connections in the store, encrypted with the settings' key."""
+        from phloem.secrets import configured_cipher
+
+        settings = self.settings
+        return self.store.variables(
+            lambda create: configured_cipher(create=create, settings=settings)
+        )
 
     @property
     def artifacts(self) -> ArtifactStore:

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from phloem.cli.common import application
 from phloem.cli.common import errors as _errors
 
 if TYPE_CHECKING:
-    from phloem.store.settings_store import SettingsStore
+    from phloem.store.port import Variables
 
 variables_app = typer.Typer(help="Set and read variables that tasks read.", no_args_is_help=True)
 connections_app = typer.Typer(
@@ -26,10 +27,8 @@ connections_app = typer.Typer(
 JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
-def _settings() -> SettingsStore:
-    from phloem.variables import settings_store
-
-    return settings_store()
+def _settings() -> Variables:
+    return application().variables
 
 
 def _when(ts: float) -> str:

@@ -111,8 +111,11 @@ class Scheduler:
             if holder is not None and is_dead_local(holder):
                 # killed without a chance to let go; its process is gone from this machine
                 log.warning("taking the SQLite scheduler lock from %s, which is gone", holder)
-                dead, holder = holder, self.catalog.acquire(
-                    SQLITE_LEASE, self.id, self.config.lease_ttl, now, take_from=holder
+                dead, holder = (
+                    holder,
+                    self.catalog.acquire(
+                        SQLITE_LEASE, self.id, self.config.lease_ttl, now, take_from=holder
+                    ),
                 )
                 if holder is None:
                     self._dead_holders.add(dead)  # its runs too, without waiting for leases

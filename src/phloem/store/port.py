@@ -9,9 +9,9 @@ conformance suite (tests/test_store.py) runs against all three.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from phloem.records import TI, Expansion, RunRecord, Transition
 from phloem.states import RunState
@@ -25,6 +25,10 @@ from phloem.store.types import (
     PipelineInfo,
     PipelineRow,
 )
+
+if TYPE_CHECKING:
+    from phloem.secrets import Cipher
+    from phloem.store.settings_store import ConnectionRecord, VariableRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +95,19 @@ class PipelineCatalog(Protocol):
     def consume_assets(self, pipeline: str, seen: dict[str, int]) -> bool: ...
 
 
+class Variables(Protocol):
+    """Variables (JSON values) and connections (URIs, encrypted at rest) that tasks read."""
+
+    def set_variable(self, key: str, value: Any, description: str | None = None) -> None: ...
+    def get_variable(self, key: str, default: Any = ...) -> Any: ...
+    def list_variables(self) -> list[VariableRecord]: ...
+    def delete_variable(self, key: str) -> bool: ...
+    def add_connection(self, name: str, uri: str, *, replace: bool = False) -> bool: ...
+    def get_connection_uri(self, name: str) -> str: ...
+    def list_connections(self) -> list[ConnectionRecord]: ...
+    def delete_connection(self, name: str) -> bool: ...
+
+
 class Store(Protocol):
     """Runs, their task instances and attempts, history, artifact records and pools.
 
@@ -113,6 +130,11 @@ class Store(Protocol):
 
     @property
     def catalog(self) -> PipelineCatalog: ...
+
+    def variables(self, cipher: Cipher | Callable[[bool], Cipher] | None = None) -> Variables:
+        """Variables and connections kept in this store; ``cipher`` (or a function of
+        whether to create the key) encrypts connections."""
+        ...
 
     # -- runs
     def create_run(
@@ -188,4 +210,4 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-__all__ = ["PipelineCatalog", "Store", "StoreCapabilities", "WorkListener"]
+__all__ = ["PipelineCatalog", "Store", "StoreCapabilities", "Variables", "WorkListener"]

@@ -51,7 +51,11 @@ from phloem.store.types import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from phloem.secrets import Cipher
     from phloem.store.catalog import Catalog
+    from phloem.store.settings_store import SettingsStore
 
 __all__ = [
     "Applied",
@@ -126,6 +130,12 @@ class SqlStore:
 
             self._catalog = Catalog(self)
         return self._catalog
+
+    def variables(self, cipher: Cipher | Callable[[bool], Cipher] | None = None) -> SettingsStore:
+        """Variables and connections kept in this store."""
+        from phloem.store.settings_store import SettingsStore
+
+        return SettingsStore(self, cipher)
 
     def announce_work(self) -> None:
         """Wake schedulers on other machines (NOTIFY on PostgreSQL); never fails."""
