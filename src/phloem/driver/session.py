@@ -63,6 +63,18 @@ class CallbackContext:
     logical_date: str
 
 
+@dataclass(frozen=True, slots=True)
+class RunCallbackContext:
+    """What a pipeline's ``on_success`` / ``on_failure`` callbacks receive, once per run end."""
+
+    run_id: str
+    pipeline: str
+    state: str
+    logical_date: str
+    #: the tasks that failed (or could not run because an upstream failed), with their errors
+    failed: dict[str, str | None]
+
+
 @dataclass(slots=True)
 class Step:
     """What one turn of a session asks of the executor."""
@@ -133,7 +145,9 @@ class RunSession:
             fresh = [TI(task_id=t.task_id) for t in missing]
             self.store.add_instances(run.run_id, fresh, pools)
             tis = [*tis, *fresh]
-        return Snapshot.build(self.spec, run.run_id, run.state, run.params, tis)
+        snap = Snapshot.build(self.spec, run.run_id, run.state, run.params, tis)
+        snap.started_at = run.started_at if run.state is RunState.RUNNING else None
+        return snap
 
     def recover(self) -> None:
         """Attempts handed out by a driver that is gone went with it: schedule them again."""
@@ -242,6 +256,10 @@ class RunSession:
                 self.inputs.forget(t.new.task_id)
         if applied.run_state is not None:
             snap.run_state = applied.run_state
+            if applied.run_state is RunState.RUNNING:
+                snap.started_at = now  # as the store recorded it, for the run's timeout
+            if applied.run_state.is_terminal:
+                self._run_callback(applied.run_state)
         if applied.lost:
             log.warning(
                 "run %s: %d changes lost to another actor; reloading",
@@ -287,7 +305,7 @@ class RunSession:
             params=self.params,
             log_path=log_path(self.logs_dir, run.run_id, ti.task_id, ti.map_index, ti.try_number),
             first_started_at=ti.first_started_at or self.clock(),
-            timeout=t.options.timeout,
+            timeout=self._attempt_timeout(t.options.timeout),
             source=run.source,
             code_hash=run.code_hash,
             store_url=self.store.shared_url,
@@ -324,6 +342,33 @@ class RunSession:
                 log.exception("callback %s of task %s raised; ignored", fn, t.new.task_id)
 
 
+    def _attempt_timeout(self, own: float | None) -> float | None:
+        """The task's timeout, cut to what is left of the run's: an executor that cannot be
+        told to stop an attempt (inline) still ends it at the run's deadline."""
+        limit, started = self.spec.timeout, self.snap.started_at
+        if limit is None:
+            return own
+        left = max(0.001, (started if started is not None else self.clock()) + limit - self.clock())
+        return left if own is None else min(own, left)
+
+    def _run_callback(self, state: RunState) -> None:
+        fn = self.spec.on_success if state is RunState.SUCCESS else self.spec.on_failure
+        if fn is None:
+            return
+        failed = {
+            ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]": ti.error
+            for k in self.snap.keys_in(S.FAILED, S.UPSTREAM_FAILED)
+            for ti in (self.snap.tis[k],)
+        }
+        ctx = RunCallbackContext(
+            self.run.run_id, self.spec.name, state.value, self.run.logical_date, failed
+        )
+        try:
+            fn(ctx)
+        except Exception:
+            log.exception("callback %s of pipeline %s raised; ignored", fn, self.spec.name)
+
+
 def _typed_params(spec: PipelineSpec, run: RunRecord) -> dict[str, Any]:
     """The run's stored parameters as their declared types; as stored when the pipeline's
     code no longer accepts them (its parameter types changed since the run began)."""
@@ -348,4 +393,4 @@ def _finished(r: Result) -> AttemptFinished:
     )
 
 
-__all__ = ["CallbackContext", "Reporter", "RunSession", "Step"]
+__all__ = ["CallbackContext", "RunCallbackContext", "Reporter", "RunSession", "Step"]

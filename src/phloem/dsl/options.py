@@ -237,8 +237,24 @@ class PipelineOptions:
         shown="none",
     )
     tags: tuple[str, ...] = option((), kinds.TAGS, "labels for listings and filters")
+    owner: str | None = option(
+        None, kinds.OPTIONAL_TEXT, "who answers for the pipeline; shown in listings"
+    )
     description: str | None = option(
         None, kinds.kind("string", _description), "shown in listings", shown="the docstring"
+    )
+    timeout: float | None = option(
+        None,
+        kinds.OPTIONAL_POSITIVE_SECONDS,
+        "a run unfinished this long after it started fails and its attempts are stopped",
+    )
+    on_success: Callable[..., Any] | None = option(
+        None, kinds.CALLBACK, "called (with the run's id, pipeline and state) when a run succeeds"
+    )
+    on_failure: Callable[..., Any] | None = option(
+        None,
+        kinds.CALLBACK,
+        "called (with the run's id, pipeline, state and failed tasks) when a run fails",
     )
     timezone: str = option("UTC", kinds.TEXT, "the time zone the schedule is read in")
 

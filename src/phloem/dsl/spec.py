@@ -76,6 +76,11 @@ class PipelineSpec:
     max_active_tasks: int | None = None
     tags: tuple[str, ...] = ()
     description: str | None = None
+    owner: str | None = None
+    #: a run still unfinished this many seconds after it started fails, its attempts stopped
+    timeout: float | None = None
+    on_success: Callable[..., Any] | None = None  # called once when a run succeeds
+    on_failure: Callable[..., Any] | None = None  # called once when a run fails
     source_file: str | None = None
     defined_at: str = ""
     code_hash: str = ""

@@ -60,6 +60,8 @@ class _Work:
         self.expansions: list[Expansion] = []
         self.kills: list[Kill] = []
         self.created: dict[str, list[int]] = {}
+        #: the pipeline's timeout ended the run in this decision
+        self.timed_out = False
         #: the overlay's changes to the snapshot's upstream tallies
         self.upstream = UpstreamCounts(snap.upstream.edges)
 
@@ -148,6 +150,8 @@ def draft(snap: Snapshot, now: float, events: Sequence[Event] = ()) -> Draft:
         return Draft(w, wake, closed=True)
     for event in events:
         _on_event(w, event, now)
+    if _run_timed_out(w, now, wake):
+        return Draft(w, wake)
     _timeouts(w, now, wake)
     _timers(w, now, wake)
     _trigger(w, now)
@@ -365,6 +369,33 @@ def _fail(
 # -- clocks ------------------------------------------------------------------------------------
 
 
+def _run_timed_out(w: _Work, now: float, wake: list[float]) -> bool:
+    """The pipeline's ``timeout``: past it, every attempt is stopped and failed, and every task
+    that did not start is marked upstream_failed, so ``phloem retry`` resumes the run."""
+    spec = w.snap.spec
+    if spec.timeout is None:
+        return False
+    started = w.snap.started_at if w.snap.started_at is not None else now
+    deadline = started + spec.timeout
+    if deadline > now:
+        wake.append(deadline)
+        return False
+    msg = f"the run timed out after {spec.timeout:g}s"
+    for key in w.keys_in(*ACTIVE_TASK_STATES):
+        ti = w.get(key)
+        w.kills.append(Kill(key, ti.try_number, f"{msg}; the attempt was stopped"))
+        w.set(replace(ti, state=S.FAILED, ended_at=now, error=msg), "run timeout")
+    for key in w.keys_in(S.UP_FOR_RETRY, S.UP_FOR_RESCHEDULE):
+        ti = w.get(key)
+        w.set(replace(ti, state=S.FAILED, ended_at=now, next_try_at=None, error=msg), msg)
+    for key in w.keys_in(S.PENDING, S.SCHEDULED):
+        ti = w.get(key)
+        why = f"{msg} before this task started"
+        w.set(replace(ti, state=S.UPSTREAM_FAILED, ended_at=now, error=why), "run timeout")
+    w.timed_out = True
+    return True
+
+
 def _timeouts(w: _Work, now: float, wake: list[float]) -> None:
     tasks = w.snap.spec.tasks
     for key in w.keys_in(S.QUEUED, S.RUNNING):
@@ -573,6 +604,8 @@ def _queue(w: _Work, now: float, d: Draft, grant: Grant) -> None:
 
 def _run_state(w: _Work) -> RunState | None:
     snap = w.snap
+    if w.timed_out:
+        return RunState.FAILED
     # the snapshot's state indexes plus this decision's changes: no scan over tasks
     unfinished = snap.unfinished + sum(
         n for d in w.delta.values() for s, n in d.items() if not s.is_terminal

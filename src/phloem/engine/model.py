@@ -91,6 +91,8 @@ class Snapshot:
     upstream: UpstreamCounts = field(default_factory=lambda: UpstreamCounts(Edges({}, {}, {})))
     #: every task has the same priority, so ready instances go first come, first served
     uniform_priority: bool = True
+    #: when the run (last) started running; None while it waits
+    started_at: float | None = None
 
     @classmethod
     def build(

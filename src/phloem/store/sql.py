@@ -286,8 +286,8 @@ class SqlStore:
         values: dict[str, Any] = {"state": new.value}
         if new is RunState.RUNNING:
             values["ended_at"] = None
-            if old is RunState.QUEUED:
-                values["started_at"] = now
+            if old is RunState.QUEUED or old.is_terminal:
+                values["started_at"] = now  # a reopened run starts again (and its timeout)
         if new.is_terminal:
             values["ended_at"] = now
         res = conn.execute(
