@@ -63,9 +63,10 @@ def test_every_settable_field_is_declared_and_internal_ones_are_not() -> None:
 
 
 def test_pipeline_timeout_does_not_suggest_timezone() -> None:
-    message = _pipeline_error(timeout=2)
-    assert "timezone" not in message
-    assert "default_task_options={'timeout': ...}" in message
+    message = _pipeline_error(timeozt=2)
+    assert "did you mean 'timeout'" in message
+    message = _pipeline_error(retries=2)
+    assert "default_task_options={'retries': ...}" in message
 
 
 @pytest.mark.parametrize(

@@ -67,7 +67,6 @@ TASK: dict[str, Foreign] = {
     "log_prints": Foreign("Prefect", None, "print output is always captured in the attempt log"),
     "persist_result": Foreign("Prefect", None, "a task's return value is always stored"),
     "do_xcom_push": Foreign("Airflow", None, "a task's return value is always stored"),
-    "owner": Foreign("Airflow", None, "use tags=[...] to say who looks after it"),
 }
 
 PIPELINE: dict[str, Foreign] = {
@@ -81,29 +80,17 @@ PIPELINE: dict[str, Foreign] = {
     ),
     "concurrency": Foreign("Airflow", "max_active_tasks", "tasks of one run running at once"),
     "doc_md": Foreign("Airflow", "description", "the function's docstring by default"),
-    "dagrun_timeout": Foreign(
-        "Airflow",
-        None,
-        "there is no limit on a whole run; limit each task with "
-        "default_task_options={'timeout': ...}",
-    ),
+    "dagrun_timeout": Foreign("Airflow", "timeout", "seconds or a timedelta, for the whole run"),
     "end_date": Foreign("Airflow", None, "pause the pipeline with `phloem pipelines pause`"),
     "is_paused_upon_creation": Foreign(
         "Airflow", None, "pause the pipeline with `phloem pipelines pause`"
     ),
     "on_failure_callback": Foreign(
-        "Airflow",
-        None,
-        "there are no run-level callbacks; give every task one with "
-        "default_task_options={'on_failure': fn}",
+        "Airflow", "on_failure", "a function called once when a run fails"
     ),
     "on_success_callback": Foreign(
-        "Airflow",
-        None,
-        "there are no run-level callbacks; give every task one with "
-        "default_task_options={'on_success': fn}",
+        "Airflow", "on_success", "a function called once when a run succeeds"
     ),
-    "owner": Foreign("Airflow", None, "use tags=[...] to say who looks after it"),
     "version": Foreign("Prefect", None, "each run records the hash of the pipeline's code"),
     "task_runner": Foreign("Prefect", None, "choose where tasks run with `phloem run --executor`"),
 }
