@@ -3,8 +3,8 @@
 ``fixtures/airflow_oracle.json`` holds random DAGs (branches following a random subset of their
 direct downstream tasks, tasks that fail, random trigger rules) that a real Airflow 3 ran once
 with ``dag.test()``, with the order in which it ran the tasks and every task's final state
-(``scripts/airflow_oracle.py`` made it). Each case is replayed here through phloem's engine,
-running the tasks one at a time in Airflow's order, and must end in the same states.
+(``scripts/airflow_oracle.py`` made it). Each case is replayed here through phloem's engine in
+the same rounds and order, and must end in the same states.
 """
 
 from __future__ import annotations
@@ -48,32 +48,34 @@ def build(case: dict[str, Any]) -> Pipeline:
 
 
 def replay(case: dict[str, Any]) -> dict[str, str]:
-    """Run the case through the engine, one attempt at a time, in Airflow's order."""
+    """Run the case through the engine in rounds, as ``dag.test()`` does: every ready task is
+    handed out at once, they run in the order Airflow ran them, and the round's reports are
+    decided together (a branch's skips apply at its report, in that order)."""
     plan = {t["name"]: t for t in case["tasks"]}
     rank = {name: i for i, name in enumerate(case["order"])}
     sim = Sim.of(build(case))
     sim.step()
     for _ in range(100):
-        ready = sim.keys_in(S.QUEUED)
+        ready = sorted(sim.keys_in(S.QUEUED), key=lambda k: (rank.get(k[0], len(rank)), k[0]))
         if not ready:
             break
-        # every ready task is handed out at once (as Airflow queues a round); they run one at
-        # a time in the order Airflow ran them
-        key = min(ready, key=lambda k: (rank.get(k[0], len(rank)), k[0]))
-        t = plan[key[0]]
-        if t["kind"] == "fail":
-            done = sim.finished(key[0], "failed", error="planned failure")
-        elif t["kind"] == "branch":
-            done = sim.finished(key[0], follow=tuple(t["follow"]))
-        else:
-            done = sim.finished(key[0])
-        sim.step(sim.started(key[0]), done)
+        events = []
+        for key in ready:
+            t = plan[key[0]]
+            if t["kind"] == "fail":
+                done = sim.finished(key[0], "failed", error="planned failure")
+            elif t["kind"] == "branch":
+                done = sim.finished(key[0], follow=tuple(t["follow"]))
+            else:
+                done = sim.finished(key[0])
+            events += [sim.started(key[0]), done]
+        sim.step(*events)
     assert sim.run_state.is_terminal, f"{case['id']} did not end: {sim.states()}"
     return sim.states()
 
 
 def test_the_fixture_holds_the_interesting_cases() -> None:
-    assert len(CASES) >= 10
+    assert len(CASES) >= 75
     for case in CASES:
         kinds = {t["kind"] for t in case["tasks"]}
         assert {"branch", "fail"} <= kinds
