@@ -86,10 +86,11 @@ class Child:
                 pass
             self._process.join(timeout)
         if self._process.is_alive():  # a guard that cannot be woken: take what the group has
-            try:
-                os.killpg(self.pid, signal.SIGKILL)
-            except OSError:
-                os.kill(self.pid, signal.SIGKILL)
+            for kill in (os.killpg, os.kill):
+                try:
+                    kill(self.pid, signal.SIGKILL)
+                except OSError:
+                    pass
             self._process.join(1)
         if self._report is not None:
             os.close(self._report)
