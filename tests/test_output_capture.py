@@ -201,3 +201,28 @@ def test_phloem_logs_streams_the_bytes_as_written(home: Path) -> None:
     out = CliRunner().invoke(app, ["logs", r.run_id, "real_files"])
     assert out.exit_code == 0, out.output
     assert out.stdout_bytes == b"raw \xff bytes\nchild to sys.stdout\nchild to sys.stderr\n"
+
+
+@task
+def closes_its_fds() -> None:
+    print("before", flush=True)
+    os.close(1)
+    os.close(2)
+
+
+@task
+def prints_after() -> None:
+    os.write(1, b"still captured\n")
+
+
+@pipeline
+def closed_fds() -> None:
+    closes_its_fds() >> prints_after()
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_a_task_that_closes_its_fds_does_not_blind_the_next(executor: str, home: Path) -> None:
+    r = phloem.run(closed_fds, executor=executor, workers=1)
+    assert r.task_state("prints_after") is TaskState.SUCCESS
+    assert _log(home, r.run_id, "closes_its_fds.1.log") == b"before\n"
+    assert _log(home, r.run_id, "prints_after.1.log") == b"still captured\n"

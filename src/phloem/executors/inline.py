@@ -9,10 +9,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from phloem.artifacts import ArtifactStore
-from phloem.dsl.spec import PipelineSpec
+from phloem.dsl.spec import PipelineSpec, TaskSpec
 from phloem.executors.base import Report, Started
-from phloem.runner import Attempt, run_attempt
+from phloem.runner import Attempt, Result, run_attempt
 from phloem.runner.capture import OutputCapture
+from phloem.runner.failures import clean, one_line
 from phloem.runner.logs import DEFAULT_LOG_MAX_BYTES
 
 
@@ -51,16 +52,25 @@ class InlineExecutor:
             return []
         attempt = self._queue.popleft()
         assert self._artifacts is not None
-        pipeline = self._pipelines.get(attempt.pipeline)
-        if pipeline is None and attempt.source:
-            from phloem.loading import load_pipeline
-
-            pipeline = load_pipeline(attempt.source).spec
-        assert pipeline is not None, f"no code for pipeline {attempt.pipeline}"
-        spec = pipeline.tasks[attempt.task_id]
         started = Started(
             attempt.run_id, attempt.task_id, attempt.map_index, attempt.try_number, time.time()
         )
+        spec, problem = self._task(attempt)
+        if spec is None:
+            now = time.time()
+            return [
+                started,
+                Result(
+                    attempt.run_id,
+                    attempt.task_id,
+                    attempt.map_index,
+                    attempt.try_number,
+                    "failed",
+                    now,
+                    now,
+                    error=problem,
+                ),
+            ]
         if self._capture is None:
             # this is the driver's own process: fds 1 and 2 go to the log only while a task runs
             self._capture = OutputCapture(sticky=False)
@@ -74,6 +84,23 @@ class InlineExecutor:
             interruptible=True,  # Ctrl-C in the driver interrupts the run, not just the task
         )
         return [started, result]
+
+    def _task(self, attempt: Attempt) -> tuple[TaskSpec | None, str]:
+        """The attempt's task, or why there is none (its code fails to load, or lacks it)."""
+        pipeline = self._pipelines.get(attempt.pipeline)
+        try:
+            if pipeline is None and attempt.source:
+                from phloem.loading import load_pipeline
+
+                pipeline = load_pipeline(attempt.source).spec
+        except Exception as exc:
+            return None, clean(f"cannot load the pipeline's code: {one_line(exc)}")
+        if pipeline is None or attempt.task_id not in pipeline.tasks:
+            return (
+                None,
+                f"the code of pipeline '{attempt.pipeline}' has no task '{attempt.task_id}'",
+            )
+        return pipeline.tasks[attempt.task_id], ""
 
     def shutdown(self) -> None:
         self._queue.clear()

@@ -113,8 +113,9 @@ class OutputCapture:
         saved: tuple[int | None, int | None] | None = None
         if not self.sticky:
             saved = (_dup(1), _dup(2))
-            os.dup2(self._w, 1)
-            os.dup2(self._w, 2)
+        # in a worker too: the last task may have closed or redirected them (two system calls)
+        os.dup2(self._w, 1)
+        os.dup2(self._w, 2)
         sys.stdout, sys.stderr = out, err
         try:
             yield out, err
