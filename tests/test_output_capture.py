@@ -206,6 +206,8 @@ def test_phloem_logs_streams_the_bytes_as_written(home: Path) -> None:
 @task
 def closes_its_fds() -> None:
     print("before", flush=True)
+    sys.stdout.close()
+    sys.stderr.close()
     os.close(1)
     os.close(2)
 
@@ -213,6 +215,7 @@ def closes_its_fds() -> None:
 @task
 def prints_after() -> None:
     os.write(1, b"still captured\n")
+    print("and printed")
 
 
 @pipeline
@@ -225,4 +228,4 @@ def test_a_task_that_closes_its_fds_does_not_blind_the_next(executor: str, home:
     r = phloem.run(closed_fds, executor=executor, workers=1)
     assert r.task_state("prints_after") is TaskState.SUCCESS
     assert _log(home, r.run_id, "closes_its_fds.1.log") == b"before\n"
-    assert _log(home, r.run_id, "prints_after.1.log") == b"still captured\n"
+    assert _log(home, r.run_id, "prints_after.1.log") == b"still captured\nand printed\n"

@@ -12,7 +12,8 @@ In a worker process the descriptors point at the pipe for the worker's whole lif
 attempt beyond that, and nothing a task leaves behind (a thread, a background command) can
 reach the driver's stdout; such late output goes to the worker's original stderr, masked with
 the last attempt's secrets. In the driver's own process (the inline executor) they point at
-the pipe only while an attempt runs.
+the pipe only while an attempt runs (and what the driver's own threads write meanwhile lands
+in that attempt's log too).
 """
 
 from __future__ import annotations
@@ -113,18 +114,21 @@ class OutputCapture:
         saved: tuple[int | None, int | None] | None = None
         if not self.sticky:
             saved = (_dup(1), _dup(2))
-        # in a worker too: the last task may have closed or redirected them (two system calls)
-        os.dup2(self._w, 1)
-        os.dup2(self._w, 2)
+            os.dup2(self._w, 1)
+            os.dup2(self._w, 2)
         sys.stdout, sys.stderr = out, err
         try:
             yield out, err
         finally:
             _flush(out, err)
-            sys.stdout, sys.stderr = outer
             if saved is not None:
                 for fd, copy in ((1, saved[0]), (2, saved[1])):
                     _restore(fd, copy)
+                sys.stdout, sys.stderr = outer
+            else:  # a worker: the task may have closed or redirected them; two system calls
+                os.dup2(self._w, 1)
+                os.dup2(self._w, 2)
+                sys.stdout, sys.stderr = self._streams()
             self._switch(_Passthrough(self._stderr_fd, log.masker))
 
     def warn(self, text: str) -> None:
