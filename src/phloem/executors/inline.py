@@ -15,6 +15,7 @@ from phloem.runner import Attempt, Result, run_attempt
 from phloem.runner.capture import OutputCapture
 from phloem.runner.failures import clean, one_line
 from phloem.runner.logs import DEFAULT_LOG_MAX_BYTES
+from phloem.states import AttemptOutcome
 
 
 class InlineExecutor:
@@ -65,7 +66,7 @@ class InlineExecutor:
                     attempt.task_id,
                     attempt.map_index,
                     attempt.try_number,
-                    "failed",
+                    AttemptOutcome.FAILED,
                     now,
                     now,
                     error=problem,
