@@ -46,6 +46,10 @@ spawn_lock = threading.Lock()
 
 #: in a guarded child: (its guard's pid, the end it reads the guard's answers from)
 _link: tuple[int, int] | None = None
+#: in a guarded child: where the kernel lists the guard's children, and what it says when
+#: the child is the only one
+_children_file = ""
+_only_me = b""
 
 
 def work_done() -> None:
@@ -56,6 +60,15 @@ def work_done() -> None:
     if _link is None:
         return
     guard, answers = _link
+    try:
+        fd = os.open(_children_file, os.O_RDONLY)
+        try:
+            if os.read(fd, 64) == _only_me:
+                return  # nothing adopted: no need to wake the guard (the usual case)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass  # no children file here: let the guard look
     try:
         os.kill(guard, WORK_DONE)
         os.read(answers, 1)
@@ -202,13 +215,15 @@ def _child(
     args: tuple[Any, ...],
     name: str,
 ) -> None:
-    global _link
+    global _link, _children_file, _only_me
     code = 1
     try:
         die_with_parent(signal.SIGKILL)
         if os.getppid() != guard:
             os._exit(1)
         _link = (guard, answers)
+        _children_file = f"/proc/{guard}/task/{guard}/children"
+        _only_me = f"{os.getpid()} ".encode()
         for sig in WAITS_FOR:
             signal.signal(sig, signal.SIG_DFL)  # not the owner's handlers
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
