@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -11,7 +11,7 @@ from typing import Any
 
 from phloem.dsl.names import MAX_LENGTH
 from phloem.dsl.options import TaskOptions
-from phloem.dsl.refs import ArgSpec, Lit, Param, Ref, TaskRef, to_argspec
+from phloem.dsl.refs import ArgSpec, Lit, Orderable, Param, Ref, TaskRef, as_orderables, to_argspec
 from phloem.dsl.spec import ParamSpec, PipelineSpec, TaskSpec
 from phloem.errors import CycleError, DefinitionError
 
@@ -31,6 +31,14 @@ def caller_location(depth: int = 2) -> str:
             break
         frame = frame.f_back
     return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+
+
+@dataclass
+class GroupScope:
+    """An open ``with group(...)`` block: its dotted id and the tasks created in it so far."""
+
+    group_id: str
+    members: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -57,7 +65,8 @@ class Builder:
         self.pipeline_name = pipeline_name
         self.params = params
         self.drafts: dict[str, _Draft] = {}
-        self.groups: list[str] = []
+        #: the open group blocks, outermost first
+        self.groups: list[GroupScope] = []
         self.order_sites: dict[tuple[str, str], str] = {}
         #: the next suffix to try per repeated task id, so n calls of one task stay linear
         self._suffixes: dict[str, int] = {}
@@ -70,17 +79,19 @@ class Builder:
         finally:
             _current.reset(token)
 
-    def check_owned(self, ref: TaskRef) -> None:
-        if ref._builder is not self:
+    def check_owned(self, node: Orderable, where: str | None = None) -> None:
+        if node._builder is not self:
+            again = "call the task" if node.kind == "task" else "create the group"
             raise DefinitionError(
-                f"{caller_location(3)}: task '{ref.task_id}' belongs to pipeline "
-                f"'{ref._builder.pipeline_name}', not to '{self.pipeline_name}'; tasks cannot be "
-                "shared across pipelines: call the task again inside this pipeline (or use a "
-                "sensor such as phloem.sensors.wait_for_pipeline to wait for the other pipeline)"
+                f"{where or caller_location(3)}: {node.label} belongs to pipeline "
+                f"'{node._builder.pipeline_name}', not to '{self.pipeline_name}'; "
+                f"{node.kind}s cannot be shared across pipelines: {again} again inside this "
+                "pipeline (or use a sensor such as phloem.sensors.wait_for_pipeline to wait for "
+                "the other pipeline)"
             )
 
     def _new_id(self, base: str, explicit: bool, where: str) -> str:
-        prefix = ".".join(self.groups)
+        prefix = self.groups[-1].group_id if self.groups else ""
         task_id = f"{prefix}.{base}" if prefix else base
         if task_id in self.drafts:
             if explicit:
@@ -142,23 +153,62 @@ class Builder:
             kwargs=kw_specs,
             expand=exp_specs,
             data_upstream=dict.fromkeys(ordered),
-            group=".".join(self.groups) or None,
+            group=self.groups[-1].group_id if self.groups else None,
             defined_at=where,
             position=len(self.drafts),
         )
+        for scope in self.groups:
+            scope.members.append(task_id)
         return TaskRef(self, task_id)
 
     def _check_params(self, spec: ArgSpec, where: str) -> None:
         if isinstance(spec, Param) and spec.name not in self.params:
             raise DefinitionError(f"{where}: unknown parameter '{spec.name}'")
 
-    def add_order(self, up: str, down: str) -> None:
+    def order(self, ups: object, downs: object) -> None:
+        """``ups >> downs``: every leaf of each of ``ups`` before every root of each of
+        ``downs``; only inside the body of the pipeline that made them."""
+        where = caller_location(2)
+        lefts, rights = as_orderables(ups, where), as_orderables(downs, where)
+        current = _current.get()
+        for node in (*lefts, *rights):
+            if current is None:
+                owner = node._builder.pipeline_name
+                raise DefinitionError(
+                    f"{where}: {node.label} is used outside the body of its pipeline "
+                    f"'{owner}'; >> and << add edges only while the @pipeline function runs: "
+                    f"move this line into the body of '{owner}'"
+                )
+            current.check_owned(node, where)
+        assert current is not None
+        leaves = [u for left in lefts for u in left.ends(where)[1]]
+        roots = [d for right in rights for d in right.ends(where)[0]]
+        for up in leaves:
+            for down in roots:
+                current.add_order(up, down, where)
+
+    def ends(self, task_ids: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(roots, leaves) of a set of tasks: those with no upstream among them, and those
+        none of them depends on, in definition order."""
+        inside = set(task_ids)
+        has_up: set[str] = set()
+        is_up: set[str] = set()
+        for task_id in task_ids:
+            draft = self.drafts[task_id]
+            for up in (*draft.data_upstream, *draft.order_upstream):
+                if up in inside:
+                    has_up.add(task_id)
+                    is_up.add(up)
+        roots = tuple(t for t in task_ids if t not in has_up)
+        return roots, tuple(t for t in task_ids if t not in is_up)
+
+    def add_order(self, up: str, down: str, where: str) -> None:
         if up == down:
-            raise CycleError(f"{caller_location(3)}: task '{up}' cannot depend on itself")
+            raise CycleError(f"{where}: task '{up}' cannot depend on itself")
         draft = self.drafts[down]
         if up not in draft.order_upstream and up not in draft.data_upstream:
             draft.order_upstream[up] = None
-            self.order_sites[(up, down)] = caller_location(4)
+            self.order_sites[(up, down)] = where
 
     def build(self, **pipeline_fields: Any) -> PipelineSpec:
         if not self.drafts:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -165,19 +164,3 @@ def _code_hash(fn: Callable[..., Any]) -> str:
     except (OSError, TypeError):
         h.update(fn.__qualname__.encode())
     return h.hexdigest()[:16]
-
-
-@contextmanager
-def group(name: str) -> Iterator[None]:
-    """Group the tasks created inside: their ids become ``name.task``."""
-    builder = current_builder()
-    if builder is None:
-        raise DefinitionError(
-            f"{caller_location(3)}: group('{name}') is used outside a @pipeline body"
-        )
-    check_name(name, "group", caller_location(3))
-    builder.groups.append(name)
-    try:
-        yield
-    finally:
-        builder.groups.pop()

@@ -7,7 +7,7 @@ fills them, parameters name the run parameter.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -49,12 +49,51 @@ class Owner(Protocol):
 
     pipeline_name: str
 
-    def check_owned(self, ref: TaskRef) -> None: ...
+    def check_owned(self, node: Orderable, where: str | None = None) -> None: ...
 
-    def add_order(self, up: str, down: str) -> None: ...
+    def order(self, ups: object, downs: object) -> None: ...
+
+    def ends(self, task_ids: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]: ...
 
 
-class TaskRef:
+class Orderable:
+    """A task or a group of tasks: what ``>>`` and ``<<`` put in order.
+
+    ``a >> b`` runs every leaf of ``a`` before every root of ``b`` (a task is its own root and
+    leaf) and returns ``b``, so chains read left to right; either side may be a list.
+    """
+
+    __slots__ = ()
+    _builder: Owner
+    #: "task" or "group", for messages
+    kind = "task"
+
+    @property
+    def label(self) -> str:
+        raise NotImplementedError
+
+    def ends(self, where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(roots, leaves) as task ids, as the graph stands now."""
+        raise NotImplementedError
+
+    def __rshift__(self, other: Any) -> Any:
+        self._builder.order(self, other)
+        return other
+
+    def __rrshift__(self, other: Any) -> Any:
+        self._builder.order(other, self)
+        return self
+
+    def __lshift__(self, other: Any) -> Any:
+        self._builder.order(other, self)
+        return other
+
+    def __rlshift__(self, other: Any) -> Any:
+        self._builder.order(self, other)
+        return self
+
+
+class TaskRef(Orderable):
     """A task inside a pipeline body: pass it to other tasks, or order it with ``>>``."""
 
     __slots__ = ("_builder", "path", "task_id")
@@ -64,28 +103,15 @@ class TaskRef:
         self.task_id = task_id
         self.path = path
 
+    @property
+    def label(self) -> str:
+        return f"task '{self.task_id}'"
+
+    def ends(self, where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        return (self.task_id,), (self.task_id,)
+
     def __getitem__(self, key: str | int) -> TaskRef:
         return TaskRef(self._builder, self.task_id, (*self.path, key))
-
-    def __rshift__(self, other: TaskRef | Iterable[TaskRef]) -> Any:
-        for right in _as_refs(other, self._builder):
-            self._builder.add_order(self.task_id, right.task_id)
-        return other
-
-    def __rrshift__(self, other: Iterable[TaskRef]) -> TaskRef:
-        for left in _as_refs(other, self._builder):
-            self._builder.add_order(left.task_id, self.task_id)
-        return self
-
-    def __lshift__(self, other: TaskRef | Iterable[TaskRef]) -> Any:
-        for left in _as_refs(other, self._builder):
-            self._builder.add_order(left.task_id, self.task_id)
-        return other
-
-    def __rlshift__(self, other: Iterable[TaskRef]) -> TaskRef:
-        for right in _as_refs(other, self._builder):
-            self._builder.add_order(self.task_id, right.task_id)
-        return self
 
     def __bool__(self) -> bool:
         raise DefinitionError(
@@ -103,6 +129,26 @@ class TaskRef:
     def __repr__(self) -> str:
         suffix = "".join(f"[{p!r}]" for p in self.path)
         return f"<TaskRef {self.task_id}{suffix}>"
+
+
+def as_orderables(value: object, where: str) -> list[Orderable]:
+    """The tasks and groups one side of ``>>`` names: one of them, or a list of them."""
+    items = list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
+    for item in items:
+        if isinstance(item, Orderable):
+            continue
+        name = getattr(item, "__phloem_task__", None)
+        if name is not None:
+            raise DefinitionError(
+                f"{where}: task '{name}' was not called; call it ({name}()) and order its "
+                "result with >> or <<"
+            )
+        raise DefinitionError(
+            f"{where}: >> and << order tasks and groups (or lists of them); got "
+            f"{item!r:.60} ({type(item).__name__}); use the value a task call returns, or the "
+            "handle of `with phloem.group(...) as g:`"
+        )
+    return items  # type: ignore[return-value]
 
 
 class ParamRef:
@@ -123,17 +169,6 @@ class ParamRef:
         return f"<ParamRef {self.name}>"
 
 
-def _as_refs(value: object, builder: Owner) -> list[TaskRef]:
-    items = [value] if isinstance(value, TaskRef) else list(value)  # type: ignore[call-overload]
-    out = []
-    for item in items:
-        if not isinstance(item, TaskRef):
-            raise DefinitionError(f">> and << take tasks or lists of tasks, got {item!r}")
-        builder.check_owned(item)
-        out.append(item)
-    return out
-
-
 def to_argspec(value: object, builder: Owner, upstream: set[str]) -> ArgSpec:
     """Record ``value`` as an ArgSpec, collecting the task ids it depends on."""
     if isinstance(value, TaskRef):
@@ -142,6 +177,11 @@ def to_argspec(value: object, builder: Owner, upstream: set[str]) -> ArgSpec:
         return Ref(value.task_id, value.path)
     if isinstance(value, ParamRef):
         return Param(value.name)
+    if isinstance(value, Orderable):
+        raise DefinitionError(
+            f"{value.label} cannot be passed to a task as an argument; pass the results of its "
+            "tasks, or order it with >>"
+        )
     if isinstance(value, (list, tuple)):
         items = tuple(to_argspec(v, builder, upstream) for v in value)
         if all(isinstance(i, Lit) for i in items):
