@@ -372,3 +372,51 @@ def test_a_canary_secret_appears_nowhere(executor: str, home: Path) -> None:
     for path in home.rglob("*"):  # the database (and its WAL), logs, artifacts, the key
         if path.is_file():
             assert CANARY.encode() not in path.read_bytes(), path
+
+
+# -- settings commands while another process writes ----------------------------------------------
+
+#: holds SQLite's write lock, says so, and commits a second later: a settings command that
+#: read before it and writes after it must wait for the lock, not fail with "database is locked"
+_WRITER = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+db.execute("CREATE TABLE IF NOT EXISTS churn (x INTEGER)")
+db.execute("BEGIN IMMEDIATE")
+db.execute("INSERT INTO churn VALUES (1)")
+print("locked", flush=True)
+time.sleep(1.0)
+db.execute("COMMIT")
+"""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("connections", "add", "warehouse", "postgresql://u:pw@db/dw"),
+        ("variables", "set", "threshold", "0.5"),
+        ("pools", "set", "gpu", "2"),
+        ("connections", "delete", "old"),
+        ("variables", "delete", "old"),
+    ],
+)
+def test_settings_commands_wait_for_a_concurrent_writer(
+    home: Path, command: tuple[str, ...]
+) -> None:
+    import subprocess
+
+    assert cli("connections", "add", "old", "sqlite:///x.db").exit_code == 0  # creates the store
+    assert cli("variables", "set", "old", "1").exit_code == 0
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(home / "phloem.db")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "locked"
+        result = cli(*command)
+        assert result.exit_code == 0, result.output
+        assert writer.wait(30) == 0
+    finally:
+        writer.kill()
+        writer.wait()

@@ -10,7 +10,8 @@ import difflib
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from sqlalchemy import Table, delete, select
 
 from phloem.errors import ConnectionNotFound, PhloemError, VariableNotFound
 from phloem.store import schema as s
+from phloem.store.resilience import resilient
 
 if TYPE_CHECKING:
     from phloem.secrets import Cipher
@@ -53,11 +55,14 @@ class ConnectionRecord:
     updated_at: float
 
 
+@resilient
 class SettingsStore:
     """Variables and connections of one :class:`SqlStore`.
 
     ``cipher`` defaults to the configured key, looked up only when a connection is added or
-    read (adding one creates the key file if there is no key yet).
+    read (adding one creates the key file if there is no key yet). Like the run store, every
+    call waits out a locked or unreachable database, and writes take SQLite's write lock up
+    front, so a scheduler writing at the same time delays them instead of failing them.
     """
 
     def __init__(
@@ -79,6 +84,18 @@ class SettingsStore:
             return self._cipher(create)
         return self._cipher
 
+    @property
+    def outage_timeout(self) -> float:
+        """How long calls wait out a database outage: the store's setting."""
+        return self.store.outage_timeout
+
+    @contextmanager
+    def _write(self) -> Iterator[DbConnection]:
+        """A write transaction (BEGIN IMMEDIATE on SQLite: no failed upgrade from a read)."""
+        engine = self.store.engine
+        with engine.connect().execution_options(phloem_write=True) as conn, conn.begin():
+            yield conn
+
     # -- variables -------------------------------------------------------------------------------
 
     def set_variable(self, key: str, value: Any, description: str | None = None) -> None:
@@ -92,7 +109,7 @@ class SettingsStore:
                 f"dict): {exc}"
             ) from None
         row = {"value": text, "description": description, "updated_at": self._now()}
-        with self.store.engine.begin() as conn:
+        with self._write() as conn:
             _upsert(conn, s.variables, s.variables.c.key, key, row)
 
     def get_variable(self, key: str, default: Any = MISSING) -> Any:
@@ -122,7 +139,7 @@ class SettingsStore:
 
     def delete_variable(self, key: str) -> bool:
         """Remove a variable; False if there was none."""
-        with self.store.engine.begin() as conn:
+        with self._write() as conn:
             n = conn.execute(delete(s.variables).where(s.variables.c.key == key)).rowcount
         return bool(n)
 
@@ -143,7 +160,7 @@ class SettingsStore:
         secret = self._get_cipher(True).encrypt(uri)
         c = s.connections
         row = {"secret": secret, "updated_at": self._now()}
-        with self.store.engine.begin() as conn:
+        with self._write() as conn:
             exists = conn.execute(select(c.c.name).where(c.c.name == name)).first() is not None
             if exists and not replace:
                 raise PhloemError(
@@ -175,7 +192,7 @@ class SettingsStore:
 
     def delete_connection(self, name: str) -> bool:
         """Remove a connection; False if there was none."""
-        with self.store.engine.begin() as conn:
+        with self._write() as conn:
             n = conn.execute(delete(s.connections).where(s.connections.c.name == name)).rowcount
         return bool(n)
 
