@@ -99,7 +99,7 @@ def test_other_braces_pass_through() -> None:
     c = ctx()
     for text in (
         "awk '{print $1}' f",
-        'echo \'{"a": 1}\'',
+        "echo '{\"a\": 1}'",
         "echo ${ds} ${HOME}",
         "{unknown} {ds_}",
         "no braces at all",
@@ -151,9 +151,7 @@ def templated(region: str = "eu") -> None:
 
 @pytest.mark.parametrize("executor", ["inline", "local"])
 def test_shell_commands_and_template_arguments_are_filled(home: Path, executor: str) -> None:
-    r = phloem.run(
-        templated, logical_date="2026-03-29", params={"region": "us"}, executor=executor
-    )
+    r = phloem.run(templated, logical_date="2026-03-29", params={"region": "us"}, executor=executor)
     assert r.state is RunState.SUCCESS, {k: ti.error for k, ti in r.tasks.items()}
     assert r.output("say") == f"2026-03-29 us {r.run_id}"
     assert r.output("argv") == "20260329"

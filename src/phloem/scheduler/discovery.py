@@ -16,6 +16,17 @@ log = logging.getLogger("phloem.scheduler")
 
 
 @dataclass
+class Scan:
+    """The files of the folder (None: the folder is missing), those to read again, and those
+    whose time stamp changed but not their content."""
+
+    present: list[str] | None
+    todo: list[str] = field(default_factory=list)
+    touched: dict[str, tuple[float, int, str]] = field(default_factory=dict)
+    stats: dict[str, tuple[float, int]] = field(default_factory=dict)  # of ``todo``
+
+
+@dataclass
 class Changes:
     parsed: list[FileReport] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
@@ -49,14 +60,16 @@ class Discovery:
 
     def refresh(self, now: float | None = None) -> Changes:
         """Parse what is new or changed since the last call; forget what was deleted."""
-        now = time.time() if now is None else now
-        changes = Changes()
+        scan = self.scan()
+        return self.apply(scan, self.pool.parse(scan.todo), now)
+
+    def scan(self) -> Scan:
+        """What changed in the folder since the last ``apply``: stats and digests only, no
+        import. Safe off the loop thread while no ``apply`` runs (it reads, never writes)."""
         if not self.folder.is_dir():
-            log.warning("pipelines folder %s does not exist", self.folder)
-            return changes
-        present = pipeline_files(self.folder)
-        todo = []
-        for path in present:
+            return Scan(present=None)
+        scan = Scan(present=pipeline_files(self.folder))
+        for path in scan.present or ():
             try:
                 st = os.stat(path)
             except FileNotFoundError:
@@ -65,23 +78,33 @@ class Discovery:
             if known is not None and (known[0], known[1]) == (st.st_mtime, st.st_size):
                 continue
             if known is not None and file_digest(path) == known[2]:
-                self._seen[path] = (st.st_mtime, st.st_size, known[2])
+                scan.touched[path] = (st.st_mtime, st.st_size, known[2])
                 continue
-            todo.append(path)
+            scan.todo.append(path)
+            scan.stats[path] = (st.st_mtime, st.st_size)
+        return scan
+
+    def apply(self, scan: Scan, reports: list[FileReport], now: float | None = None) -> Changes:
+        """Record a scan and its files' reports in the catalog (on the loop thread)."""
+        now = time.time() if now is None else now
+        changes = Changes()
+        if scan.present is None:
+            log.warning("pipelines folder %s does not exist", self.folder)
+            return changes
+        present = scan.present
+        self._seen.update(scan.touched)
         # in path order, so which of two files defining one name wins does not depend on
         # which worker finished first
-        for report in sorted(self.pool.parse(todo), key=lambda r: r.file):
+        for report in sorted(reports, key=lambda r: r.file):
             changes.parsed.append(report)
-            try:
-                st = os.stat(report.file)
-            except FileNotFoundError:
-                continue
+            # the stat taken before reading: a change made meanwhile is read at the next scan
+            mtime, size = scan.stats.get(report.file, (0.0, -1))
             if report.error:
                 log.error("cannot read pipelines from %s: %s", report.file, report.error)
                 self.catalog.import_failed(report.file, report.error, now)
-                self._seen[report.file] = (st.st_mtime, st.st_size, "")
+                self._seen[report.file] = (mtime, size, "")
                 continue
-            self._seen[report.file] = (st.st_mtime, st.st_size, report.digest)
+            self._seen[report.file] = (mtime, size, report.digest)
             taken = {n: i.file for n, i in self.pipelines.items()}
             clean, problems = [], []
             for info in report.pipelines:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections import deque
@@ -85,20 +86,35 @@ def _worker(conn: Connection) -> None:
         conn.send(_parse_one(path))
 
 
+#: how often a parse in progress looks whether the pool is being closed
+_CLOSE_POLL = 0.2
+
+
 class ParserPool:
     """``workers`` processes reading files; a file over ``timeout`` seconds is abandoned and
-    its worker replaced."""
+    its worker replaced. ``parse`` may run on another thread than ``close``: closing stops a
+    parse under way (its unread files are reported as not read)."""
 
     def __init__(self, workers: int = 2, timeout: float = 30.0) -> None:
         self.workers = max(1, workers)
         self.timeout = timeout
         self._procs: list[tuple[Child, Connection]] = []
+        self._lock = threading.Lock()  # one parse at a time; close waits for it
+        self._closing = threading.Event()
 
     def _spawn(self) -> tuple[Child, Connection]:
         # it dies with the scheduler, and whatever a file starts at import dies with it
         return start_child(_worker, (), "phloem-parser")
 
     def parse(self, paths: list[str]) -> list[FileReport]:
+        with self._lock:
+            if self._closing.is_set():
+                return [
+                    FileReport(p, "", (), "the scheduler stopped before reading it") for p in paths
+                ]
+            return self._parse(paths)
+
+    def _parse(self, paths: list[str]) -> list[FileReport]:
         while len(self._procs) < min(self.workers, len(paths)):
             self._procs.append(self._spawn())
         todo = deque(paths)
@@ -111,8 +127,15 @@ class ParserPool:
                 path = todo.popleft()
                 conn.send(path)
                 busy[conn] = (proc, path, time.monotonic())
+            if self._closing.is_set():
+                reports += [
+                    FileReport(p, "", (), "the scheduler stopped before reading it")
+                    for p in [*(path for _, path, _ in busy.values()), *todo]
+                ]
+                return reports  # close() stops the processes
             deadline = min(started for _, _, started in busy.values()) + self.timeout
-            ready = wait(list(busy), max(0.0, deadline - time.monotonic()))
+            left = max(0.0, deadline - time.monotonic())
+            ready = wait(list(busy), min(left, _CLOSE_POLL))
             for ready_conn in ready:
                 c: Connection = ready_conn  # type: ignore[assignment]
                 proc, path, _ = busy.pop(c)
@@ -120,11 +143,7 @@ class ParserPool:
                     reports.append(c.recv())
                     idle.append((proc, c))
                 except (EOFError, OSError):
-                    proc.join(1)  # its exit code is known only once it was reaped
-                    code = proc.exitcode
-                    reports.append(
-                        FileReport(path, "", (), f"the process reading it died (exit code {code})")
-                    )
+                    reports.append(FileReport(path, "", (), _death(proc)))
                     self._replace(proc, c, idle)
             now = time.monotonic()
             for conn, (proc, path, started) in list(busy.items()):
@@ -151,6 +170,11 @@ class ParserPool:
         idle.append(fresh)
 
     def close(self) -> None:
+        self._closing.set()
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         for _, conn in self._procs:
             try:
                 conn.send(None)
@@ -161,3 +185,19 @@ class ParserPool:
             proc.stop()
             conn.close()
         self._procs = []
+
+
+def _death(proc: Child) -> str:
+    """Why a parser process stopped answering: its exit code or signal, once it is reaped
+    (right after its pipe closes the process may not have been reaped yet)."""
+    proc.join(2)
+    code = proc.exitcode
+    if code is None:
+        return "the process reading it stopped answering; it was stopped"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"the process reading it was killed by {name}"
+    return f"the process reading it exited with code {code} while importing the file"

@@ -28,8 +28,9 @@ from phloem.executors import Executor
 from phloem.loading import reload_pipeline
 from phloem.records import RunRecord
 from phloem.runs import create_run
-from phloem.scheduler.discovery import Discovery
+from phloem.scheduler.discovery import Changes, Discovery
 from phloem.scheduler.parsing import ParserPool
+from phloem.scheduler.reading import Reader, ReadResult, SpecLoader, Wakeup
 from phloem.scheduler.triggers import due_runs, next_due, parse_time, schedule_of
 from phloem.scheduler.wakeup import WakeListener
 from phloem.schedules import Continuous, Schedule
@@ -83,6 +84,12 @@ class Scheduler:
         self.executor = app.executor(executor)
         self.pool = ParserPool(workers=min(2, app.workers), timeout=config.parse_timeout)
         self.discovery = Discovery(config.folder, self.catalog, self.pool)
+        # pipeline files are read off the loop thread: a hanging file never pauses runs
+        self.wakeup = Wakeup()
+        self.reader = Reader(self.discovery, self.wakeup)
+        self.loader = SpecLoader(
+            lambda source: self._load(source), self.wakeup, config.parse_timeout
+        )
         self.keeper = LeaseKeeper(
             self.catalog,
             self.id,
@@ -100,7 +107,7 @@ class Scheduler:
         self._stop = threading.Event()
         #: schedulers killed on this machine whose lock we took: their runs are ours at once
         self._dead_holders: set[str] = set()
-        self.wakers: list[WorkListener] = []
+        self.wakers: list[WorkListener] = [self.wakeup]
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -168,7 +175,8 @@ class Scheduler:
                 # let other schedulers take these runs now, not when the leases run out
                 self.keeper.release(driven)
         finally:
-            self.pool.close()
+            self.pool.close()  # stops a parse under way, so the reader's thread ends
+            self.reader.wait(timeout=5)
             for w in self.wakers:
                 w.close()
             if self.single:
@@ -199,8 +207,9 @@ class Scheduler:
         assert self.loop is not None, "call start() first"
         now = time.time()
         ended = self.loop.take_finished()
-        if now >= self._next_parse:
-            self.refresh(now)
+        self._take_read(now)
+        if now >= self._next_parse and self.reader.start():
+            self._next_parse = float("inf")  # until this read is absorbed
         if now >= self._next_tick:
             if self.single:
                 self._keep_sqlite_lease(now)
@@ -212,6 +221,7 @@ class Scheduler:
             self.claim(now)  # a run just ended: take the next one now, not at the next tick
         wait = max(0.0, min(self._next_tick, self._next_parse) - time.time())
         self.loop.turn(max_wait=wait, waker=[w for w in self.wakers if w.usable()])
+        self._take_read(time.time())  # a read that ended while the loop waited: use it now
         if any([w.drain() for w in self.wakers]):  # drain them all, not just the first
             self._next_tick = 0.0  # a run was queued: look now
 
@@ -230,7 +240,25 @@ class Scheduler:
             self.stop()
 
     def refresh(self, now: float) -> None:
-        changes = self.discovery.refresh(now)
+        """Read the folder now, on this thread (``step`` reads it in the background)."""
+        read = self.reader.wait()
+        if read is not None:
+            self._absorb(read, now)
+        self._changed(self.discovery.refresh(now), now)
+
+    def _take_read(self, now: float) -> None:
+        read = self.reader.take()
+        if read is not None:
+            self._absorb(read, now)
+
+    def _absorb(self, read: ReadResult, now: float) -> None:
+        if read.error is not None or read.scan is None:
+            log.error("reading the pipelines folder failed: %s", read.error)
+            self._next_parse = now + self.config.parse_interval
+            return
+        self._changed(self.discovery.apply(read.scan, read.reports, now), now)
+
+    def _changed(self, changes: Changes, now: float) -> None:
         for name in changes.changed_pipelines:
             log.info("pipeline %s: new version", name)
             self._next_due.pop(name, None)  # its schedule may have changed
@@ -291,6 +319,9 @@ class Scheduler:
         if sched is None:
             self._next_due[name] = float("inf")
             return 0
+        if self._ready(info) is None:
+            self._next_due[name] = now + self.config.tick  # being imported: look again
+            return 0
         last = parse_time(last_text)
         made = 0
         for d in due_runs(info, sched, last, active, at, self._first_seen.get(name)):
@@ -308,7 +339,7 @@ class Scheduler:
         return made
 
     def _asset_run(self, info: PipelineInfo, active: int, now: float) -> int:
-        if active >= info.max_active_runs:
+        if active >= info.max_active_runs or self._ready(info) is None:
             return 0
         seen = self.catalog.assets_ready(info.name, info.assets)
         if seen is None:
@@ -352,6 +383,17 @@ class Scheduler:
             self._specs[key] = spec
         return spec
 
+    def _ready(self, info: PipelineInfo) -> PipelineSpec | None:
+        """The pipeline's graph if this process has it, else None while it is imported in
+        the background (an import error is raised)."""
+        key = (info.name, info.code_hash)
+        spec = self._specs.get(key)
+        if spec is None:
+            spec = self.loader.get(f"{info.file}:{info.name}")
+            if spec is not None:
+                self._specs[key] = spec
+        return spec
+
     def _load(self, source: str) -> PipelineSpec:
         return reload_pipeline(source).spec
 
@@ -372,6 +414,9 @@ class Scheduler:
                 continue
             try:
                 session = self._session(run)
+                if session is None:  # its pipeline is being imported: claim it again later
+                    self.catalog.release_runs(self.id, [run.run_id])
+                    continue
                 self.loop.add(session)
             except Exception as exc:
                 log.error(
@@ -388,13 +433,16 @@ class Scheduler:
             log.info("driving run %s of %s (%s)", run.run_id, run.pipeline, run.run_type)
         return claimed
 
-    def _session(self, run: RunRecord) -> RunSession:
+    def _session(self, run: RunRecord) -> RunSession | None:
+        """A session for ``run``, or None while its pipeline's file is imported."""
         if not run.source:
             raise PhloemError(f"run {run.run_id} does not record its pipeline's code")
         key = (run.pipeline, run.code_hash or "")
         spec = self._specs.get(key)
         if spec is None:
-            spec = self._load(run.source)
+            spec = self.loader.get(run.source)
+            if spec is None:
+                return None
             if run.code_hash and spec.code_hash != run.code_hash:
                 log.warning(
                     "run %s was created with code %s; driving it with %s",
