@@ -165,6 +165,7 @@ def test_reopening_a_run_is_all_or_nothing(
 ) -> None:
     import phloem
     from phloem.runs import reopen
+    from phloem.store.writes import Writer
 
     r = phloem.run(mapped_failure, executor="inline", store=store, home=tmp_path)
     assert r.state is RunState.FAILED
@@ -173,7 +174,7 @@ def test_reopening_a_run_is_all_or_nothing(
     def crash(*args: object) -> None:
         raise RuntimeError("the process died here")
 
-    monkeypatch.setattr(SqlStore, "_replace_mapped", crash)
+    monkeypatch.setattr(Writer, "replace_mapped", crash)
     with pytest.raises(RuntimeError):
         reopen(store, mapped_failure.spec, r.run_id, task="make_list", downstream=True, reason="t")
     assert store.get_run(r.run_id).state is RunState.FAILED

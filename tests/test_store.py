@@ -208,10 +208,11 @@ def test_run_state_compare_and_set(store: SqlStore) -> None:
     assert applied.run_state is RunState.SUCCESS
     run = store.get_run("run-1")
     assert (run.state, run.started_at, run.ended_at) == (RunState.SUCCESS, 10.0, 30.0)
-    # a retry brings it back to running, with no end yet
+    # a retry brings it back to running, with no end yet, started again (a pipeline's timeout
+    # counts from the reopen)
     assert store.set_run_state("run-1", RunState.SUCCESS, RunState.RUNNING, 40.0)
     run = store.get_run("run-1")
-    assert (run.state, run.started_at, run.ended_at) == (RunState.RUNNING, 10.0, None)
+    assert (run.state, run.started_at, run.ended_at) == (RunState.RUNNING, 40.0, None)
     states = [(e.old_state, e.new_state) for e in store.events("run-1")]
     assert states == [
         (None, "queued"),

@@ -17,8 +17,9 @@ from phloem.states import RunState
 from phloem.store import schema as s
 from phloem.store.resilience import resilient
 from phloem.store.rows import run_record
-from phloem.store.sql import SqlStore, _insert_new
+from phloem.store.sql import SqlStore
 from phloem.store.types import PipelineInfo, PipelineRow
+from phloem.store.writes import insert_new
 
 _ACTIVE_RUN_STATES = (RunState.QUEUED.value, RunState.RUNNING.value)
 
@@ -47,7 +48,7 @@ class Catalog:
                 existing = conn.execute(select(p).where(p.c.name == info.name)).first()
                 if existing is None:
                     # another scheduler may register it at the same moment: first one wins
-                    ins = _insert_new(self.store.dialect, p)
+                    ins = insert_new(self.store.dialect, p)
                     conn.execute(ins.values({**row, "paused": 0, "active": 1}))
                     changed.append(info.name)
                 else:
@@ -65,7 +66,7 @@ class Catalog:
 
     def _version(self, conn: Connection, info: PipelineInfo, now: float) -> None:
         conn.execute(
-            _insert_new(self.store.dialect, s.pipeline_versions).values(
+            insert_new(self.store.dialect, s.pipeline_versions).values(
                 pipeline=info.name, code_hash=info.code_hash, file=info.file, first_seen_at=now
             )
         )
@@ -412,7 +413,7 @@ class Catalog:
                     conn.rollback()
                     return False
                 res = conn.execute(
-                    _insert_new(self.store.dialect, wm).values(
+                    insert_new(self.store.dialect, wm).values(
                         pipeline=pipeline, asset=asset, last_event_id=event_id
                     )
                 )

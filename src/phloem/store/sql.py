@@ -4,7 +4,7 @@ store/memory.py, is the same over SQLite in memory).
 It implements the port in store/port.py: callers speak to it in domain terms (runs, task
 instances, transitions); each ``commit`` is one transaction whose task-instance updates are
 compare-and-sets on (state, try_number), so a late or duplicate report can never overwrite a
-newer truth.
+newer truth. The bodies of the write transactions are in store/writes.py.
 """
 
 from __future__ import annotations
@@ -12,20 +12,17 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, bindparam, func, select
+from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import IntegrityError
 
 from phloem.config import DEFAULT_OUTAGE_TIMEOUT
 from phloem.errors import RunConflict, RunNotFound, StoreError, TaskNotFound
-from phloem.records import TI, Expansion, Key, RunRecord, Transition, expansion_instances
+from phloem.records import TI, Expansion, RunRecord, Transition
 from phloem.states import (
     ACTIVE_TASK_STATES,
-    TERMINAL_TASK_STATES,
     RunState,
-    TaskState,
-    task_transition_allowed,
 )
 from phloem.store import schema as s
 from phloem.store.engine import make_engine
@@ -33,12 +30,10 @@ from phloem.store.migrate import ensure_schema
 from phloem.store.port import StoreCapabilities, WorkListener
 from phloem.store.resilience import resilient
 from phloem.store.rows import (
-    TI_VALUE_COLUMNS,
     run_record,
     run_row,
     ti_record,
     ti_row,
-    ti_values,
 )
 from phloem.store.types import (
     Applied,
@@ -49,6 +44,7 @@ from phloem.store.types import (
     EventRow,
     RunIdTaken,
 )
+from phloem.store.writes import LostRace, Writer, insert_new
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -66,12 +62,10 @@ __all__ = [
     "EventRow",
     "RunIdTaken",
     "SqlStore",
-    "_insert_new",
 ]
 
 _TI = s.task_instances
 _ACTIVE = {st.value for st in ACTIVE_TASK_STATES}
-_TERMINAL = sorted(st.value for st in TERMINAL_TASK_STATES)
 
 
 @resilient
@@ -98,19 +92,7 @@ class SqlStore:
         self._catalog: Catalog | None = None
         if migrate:
             ensure_schema(self.engine)
-        self._multi_rowcount = bool(self.engine.dialect.supports_sane_multi_rowcount)
-        ti = _TI
-        self._cas = (
-            ti.update()
-            .where(
-                ti.c.run_id == bindparam("b_run"),
-                ti.c.task_id == bindparam("b_task"),
-                ti.c.map_index == bindparam("b_map"),
-                ti.c.state == bindparam("b_state"),
-                ti.c.try_number == bindparam("b_try"),
-            )
-            .values({c: bindparam(f"v_{c}") for c in TI_VALUE_COLUMNS})
-        )
+        self._w = Writer(self.dialect, bool(self.engine.dialect.supports_sane_multi_rowcount))
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -277,30 +259,7 @@ class SqlStore:
 
     def set_run_state(self, run_id: str, old: RunState, new: RunState, now: float) -> bool:
         with self._tx() as conn:
-            return self._set_run_state(conn, run_id, old, new, now)
-
-    def _set_run_state(
-        self, conn: Connection, run_id: str, old: RunState, new: RunState, now: float
-    ) -> bool:
-        r = s.runs
-        values: dict[str, Any] = {"state": new.value}
-        if new is RunState.RUNNING:
-            values["ended_at"] = None
-            if old is RunState.QUEUED or old.is_terminal:
-                values["started_at"] = now  # a reopened run starts again (and its timeout)
-        if new.is_terminal:
-            values["ended_at"] = now
-        res = conn.execute(
-            r.update().where(r.c.run_id == run_id, r.c.state == old.value).values(values)
-        )
-        if res.rowcount != 1:
-            return False
-        conn.execute(
-            s.events.insert().values(
-                run_id=run_id, old_state=old.value, new_state=new.value, at=now
-            )
-        )
-        return True
+            return self._w.set_run_state(conn, run_id, old, new, now)
 
     # -- task instances ------------------------------------------------------------------------
 
@@ -355,295 +314,13 @@ class SqlStore:
         now = time.time() if now is None else now
         try:
             with self._tx() as conn:
-                return [self._apply_commit(conn, r, now, bulk=True) for r in requests]
-        except _LostRace:
+                return [self._w.apply_commit(conn, r, now, bulk=True) for r in requests]
+        except LostRace:
             out = []
             for r in requests:
                 with self._tx() as conn:
-                    out.append(self._apply_commit(conn, r, now, bulk=False))
+                    out.append(self._w.apply_commit(conn, r, now, bulk=False))
             return out
-
-    def _apply_commit(self, conn: Connection, r: Commit, now: float, *, bulk: bool) -> Applied:
-        if r.owner is not None:
-            runs = s.runs
-            held = conn.execute(
-                runs.update()
-                .where(runs.c.run_id == r.run_id, runs.c.owner == r.owner)
-                .values(lease_expires_at=now + r.lease_ttl)
-            )
-            if held.rowcount != 1:
-                return Applied(fenced=True)
-        applied = self._commit(conn, r.run_id, r.transitions, r.expansions, now, bulk=bulk)
-        self._finish_commit(conn, r.run_id, applied, r.run_state, r.artifacts, r.uses, now)
-        self._asset_events(conn, r.run_id, applied, r.asset_outputs, now)
-        return applied
-
-    def _asset_events(
-        self,
-        conn: Connection,
-        run_id: str,
-        applied: Applied,
-        asset_outputs: Mapping[str, tuple[str, ...]] | None,
-        now: float,
-    ) -> None:
-        """A task that updates assets records one event per asset when it succeeds, in the
-        same transaction as its success."""
-        if not asset_outputs:
-            return
-        rows = [
-            {"asset": asset, "run_id": run_id, "task_id": t.new.task_id, "at": now}
-            for t in applied.transitions
-            if t.new.state is TaskState.SUCCESS and t.old.state is not TaskState.SUCCESS
-            for asset in asset_outputs.get(t.new.task_id, ())
-        ]
-        if rows:
-            conn.execute(s.asset_events.insert(), rows)
-
-    def _finish_commit(
-        self,
-        conn: Connection,
-        run_id: str,
-        applied: Applied,
-        run_state: tuple[RunState, RunState] | None,
-        artifacts: Sequence[ArtifactRecord],
-        uses: Sequence[ArtifactUse],
-        now: float,
-    ) -> None:
-        # a run state decided from changes that lost their compare-and-set is stale: it is
-        # not applied, and the caller reloads and decides again
-        if (
-            run_state is not None
-            and not applied.lost
-            and self._set_run_state(conn, run_id, *run_state, now)
-        ):
-            applied.run_state = run_state[1]
-        if artifacts or uses:
-            self._record_artifacts(conn, run_id, artifacts, uses, now)
-
-    def _commit(
-        self,
-        conn: Connection,
-        run_id: str,
-        transitions: Sequence[Transition],
-        expansions: Sequence[Expansion],
-        now: float,
-        *,
-        bulk: bool,
-    ) -> Applied:
-        applied = Applied()
-        for e in expansions:
-            ph = e.placeholder
-            pool_row = conn.execute(
-                select(_TI.c.pool, _TI.c.pool_slots).where(
-                    _TI.c.run_id == run_id, _TI.c.task_id == ph.task_id, _TI.c.map_index == -1
-                )
-            ).first()
-            res = conn.execute(
-                _TI.delete().where(
-                    _TI.c.run_id == run_id,
-                    _TI.c.task_id == ph.task_id,
-                    _TI.c.map_index == -1,
-                    _TI.c.state == ph.state.value,
-                    _TI.c.try_number == ph.try_number,
-                )
-            )
-            if res.rowcount != 1:
-                if bulk:
-                    raise _LostRace
-                applied.lost.append(ph.key)
-                continue
-            created = expansion_instances(e, now)
-            rows = [ti_row(run_id, ti) for ti in created]
-            if pool_row is not None:
-                for row in rows:
-                    row["pool"], row["pool_slots"] = pool_row.pool, pool_row.pool_slots
-            conn.execute(_TI.insert(), rows)
-            conn.execute(
-                s.events.insert(),
-                [
-                    {
-                        "run_id": run_id,
-                        "task_id": ti.task_id,
-                        "map_index": ti.map_index,
-                        "try_number": ti.try_number,
-                        "old_state": ph.state.value,
-                        "new_state": ti.state.value,
-                        "at": now,
-                        "reason": f"expanded into {e.count}",
-                    }
-                    for ti in created
-                ],
-            )
-            applied.expansions.append(e)
-        # collapse consecutive changes of one instance into one compare-and-set
-        chains: dict[Key, list[Transition]] = {}
-        for t in transitions:
-            if t.new.state is not t.old.state and not task_transition_allowed(
-                t.old.state, t.new.state
-            ):
-                raise StoreError(
-                    f"refused transition of {t.key[0]}[{t.key[1]}] from {t.old.state.value} to "
-                    f"{t.new.state.value} in run {run_id}: not in states.TASK_TRANSITIONS",
-                    run=run_id,
-                    task=t.key[0],
-                )
-            chains.setdefault(t.key, []).append(t)
-        lost_keys = {k for k in applied.lost}
-        params = []
-        order = []
-        # one lock order for every commit, so two actors changing the same instances cannot
-        # deadlock on PostgreSQL
-        for key, chain in sorted(chains.items()):
-            if key[1] >= 0 and (key[0], -1) in lost_keys:
-                lost_keys.add(key)
-                continue
-            first, last = chain[0].old, chain[-1].new
-            p = {
-                "b_run": run_id,
-                "b_task": key[0],
-                "b_map": key[1],
-                "b_state": first.state.value,
-                "b_try": first.try_number,
-            }
-            p.update(ti_values(last))
-            params.append(p)
-            order.append(key)
-        if params:
-            if bulk and self._multi_rowcount:
-                res = conn.execute(self._cas, params)
-                if res.rowcount != len(params):
-                    raise _LostRace
-                won = order
-            else:
-                won = []
-                for key, p in zip(order, params, strict=True):
-                    if conn.execute(self._cas, [p]).rowcount == 1:
-                        won.append(key)
-                    else:
-                        lost_keys.add(key)
-        else:
-            won = []
-        applied.lost = sorted(lost_keys)
-        won_set = set(won)
-        winners = [t for t in transitions if t.key in won_set]
-        applied.transitions = winners
-        self._record_attempts(conn, run_id, winners, now)
-        if winners:
-            conn.execute(
-                s.events.insert(),
-                [
-                    {
-                        "run_id": run_id,
-                        "task_id": t.new.task_id,
-                        "map_index": t.new.map_index,
-                        "try_number": t.new.try_number,
-                        "old_state": t.old.state.value,
-                        "new_state": t.new.state.value,
-                        "at": now,
-                        "reason": t.reason,
-                    }
-                    for t in winners
-                ],
-            )
-        return applied
-
-    def _record_attempts(
-        self, conn: Connection, run_id: str, ts: Sequence[Transition], now: float
-    ) -> None:
-        a = s.attempts
-        new_rows = []
-        updates = []
-        for t in ts:
-            new, old = t.new, t.old
-            if new.state is TaskState.QUEUED:
-                new_rows.append(
-                    {
-                        "run_id": run_id,
-                        "task_id": new.task_id,
-                        "map_index": new.map_index,
-                        "try_number": new.try_number,
-                        "state": "queued",
-                        "queued_at": now,
-                    }
-                )
-            elif old.state.value in _ACTIVE and new.try_number == old.try_number:
-                updates.append(
-                    {
-                        "b_run": run_id,
-                        "b_task": new.task_id,
-                        "b_map": new.map_index,
-                        "b_try": new.try_number,
-                        # an attempt taken back from a driver that stopped was interrupted
-                        "v_state": "interrupted"
-                        if new.state is TaskState.SCHEDULED
-                        else new.state.value,
-                        "v_started": new.started_at,
-                        "v_ended": new.ended_at,
-                        "v_error": new.error,
-                    }
-                )
-        if new_rows:
-            conn.execute(a.insert(), new_rows)
-        if updates:
-            conn.execute(_ATTEMPT_UPDATE, updates)
-
-    def _record_artifacts(
-        self,
-        conn: Connection,
-        run_id: str,
-        artifacts: Sequence[ArtifactRecord],
-        uses: Sequence[ArtifactUse],
-        now: float,
-    ) -> None:
-        if artifacts:
-            known = set(
-                conn.execute(
-                    select(s.artifacts.c.digest).where(
-                        s.artifacts.c.digest.in_({a.digest for a in artifacts})
-                    )
-                ).scalars()
-            )
-            fresh = {a.digest: a for a in artifacts if a.digest not in known}
-            if fresh:
-                # another run may record the same content at the same moment: keep its row
-                conn.execute(
-                    _insert_new(self.dialect, s.artifacts),
-                    [
-                        {
-                            "digest": a.digest,
-                            "serializer": a.serializer,
-                            "type_name": a.type_name,
-                            "size": a.size,
-                            "key": a.key,
-                            "created_at": now,
-                        }
-                        for a in fresh.values()
-                    ],
-                )
-        if uses:
-            rows = {
-                (u.digest, u.task_id, u.map_index, u.role): {
-                    "digest": u.digest,
-                    "run_id": run_id,
-                    "task_id": u.task_id,
-                    "map_index": u.map_index,
-                    "role": u.role,
-                    "try_number": u.try_number,
-                    "at": now,
-                }
-                for u in uses
-            }
-            au = s.artifact_uses
-            existing = set(
-                conn.execute(
-                    select(au.c.digest, au.c.task_id, au.c.map_index, au.c.role).where(
-                        au.c.run_id == run_id, au.c.digest.in_({u.digest for u in uses})
-                    )
-                )
-            )
-            fresh_rows = [v for k, v in rows.items() if k not in existing]
-            if fresh_rows:
-                conn.execute(au.insert(), fresh_rows)
 
     def add_instances(
         self, run_id: str, instances: Sequence[TI], pools: dict[str, tuple[str, int]]
@@ -654,7 +331,7 @@ class SqlStore:
         for row in rows:
             row["pool"], row["pool_slots"] = pools.get(row["task_id"], ("default", 1))
         with self._tx() as conn:
-            conn.execute(_insert_new(self.dialect, _TI), rows)
+            conn.execute(insert_new(self.dialect, _TI), rows)
 
     def reopen_run(
         self,
@@ -674,18 +351,18 @@ class SqlStore:
         many instances changed."""
         with self._tx() as conn:
             ts = [Transition(old, new, reason) for old, new in resets]
-            applied = self._commit(conn, run_id, ts, (), now, bulk=False)
+            applied = self._w.transitions(conn, run_id, ts, (), now, bulk=False)
             for placeholder in placeholders:
-                self._replace_mapped(conn, run_id, placeholder, now)
+                self._w.replace_mapped(conn, run_id, placeholder, now)
             current = conn.execute(select(s.runs.c.state).where(s.runs.c.run_id == run_id)).scalar()
             changed = len({t.key for t in applied.transitions}) + len(placeholders)
             # a run finished with work left (e.g. written by an older version) opens too
             if (
                 current is not None
                 and RunState(current).is_terminal
-                and self._work_left(conn, run_id)
+                and self._w.work_left(conn, run_id)
             ):
-                self._set_run_state(conn, run_id, RunState(current), state, now)
+                self._w.set_run_state(conn, run_id, RunState(current), state, now)
                 if batch is not None:
                     conn.execute(
                         s.runs.update()
@@ -693,35 +370,6 @@ class SqlStore:
                         .values(batch=batch, batch_limit=batch_limit)
                     )
         return changed
-
-    def _work_left(self, conn: Connection, run_id: str) -> bool:
-        q = (
-            select(func.count())
-            .select_from(_TI)
-            .where(_TI.c.run_id == run_id, _TI.c.state.not_in(_TERMINAL))
-        )
-        return bool(conn.execute(q).scalar_one())
-
-    def _replace_mapped(self, conn: Connection, run_id: str, placeholder: TI, now: float) -> None:
-        task_id = placeholder.task_id
-        where = (_TI.c.run_id == run_id, _TI.c.task_id == task_id)
-        pool_row = conn.execute(select(_TI.c.pool, _TI.c.pool_slots).where(*where)).first()
-        conn.execute(_TI.delete().where(*where))
-        row = ti_row(run_id, placeholder)
-        if pool_row is not None:
-            row["pool"], row["pool_slots"] = pool_row.pool, pool_row.pool_slots
-        conn.execute(_TI.insert(), [row])
-        conn.execute(
-            s.events.insert().values(
-                run_id=run_id,
-                task_id=task_id,
-                map_index=-1,
-                try_number=placeholder.try_number,
-                new_state=placeholder.state.value,
-                at=now,
-                reason="cleared for re-expansion",
-            )
-        )
 
     # -- history -------------------------------------------------------------------------------
 
@@ -784,7 +432,7 @@ class SqlStore:
             )
             if res.rowcount == 0:
                 conn.execute(
-                    _insert_new(self.dialect, p).values(
+                    insert_new(self.dialect, p).values(
                         name=name, slots=slots, description=description
                     )
                 )
@@ -805,37 +453,3 @@ class SqlStore:
     @property
     def display_url(self) -> str:
         return self.engine.url.render_as_string(hide_password=True)
-
-
-_A = s.attempts
-#: built once: statement construction costs more than running it on the hot path
-_ATTEMPT_UPDATE = (
-    _A.update()
-    .where(
-        _A.c.run_id == bindparam("b_run"),
-        _A.c.task_id == bindparam("b_task"),
-        _A.c.map_index == bindparam("b_map"),
-        _A.c.try_number == bindparam("b_try"),
-    )
-    .values(
-        state=bindparam("v_state"),
-        started_at=bindparam("v_started"),
-        ended_at=bindparam("v_ended"),
-        error=bindparam("v_error"),
-    )
-)
-
-
-def _insert_new(dialect: str, table: Any) -> Any:
-    """INSERT that skips rows whose primary key exists already (ON CONFLICT DO NOTHING)."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table).on_conflict_do_nothing()
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(table).on_conflict_do_nothing()
-
-
-class _LostRace(Exception):
-    """A bulk compare-and-set matched fewer rows than expected; roll back and go row by row."""

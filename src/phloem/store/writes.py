@@ -1,0 +1,417 @@
+"""The bodies of the SQL store's write transactions, as methods over an open connection: one
+decision's compare-and-sets, its attempts, artifacts and asset events, a run's state, and the
+pieces of reopening a run. ``SqlStore`` opens the transaction and calls these, so a whole loop
+turn (or a whole reopen) is one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, func, select
+
+from phloem.errors import StoreError
+from phloem.records import TI, Expansion, Key, Transition, expansion_instances
+from phloem.states import (
+    ACTIVE_TASK_STATES,
+    TERMINAL_TASK_STATES,
+    RunState,
+    TaskState,
+    task_transition_allowed,
+)
+from phloem.store import schema as s
+from phloem.store.rows import TI_VALUE_COLUMNS, ti_row, ti_values
+from phloem.store.types import Applied, ArtifactRecord, ArtifactUse, Commit
+
+_TI = s.task_instances
+_ACTIVE = {st.value for st in ACTIVE_TASK_STATES}
+_TERMINAL = sorted(st.value for st in TERMINAL_TASK_STATES)
+
+
+class Writer:
+    """Write-transaction bodies for one database dialect."""
+
+    def __init__(self, dialect: str, multi_rowcount: bool) -> None:
+        self.dialect = dialect
+        #: the driver reports rows matched by an executemany: a bulk compare-and-set is safe
+        self.multi_rowcount = multi_rowcount
+        ti = _TI
+        self.cas = (
+            ti.update()
+            .where(
+                ti.c.run_id == bindparam("b_run"),
+                ti.c.task_id == bindparam("b_task"),
+                ti.c.map_index == bindparam("b_map"),
+                ti.c.state == bindparam("b_state"),
+                ti.c.try_number == bindparam("b_try"),
+            )
+            .values({c: bindparam(f"v_{c}") for c in TI_VALUE_COLUMNS})
+        )
+
+    def set_run_state(
+        self, conn: Connection, run_id: str, old: RunState, new: RunState, now: float
+    ) -> bool:
+        r = s.runs
+        values: dict[str, Any] = {"state": new.value}
+        if new is RunState.RUNNING:
+            values["ended_at"] = None
+            if old is RunState.QUEUED or old.is_terminal:
+                values["started_at"] = now  # a reopened run starts again (and its timeout)
+        if new.is_terminal:
+            values["ended_at"] = now
+        res = conn.execute(
+            r.update().where(r.c.run_id == run_id, r.c.state == old.value).values(values)
+        )
+        if res.rowcount != 1:
+            return False
+        conn.execute(
+            s.events.insert().values(
+                run_id=run_id, old_state=old.value, new_state=new.value, at=now
+            )
+        )
+        return True
+
+    def apply_commit(self, conn: Connection, r: Commit, now: float, *, bulk: bool) -> Applied:
+        if r.owner is not None:
+            runs = s.runs
+            held = conn.execute(
+                runs.update()
+                .where(runs.c.run_id == r.run_id, runs.c.owner == r.owner)
+                .values(lease_expires_at=now + r.lease_ttl)
+            )
+            if held.rowcount != 1:
+                return Applied(fenced=True)
+        applied = self.transitions(conn, r.run_id, r.transitions, r.expansions, now, bulk=bulk)
+        self.finish_commit(conn, r.run_id, applied, r.run_state, r.artifacts, r.uses, now)
+        self.asset_events(conn, r.run_id, applied, r.asset_outputs, now)
+        return applied
+
+    def asset_events(
+        self,
+        conn: Connection,
+        run_id: str,
+        applied: Applied,
+        asset_outputs: Mapping[str, tuple[str, ...]] | None,
+        now: float,
+    ) -> None:
+        """A task that updates assets records one event per asset when it succeeds, in the
+        same transaction as its success."""
+        if not asset_outputs:
+            return
+        rows = [
+            {"asset": asset, "run_id": run_id, "task_id": t.new.task_id, "at": now}
+            for t in applied.transitions
+            if t.new.state is TaskState.SUCCESS and t.old.state is not TaskState.SUCCESS
+            for asset in asset_outputs.get(t.new.task_id, ())
+        ]
+        if rows:
+            conn.execute(s.asset_events.insert(), rows)
+
+    def finish_commit(
+        self,
+        conn: Connection,
+        run_id: str,
+        applied: Applied,
+        run_state: tuple[RunState, RunState] | None,
+        artifacts: Sequence[ArtifactRecord],
+        uses: Sequence[ArtifactUse],
+        now: float,
+    ) -> None:
+        # a run state decided from changes that lost their compare-and-set is stale: it is
+        # not applied, and the caller reloads and decides again
+        if (
+            run_state is not None
+            and not applied.lost
+            and self.set_run_state(conn, run_id, *run_state, now)
+        ):
+            applied.run_state = run_state[1]
+        if artifacts or uses:
+            self.record_artifacts(conn, run_id, artifacts, uses, now)
+
+    def transitions(
+        self,
+        conn: Connection,
+        run_id: str,
+        transitions: Sequence[Transition],
+        expansions: Sequence[Expansion],
+        now: float,
+        *,
+        bulk: bool,
+    ) -> Applied:
+        applied = Applied()
+        for e in expansions:
+            ph = e.placeholder
+            pool_row = conn.execute(
+                select(_TI.c.pool, _TI.c.pool_slots).where(
+                    _TI.c.run_id == run_id, _TI.c.task_id == ph.task_id, _TI.c.map_index == -1
+                )
+            ).first()
+            res = conn.execute(
+                _TI.delete().where(
+                    _TI.c.run_id == run_id,
+                    _TI.c.task_id == ph.task_id,
+                    _TI.c.map_index == -1,
+                    _TI.c.state == ph.state.value,
+                    _TI.c.try_number == ph.try_number,
+                )
+            )
+            if res.rowcount != 1:
+                if bulk:
+                    raise LostRace
+                applied.lost.append(ph.key)
+                continue
+            created = expansion_instances(e, now)
+            rows = [ti_row(run_id, ti) for ti in created]
+            if pool_row is not None:
+                for row in rows:
+                    row["pool"], row["pool_slots"] = pool_row.pool, pool_row.pool_slots
+            conn.execute(_TI.insert(), rows)
+            conn.execute(
+                s.events.insert(),
+                [
+                    {
+                        "run_id": run_id,
+                        "task_id": ti.task_id,
+                        "map_index": ti.map_index,
+                        "try_number": ti.try_number,
+                        "old_state": ph.state.value,
+                        "new_state": ti.state.value,
+                        "at": now,
+                        "reason": f"expanded into {e.count}",
+                    }
+                    for ti in created
+                ],
+            )
+            applied.expansions.append(e)
+        # collapse consecutive changes of one instance into one compare-and-set
+        chains: dict[Key, list[Transition]] = {}
+        for t in transitions:
+            if t.new.state is not t.old.state and not task_transition_allowed(
+                t.old.state, t.new.state
+            ):
+                raise StoreError(
+                    f"refused transition of {t.key[0]}[{t.key[1]}] from {t.old.state.value} to "
+                    f"{t.new.state.value} in run {run_id}: not in states.TASK_TRANSITIONS",
+                    run=run_id,
+                    task=t.key[0],
+                )
+            chains.setdefault(t.key, []).append(t)
+        lost_keys = {k for k in applied.lost}
+        params = []
+        order = []
+        # one lock order for every commit, so two actors changing the same instances cannot
+        # deadlock on PostgreSQL
+        for key, chain in sorted(chains.items()):
+            if key[1] >= 0 and (key[0], -1) in lost_keys:
+                lost_keys.add(key)
+                continue
+            first, last = chain[0].old, chain[-1].new
+            p = {
+                "b_run": run_id,
+                "b_task": key[0],
+                "b_map": key[1],
+                "b_state": first.state.value,
+                "b_try": first.try_number,
+            }
+            p.update(ti_values(last))
+            params.append(p)
+            order.append(key)
+        if params:
+            if bulk and self.multi_rowcount:
+                res = conn.execute(self.cas, params)
+                if res.rowcount != len(params):
+                    raise LostRace
+                won = order
+            else:
+                won = []
+                for key, p in zip(order, params, strict=True):
+                    if conn.execute(self.cas, [p]).rowcount == 1:
+                        won.append(key)
+                    else:
+                        lost_keys.add(key)
+        else:
+            won = []
+        applied.lost = sorted(lost_keys)
+        won_set = set(won)
+        winners = [t for t in transitions if t.key in won_set]
+        applied.transitions = winners
+        self.record_attempts(conn, run_id, winners, now)
+        if winners:
+            conn.execute(
+                s.events.insert(),
+                [
+                    {
+                        "run_id": run_id,
+                        "task_id": t.new.task_id,
+                        "map_index": t.new.map_index,
+                        "try_number": t.new.try_number,
+                        "old_state": t.old.state.value,
+                        "new_state": t.new.state.value,
+                        "at": now,
+                        "reason": t.reason,
+                    }
+                    for t in winners
+                ],
+            )
+        return applied
+
+    def record_attempts(
+        self, conn: Connection, run_id: str, ts: Sequence[Transition], now: float
+    ) -> None:
+        a = s.attempts
+        new_rows = []
+        updates = []
+        for t in ts:
+            new, old = t.new, t.old
+            if new.state is TaskState.QUEUED:
+                new_rows.append(
+                    {
+                        "run_id": run_id,
+                        "task_id": new.task_id,
+                        "map_index": new.map_index,
+                        "try_number": new.try_number,
+                        "state": "queued",
+                        "queued_at": now,
+                    }
+                )
+            elif old.state.value in _ACTIVE and new.try_number == old.try_number:
+                updates.append(
+                    {
+                        "b_run": run_id,
+                        "b_task": new.task_id,
+                        "b_map": new.map_index,
+                        "b_try": new.try_number,
+                        # an attempt taken back from a driver that stopped was interrupted
+                        "v_state": "interrupted"
+                        if new.state is TaskState.SCHEDULED
+                        else new.state.value,
+                        "v_started": new.started_at,
+                        "v_ended": new.ended_at,
+                        "v_error": new.error,
+                    }
+                )
+        if new_rows:
+            conn.execute(a.insert(), new_rows)
+        if updates:
+            conn.execute(ATTEMPT_UPDATE, updates)
+
+    def record_artifacts(
+        self,
+        conn: Connection,
+        run_id: str,
+        artifacts: Sequence[ArtifactRecord],
+        uses: Sequence[ArtifactUse],
+        now: float,
+    ) -> None:
+        if artifacts:
+            known = set(
+                conn.execute(
+                    select(s.artifacts.c.digest).where(
+                        s.artifacts.c.digest.in_({a.digest for a in artifacts})
+                    )
+                ).scalars()
+            )
+            fresh = {a.digest: a for a in artifacts if a.digest not in known}
+            if fresh:
+                # another run may record the same content at the same moment: keep its row
+                conn.execute(
+                    insert_new(self.dialect, s.artifacts),
+                    [
+                        {
+                            "digest": a.digest,
+                            "serializer": a.serializer,
+                            "type_name": a.type_name,
+                            "size": a.size,
+                            "key": a.key,
+                            "created_at": now,
+                        }
+                        for a in fresh.values()
+                    ],
+                )
+        if uses:
+            rows = {
+                (u.digest, u.task_id, u.map_index, u.role): {
+                    "digest": u.digest,
+                    "run_id": run_id,
+                    "task_id": u.task_id,
+                    "map_index": u.map_index,
+                    "role": u.role,
+                    "try_number": u.try_number,
+                    "at": now,
+                }
+                for u in uses
+            }
+            au = s.artifact_uses
+            existing = set(
+                conn.execute(
+                    select(au.c.digest, au.c.task_id, au.c.map_index, au.c.role).where(
+                        au.c.run_id == run_id, au.c.digest.in_({u.digest for u in uses})
+                    )
+                )
+            )
+            fresh_rows = [v for k, v in rows.items() if k not in existing]
+            if fresh_rows:
+                conn.execute(au.insert(), fresh_rows)
+
+    def work_left(self, conn: Connection, run_id: str) -> bool:
+        q = (
+            select(func.count())
+            .select_from(_TI)
+            .where(_TI.c.run_id == run_id, _TI.c.state.not_in(_TERMINAL))
+        )
+        return bool(conn.execute(q).scalar_one())
+
+    def replace_mapped(self, conn: Connection, run_id: str, placeholder: TI, now: float) -> None:
+        task_id = placeholder.task_id
+        where = (_TI.c.run_id == run_id, _TI.c.task_id == task_id)
+        pool_row = conn.execute(select(_TI.c.pool, _TI.c.pool_slots).where(*where)).first()
+        conn.execute(_TI.delete().where(*where))
+        row = ti_row(run_id, placeholder)
+        if pool_row is not None:
+            row["pool"], row["pool_slots"] = pool_row.pool, pool_row.pool_slots
+        conn.execute(_TI.insert(), [row])
+        conn.execute(
+            s.events.insert().values(
+                run_id=run_id,
+                task_id=task_id,
+                map_index=-1,
+                try_number=placeholder.try_number,
+                new_state=placeholder.state.value,
+                at=now,
+                reason="cleared for re-expansion",
+            )
+        )
+
+
+_A = s.attempts
+#: built once: statement construction costs more than running it on the hot path
+ATTEMPT_UPDATE = (
+    _A.update()
+    .where(
+        _A.c.run_id == bindparam("b_run"),
+        _A.c.task_id == bindparam("b_task"),
+        _A.c.map_index == bindparam("b_map"),
+        _A.c.try_number == bindparam("b_try"),
+    )
+    .values(
+        state=bindparam("v_state"),
+        started_at=bindparam("v_started"),
+        ended_at=bindparam("v_ended"),
+        error=bindparam("v_error"),
+    )
+)
+
+
+def insert_new(dialect: str, table: Any) -> Any:
+    """INSERT that skips rows whose primary key exists already (ON CONFLICT DO NOTHING)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing()
+
+
+class LostRace(Exception):
+    """A bulk compare-and-set matched fewer rows than expected; roll back and go row by row."""
