@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -19,8 +20,10 @@ from typer.testing import CliRunner
 import phloem
 from phloem import pipeline, task
 from phloem.artifacts import ArtifactStore
-from phloem.runner import Attempt, run_attempt
+from phloem.dsl.spec import TaskSpec
+from phloem.runner import Attempt, Result, run_attempt
 from phloem.runner.capture import OutputCapture
+from phloem.runner.failures import WorkerShutdown
 from phloem.runner.logs import AttemptLog, log_path
 from phloem.states import RunState, TaskState
 from phloem.variables import close_stores
@@ -203,12 +206,11 @@ def one_chatty() -> None:
     chatty()
 
 
-def test_an_attempt_with_a_nul_in_its_name_runs_and_fails_cleanly(tmp_path: Path) -> None:
-    spec = one_chatty.spec.tasks["chatty"]
-    attempt = Attempt(
+def _attempt(tmp_path: Path, pipeline: str, task_id: str) -> Attempt:
+    return Attempt(
         run_id="r1",
-        pipeline="one_chatty",
-        task_id="cha\x00tty",
+        pipeline=pipeline,
+        task_id=task_id,
         map_index=-1,
         try_number=1,
         args=(),
@@ -217,14 +219,22 @@ def test_an_attempt_with_a_nul_in_its_name_runs_and_fails_cleanly(tmp_path: Path
         data_interval_start=None,
         data_interval_end=None,
         params={},
-        log_path=log_path(tmp_path, "r1", "cha\x00tty", -1, 1),
+        log_path=log_path(tmp_path, "r1", task_id, -1, 1),
         first_started_at=time.time(),
     )
+
+
+def _run_directly(tmp_path: Path, spec: TaskSpec, attempt: Attempt, **kw: Any) -> Result:
     capture = OutputCapture(sticky=False)
     try:
-        result = run_attempt(attempt, spec, ArtifactStore(str(tmp_path / "a")), capture=capture)
+        return run_attempt(attempt, spec, ArtifactStore(str(tmp_path / "a")), capture=capture, **kw)
     finally:
         capture.close()
+
+
+def test_an_attempt_with_a_nul_in_its_name_runs_and_fails_cleanly(tmp_path: Path) -> None:
+    spec = one_chatty.spec.tasks["chatty"]
+    result = _run_directly(tmp_path, spec, _attempt(tmp_path, "one_chatty", "cha\x00tty"))
     assert result.outcome == "failed"
     assert result.error == "ValueError: bad \\x00 value"  # storable on PostgreSQL too
     text = (tmp_path / "r1" / "cha%00tty.1.log").read_text()
@@ -270,3 +280,58 @@ def test_an_argument_that_cannot_be_sent_fails_its_task_clearly(home: Path) -> N
     assert ti.error.startswith("the arguments of task 'holds' cannot be sent to a worker process")
     assert "executor='inline'" in ti.error
     assert r.task_state("pid") is TaskState.SUCCESS
+
+
+def _explode() -> None:
+    raise ValueError("this value cannot be rebuilt here")
+
+
+class RebuildsBadly:
+    """Pickles fine, fails when a worker unpickles it."""
+
+    def __reduce__(self) -> tuple[object, tuple[()]]:
+        return (_explode, ())
+
+
+@pipeline
+def with_a_bad_rebuild() -> None:
+    holds(RebuildsBadly())
+    pid()
+
+
+def test_an_argument_a_worker_cannot_unpickle_fails_its_task_and_the_worker_lives_on(
+    home: Path,
+) -> None:
+    r = phloem.run(with_a_bad_rebuild, executor="local", workers=1)
+    ti = r.tasks[("holds", -1)]
+    assert ti.state is TaskState.FAILED
+    assert ti.error is not None
+    assert ti.error.startswith("the attempt could not be received by its worker process")
+    assert "this value cannot be rebuilt here" in ti.error
+    assert r.task_state("pid") is TaskState.SUCCESS
+
+
+@task
+def stops_the_worker() -> None:
+    raise WorkerShutdown(0)
+
+
+@pipeline
+def stopping() -> None:
+    stops_the_worker()
+    ctrl_c_by_hand()
+
+
+def test_only_phloems_own_stop_passes_the_attempt_boundary(tmp_path: Path) -> None:
+    tasks = stopping.spec.tasks
+    out_before = os.fstat(1)
+    with pytest.raises(WorkerShutdown):
+        _run_directly(tmp_path, tasks["stops_the_worker"], _attempt(tmp_path, "s", "stops"))
+    with pytest.raises(KeyboardInterrupt):  # inline: the user's Ctrl-C stops the driver
+        _run_directly(
+            tmp_path, tasks["ctrl_c_by_hand"], _attempt(tmp_path, "s", "c1"), interruptible=True
+        )
+    failed = _run_directly(tmp_path, tasks["ctrl_c_by_hand"], _attempt(tmp_path, "s", "c2"))
+    assert failed.outcome == "failed"
+    after = os.fstat(1)
+    assert (after.st_dev, after.st_ino) == (out_before.st_dev, out_before.st_ino)

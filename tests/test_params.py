@@ -164,9 +164,7 @@ def test_a_default_of_the_wrong_type_is_a_definition_error() -> None:
             pass
 
 
-def test_cli_params_are_typed_and_bad_ones_are_one_error_line(
-    home: Path, tmp_path: Path
-) -> None:
+def test_cli_params_are_typed_and_bad_ones_are_one_error_line(home: Path, tmp_path: Path) -> None:
     path = tmp_path / "daily.py"
     path.write_text(
         textwrap.dedent(

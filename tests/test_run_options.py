@@ -218,14 +218,10 @@ def no_retries() -> None:
 
 
 @pytest.mark.parametrize("executor", ["inline", "local"])
-def test_fail_and_retry_filters_decide_whether_a_failure_retries(
-    home: Path, executor: str
-) -> None:
+def test_fail_and_retry_filters_decide_whether_a_failure_retries(home: Path, executor: str) -> None:
     r = phloem.run(no_retries, executor=executor)
     tries = {k[0]: ti.try_number for k, ti in r.tasks.items()}
-    assert {k[0]: ti.state for k, ti in r.tasks.items()} == {
-        t: TaskState.FAILED for t in tries
-    }
+    assert {k[0]: ti.state for k, ti in r.tasks.items()} == {t: TaskState.FAILED for t in tries}
     assert tries == {
         "refuses": 1,
         "on_timeout": 4,
