@@ -14,7 +14,7 @@ import pytest
 
 from phloem.errors import RunConflict, RunNotFound, StoreError, TaskNotFound
 from phloem.records import TI, Expansion, RunRecord, Transition
-from phloem.states import RunState, TaskState
+from phloem.states import RunState, RunType, TaskState
 from phloem.store import (
     ArtifactRecord,
     ArtifactUse,
@@ -44,7 +44,7 @@ def make_run(
         logical_date=logical_date,
         params={"n": 3, "name": "x", "items": [1, 2]},
         created_at=created_at,
-        run_type="manual",
+        run_type=RunType.MANUAL,
         source="flows.py:etl",
         code_hash="abc123",
         data_interval_start=logical_date,

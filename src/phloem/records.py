@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from phloem.errors import PhloemError
-from phloem.states import RunState, TaskState
+from phloem.states import RunState, RunType, TaskState
 
 Key = tuple[str, int]  # (task_id, map_index); map_index -1 for an unmapped task
 
@@ -85,7 +85,7 @@ class RunRecord:
     created_at: float
     started_at: float | None = None
     ended_at: float | None = None
-    run_type: str = "manual"
+    run_type: RunType = RunType.MANUAL
     source: str | None = None  # "path/to/file.py:pipeline_name", to reload the code
     code_hash: str | None = None
     data_interval_start: str | None = None

@@ -17,7 +17,7 @@ from phloem.engine.model import TI
 from phloem.engine.reopen import plan_reopen
 from phloem.errors import PhloemError
 from phloem.records import RunRecord, iso_utc
-from phloem.states import RunState
+from phloem.states import RunState, RunType
 from phloem.store.port import Store
 from phloem.store.types import RunIdTaken
 
@@ -34,7 +34,7 @@ def create_run(
     logical_date: datetime | str | None = None,
     *,
     source: str | None = None,
-    run_type: str = "manual",
+    run_type: RunType | str = RunType.MANUAL,
     idempotency_key: str | None = None,
     data_interval: tuple[str, str] | None = None,
     owner: str | None = None,
@@ -53,7 +53,7 @@ def create_run(
         logical_date=iso_utc(logical_date),
         params=values,
         created_at=now,
-        run_type=run_type,
+        run_type=RunType(run_type),
         source=source,
         code_hash=spec.code_hash,
         data_interval_start=data_interval[0] if data_interval else None,

@@ -47,6 +47,18 @@ class AttemptOutcome(str, Enum):
         return self.value
 
 
+class RunType(str, Enum):
+    """What started a run."""
+
+    MANUAL = "manual"  # phloem run, phloem trigger, the Python API
+    SCHEDULED = "scheduled"  # its pipeline's schedule
+    BACKFILL = "backfill"  # phloem backfill
+    ASSET = "asset"  # an update of an asset it consumes
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class RunState(str, Enum):
     QUEUED = "queued"
     RUNNING = "running"

@@ -19,7 +19,7 @@ from phloem.driver.session import RunSession
 from phloem.engine import BACKFILL_PATIENCE, Capacity, Decision, Demand, Draft, allocate
 from phloem.executors import Executor, Started
 from phloem.runner import Result
-from phloem.states import ACTIVE_TASK_STATES
+from phloem.states import ACTIVE_TASK_STATES, RunType
 from phloem.store import Applied, Commit
 
 log = logging.getLogger("phloem.driver")
@@ -158,7 +158,7 @@ class Loop:
         return out
 
     def _demand(self, s: RunSession, d: Draft) -> Demand:
-        backfill = self._added[s.run_id] if s.run.run_type == "backfill" else None
+        backfill = self._added[s.run_id] if s.run.run_type is RunType.BACKFILL else None
         return d.demand(bool(self._pools), created_at=s.run.created_at, backfill_since=backfill)
 
     def _commit(

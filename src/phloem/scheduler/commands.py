@@ -19,7 +19,7 @@ from phloem.runs import create_run, new_run_id, reopen
 from phloem.scheduler.triggers import parse_time, schedule_of
 from phloem.scheduler.wakeup import notify_all
 from phloem.schedules import Continuous
-from phloem.states import RunState
+from phloem.states import RunState, RunType
 from phloem.store.port import PipelineCatalog
 from phloem.store.types import PipelineRow
 
@@ -63,7 +63,7 @@ def trigger(
             params,
             logical_date,
             source=f"{row.info.file}:{pipeline}",
-            run_type="manual",
+            run_type=RunType.MANUAL,
             idempotency_key=idempotency_key,
         )
     except RunConflict:
@@ -184,7 +184,7 @@ def backfill(
                     None,
                     item.logical_date,
                     source=f"{row.info.file}:{pipeline}",
-                    run_type="backfill",
+                    run_type=RunType.BACKFILL,
                     data_interval=(item.logical_date, item.interval_end),
                     batch=batch,
                     batch_limit=max_active_runs,

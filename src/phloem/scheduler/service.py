@@ -34,6 +34,7 @@ from phloem.scheduler.reading import Reader, ReadResult, SpecLoader, Wakeup
 from phloem.scheduler.triggers import due_runs, next_due, parse_time, schedule_of
 from phloem.scheduler.wakeup import WakeListener
 from phloem.schedules import Continuous, Schedule
+from phloem.states import RunType
 from phloem.store.port import WorkListener
 from phloem.store.types import PipelineInfo
 
@@ -328,7 +329,7 @@ class Scheduler:
             interval = (
                 (d.interval[0].isoformat(), d.interval[1].isoformat()) if d.interval else None
             )
-            if self._create(info, d.logical_date, "scheduled", interval):
+            if self._create(info, d.logical_date, RunType.SCHEDULED, interval):
                 made += 1
             last = d.logical_date if last is None or d.logical_date > last else last
         if active + made >= info.max_active_runs or isinstance(sched, Continuous):
@@ -345,7 +346,8 @@ class Scheduler:
         if seen is None:
             return 0
         key = "assets:" + ",".join(f"{a}={seen[a]}" for a in sorted(seen))
-        made = self._create(info, datetime.fromtimestamp(now, timezone.utc), "asset", None, key)
+        at = datetime.fromtimestamp(now, timezone.utc)
+        made = self._create(info, at, RunType.ASSET, None, key)
         self.catalog.consume_assets(info.name, seen)
         return int(made)
 
@@ -353,7 +355,7 @@ class Scheduler:
         self,
         info: PipelineInfo,
         logical: datetime,
-        run_type: str,
+        run_type: RunType,
         interval: tuple[str, str] | None,
         key: str | None = None,
     ) -> bool:

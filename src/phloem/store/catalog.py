@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from phloem.errors import PhloemError, PipelineNotFound
 from phloem.records import RunRecord
-from phloem.states import RunState
+from phloem.states import RunState, RunType
 from phloem.store import schema as s
 from phloem.store.resilience import resilient
 from phloem.store.rows import run_record
@@ -22,6 +22,8 @@ from phloem.store.types import PipelineInfo, PipelineRow
 from phloem.store.writes import insert_new
 
 _ACTIVE_RUN_STATES = (RunState.QUEUED.value, RunState.RUNNING.value)
+#: runs that fill a time slot of their schedule
+_TIMED_RUNS = (RunType.SCHEDULED.value, RunType.BACKFILL.value)
 
 
 @resilient
@@ -330,7 +332,7 @@ class Catalog:
                 chunk = list(pipelines[i : i + 500])
                 q = (
                     select(r.c.pipeline, func.max(r.c.logical_date))
-                    .where(r.c.pipeline.in_(chunk), r.c.run_type.in_(("scheduled", "backfill")))
+                    .where(r.c.pipeline.in_(chunk), r.c.run_type.in_(_TIMED_RUNS))
                     .group_by(r.c.pipeline)
                 )
                 out.update({p: d for p, d in conn.execute(q)})

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from phloem.records import TI, RunRecord
-from phloem.states import RunState, TaskState
+from phloem.states import RunState, RunType, TaskState
 
 TI_VALUE_COLUMNS = (
     "state",
@@ -75,7 +75,7 @@ def run_row(run: RunRecord, lease_until: float | None = None) -> dict[str, Any]:
         "data_interval_start": run.data_interval_start,
         "data_interval_end": run.data_interval_end,
         "params": json.dumps(run.params, default=str),
-        "run_type": run.run_type,
+        "run_type": run.run_type.value,
         "source": run.source,
         "code_hash": run.code_hash,
         "idempotency_key": run.idempotency_key,
@@ -99,7 +99,7 @@ def run_record(row: Any) -> RunRecord:
         created_at=row["created_at"],
         started_at=row["started_at"],
         ended_at=row["ended_at"],
-        run_type=row["run_type"],
+        run_type=RunType(row["run_type"]),
         source=row["source"],
         code_hash=row["code_hash"],
         data_interval_start=row["data_interval_start"],
