@@ -40,6 +40,7 @@ PUBLIC = {
         "ParamError",
         "PhloemError",
         "PipelineNotFound",
+        "PoolNotFound",
         "RunConflict",
         "RunNotFound",
         "SecretError",

@@ -11,6 +11,7 @@ happened in (pipeline, task, run, attempt), so a message can say where and what 
     +-- RunNotFound              no run with that id in the store
     +-- TaskNotFound             a pipeline has no task of that id
     +-- RunConflict              a run for that (pipeline, logical date) exists already
+    +-- PoolNotFound             a task names a pool the store does not define (or too small)
     +-- StoreError               the store cannot be used (schema too new, locked, ...)
     |   +-- StoreLocked          another process drives this SQLite store
     +-- SerializationError       a value cannot be stored as an output or artifact
@@ -64,6 +65,10 @@ class TaskNotFound(PhloemError):
 
 class RunConflict(PhloemError):
     """A run already exists for the same pipeline and logical date (or idempotency key)."""
+
+
+class PoolNotFound(PhloemError):
+    """A task names a pool the store does not define, or takes more slots than it has."""
 
 
 class StoreError(PhloemError):

@@ -15,7 +15,7 @@ from phloem.dsl.params import resolve_params
 from phloem.dsl.spec import PipelineSpec
 from phloem.engine.model import TI
 from phloem.engine.reopen import plan_reopen
-from phloem.errors import PhloemError
+from phloem.errors import PhloemError, PoolNotFound
 from phloem.records import RunRecord, iso_utc
 from phloem.states import RunState, RunType
 from phloem.store.port import Store
@@ -45,6 +45,7 @@ def create_run(
     """Queue a run of ``spec`` with its first task instances; a run made with an ``owner`` is
     leased to it, so no scheduler takes it."""
     values = resolve_params(spec, params)
+    check_pools(store, spec)
     now = time.time()
     record = RunRecord(
         run_id=new_run_id(now),
@@ -74,6 +75,51 @@ def create_run(
                 return found  # our own insert, whose acknowledgement was lost
             record = replace(record, run_id=new_run_id(time.time()))
     raise PhloemError("could not find a free run id after 5 tries")
+
+
+#: the pool every task takes unless it names another; it needs no definition (no size: no limit)
+DEFAULT_POOL = "default"
+
+
+def check_pools(store: Store, spec: PipelineSpec) -> None:
+    """Refuse a run whose tasks name a pool the store does not define (it would run them
+    without any limit, silently) or take more slots than their pool has (they would never
+    start). The default pool needs no definition."""
+    users: dict[str, list[str]] = {}
+    for t in spec.tasks.values():
+        if t.options.pool != DEFAULT_POOL:
+            users.setdefault(t.options.pool, []).append(t.task_id)
+    if not users:
+        return  # the common case costs no query
+    sizes = store.pools()
+    for pool, task_ids in users.items():
+        size = sizes.get(pool)
+        if size is None:
+            raise PoolNotFound(_undefined(store, spec.name, pool, task_ids), pipeline=spec.name)
+        for task_id in task_ids:
+            need = spec.tasks[task_id].options.pool_slots
+            if 0 < size < need:  # a pool of size 0 holds its tasks back on purpose
+                raise PoolNotFound(
+                    f"pipeline '{spec.name}': task '{task_id}' takes {need} slots of pool "
+                    f"'{pool}', which has {size}, so it could never start; give the pool more "
+                    f"slots (`phloem pools set {pool} {need}`) or the task fewer (pool_slots=...)",
+                    pipeline=spec.name,
+                    task=task_id,
+                )
+
+
+def _undefined(store: Store, pipeline: str, pool: str, task_ids: list[str]) -> str:
+    names = ", ".join(f"'{t}'" for t in task_ids)
+    who = f"task {names} uses" if len(task_ids) == 1 else f"tasks {names} use"
+    if store.capabilities.shared:
+        fix = f"`phloem pools set {pool} SIZE` (SIZE: how many slots may be taken at once)"
+    else:  # the CLI cannot reach a private store
+        fix = f"app.store.set_pool('{pool}', SIZE) on this private store"
+    return (
+        f"pipeline '{pipeline}': {who} pool '{pool}', which is not defined in the store "
+        f"({store.display_url}); define it with {fix}, or leave out pool= to use the default "
+        "pool"
+    )
 
 
 def reopen(
@@ -111,4 +157,4 @@ def reopen(
     )
 
 
-__all__ = ["create_run", "new_run_id", "reopen"]
+__all__ = ["DEFAULT_POOL", "check_pools", "create_run", "new_run_id", "reopen"]
