@@ -219,6 +219,8 @@ def test_run_json_shape(home: Path, tmp_path: Path) -> None:
         "params",
         "started_at",
         "ended_at",
+        "code_version",
+        "run_type",
         "tasks",
     }
     assert rec["pipeline"] == "basic" and rec["state"] == "success"
@@ -235,8 +237,10 @@ def test_run_json_shape(home: Path, tmp_path: Path) -> None:
             "ended_at",
             "duration_s",
             "error",
+            "attempts",
         }
         assert t["map_index"] is None and t["error"] is None and t["try_number"] == 1
+        assert [(a["try"], a["state"]) for a in t["attempts"]] == [(1, "success")]
         start, end = datetime.fromisoformat(t["started_at"]), datetime.fromisoformat(t["ended_at"])
         assert start.utcoffset().total_seconds() == 0 and end >= start
         assert t["duration_s"] >= 0

@@ -19,10 +19,11 @@ from phloem.artifacts import decode_output
 from phloem.artifacts.codec import from_stored_json
 from phloem.driver import DEFAULT_TTL, Driver, Reporter, holder_id
 from phloem.driver.leases import is_dead_local
+from phloem.dsl.params import resolve_params
 from phloem.dsl.pipeline import Pipeline
 from phloem.dsl.spec import PipelineSpec
 from phloem.engine import TI
-from phloem.errors import PhloemError, TaskNotFound
+from phloem.errors import ParamError, PhloemError, RunConflict, TaskNotFound
 from phloem.executors import Executor
 from phloem.loading import load_pipeline
 from phloem.records import RunRecord
@@ -122,20 +123,61 @@ def run(
     reporter: Reporter | None = None,
     on_created: Any = None,
     app: Phloem | None = None,
+    rerun: bool = False,
 ) -> RunResult:
     """Run a pipeline to its end on the durable store, with no server.
 
     ``store`` is a store, a URL or ``"memory"`` (a private store for this process); without
-    ``app``, settings come from the environment, where ``store`` and ``home`` win."""
+    ``app``, settings come from the environment, where ``store`` and ``home`` win. A run for
+    ``logical_date`` that exists already is an error, unless ``rerun``: then that run runs
+    again, every task, with the parameters it recorded."""
     p, source = _pipeline(pipeline)
     app = app or Phloem.open(store, home)
     ex = app.executor(executor, workers)  # a bad name fails before the run
-    record = create_run(
-        app.store, p.spec, params, logical_date, source=source, owner=holder_id("run")
-    )
+    try:
+        record = create_run(
+            app.store, p.spec, params, logical_date, source=source, owner=holder_id("run")
+        )
+    except RunConflict as exc:
+        existing = exc.context.get("run")
+        if not isinstance(existing, str):
+            raise
+        if not rerun:
+            raise _offer_rerun(exc, existing, pipeline) from None
+        return _rerun(app, p, existing, params, ex, reporter, on_created)
     if on_created is not None:
         on_created(record)
     return drive(app, p.spec, record, ex, reporter)
+
+
+def _offer_rerun(exc: RunConflict, run_id: str, target: Pipeline | str) -> RunConflict:
+    where = target if isinstance(target, str) else target.spec.name
+    return RunConflict(
+        f"{str(exc).split(': ')[0]}: {run_id}. Run that day again, every task, with "
+        f"`phloem run {where} --logical-date ... --rerun` (phloem.run(..., rerun=True)), or "
+        f"resume only its failed tasks with `phloem retry {run_id}`",
+        run=run_id,
+    )
+
+
+def _rerun(
+    app: Phloem,
+    p: Pipeline,
+    run_id: str,
+    params: Mapping[str, Any] | None,
+    ex: Executor,
+    reporter: Reporter | None,
+    on_created: Any,
+) -> RunResult:
+    record = app.store.get_run(run_id)
+    if params and resolve_params(p.spec, params) != record.params:
+        raise ParamError(
+            f"run {run_id} of that day ran with parameters {record.params}; --rerun runs it "
+            "again with those: leave out --param, or pick another logical date"
+        )
+    if on_created is not None:
+        on_created(record)
+    return retry(run_id, pipeline=p, everything=True, executor=ex, reporter=reporter, app=app)
 
 
 def drive(
@@ -166,6 +208,7 @@ def retry(
     *,
     task: str | None = None,
     downstream: bool = False,
+    everything: bool = False,
     pipeline: Pipeline | None = None,
     executor: str | Executor = "local",
     workers: int | None = None,
@@ -174,7 +217,8 @@ def retry(
     reporter: Reporter | None = None,
     app: Phloem | None = None,
 ) -> RunResult:
-    """Reset failed tasks (or ``task`` and, with ``downstream``, all after it) and resume.
+    """Reset failed tasks (or ``task`` and, with ``downstream``, all after it, or with
+    ``everything`` every task) and resume.
 
     Succeeded tasks keep their outputs; running it twice, or on a run that succeeded with no
     ``task`` named, resets nothing and duplicates nothing.
@@ -205,7 +249,8 @@ def retry(
             record.run_id,
             task=task,
             downstream=downstream,
-            reason="retry requested",
+            everything=everything,
+            reason="rerun requested" if everything else "retry requested",
         )
         record = replace(app.store.get_run(record.run_id), owner=owner)
         if record.state.is_terminal:

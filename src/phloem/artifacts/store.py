@@ -166,6 +166,11 @@ class ArtifactStore:
                 self._shared.pop(next(iter(self._shared)))
         return value
 
+    def read_bytes(self, ref: ArtifactRef) -> bytes:
+        """The artifact's bytes as stored, checked against its digest (not decoded)."""
+        data = self._cache.get(ref.digest)
+        return data if data is not None else self._read_verified(ref)
+
     def exists(self, ref: ArtifactRef) -> bool:
         """Whether the artifact is present with its full size (a torn copy does not count)."""
         fs, path = self._fs_path(ref)

@@ -133,7 +133,8 @@ def _report(result: RunResult, as_json: bool) -> None:
 
     order = list(result.spec.tasks)
     if as_json:
-        print_json(run_with_tasks(result.run, result.tasks.values(), order))
+        attempts = result.app.store.attempts(result.run.run_id)
+        print_json(run_with_tasks(result.run, result.tasks.values(), order, attempts))
         return
     from phloem.cli.tables import console, print_summary
 
@@ -176,6 +177,13 @@ def run(
             "--logical-date", metavar="ISO", help="The run's logical date (default: now)."
         ),
     ] = None,
+    rerun: Annotated[
+        bool,
+        typer.Option(
+            "--rerun",
+            help="If a run for --logical-date exists, run it again (every task) instead.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a pipeline to its end. Exit status 0 if it succeeded, 1 if it failed."""
@@ -195,6 +203,7 @@ def run(
             logical_date=logical_date,
             reporter=reporter,
             on_created=lambda rec: created.append(rec.run_id),
+            rerun=rerun,
         )
 
     _drive(call, as_json, created)
@@ -271,11 +280,12 @@ def runs_show(
         ph = application()
         record: RunRecord = ph.store.get_run(run_id)
         tis = ph.store.load_instances(record.run_id)
+        attempts = ph.store.attempts(record.run_id) if as_json else None
     order = _task_order(record.source)
     if as_json:
         from phloem.cli.views import run_with_tasks
 
-        print_json(run_with_tasks(record, tis, order))
+        print_json(run_with_tasks(record, tis, order, attempts))
         return
     from phloem.cli.tables import console, print_run_header, print_summary
 
@@ -336,10 +346,15 @@ def output(
         int | None,
         typer.Option("--map-index", "-i", min=0, help="Instance of a mapped task."),
     ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Always JSON: the value, or the artifact's description.")
+    ] = False,
 ) -> None:
-    """Print a task's output: its JSON value, or a description of its artifact."""
+    """Print a task's output: its JSON value, or what its artifact holds (a data frame's
+    shape, schema and first rows; an array's shape and dtype)."""
     from phloem.artifacts import ArtifactRef
     from phloem.artifacts.codec import from_stored_json
+    from phloem.artifacts.preview import describe
     from phloem.cli.views import label
     from phloem.states import SUCCESS_STATES
 
@@ -357,17 +372,13 @@ def output(
         if not isinstance(value, ArtifactRef):
             print_json(value.value)
             return
-        where = ph.artifacts.location(value)
-        present = ph.artifacts.exists(value)
-    rows = [
-        ("artifact", value.type_name),
-        ("serializer", value.serializer),
-        ("size", f"{value.size} bytes"),
-        ("digest", f"sha256:{value.digest}"),
-        ("location", where + ("" if present else " (missing)")),
-    ]
-    for key, text in rows:
-        typer.echo(f"{key + ':':<12}{text}")
+        about = describe(ph.artifacts, value)
+    if as_json:
+        print_json(about)
+        return
+    from phloem.cli.tables import console, print_artifact
+
+    print_artifact(console(), about)
 
 
 @app.command()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from phloem.cli.views import Row, failures, human_duration, summary_rows
 from phloem.records import TI, RunRecord
@@ -87,7 +87,36 @@ def print_run_header(out: Console, run: RunRecord) -> None:
         t.add_row("duration", human_duration(run.ended_at - run.started_at))
     if run.source:
         t.add_row("source", run.source)
+    if run.code_hash:
+        t.add_row("code version", run.code_hash)
     out.print(t)
+
+
+def print_artifact(out: Console, about: dict[str, Any]) -> None:
+    """An artifact's description; a data frame's first rows as a table."""
+    from rich.table import Table
+
+    where = about["location"] + ("" if about["present"] else " (missing)")
+    rows = [
+        ("artifact", about["artifact"]),
+        ("serializer", about["serializer"]),
+        ("size", f"{about['size']} bytes"),
+        ("digest", about["digest"]),
+        ("location", where),
+    ]
+    if "shape" in about:
+        rows.append(("shape", " x ".join(str(n) for n in about["shape"])))
+    if "dtype" in about:
+        rows.append(("dtype", about["dtype"]))
+    for key, text in rows:  # "key:  value" lines, easy to read and to grep
+        out.print(f"{key + ':':<12}{text}", markup=False, highlight=False, soft_wrap=True)
+    if "schema" in about:
+        head = Table(title=f"first {len(about['head'])} rows", title_justify="left")
+        for col, typ in about["schema"].items():
+            head.add_column(f"{col}\n[dim]{typ}[/dim]")
+        for row in about["head"]:
+            head.add_row(*(str(row.get(col)) for col in about["schema"]))
+        out.print(head)
 
 
 def runs_table(runs: Sequence[RunRecord]):  # type: ignore[no-untyped-def]

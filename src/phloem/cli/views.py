@@ -10,6 +10,7 @@ from typing import Any
 
 from phloem.records import TI, RunRecord
 from phloem.states import TaskState
+from phloem.store.types import AttemptRow
 
 #: How a mapped task's instance states are listed, most telling first.
 _STATE_ORDER = (
@@ -63,6 +64,8 @@ def run_dict(run: RunRecord) -> dict[str, Any]:
         "params": run.params,
         "started_at": iso(run.started_at),
         "ended_at": iso(run.ended_at),
+        "code_version": run.code_hash,
+        "run_type": run.run_type,
     }
 
 
@@ -81,11 +84,34 @@ def task_dict(ti: TI) -> dict[str, Any]:
 
 
 def run_with_tasks(
-    run: RunRecord, tis: Iterable[TI], order: Sequence[str] | None
+    run: RunRecord,
+    tis: Iterable[TI],
+    order: Sequence[str] | None,
+    attempts: Iterable[AttemptRow] | None = None,
 ) -> dict[str, Any]:
+    """The run and its tasks; with ``attempts``, every attempt of each task too."""
     out = run_dict(run)
     out["tasks"] = [task_dict(ti) for ti in ordered(tis, order)]
+    if attempts is not None:
+        by_key: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for a in attempts:
+            by_key.setdefault((a.task_id, a.map_index), []).append(attempt_dict(a))
+        for task in out["tasks"]:
+            key = (task["task_id"], -1 if task["map_index"] is None else task["map_index"])
+            task["attempts"] = by_key.get(key, [])
     return out
+
+
+def attempt_dict(a: AttemptRow) -> dict[str, Any]:
+    return {
+        "try": a.try_number,
+        "state": a.state,
+        "queued_at": iso(a.queued_at),
+        "started_at": iso(a.started_at),
+        "ended_at": iso(a.ended_at),
+        "error": one_line(a.error),
+        "worker": a.worker,
+    }
 
 
 def label(task_id: str, map_index: int) -> str:

@@ -401,6 +401,7 @@ class SqlStore:
                     r.started_at,
                     r.ended_at,
                     r.error,
+                    r.worker,
                 )
                 for r in conn.execute(q)
             ]

@@ -87,6 +87,7 @@ class AttemptRow:
     started_at: float | None
     ended_at: float | None
     error: str | None
+    worker: str | None = None  # where it ran (host:pid), when the executor said
 
 
 @dataclass(frozen=True, slots=True)
