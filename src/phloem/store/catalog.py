@@ -15,9 +15,9 @@ from phloem.errors import PhloemError, PipelineNotFound
 from phloem.records import RunRecord
 from phloem.states import RunState, RunType
 from phloem.store import schema as s
+from phloem.store.engine import Database, write_transaction
 from phloem.store.resilience import resilient
 from phloem.store.rows import run_record
-from phloem.store.sql import SqlStore
 from phloem.store.types import PipelineInfo, PipelineRow
 from phloem.store.writes import insert_new
 
@@ -28,9 +28,10 @@ _TIMED_RUNS = (RunType.SCHEDULED.value, RunType.BACKFILL.value)
 
 @resilient
 class Catalog:
-    def __init__(self, store: SqlStore) -> None:
+    def __init__(self, store: Database) -> None:
         self.store = store
         self.engine = store.engine
+        self.dialect = store.engine.dialect.name
 
     @property
     def outage_timeout(self) -> float:
@@ -43,14 +44,14 @@ class Catalog:
         Returns the names whose code changed (new versions)."""
         p = s.pipelines
         changed = []
-        with self.store._tx() as conn:
+        with write_transaction(self.engine) as conn:
             current = {r.name: r for r in conn.execute(select(p).where(p.c.file == file))}
             for info in found:
                 row = _pipeline_row(info, now)
                 existing = conn.execute(select(p).where(p.c.name == info.name)).first()
                 if existing is None:
                     # another scheduler may register it at the same moment: first one wins
-                    ins = insert_new(self.store.dialect, p)
+                    ins = insert_new(self.dialect, p)
                     conn.execute(ins.values({**row, "paused": 0, "active": 1}))
                     changed.append(info.name)
                 else:
@@ -68,13 +69,13 @@ class Catalog:
 
     def _version(self, conn: Connection, info: PipelineInfo, now: float) -> None:
         conn.execute(
-            insert_new(self.store.dialect, s.pipeline_versions).values(
+            insert_new(self.dialect, s.pipeline_versions).values(
                 pipeline=info.name, code_hash=info.code_hash, file=info.file, first_seen_at=now
             )
         )
 
     def file_removed(self, file: str, now: float) -> None:
-        with self.store._tx() as conn:
+        with write_transaction(self.engine) as conn:
             conn.execute(
                 s.pipelines.update()
                 .where(s.pipelines.c.file == file)
@@ -86,7 +87,7 @@ class Catalog:
         """Keep the file's pipelines as they were (the last good version keeps running) and
         record why the new version could not be read."""
         ie = s.import_errors
-        with self.store._tx() as conn:
+        with write_transaction(self.engine) as conn:
             conn.execute(ie.delete().where(ie.c.file == file))
             conn.execute(ie.insert().values(file=file, error=error, at=now))
 
@@ -123,7 +124,7 @@ class Catalog:
 
     def set_paused(self, name: str, paused: bool, now: float) -> None:
         self.pipeline(name)
-        with self.store._tx() as conn:
+        with write_transaction(self.engine) as conn:
             conn.execute(
                 s.pipelines.update()
                 .where(s.pipelines.c.name == name)
@@ -147,7 +148,7 @@ class Catalog:
         free = [le.c.holder == holder, le.c.expires_at < now]
         if take_from is not None:
             free.append(le.c.holder == take_from)
-        with self.store._tx() as conn:
+        with write_transaction(self.engine) as conn:
             res = conn.execute(
                 le.update()
                 .where(le.c.name == name, or_(*free))
@@ -159,7 +160,7 @@ class Catalog:
             if row is not None:
                 return str(row.holder)
         try:
-            with self.store._tx() as conn:
+            with write_transaction(self.engine) as conn:
                 conn.execute(le.insert().values(name=name, holder=holder, expires_at=now + ttl))
             return None
         except IntegrityError:
@@ -169,7 +170,7 @@ class Catalog:
 
     def release(self, name: str, holder: str) -> None:
         le = s.leases
-        with self.store._tx() as conn:
+        with write_transaction(self.engine) as conn:
             conn.execute(le.delete().where(le.c.name == name, le.c.holder == holder))
 
     # -- run ownership --------------------------------------------------------------------------
@@ -207,9 +208,9 @@ class Catalog:
         skipped = list(skip)  # runs this driver drives already, or left alone for now
         if skipped:
             q = q.where(r.c.run_id.not_in(skipped))
-        if self.store.dialect == "postgresql":
+        if self.dialect == "postgresql":
             q = q.with_for_update(skip_locked=True, of=r)
-        with self.store._tx() as conn:
+        with write_transaction(self.engine) as conn:
             rows: list[Any] = []
             taken = _Taken()
             page = max(4 * limit, 32)
@@ -281,7 +282,7 @@ class Catalog:
         free = [r.c.owner.is_(None), r.c.lease_expires_at < now, r.c.owner == owner]
         if take_from is not None:
             free.append(r.c.owner == take_from)
-        with self.store._tx() as conn:
+        with write_transaction(self.engine) as conn:
             res = conn.execute(
                 r.update()
                 .where(r.c.run_id == run_id, or_(*free))
@@ -298,7 +299,7 @@ class Catalog:
         if not ids:
             return set()
         r = s.runs
-        with self.store._tx() as conn:
+        with write_transaction(self.engine) as conn:
             conn.execute(
                 r.update()
                 .where(r.c.run_id.in_(ids), r.c.owner == owner)
@@ -313,7 +314,7 @@ class Catalog:
         ids = list(run_ids)
         if ids:
             r = s.runs
-            with self.store._tx() as conn:
+            with write_transaction(self.engine) as conn:
                 conn.execute(
                     r.update()
                     .where(r.c.run_id.in_(ids), r.c.owner == owner)
@@ -391,7 +392,7 @@ class Catalog:
     def consume_assets(self, pipeline: str, seen: dict[str, int]) -> bool:
         """Advance the watermarks only if nobody else did (so two schedulers make one run)."""
         wm = s.asset_watermarks
-        with self.store._tx() as conn:
+        with write_transaction(self.engine) as conn:
             for asset, event_id in seen.items():
                 res = conn.execute(
                     wm.update()
@@ -415,7 +416,7 @@ class Catalog:
                     conn.rollback()
                     return False
                 res = conn.execute(
-                    insert_new(self.store.dialect, wm).values(
+                    insert_new(self.dialect, wm).values(
                         pipeline=pipeline, asset=asset, last_event_id=event_id
                     )
                 )

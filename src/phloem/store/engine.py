@@ -1,8 +1,11 @@
-"""Database engines: SQLite set up for one writer and many readers, PostgreSQL pooled."""
+"""Database engines: SQLite set up for one writer and many readers, PostgreSQL pooled; and what
+the store's parts (runs, catalog, variables) share of one: its engine and write transactions."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, create_engine, event
 
@@ -43,3 +46,20 @@ def make_engine(url: str) -> Engine:
     # no pre-ping round trip per transaction: a connection dropped by a restart fails its
     # call, and the resilience layer retries it on a fresh one
     return create_engine(url, pool_size=5, max_overflow=5)
+
+
+class Database(Protocol):
+    """One database as the store's parts share it (``SqlStore`` is one)."""
+
+    engine: Engine
+    outage_timeout: float
+
+    def close(self) -> None: ...
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A write transaction: on SQLite it takes the write lock up front (BEGIN IMMEDIATE), so it
+    never fails upgrading from a read while another process writes."""
+    with engine.connect().execution_options(phloem_write=True) as conn, conn.begin():
+        yield conn

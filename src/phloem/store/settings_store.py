@@ -20,11 +20,11 @@ from sqlalchemy import Table, delete, select
 
 from phloem.errors import ConnectionNotFound, PhloemError, VariableNotFound
 from phloem.store import schema as s
+from phloem.store.engine import Database, write_transaction
 from phloem.store.resilience import resilient
 
 if TYPE_CHECKING:
     from phloem.secrets import Cipher
-    from phloem.store.sql import SqlStore
 
 
 class _Missing:
@@ -67,7 +67,7 @@ class SettingsStore:
 
     def __init__(
         self,
-        store: SqlStore,
+        store: Database,
         cipher: Cipher | Callable[[bool], Cipher] | None = None,
         now: Callable[[], float] = time.time,
     ) -> None:
@@ -92,8 +92,7 @@ class SettingsStore:
     @contextmanager
     def _write(self) -> Iterator[DbConnection]:
         """A write transaction (BEGIN IMMEDIATE on SQLite: no failed upgrade from a read)."""
-        engine = self.store.engine
-        with engine.connect().execution_options(phloem_write=True) as conn, conn.begin():
+        with write_transaction(self.store.engine) as conn:
             yield conn
 
     # -- variables -------------------------------------------------------------------------------

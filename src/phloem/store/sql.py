@@ -25,7 +25,7 @@ from phloem.states import (
     RunState,
 )
 from phloem.store import schema as s
-from phloem.store.engine import make_engine
+from phloem.store.engine import make_engine, write_transaction
 from phloem.store.migrate import ensure_schema
 from phloem.store.port import StoreCapabilities, WorkListener
 from phloem.store.resilience import resilient
@@ -137,7 +137,7 @@ class SqlStore:
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
         """A write transaction (BEGIN IMMEDIATE on SQLite)."""
-        with self.engine.connect().execution_options(phloem_write=True) as conn, conn.begin():
+        with write_transaction(self.engine) as conn:
             yield conn
 
     def close(self) -> None:
