@@ -119,7 +119,8 @@ def _env(home: Path) -> dict[str, str]:
 # -- 2: a shell command dies at its task's timeout -------------------------------------------------
 
 
-def test_a_shell_command_dies_at_its_timeout_in_a_local_worker(home: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("executor", ["local", "inline"])
+def test_a_shell_command_dies_at_its_timeout(executor: str, home: Path, tmp_path: Path) -> None:
     pids = tmp_path / "pids"
     pids.mkdir()
 
@@ -129,7 +130,7 @@ def test_a_shell_command_dies_at_its_timeout_in_a_local_worker(home: Path, tmp_p
         shell(f"sleep 473 & echo $! > {pids}/sleep.pid; wait", timeout=2, name="slow")
 
     try:
-        r = phloem.run(slow, executor="local", workers=1)
+        r = phloem.run(slow, executor=executor, workers=1)
         assert r.tasks[("slow", -1)].state is TaskState.FAILED
         left = _pids(pids)
         assert left, "the command never started"
