@@ -59,6 +59,41 @@ class RunType(str, Enum):
         return self.value
 
 
+class SensorMode(str, Enum):
+    """How a sensor waits between pokes."""
+
+    POKE = "poke"  # in one attempt, keeping its worker slot
+    RESCHEDULE = "reschedule"  # one attempt per poke, giving the slot back in between
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class AttemptState(str, Enum):
+    """Where one attempt stands, as its row in the store records it: the state its task
+    instance took while the attempt was current, or ``interrupted`` when the driver that
+    handed it out stopped and took it back."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    UP_FOR_RETRY = "up_for_retry"
+    UP_FOR_RESCHEDULE = "up_for_reschedule"
+    SKIPPED = "skipped"
+    INTERRUPTED = "interrupted"
+
+    @classmethod
+    def of(cls, state: TaskState) -> AttemptState:
+        """What the current attempt's row records when its instance moves to ``state``."""
+        if state is TaskState.SCHEDULED:
+            return cls.INTERRUPTED
+        return cls(state.value)  # an instance leaves QUEUED/RUNNING only for these
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class RunState(str, Enum):
     QUEUED = "queued"
     RUNNING = "running"

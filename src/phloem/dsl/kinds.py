@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Any
+from enum import Enum
+from typing import Any, TypeVar
 
 from phloem.dsl.declare import Kind
 from phloem.errors import DefinitionError
+
+E = TypeVar("E", bound=Enum)
 
 
 def _fail(where: str, option: str, expected: str, value: object) -> DefinitionError:
@@ -125,6 +128,20 @@ def choice(*values: str) -> Kind:
         if value not in values:
             raise _fail(where, option, " or ".join(repr(v) for v in values), value)
         return str(value)
+
+    return Kind(text, coerce)
+
+
+def choice_of(values: type[E]) -> Kind:
+    """One member of the str-valued enum ``values``, given as the member or its value."""
+    members = list(values)
+    text = " or ".join(f'`"{m.value}"`' for m in members)
+
+    def coerce(value: Any, option: str, where: str) -> E:
+        for m in members:
+            if value is m or value == m.value:
+                return m
+        raise _fail(where, option, " or ".join(repr(m.value) for m in members), value)
 
     return Kind(text, coerce)
 

@@ -16,7 +16,7 @@ from phloem.dsl.foreign import foreign_name
 from phloem.dsl.hints import did_you_mean, likely_meant
 from phloem.dsl.names import check_name
 from phloem.errors import DefinitionError
-from phloem.states import TriggerRule
+from phloem.states import SensorMode, TriggerRule
 
 
 def _memory(value: Any, option: str, where: str) -> int | None:
@@ -58,10 +58,11 @@ class SensorOptions:
     timeout: float = option(
         7 * 24 * 3600.0, kinds.SECONDS, "how long to wait before failing", shown="7 days"
     )
-    mode: str = option(
-        "poke",
-        kinds.choice("poke", "reschedule"),
+    mode: SensorMode = option(
+        SensorMode.POKE,
+        kinds.choice_of(SensorMode),
         "`poke` keeps its worker slot while waiting, `reschedule` gives it back between checks",
+        shown='`"poke"`',
     )
     soft_fail: bool = option(False, kinds.BOOL, "skip instead of failing when it times out")
 

@@ -29,7 +29,7 @@ from phloem.runner.failures import (
 )
 from phloem.runner.logs import DEFAULT_LOG_MAX_BYTES, AttemptLog, attempt_logger
 from phloem.secrets import Masker, masking
-from phloem.states import AttemptOutcome
+from phloem.states import AttemptOutcome, SensorMode
 
 
 class SkipTask(Exception):
@@ -204,7 +204,7 @@ def _call(
         value = spec.fn(*args, **kwargs)
         if value:
             return AttemptOutcome.SUCCESS, value
-        if sensor.mode == "reschedule":
+        if sensor.mode is SensorMode.RESCHEDULE:
             return AttemptOutcome.RESCHEDULE, None
         remaining = deadline - now()
         if remaining <= 0:
