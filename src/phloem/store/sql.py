@@ -22,6 +22,7 @@ from phloem.errors import RunConflict, RunNotFound, StoreError, TaskNotFound
 from phloem.records import TI, Expansion, RunRecord, Transition
 from phloem.states import (
     ACTIVE_TASK_STATES,
+    AttemptState,
     RunState,
 )
 from phloem.store import schema as s
@@ -396,7 +397,7 @@ class SqlStore:
                     r.task_id,
                     r.map_index,
                     r.try_number,
-                    r.state,
+                    AttemptState(r.state),
                     r.queued_at,
                     r.started_at,
                     r.ended_at,

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from phloem.records import Expansion, Key, Transition
-from phloem.states import RunState
+from phloem.states import AttemptState, RunState
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +82,7 @@ class AttemptRow:
     task_id: str
     map_index: int
     try_number: int
-    state: str
+    state: AttemptState
     queued_at: float | None
     started_at: float | None
     ended_at: float | None

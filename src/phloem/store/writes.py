@@ -15,6 +15,7 @@ from phloem.records import TI, Expansion, Key, Transition, expansion_instances
 from phloem.states import (
     ACTIVE_TASK_STATES,
     TERMINAL_TASK_STATES,
+    AttemptState,
     RunState,
     TaskState,
     task_transition_allowed,
@@ -270,7 +271,7 @@ class Writer:
                         "task_id": new.task_id,
                         "map_index": new.map_index,
                         "try_number": new.try_number,
-                        "state": "queued",
+                        "state": AttemptState.QUEUED.value,
                         "queued_at": now,
                     }
                 )
@@ -281,10 +282,7 @@ class Writer:
                         "b_task": new.task_id,
                         "b_map": new.map_index,
                         "b_try": new.try_number,
-                        # an attempt taken back from a driver that stopped was interrupted
-                        "v_state": "interrupted"
-                        if new.state is TaskState.SCHEDULED
-                        else new.state.value,
+                        "v_state": AttemptState.of(new.state).value,
                         "v_started": new.started_at,
                         "v_ended": new.ended_at,
                         "v_error": new.error,
