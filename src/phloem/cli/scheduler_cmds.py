@@ -102,9 +102,11 @@ def register(app: typer.Typer) -> None:
             if as_json:
                 print_json({**run_dict(run), "created": created})
             elif created:
-                typer.echo(f"queued run {run.run_id} of {pipeline}")
+                typer.echo(f"queued run {run.run_id} of {run.pipeline}")
             else:
-                typer.echo(f"run {run.run_id} of {pipeline} exists for key {key!r}; not repeated")
+                typer.echo(
+                    f"run {run.run_id} of {run.pipeline} exists for key {key!r}; not repeated"
+                )
 
     @app.command()
     def backfill(
@@ -163,10 +165,12 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{len(items)} interval(s)" + (" (dry run)" if dry_run else ""))
 
     @pipelines_app.command("list")
-    def pipelines_list(as_json: JsonOut = False) -> None:
-        """Pipelines the scheduler found, with their schedules and state."""
+    def pipelines_list(folder: Folder = None, as_json: JsonOut = False) -> None:
+        """Pipelines of the folder and those schedulers found, with schedules and state."""
+        from phloem.scheduler.lookup import read_folder
 
         with errors():
+            read_folder(application(), folder)
             catalog = application().store.catalog
             rows = catalog.pipelines()
             import_errors = catalog.import_errors()
@@ -205,8 +209,8 @@ def register(app: typer.Typer) -> None:
         from phloem.scheduler.commands import set_paused
 
         with errors():
-            set_paused(application(), pipeline, True)
-        typer.echo(f"paused {pipeline}")
+            name = set_paused(application(), pipeline, True)
+        typer.echo(f"paused {name}")
 
     @pipelines_app.command("unpause")
     def unpause(pipeline: str) -> None:
@@ -214,8 +218,8 @@ def register(app: typer.Typer) -> None:
         from phloem.scheduler.commands import set_paused
 
         with errors():
-            set_paused(application(), pipeline, False)
-        typer.echo(f"unpaused {pipeline}")
+            name = set_paused(application(), pipeline, False)
+        typer.echo(f"unpaused {name}")
 
     @pools_app.command("set")
     def pools_set(name: str, slots: int, description: str | None = None) -> None:

@@ -16,6 +16,7 @@ from phloem.errors import PhloemError, RunConflict
 from phloem.loading import load_pipeline
 from phloem.records import RunRecord, iso_utc
 from phloem.runs import create_run, new_run_id, reopen
+from phloem.scheduler.lookup import find_pipeline
 from phloem.scheduler.triggers import parse_time, schedule_of
 from phloem.scheduler.wakeup import notify_all
 from phloem.schedules import Continuous
@@ -44,6 +45,7 @@ def trigger(
 ) -> tuple[RunRecord, bool]:
     """Queue a run now; returns (run, created). A repeated idempotency key returns the run it
     made the first time instead of a new one."""
+    pipeline = find_pipeline(app, pipeline)
     catalog = app.store.catalog
     row = _known(catalog, pipeline, for_what="trigger it")
     if row.paused:
@@ -80,8 +82,11 @@ def _wake(app: Phloem) -> None:
     notify_all(app.home, app.store)
 
 
-def set_paused(app: Phloem, pipeline: str, paused: bool) -> None:
-    app.store.catalog.set_paused(pipeline, paused, time.time())
+def set_paused(app: Phloem, pipeline: str, paused: bool) -> str:
+    """Pause or unpause ``pipeline`` (a name, or ``FILE[:PIPELINE]``); returns its name."""
+    name = find_pipeline(app, pipeline)
+    app.store.catalog.set_paused(name, paused, time.time())
+    return name
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +119,7 @@ def plan_backfill(
     rerun_all: bool = False,
 ) -> list[BackfillItem]:
     """Every interval whose start lies in [start, end] and what backfill would do with it."""
+    pipeline = find_pipeline(app, pipeline)
     catalog = app.store.catalog
     row = _known(catalog, pipeline, for_what="backfill it")
     begin, finish = _aware(start, "start"), _aware(end, "end")
@@ -170,6 +176,7 @@ def backfill(
     time) and reset the runs to rerun."""
     if max_active_runs is not None and max_active_runs < 1:
         raise PhloemError(f"--max-active-runs must be at least 1, got {max_active_runs}")
+    pipeline = find_pipeline(app, pipeline)
     plan = plan_backfill(app, pipeline, start, end, rerun_failed=rerun_failed, rerun_all=rerun_all)
     batch = f"backfill-{new_run_id(time.time())}"
     row = app.store.catalog.pipeline(pipeline)
