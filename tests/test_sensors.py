@@ -160,3 +160,144 @@ def test_a_retried_sensor_gets_its_whole_time_again(store: object, tmp_path: Pat
     target.write_text("x")
     again = phloem.retry(r.run_id, pipeline=p, store=store, home=tmp_path)  # type: ignore[arg-type]
     assert again.succeeded and again.output("consume") == f"got {target}"
+
+
+# -- wait_for_pipeline across logical dates (Airflow's ExternalTaskSensor execution_delta) ------
+
+D = datetime(2026, 5, 10, 2, 0, tzinfo=timezone.utc)
+
+
+@task
+def drift(fail: bool = False) -> dict:
+    if fail:
+        raise RuntimeError("no drift data")
+    return {"drift": True}
+
+
+@task
+def after_drift(x: dict) -> str:
+    return "done"
+
+
+@pipeline
+def monitoring(fail: bool = False) -> None:
+    after_drift(drift(fail))
+
+
+@pipeline
+def monitoring_late() -> None:
+    drift() >> drift.with_options(name="broken")(True)
+
+
+def _waiting(**how: object) -> phloem.Pipeline:
+    @pipeline(name="retrain")
+    def retrain() -> None:
+        wait = wait_for_pipeline.with_options(poke_interval=0.05, timeout=0.5, soft_fail=True)
+        consume(wait(**how))
+
+    return retrain
+
+
+def _found(r: phloem.RunResult) -> dict | None:
+    if r.task_state("wait_for_pipeline") is TaskState.SKIPPED:  # it timed out
+        return None
+    assert r.task_state("wait_for_pipeline") is TaskState.SUCCESS
+    return r.output("wait_for_pipeline")
+
+
+def test_delta_waits_for_the_run_at_this_logical_date_less_delta(home: Path) -> None:
+    day_before = phloem.run(monitoring, logical_date=D - timedelta(days=1), executor="inline")
+    same_day = phloem.run(monitoring, logical_date=D, executor="inline")
+    wait = _waiting(pipeline="monitoring", delta=timedelta(days=1))
+    found = _found(phloem.run(wait, logical_date=D, executor="inline"))
+    assert found is not None and found["run_id"] == day_before.run_id
+    assert found["logical_date"] == (D - timedelta(days=1)).isoformat(timespec="microseconds")
+    # seconds work too; a logical date with no run of the other pipeline waits (and times out)
+    found = _found(
+        phloem.run(
+            _waiting(pipeline="monitoring", delta=3600),
+            logical_date=D + timedelta(hours=1),
+            executor="inline",
+        )
+    )
+    assert found is not None and found["run_id"] == same_day.run_id
+    assert _found(phloem.run(wait, logical_date=D + timedelta(days=5), executor="inline")) is None
+
+
+def test_latest_success_within_takes_the_latest_successful_run_in_the_window(
+    home: Path,
+) -> None:
+    old = phloem.run(monitoring, logical_date=D - timedelta(days=5), executor="inline")
+    assert old.succeeded
+    failed = phloem.run(
+        monitoring, logical_date=D - timedelta(days=2), params={"fail": True}, executor="inline"
+    )
+    assert not failed.succeeded
+    later = phloem.run(monitoring, logical_date=D + timedelta(hours=1), executor="inline")
+    assert later.succeeded
+    wait = _waiting(pipeline="monitoring", latest_success_within=timedelta(days=3))
+    # the old success is outside the window, the one inside failed, a later one does not count
+    assert _found(phloem.run(wait, logical_date=D, executor="inline")) is None
+    good = phloem.run(monitoring, logical_date=D - timedelta(days=3), executor="inline")
+    newer = phloem.run(monitoring, logical_date=D - timedelta(days=1), executor="inline")
+    found = _found(phloem.run(wait, logical_date=D + timedelta(minutes=1), executor="inline"))
+    assert found is not None and found["run_id"] == newer.run_id
+    # the window's start is included
+    assert good.succeeded
+    edge = _waiting(pipeline="monitoring", latest_success_within=timedelta(hours=36))
+    found = _found(phloem.run(edge, logical_date=D - timedelta(hours=36), executor="inline"))
+    assert found is not None and found["run_id"] == good.run_id
+
+
+def test_latest_success_within_of_one_task(home: Path) -> None:
+    # the run failed at its end, but the task waited for succeeded
+    r = phloem.run(monitoring_late, logical_date=D - timedelta(days=1), executor="inline")
+    assert r.task_state("drift") is TaskState.SUCCESS
+    wait = _waiting(pipeline="monitoring_late", task="drift", latest_success_within=86400 * 2)
+    found = _found(phloem.run(wait, logical_date=D, executor="inline"))
+    assert found is not None and found["run_id"] == r.run_id and found["task"] == "drift"
+    assert r.state is RunState.FAILED and r.task_state("broken") is TaskState.FAILED
+    other = _waiting(pipeline="monitoring_late", task="broken", delta=timedelta(days=1))
+    later = D + timedelta(minutes=1)
+    assert _found(phloem.run(other, logical_date=later, executor="inline")) is None
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ({"delta": timedelta(days=1), "latest_success_within": timedelta(days=1)}, "not both"),
+        ({"latest_success_within": timedelta(days=-1)}, "must be >= 0"),
+        ({"delta": "1 day"}, "takes a timedelta or seconds"),
+    ],
+)
+def test_wrong_windows_fail_at_once_without_retries(
+    home: Path, how: dict[str, object], message: str
+) -> None:
+    @pipeline(name="retrain")
+    def retrain() -> None:
+        wait_for_pipeline.with_options(poke_interval=0.05, timeout=5, retries=3)(
+            "monitoring", **how
+        )
+
+    r = phloem.run(retrain, logical_date=D, executor="inline")
+    ti = r.tasks[("wait_for_pipeline", -1)]
+    assert ti.state is TaskState.FAILED and message in (ti.error or "")
+    assert ti.try_number == 1
+
+
+def test_wait_for_pipeline_on_every_store(store_url: str, tmp_path: Path) -> None:
+    from phloem.app import Phloem
+
+    app = Phloem.open(store_url, tmp_path)
+    try:
+        earlier = phloem.run(monitoring, logical_date=D - timedelta(hours=5), app=app)
+        wait = _waiting(pipeline="monitoring", latest_success_within=timedelta(hours=6))
+        r = phloem.run(wait, logical_date=D, app=app, executor="inline")
+        ti = r.tasks[("wait_for_pipeline", -1)]
+        if not app.store.capabilities.shared:
+            assert ti.state is TaskState.FAILED and "needs a shared store" in (ti.error or "")
+            return
+        found = _found(r)
+        assert found is not None and found["run_id"] == earlier.run_id
+    finally:
+        app.close()

@@ -7,11 +7,12 @@ Each is an ordinary ``@sensor`` task; set its options per use, e.g.
 from __future__ import annotations
 
 import glob
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from phloem.context import context
 from phloem.dsl.task import sensor
+from phloem.errors import Fail
 from phloem.records import iso_utc
 
 
@@ -31,33 +32,76 @@ def wait_for_file(path: str) -> str | None:
 
 
 @sensor(poke_interval=60, timeout=24 * 3600)
-def wait_for_pipeline(pipeline: str, task: str | None = None) -> dict[str, Any] | None:
+def wait_for_pipeline(
+    pipeline: str,
+    task: str | None = None,
+    *,
+    delta: timedelta | float | None = None,
+    latest_success_within: timedelta | float | None = None,
+) -> dict[str, Any] | None:
     """Done when ``pipeline`` has a successful run (or ``task`` of it succeeded) for this
-    run's logical date; passes ``{"run_id", "pipeline", "task"}`` downstream."""
-    from phloem.states import SUCCESS_STATES, RunState
+    run's logical date, or for that date less ``delta``, or for any logical date in the
+    ``latest_success_within`` before it (the latest wins); passes ``{"run_id", "pipeline",
+    "task", "logical_date"}`` downstream. Numbers are seconds."""
+    from phloem.states import RunState
     from phloem.store import open_store
 
     ctx = context()
+    start, end = _window(ctx.logical_date, delta, latest_success_within)
     if not ctx.store_url:  # the run's store is private to the process that drives it
-        raise RuntimeError(
+        raise Fail(
             "wait_for_pipeline needs a shared store (SQLite file or PostgreSQL); an in-memory "
             "store is private to one process"
         )
     store = open_store(ctx.store_url, migrate=False)
     try:
-        run = store.find_run(pipeline, iso_utc(ctx.logical_date))
-        if run is None:
-            return None
-        if task is None:
-            ok = run.state is RunState.SUCCESS
-        else:
-            ok = any(
-                ti.task_id == task and ti.state in SUCCESS_STATES
-                for ti in store.load_instances(run.run_id)
-            )
-        return {"run_id": run.run_id, "pipeline": pipeline, "task": task} if ok else None
+        found = store.runs_by_logical_date(
+            pipeline,
+            iso_utc(start),
+            iso_utc(end),
+            states=() if task else (RunState.SUCCESS,),
+            task_succeeded=task,
+            limit=1,
+        )
     finally:
         store.close()
+    if not found:
+        return None
+    run = found[0]
+    return {
+        "run_id": run.run_id,
+        "pipeline": pipeline,
+        "task": task,
+        "logical_date": run.logical_date,
+    }
+
+
+def _window(
+    logical_date: datetime, delta: timedelta | float | None, within: timedelta | float | None
+) -> tuple[datetime, datetime]:
+    """The logical dates of the other pipeline's runs that count, both ends included."""
+    if delta is not None and within is not None:
+        raise Fail(
+            "wait_for_pipeline takes delta= (one logical date: this run's less delta) or "
+            "latest_success_within= (a window before this run's logical date), not both"
+        )
+    if delta is not None:
+        target = logical_date - _seconds(delta, "delta")
+        return target, target
+    if within is not None:
+        span = _seconds(within, "latest_success_within")
+        if span < timedelta(0):
+            raise Fail(f"wait_for_pipeline: latest_success_within must be >= 0, got {within!r}")
+        return logical_date - span, logical_date
+    return logical_date, logical_date
+
+
+def _seconds(value: timedelta | float, name: str) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    raise Fail(f"wait_for_pipeline: {name} takes a timedelta or seconds, got {value!r}")
 
 
 @sensor(poke_interval=60, timeout=7 * 24 * 3600)

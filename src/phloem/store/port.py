@@ -151,6 +151,21 @@ class Store(Protocol):
     def list_runs(
         self, pipeline: str | None = None, limit: int = 50, states: Iterable[RunState] = ()
     ) -> list[RunRecord]: ...
+    def runs_by_logical_date(
+        self,
+        pipeline: str,
+        start: str,
+        end: str,
+        *,
+        states: Iterable[RunState] = (),
+        task_succeeded: str | None = None,
+        limit: int = 50,
+    ) -> list[RunRecord]:
+        """Runs of ``pipeline`` whose logical date lies in [start, end] (ISO text in UTC, both
+        ends included), the latest logical date first; only those in ``states`` if given, and
+        only those in which ``task_succeeded`` (one of its instances) succeeded if given."""
+        ...
+
     def set_run_state(self, run_id: str, old: RunState, new: RunState, now: float) -> bool: ...
 
     # -- task instances

@@ -22,6 +22,7 @@ from phloem.errors import RunConflict, RunNotFound, StoreError, TaskNotFound
 from phloem.records import TI, Expansion, RunRecord, Transition
 from phloem.states import (
     ACTIVE_TASK_STATES,
+    SUCCESS_STATES,
     AttemptState,
     RunState,
 )
@@ -255,6 +256,39 @@ class SqlStore:
         wanted = [st.value for st in states]
         if wanted:
             q = q.where(r.c.state.in_(wanted))
+        with self.engine.connect() as conn:
+            return [run_record(row) for row in conn.execute(q).mappings()]
+
+    def runs_by_logical_date(
+        self,
+        pipeline: str,
+        start: str,
+        end: str,
+        *,
+        states: Iterable[RunState] = (),
+        task_succeeded: str | None = None,
+        limit: int = 50,
+    ) -> list[RunRecord]:
+        r = s.runs
+        q = (
+            select(r)
+            .where(r.c.pipeline == pipeline, r.c.logical_date >= start, r.c.logical_date <= end)
+            .order_by(r.c.logical_date.desc())
+            .limit(limit)
+        )
+        wanted = [st.value for st in states]
+        if wanted:
+            q = q.where(r.c.state.in_(wanted))
+        if task_succeeded is not None:
+            q = q.where(
+                select(_TI.c.run_id)
+                .where(
+                    _TI.c.run_id == r.c.run_id,
+                    _TI.c.task_id == task_succeeded,
+                    _TI.c.state.in_([st.value for st in SUCCESS_STATES]),
+                )
+                .exists()
+            )
         with self.engine.connect() as conn:
             return [run_record(row) for row in conn.execute(q).mappings()]
 
