@@ -97,7 +97,13 @@ class Settings:
         )
 
     def ensure_dirs(self) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PhloemError(
+                f"cannot create phloem's home folder {self.home}: {exc.strerror or exc}; set "
+                "PHLOEM_HOME to a writable folder"
+            ) from None
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

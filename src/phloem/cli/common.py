@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
+from typer.core import TyperGroup
 
 if TYPE_CHECKING:
     from phloem.app import Phloem
@@ -30,19 +31,66 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 
 @contextmanager
 def errors() -> Iterator[None]:
-    """phloem's own errors, and a store that cannot be reached, become one line and exit 2."""
+    """phloem's own errors, a store that cannot be reached, and arguments phloem cannot use
+    become one ``error:`` line and exit 2; anything else is a bug and keeps its traceback."""
     from phloem.errors import PhloemError
 
     try:
         yield
     except PhloemError as exc:
         fail(str(exc))
+    except UnicodeEncodeError as exc:
+        if "surrogate" not in str(exc.reason):
+            raise
+        # an argument that was not UTF-8: Python keeps its bytes as lone surrogates
+        raw = _bytes(exc.object[exc.start : exc.end])
+        fail(
+            f"{_shown(exc.object)} is not valid UTF-8 (bytes {raw!r}); run ids, task names "
+            "and values must be UTF-8 text"
+        )
     except Exception as exc:
         sa_exc = sys.modules.get("sqlalchemy.exc")
         if sa_exc is not None and isinstance(exc, sa_exc.DBAPIError):
+            from phloem.store.opening import sqlite_trouble
+
+            known = sqlite_trouble(_db_url(), exc)
+            if known is not None:
+                fail(str(known))
             orig = getattr(exc, "orig", None) or exc
             fail(f"the store's database failed: {type(orig).__name__}: {orig}")
         raise
+
+
+def _db_url() -> str:
+    """The database URL the command used (the settings, read again on this error path)."""
+    from phloem.config import Settings
+
+    try:
+        return Settings.from_env().db_url
+    except Exception:  # the settings themselves are broken: that error was reported already
+        return ""
+
+
+def _bytes(text: str) -> bytes:
+    """The bytes a command-line argument had (Python keeps undecodable ones as surrogates)."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace")
+
+
+def _shown(text: str) -> str:
+    """``text`` for an error line: undecodable bytes as \\x escapes, and not too long."""
+    shown = _bytes(text).decode("utf-8", "backslashreplace")
+    return "'" + (shown if len(shown) <= 80 else shown[:77] + "...") + "'"
+
+
+class Group(TyperGroup):
+    """The root command: whatever a command raises meets ``errors()`` here, in one place."""
+
+    def invoke(self, ctx: Any) -> Any:
+        with errors():
+            return super().invoke(ctx)
 
 
 def application() -> Phloem:

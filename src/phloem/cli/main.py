@@ -20,6 +20,7 @@ from phloem.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
+    Group,
     application,
     errors,
     fail,
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="phloem",
+    cls=Group,
     help="Run machine-learning pipelines written as plain Python, on durable state.",
     no_args_is_help=True,
     add_completion=False,

@@ -83,8 +83,68 @@ def resolve_params(spec: PipelineSpec, overrides: Mapping[str, Any] | None) -> d
                 f"pipeline '{spec.name}' has no parameter '{key}' (its parameters: {known})"
             )
         p = spec.params[key]
+        _check_depth(p, value)
         values[key] = to_json(p, coerce_param(p, value))
     return values
+
+
+#: deeper values are refused: nothing real nests this deep, and Python's own recursion (to
+#: encode the value for the store, to send it to a worker) gives out near 1,000 levels
+MAX_PARAM_DEPTH = 100
+
+
+def _check_depth(spec: ParamSpec, value: Any) -> None:
+    if isinstance(value, str):
+        # text is parsed as JSON for any type but str; measure it before parsing
+        depth = 0 if spec.annotation in (None, str) else _text_depth(value)
+    else:
+        depth = _depth(value)
+    if depth > MAX_PARAM_DEPTH:
+        raise ParamError(
+            f"parameter '{spec.name}' is nested more than {MAX_PARAM_DEPTH} levels deep; pass "
+            "a flatter value, or a path to a file that a task reads"
+        )
+
+
+def _text_depth(text: str) -> int:
+    """How deep the brackets of JSON text nest (outside strings), without parsing it."""
+    depth = deepest = 0
+    quoted = escaped = False
+    for ch in text:
+        if quoted:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                quoted = False
+        elif ch == '"':
+            quoted = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _depth(value: Any) -> int:
+    """How deep lists, tuples and dicts nest in ``value`` (iteratively: no recursion limit)."""
+    deepest = 0
+    todo = [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_PARAM_DEPTH:
+            return deepest
+        todo.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def typed_params(spec: PipelineSpec, stored: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,8 +8,10 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from phloem.errors import StoreError
+from phloem.store.opening import bad_url
 
 
 def sqlite_setup(engine: Engine) -> None:
@@ -39,13 +41,16 @@ def make_engine(url: str) -> Engine:
             f"{url!r} names a private in-memory store: open it with "
             "phloem.store.open_store('memory') (or MemoryStore()), not as a SQL URL"
         )
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-        sqlite_setup(engine)
-        return engine
-    # no pre-ping round trip per transaction: a connection dropped by a restart fails its
-    # call, and the resilience layer retries it on a fresh one
-    return create_engine(url, pool_size=5, max_overflow=5)
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+            sqlite_setup(engine)
+            return engine
+        # no pre-ping round trip per transaction: a connection dropped by a restart fails its
+        # call, and the resilience layer retries it on a fresh one
+        return create_engine(url, pool_size=5, max_overflow=5)
+    except (ArgumentError, NoSuchModuleError, ValueError, TypeError) as exc:
+        raise bad_url(url, exc) from None
 
 
 class Database(Protocol):

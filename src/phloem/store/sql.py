@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from phloem.config import DEFAULT_OUTAGE_TIMEOUT
 from phloem.errors import RunConflict, RunNotFound, StoreError, TaskNotFound
@@ -29,6 +29,7 @@ from phloem.states import (
 from phloem.store import schema as s
 from phloem.store.engine import make_engine, write_transaction
 from phloem.store.migrate import ensure_schema
+from phloem.store.opening import cannot_open
 from phloem.store.port import StoreCapabilities, WorkListener
 from phloem.store.resilience import resilient
 from phloem.store.rows import (
@@ -93,7 +94,11 @@ class SqlStore:
         self.capabilities = StoreCapabilities(shared=True, notify=on_pg, multi_writer=on_pg)
         self._catalog: Catalog | None = None
         if migrate:
-            ensure_schema(self.engine)
+            try:
+                ensure_schema(self.engine)
+            except DBAPIError as exc:
+                self.engine.dispose()
+                raise cannot_open(url, exc) from None
         self._w = Writer(self.dialect, bool(self.engine.dialect.supports_sane_multi_rowcount))
 
     # -- plumbing ------------------------------------------------------------------------------
