@@ -301,3 +301,15 @@ def test_wait_for_pipeline_on_every_store(store_url: str, tmp_path: Path) -> Non
         assert found is not None and found["run_id"] == earlier.run_id
     finally:
         app.close()
+
+
+def test_a_templated_path_is_filled_before_the_first_poke(tmp_path: Path) -> None:
+    (tmp_path / "raw-20260510.csv").write_text("x")
+
+    @pipeline
+    def p() -> None:
+        wait = wait_for_file.with_options(poke_interval=0.05, timeout=2, mode="reschedule")
+        consume(wait(phloem.template(str(tmp_path / "raw-{ds_nodash}.csv"))))
+
+    r = phloem.run(p, store="memory", home=tmp_path, logical_date=D, executor="inline")
+    assert r.succeeded and r.output("wait_for_file") == str(tmp_path / "raw-20260510.csv")
