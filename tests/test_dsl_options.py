@@ -65,8 +65,8 @@ def test_every_settable_field_is_declared_and_internal_ones_are_not() -> None:
 def test_pipeline_timeout_does_not_suggest_timezone() -> None:
     message = _pipeline_error(timeozt=2)
     assert "did you mean 'timeout'" in message
-    message = _pipeline_error(retries=2)
-    assert "default_task_options={'retries': ...}" in message
+    message = _pipeline_error(pool="gpu")
+    assert "default_task_options={'pool': ...}" in message
 
 
 @pytest.mark.parametrize(
@@ -127,13 +127,14 @@ def test_unrelated_names_get_the_list_not_a_guess() -> None:
 def test_options_given_to_the_wrong_decorator_say_where_they_belong() -> None:
     assert "option of @pipeline" in _task_error(schedule="@daily")
     assert "@phloem.sensor" in _task_error(poke_interval=5)
-    message = _pipeline_error(retries=3)
-    assert "did you mean" not in message and "default_task_options={'retries': ...}" in message
+    message = _pipeline_error(trigger_rule="all_done")
+    assert "did you mean" not in message
+    assert "default_task_options={'trigger_rule': ...}" in message
 
 
 def test_a_typo_of_an_option_of_another_decorator_says_where_it_belongs() -> None:
-    message = _pipeline_error(retrys=3)
-    assert "did you mean 'retries'?" in message and "default_task_options" in message
+    message = _pipeline_error(retry_jiter=0.1)
+    assert "did you mean 'retry_jitter'?" in message and "default_task_options" in message
     assert "option of @pipeline" in _task_error(shedule="@daily")
     assert "did you mean 'poke_interval'? 'poke_interval' is an option of sensors" in (
         _task_error(poke_intervall=5)

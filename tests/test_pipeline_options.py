@@ -119,3 +119,89 @@ def test_run_callbacks_are_called_once_with_the_failures(home: Path) -> None:
 def test_pipeline_timeout_is_a_pipeline_option_not_a_hint() -> None:
     with pytest.raises(phloem.DefinitionError, match="'timeout' must be"):
         pipeline(timeout="soon")(lambda: None)
+
+
+# -- run retries (Prefect's flow retries) ----------------------------------------------------
+
+
+@task
+def counted(path: str) -> int:
+    p = Path(path)
+    n = int(p.read_text()) + 1 if p.exists() else 1
+    p.write_text(str(n))
+    return n
+
+
+@task
+def fails_until(path: str, good_from: int) -> int:
+    p = Path(path)
+    n = int(p.read_text()) + 1 if p.exists() else 1
+    p.write_text(str(n))
+    if n < good_from:
+        raise RuntimeError(f"attempt {n} fails")
+    return n
+
+
+@task
+def joined(a: int, b: int) -> int:
+    return a + b
+
+
+retried: list[Any] = []
+
+
+@pipeline(retries=2, on_retry=retried.append)
+def recovers(ok: str = "", flaky: str = "", good_from: int = 3) -> None:
+    joined(counted(ok), fails_until(flaky, good_from))
+
+
+@pytest.mark.parametrize("executor", ["inline", "local"])
+def test_a_failed_run_runs_its_failed_tasks_again_keeping_what_succeeded(
+    home: Path, tmp_path: Path, executor: str
+) -> None:
+    retried.clear()
+    ok, flaky = tmp_path / "ok", tmp_path / "flaky"
+    r = phloem.run(recovers, params={"ok": str(ok), "flaky": str(flaky)}, executor=executor)
+    assert r.state is RunState.SUCCESS, r.states()
+    assert ok.read_text() == "1"  # the task that succeeded ran once
+    assert flaky.read_text() == "3"  # once per run try
+    assert r.output("joined") == 4
+    reasons = {e.reason for e in r.app.store.events(r.run_id) if e.reason}
+    assert {"run retry 1", "run retry 2"} <= reasons  # how a restarted driver counts them
+    assert [c.failed for c in retried] == [
+        {"fails_until": "RuntimeError: attempt 1 fails"},
+        {"fails_until": "RuntimeError: attempt 2 fails"},
+    ]
+
+
+def test_run_retries_run_out(home: Path, tmp_path: Path) -> None:
+    ok, flaky = tmp_path / "ok", tmp_path / "flaky"
+    r = phloem.run(
+        recovers,
+        params={"ok": str(ok), "flaky": str(flaky), "good_from": 9},
+        executor="inline",
+    )
+    assert r.state is RunState.FAILED
+    assert flaky.read_text() == "3"  # the first try and two run retries
+    assert r.tasks[("joined", -1)].state is S.UPSTREAM_FAILED
+
+
+@pipeline(retries=1, retry_delay=60)
+def patient() -> None:
+    breaks()
+
+
+def test_the_engine_waits_the_run_retry_delay() -> None:
+    sim = Sim.of(patient, now=1000.0)
+    sim.step()
+    d = sim.run_attempt("breaks", "failed", error="boom")
+    assert d.run_state is None  # not failed: retried
+    assert sim.state("breaks") is S.PENDING
+    assert d.wake_at == 1060.0
+    sim.step(at=1030.0)
+    assert sim.state("breaks") is S.PENDING  # still waiting
+    sim.step(at=1060.0)
+    assert sim.state("breaks") is S.QUEUED
+    sim.snap.run_retries = 1  # as the session counts it from the change's reason
+    d = sim.run_attempt("breaks", "failed", error="boom")
+    assert sim.run_state is RunState.FAILED

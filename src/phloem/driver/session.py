@@ -18,6 +18,7 @@ from phloem.driver.inputs import Inputs
 from phloem.dsl.params import typed_params
 from phloem.dsl.spec import PipelineSpec
 from phloem.engine import (
+    RUN_RETRY,
     TI,
     AttemptFinished,
     AttemptStarted,
@@ -39,6 +40,7 @@ from phloem.records import RunRecord
 from phloem.runner import Attempt, Result, log_path
 from phloem.states import ACTIVE_TASK_STATES, RunState, TaskState
 from phloem.store import Applied, ArtifactRecord, ArtifactUse, Commit, Store
+from phloem.store.types import EventRow
 
 log = logging.getLogger("phloem.driver")
 S = TaskState
@@ -147,6 +149,8 @@ class RunSession:
             tis = [*tis, *fresh]
         snap = Snapshot.build(self.spec, run.run_id, run.state, run.params, tis)
         snap.started_at = run.started_at if run.state is RunState.RUNNING else None
+        if self.spec.retries:
+            snap.run_retries = _run_retries(self.store.events(run.run_id))
         return snap
 
     def recover(self) -> None:
@@ -250,16 +254,26 @@ class RunSession:
         snap = self.snap
         for e in applied.expansions:
             snap.apply_expansion(e, now)
+        retried: dict[str, str | None] = {}
         for t in applied.transitions:
             snap.apply_transition(t)
+            if (t.reason or "").startswith(RUN_RETRY) and t.old.state is S.FAILED:
+                retried[_label(t.old)] = t.old.error
             if t.new.state is S.SUCCESS:
                 self.inputs.forget(t.new.task_id)
+        if retried:
+            snap.run_retries += 1
+            self._run_callback(RunState.FAILED, self.spec.on_retry, retried)
         if applied.run_state is not None:
             snap.run_state = applied.run_state
             if applied.run_state is RunState.RUNNING:
                 snap.started_at = now  # as the store recorded it, for the run's timeout
             if applied.run_state.is_terminal:
-                self._run_callback(applied.run_state)
+                state = applied.run_state
+                self._run_callback(
+                    state,
+                    self.spec.on_success if state is RunState.SUCCESS else self.spec.on_failure,
+                )
         if applied.lost:
             log.warning(
                 "run %s: %d changes lost to another actor; reloading",
@@ -351,15 +365,19 @@ class RunSession:
         left = max(0.001, (started if started is not None else self.clock()) + limit - self.clock())
         return left if own is None else min(own, left)
 
-    def _run_callback(self, state: RunState) -> None:
-        fn = self.spec.on_success if state is RunState.SUCCESS else self.spec.on_failure
+    def _run_callback(
+        self,
+        state: RunState,
+        fn: Callable[..., Any] | None,
+        failed: dict[str, str | None] | None = None,
+    ) -> None:
         if fn is None:
             return
-        failed = {
-            ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]": ti.error
-            for k in self.snap.keys_in(S.FAILED, S.UPSTREAM_FAILED)
-            for ti in (self.snap.tis[k],)
-        }
+        if failed is None:
+            failed = {
+                _label(self.snap.tis[k]): self.snap.tis[k].error
+                for k in self.snap.keys_in(S.FAILED, S.UPSTREAM_FAILED)
+            }
         ctx = RunCallbackContext(
             self.run.run_id, self.spec.name, state.value, self.run.logical_date, failed
         )
@@ -367,6 +385,20 @@ class RunSession:
             fn(ctx)
         except Exception:
             log.exception("callback %s of pipeline %s raised; ignored", fn, self.spec.name)
+
+
+def _label(ti: TI) -> str:
+    return ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"
+
+
+def _run_retries(events: Iterable[EventRow]) -> int:
+    """How many run retries the store's history records (``run retry N`` reasons)."""
+    numbers = {
+        e.reason.removeprefix(RUN_RETRY).strip()
+        for e in events
+        if e.reason is not None and e.reason.startswith(RUN_RETRY)
+    }
+    return len(numbers)
 
 
 def _typed_params(spec: PipelineSpec, run: RunRecord) -> dict[str, Any]:

@@ -249,6 +249,16 @@ class PipelineOptions:
         kinds.OPTIONAL_POSITIVE_SECONDS,
         "a run unfinished this long after it started fails and its attempts are stopped",
     )
+    retries: int = option(
+        0,
+        kinds.COUNT,
+        "a failed run runs its failed tasks again, keeping what succeeded (task retries: "
+        "`default_task_options`)",
+    )
+    retry_delay: float = option(0.0, kinds.SECONDS, "wait before a run retry")
+    on_retry: Callable[..., Any] | None = option(
+        None, kinds.CALLBACK, "called (with the run's id, pipeline and failed tasks) on a run retry"
+    )
     on_success: Callable[..., Any] | None = option(
         None, kinds.CALLBACK, "called (with the run's id, pipeline and state) when a run succeeds"
     )

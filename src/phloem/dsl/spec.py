@@ -79,6 +79,10 @@ class PipelineSpec:
     owner: str | None = None
     #: a run still unfinished this many seconds after it started fails, its attempts stopped
     timeout: float | None = None
+    #: a failed run runs its failed tasks again this many times (succeeded ones are kept)
+    retries: int = 0
+    retry_delay: float = 0.0
+    on_retry: Callable[..., Any] | None = None  # called when a failed run is retried
     on_success: Callable[..., Any] | None = None  # called once when a run succeeds
     on_failure: Callable[..., Any] | None = None  # called once when a run fails
     source_file: str | None = None

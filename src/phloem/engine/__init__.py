@@ -2,7 +2,7 @@
 runs (``allocate``)."""
 
 from phloem.engine.allocate import BACKFILL_PATIENCE, Ask, Demand, Grant, allocate
-from phloem.engine.decide import Draft, decide, draft, finish
+from phloem.engine.decide import RUN_RETRY, Draft, decide, draft, finish
 from phloem.engine.model import (
     TI,
     AttemptFinished,
@@ -19,6 +19,7 @@ from phloem.engine.model import (
 from phloem.engine.rules import Verdict, evaluate
 
 __all__ = [
+    "RUN_RETRY",
     "BACKFILL_PATIENCE",
     "TI",
     "Ask",

@@ -154,7 +154,7 @@ def draft(snap: Snapshot, now: float, events: Sequence[Event] = ()) -> Draft:
         return Draft(w, wake)
     _timeouts(w, now, wake)
     _timers(w, now, wake)
-    _trigger(w, now)
+    _trigger(w, now, wake)
     return Draft(w, wake)
 
 
@@ -164,11 +164,14 @@ def finish(d: Draft, now: float, grant: Grant) -> Decision:
         return Decision()
     w = d.w
     _queue(w, now, d, grant)
+    run_state = _run_state(w)
+    if run_state is RunState.FAILED and _retry_run(w, now, d.wake):
+        run_state = RunState.RUNNING if w.snap.run_state is RunState.QUEUED else None
     return Decision(
         transitions=tuple(w.transitions),
         expansions=tuple(w.expansions),
         kills=tuple(w.kills),
-        run_state=_run_state(w),
+        run_state=run_state,
         wake_at=min(d.wake) if d.wake else None,
     )
 
@@ -445,7 +448,36 @@ def _timers(w: _Work, now: float, wake: list[float]) -> None:
 # -- trigger rules, branches and mapping --------------------------------------------------------
 
 
-def _trigger(w: _Work, now: float) -> None:
+#: the reason recorded on each change a run retry makes, followed by the retry's number
+RUN_RETRY = "run retry"
+
+
+def _retry_run(w: _Work, now: float, wake: list[float]) -> bool:
+    """The pipeline's ``retries`` (Prefect's flow retries): a run about to fail runs its failed
+    tasks again, after ``retry_delay``, keeping what succeeded. Each task's own retries start
+    afresh; the reason ``run retry N`` on each change is how the count survives restarts."""
+    spec = w.snap.spec
+    if w.timed_out or w.snap.run_retries >= spec.retries:
+        return False
+    n = w.snap.run_retries + 1
+    resume = now + spec.retry_delay
+    for key in w.keys_in(S.FAILED, S.UPSTREAM_FAILED):
+        ti = w.get(key)
+        again = replace(
+            ti,
+            state=S.PENDING,
+            retry_base=ti.try_number,
+            next_try_at=resume if ti.state is S.FAILED else None,
+            ended_at=None,
+            error=None,
+        )
+        w.set(again, f"{RUN_RETRY} {n}")
+    if spec.retry_delay > 0:
+        wake.append(resume)
+    return True
+
+
+def _trigger(w: _Work, now: float, wake: list[float]) -> None:
     spec = w.snap.spec
     pending = sorted({k[0] for k in w.keys_in(S.PENDING)}, key=lambda t: spec.tasks[t].index)
     for task_id in pending:
@@ -464,6 +496,9 @@ def _trigger(w: _Work, now: float) -> None:
             if ti.state is not S.PENDING:
                 continue
             if verdict is Verdict.WAIT:
+                continue
+            if ti.next_try_at is not None and ti.next_try_at > now:
+                wake.append(ti.next_try_at)  # a run retry's delay
                 continue
             if verdict is Verdict.SKIP:
                 w.set(replace(ti, state=S.SKIPPED, ended_at=now))

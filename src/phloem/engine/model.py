@@ -93,6 +93,8 @@ class Snapshot:
     uniform_priority: bool = True
     #: when the run (last) started running; None while it waits
     started_at: float | None = None
+    #: how many times the pipeline's ``retries`` ran this run's failed tasks again
+    run_retries: int = 0
 
     @classmethod
     def build(
