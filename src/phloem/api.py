@@ -28,7 +28,7 @@ from phloem.executors import Executor
 from phloem.loading import load_pipeline
 from phloem.records import RunRecord
 from phloem.runs import create_run, reopen
-from phloem.states import SUCCESS_STATES, RunState, TaskState
+from phloem.states import SUCCESS_STATES, DriverRole, RunState, TaskState
 from phloem.store import Store
 
 
@@ -136,7 +136,7 @@ def run(
     ex = app.executor(executor, workers)  # a bad name fails before the run
     try:
         record = create_run(
-            app.store, p.spec, params, logical_date, source=source, owner=holder_id("run")
+            app.store, p.spec, params, logical_date, source=source, owner=holder_id(DriverRole.RUN)
         )
     except RunConflict as exc:
         existing = exc.context.get("run")
@@ -229,7 +229,7 @@ def retry(
     else:
         record = app.store.get_run(run_id)
     spec = pipeline.spec
-    owner = holder_id("retry")
+    owner = holder_id(DriverRole.RETRY)
     catalog = app.store.catalog
     holder = catalog.claim_run(record.run_id, owner, DEFAULT_TTL, time.time())
     if holder is not None and is_dead_local(holder):

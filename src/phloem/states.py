@@ -94,6 +94,17 @@ class AttemptState(str, Enum):
         return self.value
 
 
+class DriverRole(str, Enum):
+    """Who drives a run (the first part of a lease holder's name)."""
+
+    SCHEDULER = "scheduler"  # a phloem scheduler (or server)
+    RUN = "run"  # phloem run / phloem.run, in the caller's process
+    RETRY = "retry"  # phloem retry / phloem.retry
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class RunState(str, Enum):
     QUEUED = "queued"
     RUNNING = "running"

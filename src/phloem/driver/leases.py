@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 
 from phloem.config import DEFAULT_LEASE_TTL
 from phloem.errors import PhloemError
+from phloem.states import DriverRole
 from phloem.store.port import PipelineCatalog
 
 log = logging.getLogger("phloem.driver")
@@ -20,10 +21,10 @@ log = logging.getLogger("phloem.driver")
 DEFAULT_TTL = DEFAULT_LEASE_TTL
 
 
-def holder_id(kind: str) -> str:
-    """A name for one driver that people can read: kind, host, process id, and a suffix so
+def holder_id(role: DriverRole) -> str:
+    """A name for one driver that people can read: role, host, process id, and a suffix so
     two drivers in one process are told apart."""
-    return f"{kind}:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    return f"{role.value}:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 def is_dead_local(holder: str) -> bool:

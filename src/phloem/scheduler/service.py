@@ -34,7 +34,7 @@ from phloem.scheduler.reading import Reader, ReadResult, SpecLoader, Wakeup
 from phloem.scheduler.triggers import due_runs, next_due, parse_time, schedule_of
 from phloem.scheduler.wakeup import WakeListener
 from phloem.schedules import Continuous, Schedule
-from phloem.states import RunType
+from phloem.states import DriverRole, RunType
 from phloem.store.port import WorkListener
 from phloem.store.types import PipelineInfo
 
@@ -81,7 +81,7 @@ class Scheduler:
         self.config = config
         self.catalog = app.store.catalog
         self.single = not app.store.capabilities.multi_writer  # one scheduler holds the store
-        self.id = scheduler_id or holder_id("scheduler")
+        self.id = scheduler_id or holder_id(DriverRole.SCHEDULER)
         self.executor = app.executor(executor)
         self.pool = ParserPool(workers=min(2, app.workers), timeout=config.parse_timeout)
         self.discovery = Discovery(config.folder, self.catalog, self.pool)
