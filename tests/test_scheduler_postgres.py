@@ -280,13 +280,14 @@ def test_a_trigger_from_another_machine_wakes_the_scheduler_through_notify(
         sched.step()
         run, _ = trigger(elsewhere, "work", params={"i": 3})
         queued = time.time()
-        deadline = queued + 10
+        deadline = queued + 60
         while time.time() < deadline:
             sched.step()
             if here.store.get_run(run.run_id).state is RunState.SUCCESS:
                 break
         assert here.store.get_run(run.run_id).state is RunState.SUCCESS
         first = min(a.started_at for a in here.store.attempts(run.run_id) if a.started_at)
-        assert first - queued < 1.5  # woken by NOTIFY, not by the 30 s tick
+        # woken by NOTIFY, not by the tick 30 s away (a wide margin: a busy machine is slow)
+        assert first - queued < 15
     finally:
         sched.shutdown()

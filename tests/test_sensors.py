@@ -83,10 +83,12 @@ def test_builtin_file_and_time_sensors(tmp_path: Path) -> None:
 
     @pipeline
     def p() -> None:
-        f = wait_for_file.with_options(poke_interval=0.05, timeout=2)(
+        # both hold at their first poke; the long timeouts only keep a busy machine from
+        # failing them
+        f = wait_for_file.with_options(poke_interval=0.05, timeout=60)(
             str(tmp_path / "part-*.parquet")
         )
-        t = wait_until.with_options(poke_interval=0.05, timeout=2)(past)
+        t = wait_until.with_options(poke_interval=0.05, timeout=60)(past)
         consume(f) >> consume(t)
 
     r = phloem.run(p, store="memory", home=tmp_path)
@@ -153,7 +155,8 @@ def test_a_retried_sensor_gets_its_whole_time_again(store: object, tmp_path: Pat
 
     @pipeline
     def p() -> None:
-        consume(file_ready.with_options(timeout=0.3)(str(target)))
+        # long enough that a slow start of the retry's poke still fits in it
+        consume(file_ready.with_options(timeout=2)(str(target)))
 
     r = phloem.run(p, store=store, home=tmp_path)  # type: ignore[arg-type]
     assert r.task_state("file_ready") is TaskState.FAILED
