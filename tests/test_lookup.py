@@ -20,7 +20,7 @@ from phloem import pipeline, task
 def hello(n: int) -> int:
     return n
 
-@pipeline(schedule="@daily", start_date="2026-01-01")
+@pipeline(schedule="@daily", start_date="2026-01-01", owner="ml-platform", tags=["nightly"])
 def daily(n: int = 1):
     hello(n)
 """
@@ -45,6 +45,10 @@ def test_pipelines_list_reads_the_folder(folder: Path) -> None:
     assert listed.exit_code == 0, listed.output
     data = json.loads(listed.stdout)
     assert [p["name"] for p in data["pipelines"]] == ["daily"]
+    (daily,) = data["pipelines"]
+    assert (daily["owner"], daily["tags"]) == ("ml-platform", ["nightly"])
+    text = cli("pipelines", "list")
+    assert "[owner: ml-platform, nightly]" in text.output
     assert "no such module: warehouse" in data["import_errors"][str(folder / "broken.py")]
 
 

@@ -187,6 +187,9 @@ def register(app: typer.Typer) -> None:
                             "paused": r.paused,
                             "active": r.active,
                             "code_hash": r.info.code_hash,
+                            "owner": r.info.owner,
+                            "tags": list(r.info.tags),
+                            "description": r.info.description,
                         }
                         for r in rows
                     ],
@@ -199,7 +202,13 @@ def register(app: typer.Typer) -> None:
             trig = r.info.schedule or (
                 "assets: " + ", ".join(r.info.assets) if r.info.assets else "manual"
             )
-            typer.echo(f"{r.info.name:30} {state:7} {trig:25} {r.info.file}")
+            labels = ", ".join(
+                [*([f"owner: {r.info.owner}"] if r.info.owner else []), *r.info.tags]
+            )
+            typer.echo(
+                f"{r.info.name:30} {state:7} {trig:25} {r.info.file}"
+                + (f"  [{labels}]" if labels else "")
+            )
         for file, err in import_errors.items():
             typer.echo(f"import error in {file}: {err}", err=True)
 

@@ -58,6 +58,9 @@ def describe_pipelines(path: str) -> tuple[PipelineInfo, ...]:
                 max_active_runs=spec.max_active_runs,
                 assets=spec.assets,
                 tasks=len(spec.tasks),
+                owner=spec.owner,
+                tags=spec.tags,
+                description=spec.description,
             )
         )
     return tuple(out)

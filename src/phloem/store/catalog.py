@@ -480,6 +480,9 @@ def _pipeline_row(info: PipelineInfo, now: float) -> dict[str, object]:
         "catchup": int(info.catchup),
         "max_active_runs": info.max_active_runs,
         "assets": json.dumps(list(info.assets)) if info.assets else None,
+        "owner": info.owner,
+        "tags": json.dumps(list(info.tags)) if info.tags else None,
+        "description": info.description,
         "last_parsed_at": now,
         "updated_at": now,
     }
@@ -496,6 +499,9 @@ def _pipeline(r: Any) -> PipelineRow:
         catchup=bool(r.catchup),
         max_active_runs=r.max_active_runs,
         assets=tuple(json.loads(r.assets)) if r.assets else (),
+        owner=r.owner,
+        tags=tuple(json.loads(r.tags)) if r.tags else (),
+        description=r.description,
     )
     return PipelineRow(info, bool(r.paused), bool(r.active), r.last_parsed_at)
 

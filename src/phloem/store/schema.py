@@ -149,6 +149,9 @@ pipelines = Table(
     Column("active", Integer, nullable=False, default=1),  # its file still defines it
     Column("last_parsed_at", Float),
     Column("updated_at", Float, nullable=False),
+    Column("owner", String(250)),
+    Column("tags", Text),  # JSON list
+    Column("description", Text),
 )
 
 pipeline_versions = Table(

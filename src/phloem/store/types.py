@@ -104,6 +104,9 @@ class PipelineInfo:
     max_active_runs: int
     assets: tuple[str, ...]
     tasks: int = 0
+    owner: str | None = None
+    tags: tuple[str, ...] = ()
+    description: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
