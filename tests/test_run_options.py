@@ -237,3 +237,40 @@ def test_retry_filters_take_exception_classes_only() -> None:
         task(retry_on="TimeoutError")(lambda: None)
     with pytest.raises(phloem.DefinitionError, match="'no_retry_on'"):
         task(no_retry_on=[KeyError, 3])(lambda: None)
+
+
+@task(pool="gpu")
+def gpu_once() -> int:
+    return 1
+
+
+@pipeline
+def one_gpu_job() -> None:
+    gpu_once()
+
+
+def test_a_pool_is_shared_by_every_run_a_loop_drives(store: object, tmp_path: Path) -> None:
+    """Two runs, one gpu slot, a driver with room for more: one run starts its task and the
+    other waits; with the slot held by a run another scheduler drives, neither starts."""
+    from phloem.app import Phloem
+    from phloem.driver import Loop, RunSession
+    from phloem.executors.inline import InlineExecutor
+    from phloem.runs import create_run
+
+    env = Phloem.open(store, tmp_path)  # type: ignore[arg-type]
+    env.store.set_pool("gpu", 1)
+    runs = [create_run(env.store, one_gpu_job.spec, logical_date=f"2026-01-0{i}") for i in (1, 2)]
+    ex = InlineExecutor()
+    ex.slots = 4  # type: ignore[misc]
+    ex.start({"one_gpu_job": one_gpu_job.spec}, str(tmp_path / "artifacts"))
+    loop = Loop(ex, pools={"gpu": 1})
+    for run in runs:
+        loop.add(RunSession(env.store, one_gpu_job.spec, run, env.artifacts, env.logs_dir))
+    loop.set_pools({"gpu": 1}, held_elsewhere={"gpu": 1})
+    loop.turn(max_wait=0)
+    assert [len(env.store.attempts(r.run_id)) for r in runs] == [0, 0]
+    loop.set_pools({"gpu": 1})
+    loop.turn(max_wait=0)
+    assert sorted(len(env.store.attempts(r.run_id)) for r in runs) == [0, 1]
+    loop.run_until_idle()
+    assert all(env.store.get_run(r.run_id).state.value == "success" for r in runs)
