@@ -18,10 +18,10 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from phloem.errors import PhloemError
 from phloem.secrets import MASK, register
-from phloem.store.settings_store import MISSING, SettingsStore
+from phloem.store.settings_store import MISSING
 
 if TYPE_CHECKING:
-    from phloem.store.sql import SqlStore
+    from phloem.store.port import Store, Variables
 
 __all__ = ["MISSING", "Connection", "connection", "variable"]
 
@@ -146,10 +146,10 @@ def connection(name: str) -> Connection:
 # -- the store, once per process and URL ---------------------------------------------------------
 
 _lock = threading.Lock()
-_stores: dict[tuple[int, str], SettingsStore] = {}
+_stores: dict[tuple[int, str], tuple[Store, Variables]] = {}
 
 
-def settings_store(url: str | None = None) -> SettingsStore:
+def settings_store(url: str | None = None) -> Variables:
     """Variables and connections of the store at ``url`` (default: the run's, else the
     configured one)."""
     url = url or _default_url()
@@ -157,8 +157,9 @@ def settings_store(url: str | None = None) -> SettingsStore:
     with _lock:
         found = _stores.get(key)
         if found is None:
-            found = _stores[key] = SettingsStore(_open(url))
-        return found
+            store = _open(url)
+            found = _stores[key] = (store, store.variables())
+        return found[1]
 
 
 def close_stores() -> None:
@@ -166,8 +167,8 @@ def close_stores() -> None:
     with _lock:
         mine = [k for k in _stores if k[0] == os.getpid()]  # inherited ones are the parent's
         found = [_stores.pop(k) for k in mine]
-    for settings in found:
-        settings.store.close()
+    for store, _ in found:
+        store.close()
 
 
 def _default_url() -> str:
@@ -190,7 +191,7 @@ def _default_url() -> str:
     return settings.db_url
 
 
-def _open(url: str) -> SqlStore:
+def _open(url: str) -> Store:
     from phloem.store import open_store
 
     return open_store(url)

@@ -20,7 +20,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 from phloem.executors.lifetime import Child, start_child
-from phloem.store.catalog import PipelineInfo
+from phloem.store.types import PipelineInfo
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from phloem.schedules import Continuous, Cron, Interval, Schedule, parse_schedule
-from phloem.store.catalog import PipelineInfo
+from phloem.store.types import PipelineInfo
 
 
 @dataclass(frozen=True, slots=True)
