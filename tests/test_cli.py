@@ -221,6 +221,7 @@ def test_run_json_shape(home: Path, tmp_path: Path) -> None:
         "ended_at",
         "code_version",
         "run_type",
+        "triggered_by",
         "tasks",
     }
     assert rec["pipeline"] == "basic" and rec["state"] == "success"

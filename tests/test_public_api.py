@@ -27,7 +27,7 @@ PUBLIC = {
         "sensor",
         "task",
     },
-    "inside a task": {"TaskContext", "context", "skip", "template"},
+    "inside a task": {"TaskContext", "context", "skip", "template", "trigger"},
     "configuration and secrets": {"Connection", "connection", "tasks", "variable"},
     "running": {"RunResult", "RunState", "TaskState", "retry", "run"},
     "errors": {

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from phloem import tasks
     from phloem.api import RunResult, retry, run
     from phloem.templating import template
+    from phloem.triggering import trigger
     from phloem.variables import Connection, connection, variable
 
 __version__ = "0.1.0"
@@ -58,6 +59,7 @@ __all__ = [
     "context",
     "skip",
     "template",
+    "trigger",
     # configuration and secrets
     "Connection",
     "connection",
@@ -112,6 +114,10 @@ def __getattr__(name: str) -> Any:
         from phloem.templating import template
 
         return template
+    if name == "trigger":
+        from phloem.triggering import trigger
+
+        return trigger
     if name == "tasks":
         import importlib
 

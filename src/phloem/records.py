@@ -94,6 +94,9 @@ class RunRecord:
     owner: str | None = None  # who drives it now (a scheduler or a `phloem run` process)
     batch: str | None = None  # runs made together (a backfill)
     batch_limit: int | None = None  # at most this many runs of the batch at once
+    #: the run and task whose ``phloem.trigger`` call made it: "RUN_ID/TASK_ID" (a mapped
+    #: task's instance as "RUN_ID/TASK_ID[2]")
+    triggered_by: str | None = None
 
 
 def expansion_instances(e: Expansion, now: float) -> list[TI]:

@@ -41,6 +41,7 @@ def create_run(
     lease_ttl: float = DEFAULT_LEASE_TTL,
     batch: str | None = None,
     batch_limit: int | None = None,
+    triggered_by: str | None = None,
 ) -> RunRecord:
     """Queue a run of ``spec`` with its first task instances; a run made with an ``owner`` is
     leased to it, so no scheduler takes it."""
@@ -63,6 +64,7 @@ def create_run(
         owner=owner,
         batch=batch,
         batch_limit=batch_limit,
+        triggered_by=triggered_by,
     )
     pools = {t.task_id: (t.options.pool, t.options.pool_slots) for t in spec.tasks.values()}
     instances = [TI(task_id=t) for t in spec.tasks]

@@ -54,6 +54,7 @@ class RunType(str, Enum):
     SCHEDULED = "scheduled"  # its pipeline's schedule
     BACKFILL = "backfill"  # phloem backfill
     ASSET = "asset"  # an update of an asset it consumes
+    TRIGGERED = "triggered"  # phloem.trigger in a task of another run (see triggered_by)
 
     def __str__(self) -> str:
         return self.value

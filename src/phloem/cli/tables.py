@@ -87,6 +87,8 @@ def print_run_header(out: Console, run: RunRecord) -> None:
         t.add_row("duration", human_duration(run.ended_at - run.started_at))
     if run.source:
         t.add_row("source", run.source)
+    if run.triggered_by:
+        t.add_row("triggered by", run.triggered_by)
     if run.code_hash:
         t.add_row("code version", run.code_hash)
     out.print(t)

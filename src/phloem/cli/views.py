@@ -66,6 +66,7 @@ def run_dict(run: RunRecord) -> dict[str, Any]:
         "ended_at": iso(run.ended_at),
         "code_version": run.code_hash,
         "run_type": run.run_type,
+        "triggered_by": run.triggered_by,
     }
 
 

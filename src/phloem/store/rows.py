@@ -86,6 +86,7 @@ def run_row(run: RunRecord, lease_until: float | None = None) -> dict[str, Any]:
         "lease_expires_at": lease_until,
         "batch": run.batch,
         "batch_limit": run.batch_limit,
+        "triggered_by": run.triggered_by,
     }
 
 
@@ -108,4 +109,5 @@ def run_record(row: Any) -> RunRecord:
         owner=row["owner"],
         batch=row["batch"],
         batch_limit=row["batch_limit"],
+        triggered_by=row["triggered_by"],
     )

@@ -41,6 +41,7 @@ runs = Table(
     Column("lease_expires_at", Float),
     Column("batch", String(80)),  # runs made together (a backfill), limited together
     Column("batch_limit", Integer),  # at most this many of the batch run at once
+    Column("triggered_by", String(320)),  # "RUN_ID/TASK_ID" of the phloem.trigger call
     UniqueConstraint("pipeline", "logical_date", name="uq_runs_pipeline_logical_date"),
     UniqueConstraint("pipeline", "idempotency_key", name="uq_runs_pipeline_idempotency_key"),
     Index("ix_runs_state", "state"),
