@@ -25,6 +25,7 @@ from phloem.store import schema as s
 from phloem.store.settings_store import SettingsStore
 from phloem.tasks.shell import run_command
 from phloem.variables import Connection, close_stores, settings_store
+from processes import Processes
 
 KEY = Fernet.generate_key().decode()
 runner = CliRunner()
@@ -401,22 +402,18 @@ db.execute("COMMIT")
     ],
 )
 def test_settings_commands_wait_for_a_concurrent_writer(
-    home: Path, command: tuple[str, ...]
+    home: Path, command: tuple[str, ...], processes: Processes
 ) -> None:
     import subprocess
 
     assert cli("connections", "add", "old", "sqlite:///x.db").exit_code == 0  # creates the store
     assert cli("variables", "set", "old", "1").exit_code == 0
-    writer = subprocess.Popen(
+    writer = processes.start(
         [sys.executable, "-c", _WRITER, str(home / "phloem.db")],
         stdout=subprocess.PIPE,
         text=True,
     )
-    try:
-        assert writer.stdout is not None and writer.stdout.readline().strip() == "locked"
-        result = cli(*command)
-        assert result.exit_code == 0, result.output
-        assert writer.wait(30) == 0
-    finally:
-        writer.kill()
-        writer.wait()
+    assert writer.stdout is not None and writer.stdout.readline().strip() == "locked"
+    result = cli(*command)
+    assert result.exit_code == 0, result.output
+    assert writer.wait(30) == 0
