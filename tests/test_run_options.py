@@ -11,6 +11,7 @@ import pytest
 
 import phloem
 from phloem import pipeline, task
+from phloem.errors import PhloemError
 from phloem.states import TaskState
 
 
@@ -274,3 +275,13 @@ def test_a_pool_is_shared_by_every_run_a_loop_drives(store: object, tmp_path: Pa
     assert sorted(len(env.store.attempts(r.run_id)) for r in runs) == [0, 1]
     loop.run_until_idle()
     assert all(env.store.get_run(r.run_id).state.value == "success" for r in runs)
+
+
+def test_an_unknown_executor_names_the_known_ones() -> None:
+    from phloem.executors import make_executor
+    from phloem.states import ExecutorKind
+
+    with pytest.raises(PhloemError, match="unknown executor 'ray'; use 'inline' or 'local'"):
+        make_executor("ray", 1)
+    assert type(make_executor("inline", 1)).__name__ == "InlineExecutor"
+    assert type(make_executor(ExecutorKind.INLINE, 1)).__name__ == "InlineExecutor"

@@ -28,7 +28,7 @@ from phloem.executors import Executor
 from phloem.loading import load_pipeline
 from phloem.records import RunRecord
 from phloem.runs import create_run, reopen
-from phloem.states import SUCCESS_STATES, DriverRole, RunState, TaskState
+from phloem.states import SUCCESS_STATES, DriverRole, ExecutorKind, RunState, TaskState
 from phloem.store import Store
 
 
@@ -115,7 +115,7 @@ def run(
     pipeline: Pipeline | str,
     *,
     params: Mapping[str, Any] | None = None,
-    executor: str | Executor = "local",
+    executor: ExecutorKind | str | Executor = ExecutorKind.LOCAL,
     workers: int | None = None,
     store: Store | str | None = None,
     logical_date: datetime | str | None = None,
@@ -210,7 +210,7 @@ def retry(
     downstream: bool = False,
     everything: bool = False,
     pipeline: Pipeline | None = None,
-    executor: str | Executor = "local",
+    executor: ExecutorKind | str | Executor = ExecutorKind.LOCAL,
     workers: int | None = None,
     store: Store | str | None = None,
     home: str | os.PathLike[str] | None = None,

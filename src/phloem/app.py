@@ -16,6 +16,7 @@ from pathlib import Path
 from phloem.artifacts import ArtifactStore
 from phloem.config import Settings
 from phloem.executors import Executor, make_executor
+from phloem.states import ExecutorKind
 from phloem.store import Store, open_store
 from phloem.store.memory import MEMORY_URLS
 from phloem.store.port import Variables
@@ -96,7 +97,9 @@ class Phloem:
     def workers(self) -> int:
         return self.settings.workers
 
-    def executor(self, kind: str | Executor = "local", workers: int | None = None) -> Executor:
+    def executor(
+        self, kind: ExecutorKind | str | Executor = ExecutorKind.LOCAL, workers: int | None = None
+    ) -> Executor:
         """An executor of ``kind`` (``"inline"`` or ``"local"``) with ``workers`` processes
         (default: the settings'); an executor given is returned as it is."""
         return make_executor(

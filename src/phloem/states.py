@@ -106,6 +106,16 @@ class DriverRole(str, Enum):
         return self.value
 
 
+class ExecutorKind(str, Enum):
+    """Where attempts run."""
+
+    INLINE = "inline"  # in the driver's own process, one at a time
+    LOCAL = "local"  # long-lived worker processes on this machine
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class RunState(str, Enum):
     QUEUED = "queued"
     RUNNING = "running"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -28,6 +27,7 @@ from phloem.cli.common import (
     print_json,
 )
 from phloem.cli.settings_cmds import connections_app, variables_app
+from phloem.states import ExecutorKind
 
 if TYPE_CHECKING:
     from phloem.api import RunResult
@@ -48,11 +48,6 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(db_app, name="db")
 app.add_typer(variables_app, name="variables")
 app.add_typer(connections_app, name="connections")
-
-
-class ExecutorName(str, Enum):
-    inline = "inline"
-    local = "local"
 
 
 # -- plumbing ------------------------------------------------------------------------------------
@@ -156,7 +151,7 @@ def _report(result: RunResult, as_json: bool) -> None:
 
 # -- commands ------------------------------------------------------------------------------------
 
-ExecutorOpt = Annotated[ExecutorName, typer.Option("--executor", "-e", help="Where tasks run.")]
+ExecutorOpt = Annotated[ExecutorKind, typer.Option("--executor", "-e", help="Where tasks run.")]
 WorkersOpt = Annotated[
     int | None,
     typer.Option("--workers", "-w", min=1, help="Worker processes (default: one per CPU)."),
@@ -171,7 +166,7 @@ def run(
         list[str],
         typer.Option("--param", "-p", metavar="KEY=VALUE", help="A run parameter (repeatable)."),
     ] = [],  # noqa: B006
-    executor: ExecutorOpt = ExecutorName.local,
+    executor: ExecutorOpt = ExecutorKind.LOCAL,
     workers: WorkersOpt = None,
     logical_date: Annotated[
         str | None,
@@ -200,7 +195,7 @@ def run(
             target,
             app=application(),
             params=params,
-            executor=executor.value,
+            executor=executor,
             workers=workers,
             logical_date=logical_date,
             reporter=reporter,
@@ -221,7 +216,7 @@ def retry(
     downstream: Annotated[
         bool, typer.Option("--downstream", help="With --task: also re-run all tasks after it.")
     ] = False,
-    executor: ExecutorOpt = ExecutorName.local,
+    executor: ExecutorOpt = ExecutorKind.LOCAL,
     workers: WorkersOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -239,7 +234,7 @@ def retry(
             app=application(),
             task=task,
             downstream=downstream,
-            executor=executor.value,
+            executor=executor,
             workers=workers,
             reporter=reporter,
         )

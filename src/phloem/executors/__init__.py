@@ -1,26 +1,37 @@
 """Where attempts run: inline (this process) or local worker processes."""
 
 from phloem.config import DEFAULT_LOG_MAX_BYTES
+from phloem.errors import PhloemError
 from phloem.executors.base import Executor, Report, Started
+from phloem.states import ExecutorKind, assert_never
 
 
 def make_executor(
-    kind: "str | Executor", workers: int, *, log_max_bytes: int = DEFAULT_LOG_MAX_BYTES
+    kind: "ExecutorKind | str | Executor",
+    workers: int,
+    *,
+    log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
 ) -> Executor:
-    """``log_max_bytes``: the most one attempt's log keeps."""
+    """An executor of ``kind`` (one given is returned as it is); ``log_max_bytes``: the most
+    one attempt's log keeps."""
     if not isinstance(kind, str):
         return kind
-    if kind == "inline":
-        from phloem.executors.inline import InlineExecutor
+    try:
+        which = ExecutorKind(kind)
+    except ValueError:
+        names = " or ".join(f"'{k.value}'" for k in ExecutorKind)
+        raise PhloemError(f"unknown executor '{kind}'; use {names}") from None
+    match which:
+        case ExecutorKind.INLINE:
+            from phloem.executors.inline import InlineExecutor
 
-        return InlineExecutor(log_max_bytes=log_max_bytes)
-    if kind == "local":
-        from phloem.executors.local import LocalExecutor
+            return InlineExecutor(log_max_bytes=log_max_bytes)
+        case ExecutorKind.LOCAL:
+            from phloem.executors.local import LocalExecutor
 
-        return LocalExecutor(workers, log_max_bytes=log_max_bytes)
-    from phloem.errors import PhloemError
-
-    raise PhloemError(f"unknown executor '{kind}'; use 'inline' or 'local'")
+            return LocalExecutor(workers, log_max_bytes=log_max_bytes)
+        case _:
+            assert_never(which)
 
 
 __all__ = ["Executor", "Report", "Started", "make_executor"]

@@ -34,7 +34,7 @@ from phloem.scheduler.reading import Reader, ReadResult, SpecLoader, Wakeup
 from phloem.scheduler.triggers import due_runs, next_due, parse_time, schedule_of
 from phloem.scheduler.wakeup import WakeListener
 from phloem.schedules import Continuous, Schedule
-from phloem.states import DriverRole, RunType
+from phloem.states import DriverRole, ExecutorKind, RunType
 from phloem.store.port import WorkListener
 from phloem.store.types import PipelineInfo
 
@@ -74,7 +74,7 @@ class Scheduler:
         self,
         app: Phloem,
         config: SchedulerConfig,
-        executor: Executor | str = "local",
+        executor: Executor | ExecutorKind | str = ExecutorKind.LOCAL,
         scheduler_id: str | None = None,
     ) -> None:
         self.app = app
