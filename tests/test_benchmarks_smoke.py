@@ -57,3 +57,16 @@ def test_import_benchmark_prints_its_figures(capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr().out
     assert "import phloem: median" in out
     assert "  phloem" in out.split("slowest modules", 1)[1]  # phloem itself is the slowest
+
+
+@pytest.mark.parametrize("shape", ["distinct", "mapped"])
+def test_fan_in_benchmark_runs_both_shapes(shape: str, home: Path) -> None:
+    spec = importlib.util.spec_from_file_location(
+        "phloem_bench_fan_in", WORKLOADS.parent / "fan_in.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    figures = module.measure(shape, 30)
+    assert figures["ok"]
+    assert set(figures) == {"define", "run", "engine", "ok"}

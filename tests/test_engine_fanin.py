@@ -17,7 +17,7 @@ import pytest
 
 import phloem
 from phloem import task
-from phloem.engine import TI, AttemptFinished, Snapshot, decide
+from phloem.engine import TI, AttemptFinished, Capacity, Snapshot, decide
 from phloem.states import RunState, TaskState
 
 S = TaskState
@@ -95,6 +95,30 @@ def test_a_waiting_fan_in_costs_the_same_at_any_width() -> None:
     assert wide_lines == narrow_lines, (
         f"one turn of a waiting fan-in ran {narrow_lines} lines at width 50 "
         f"but {wide_lines} at width 2,000"
+    )
+
+
+def busy_turn(width: int) -> tuple[int, list[tuple[str, TaskState]]]:
+    """Two slots, two parts running and every other part scheduled (ready, waiting for a
+    slot): one part finishes and the next one is handed out."""
+    spec = fan_in(width).spec
+    parts = [t for t in spec.tasks if t.startswith("part_")]
+    instances = [TI(t, state=S.RUNNING, try_number=1, started_at=1.0) for t in parts[:2]]
+    instances += [TI(t, state=S.SCHEDULED) for t in parts[2:]]
+    instances += [TI(t) for t in spec.tasks if not t.startswith("part_")]
+    snap = Snapshot.build(spec, "run-1", RunState.RUNNING, {}, instances)
+    event = AttemptFinished(("part_0", -1), 1, "success", 2.0)
+    lines, decision = lines_executed(lambda: decide(snap, 2.0, [event], Capacity(slots=2)))
+    return lines, [(t.key[0], t.new.state) for t in decision.transitions]
+
+
+def test_handing_out_work_costs_the_same_however_much_is_ready() -> None:
+    busy_turn(5)  # warm caches
+    narrow_lines, narrow = busy_turn(50)
+    wide_lines, wide = busy_turn(2_000)
+    assert narrow == wide == [("part_0", S.SUCCESS), ("part_2", S.QUEUED)]
+    assert wide_lines == narrow_lines, (
+        f"one turn with 48 instances ready ran {narrow_lines} lines, with 1,998 {wide_lines}"
     )
 
 

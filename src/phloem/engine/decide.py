@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
+from itertools import islice
 
 from phloem.dsl.refs import Lit, Param, Ref
 from phloem.dsl.spec import TaskSpec
@@ -187,7 +188,7 @@ class Draft:
         self.wake = wake
         self.closed = closed
         #: scheduled instances, in the order they became ready
-        self.ready: list[Key] = [] if closed else w.keys_in(S.SCHEDULED)
+        self.ready = _Ready(w, closed)
         self._ranked: list[Key] | None = None
 
     def demand(
@@ -238,7 +239,7 @@ class Draft:
             return 0
         tasks = self.w.snap.spec.tasks
         if self.w.snap.uniform_priority:
-            return tasks[self.ready[0][0]].options.priority
+            return tasks[self.ready.head(1)[0][0]].options.priority
         if self._ranked is not None:
             return tasks[self._ranked[0][0]].options.priority
         return max(tasks[k[0]].options.priority for k in self.ready)
@@ -259,10 +260,40 @@ class Draft:
         if pooled:
             return self.ranked()  # pools may reject some, so look at all
         if self.w.snap.uniform_priority:
-            return self.ready[:n]  # first come, first served
+            return self.ready.head(n)  # first come, first served
         if len(self.ready) <= n:
             return self.ranked()
         return heapq.nsmallest(n, self.ready, key=self._rank)
+
+
+class _Ready:
+    """The scheduled instances in the order they became ready (the snapshot's index corrected
+    by the overlay, as ``keys_in`` lists them), counted and read from the front without
+    listing them all: a wide run has tens of thousands ready and hands out a few per turn."""
+
+    __slots__ = ("_base", "_gone", "_len", "_new")
+
+    def __init__(self, w: _Work, closed: bool = False) -> None:
+        base = {} if closed else w.snap.by_state[S.SCHEDULED]
+        changed = {} if closed else w.changed
+        self._base = base
+        self._gone = {k for k in changed if k in base}
+        self._new = [k for k, ti in changed.items() if ti.state is S.SCHEDULED]
+        self._len = len(base) - len(self._gone) + len(self._new)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self) -> Iterator[Key]:
+        gone = self._gone
+        for k in self._base:
+            if k not in gone:
+                yield k
+        yield from self._new
+
+    def head(self, n: int) -> list[Key]:
+        """The first ``n`` (O(n) plus the keys this decision moved, not O(all))."""
+        return list(islice(self, n))
 
 
 # -- facts reported by executors -------------------------------------------------------------
