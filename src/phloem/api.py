@@ -26,10 +26,17 @@ from phloem.engine import TI
 from phloem.errors import ParamError, PhloemError, RunConflict, TaskNotFound
 from phloem.executors import Executor
 from phloem.loading import load_pipeline
-from phloem.records import RunRecord
+from phloem.records import RunRecord, Transition
 from phloem.runs import create_run, reopen
-from phloem.states import SUCCESS_STATES, DriverRole, ExecutorKind, RunState, TaskState
-from phloem.store import Store
+from phloem.states import (
+    ACTIVE_TASK_STATES,
+    SUCCESS_STATES,
+    DriverRole,
+    ExecutorKind,
+    RunState,
+    TaskState,
+)
+from phloem.store import Commit, Store
 
 
 class RunResult:
@@ -233,7 +240,11 @@ def retry(
     catalog = app.store.catalog
     holder = catalog.claim_run(record.run_id, owner, DEFAULT_TTL, time.time())
     if holder is not None and is_dead_local(holder):
-        holder = catalog.claim_run(record.run_id, owner, DEFAULT_TTL, time.time(), take_from=holder)
+        dead = holder
+        holder = catalog.claim_run(record.run_id, owner, DEFAULT_TTL, time.time(), take_from=dead)
+        if holder is None:
+            # its attempts died with it (workers die with their driver): nothing to wait for
+            _interrupted(app.store, record.run_id, owner, f"its driver {dead} died")
     if holder is not None:
         raise PhloemError(
             f"run {record.run_id} is being driven by {holder}; wait for it to finish, or stop "
@@ -260,6 +271,14 @@ def retry(
         catalog.release_runs(owner, [record.run_id])
         raise
     return drive(app, spec, record, ex, reporter)
+
+
+def _interrupted(store: Store, run_id: str, owner: str, reason: str) -> None:
+    """What the run's driver would have done had it stopped cleanly: nothing claims to run."""
+    stale = [ti for ti in store.load_instances(run_id) if ti.state in ACTIVE_TASK_STATES]
+    if stale:
+        ts = tuple(Transition(ti, replace(ti, state=TaskState.SCHEDULED), reason) for ti in stale)
+        store.commit_many([Commit(run_id, ts, owner=owner, lease_ttl=DEFAULT_TTL)])
 
 
 __all__ = ["RunResult", "drive", "load_run_pipeline", "retry", "run"]

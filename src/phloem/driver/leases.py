@@ -68,6 +68,9 @@ class LeaseKeeper:
         self.also = also  # another lease to renew on the same rhythm (the SQLite scheduler's)
         self._runs: set[str] = set()
         self._lost: set[str] = set()
+        #: per run, when (monotonic) the last renewal that reached the store began
+        self._confirmed: dict[str, float] = {}
+        self._failed = False
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -85,16 +88,37 @@ class LeaseKeeper:
             self._thread = None
 
     def track(self, run_ids: Iterable[str]) -> None:
+        """Keep the leases of these runs (a run new here was just claimed or committed: its
+        lease is fresh)."""
+        now = time.monotonic()
         with self._lock:
             self._runs = set(run_ids)
+            self._confirmed = {r: self._confirmed.get(r, now) for r in self._runs}
 
     def take_lost(self) -> set[str]:
+        """Runs another driver took, and runs whose lease could not be renewed for half its
+        time: the lease may have run out, so another driver may run their tasks now. Judged
+        by the clock, not by the renewal thread, which may hang on an unreachable database."""
+        now = time.monotonic()
         with self._lock:
             lost, self._lost = self._lost, set()
+            if self._thread is not None:
+                stale = {r for r, t in self._confirmed.items() if now - t > self.ttl / 2}
+                for run_id in stale:
+                    log.warning(
+                        "could not renew the lease of run %s for %.1fs; treating it as lost",
+                        run_id,
+                        now - self._confirmed[run_id],
+                    )
+                lost |= stale
+            for run_id in lost:
+                self._runs.discard(run_id)
+                self._confirmed.pop(run_id, None)
         return lost
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.ttl / 3):
+        delay = self.ttl / 3
+        while not self._stop.wait(delay):
             with self._lock:
                 ids = set(self._runs)
             if self.also is not None:
@@ -102,20 +126,30 @@ class LeaseKeeper:
                     self.also(time.time())
                 except Exception as exc:
                     log.warning("could not renew a lease (%s); retrying", exc)
+            self._failed = False
             lost = self.renew(ids, time.time())
             if lost:
                 with self._lock:
                     self._lost |= lost
+            # after a failure, try again soon: the lease keeps running out meanwhile
+            delay = min(self.ttl / 10, 1.0) if self._failed else self.ttl / 3
 
     def renew(self, run_ids: Iterable[str], now: float) -> set[str]:
-        """Renew and return the runs we no longer own. A database blip is not a loss: the
-        lease still has two thirds of its time, and the next round tries again."""
+        """Renew and return the runs we no longer own. One failed renewal is not a loss yet
+        (the lease has time left and the next round tries again); ``take_lost`` counts runs
+        whose leases could not be renewed for too long."""
         ids = set(run_ids)
+        began = time.monotonic()
         try:
             kept = self.catalog.renew_runs(self.owner, ids, self.ttl, now)
         except Exception as exc:
-            log.warning("could not renew run leases (%s); retrying", exc)
+            log.warning("could not renew run leases (%s); retrying", str(exc).splitlines()[0])
+            self._failed = True
             return set()
+        with self._lock:
+            for run_id in kept:
+                if run_id in self._confirmed:
+                    self._confirmed[run_id] = max(self._confirmed[run_id], began)
         return ids - kept
 
     def release(self, run_ids: Iterable[str]) -> None:

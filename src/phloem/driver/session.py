@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from phloem.artifacts import ArtifactStore
 from phloem.driver.inputs import Inputs
+from phloem.driver.orphans import Orphans
 from phloem.dsl.params import typed_params
 from phloem.dsl.spec import PipelineSpec
 from phloem.engine import (
@@ -121,6 +122,12 @@ class RunSession:
         self._submitted: set[tuple[Key, int]] = set()  # attempts handed to the executor
         self._records: list[ArtifactRecord] = []
         self._uses: list[ArtifactUse] = []
+        #: attempts heartbeat (and inherited ones are waited for) when other processes share
+        #: the store and the run is leased; an in-memory store lives in this process only
+        self._leases = (
+            store.attempt_leases if self.owner is not None and store.capabilities.shared else None
+        )
+        self._orphans = Orphans()
 
     @property
     def run_id(self) -> str:
@@ -154,9 +161,12 @@ class RunSession:
         return snap
 
     def recover(self) -> None:
-        """Attempts handed out by a driver that is gone went with it: schedule them again."""
+        """Schedule again the attempts a driver that is gone handed out. One that may still
+        run where that driver sent it is retried only once its heartbeat expired."""
         stale = [self.snap.tis[k] for k in self.snap.keys_in(*ACTIVE_TASK_STATES)]
         if stale:
+            if self._leases is not None:
+                self._orphans.watch(self._leases, self.run_id, stale, self.lease_ttl, self.clock())
             ts = [Transition(ti, replace(ti, state=S.SCHEDULED), "interrupted") for ti in stale]
             self._apply(ts, (), None, self.clock())
 
@@ -224,6 +234,11 @@ class RunSession:
         step = Step(kills=list(d.kills), wake_at=d.wake_at)
         if applied is not None:
             step.submits = self._absorb(applied, now)
+        if len(self._orphans):
+            step.submits += self._orphans.release(now, self._still_queued)
+            held = self._orphans.wake_at
+            if held is not None:
+                step.wake_at = held if step.wake_at is None else min(step.wake_at, held)
         if self.done and self.reporter is not None:
             self.reporter.finish(self.snap, now)
         return step
@@ -282,7 +297,7 @@ class RunSession:
             )
             self.snap = snap = self._load()
         attempts = [
-            self._attempt(snap.tis.get(t.new.key, t.new))
+            self._attempt(snap.tis.get(t.new.key, t.new), now)
             for t in applied.transitions
             if t.new.state is S.QUEUED and snap.tis.get(t.new.key, t.new).state is S.QUEUED
         ]
@@ -290,18 +305,23 @@ class RunSession:
             # a commit whose acknowledgement was lost may have queued attempts that were
             # never handed out: nobody else drives this run (fencing), so hand them out now
             attempts += [
-                self._attempt(snap.tis[k])
+                self._attempt(snap.tis[k], now)
                 for k in snap.keys_in(S.QUEUED)
                 if (k, snap.tis[k].try_number) not in self._submitted
                 and all(a.key != k for a in attempts)
             ]
         self._submitted.update((a.key, a.try_number) for a in attempts)
+        attempts = self._orphans.gate(attempts, now)
         self._callbacks(applied.transitions)
         if self.reporter is not None:
             self.reporter.update(snap, now)
         return attempts
 
-    def _attempt(self, ti: TI) -> Attempt:
+    def _still_queued(self, a: Attempt) -> bool:
+        ti = self.snap.tis.get(a.key)
+        return ti is not None and ti.state is S.QUEUED and ti.try_number == a.try_number
+
+    def _attempt(self, ti: TI, now: float) -> Attempt:
         t = self.spec.tasks[ti.task_id]
         args, kwargs = self.inputs.arguments(self.snap, ti)
         run = self.run
@@ -323,6 +343,10 @@ class RunSession:
             source=run.source,
             code_hash=run.code_hash,
             store_url=self.store.shared_url,
+            owner=self.owner,
+            # the commit that queued it (at ``now``) extended the run's lease
+            lease_from=now,
+            heartbeat_ttl=self.lease_ttl if self._leases is not None else None,
         )
 
     def _callbacks(self, transitions: Iterable[Transition]) -> None:

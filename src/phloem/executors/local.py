@@ -10,18 +10,21 @@ the driver, however either ends.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
 import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
 from phloem.dsl.spec import PipelineSpec
 from phloem.executors.base import Report, Started
+from phloem.executors.fencing import Fence, Stop
 from phloem.executors.guard import work_done
 from phloem.executors.lifetime import Child, start_child
 from phloem.executors.preload import imported_in_tasks, preload
@@ -225,6 +228,40 @@ def _death_reason(a: Attempt, pid: int, code: int | None) -> str:
     return f"worker process {pid} exited with code {code} while running this attempt"
 
 
+class _Outbox:
+    """The pipe to the driver, shared by the attempt loop and the fence's threads."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.lock = threading.Lock()
+
+    def send(self, msg: Any) -> None:
+        with self.lock:
+            self.conn.send(msg)
+
+
+def _stopper(outbox: _Outbox, running: Callable[[Attempt], bool]) -> Stop:
+    """What the fence calls when an attempt must not run on: report why (unless the pipe is
+    stuck behind a frozen driver) and SIGKILL this worker and its process group; its guard
+    (see ``lifetime``) kills whatever else the attempt started."""
+
+    def stop(a: Attempt, reason: str) -> None:
+        if outbox.lock.acquire(timeout=0.1):  # kept: nothing is sent after this
+            if not running(a):  # it ended meanwhile: nothing to stop
+                outbox.lock.release()
+                return
+            with contextlib.suppress(Exception):
+                outbox.conn.send(_failed(a, reason))
+        pid = os.getpid()
+        try:
+            if os.getpgrp() == pid:
+                os.killpg(pid, signal.SIGKILL)
+        finally:
+            os.kill(pid, signal.SIGKILL)
+
+    return stop
+
+
 def _reload(source: str) -> PipelineSpec:
     from phloem.loading import reload_pipeline
 
@@ -269,29 +306,32 @@ def _worker_main(
                 return
 
     threading.Thread(target=read, name="phloem-worker-inbox", daemon=True).start()
+    outbox = _Outbox(conn)
+    fence = Fence(_stopper(outbox, lambda a: fence.running(a)))
     try:
         while True:
             msg = inbox.get()
             if msg is None:
                 return
             if isinstance(msg, _Unreadable):
-                conn.send(msg)
+                outbox.send(msg)
                 continue
-            result = _serve(conn, msg, loaded, artifacts, budget, capture, log_max_bytes)
+            result = _serve(outbox, msg, loaded, artifacts, budget, capture, log_max_bytes, fence)
             work_done()  # what the attempt orphaned is gone before its result is reported
-            conn.send(result)
+            outbox.send(result)
     finally:
         capture.detach()
 
 
 def _serve(
-    conn: Connection,
+    conn: _Outbox,
     attempt: Attempt,
     loaded: dict[tuple[str, str | None], PipelineSpec],
     artifacts: ArtifactStore,
     budget: ThreadBudget,
     capture: OutputCapture,
     log_max_bytes: int,
+    fence: Fence,
 ) -> Result:
     """Run one attempt in this worker; whatever happens, a Result (phloem's own stop aside)."""
     from phloem.runner import run_attempt
@@ -319,6 +359,9 @@ def _serve(
     except BaseException as exc:  # the pipeline's module failed at import, even by sys.exit
         return _failed(attempt, clean(f"cannot load the pipeline's code: {one_line(exc)}"))
     task = spec.tasks[attempt.task_id]
+    refused = fence.begin(attempt)  # its driver may have lost the run meanwhile
+    if refused is not None:
+        return _failed(attempt, refused)
     try:
         with budget.attempt(task.options.resources.cpus):
             return run_attempt(
@@ -328,6 +371,8 @@ def _serve(
         raise
     except BaseException as exc:  # run_attempt reports the task's failures; this is a last guard
         return _failed(attempt, clean(f"phloem could not run the attempt: {one_line(exc)}"))
+    finally:
+        fence.end(attempt)
 
 
 def _failed(attempt: Attempt, error: str, *, retryable: bool = True) -> Result:

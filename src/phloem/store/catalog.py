@@ -16,7 +16,7 @@ from phloem.records import RunRecord
 from phloem.states import RunState, RunType
 from phloem.store import schema as s
 from phloem.store.engine import Database, write_transaction
-from phloem.store.resilience import resilient
+from phloem.store.resilience import resilient, single_try
 from phloem.store.rows import run_record
 from phloem.store.types import PipelineInfo, PipelineRow
 from phloem.store.writes import insert_new
@@ -293,8 +293,10 @@ class Catalog:
             holder = conn.execute(select(r.c.owner).where(r.c.run_id == run_id)).scalar()
         return str(holder)
 
+    @single_try
     def renew_runs(self, owner: str, run_ids: Iterable[str], ttl: float, now: float) -> set[str]:
-        """Extend ``owner``'s leases; returns the runs it still owns (others were taken)."""
+        """Extend ``owner``'s leases; returns the runs it still owns (others were taken).
+        Tried once: the lease keeper decides when failures mean the leases are lost."""
         ids = list(run_ids)
         if not ids:
             return set()

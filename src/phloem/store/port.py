@@ -19,7 +19,9 @@ from phloem.store.types import (
     Applied,
     ArtifactRecord,
     ArtifactUse,
+    AttemptKey,
     AttemptRow,
+    Beat,
     Commit,
     EventRow,
     PipelineInfo,
@@ -95,6 +97,24 @@ class PipelineCatalog(Protocol):
     def consume_assets(self, pipeline: str, seen: dict[str, int]) -> bool: ...
 
 
+class AttemptLeasing(Protocol):
+    """Attempt leases: where an attempt runs, its heartbeat renews its lease (a fenced
+    compare-and-set, by the database's clock); a driver that takes a run over waits for the
+    leases of the attempts it inherits to expire before retrying them."""
+
+    def beat(self, beats: Sequence[Beat]) -> set[Beat]:
+        """Renew these attempts' leases in one transaction, tried once; returns the beats
+        written (one not written: its attempt is no longer current and must stop)."""
+        ...
+
+    def heartbeats(
+        self, run_id: str, keys: Iterable[AttemptKey] | None = None
+    ) -> tuple[float, dict[AttemptKey, float | None]]:
+        """The database's clock now, and the last heartbeat of each of the run's attempts
+        that may still run (None: it never sent one)."""
+        ...
+
+
 class Variables(Protocol):
     """Variables (JSON values) and connections (URIs, encrypted at rest) that tasks read."""
 
@@ -130,6 +150,11 @@ class Store(Protocol):
 
     @property
     def catalog(self) -> PipelineCatalog: ...
+
+    @property
+    def attempt_leases(self) -> AttemptLeasing:
+        """Heartbeats of running attempts; only meaningful on a shared store."""
+        ...
 
     def variables(self, cipher: Cipher | Callable[[bool], Cipher] | None = None) -> Variables:
         """Variables and connections kept in this store; ``cipher`` (or a function of
@@ -225,4 +250,11 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-__all__ = ["PipelineCatalog", "Store", "StoreCapabilities", "Variables", "WorkListener"]
+__all__ = [
+    "AttemptLeasing",
+    "PipelineCatalog",
+    "Store",
+    "StoreCapabilities",
+    "Variables",
+    "WorkListener",
+]

@@ -114,14 +114,22 @@ def _method_retrying(fn: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
+def single_try(fn: Callable[..., T]) -> Callable[..., T]:
+    """Leave this method out of ``resilient``: its caller keeps time itself (a lease renewal
+    that hangs in retries would outlive the lease it renews)."""
+    fn.__phloem_single_try__ = True  # type: ignore[attr-defined]
+    return fn
+
+
 def resilient(cls: type[T]) -> type[T]:
     """Wrap every public method of ``cls`` so it waits out transient errors for at most
-    ``self.outage_timeout`` seconds."""
+    ``self.outage_timeout`` seconds (except ``single_try`` ones)."""
     for name, value in list(vars(cls).items()):
         if (
             name.startswith("_")
             or not callable(value)
             or isinstance(value, (staticmethod, classmethod))
+            or getattr(value, "__phloem_single_try__", False)
         ):
             continue
         setattr(cls, name, _method_retrying(value))

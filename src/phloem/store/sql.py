@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from phloem.secrets import Cipher
+    from phloem.store.attempt_leases import AttemptLeases
     from phloem.store.catalog import Catalog
     from phloem.store.settings_store import SettingsStore
 
@@ -93,6 +94,7 @@ class SqlStore:
         on_pg = self.dialect == "postgresql"
         self.capabilities = StoreCapabilities(shared=True, notify=on_pg, multi_writer=on_pg)
         self._catalog: Catalog | None = None
+        self._attempt_leases: AttemptLeases | None = None
         if migrate:
             try:
                 ensure_schema(self.engine)
@@ -119,6 +121,15 @@ class SqlStore:
 
             self._catalog = Catalog(self)
         return self._catalog
+
+    @property
+    def attempt_leases(self) -> AttemptLeases:
+        """Heartbeats of running attempts (see store/attempt_leases.py)."""
+        if self._attempt_leases is None:
+            from phloem.store.attempt_leases import AttemptLeases
+
+            self._attempt_leases = AttemptLeases(self)
+        return self._attempt_leases
 
     def variables(self, cipher: Cipher | Callable[[bool], Cipher] | None = None) -> SettingsStore:
         """Variables and connections kept in this store."""

@@ -117,5 +117,21 @@ class PipelineRow:
     last_parsed_at: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class Beat:
+    """One attempt's heartbeat; ``owner`` is the lease holder of the driver that handed it
+    out (None: the run has no lease, e.g. a test driving it directly)."""
+
+    run_id: str
+    task_id: str
+    map_index: int
+    try_number: int
+    owner: str | None
+
+
+#: an attempt of a run: (task id, map index, try number)
+AttemptKey = tuple[str, int, int]
+
+
 class RunIdTaken(Exception):
     """A new run's id is in use already (astronomically rare; pick another)."""
