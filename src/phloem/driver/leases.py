@@ -71,6 +71,7 @@ class LeaseKeeper:
         #: per run, when (monotonic) the last renewal that reached the store began
         self._confirmed: dict[str, float] = {}
         self._failed = False
+        self._failing = False
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -143,9 +144,11 @@ class LeaseKeeper:
         try:
             kept = self.catalog.renew_runs(self.owner, ids, self.ttl, now)
         except Exception as exc:
-            log.warning("could not renew run leases (%s); retrying", str(exc).splitlines()[0])
-            self._failed = True
+            if not self._failing:  # once per outage, not once a second
+                log.warning("could not renew run leases (%s); retrying", str(exc).splitlines()[0])
+            self._failed = self._failing = True
             return set()
+        self._failing = False
         with self._lock:
             for run_id in kept:
                 if run_id in self._confirmed:

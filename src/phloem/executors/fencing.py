@@ -11,8 +11,8 @@ So the side that runs an attempt keeps it honest by itself, without the driver:
 - an attempt whose heartbeat could not be written for ``ttl / 2`` seconds is stopped too (its
   driver's lease may have run out), by a second thread that never waits on the database;
 - an attempt starts without asking the store only if its driver confirmed the run recently
-  (the commit that queued it, or a heartbeat of the same run from this process); otherwise it
-  first writes a heartbeat, and does not start if that is refused.
+  (the commit that queued it, or a heartbeat of the same run from this process: within
+  ``ttl / 4``); otherwise it first writes a heartbeat, and does not start if that is refused.
 
 A successor retries an inherited attempt only once its last heartbeat is a whole ``ttl`` old
 (``driver.orphans``), so the old attempt is gone by then. Tiny tasks never write a heartbeat:
@@ -73,7 +73,9 @@ class Fence:
         since = self._runs.get((a.run_id, a.owner), float("-inf"))
         if a.lease_from is not None:
             since = max(since, now - max(0.0, time.time() - a.lease_from))
-        if now - since > ttl * GIVE_UP - ttl / BEATS_PER_TTL:
+        if now - since > ttl * GIVE_UP / 2 or a.store_url not in self._leases:
+            # little of the confirmation left, or no connection yet (making one may be slow):
+            # confirm first, so the attempt starts with time for its heartbeats
             confirmed, why = self._confirm(a, ttl)
             if why is not None:
                 return why
