@@ -53,6 +53,7 @@ class Fence:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._leases: dict[str, AttemptLeasing] = {}
+        self._opening = threading.Lock()
         #: per (run, owner), when (monotonic) the store last confirmed that owner holds it
         self._runs: dict[tuple[str, str | None], float] = {}
         self._current: Attempt | None = None
@@ -73,9 +74,9 @@ class Fence:
         since = self._runs.get((a.run_id, a.owner), float("-inf"))
         if a.lease_from is not None:
             since = max(since, now - max(0.0, time.time() - a.lease_from))
-        if now - since > ttl * GIVE_UP / 2 or a.store_url not in self._leases:
-            # little of the confirmation left, or no connection yet (making one may be slow):
-            # confirm first, so the attempt starts with time for its heartbeats
+        if now - since > ttl * GIVE_UP / 2:
+            # little of the confirmation left: confirm first, so that the attempt starts with
+            # time for its heartbeats
             confirmed, why = self._confirm(a, ttl)
             if why is not None:
                 return why
@@ -104,12 +105,13 @@ class Fence:
     def _store(self, a: Attempt) -> AttemptLeasing:
         """The store's attempt leases, over one connection per worker process and store."""
         assert a.store_url is not None
-        leases = self._leases.get(a.store_url)
-        if leases is None:
-            from phloem.store import open_store
+        with self._opening:
+            leases = self._leases.get(a.store_url)
+            if leases is None:
+                from phloem.store import open_store
 
-            leases = open_store(a.store_url, migrate=False).attempt_leases
-            self._leases[a.store_url] = leases
+                leases = open_store(a.store_url, migrate=False).attempt_leases
+                self._leases[a.store_url] = leases
         return leases
 
     def _beat(self, a: Attempt) -> tuple[float, bool | None]:
@@ -126,6 +128,13 @@ class Fence:
                 key = (a.run_id, a.owner)
                 self._runs[key] = max(self._runs.get(key, float("-inf")), began)
         return began, written
+
+    def _warm(self, a: Attempt) -> None:
+        """Open this process's store connection (one read, no write)."""
+        try:
+            self._store(a).heartbeats(a.run_id, [])
+        except Exception as exc:
+            self._error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
     def _confirm(self, a: Attempt, ttl: float) -> tuple[float, str | None]:
         """Ask the store, before ``a`` starts, whether it is still current (retrying for up
@@ -163,6 +172,8 @@ class Fence:
                 self._wake.wait()
                 self._wake.clear()
                 continue
+            if a.store_url not in self._leases:
+                self._warm(a)  # connect now, beside the attempt: the first beat is on time
             every = a.heartbeat_ttl / BEATS_PER_TTL
             due = since + every - time.monotonic()
             if due > 0:
