@@ -16,9 +16,9 @@ from phloem.engine.allocate import Grant
 from phloem.records import Transition
 from phloem.runs import create_run
 from phloem.states import TaskState
-from phloem.store import SqlStore
+from phloem.store import Commit, SqlStore
 from phloem.store.catalog import Catalog
-from phloem.store.types import Beat
+from phloem.store.types import AttemptLease, Beat
 
 S = TaskState
 
@@ -40,24 +40,23 @@ def _running(store: SqlStore, owner: str) -> tuple[str, Beat]:
     ti = store.load_instances(run.run_id)[0]
     queued = replace(ti, state=S.QUEUED, try_number=1)
     running = replace(queued, state=S.RUNNING, started_at=time.time())
-    store.commit(
-        run.run_id,
-        [
-            Transition(ti, replace(ti, state=S.SCHEDULED)),
-            Transition(replace(ti, state=S.SCHEDULED), queued),
-            Transition(queued, running),
-        ],
+    ts = (
+        Transition(ti, replace(ti, state=S.SCHEDULED)),
+        Transition(replace(ti, state=S.SCHEDULED), queued),
+        Transition(queued, running),
     )
+    store.commit_many([Commit(run.run_id, ts, owner=owner)])
     return run.run_id, Beat(run.run_id, "one", -1, 1, owner)
 
 
 def test_a_heartbeat_is_written_only_while_its_attempt_is_current(store: SqlStore) -> None:
     leases = store.attempt_leases
     run_id, beat = _running(store, "scheduler:a:1")
-    assert leases.heartbeats(run_id)[1] == {("one", -1, 1): None}  # none sent yet
+    # none sent yet
+    assert leases.heartbeats(run_id)[1] == {("one", -1, 1): AttemptLease(None, "scheduler:a:1")}
     assert leases.beat([beat]) == {beat}
     db_now, beats = leases.heartbeats(run_id)
-    written = beats[("one", -1, 1)]
+    written = beats[("one", -1, 1)].heartbeat_at
     assert written is not None and written <= db_now
     # a driver that does not own the run cannot keep its attempts alive
     assert leases.beat([replace(beat, owner="scheduler:b:2")]) == set()

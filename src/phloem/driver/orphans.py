@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from phloem.driver.leases import is_dead_local
 from phloem.records import TI, Key
 from phloem.runner import Attempt
 from phloem.store.port import AttemptLeasing
@@ -33,7 +34,10 @@ class Orphans:
         keys = [(t.task_id, t.map_index, t.try_number) for t in tis]
         db_now, beats = leases.heartbeats(run_id, keys)
         for ti in tis:
-            beat = beats.get((ti.task_id, ti.map_index, ti.try_number))
+            lease = beats.get((ti.task_id, ti.map_index, ti.try_number))
+            if lease is not None and lease.holder and is_dead_local(lease.holder):
+                continue  # its driver died on this machine, and its workers with it
+            beat = lease.heartbeat_at if lease is not None else None
             wait = ttl if beat is None else beat + ttl - db_now
             if wait > 0:
                 self._until[ti.key] = max(self._until.get(ti.key, 0.0), now + wait)

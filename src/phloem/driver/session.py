@@ -15,7 +15,6 @@ from typing import Any, Protocol
 
 from phloem.artifacts import ArtifactStore
 from phloem.driver.inputs import Inputs
-from phloem.driver.leases import is_dead_local
 from phloem.driver.orphans import Orphans
 from phloem.dsl.params import typed_params
 from phloem.dsl.spec import PipelineSpec
@@ -106,9 +105,6 @@ class RunSession:
         self.run = run
         #: the lease this session's commits are fenced by (None: no lease, e.g. a test)
         self.owner = owner if owner is not None else run.owner
-        #: who held the run before (``run`` as a claim returned it): a driver that died on
-        #: this machine took its attempts with it, so they need not be waited for
-        self.previous_owner = run.owner
         self.lease_ttl = lease_ttl
         self.fenced = False
         self.artifacts = artifacts
@@ -169,10 +165,7 @@ class RunSession:
         run where that driver sent it is retried only once its heartbeat expired."""
         stale = [self.snap.tis[k] for k in self.snap.keys_in(*ACTIVE_TASK_STATES)]
         if stale:
-            prev = self.previous_owner
-            if self._leases is not None and not (
-                prev and prev != self.owner and is_dead_local(prev)
-            ):
+            if self._leases is not None:
                 self._orphans.watch(self._leases, self.run_id, stale, self.lease_ttl, self.clock())
             ts = [Transition(ti, replace(ti, state=S.SCHEDULED), "interrupted") for ti in stale]
             self._apply(ts, (), None, self.clock())
@@ -385,7 +378,6 @@ class RunSession:
                 fn(ctx)
             except Exception:
                 log.exception("callback %s of task %s raised; ignored", fn, t.new.task_id)
-
 
     def _attempt_timeout(self, own: float | None) -> float | None:
         """The task's timeout, cut to what is left of the run's: an executor that cannot be

@@ -16,7 +16,7 @@ from sqlalchemy import Float, and_, bindparam, cast, exists, func, literal, sele
 from phloem.store import schema as s
 from phloem.store.engine import Database, write_transaction
 from phloem.store.resilience import resilient, single_try
-from phloem.store.types import AttemptKey, Beat
+from phloem.store.types import AttemptKey, AttemptLease, Beat
 
 #: attempt and task-instance states in which an attempt may still run
 _LIVE = ("queued", "running")
@@ -96,11 +96,11 @@ class AttemptLeases:
 
     def heartbeats(
         self, run_id: str, keys: Iterable[AttemptKey] | None = None
-    ) -> tuple[float, dict[AttemptKey, float | None]]:
-        """The database's clock now, and the last heartbeat of each of the run's attempts
-        that may still run (None: it never sent one)."""
+    ) -> tuple[float, dict[AttemptKey, AttemptLease]]:
+        """The database's clock now, and the lease of each of the run's attempts that may
+        still run: its last heartbeat, and which driver handed it out."""
         a = s.attempts
-        q = select(a.c.task_id, a.c.map_index, a.c.try_number, a.c.heartbeat_at).where(
+        q = select(a.c.task_id, a.c.map_index, a.c.try_number, a.c.heartbeat_at, a.c.worker).where(
             a.c.run_id == run_id, a.c.state.in_(_LIVE)
         )
         wanted = set(keys) if keys is not None else None
@@ -108,8 +108,8 @@ class AttemptLeases:
             now = float(conn.execute(select(self._now)).scalar_one())
             rows = conn.execute(q).all()
         out = {
-            (t, m, n): (float(hb) if hb is not None else None)
-            for t, m, n, hb in rows
+            (t, m, n): AttemptLease(float(hb) if hb is not None else None, holder)
+            for t, m, n, hb, holder in rows
             if wanted is None or (t, m, n) in wanted
         }
         return now, out

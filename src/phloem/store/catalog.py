@@ -186,8 +186,7 @@ class Catalog:
     ) -> list[RunRecord]:
         """Runs nobody drives (never claimed, or their driver's lease ran out), oldest first;
         ``take_from`` names drivers known to be dead, whose runs are taken before their leases
-        run out. The records are returned as they were before this claim: ``owner`` says who
-        held each run (its successor may have to wait for that driver's attempts).
+        run out.
 
         On PostgreSQL several schedulers claim at once: ``FOR UPDATE SKIP LOCKED`` hands each
         run to exactly one of them.

@@ -20,6 +20,7 @@ from phloem.store.types import (
     ArtifactRecord,
     ArtifactUse,
     AttemptKey,
+    AttemptLease,
     AttemptRow,
     Beat,
     Commit,
@@ -109,9 +110,9 @@ class AttemptLeasing(Protocol):
 
     def heartbeats(
         self, run_id: str, keys: Iterable[AttemptKey] | None = None
-    ) -> tuple[float, dict[AttemptKey, float | None]]:
-        """The database's clock now, and the last heartbeat of each of the run's attempts
-        that may still run (None: it never sent one)."""
+    ) -> tuple[float, dict[AttemptKey, AttemptLease]]:
+        """The database's clock now, and the lease of each of the run's attempts that may
+        still run: its last heartbeat, and which driver handed it out."""
         ...
 
 

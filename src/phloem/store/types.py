@@ -133,5 +133,15 @@ class Beat:
 AttemptKey = tuple[str, int, int]
 
 
+@dataclass(frozen=True, slots=True)
+class AttemptLease:
+    """What a successor needs to know of an attempt it inherits."""
+
+    #: its last heartbeat, by the database's clock (None: it never sent one)
+    heartbeat_at: float | None
+    #: the lease holder of the driver that handed it out (None: unknown)
+    holder: str | None
+
+
 class RunIdTaken(Exception):
     """A new run's id is in use already (astronomically rare; pick another)."""

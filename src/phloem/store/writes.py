@@ -82,7 +82,9 @@ class Writer:
             )
             if held.rowcount != 1:
                 return Applied(fenced=True)
-        applied = self.transitions(conn, r.run_id, r.transitions, r.expansions, now, bulk=bulk)
+        applied = self.transitions(
+            conn, r.run_id, r.transitions, r.expansions, now, bulk=bulk, holder=r.owner
+        )
         self.finish_commit(conn, r.run_id, applied, r.run_state, r.artifacts, r.uses, now)
         self.asset_events(conn, r.run_id, applied, r.asset_outputs, now)
         return applied
@@ -138,6 +140,7 @@ class Writer:
         now: float,
         *,
         bulk: bool,
+        holder: str | None = None,
     ) -> Applied:
         applied = Applied()
         for e in expansions:
@@ -236,7 +239,7 @@ class Writer:
         won_set = set(won)
         winners = [t for t in transitions if t.key in won_set]
         applied.transitions = winners
-        self.record_attempts(conn, run_id, winners, now)
+        self.record_attempts(conn, run_id, winners, now, holder)
         if winners:
             conn.execute(
                 s.events.insert(),
@@ -257,8 +260,16 @@ class Writer:
         return applied
 
     def record_attempts(
-        self, conn: Connection, run_id: str, ts: Sequence[Transition], now: float
+        self,
+        conn: Connection,
+        run_id: str,
+        ts: Sequence[Transition],
+        now: float,
+        holder: str | None = None,
     ) -> None:
+        """Attempt rows: one per attempt queued (``worker`` names the lease holder of the
+        driver that hands it out, so a successor knows whose attempts it inherits), updated
+        as it runs and ends."""
         a = s.attempts
         new_rows = []
         updates = []
@@ -273,6 +284,7 @@ class Writer:
                         "try_number": new.try_number,
                         "state": AttemptState.QUEUED.value,
                         "queued_at": now,
+                        "worker": holder,
                     }
                 )
             elif old.state.value in _ACTIVE and new.try_number == old.try_number:
