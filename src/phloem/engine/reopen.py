@@ -52,7 +52,8 @@ def plan_reopen(
             r, m = _plan(instances, spec, root, True)
             resets.update({old.key: (old, new) for old, new in r})
             remap |= m
-        reset_list = list(resets.values())
+        # a mapped task one root's walk resets and another's expands again is expanded again
+        reset_list = [pair for pair in resets.values() if pair[0].task_id not in remap]
     else:
         reset_list, remap = _plan(instances, spec, task, downstream)
     placeholders = []
