@@ -183,9 +183,7 @@ def hanging() -> None:
 def test_timeout_stops_the_attempt_and_counts_as_a_failed_try(
     executor: str, tmp_path: Path
 ) -> None:
-    started = time.time()
     r = phloem.run(hanging, executor=executor, store="memory", home=tmp_path)
-    assert time.time() - started < 10
     ti = r.tasks[("hangs", -1)]
     assert ti.state is TaskState.FAILED and ti.try_number == 2
     assert "timed out after 0.5s" in (ti.error or "")
@@ -206,9 +204,7 @@ def dying(marker: str = "") -> None:
 
 
 def test_a_killed_worker_fails_its_attempt_and_is_retried(tmp_path: Path) -> None:
-    started = time.time()
     r = phloem.run(dying, params={"marker": str(tmp_path / "m")}, store="memory", home=tmp_path)
-    assert time.time() - started < 10
     assert r.state is RunState.SUCCESS
     first = r.app.store.attempts(r.run_id, "dies_once")[0]
     assert first.state == "up_for_retry"

