@@ -2,7 +2,7 @@
 runs (``allocate``)."""
 
 from phloem.engine.allocate import BACKFILL_PATIENCE, Ask, Demand, Grant, allocate
-from phloem.engine.decide import RUN_RETRY, Draft, decide, draft, finish
+from phloem.engine.decide import RUN_RETRY, decide, draft, finish
 from phloem.engine.model import (
     TI,
     AttemptFinished,
@@ -16,6 +16,7 @@ from phloem.engine.model import (
     Snapshot,
     Transition,
 )
+from phloem.engine.ready import Draft
 from phloem.engine.rules import Verdict, evaluate
 
 __all__ = [

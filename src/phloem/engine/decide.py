@@ -2,22 +2,21 @@
 
 Pure: no I/O, no clock, no randomness. The same inputs give the same decision, so property
 tests can drive it through any history. Everything that decides a run lives here: trigger
-rules, branch skips, mapping expansion, retries and backoff, timeouts, sensors, pools and
-concurrency limits, and the run's final state.
+rules, branch skips, mapping expansion, retries and backoff, timeouts, sensors, and the run's
+final state. A decision is drafted first (``draft``), given its share of slots and pools by
+``allocate`` (with other runs' drafts, when one driver drives many), then finished within it
+(``finish``: ``ready.queue`` hands the work out).
 """
 
 from __future__ import annotations
 
-import heapq
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from itertools import islice
 
 from phloem.dsl.refs import Lit, Param, Ref
 from phloem.dsl.spec import TaskSpec
-from phloem.engine.allocate import Ask, Demand, Grant, allocate
-from phloem.engine.fanin import UpstreamCounts
+from phloem.engine.allocate import Grant, allocate
 from phloem.engine.model import (
     TI,
     AttemptFinished,
@@ -25,15 +24,13 @@ from phloem.engine.model import (
     Capacity,
     Decision,
     Event,
-    Expansion,
-    Key,
     Kill,
     Snapshot,
-    Transition,
-    expansion_instances,
 )
+from phloem.engine.ready import Draft, queue
 from phloem.engine.retry import retry_delay
 from phloem.engine.rules import Verdict, evaluate
+from phloem.engine.work import Work
 from phloem.states import (
     ACTIVE_TASK_STATES,
     SUCCESS_STATES,
@@ -47,86 +44,6 @@ from phloem.states import (
 
 S = TaskState
 _FAILURES = (S.FAILED, S.UPSTREAM_FAILED)
-
-
-class _Work:
-    """The snapshot plus the changes decided so far in this call (an overlay, never copied)."""
-
-    def __init__(self, snap: Snapshot) -> None:
-        self.snap = snap
-        self.changed: dict[Key, TI] = {}
-        self.delta: defaultdict[str, Counter[TaskState]] = defaultdict(Counter)
-        self.total_delta: Counter[str] = Counter()
-        self.transitions: list[Transition] = []
-        self.expansions: list[Expansion] = []
-        self.kills: list[Kill] = []
-        self.created: dict[str, list[int]] = {}
-        #: the pipeline's timeout ended the run in this decision
-        self.timed_out = False
-        #: the overlay's changes to the snapshot's upstream tallies
-        self.upstream = UpstreamCounts(snap.upstream.edges)
-
-    def get(self, key: Key) -> TI:
-        ti = self.changed.get(key)
-        return ti if ti is not None else self.snap.tis[key]
-
-    def set(self, new: TI, reason: str | None = None) -> None:
-        old = self.get(new.key)
-        self.transitions.append(Transition(old, new, reason))
-        self.changed[new.key] = new
-        if old.state is not new.state:
-            self.delta[new.task_id][old.state] -= 1
-            self.delta[new.task_id][new.state] += 1
-            self.upstream.move(new.task_id, old.state, new.state)
-
-    def expand(self, placeholder: TI, count: int, now: float) -> None:
-        e = Expansion(placeholder, count)
-        self.expansions.append(e)
-        t = placeholder.task_id
-        self.delta[t][placeholder.state] -= 1
-        self.total_delta[t] -= 1
-        self.upstream.add(t, placeholder.state, -1)
-        created = expansion_instances(e, now)
-        for ti in created:
-            self.changed[ti.key] = ti
-            self.delta[t][ti.state] += 1
-            self.total_delta[t] += 1
-        for state, n in Counter(ti.state for ti in created).items():
-            self.upstream.add(t, state, n)
-        self.created[t] = [ti.map_index for ti in created]
-
-    def counts(self, task_id: str) -> Counter[TaskState]:
-        base = self.snap.counts[task_id]
-        d = self.delta.get(task_id)
-        if not d:
-            return base
-        out = Counter(base)
-        for s, n in d.items():
-            out[s] += n
-        return out
-
-    def upstream_counts(self, task_id: str) -> tuple[Counter[TaskState], int]:
-        """``task_id``'s upstream instances by state, and their number: O(states), whatever
-        the fan-in's width."""
-        base = self.snap.upstream
-        counts = base.counts(task_id, self.upstream)
-        return counts, base.total[task_id] + self.upstream.total[task_id]
-
-    def data_unfinished(self, task_id: str) -> int:
-        """Instances of the tasks whose output ``task_id`` reads that have not ended."""
-        return self.snap.upstream.data_unfinished[task_id] + self.upstream.data_unfinished[task_id]
-
-    def indexes(self, task_id: str) -> list[int]:
-        if task_id in self.created:
-            return self.created[task_id]
-        return self.snap.indexes[task_id]
-
-    def keys_in(self, *states: TaskState) -> list[Key]:
-        """Keys currently in ``states``: the snapshot's index corrected by the overlay."""
-        wanted = set(states)
-        out = [k for s in states for k in self.snap.by_state[s] if k not in self.changed]
-        out.extend(k for k, ti in self.changed.items() if ti.state in wanted)
-        return out
 
 
 def decide(
@@ -145,7 +62,7 @@ def decide(
 
 def draft(snap: Snapshot, now: float, events: Sequence[Event] = ()) -> Draft:
     """Everything but handing out work: reports, timeouts, timers, trigger rules, mapping."""
-    w = _Work(snap)
+    w = Work(snap)
     wake: list[float] = []
     if snap.run_state.is_terminal:
         return Draft(w, wake, closed=True)
@@ -164,7 +81,7 @@ def finish(d: Draft, now: float, grant: Grant) -> Decision:
     if d.closed:
         return Decision()
     w = d.w
-    _queue(w, now, d, grant)
+    queue(w, now, d, grant)
     run_state = _run_state(w)
     if run_state is RunState.FAILED and _retry_run(w, now, d.wake):
         run_state = RunState.RUNNING if w.snap.run_state is RunState.QUEUED else None
@@ -177,129 +94,10 @@ def finish(d: Draft, now: float, grant: Grant) -> Decision:
     )
 
 
-class Draft:
-    """A run's decision before it is given capacity (see ``draft``). ``demand`` tells
-    ``allocate`` what the run holds and has ready; ``finish`` completes it within a grant."""
-
-    __slots__ = ("_ranked", "closed", "ready", "w", "wake")
-
-    def __init__(self, w: _Work, wake: list[float], closed: bool = False) -> None:
-        self.w = w
-        self.wake = wake
-        self.closed = closed
-        #: scheduled instances, in the order they became ready
-        self.ready = _Ready(w, closed)
-        self._ranked: list[Key] | None = None
-
-    def demand(
-        self, pooled: bool, *, created_at: float = 0.0, backfill_since: float | None = None
-    ) -> Demand:
-        """What this run holds once the draft applies, and what it has ready. ``pooled``: some
-        pool has a size, so pool slots are counted and ready work is asked for in rank order."""
-        w = self.w
-        tasks = w.snap.spec.tasks
-        active = w.keys_in(S.QUEUED, S.RUNNING)
-        held_pools: dict[str, int] = {}
-        if pooled:
-            for key in active:
-                opts = tasks[key[0]].options
-                held_pools[opts.pool] = held_pools.get(opts.pool, 0) + opts.pool_slots
-        return Demand(
-            run_id=w.snap.run_id,
-            held=len(active),
-            held_pools=held_pools,
-            asks=self._asks(pooled),
-            limit=w.snap.spec.max_active_tasks,
-            priority=self._top_priority(),
-            created_at=created_at,
-            backfill_since=backfill_since,
-        )
-
-    def _asks(self, pooled: bool) -> tuple[Ask, ...]:
-        if not self.ready:
-            return ()
-        if not pooled:
-            return (Ask(len(self.ready)),)
-        tasks = self.w.snap.spec.tasks
-        asks: list[Ask] = []
-        pool, slots, count = "", 0, 0
-        for key in self.ranked():
-            opts = tasks[key[0]].options
-            if opts.pool != pool or opts.pool_slots != slots:
-                if count:
-                    asks.append(Ask(count, pool, slots))
-                pool, slots, count = opts.pool, opts.pool_slots, 0
-            count += 1
-        asks.append(Ask(count, pool, slots))
-        return tuple(asks)
-
-    def _top_priority(self) -> int:
-        """The highest priority among ready instances (0 when none is ready)."""
-        if not self.ready:
-            return 0
-        tasks = self.w.snap.spec.tasks
-        if self.w.snap.uniform_priority:
-            return tasks[self.ready.head(1)[0][0]].options.priority
-        if self._ranked is not None:
-            return tasks[self._ranked[0][0]].options.priority
-        return max(tasks[k[0]].options.priority for k in self.ready)
-
-    def ranked(self) -> list[Key]:
-        """Ready instances by rank: highest priority first, then definition order, then map
-        index."""
-        if self._ranked is None:
-            self._ranked = sorted(self.ready, key=self._rank)
-        return self._ranked
-
-    def _rank(self, k: Key) -> tuple[int, int, int]:
-        t = self.w.snap.spec.tasks[k[0]]
-        return (-t.options.priority, t.index, k[1])
-
-    def order(self, n: int, pooled: bool) -> Iterable[Key]:
-        """The ready instances to look at when ``n`` may start."""
-        if pooled:
-            return self.ranked()  # pools may reject some, so look at all
-        if self.w.snap.uniform_priority:
-            return self.ready.head(n)  # first come, first served
-        if len(self.ready) <= n:
-            return self.ranked()
-        return heapq.nsmallest(n, self.ready, key=self._rank)
-
-
-class _Ready:
-    """The scheduled instances in the order they became ready (the snapshot's index corrected
-    by the overlay, as ``keys_in`` lists them), counted and read from the front without
-    listing them all: a wide run has tens of thousands ready and hands out a few per turn."""
-
-    __slots__ = ("_base", "_gone", "_len", "_new")
-
-    def __init__(self, w: _Work, closed: bool = False) -> None:
-        base = {} if closed else w.snap.by_state[S.SCHEDULED]
-        changed = {} if closed else w.changed
-        self._base = base
-        self._gone = {k for k in changed if k in base}
-        self._new = [k for k, ti in changed.items() if ti.state is S.SCHEDULED]
-        self._len = len(base) - len(self._gone) + len(self._new)
-
-    def __len__(self) -> int:
-        return self._len
-
-    def __iter__(self) -> Iterator[Key]:
-        gone = self._gone
-        for k in self._base:
-            if k not in gone:
-                yield k
-        yield from self._new
-
-    def head(self, n: int) -> list[Key]:
-        """The first ``n`` (O(n) plus the keys this decision moved, not O(all))."""
-        return list(islice(self, n))
-
-
 # -- facts reported by executors -------------------------------------------------------------
 
 
-def _on_event(w: _Work, event: Event, now: float) -> None:
+def _on_event(w: Work, event: Event, now: float) -> None:
     ti = w.snap.tis.get(event.key) if event.key not in w.changed else w.changed[event.key]
     if ti is None or ti.try_number != event.try_number or ti.state not in ACTIVE_TASK_STATES:
         return  # stale: a newer attempt or a decision already superseded this report
@@ -310,7 +108,7 @@ def _on_event(w: _Work, event: Event, now: float) -> None:
     _on_finished(w, ti, event)
 
 
-def _on_finished(w: _Work, ti: TI, ev: AttemptFinished) -> None:
+def _on_finished(w: Work, ti: TI, ev: AttemptFinished) -> None:
     spec = w.snap.spec.tasks[ti.task_id]
     started = ti.started_at if ti.started_at is not None else ev.at
     match ev.outcome:
@@ -343,7 +141,7 @@ def _on_finished(w: _Work, ti: TI, ev: AttemptFinished) -> None:
             assert_never(ev.outcome)
 
 
-def _reschedule(w: _Work, ti: TI, spec: TaskSpec, at: float, started: float) -> None:
+def _reschedule(w: Work, ti: TI, spec: TaskSpec, at: float, started: float) -> None:
     """A sensor's poke found its condition false: poke again after its interval, unless its
     time is up."""
     sensor = spec.options.sensor
@@ -366,7 +164,7 @@ def _reschedule(w: _Work, ti: TI, spec: TaskSpec, at: float, started: float) -> 
 
 
 def _sensor_timeout(
-    w: _Work, ti: TI, spec: TaskSpec, at: float, started: float, msg: str | None = None
+    w: Work, ti: TI, spec: TaskSpec, at: float, started: float, msg: str | None = None
 ) -> None:
     sensor = spec.options.sensor
     limit = sensor.timeout if sensor is not None else 0.0
@@ -378,7 +176,7 @@ def _sensor_timeout(
 
 
 def _fail(
-    w: _Work, ti: TI, spec: TaskSpec, at: float, error: str, *, retryable: bool, started: float
+    w: Work, ti: TI, spec: TaskSpec, at: float, error: str, *, retryable: bool, started: float
 ) -> None:
     opts = spec.options
     used = ti.try_number - ti.retry_base
@@ -403,7 +201,7 @@ def _fail(
 # -- clocks ------------------------------------------------------------------------------------
 
 
-def _run_timed_out(w: _Work, now: float, wake: list[float]) -> bool:
+def _run_timed_out(w: Work, now: float, wake: list[float]) -> bool:
     """The pipeline's ``timeout``: past it, every attempt is stopped and failed, and every task
     that did not start is marked upstream_failed, so ``phloem retry`` resumes the run."""
     spec = w.snap.spec
@@ -430,7 +228,7 @@ def _run_timed_out(w: _Work, now: float, wake: list[float]) -> bool:
     return True
 
 
-def _timeouts(w: _Work, now: float, wake: list[float]) -> None:
+def _timeouts(w: Work, now: float, wake: list[float]) -> None:
     tasks = w.snap.spec.tasks
     for key in w.keys_in(S.QUEUED, S.RUNNING):
         ti = w.get(key)
@@ -466,7 +264,7 @@ def _timeouts(w: _Work, now: float, wake: list[float]) -> None:
             wake.append(deadline)
 
 
-def _timers(w: _Work, now: float, wake: list[float]) -> None:
+def _timers(w: Work, now: float, wake: list[float]) -> None:
     for key in w.keys_in(S.UP_FOR_RETRY, S.UP_FOR_RESCHEDULE):
         ti = w.get(key)
         at = ti.next_try_at or 0.0
@@ -483,7 +281,7 @@ def _timers(w: _Work, now: float, wake: list[float]) -> None:
 RUN_RETRY = "run retry"
 
 
-def _retry_run(w: _Work, now: float, wake: list[float]) -> bool:
+def _retry_run(w: Work, now: float, wake: list[float]) -> bool:
     """The pipeline's ``retries`` (Prefect's flow retries): a run about to fail runs its failed
     tasks again, after ``retry_delay``, keeping what succeeded. Each task's own retries start
     afresh; the reason ``run retry N`` on each change is how the count survives restarts."""
@@ -508,7 +306,7 @@ def _retry_run(w: _Work, now: float, wake: list[float]) -> bool:
     return True
 
 
-def _trigger(w: _Work, now: float, wake: list[float]) -> None:
+def _trigger(w: Work, now: float, wake: list[float]) -> None:
     spec = w.snap.spec
     pending = sorted({k[0] for k in w.keys_in(S.PENDING)}, key=lambda t: spec.tasks[t].index)
     for task_id in pending:
@@ -546,7 +344,7 @@ def _trigger(w: _Work, now: float, wake: list[float]) -> None:
 _BRANCH_SKIPPABLE = (S.PENDING, S.SCHEDULED, S.UPSTREAM_FAILED)
 
 
-def _skip_unfollowed(w: _Work, branch: TaskSpec, follow: tuple[str, ...], at: float) -> None:
+def _skip_unfollowed(w: Work, branch: TaskSpec, follow: tuple[str, ...], at: float) -> None:
     """The moment a branch ends, its direct downstream tasks that it did not follow (and that
     do not come after a followed task, like a join) are skipped, whatever their trigger rule."""
     for task_id in branch.downstream:
@@ -559,7 +357,7 @@ def _skip_unfollowed(w: _Work, branch: TaskSpec, follow: tuple[str, ...], at: fl
                 w.set(replace(ti, state=S.SKIPPED, ended_at=at, error=None), why)
 
 
-def _verdict(w: _Work, t: TaskSpec, counts: Counter[TaskState], total: int) -> Verdict:
+def _verdict(w: Work, t: TaskSpec, counts: Counter[TaskState], total: int) -> Verdict:
     for up in w.snap.upstream.edges.branch_upstream[t.task_id]:
         b = w.get((up, -1)) if (up, -1) in w.snap.tis or (up, -1) in w.changed else None
         if (
@@ -593,7 +391,7 @@ def _after_any(snap: Snapshot, starts: Iterable[str], target: str) -> bool:
     return False
 
 
-def _expand(w: _Work, t: TaskSpec, placeholder: TI, now: float) -> None:
+def _expand(w: Work, t: TaskSpec, placeholder: TI, now: float) -> None:
     assert t.expand is not None
     count = 1
     for name, arg in t.expand:
@@ -612,7 +410,7 @@ def _expand(w: _Work, t: TaskSpec, placeholder: TI, now: float) -> None:
     w.expand(placeholder, count, now)
 
 
-def _length(w: _Work, arg: object) -> tuple[int | None, str]:
+def _length(w: Work, arg: object) -> tuple[int | None, str]:
     if isinstance(arg, Lit):
         return len(arg.value), ""
     if isinstance(arg, Param):
@@ -635,40 +433,7 @@ def _length(w: _Work, arg: object) -> tuple[int | None, str]:
     return length, ""
 
 
-# -- handing work out --------------------------------------------------------------------------
-
-
-def _queue(w: _Work, now: float, d: Draft, grant: Grant) -> None:
-    free = grant.slots
-    if free <= 0 or not d.ready:
-        return
-    tasks = w.snap.spec.tasks
-    budget = dict(grant.pools) if grant.pools is not None else None
-    for key in d.order(free, budget is not None):
-        if free <= 0:
-            break
-        ti = w.get(key)
-        opts = tasks[ti.task_id].options
-        if budget is not None and opts.pool in budget:
-            if budget[opts.pool] < opts.pool_slots:
-                continue
-            budget[opts.pool] -= opts.pool_slots
-        free -= 1
-        w.set(
-            replace(
-                ti,
-                state=S.QUEUED,
-                try_number=ti.try_number + 1,
-                queued_at=now,
-                started_at=None,
-                ended_at=None,
-                next_try_at=None,
-                first_started_at=ti.first_started_at if ti.first_started_at is not None else now,
-            )
-        )
-
-
-def _run_state(w: _Work) -> RunState | None:
+def _run_state(w: Work) -> RunState | None:
     snap = w.snap
     if w.timed_out:
         return RunState.FAILED
