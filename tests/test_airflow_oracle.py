@@ -75,7 +75,7 @@ def replay(case: dict[str, Any]) -> dict[str, str]:
 
 
 def test_the_fixture_holds_the_interesting_cases() -> None:
-    assert len(CASES) >= 75
+    assert len(CASES) >= 150
     for case in CASES:
         kinds = {t["kind"] for t in case["tasks"]}
         assert {"branch", "fail"} <= kinds
