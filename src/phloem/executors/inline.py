@@ -11,11 +11,11 @@ from typing import Any
 from phloem.artifacts import ArtifactStore
 from phloem.dsl.spec import PipelineSpec, TaskSpec
 from phloem.executors.base import Report, Started
-from phloem.runner import Attempt, Result, run_attempt
+from phloem.runner import Attempt, run_attempt
+from phloem.runner.attempt import failed_result
 from phloem.runner.capture import OutputCapture
 from phloem.runner.failures import clean, one_line
 from phloem.runner.logs import DEFAULT_LOG_MAX_BYTES
-from phloem.states import AttemptOutcome
 
 
 class InlineExecutor:
@@ -58,20 +58,7 @@ class InlineExecutor:
         )
         spec, problem = self._task(attempt)
         if spec is None:
-            now = time.time()
-            return [
-                started,
-                Result(
-                    attempt.run_id,
-                    attempt.task_id,
-                    attempt.map_index,
-                    attempt.try_number,
-                    AttemptOutcome.FAILED,
-                    now,
-                    now,
-                    error=problem,
-                ),
-            ]
+            return [started, failed_result(attempt, problem)]
         if self._capture is None:
             # this is the driver's own process: fds 1 and 2 go to the log only while a task runs
             self._capture = OutputCapture(sticky=False)

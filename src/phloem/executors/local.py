@@ -30,8 +30,8 @@ from phloem.executors.lifetime import Child, start_child
 from phloem.executors.preload import imported_in_tasks, preload
 from phloem.executors.threads import ThreadBudget
 from phloem.runner import Attempt, Result
+from phloem.runner.attempt import failed_result
 from phloem.runner.logs import DEFAULT_LOG_MAX_BYTES
-from phloem.states import AttemptOutcome
 
 if TYPE_CHECKING:
     from phloem.artifacts import ArtifactStore
@@ -109,7 +109,7 @@ class LocalExecutor:
                 continue
             data, problem = _pickled(attempt)
             if data is None:
-                self._reports.append(_failed(attempt, problem, retryable=False))
+                self._reports.append(failed_result(attempt, problem, retryable=False))
                 continue
             idle.sent.append(attempt)
             try:
@@ -147,7 +147,7 @@ class LocalExecutor:
         if (head.run_id, head.task_id, head.map_index, head.try_number) not in w.started:
             rest = sent  # it died before starting any of them: they all go to another worker
         elif why is not None:
-            self._reports.append(_failed(head, why))
+            self._reports.append(failed_result(head, why))
         self._queue.extendleft(reversed(rest))
 
     def wait(self, timeout: float | None, wake: Sequence[Any] = ()) -> list[Report]:
@@ -188,7 +188,7 @@ class LocalExecutor:
                 if isinstance(msg, _Unreadable):
                     if not w.sent:
                         continue
-                    msg = _failed(w.sent[0], msg.error, retryable=False)
+                    msg = failed_result(w.sent[0], msg.error, retryable=False)
                 out.append(msg)
                 if isinstance(msg, Started):
                     w.started.add((msg.run_id, msg.task_id, msg.map_index, msg.try_number))
@@ -251,7 +251,7 @@ def _stopper(outbox: _Outbox, running: Callable[[Attempt], bool]) -> Stop:
                 outbox.lock.release()
                 return
             with contextlib.suppress(Exception):
-                outbox.conn.send(_failed(a, reason))
+                outbox.conn.send(failed_result(a, reason))
         pid = os.getpid()
         try:
             if os.getpgrp() == pid:
@@ -350,18 +350,18 @@ def _serve(
         if spec is None and attempt.source:
             spec = loaded[key] = _reload(attempt.source)
         if spec is None or attempt.task_id not in spec.tasks:
-            return _failed(
+            return failed_result(
                 attempt,
                 f"the code of pipeline '{attempt.pipeline}' has no task '{attempt.task_id}'",
             )
     except WorkerShutdown:
         raise
     except BaseException as exc:  # the pipeline's module failed at import, even by sys.exit
-        return _failed(attempt, clean(f"cannot load the pipeline's code: {one_line(exc)}"))
+        return failed_result(attempt, clean(f"cannot load the pipeline's code: {one_line(exc)}"))
     task = spec.tasks[attempt.task_id]
     refused = fence.begin(attempt)  # its driver may have lost the run meanwhile
     if refused is not None:
-        return _failed(attempt, refused)
+        return failed_result(attempt, refused)
     try:
         with budget.attempt(task.options.resources.cpus):
             return run_attempt(
@@ -370,24 +370,9 @@ def _serve(
     except WorkerShutdown:
         raise
     except BaseException as exc:  # run_attempt reports the task's failures; this is a last guard
-        return _failed(attempt, clean(f"phloem could not run the attempt: {one_line(exc)}"))
+        return failed_result(attempt, clean(f"phloem could not run the attempt: {one_line(exc)}"))
     finally:
         fence.end(attempt)
-
-
-def _failed(attempt: Attempt, error: str, *, retryable: bool = True) -> Result:
-    now = time.time()
-    return Result(
-        attempt.run_id,
-        attempt.task_id,
-        attempt.map_index,
-        attempt.try_number,
-        AttemptOutcome.FAILED,
-        now,
-        now,
-        error=error,
-        retryable=retryable,
-    )
 
 
 def _pickled(attempt: Attempt) -> tuple[bytes | None, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,3 +88,27 @@ class Result:
     @property
     def key(self) -> tuple[str, int]:
         return (self.task_id, self.map_index)
+
+
+def failed_result(
+    attempt: Attempt,
+    error: str,
+    *,
+    started: float | None = None,
+    ended: float | None = None,
+    retryable: bool = True,
+) -> Result:
+    """A failed attempt that phloem ended for the task (its code would not load, its worker
+    died, its fence refused it): one shape wherever an attempt can end before or around it."""
+    ended = time.time() if ended is None else ended
+    return Result(
+        attempt.run_id,
+        attempt.task_id,
+        attempt.map_index,
+        attempt.try_number,
+        AttemptOutcome.FAILED,
+        ended if started is None else started,
+        ended,
+        error=error,
+        retryable=retryable,
+    )

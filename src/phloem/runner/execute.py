@@ -18,7 +18,7 @@ from phloem.artifacts.codec import from_stored_json, to_stored_json
 from phloem.context import Deferred, TaskContext, activate, as_datetime, deactivate
 from phloem.dsl.spec import TaskSpec
 from phloem.errors import Fail, SerializationError
-from phloem.runner.attempt import Attempt, Element, Out, OutList, Result
+from phloem.runner.attempt import Attempt, Element, Out, OutList, Result, failed_result
 from phloem.runner.capture import OutputCapture
 from phloem.runner.failures import (
     AttemptTimeout,
@@ -69,7 +69,7 @@ def run_attempt(
         # the task's own failures are handled inside; this is the capture or the log failing
         note = traceback.format_exc()
         why = f"phloem could not run the attempt: {one_line(exc)}"
-        result = _failed(attempt, started, now(), why)
+        result = failed_result(attempt, why, started=started, ended=now())
     finally:
         if note is not None:
             log.note(note)
@@ -79,20 +79,6 @@ def run_attempt(
     if result.error:
         result = replace(result, error=clean(masker.mask(result.error)))
     return result
-
-
-def _failed(attempt: Attempt, started: float, ended: float, error: str, **kw: Any) -> Result:
-    return Result(
-        attempt.run_id,
-        attempt.task_id,
-        attempt.map_index,
-        attempt.try_number,
-        AttemptOutcome.FAILED,
-        started,
-        ended,
-        error=error,
-        **kw,
-    )
 
 
 def _run(
