@@ -105,9 +105,7 @@ def test_file_colon_pipeline_needs_no_scheduler_catalog(home: Path, tmp_path: Pa
     folder = _folder(tmp_path)
     target = f"{folder / 'retrain.py'}:retrain"
     day = "2026-03-01T00:00:00+00:00"
-    r = phloem.run(
-        _monitor(folder), params={"target": target, "date": day}, executor="inline"
-    )
+    r = phloem.run(_monitor(folder), params={"target": target, "date": day}, executor="inline")
     assert r.succeeded, r.tasks
     new = r.app.store.get_run(r.output("kick"))
     assert new.pipeline == "retrain" and new.logical_date.startswith("2026-03-01T00:00:00")
@@ -117,9 +115,16 @@ def test_a_retried_task_gets_the_run_it_triggered_before(home: Path, tmp_path: P
     folder = _folder(tmp_path, retries=1)
     target = f"{folder / 'retrain.py'}:retrain"
     day = "2026-03-02T00:00:00+00:00"
-    r = phloem.run(
-        _monitor(folder), params={"target": target, "date": day}, executor="inline"
-    )
+    r = phloem.run(_monitor(folder), params={"target": target, "date": day}, executor="inline")
+    assert r.succeeded and r.tasks[("kick", -1)].try_number == 2
+    runs = r.app.store.list_runs(pipeline="retrain")
+    assert [x.run_id for x in runs] == [r.output("kick")]
+
+
+def test_a_retried_task_without_a_date_does_not_trigger_twice(home: Path, tmp_path: Path) -> None:
+    folder = _folder(tmp_path, retries=1)
+    target = f"{folder / 'retrain.py'}:retrain"
+    r = phloem.run(_monitor(folder), params={"target": target}, executor="inline")
     assert r.succeeded and r.tasks[("kick", -1)].try_number == 2
     runs = r.app.store.list_runs(pipeline="retrain")
     assert [x.run_id for x in runs] == [r.output("kick")]
@@ -201,9 +206,7 @@ def test_a_scheduler_drives_the_triggered_run_and_wait_follows_it(
             time.sleep(0.1)
         assert _known(home, "retrain"), (tmp_path / "scheduler.log").read_text()
 
-        ok = phloem.run(
-            _monitor(folder), params={"wait": True, "timeout": 60.0}, executor="inline"
-        )
+        ok = phloem.run(_monitor(folder), params={"wait": True, "timeout": 60.0}, executor="inline")
         assert ok.succeeded, (ok.tasks, (tmp_path / "scheduler.log").read_text())
         done = ok.app.store.get_run(ok.output("kick"))
         assert done.state is RunState.SUCCESS and done.triggered_by == f"{ok.run_id}/kick"

@@ -40,7 +40,8 @@ def trigger(
     ``logical_date`` defaults to now. With ``wait=True``, look at the run every
     ``poke_interval`` until it ends: return when it succeeded, raise when it failed or when
     ``timeout`` (default: none of its own; the task's ``timeout`` still applies) passed first.
-    A retry of the task that asks for the same logical date gets the run it made before.
+    A retry of the task gets the run an earlier try made (for the same logical date, or
+    when none was given) instead of starting a second one.
     """
     ctx = current()
     if ctx is None:
@@ -81,6 +82,11 @@ def _create(
     spec, source = _resolve(store, target)
     mapped = ctx.map_index is not None and ctx.map_index >= 0
     by = f"{ctx.run_id}/{ctx.task_id}" + (f"[{ctx.map_index}]" if mapped else "")
+    if logical_date is None and ctx.try_number > 1:
+        # "now" differs on every try: find the run an earlier try made instead of a second one
+        made = [r for r in store.list_runs(spec.name, limit=500) if r.triggered_by == by]
+        if made:
+            return made[0]
     try:
         run = create_run(
             store,
