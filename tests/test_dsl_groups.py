@@ -270,3 +270,29 @@ def test_group_ids_of_a_run_follow_the_order() -> None:
     result = phloem.run(p, executor="inline", store="memory")
     assert result.state == phloem.RunState.SUCCESS
     assert set(result.states()) == {"a.one", "b.two"}
+
+
+def test_a_group_is_one_with_block() -> None:
+    with pytest.raises(DefinitionError, match=r"test_dsl_groups\.py:\d+: group 'g' was opened"):
+
+        @pipeline
+        def p() -> None:
+            with group("g") as g:
+                one()
+            with g:
+                one()
+
+
+def test_a_group_is_not_a_task_argument() -> None:
+    with pytest.raises(DefinitionError, match="group 'g' cannot be passed to a task"):
+
+        @pipeline
+        def p() -> None:
+            with group("g") as g:
+                one()
+            total(g)  # type: ignore[arg-type]
+
+
+@task
+def total(xs: list[int]) -> int:
+    return sum(xs)
