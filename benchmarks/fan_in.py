@@ -12,6 +12,8 @@ the local executor and 2 workers, and prints:
 - run s: ``phloem.run`` from start to end (store, engine, workers);
 - engine s: the same run decided by the engine alone (``decide`` on a fake clock with every
   attempt succeeding at once, 2 slots): no store, no processes;
+- cpu s: CPU time of the whole measurement process and its workers (on a busy machine the
+  figure to compare, as wall times there mean little);
 - ms/task: (define + run) / N, against the target of 1 ms per task end to end.
 
 If a figure grows faster than the width (10,000 -> 50,000 is 5x), something is quadratic.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -106,7 +109,9 @@ def measure(shape: str, width: int) -> dict[str, Any]:
         result = phloem.run(pipe, home=home, workers=WORKERS)
         ran = time.perf_counter() - t1
         ok = result.succeeded and result.output("gather") == sum(range(width))
-    return {"define": defined, "run": ran, "engine": engine, "ok": ok}
+    usage = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    cpu = sum(u.ru_utime + u.ru_stime for u in usage)
+    return {"define": defined, "run": ran, "engine": engine, "cpu": cpu, "ok": ok}
 
 
 def main() -> None:
@@ -121,7 +126,7 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PHLOEM_WORKERS": str(WORKERS)}
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     print(
-        f"{'shape':9} {'width':>7} {'define s':>9} {'run s':>8} {'engine s':>9} "
+        f"{'shape':9} {'width':>7} {'define s':>9} {'run s':>8} {'engine s':>9} {'cpu s':>7} "
         f"{'ms/task':>8}  target <= {TARGET_MS_PER_TASK:g} ms/task"
     )
     for width in (int(w) for w in a.widths.split(",")):
@@ -141,6 +146,7 @@ def main() -> None:
             verdict = "PASS" if per_task <= TARGET_MS_PER_TASK and r["ok"] else "MISS"
             print(
                 f"{shape:9} {width:>7} {r['define']:>9.2f} {r['run']:>8.2f} {r['engine']:>9.2f} "
+                f"{r['cpu']:>7.1f} "
                 f"{per_task:>8.2f}  {verdict}{'' if r['ok'] else ' (wrong result)'}",
                 flush=True,
             )

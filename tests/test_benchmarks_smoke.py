@@ -69,4 +69,4 @@ def test_fan_in_benchmark_runs_both_shapes(shape: str, home: Path) -> None:
     spec.loader.exec_module(module)
     figures = module.measure(shape, 30)
     assert figures["ok"]
-    assert set(figures) == {"define", "run", "engine", "ok"}
+    assert set(figures) == {"define", "run", "engine", "cpu", "ok"}
