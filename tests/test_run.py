@@ -341,3 +341,32 @@ def test_duplicate_logical_date_is_a_clear_conflict(tmp_path: Path) -> None:
     phloem.run(squares, store=store, home=tmp_path, logical_date="2026-03-01")
     with pytest.raises(phloem.RunConflict, match="already has a run for logical date"):
         phloem.run(squares, store=store, home=tmp_path, logical_date="2026-03-01")
+
+
+def test_an_executor_that_fails_to_start_leaves_the_run_free_to_retry(home: Path) -> None:
+    from phloem.app import Phloem
+    from phloem.executors.inline import InlineExecutor
+
+    class Broken(InlineExecutor):
+        shut_down = False
+
+        def start(self, pipelines: object, artifacts_url: str) -> None:  # type: ignore[override]
+            raise OSError("cannot start the workers")
+
+        def shutdown(self) -> None:
+            Broken.shut_down = True
+            super().shutdown()
+
+    @pipeline
+    def two() -> None:
+        square(3)
+
+    app = Phloem.open()
+    with pytest.raises(OSError, match="cannot start the workers"):
+        phloem.run(two, executor=Broken(), app=app)
+    assert Broken.shut_down  # whatever it started before failing is stopped
+    (run,) = app.store.list_runs(pipeline="two")
+    assert run.owner is None  # released: this process does not drive it any more
+    r = phloem.retry(run.run_id, pipeline=two, executor="inline", app=app)
+    assert r.succeeded
+    app.close()

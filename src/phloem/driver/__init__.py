@@ -47,12 +47,14 @@ class Driver:
         self.loop = Loop(executor, pools=store.pools(), keeper=self.keeper, clock=clock)
 
     def drive(self) -> Snapshot:
-        self.executor.start(
-            {self.session.spec.name: self.session.spec}, self.session.artifacts.root
-        )
-        if self.keeper is not None:
-            self.keeper.start()
         try:
+            # inside: an executor that fails half-way through starting is shut down, and the
+            # run is released for a retry rather than held until its lease runs out
+            self.executor.start(
+                {self.session.spec.name: self.session.spec}, self.session.artifacts.root
+            )
+            if self.keeper is not None:
+                self.keeper.start()
             self.loop.add(self.session)
             self.loop.run_until_idle()
             finished = self.session in self.loop.take_finished()
