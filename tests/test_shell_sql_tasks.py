@@ -162,6 +162,28 @@ def test_a_timed_out_command_is_killed(executor: str, home: Path, tmp_path: Path
     assert _wait_dead(int(pidfile.read_text()))
 
 
+def test_what_a_command_leaves_in_the_background_ends_with_it(tmp_path: Path) -> None:
+    """``cmd &`` keeps the output pipes open: the task must not wait for it to end."""
+    import os
+    import signal
+    import threading
+
+    pidfile = tmp_path / "pid"
+    done: list[object] = []
+    worker = threading.Thread(
+        target=lambda: done.append(run_command(f"sleep 600 & echo $! > {pidfile}; echo hi")),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(60)
+    try:
+        assert done == ["hi"], "the task waited for its background process"
+        assert _wait_dead(int(pidfile.read_text()))
+    finally:
+        if worker.is_alive():  # the bug: end the sleep, so nothing outlives the test
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
 # -- sql -----------------------------------------------------------------------------------------
 
 #: Breaks the statement (or worse) if it were pasted into the SQL text instead of bound.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -75,7 +76,7 @@ def run_command(
     tail: deque[str] = deque(maxlen=ERROR_TAIL_LINES)
     stderr_all: list[str] = []
     stdout_all: list[str] = []
-    last: str | None = None
+    last: list[str] = []
 
     proc = subprocess.Popen(
         argv,
@@ -91,6 +92,15 @@ def run_command(
         preexec_fn=die_with_parent,  # the command dies with the worker running it
     )
 
+    def pump_stdout() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            _write(out, line, lock)
+            if line.strip():
+                last[:] = [line.rstrip("\n")]
+            if capture == "all":
+                stdout_all.append(line)
+
     def pump_stderr() -> None:
         assert proc.stderr is not None
         for line in proc.stderr:
@@ -101,21 +111,27 @@ def run_command(
             if capture == "all":
                 stderr_all.append(line)
 
-    reader = threading.Thread(target=pump_stderr, daemon=True)
-    reader.start()
+    readers = [
+        threading.Thread(target=pump, daemon=True, name="phloem-shell-output")
+        for pump in (pump_stdout, pump_stderr)
+    ]
+    for reader in readers:
+        reader.start()
     try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            _write(out, line, lock)
-            if line.strip():
-                last = line.rstrip("\n")
-            if capture == "all":
-                stdout_all.append(line)
         returncode = proc.wait()
-        reader.join()
+        # what the command left in the background (``cmd &``) would hold the pipes open, and
+        # the task with them, for as long as it runs: it ends with the command
+        _kill_group(proc.pid)
+        for reader in readers:
+            reader.join()
     except BaseException:  # a timeout or an interrupt: do not leave the command running
         _kill(proc)
         raise
+    finally:
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
     if returncode != 0:
         how = (
             f"was killed by signal {-returncode}"
@@ -128,7 +144,7 @@ def run_command(
         return {"returncode": 0, "stdout": "".join(stdout_all), "stderr": "".join(stderr_all)}
     if capture == "none":
         return None
-    return last
+    return last[0] if last else None
 
 
 def _write(stream: TextIO, line: str, lock: threading.Lock) -> None:
@@ -149,11 +165,15 @@ def _kill(proc: subprocess.Popen[str]) -> None:
     """Kill the command and what it started: its process group, and what left the group
     (a subprocess in a session of its own) as long as its parent still lives."""
     kill_tree(proc.pid)
+    _kill_group(proc.pid)
+    proc.wait()
+
+
+def _kill_group(pgid: int) -> None:
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-    proc.wait()
 
 
 _SHELL: Task[Any, Any] = Task(run_command, TaskOptions(name="shell"))
