@@ -102,6 +102,9 @@ def test_a_run_id_that_is_not_utf8_from_a_real_command_line(home: Path) -> None:
     [
         ("postgresql+psycopg://u:secret@127.0.0.1:abc/x", ["port is not a number", "u:***@"]),
         ("postgresql+psycopg://u:secret@127.0.0.1:99999/x", ["99999", "PHLOEM_DB_URL"]),
+        # a password holding the characters that end a URL's parts
+        ("postgresql+psycopg://u:se/cret@127.0.0.1:abc/x", ["port is not a number", "u:***@"]),
+        ("postgresql+psycopg://u:se@cret@127.0.0.1:1/x", ["u:***@127.0.0.1:1/x"]),
         ("nosuchdriver://u@localhost/x", ["no database driver 'nosuchdriver'"]),
         ("postgresql+nosuch://u@localhost/x", ["no database driver 'postgresql+nosuch'"]),
         ("not a url", ["is not valid", "PHLOEM_DB_URL"]),
@@ -113,7 +116,7 @@ def test_a_malformed_db_url(
     monkeypatch.setenv("PHLOEM_DB_URL", url)
     for args in (["runs", "list"], ["variables", "set", "k", "1"], ["pools", "set", "p", "1"]):
         line = one_error(runner.invoke(app, args), *needles)
-        assert "secret" not in line
+        assert "secret" not in line and "cret" not in line
 
 
 # -- a read-only home ----------------------------------------------------------------------------

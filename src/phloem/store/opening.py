@@ -16,8 +16,28 @@ _FIX_URL = (
 
 
 def masked(url: str) -> str:
-    """``url`` with any password replaced, even when the URL does not parse."""
-    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+    """``url`` with any password replaced, even when the URL does not parse: everything
+    between the user's ``:`` and the last ``@`` goes (a password may hold ``/`` or ``@``)."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    if not (sep and at and colon) or "/" in user:
+        return url
+    return f"{scheme}://{user}:***@{host}"
+
+
+def _hide_password(url: str, text: str) -> str:
+    """``text`` (a driver's message) without the URL's password, nor the pieces of it a
+    driver that split the URL elsewhere may quote (as a host name, say)."""
+    _, _, rest = url.partition("://")
+    userinfo, at, _ = rest.rpartition("@")
+    _, colon, password = userinfo.partition(":")
+    if not (at and colon and password):
+        return text
+    pieces = {password, *re.split(r"[@/:]", password)}
+    for piece in sorted((p for p in pieces if len(p) >= 3), key=len, reverse=True):
+        text = text.replace(piece, "***")
+    return text
 
 
 def bad_url(url: str, exc: BaseException) -> StoreError:
@@ -31,6 +51,7 @@ def bad_url(url: str, exc: BaseException) -> StoreError:
         reason = "it is not of the form dialect+driver://user:password@host:port/database"
     elif isinstance(exc, ValueError) and "port" not in reason:
         reason = f"its port is not a number ({reason})"
+    reason = _hide_password(url, reason)
     return StoreError(f"the database URL {masked(url)!r} is not valid: {reason}; {_FIX_URL}")
 
 
@@ -88,6 +109,7 @@ def cannot_open(url: str, exc: BaseException) -> StoreError:
         return known
     orig = getattr(exc, "orig", None) or exc
     text = str(orig).splitlines()[0] if str(orig) else type(orig).__name__
+    text = _hide_password(url, text)
     return StoreError(
         f"cannot use the store's database {masked(url)}: {type(orig).__name__}: {text}; "
         "check PHLOEM_DB_URL and that the database server is up"
