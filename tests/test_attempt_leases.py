@@ -82,11 +82,13 @@ def test_a_heartbeat_of_a_finished_attempt_is_refused(store: SqlStore) -> None:
 def test_a_successor_retries_an_attempt_only_after_its_heartbeat_expired(
     store: SqlStore, tmp_path: Path
 ) -> None:
-    ttl = 1.0
+    # long enough that the heartbeat is still fresh when the successor looks, however slow
+    # the machine; everything slow is done before the heartbeat is written
+    ttl = 5.0
     run_id, beat = _running(store, "scheduler:a:1")
+    env = Phloem.open(store, tmp_path)
     assert store.attempt_leases.beat([beat]) == {beat}
     Catalog(store).claim_run(run_id, "scheduler:b:2", ttl, time.time(), take_from="scheduler:a:1")
-    env = Phloem.open(store, tmp_path)
     session = RunSession(
         store,
         single.spec,
