@@ -13,7 +13,9 @@ from phloem import pipeline, task
 from phloem.app import Phloem
 from phloem.driver import LeaseKeeper, RunSession
 from phloem.engine.allocate import Grant
+from phloem.executors.fencing import Fence
 from phloem.records import Transition
+from phloem.runner import Attempt
 from phloem.runs import create_run
 from phloem.states import TaskState
 from phloem.store import Commit, SqlStore
@@ -131,3 +133,54 @@ def test_a_lease_that_cannot_be_renewed_is_lost() -> None:
     finally:
         keeper.stop()
         store.close()
+
+
+def _attempt(store: SqlStore, beat: Beat, tmp_path: Path, *, lease_from: float) -> Attempt:
+    return Attempt(
+        run_id=beat.run_id,
+        pipeline="single",
+        task_id=beat.task_id,
+        map_index=beat.map_index,
+        try_number=beat.try_number,
+        args=(),
+        kwargs={},
+        logical_date="2026-01-01T00:00:00+00:00",
+        data_interval_start=None,
+        data_interval_end=None,
+        params={},
+        log_path=str(tmp_path / "log"),
+        first_started_at=time.time(),
+        store_url=store.shared_url,
+        owner=beat.owner,
+        lease_from=lease_from,
+        heartbeat_ttl=1.2,
+    )
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_a_worker_stops_an_attempt_whose_run_was_taken_over(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    run_id, beat = _running(store, "scheduler:a:1")
+    stopped: list[str] = []
+    fence = Fence(lambda a, why: stopped.append(why))
+    try:
+        attempt = _attempt(store, beat, tmp_path, lease_from=time.time())
+        assert fence.begin(attempt) is None  # confirmed by the commit that queued it
+        deadline = time.monotonic() + 30
+        while store.attempt_leases.heartbeats(run_id)[1][("one", -1, 1)].heartbeat_at is None:
+            assert time.monotonic() < deadline, "no heartbeat was written"
+            time.sleep(0.05)
+        assert stopped == []
+        Catalog(store).claim_run(run_id, "scheduler:b:2", 30, time.time(), take_from=beat.owner)
+        while not stopped:
+            assert time.monotonic() < deadline, "the attempt was not stopped"
+            time.sleep(0.05)
+        assert "no longer current" in stopped[0] and "taken over" in stopped[0]
+        fence.end(attempt)
+        # an attempt its driver handed out long ago asks the store before it starts
+        late = _attempt(store, beat, tmp_path, lease_from=time.time() - 60)
+        refused = fence.begin(late)
+        assert refused is not None and "was not started" in refused
+    finally:
+        fence.close()

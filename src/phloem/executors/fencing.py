@@ -61,6 +61,7 @@ class Fence:
         self._error = ""
         self._stopping = False
         self._threads: list[threading.Thread] = []
+        self._closed = threading.Event()
 
     # -- the running attempt ---------------------------------------------------------------------
 
@@ -91,9 +92,6 @@ class Fence:
         """``a`` ended: nothing to fence any more."""
         with self._lock:
             if self._current is a:
-                self._runs[(a.run_id, a.owner)] = max(
-                    self._since, self._runs.get((a.run_id, a.owner), float("-inf"))
-                )
                 self._current = None
 
     def running(self, a: Attempt) -> bool:
@@ -123,10 +121,12 @@ class Fence:
         except Exception as exc:
             self._error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             return began, None
-        if written:
-            with self._lock:
-                key = (a.run_id, a.owner)
+        with self._lock:
+            key = (a.run_id, a.owner)
+            if written:
                 self._runs[key] = max(self._runs.get(key, float("-inf")), began)
+            else:  # the run may have been taken over: the next attempt of it asks first
+                self._runs.pop(key, None)
         return began, written
 
     def _warm(self, a: Attempt) -> None:
@@ -155,6 +155,13 @@ class Fence:
 
     # -- the threads -----------------------------------------------------------------------------
 
+    def close(self) -> None:
+        """Stop the fence's threads (a worker process that ends need not call it)."""
+        self._closed.set()
+        self._wake.set()
+        for t in self._threads:
+            t.join(5)
+
     def _start_threads(self) -> None:
         if self._threads:
             return
@@ -165,11 +172,11 @@ class Fence:
 
     def _writer(self) -> None:
         """Write the running attempt's heartbeat every ``ttl / 6`` seconds."""
-        while True:
+        while not self._closed.is_set():
             with self._lock:
-                a, since = self._current, self._since
-            if a is None or a.heartbeat_ttl is None:
-                self._wake.wait()
+                a, since, stopping = self._current, self._since, self._stopping
+            if a is None or a.heartbeat_ttl is None or stopping:
+                self._wake.wait(1.0)
                 self._wake.clear()
                 continue
             if a.store_url not in self._leases:
@@ -182,7 +189,7 @@ class Fence:
                 continue
             began, written = self._beat(a)
             if written is None:
-                time.sleep(min(every / 2, 0.5))  # the store is away: try again soon
+                self._closed.wait(min(every / 2, 0.5))  # the store is away: try again soon
                 continue
             with self._lock:
                 if self._current is not a:
@@ -195,11 +202,11 @@ class Fence:
     def _watchdog(self) -> None:
         """Stop the running attempt once no heartbeat was written for ``ttl / 2`` seconds;
         never waits on the store, so a hung connection cannot keep an attempt alive."""
-        while True:
+        while not self._closed.is_set():
             with self._lock:
                 a, since, stopping = self._current, self._since, self._stopping
             if a is None or a.heartbeat_ttl is None or stopping:
-                time.sleep(0.25)
+                self._closed.wait(0.25)
                 continue
             limit = a.heartbeat_ttl * GIVE_UP
             late = time.monotonic() - since
@@ -212,7 +219,7 @@ class Fence:
                     "driver may run it",
                 )
                 continue
-            time.sleep(min(limit - late, a.heartbeat_ttl / BEATS_PER_TTL / 2, 0.5) + 0.001)
+            self._closed.wait(min(limit - late, a.heartbeat_ttl / BEATS_PER_TTL / 2, 0.5) + 0.001)
 
     def _halt(self, a: Attempt, reason: str) -> None:
         with self._lock:
