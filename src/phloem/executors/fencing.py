@@ -15,8 +15,8 @@ So the side that runs an attempt keeps it honest by itself, without the driver:
   ``ttl / 4``); otherwise it first writes a heartbeat, and does not start if that is refused.
 
 A successor retries an inherited attempt only once its last heartbeat is a whole ``ttl`` old
-(``driver.orphans``), so the old attempt is gone by then. Tiny tasks never write a heartbeat:
-the hot path costs nothing.
+(``driver.orphans``), so the old attempt is gone by then. Tasks shorter than ``ttl / 6`` never
+open a connection or write a heartbeat: the hot path costs nothing.
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ BEATS_PER_TTL = 6
 GIVE_UP = 0.5
 
 Stop = Callable[[Attempt, str], None]
+#: how often an idle heartbeat thread looks for an attempt (an attempt whose first heartbeat
+#: is due sooner wakes it; the hot path of tiny tasks then costs no thread switch)
+_IDLE = 1.0
 
 
 def fenced(a: Attempt) -> bool:
@@ -85,7 +88,8 @@ class Fence:
         with self._lock:
             self._current, self._since, self._stopping = a, since, False
         self._start_threads()
-        self._wake.set()
+        if since + ttl / BEATS_PER_TTL - now < _IDLE:
+            self._wake.set()  # its first heartbeat is due before the writer looks again
         return None
 
     def end(self, a: Attempt) -> None:
@@ -129,13 +133,6 @@ class Fence:
                 self._runs.pop(key, None)
         return began, written
 
-    def _warm(self, a: Attempt) -> None:
-        """Open this process's store connection (one read, no write)."""
-        try:
-            self._store(a).heartbeats(a.run_id, [])
-        except Exception as exc:
-            self._error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-
     def _confirm(self, a: Attempt, ttl: float) -> tuple[float, str | None]:
         """Ask the store, before ``a`` starts, whether it is still current (retrying for up
         to ``ttl`` seconds while the store cannot be reached)."""
@@ -176,11 +173,9 @@ class Fence:
             with self._lock:
                 a, since, stopping = self._current, self._since, self._stopping
             if a is None or a.heartbeat_ttl is None or stopping:
-                self._wake.wait(1.0)
+                self._wake.wait(_IDLE)
                 self._wake.clear()
                 continue
-            if a.store_url not in self._leases:
-                self._warm(a)  # connect now, beside the attempt: the first beat is on time
             every = a.heartbeat_ttl / BEATS_PER_TTL
             due = since + every - time.monotonic()
             if due > 0:
