@@ -488,6 +488,32 @@ def test_artifacts_and_uses_are_recorded_once(store: SqlStore) -> None:
     assert len(store.artifact_uses("run-1")) == 2
 
 
+def test_recording_a_use_reads_none_of_the_runs_earlier_uses(store: SqlStore) -> None:
+    """Every instance of a mapped task reads the same input: a commit that read the run's
+    earlier uses of it grew with the run, and a wide run became quadratic."""
+    from sqlalchemy import event
+
+    new_run(store)
+    art = ArtifactRecord("d" * 64, "json", "builtins.list", 12, "ab/cd")
+    store.commit("run-1", [], artifacts=[art], uses=[], now=1.0)
+    reads: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "artifact_uses" in statement:
+            reads.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        for i in range(20):
+            use = ArtifactUse(art.digest, "mapped", i, "input", 1)
+            store.commit("run-1", [], artifacts=[art], uses=[use, use], now=2.0 + i)
+        store.commit("run-1", [], uses=[ArtifactUse(art.digest, "mapped", 3, "input", 1)], now=9.0)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", seen)
+    assert reads == []
+    assert len(store.artifact_uses("run-1")) == 20
+
+
 def test_pools(store: SqlStore) -> None:
     assert store.pools() == {}
     store.set_pool("gpu", 2, "the two GPUs")

@@ -351,17 +351,10 @@ class Writer:
                 }
                 for u in uses
             }
-            au = s.artifact_uses
-            existing = set(
-                conn.execute(
-                    select(au.c.digest, au.c.task_id, au.c.map_index, au.c.role).where(
-                        au.c.run_id == run_id, au.c.digest.in_({u.digest for u in uses})
-                    )
-                )
-            )
-            fresh_rows = [v for k, v in rows.items() if k not in existing]
-            if fresh_rows:
-                conn.execute(au.insert(), fresh_rows)
+            # a use recorded already (a retried commit) keeps its row; no read of the run's
+            # earlier uses: in a mapped run every instance reads the same input, so that read
+            # grew with the run and made it quadratic
+            conn.execute(insert_new(self.dialect, s.artifact_uses), list(rows.values()))
 
     def work_left(self, conn: Connection, run_id: str) -> bool:
         q = (
