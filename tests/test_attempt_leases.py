@@ -184,3 +184,16 @@ def test_a_worker_stops_an_attempt_whose_run_was_taken_over(
         assert refused is not None and "was not started" in refused
     finally:
         fence.close()
+
+
+def test_a_renewal_error_without_a_message_is_a_failed_renewal() -> None:
+    """A bare ``ConnectionResetError()`` must not end the keeper's thread (its runs' leases
+    would silently stop being renewed)."""
+
+    class Unreachable:
+        def renew_runs(self, *args: object) -> set[str]:
+            raise ConnectionResetError()
+
+    keeper = LeaseKeeper(Unreachable(), "scheduler:a:1", ttl=30.0)  # type: ignore[arg-type]
+    assert keeper.renew(["r1"], time.time()) == set()
+    assert keeper.renew(["r1"], time.time()) == set()  # and again, quietly

@@ -116,3 +116,13 @@ class ConnectionNotFound(PhloemError):
 
 class SecretError(PhloemError):
     """The configured secret key is missing or invalid, or does not decrypt a stored secret."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, or its type's name when it has none (a bare
+    ``ConnectionResetError()``): what a one-line log or error message quotes."""
+    try:
+        lines = str(exc).strip().splitlines()
+    except Exception:  # a broken __str__ must not break the report of it
+        lines = []
+    return lines[0] if lines else type(exc).__name__

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from phloem.config import DEFAULT_LEASE_TTL
-from phloem.errors import PhloemError
+from phloem.errors import PhloemError, first_line
 from phloem.states import DriverRole
 from phloem.store.port import PipelineCatalog
 
@@ -145,7 +145,7 @@ class LeaseKeeper:
             kept = self.catalog.renew_runs(self.owner, ids, self.ttl, now)
         except Exception as exc:
             if not self._failing:  # once per outage, not once a second
-                log.warning("could not renew run leases (%s); retrying", str(exc).splitlines()[0])
+                log.warning("could not renew run leases (%s); retrying", first_line(exc))
             self._failed = self._failing = True
             return set()
         self._failing = False

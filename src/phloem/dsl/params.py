@@ -15,7 +15,7 @@ from functools import cache
 from typing import Any
 
 from phloem.dsl.spec import ParamSpec, PipelineSpec
-from phloem.errors import DefinitionError, ParamError
+from phloem.errors import DefinitionError, ParamError, first_line
 
 #: annotations checked without pydantic (and what a default of that type implies)
 SIMPLE_TYPES = (bool, int, float, str, list, dict)
@@ -31,7 +31,7 @@ def param_spec(name: str, default: Any, annotation: Any, where: str) -> ParamSpe
         except Exception as exc:
             raise DefinitionError(
                 f"{where}: parameter '{name}' has a type phloem cannot check "
-                f"({_describe(annotation)}): {str(exc).splitlines()[0]}; use JSON types, "
+                f"({_describe(annotation)}): {first_line(exc)}; use JSON types, "
                 "datetime, date, timedelta, Path, an Enum, a Literal or a pydantic model"
             ) from None
     spec = ParamSpec(name, default, annotation)

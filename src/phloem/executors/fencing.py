@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from phloem.errors import first_line
 from phloem.runner import Attempt
 from phloem.store.port import AttemptLeasing
 from phloem.store.types import Beat
@@ -123,7 +124,7 @@ class Fence:
         try:
             written = bool(self._store(a).beat([beat]))
         except Exception as exc:
-            self._error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            self._error = first_line(exc)
             return began, None
         with self._lock:
             key = (a.run_id, a.owner)

@@ -7,7 +7,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from phloem.errors import StoreError
+from phloem.errors import StoreError, first_line
 
 _FIX_URL = (
     "set PHLOEM_DB_URL to a URL such as sqlite:////path/to/phloem.db or "
@@ -42,7 +42,7 @@ def _hide_password(url: str, text: str) -> str:
 
 def bad_url(url: str, exc: BaseException) -> StoreError:
     """The URL cannot be understood: a typo, an unknown driver, a port that is not a number."""
-    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    reason = first_line(exc)
     name = type(exc).__name__
     if name == "NoSuchModuleError":
         scheme = url.split("://", 1)[0]
@@ -78,7 +78,7 @@ def sqlite_trouble(url: str, exc: BaseException) -> StoreError | None:
     """A SQLite database that cannot be opened or written, explained (path, cause, fix);
     None for any other error."""
     orig = getattr(exc, "orig", None) or exc
-    text = str(orig).splitlines()[0] if str(orig) else type(orig).__name__
+    text = first_line(orig)
     path = _sqlite_path(url)
     if path is None:
         return None
@@ -108,7 +108,7 @@ def cannot_open(url: str, exc: BaseException) -> StoreError:
     if known is not None:
         return known
     orig = getattr(exc, "orig", None) or exc
-    text = str(orig).splitlines()[0] if str(orig) else type(orig).__name__
+    text = first_line(orig)
     text = _hide_password(url, text)
     return StoreError(
         f"cannot use the store's database {masked(url)}: {type(orig).__name__}: {text}; "

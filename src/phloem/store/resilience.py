@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from phloem.config import DEFAULT_OUTAGE_TIMEOUT
+from phloem.errors import first_line
 
 log = logging.getLogger("phloem.store")
 
@@ -88,7 +89,7 @@ def call_retrying(
             if not is_transient(exc) or time.monotonic() + delay > deadline:
                 raise
             if not warned:
-                log.warning("the database is unavailable (%s); retrying", str(exc).splitlines()[0])
+                log.warning("the database is unavailable (%s); retrying", first_line(exc))
                 warned = True
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 2.0)

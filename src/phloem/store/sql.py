@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from phloem.config import DEFAULT_OUTAGE_TIMEOUT
-from phloem.errors import RunConflict, RunNotFound, StoreError, TaskNotFound
+from phloem.errors import RunConflict, RunNotFound, StoreError, TaskNotFound, first_line
 from phloem.records import TI, Expansion, RunRecord, Transition
 from phloem.states import (
     ACTIVE_TASK_STATES,
@@ -200,7 +200,7 @@ class SqlStore:
                     # a new id, or finds its run
                     raise RunIdTaken(run.run_id) from None
                 raise StoreError(
-                    f"could not create run {run.run_id}: {str(exc.orig).splitlines()[0]}",
+                    f"could not create run {run.run_id}: {first_line(exc.orig or exc)}",
                     run=run.run_id,
                 ) from exc
             which = existing.run_id
