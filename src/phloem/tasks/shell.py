@@ -127,11 +127,12 @@ def run_command(
     except BaseException:  # a timeout or an interrupt: do not leave the command running
         _kill(proc)
         raise
-    finally:
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
+    # both readers saw the end of their pipe (closing one a reader still reads would wait
+    # for that read: not on the way out of a timeout)
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
     if returncode != 0:
         how = (
             f"was killed by signal {-returncode}"
