@@ -61,7 +61,7 @@ def after(x: str) -> str:
     return x + "!"
 
 
-@pipeline(timeout=4)  # generous: a loaded machine must still start both tasks within it
+@pipeline(timeout=10)  # generous: a loaded machine must still run the retry (both tasks) within it
 def hurried(flag: str = "") -> None:
     after(slow(flag))
 
