@@ -34,9 +34,13 @@ def sqlite_setup(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN")
 
 
+#: the URLs that name a private in-memory store (``MemoryStore``), not a database to open
+MEMORY_URLS = ("memory", "sqlite://", "sqlite:///:memory:")
+
+
 def make_engine(url: str) -> Engine:
     """An engine for a SQLite file or PostgreSQL (the in-memory store makes its own)."""
-    if url in ("memory", "sqlite://", "sqlite:///:memory:"):
+    if url in MEMORY_URLS:
         raise StoreError(
             f"{url!r} names a private in-memory store: open it with "
             "phloem.store.open_store('memory') (or MemoryStore()), not as a SQL URL"

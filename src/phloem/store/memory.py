@@ -13,12 +13,9 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.pool import StaticPool
 
 from phloem.config import DEFAULT_OUTAGE_TIMEOUT
-from phloem.store.engine import sqlite_setup
+from phloem.store.engine import MEMORY_URLS, sqlite_setup
 from phloem.store.port import StoreCapabilities
 from phloem.store.sql import SqlStore
-
-#: URLs that name a private in-memory store
-MEMORY_URLS = ("memory", "sqlite://", "sqlite:///:memory:")
 
 PRIVATE = StoreCapabilities(shared=False, notify=False, multi_writer=False)
 
