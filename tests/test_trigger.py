@@ -151,6 +151,17 @@ def test_an_unknown_pipeline_fails_the_task_with_the_fix(
     app.close()
 
 
+def test_a_bad_wait_timeout_fails_the_task_before_queuing_a_run(home: Path, tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    target = f"{folder / 'retrain.py'}:retrain"
+    params = {"target": target, "wait": True, "timeout": -1.0}
+    r = phloem.run(_monitor(folder), params=params, executor="inline")
+    ti = r.tasks[("kick", -1)]
+    assert ti.state is TaskState.FAILED
+    assert "timeout must not be negative" in (ti.error or "")
+    assert r.app.store.list_runs(pipeline="retrain") == []
+
+
 def test_an_in_memory_store_is_refused(tmp_path: Path) -> None:
     folder = _folder(tmp_path)
     r = phloem.run(_monitor(folder), executor="inline", store="memory", home=tmp_path)

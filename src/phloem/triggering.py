@@ -55,6 +55,8 @@ def trigger(
             "that a scheduler can read; this run's in-memory store is private to the process "
             "that made it: run with a store URL or a home"
         )
+    # checked before anything is queued: a bad value must not leave a run behind
+    every, limit = _seconds(poke_interval, "poke_interval"), _seconds(timeout, "timeout")
     from phloem.store import open_store
 
     store = open_store(ctx.store_url, migrate=False)
@@ -64,7 +66,7 @@ def trigger(
             "triggered run %s of %s (logical date %s)", run.run_id, run.pipeline, run.logical_date
         )
         if wait:
-            _wait(store, ctx, run, _seconds(poke_interval), _seconds(timeout))
+            _wait(store, ctx, run, every, limit)
         return run.run_id
     finally:
         store.close()
@@ -175,10 +177,18 @@ def _wait(
         time.sleep(pause)
 
 
-def _seconds(value: float | timedelta | None) -> float | None:
+def _seconds(value: float | timedelta | None, name: str) -> float | None:
     if value is None:
         return None
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise PhloemError(f"phloem.trigger: {name} takes seconds or a timedelta, got {value!r}")
+    if seconds < 0:
+        raise PhloemError(f"phloem.trigger: {name} must not be negative, got {value!r}")
+    return seconds
 
 
 __all__ = ["POKE_INTERVAL", "trigger"]
