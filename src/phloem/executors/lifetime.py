@@ -51,7 +51,9 @@ class Child:
         if self._child_pid is None:
             self._child_pid = self.pid
             if self._report is not None:
-                ready, _, _ = select.select([self._report], [], [], 1.0)
+                # written by the guard as soon as it forked, and at end of file if the guard
+                # died first: the wait is long only for a guard that is slow to be scheduled
+                ready, _, _ = select.select([self._report], [], [], 30.0)
                 data = os.read(self._report, 32) if ready else b""
                 os.close(self._report)
                 self._report = None
