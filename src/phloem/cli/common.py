@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
@@ -85,30 +86,37 @@ def _shown(text: str) -> str:
     return "'" + (shown if len(shown) <= 80 else shown[:77] + "...") + "'"
 
 
+#: the application of the command being run (one per invocation; see ``application``)
+_current: ContextVar[Phloem | None] = ContextVar("phloem_cli_application", default=None)
+
+
 class Group(TyperGroup):
-    """The root command: whatever a command raises meets ``errors()`` here, in one place."""
+    """The root command: whatever a command raises meets ``errors()`` here, in one place, and
+    the application the command used is closed when it ends."""
 
     def invoke(self, ctx: Any) -> Any:
-        with errors():
-            return super().invoke(ctx)
+        token = _current.set(None)
+        try:
+            with errors():
+                return super().invoke(ctx)
+        finally:
+            app = _current.get()
+            _current.reset(token)
+            if app is not None:
+                app.close()
 
 
 def application() -> Phloem:
     """The application of this command: settings read from the environment once per
     invocation, its store opened on first use and closed when the command ends."""
-    import click
+    app = _current.get()
+    if app is None:
+        from phloem.app import Phloem
+        from phloem.config import Settings
 
-    from phloem.app import Phloem
-    from phloem.config import Settings
-
-    ctx = click.get_current_context(silent=True)
-    if ctx is None:
-        return Phloem(Settings.from_env())
-    root = ctx.find_root()
-    if not isinstance(root.obj, Phloem):
-        root.obj = Phloem(Settings.from_env())
-        root.call_on_close(root.obj.close)
-    return root.obj
+        app = Phloem(Settings.from_env())
+        _current.set(app)
+    return app
 
 
 def print_json(value: Any) -> None:
