@@ -117,3 +117,28 @@ def test_runs_go_on_while_the_scheduler_imports_a_slow_file(
         drive(sched, lambda: _succeeded(env, slow.run_id), timeout=60)
     finally:
         hold.unlink(missing_ok=True)  # let the import thread end whatever happened
+
+
+def test_many_runs_of_a_slow_file_do_not_crowd_out_the_others(
+    env: Phloem, sched: Scheduler, tmp_path: Path
+) -> None:
+    """Runs waiting for their file's import are not claimed again and again ahead of the
+    runs that could start now."""
+    folder = sched.config.folder
+    hold = tmp_path / "hold"
+    write(folder, "steady.py", STEADY)
+    write(folder, "sluggish.py", HANGS_IN_THE_SCHEDULER.format(hold=str(hold)))
+    sched.refresh(0.0)
+    assert sched.loop is not None
+    # more of them, created first, than one claim takes
+    waiting = [
+        trigger(env, "sluggish", logical_date=f"2026-01-{day:02d}")[0]
+        for day in range(1, 4 * sched.loop.slots + 2)
+    ]
+    run, _ = trigger(env, "steady")
+    hold.touch()
+    try:
+        drive(sched, lambda: _succeeded(env, run.run_id), timeout=60)
+        assert all(env.store.get_run(w.run_id).state is RunState.QUEUED for w in waiting)
+    finally:
+        hold.unlink(missing_ok=True)

@@ -163,6 +163,11 @@ class SpecLoader:
             raise done
         return done
 
+    def importing(self, source: str) -> bool:
+        """Whether ``source`` is being imported (its result not ready yet)."""
+        with self._lock:
+            return source in self._running
+
     def _import(self, source: str) -> None:
         result: PipelineSpec | BaseException
         try:

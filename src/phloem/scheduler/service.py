@@ -91,6 +91,8 @@ class Scheduler:
         self.loader = SpecLoader(
             lambda source: self._load(source), self.wakeup, config.parse_timeout
         )
+        #: runs left unclaimed while their pipeline's file is imported: run id -> source
+        self._importing: dict[str, str] = {}
         self.keeper = LeaseKeeper(
             self.catalog,
             self.id,
@@ -411,7 +413,12 @@ class Scheduler:
         if room <= 0:
             return []
         claimed = []
-        skip = set(self.loop.sessions) | self.loop.resting(now)
+        # runs whose file is still being imported wait aside: claimed again and again, they
+        # would fill every claim ahead of the runs that can start now
+        self._importing = {
+            r: src for r, src in self._importing.items() if self.loader.importing(src)
+        }
+        skip = set(self.loop.sessions) | self.loop.resting(now) | set(self._importing)
         for run in self.catalog.claim_runs(
             self.id, self.config.lease_ttl, now, room, skip, take_from=self._dead_holders
         ):
@@ -421,6 +428,7 @@ class Scheduler:
                 session = self._session(run)
                 if session is None:  # its pipeline is being imported: claim it again later
                     self.catalog.release_runs(self.id, [run.run_id])
+                    self._importing[run.run_id] = run.source or ""
                     continue
                 self.loop.add(session)
             except Exception as exc:
