@@ -114,6 +114,25 @@ def _phloem() -> str:
 
 
 @pytest.mark.parametrize("executor", EXECUTORS)
+def test_phloem_run_json_stdout_stays_pure_of_what_the_file_prints_at_import(
+    executor: str, home: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "chatty.py"
+    src.write_text('import os\nprint("importing")\nos.write(1, b"fd-at-import\\n")\n' + FD_PIPELINE)
+    env = {**os.environ, "PHLOEM_HOME": str(home)}
+    done = subprocess.run(
+        [_phloem(), "run", f"{src}:p", "--executor", executor, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["state"] == "success"  # nothing before the JSON
+    assert "importing" in done.stderr and "fd-at-import" in done.stderr  # not lost either
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
 def test_phloem_run_json_stdout_stays_pure(executor: str, home: Path, tmp_path: Path) -> None:
     src = tmp_path / "noisy.py"
     src.write_text(FD_PIPELINE)

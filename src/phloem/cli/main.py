@@ -7,8 +7,10 @@ status: 0 success, 1 the run failed, 2 a usage or definition error (printed as o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -104,11 +106,31 @@ def _make_reporter(as_json: bool) -> Any:
     return LineReporter(lambda line: typer.echo(line))
 
 
+@contextlib.contextmanager
+def _stdout_to_stderr(active: bool) -> Iterator[None]:
+    """With ``--json`` stdout carries the JSON only: what the pipeline's file prints when it
+    is imported (``print`` or straight to fd 1) goes to stderr meanwhile."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _drive(call: Any, as_json: bool, run_id: list[str]) -> None:
     """Run ``call(reporter)`` (api.run or api.retry) with progress, then report and exit."""
     reporter = _make_reporter(as_json)
     try:
-        with errors():
+        with errors(), _stdout_to_stderr(as_json):
             if reporter is None:
                 result = call(None)
             else:
