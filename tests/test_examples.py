@@ -434,8 +434,19 @@ def test_retraining_waits_for_drift_then_deploys_a_better_model(home: Path, stor
     assert len(list((alerts / "handled").glob("*.json"))) == 1
 
     # started with no alert: the sensor waits (giving its slot back) until one is raised
+    def sensor_waiting() -> bool:
+        later = [x for x in store.list_runs(pipeline=r.run.pipeline) if x.run_id != r.run_id]
+        return any(
+            a.state == "up_for_reschedule"
+            for x in later
+            for a in store.attempts(x.run_id, "wait_for_drift_alert")
+        )
+
     def raise_alert_later() -> None:
-        time.sleep(1.2)
+        # once the sensor has found no alert (however long the run took to get there)
+        deadline = time.monotonic() + 60
+        while not sensor_waiting() and time.monotonic() < deadline:
+            time.sleep(0.05)
         phloem.run(example("drift_monitoring.py"), executor="inline")
 
     monitor = in_background(raise_alert_later)
