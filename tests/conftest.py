@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,18 +22,37 @@ def _pg_schema_url() -> Iterator[str]:
 
     schema = "t_" + secrets.token_hex(6)
     admin = sa.create_engine(PG_URL, pool_pre_ping=True)
-    try:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    except sa.exc.OperationalError as exc:  # CI must not silently skip these
-        pytest.fail(f"PostgreSQL is not reachable at {PG_URL}: {exc}")
+    deadline = time.monotonic() + 60  # a restart (the outage tests make one) takes seconds
+    while True:
+        try:
+            with admin.begin() as conn:
+                conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+            break
+        except sa.exc.OperationalError as exc:  # CI must not silently skip these
+            if time.monotonic() > deadline:
+                pytest.fail(f"PostgreSQL is not reachable at {PG_URL}: {exc}")
+            time.sleep(0.5)
     sep = "&" if "?" in PG_URL else "?"
     try:
         yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
     finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        _drop(admin, schema, deadline=time.monotonic() + 60)
         admin.dispose()
+
+
+def _drop(admin: object, schema: str, deadline: float) -> None:
+    import sqlalchemy as sa
+
+    assert isinstance(admin, sa.engine.Engine)
+    while True:
+        try:
+            with admin.begin() as conn:
+                conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+            return
+        except sa.exc.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 @pytest.fixture
