@@ -10,7 +10,14 @@ from enum import Enum
 from typing import NoReturn
 
 
-class TaskState(str, Enum):
+class Text(str, Enum):
+    """A value stored and shown as its text (``str(TaskState.SUCCESS) == "success"``)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class TaskState(Text):
     PENDING = "pending"
     SCHEDULED = "scheduled"
     QUEUED = "queued"
@@ -27,11 +34,8 @@ class TaskState(str, Enum):
     def is_terminal(self) -> bool:
         return self in TERMINAL_TASK_STATES
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class AttemptOutcome(str, Enum):
+class AttemptOutcome(Text):
     """How an attempt ended, as the runner saw it; the engine decides what it means."""
 
     SUCCESS = "success"
@@ -43,11 +47,8 @@ class AttemptOutcome(str, Enum):
     #: the task asked to be skipped (``phloem.skip()``)
     SKIP = "skip"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class RunType(str, Enum):
+class RunType(Text):
     """What started a run."""
 
     MANUAL = "manual"  # phloem run, phloem trigger, the Python API
@@ -56,21 +57,15 @@ class RunType(str, Enum):
     ASSET = "asset"  # an update of an asset it consumes
     TRIGGERED = "triggered"  # phloem.trigger in a task of another run (see triggered_by)
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class SensorMode(str, Enum):
+class SensorMode(Text):
     """How a sensor waits between pokes."""
 
     POKE = "poke"  # in one attempt, keeping its worker slot
     RESCHEDULE = "reschedule"  # one attempt per poke, giving the slot back in between
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class AttemptState(str, Enum):
+class AttemptState(Text):
     """Where one attempt stands, as its row in the store records it: the state its task
     instance took while the attempt was current, or ``interrupted`` when the driver that
     handed it out stopped and took it back."""
@@ -91,32 +86,23 @@ class AttemptState(str, Enum):
             return cls.INTERRUPTED
         return cls(state.value)  # an instance leaves QUEUED/RUNNING only for these
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class DriverRole(str, Enum):
+class DriverRole(Text):
     """Who drives a run (the first part of a lease holder's name)."""
 
     SCHEDULER = "scheduler"  # a phloem scheduler (or server)
     RUN = "run"  # phloem run / phloem.run, in the caller's process
     RETRY = "retry"  # phloem retry / phloem.retry
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class ExecutorKind(str, Enum):
+class ExecutorKind(Text):
     """Where attempts run."""
 
     INLINE = "inline"  # in the driver's own process, one at a time
     LOCAL = "local"  # long-lived worker processes on this machine
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class RunState(str, Enum):
+class RunState(Text):
     QUEUED = "queued"
     RUNNING = "running"
     SUCCESS = "success"
@@ -125,9 +111,6 @@ class RunState(str, Enum):
     @property
     def is_terminal(self) -> bool:
         return self in (RunState.SUCCESS, RunState.FAILED)
-
-    def __str__(self) -> str:
-        return self.value
 
 
 T = TaskState
@@ -184,7 +167,7 @@ def run_transition_allowed(old: RunState, new: RunState) -> bool:
     return new in RUN_TRANSITIONS[old]
 
 
-class TriggerRule(str, Enum):
+class TriggerRule(Text):
     """When a task may run, given the states of its upstream tasks (Airflow's semantics)."""
 
     ALL_SUCCESS = "all_success"
@@ -198,9 +181,6 @@ class TriggerRule(str, Enum):
     NONE_FAILED_MIN_ONE_SUCCESS = "none_failed_min_one_success"
     NONE_SKIPPED = "none_skipped"
     ALWAYS = "always"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def assert_never(value: NoReturn) -> NoReturn:
