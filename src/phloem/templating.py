@@ -81,9 +81,7 @@ def _value(name: str, ctx: TaskContext, text: str) -> str:
     if head == "conn":
         return _connection(rest, text)
     value: Any = getattr(ctx, name)
-    if hasattr(value, "isoformat"):
-        return str(value.isoformat())
-    return "" if value is None else str(value)
+    return "" if value is None else _text(value)
 
 
 def _param(path: str, ctx: TaskContext, text: str) -> str:
