@@ -269,14 +269,16 @@ class RunSession:
         snap = self.snap
         for e in applied.expansions:
             snap.apply_expansion(e, now)
-        retried: dict[str, str | None] = {}
+        retried: dict[str, str | None] | None = None
         for t in applied.transitions:
             snap.apply_transition(t)
-            if (t.reason or "").startswith(RUN_RETRY) and t.old.state is S.FAILED:
-                retried[_label(t.old)] = t.old.error
+            if (t.reason or "").startswith(RUN_RETRY):
+                retried = {} if retried is None else retried
+                if t.old.state is S.FAILED:
+                    retried[_label(t.old)] = t.old.error
             if t.new.state is S.SUCCESS:
                 self.inputs.forget(t.new.task_id)
-        if retried:
+        if retried is not None:  # counted by the change's reason, whatever was reset
             snap.run_retries += 1
             self._run_callback(RunState.FAILED, self.spec.on_retry, retried)
         if applied.run_state is not None:
