@@ -27,7 +27,17 @@ PUBLIC = {
         "sensor",
         "task",
     },
-    "inside a task": {"TaskContext", "context", "skip", "template", "trigger"},
+    "inside a task": {
+        "TaskContext",
+        "context",
+        "log_metric",
+        "log_metrics",
+        "log_param",
+        "log_params",
+        "skip",
+        "template",
+        "trigger",
+    },
     "configuration and secrets": {"Connection", "connection", "tasks", "variable"},
     "running": {"RunResult", "RunState", "TaskState", "retry", "run"},
     "errors": {

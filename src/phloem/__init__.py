@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from phloem import tasks
     from phloem.api import RunResult, retry, run
     from phloem.templating import template
+    from phloem.tracking import log_metric, log_metrics, log_param, log_params
     from phloem.triggering import trigger
     from phloem.variables import Connection, connection, variable
 
@@ -57,6 +58,10 @@ __all__ = [
     # inside a task
     "TaskContext",
     "context",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
     "skip",
     "template",
     "trigger",
@@ -110,6 +115,10 @@ def __getattr__(name: str) -> Any:
         from phloem import variables
 
         return getattr(variables, name)
+    if name in ("log_metric", "log_metrics", "log_param", "log_params"):
+        from phloem import tracking
+
+        return getattr(tracking, name)
     if name == "template":
         from phloem.templating import template
 

@@ -18,6 +18,7 @@ from phloem.driver.inputs import Inputs
 from phloem.driver.orphans import Orphans
 from phloem.dsl.params import typed_params
 from phloem.dsl.spec import PipelineSpec
+from phloem.effects import AttemptEffects
 from phloem.engine import (
     RUN_RETRY,
     TI,
@@ -122,6 +123,7 @@ class RunSession:
         self._submitted: set[tuple[Key, int]] = set()  # attempts handed to the executor
         self._records: list[ArtifactRecord] = []
         self._uses: list[ArtifactUse] = []
+        self._effects: list[AttemptEffects] = []
         #: attempts heartbeat (and inherited ones are waited for) when other processes share
         #: the store and the run is leased; an in-memory store lives in this process only
         self._leases = (
@@ -190,6 +192,8 @@ class RunSession:
             self._uses.append(ArtifactUse(a.digest, r.task_id, r.map_index, "output", r.try_number))
         for digest in dict.fromkeys(r.inputs):
             self._uses.append(ArtifactUse(digest, r.task_id, r.map_index, "input", r.try_number))
+        if r.effects:
+            self._effects.append(AttemptEffects(r.task_id, r.map_index, r.try_number, r.effects))
 
     def draft(self, now: float) -> Draft:
         """Draft a decision from the reports received so far; the loop then grants it
@@ -202,7 +206,7 @@ class RunSession:
         """Finish the draft within ``grant``; the store applies the result (possibly together
         with other runs' decisions, in one transaction) before ``absorb``."""
         d = finish(drafted, now, grant)
-        if d.empty and not self._records and not self._uses:
+        if d.empty and not self._records and not self._uses and not self._effects:
             return d, None
         req = Commit(
             self.run_id,
@@ -212,6 +216,7 @@ class RunSession:
             tuple(self._records),
             tuple(self._uses),
             self._asset_outputs,
+            tuple(self._effects),
             self.owner,
             self.lease_ttl,
         )
@@ -227,7 +232,7 @@ class RunSession:
         """Take in what the store applied; returns the attempts to hand out and kills."""
         self._planned = []
         if applied is not None:
-            self._records, self._uses = [], []
+            self._records, self._uses, self._effects = [], [], []
             if applied.fenced:
                 self.fenced = True  # another driver owns the run now: hand nothing out
                 return Step()

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from phloem.artifacts.ref import ArtifactRef
+from phloem.effects import Effect
 from phloem.states import AttemptOutcome
 
 
@@ -84,6 +85,7 @@ class Result:
     retryable: bool = True
     artifacts: tuple[ArtifactRef, ...] = ()  # outputs stored as artifacts
     inputs: tuple[str, ...] = field(default=())  # digests of artifacts read
+    effects: tuple[Effect, ...] = ()  # what the task recorded (phloem.effects)
 
     @property
     def key(self) -> tuple[str, int]:

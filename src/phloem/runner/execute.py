@@ -17,6 +17,7 @@ from phloem.artifacts import ArtifactRef, ArtifactStore, Inline, decode_output, 
 from phloem.artifacts.codec import from_stored_json, to_stored_json
 from phloem.context import Deferred, TaskContext, activate, as_datetime, deactivate
 from phloem.dsl.spec import TaskSpec
+from phloem.effects import collect
 from phloem.errors import Fail, SerializationError
 from phloem.runner.attempt import Attempt, Element, Out, OutList, Result, failed_result
 from phloem.runner.capture import OutputCapture
@@ -59,10 +60,12 @@ def run_attempt(
     started = now()
     note: str | None = None
     try:
-        with masking(masker), capture.attempt(log) as (_, err):
+        with masking(masker), capture.attempt(log) as (_, err), collect() as effects:
             result, note = _run(
                 attempt, spec, artifacts, err, started, enforce_timeout, interruptible, now
             )
+        if effects:
+            result = replace(result, effects=tuple(effects))
     except BaseException as exc:
         if passes_through(exc, interruptible=interruptible):
             raise

@@ -32,6 +32,7 @@ from phloem.store.types import (
 if TYPE_CHECKING:
     from phloem.secrets import Cipher
     from phloem.store.settings_store import ConnectionRecord, VariableRecord
+    from phloem.store.tracking import MetricRow, TrendPoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +130,17 @@ class Variables(Protocol):
     def delete_connection(self, name: str) -> bool: ...
 
 
+class Tracking(Protocol):
+    """Metrics and parameters tasks logged, for comparing runs and following a metric."""
+
+    def metrics(self, run_ids: Sequence[str], keys: Sequence[str] = ()) -> list[MetricRow]: ...
+    def params(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]: ...
+    def final(
+        self, run_ids: Sequence[str], keys: Sequence[str] = ()
+    ) -> dict[str, dict[str, float]]: ...
+    def trend(self, pipeline: str, key: str, last: int = 30) -> list[TrendPoint]: ...
+
+
 class Store(Protocol):
     """Runs, their task instances and attempts, history, artifact records and pools.
 
@@ -151,6 +163,11 @@ class Store(Protocol):
 
     @property
     def catalog(self) -> PipelineCatalog: ...
+
+    @property
+    def tracking(self) -> Tracking:
+        """Metrics and parameters that tasks logged."""
+        ...
 
     @property
     def attempt_leases(self) -> AttemptLeasing:
@@ -256,6 +273,7 @@ __all__ = [
     "PipelineCatalog",
     "Store",
     "StoreCapabilities",
+    "Tracking",
     "Variables",
     "WorkListener",
 ]

@@ -215,3 +215,29 @@ asset_watermarks = Table(
     Column("asset", String(500), primary_key=True),
     Column("last_event_id", Integer, nullable=False),
 )
+
+metrics = Table(
+    "metrics",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), nullable=False),
+    Column("task_id", String(250), nullable=False),
+    Column("map_index", Integer, nullable=False),
+    Column("try_number", Integer, nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("value", Float),  # NULL: not a number (NaN)
+    Column("step", Integer),
+    Column("at", Float, nullable=False),
+    Index("ix_metrics_run_key", "run_id", "key"),
+)
+
+logged_params = Table(
+    "logged_params",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("task_id", String(250), primary_key=True),
+    Column("map_index", Integer, primary_key=True),
+    Column("try_number", Integer, primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),  # JSON
+)

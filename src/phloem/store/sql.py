@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from phloem.store.attempt_leases import AttemptLeases
     from phloem.store.catalog import Catalog
     from phloem.store.settings_store import SettingsStore
+    from phloem.store.tracking import Tracking
 
 __all__ = [
     "Applied",
@@ -121,6 +122,13 @@ class SqlStore:
 
             self._catalog = Catalog(self)
         return self._catalog
+
+    @property
+    def tracking(self) -> Tracking:
+        """Metrics and parameters that tasks logged (see store/tracking.py)."""
+        from phloem.store.tracking import Tracking
+
+        return Tracking(self)
 
     @property
     def attempt_leases(self) -> AttemptLeases:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from phloem.effects import AttemptEffects
 from phloem.records import Expansion, Key, Transition
 from phloem.states import AttemptState, RunState
 
@@ -39,6 +40,8 @@ class Commit:
     artifacts: tuple[ArtifactRecord, ...] = ()
     uses: tuple[ArtifactUse, ...] = ()
     asset_outputs: Mapping[str, tuple[str, ...]] | None = None
+    #: what attempts recorded; each lands only if that attempt's end is among the changes
+    effects: tuple[AttemptEffects, ...] = ()
     #: fencing: applied only while ``owner`` holds the run's lease, which the commit extends
     #: by ``lease_ttl`` seconds; a driver that lost its run can no longer change it
     owner: str | None = None
@@ -47,7 +50,12 @@ class Commit:
     @property
     def empty(self) -> bool:
         return not (
-            self.transitions or self.expansions or self.run_state or self.artifacts or self.uses
+            self.transitions
+            or self.expansions
+            or self.run_state
+            or self.artifacts
+            or self.uses
+            or self.effects
         )
 
 

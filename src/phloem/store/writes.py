@@ -21,6 +21,7 @@ from phloem.states import (
     task_transition_allowed,
 )
 from phloem.store import schema as s
+from phloem.store.effects import write_effects
 from phloem.store.rows import TI_VALUE_COLUMNS, ti_row, ti_values
 from phloem.store.types import Applied, ArtifactRecord, ArtifactUse, Commit
 
@@ -87,6 +88,8 @@ class Writer:
         )
         self.finish_commit(conn, r.run_id, applied, r.run_state, r.artifacts, r.uses, now)
         self.asset_events(conn, r.run_id, applied, r.asset_outputs, now)
+        if r.effects:
+            write_effects(conn, r.run_id, applied, r.effects, now)
         return applied
 
     def asset_events(

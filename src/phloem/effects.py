@@ -1,0 +1,105 @@
+"""Attempt effects: what a task asks phloem to record while it runs (a metric, a watermark
+advance, an asset event, an alias move), committed by the store in the same transaction as
+the end of that attempt.
+
+Tasks run at least once but their effects must commit exactly once: an effect recorded by an
+attempt that then fails, is killed or was already superseded (a zombie) never reaches the
+store, and one recorded by the attempt that succeeds lands atomically with its success. Some
+effects (metrics) are worth keeping from a failed attempt too; they say so with
+``on_success_only = False`` and are committed with the attempt's end, whatever it was.
+
+An effect is plain, picklable data: it travels from a worker process to the driver inside
+the attempt's result. The store knows how to write each kind (``phloem.store.effects``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import ClassVar
+
+from phloem.errors import PhloemError
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """Base of every effect kind."""
+
+    #: committed only with the attempt's success (else with its end, whatever it was)
+    on_success_only: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptEffects:
+    """The effects one attempt recorded, in the order it recorded them."""
+
+    task_id: str
+    map_index: int
+    try_number: int
+    effects: tuple[Effect, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricLogged(Effect):
+    """``phloem.log_metric``: one value of a numeric metric (``step`` for a series, such as
+    a training curve). Kept from failed attempts too: they explain the failure."""
+
+    on_success_only: ClassVar[bool] = False
+    key: str
+    value: float
+    step: int | None
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ParamLogged(Effect):
+    """``phloem.log_param``: a parameter the attempt used, as JSON text (the last value of a
+    key wins)."""
+
+    on_success_only: ClassVar[bool] = False
+    key: str
+    value: str
+
+
+_pending: ContextVar[list[Effect] | None] = ContextVar("phloem_attempt_effects", default=None)
+
+
+def record(effect: Effect, *, what: str = "this") -> None:
+    """Record ``effect`` for the attempt running now; ``what`` names the caller's function
+    in the error raised outside a task."""
+    pending = _pending.get()
+    if pending is None:
+        raise PhloemError(
+            f"{what} only works while a task runs (it is recorded with the task's attempt "
+            "and committed when the attempt ends); call it from inside a @task function"
+        )
+    pending.append(effect)
+
+
+def recording() -> bool:
+    """Whether an attempt is collecting effects in this context."""
+    return _pending.get() is not None
+
+
+@contextmanager
+def collect() -> Iterator[list[Effect]]:
+    """Collect the effects recorded in this context (the runner wraps each attempt in it)."""
+    pending: list[Effect] = []
+    token = _pending.set(pending)
+    try:
+        yield pending
+    finally:
+        _pending.reset(token)
+
+
+__all__ = [
+    "AttemptEffects",
+    "Effect",
+    "MetricLogged",
+    "ParamLogged",
+    "collect",
+    "record",
+    "recording",
+]

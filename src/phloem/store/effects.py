@@ -1,0 +1,109 @@
+"""Writing attempt effects (``phloem.effects``) inside a commit's transaction.
+
+An attempt's effects land only if the change that ends that very attempt (its task instance
+leaving ``queued``/``running`` at that try) is among the changes this commit applied: a
+zombie's or a superseded attempt's effects find no such change and are dropped, and a commit
+retried after a failure writes them once, with the change. Rows of one kind are inserted in
+one statement per commit, not one per effect.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Table
+
+from phloem.effects import AttemptEffects, Effect, MetricLogged, ParamLogged
+from phloem.states import ACTIVE_TASK_STATES, TaskState
+from phloem.store import schema as s
+from phloem.store.types import Applied
+
+#: the identity of an attempt: (task_id, map_index, try_number)
+AttemptId = tuple[str, int, int]
+
+#: effect kind -> (table, row) for kinds that are plain inserts
+RowOf = Callable[[str, AttemptEffects, Any, float], dict[str, Any]]
+
+
+def _metric_row(run_id: str, a: AttemptEffects, e: MetricLogged, now: float) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "task_id": a.task_id,
+        "map_index": a.map_index,
+        "try_number": a.try_number,
+        "key": e.key,
+        "value": None if math.isnan(e.value) else e.value,
+        "step": e.step,
+        "at": e.at,
+    }
+
+
+def _param_row(run_id: str, a: AttemptEffects, e: ParamLogged, now: float) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "task_id": a.task_id,
+        "map_index": a.map_index,
+        "try_number": a.try_number,
+        "key": e.key,
+        "value": e.value,
+    }
+
+
+_ROWS: dict[type[Effect], tuple[Table, RowOf, tuple[str, ...] | None]] = {
+    # (table, row, unique columns: a later row with the same values replaces an earlier one)
+    MetricLogged: (s.metrics, _metric_row, None),
+    ParamLogged: (s.logged_params, _param_row, ("task_id", "map_index", "try_number", "key")),
+}
+
+
+def ended_attempts(applied: Applied) -> dict[AttemptId, TaskState]:
+    """The attempts whose end this commit applied, and the state each instance went to."""
+    return {
+        (t.old.task_id, t.old.map_index, t.old.try_number): t.new.state
+        for t in applied.transitions
+        if t.old.state in ACTIVE_TASK_STATES and t.new.state not in ACTIVE_TASK_STATES
+    }
+
+
+def landing(
+    applied: Applied, pending: Sequence[AttemptEffects]
+) -> list[tuple[AttemptEffects, Effect]]:
+    """The effects to write for this commit, in the order they were recorded."""
+    if not pending:
+        return []
+    ended = ended_attempts(applied)
+    out: list[tuple[AttemptEffects, Effect]] = []
+    for a in pending:
+        state = ended.get((a.task_id, a.map_index, a.try_number))
+        if state is None:
+            continue
+        succeeded = state is TaskState.SUCCESS
+        out.extend((a, e) for e in a.effects if succeeded or not e.on_success_only)
+    return out
+
+
+def write_effects(
+    conn: Connection,
+    run_id: str,
+    applied: Applied,
+    pending: Sequence[AttemptEffects],
+    now: float,
+) -> None:
+    """Write the effects of the attempts this commit ended (see the module docstring)."""
+    batches: dict[type[Effect], list[dict[str, Any]]] = {}
+    for a, e in landing(applied, pending):
+        kind = type(e)
+        if kind not in _ROWS:
+            raise TypeError(f"phloem cannot store an effect of kind {kind.__name__}")
+        _, row_of, _ = _ROWS[kind]
+        batches.setdefault(kind, []).append(row_of(run_id, a, e, now))
+    for kind, rows in batches.items():
+        table, _, unique = _ROWS[kind]
+        if unique is not None:
+            rows = list({tuple(r[c] for c in unique): r for r in rows}.values())
+        conn.execute(table.insert(), rows)
+
+
+__all__ = ["ended_attempts", "landing", "write_effects"]
