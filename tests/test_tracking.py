@@ -241,3 +241,76 @@ def _end(store: Store, run_id: str, pending: list[Effect], state: TaskState) -> 
     store.commit_many(
         [Commit(run_id, (t,), effects=(AttemptEffects("t", -1, 1, tuple(pending)),))]
     )
+
+
+# -- the CLI ----------------------------------------------------------------------------------
+
+EXPERIMENT = """
+import phloem
+from phloem import pipeline, task
+
+@task
+def train(lr: float) -> float:
+    phloem.log_param("optimizer", "adam")
+    phloem.log_metric("auc", 0.8 + lr)
+    phloem.log_metric("loss", 1 - lr)
+    return lr
+
+@pipeline
+def exp(lr: float = 0.1):
+    train(lr)
+"""
+
+
+def test_cli_compares_runs_and_shows_a_trend(home: Path, tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from phloem.cli.main import app
+
+    cli = CliRunner()
+    f = tmp_path / "exp.py"
+    f.write_text(EXPERIMENT)
+    ids = []
+    for day, lr in [(1, 0.1), (2, 0.05), (3, 0.15)]:
+        r = cli.invoke(
+            app,
+            ["run", str(f), "--param", f"lr={lr}", "--logical-date", f"2026-02-0{day}", "--json"],
+        )
+        assert r.exit_code == 0, r.output
+        ids.append(json.loads(r.stdout)["run_id"])
+
+    r = cli.invoke(app, ["runs", "compare", ids[0], ids[1], "--json"])
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)
+    assert [g["metrics"]["auc"] for g in got] == [pytest.approx(0.9), pytest.approx(0.85)]
+    assert got[0]["params"] == {"optimizer": "adam"} and got[0]["run_params"] == {"lr": 0.1}
+
+    r = cli.invoke(app, ["runs", "compare", ids[0], ids[2], "--metric", "loss"])
+    assert r.exit_code == 0, r.output
+    assert "loss" in r.stdout and "auc" not in r.stdout and "param optimizer" in r.stdout
+
+    r = cli.invoke(app, ["runs", "compare", ids[0]])
+    assert r.exit_code == 2 and "at least two runs" in r.output
+
+    r = cli.invoke(app, ["metrics", "exp", "--metric", "auc", "--last", "3"])
+    assert r.exit_code == 0, r.output
+    assert "auc over 3 runs of exp" in r.stdout and "▄▁█" in r.stdout
+
+    r = cli.invoke(app, ["metrics", "exp", "--metric", "auc", "--json"])
+    assert [p["value"] for p in json.loads(r.stdout)] == [
+        pytest.approx(0.9),
+        pytest.approx(0.85),
+        pytest.approx(0.95),
+    ]
+    r = cli.invoke(app, ["metrics", "exp", "--metric", "f1"])
+    assert r.exit_code == 1 and "no run of pipeline 'exp' logged metric 'f1'" in r.output
+
+
+def test_sparkline_scales_between_extremes() -> None:
+    from phloem.cli.tracking_cmds import sparkline
+
+    assert sparkline([0.0, 0.5, 1.0]) == "▁▅█"
+    assert sparkline([2.0, 2.0]) == "▁▁"
+    assert sparkline([math.nan, 1.0]) == "?▁"

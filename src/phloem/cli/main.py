@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from phloem.cli import scheduler_cmds
+from phloem.cli import scheduler_cmds, tracking_cmds
 from phloem.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -500,6 +500,8 @@ def _main(
 
 
 scheduler_cmds.register(app)
+runs_app.command("compare")(tracking_cmds.runs_compare)
+app.command("metrics")(tracking_cmds.metrics)
 
 
 def main() -> None:
