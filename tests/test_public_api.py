@@ -30,6 +30,7 @@ PUBLIC = {
     "inside a task": {
         "TaskContext",
         "context",
+        "gate",
         "log_metric",
         "log_metrics",
         "log_param",
@@ -43,10 +44,12 @@ PUBLIC = {
     "errors": {
         "ArtifactError",
         "CommandFailed",
+        "ConditionError",
         "ConnectionNotFound",
         "CycleError",
         "DefinitionError",
         "Fail",
+        "GateFailed",
         "ParamError",
         "PhloemError",
         "PipelineNotFound",
@@ -59,7 +62,9 @@ PUBLIC = {
         "StoreLocked",
         "TaskFailed",
         "TaskNotFound",
+        "ValidationFailed",
         "VariableNotFound",
+        "WatermarkError",
     },
 }
 

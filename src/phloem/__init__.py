@@ -13,10 +13,12 @@ from phloem.dsl import Asset, Pipeline, Resources, Task, TaskRef, group, pipelin
 from phloem.errors import (
     ArtifactError,
     CommandFailed,
+    ConditionError,
     ConnectionNotFound,
     CycleError,
     DefinitionError,
     Fail,
+    GateFailed,
     ParamError,
     PhloemError,
     PipelineNotFound,
@@ -29,13 +31,16 @@ from phloem.errors import (
     StoreLocked,
     TaskFailed,
     TaskNotFound,
+    ValidationFailed,
     VariableNotFound,
+    WatermarkError,
 )
 from phloem.states import RunState, TaskState, TriggerRule
 
 if TYPE_CHECKING:
     from phloem import tasks
     from phloem.api import RunResult, retry, run
+    from phloem.quality.gates import gate
     from phloem.templating import template
     from phloem.tracking import log_metric, log_metrics, log_param, log_params
     from phloem.triggering import trigger
@@ -58,6 +63,7 @@ __all__ = [
     # inside a task
     "TaskContext",
     "context",
+    "gate",
     "log_metric",
     "log_metrics",
     "log_param",
@@ -79,10 +85,12 @@ __all__ = [
     # errors
     "ArtifactError",
     "CommandFailed",
+    "ConditionError",
     "ConnectionNotFound",
     "CycleError",
     "DefinitionError",
     "Fail",
+    "GateFailed",
     "ParamError",
     "PhloemError",
     "PipelineNotFound",
@@ -95,7 +103,9 @@ __all__ = [
     "StoreLocked",
     "TaskFailed",
     "TaskNotFound",
+    "ValidationFailed",
     "VariableNotFound",
+    "WatermarkError",
 ]
 
 
@@ -119,6 +129,10 @@ def __getattr__(name: str) -> Any:
         from phloem import tracking
 
         return getattr(tracking, name)
+    if name == "gate":
+        from phloem.quality.gates import gate
+
+        return gate
     if name == "template":
         from phloem.templating import template
 

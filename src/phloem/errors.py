@@ -18,6 +18,10 @@ happened in (pipeline, task, run, attempt), so a message can say where and what 
     +-- ArtifactError            an artifact is missing or fails its integrity check
     +-- TaskFailed               raised by the runner for a failed attempt (carries the message)
     +-- Fail                     raised by a task to fail at once, whatever its retries
+    |   +-- GateFailed           ``phloem.gate``: metrics missed their conditions (each listed)
+    |   +-- ValidationFailed     ``phloem.expect(...).check()``: data broke its expectations
+    |   +-- ConditionError       a gate condition or an expectation is written wrongly
+    +-- WatermarkError           a watermark cannot move as asked (backwards, another type)
     +-- CommandFailed            a shell task's command exited with a non-zero status
     +-- VariableNotFound         no variable of that key, and no default was given
     +-- ConnectionNotFound       no connection of that name
@@ -94,6 +98,34 @@ class TaskFailed(PhloemError):
 class Fail(PhloemError):
     """Raise it in a task to fail the task at once, without its retries: for a failure that a
     retry cannot fix (a changed schema, bad input), as Airflow's AirflowFailException."""
+
+
+class GateFailed(Fail):
+    """``phloem.gate`` found metrics that miss their conditions; ``verdict`` holds every
+    check. Not retried: the same model gives the same metrics."""
+
+    def __init__(self, message: str, verdict: object) -> None:
+        super().__init__(message)
+        self.verdict = verdict
+
+
+class ValidationFailed(Fail):
+    """Data broke expectations checked with ``on_fail="fail"``; ``report`` holds every
+    check. Not retried: the same data breaks them again."""
+
+    def __init__(self, message: str, report: object) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class ConditionError(Fail):
+    """A gate condition or an expectation is written wrongly (unknown operator, a value that
+    is not a number, a metric or column that does not exist); not retried either."""
+
+
+class WatermarkError(PhloemError):
+    """A watermark cannot move as asked: backwards without ``force``, to a value of another
+    type, or from outside a task."""
 
 
 class CommandFailed(PhloemError):
