@@ -137,3 +137,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     else:
         print("\n".join(lines))
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# -- the server's fixtures (tests/server_fixtures.py) ------------------------------------------
+from server_fixtures import api, api_on_store  # noqa: E402, F401

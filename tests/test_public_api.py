@@ -42,6 +42,8 @@ PUBLIC = {
     "configuration and secrets": {"Connection", "connection", "tasks", "variable"},
     "running": {"RunResult", "RunState", "TaskState", "retry", "run"},
     "errors": {
+        "AccountError",
+        "AccountNotFound",
         "ArtifactError",
         "CommandFailed",
         "ConditionError",

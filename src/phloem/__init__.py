@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 from phloem.context import TaskContext, context
 from phloem.dsl import Asset, Pipeline, Resources, Task, TaskRef, group, pipeline, sensor, task
 from phloem.errors import (
+    AccountError,
+    AccountNotFound,
     ArtifactError,
     CommandFailed,
     ConditionError,
@@ -83,6 +85,8 @@ __all__ = [
     "retry",
     "run",
     # errors
+    "AccountError",
+    "AccountNotFound",
     "ArtifactError",
     "CommandFailed",
     "ConditionError",

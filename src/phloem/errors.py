@@ -26,6 +26,8 @@ happened in (pipeline, task, run, attempt), so a message can say where and what 
     +-- VariableNotFound         no variable of that key, and no default was given
     +-- ConnectionNotFound       no connection of that name
     +-- SecretError              a secret cannot be encrypted or decrypted with the configured key
+    +-- AccountError             a user, token or role given to the server's accounts is not valid
+        +-- AccountNotFound      no user or token of that name
 """
 
 from __future__ import annotations
@@ -148,6 +150,14 @@ class ConnectionNotFound(PhloemError):
 
 class SecretError(PhloemError):
     """The configured secret key is missing or invalid, or does not decrypt a stored secret."""
+
+
+class AccountError(PhloemError):
+    """A user, token or role is not valid (a name taken, a role that does not exist, ...)."""
+
+
+class AccountNotFound(AccountError):
+    """No user (or token) of that name."""
 
 
 def first_line(exc: BaseException) -> str:

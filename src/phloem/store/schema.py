@@ -241,3 +241,45 @@ logged_params = Table(
     Column("key", String(250), primary_key=True),
     Column("value", Text, nullable=False),  # JSON
 )
+
+# -- accounts of the server (users, API tokens, browser sessions, failed logins) ----------------
+
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(120), primary_key=True),
+    Column("role", String(20), nullable=False),
+    Column("password_hash", Text, nullable=False),  # argon2id
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("name", String(120), primary_key=True),
+    Column("username", String(120), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),  # sha256 of the token
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float),
+    Column("revoked_at", Float),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),  # sha256 of the cookie's secret
+    Column("username", String(120), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Index("ix_sessions_user", "username"),
+)
+
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("scope", String(300), nullable=False),  # "user:NAME" or "addr:IP"
+    Column("at", Float, nullable=False),
+    Index("ix_login_failures_scope", "scope", "at"),
+)

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from phloem.secrets import Cipher
+    from phloem.store.accounts import AccountsStore
     from phloem.store.attempt_leases import AttemptLeases
     from phloem.store.catalog import Catalog
     from phloem.store.settings_store import SettingsStore
@@ -96,6 +97,7 @@ class SqlStore:
         self.capabilities = StoreCapabilities(shared=True, notify=on_pg, multi_writer=on_pg)
         self._catalog: Catalog | None = None
         self._attempt_leases: AttemptLeases | None = None
+        self._accounts: AccountsStore | None = None
         if migrate:
             try:
                 ensure_schema(self.engine)
@@ -129,6 +131,15 @@ class SqlStore:
         from phloem.store.tracking import Tracking
 
         return Tracking(self)
+
+    @property
+    def accounts(self) -> AccountsStore:
+        """Users, tokens and sessions of the server (see store/accounts.py)."""
+        if self._accounts is None:
+            from phloem.store.accounts import AccountsStore
+
+            self._accounts = AccountsStore(self)
+        return self._accounts
 
     @property
     def attempt_leases(self) -> AttemptLeases:

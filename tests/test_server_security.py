@@ -1,0 +1,119 @@
+"""Who may call what: every route of the API declares its access rule, and a table calls each
+one with no credentials, a viewer, an operator and an admin token, an expired token and a
+revoked one, expecting 401 / 403 / a pass for each (a new endpoint without a rule fails here).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from phloem.accounts.roles import Role
+from phloem.accounts.secrets import digest
+from phloem.server.app import Endpoint
+from phloem.server.app import endpoints as all_endpoints
+from phloem.server.auth import PUBLIC
+from server_fixtures import Api, make_api
+
+#: routes that are not API endpoints (the schema and its viewer): readable by anyone
+OPEN_DOCS = {"/api/v1/openapi.json", "/api/v1/docs"}
+
+CREDENTIALS = ["none", "viewer", "operator", "admin", "expired", "revoked"]
+
+
+def endpoints(app: Any) -> list[tuple[str, str, Any]]:
+    """(method, path, rule) of every API route; fails on a route with no rule or two."""
+    out = []
+    for ep in all_endpoints(app.routes):
+        if not isinstance(ep, Endpoint):
+            path = getattr(ep, "path", repr(ep))
+            assert path in OPEN_DOCS, (
+                f"route {path} is not an API route: give it an access rule or list it"
+            )
+            continue
+        assert len(ep.rules) == 1, (
+            f"{sorted(ep.methods)} {ep.path} declares {len(ep.rules)} access rules; give it "
+            "exactly one: Depends(require(Role.X)) or Depends(public())"
+        )
+        for method in sorted(ep.methods - {"HEAD"}):
+            out.append((method, ep.path, ep.rules[0]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def table_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    from phloem.accounts import manage
+
+    a = make_api("memory", Path(tmp_path_factory.mktemp("home")))
+    revoked, _ = manage.create_token(a.ph, "soon-gone", "admin")
+    manage.revoke_token(a.ph, "soon-gone")
+    # an admin token that expired a second after it was made (an hour ago)
+    expired = "phl_expired-" + "x" * 30
+    a.ph.store.accounts.add_token("expired", "admin", digest(expired), time.time() - 3600,
+                                  time.time() - 3599)
+    a.tokens["expired"], a.tokens["revoked"] = expired, revoked
+    yield a
+    a.client.close()
+    a.ph.close()
+
+
+def _concrete(path: str) -> str:
+    """The path with each parameter filled in (with a value that names nothing)."""
+    return re.sub(r"\{[^}]+\}", "nothing-here", path)
+
+
+def expected(rule: Any, cred: str) -> str:
+    if rule == PUBLIC:
+        return "pass"
+    if cred in ("none", "expired", "revoked"):
+        return "401"
+    return "pass" if Role(cred).allows(rule) else "403"
+
+
+def test_every_route_declares_one_access_rule(table_api: Api) -> None:
+    found = endpoints(table_api.app)
+    assert len(found) >= 4
+    assert any(rule == PUBLIC for _, _, rule in found)
+
+
+def test_the_access_table(table_api: Api) -> None:
+    failures = []
+    rows = 0
+    for method, path, rule in endpoints(table_api.app):
+        for cred in CREDENTIALS:
+            want = expected(rule, cred)
+            headers = {} if cred == "none" else table_api.headers(cred)
+            kw: dict[str, Any] = {"headers": headers}
+            if method in ("POST", "PUT", "PATCH"):
+                kw["json"] = {}
+            r = table_api.client.request(method, _concrete(path), **kw)
+            rows += 1
+            got = str(r.status_code)
+            ok = got == want if want != "pass" else r.status_code not in (401, 403)
+            if r.status_code >= 500 or not ok:
+                failures.append(f"{method} {path} as {cred}: {got}, expected {want}")
+            if got in ("401", "403"):
+                assert r.headers["content-type"] == "application/problem+json"
+    assert not failures, "\n".join(failures)
+    assert rows >= 24
+
+
+def test_a_route_without_a_rule_fails_the_check(tmp_path: Path) -> None:
+    from fastapi import APIRouter
+
+    a = make_api("memory", tmp_path / "home")
+    router = APIRouter()
+
+    @router.get("/forgotten")
+    def forgotten() -> dict[str, str]:
+        return {}
+
+    a.app.include_router(router, prefix="/api/v1")
+    with pytest.raises(AssertionError, match=r"forgotten.*0 access rules"):
+        endpoints(a.app)
+    a.ph.close()
