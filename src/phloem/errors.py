@@ -28,6 +28,8 @@ happened in (pipeline, task, run, attempt), so a message can say where and what 
     +-- SecretError              a secret cannot be encrypted or decrypted with the configured key
     +-- AccountError             a user, token or role given to the server's accounts is not valid
         +-- AccountNotFound      no user or token of that name
+    +-- BadCursor                a page cursor this listing did not make
+    +-- RunBusy                  another process drives the run (retry it once that ends)
 """
 
 from __future__ import annotations
@@ -158,6 +160,14 @@ class AccountError(PhloemError):
 
 class AccountNotFound(AccountError):
     """No user (or token) of that name."""
+
+
+class BadCursor(PhloemError):
+    """A page cursor that the listing did not make (altered, truncated, or another's)."""
+
+
+class RunBusy(PhloemError):
+    """Another process drives the run now; what was asked needs the run to itself."""
 
 
 def first_line(exc: BaseException) -> str:

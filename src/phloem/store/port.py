@@ -32,6 +32,13 @@ from phloem.store.types import (
 if TYPE_CHECKING:
     from phloem.secrets import Cipher
     from phloem.store.accounts import SessionRecord, TokenRecord, UserRecord
+    from phloem.store.listing import (
+        AssetEvent,
+        AssetInfo,
+        InstanceFilter,
+        Page,
+        RunFilter,
+    )
     from phloem.store.settings_store import ConnectionRecord, VariableRecord
     from phloem.store.tracking import MetricRow, TrendPoint
 
@@ -118,6 +125,27 @@ class AttemptLeasing(Protocol):
         ...
 
 
+class RunListing(Protocol):
+    """Listings for people and programs: filtered, newest first, in keyset pages whose
+    opaque cursors stay valid while rows are added (see store/listing.py)."""
+
+    def runs(
+        self, where: RunFilter = ..., *, limit: int = 50, cursor: str | None = None
+    ) -> Page[RunRecord]: ...
+    def instances(
+        self,
+        run_id: str,
+        where: InstanceFilter = ...,
+        *,
+        limit: int = 500,
+        cursor: str | None = None,
+    ) -> Page[TI]: ...
+    def assets(self) -> list[AssetInfo]: ...
+    def asset_events(
+        self, asset: str | None = None, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[AssetEvent]: ...
+
+
 class Variables(Protocol):
     """Variables (JSON values) and connections (URIs, encrypted at rest) that tasks read."""
 
@@ -202,6 +230,11 @@ class Store(Protocol):
         ...
 
     @property
+    def listing(self) -> RunListing:
+        """Runs, task instances and asset events, filtered and paged."""
+        ...
+
+    @property
     def attempt_leases(self) -> AttemptLeasing:
         """Heartbeats of running attempts; only meaningful on a shared store."""
         ...
@@ -242,6 +275,13 @@ class Store(Protocol):
         ...
 
     def set_run_state(self, run_id: str, old: RunState, new: RunState, now: float) -> bool: ...
+    def cancel_run(self, run_id: str, reason: str, now: float) -> int:
+        """End a run now, whoever drives it: every unfinished task instance fails with
+        ``reason`` and the run fails, in one transaction (``phloem retry`` resumes it). Its
+        driver learns it at its next commit, its running attempts at their next heartbeat,
+        and both stop. Returns how many instances it failed (0: the run had ended)."""
+        ...
+
 
     # -- task instances
     def load_instances(self, run_id: str) -> list[TI]: ...
@@ -304,6 +344,7 @@ __all__ = [
     "Accounts",
     "AttemptLeasing",
     "PipelineCatalog",
+    "RunListing",
     "Store",
     "StoreCapabilities",
     "Tracking",

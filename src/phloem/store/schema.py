@@ -44,8 +44,11 @@ runs = Table(
     Column("triggered_by", String(320)),  # "RUN_ID/TASK_ID" of the phloem.trigger call
     UniqueConstraint("pipeline", "logical_date", name="uq_runs_pipeline_logical_date"),
     UniqueConstraint("pipeline", "idempotency_key", name="uq_runs_pipeline_idempotency_key"),
-    Index("ix_runs_state", "state"),
+    # listings, newest first (store/listing.py): all runs, or by pipeline, state or source
+    Index("ix_runs_created", "created_at", "run_id"),
     Index("ix_runs_pipeline_created", "pipeline", "created_at"),
+    Index("ix_runs_state_created", "state", "created_at"),
+    Index("ix_runs_type_created", "run_type", "created_at"),
 )
 
 task_instances = Table(

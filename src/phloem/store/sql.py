@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from phloem.store.accounts import AccountsStore
     from phloem.store.attempt_leases import AttemptLeases
     from phloem.store.catalog import Catalog
+    from phloem.store.listing import Listing
     from phloem.store.settings_store import SettingsStore
     from phloem.store.tracking import Tracking
 
@@ -98,6 +99,7 @@ class SqlStore:
         self._catalog: Catalog | None = None
         self._attempt_leases: AttemptLeases | None = None
         self._accounts: AccountsStore | None = None
+        self._listing: Listing | None = None
         if migrate:
             try:
                 ensure_schema(self.engine)
@@ -140,6 +142,15 @@ class SqlStore:
 
             self._accounts = AccountsStore(self)
         return self._accounts
+
+    @property
+    def listing(self) -> Listing:
+        """Runs, task instances and asset events, filtered and paged (store/listing.py)."""
+        if self._listing is None:
+            from phloem.store.listing import Listing
+
+            self._listing = Listing(self)
+        return self._listing
 
     @property
     def attempt_leases(self) -> AttemptLeases:
@@ -330,6 +341,31 @@ class SqlStore:
     def set_run_state(self, run_id: str, old: RunState, new: RunState, now: float) -> bool:
         with self._tx() as conn:
             return self._w.set_run_state(conn, run_id, old, new, now)
+
+    def cancel_run(self, run_id: str, reason: str, now: float) -> int:
+        """End a run now, whoever drives it (see the port); retried against concurrent
+        changes of its driver until every unfinished instance is failed."""
+        from phloem.store.cancel import cancel_transitions
+
+        for _ in range(20):
+            with self._tx() as conn:
+                row = conn.execute(select(s.runs.c.state).where(s.runs.c.run_id == run_id)).first()
+                if row is None:
+                    raise RunNotFound(f"no run '{run_id}'", run=run_id)
+                state = RunState(row.state)
+                if state.is_terminal:
+                    return 0
+                rows = conn.execute(select(_TI).where(_TI.c.run_id == run_id)).mappings().all()
+                ts = cancel_transitions([ti_record(r) for r in rows], reason, now)
+                applied = self._w.transitions(conn, run_id, ts, (), now, bulk=False)
+                if not applied.lost and self._w.set_run_state(
+                    conn, run_id, state, RunState.FAILED, now
+                ):
+                    return len({t.key for t in applied.transitions})
+            # the driver changed the run meanwhile: what won stays, go again for the rest
+        raise StoreError(
+            f"could not cancel run {run_id}: its driver kept changing it; try again", run=run_id
+        )
 
     # -- task instances ------------------------------------------------------------------------
 

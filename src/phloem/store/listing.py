@@ -1,0 +1,244 @@
+"""Listings for people and programs (the REST API, the CLI): runs filtered and paged, a run's
+task instances paged, assets and their events paged.
+
+Pages are keyset pages, never OFFSET: each page ends with an opaque cursor naming the last row
+it holds, and the next page starts strictly after that row. So a page costs the same on the
+thousandth page as on the first, and rows created while someone pages never shift or repeat
+what the next page holds. A cursor is only meaningful to the listing that made it; a cursor
+that was altered or made by another listing is refused with a message.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import func, select, tuple_
+
+from phloem.errors import BadCursor, PhloemError, RunNotFound
+from phloem.records import TI, RunRecord, iso_utc
+from phloem.states import RunState, RunType, TaskState
+from phloem.store import schema as s
+from phloem.store.engine import Database
+from phloem.store.resilience import resilient
+from phloem.store.rows import run_record, ti_record
+
+T = TypeVar("T")
+
+#: the most rows one page may hold (a request for more is refused, not trimmed silently)
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a listing; ``next_cursor`` asks for the page after it (None: the last)."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    """Which runs a listing holds; every field given narrows it (all empty: every run)."""
+
+    pipeline: str | None = None
+    states: tuple[RunState, ...] = ()
+    #: what started them (schedule, manual trigger, backfill, asset, another run)
+    run_types: tuple[RunType, ...] = ()
+    #: logical dates from this one on (ISO 8601; included)
+    logical_from: str | None = None
+    #: logical dates up to this one (ISO 8601; included)
+    logical_to: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AssetInfo:
+    """An asset as its events tell of it."""
+
+    name: str
+    events: int
+    last_event_id: int
+    last_event_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AssetEvent:
+    """One update of an asset, by the task of the run that produced it."""
+
+    id: int
+    asset: str
+    run_id: str | None
+    task_id: str | None
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceFilter:
+    """Which task instances of a run a listing holds."""
+
+    task_id: str | None = None
+    states: tuple[TaskState, ...] = field(default=())
+
+
+def encode_cursor(kind: str, key: Sequence[Any]) -> str:
+    raw = json.dumps([kind, *key], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(kind: str, cursor: str, shape: Sequence[type]) -> list[Any]:
+    """The key a cursor of listing ``kind`` names; BadCursor if it is not one."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = json.loads(raw)
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        data = None
+    ok = (
+        isinstance(data, list)
+        and len(data) == len(shape) + 1
+        and data[0] == kind
+        and all(
+            isinstance(v, t) and not isinstance(v, bool)
+            for v, t in zip(data[1:], shape, strict=True)
+        )
+    )
+    if not ok:
+        raise BadCursor(
+            f"the cursor {cursor[:40]!r} was not made by this listing of {kind}; pass the "
+            "next_cursor of the page before it unchanged, or leave it out for the first page"
+        )
+    assert isinstance(data, list)
+    return data[1:]
+
+
+def check_limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_PAGE:
+        raise PhloemError(
+            f"page size {limit} is out of range: ask for 1 to {MAX_PAGE} rows per page and "
+            "follow next_cursor for more"
+        )
+    return limit
+
+
+@resilient
+class Listing:
+    """The SQL store's listings (``store.listing``)."""
+
+    def __init__(self, store: Database) -> None:
+        self.store = store
+        self.engine = store.engine
+
+    @property
+    def outage_timeout(self) -> float:
+        return self.store.outage_timeout
+
+    def runs(
+        self, where: RunFilter = RunFilter(), *, limit: int = 50, cursor: str | None = None
+    ) -> Page[RunRecord]:
+        """Runs newest first (by creation; ties by run id)."""
+        check_limit(limit)
+        r = s.runs
+        q = select(r).order_by(r.c.created_at.desc(), r.c.run_id.desc()).limit(limit + 1)
+        if where.pipeline is not None:
+            q = q.where(r.c.pipeline == where.pipeline)
+        if where.states:
+            q = q.where(r.c.state.in_(sorted({st.value for st in where.states})))
+        if where.run_types:
+            q = q.where(r.c.run_type.in_(sorted({t.value for t in where.run_types})))
+        if where.logical_from is not None:
+            q = q.where(r.c.logical_date >= iso_utc(where.logical_from))
+        if where.logical_to is not None:
+            q = q.where(r.c.logical_date <= iso_utc(where.logical_to))
+        if cursor is not None:
+            created, run_id = decode_cursor("runs", cursor, (float, str))
+            q = q.where(tuple_(r.c.created_at, r.c.run_id) < tuple_(float(created), run_id))
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).mappings().all()
+        items = [run_record(row) for row in rows[:limit]]
+        nxt = None
+        if len(rows) > limit:
+            last = items[-1]
+            nxt = encode_cursor("runs", [float(last.created_at), last.run_id])
+        return Page(items, nxt)
+
+    def instances(
+        self,
+        run_id: str,
+        where: InstanceFilter = InstanceFilter(),
+        *,
+        limit: int = 500,
+        cursor: str | None = None,
+    ) -> Page[TI]:
+        """A run's task instances by task id, then map index (RunNotFound if no such run)."""
+        check_limit(limit)
+        ti = s.task_instances
+        q = (
+            select(ti)
+            .where(ti.c.run_id == run_id)
+            .order_by(ti.c.task_id, ti.c.map_index)
+            .limit(limit + 1)
+        )
+        if where.task_id is not None:
+            q = q.where(ti.c.task_id == where.task_id)
+        if where.states:
+            q = q.where(ti.c.state.in_(sorted({st.value for st in where.states})))
+        if cursor is not None:
+            task_id, map_index = decode_cursor("instances", cursor, (str, int))
+            q = q.where(tuple_(ti.c.task_id, ti.c.map_index) > tuple_(task_id, map_index))
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).mappings().all()
+            if not rows:
+                exists = conn.execute(
+                    select(s.runs.c.run_id).where(s.runs.c.run_id == run_id)
+                ).first()
+                if exists is None:
+                    raise RunNotFound(f"no run '{run_id}'", run=run_id)
+        items = [ti_record(row) for row in rows[:limit]]
+        nxt = None
+        if len(rows) > limit:
+            nxt = encode_cursor("instances", [items[-1].task_id, items[-1].map_index])
+        return Page(items, nxt)
+
+    def assets(self) -> list[AssetInfo]:
+        """Every asset that has events, by name."""
+        ev = s.asset_events
+        q = (
+            select(ev.c.asset, func.count(), func.max(ev.c.id), func.max(ev.c.at))
+            .group_by(ev.c.asset)
+            .order_by(ev.c.asset)
+        )
+        with self.engine.connect() as conn:
+            return [AssetInfo(a, int(n), int(i), float(at)) for a, n, i, at in conn.execute(q)]
+
+    def asset_events(
+        self, asset: str | None = None, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[AssetEvent]:
+        """Asset events newest first (of ``asset`` only, if given)."""
+        check_limit(limit)
+        ev = s.asset_events
+        q = select(ev).order_by(ev.c.id.desc()).limit(limit + 1)
+        if asset is not None:
+            q = q.where(ev.c.asset == asset)
+        if cursor is not None:
+            (last,) = decode_cursor("asset events", cursor, (int,))
+            q = q.where(ev.c.id < last)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        items = [AssetEvent(r.id, r.asset, r.run_id, r.task_id, r.at) for r in rows[:limit]]
+        nxt = encode_cursor("asset events", [items[-1].id]) if len(rows) > limit else None
+        return Page(items, nxt)
+
+
+__all__ = [
+    "MAX_PAGE",
+    "AssetEvent",
+    "AssetInfo",
+    "InstanceFilter",
+    "Listing",
+    "Page",
+    "RunFilter",
+    "check_limit",
+]
