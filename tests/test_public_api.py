@@ -62,6 +62,7 @@ PUBLIC = {
         "RunNotFound",
         "SecretError",
         "SerializationError",
+        "ServerError",
         "StoreError",
         "StoreLocked",
         "TaskFailed",

@@ -15,6 +15,8 @@ so two configurations can live in one process.
 | ``PHLOEM_PARALLELISM`` | ``parallelism`` | unlimited |
 | ``PHLOEM_LEASE_TTL`` | ``lease_ttl`` | 30 seconds |
 | ``PHLOEM_SECRET_KEY`` | ``secret_key`` | the key file ``$PHLOEM_HOME/secret.key`` |
+| ``PHLOEM_SERVER_URL`` | ``server_url`` | none: commands read the local store |
+| ``PHLOEM_TOKEN`` | ``token`` | none (the API token commands send to the server) |
 """
 
 from __future__ import annotations
@@ -51,6 +53,10 @@ class Settings:
     lease_ttl: float = DEFAULT_LEASE_TTL
     #: the key that encrypts connections (``PHLOEM_SECRET_KEY``); else the key file
     secret_key: str | None = field(default=None, repr=False)
+    #: the phloem server that the CLI's read and steer commands ask (``PHLOEM_SERVER_URL``)
+    server_url: str | None = None
+    #: the API token sent to it (``PHLOEM_TOKEN``)
+    token: str | None = field(default=None, repr=False)
 
     @property
     def logs_dir(self) -> Path:
@@ -94,6 +100,8 @@ class Settings:
             lease_ttl=_number(env, "PHLOEM_LEASE_TTL", float, DEFAULT_LEASE_TTL),
             secret_key=(env.get("PHLOEM_SECRET_KEY") or "").strip() or None,
             log_max_bytes=log_max,
+            server_url=(env.get("PHLOEM_SERVER_URL") or "").strip() or None,
+            token=(env.get("PHLOEM_TOKEN") or "").strip() or None,
         )
 
     def ensure_dirs(self) -> None:

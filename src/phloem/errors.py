@@ -30,6 +30,7 @@ happened in (pipeline, task, run, attempt), so a message can say where and what 
         +-- AccountNotFound      no user or token of that name
     +-- BadCursor                a page cursor this listing did not make
     +-- RunBusy                  another process drives the run (retry it once that ends)
+    +-- ServerError              the phloem server refused a request, failed, or cannot be reached
 """
 
 from __future__ import annotations
@@ -168,6 +169,17 @@ class BadCursor(PhloemError):
 
 class RunBusy(PhloemError):
     """Another process drives the run now; what was asked needs the run to itself."""
+
+
+class ServerError(PhloemError):
+    """The phloem server refused a request for a reason of its own (credentials, a malformed
+    request), failed, or cannot be reached; ``status`` is the HTTP status (0: no answer) and
+    ``problem`` the server's problem document."""
+
+    def __init__(self, message: str, status: int, problem: dict[str, object]) -> None:
+        super().__init__(message, status=status)
+        self.status = status
+        self.problem = problem
 
 
 def first_line(exc: BaseException) -> str:

@@ -11,13 +11,14 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
 
 if TYPE_CHECKING:
     from phloem.app import Phloem
+    from phloem.cli.sources import Source
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -88,6 +89,8 @@ def _shown(text: str) -> str:
 
 #: the application of the command being run (one per invocation; see ``application``)
 _current: ContextVar[Phloem | None] = ContextVar("phloem_cli_application", default=None)
+#: the server clients the command opened, closed when it ends
+_clients: ContextVar[list[Any] | None] = ContextVar("phloem_cli_clients", default=None)
 
 
 class Group(TyperGroup):
@@ -96,6 +99,7 @@ class Group(TyperGroup):
 
     def invoke(self, ctx: Any) -> Any:
         token = _current.set(None)
+        opened = _clients.set([])
         try:
             with errors():
                 return super().invoke(ctx)
@@ -104,6 +108,9 @@ class Group(TyperGroup):
             _current.reset(token)
             if app is not None:
                 app.close()
+            for client in _clients.get() or ():
+                client.close()
+            _clients.reset(opened)
 
 
 def application() -> Phloem:
@@ -117,6 +124,36 @@ def application() -> Phloem:
         app = Phloem(Settings.from_env())
         _current.set(app)
     return app
+
+
+#: ``--server URL`` of the read and steer commands
+ServerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        metavar="URL",
+        help="Ask this phloem server instead of the local store (default: $PHLOEM_SERVER_URL; "
+        "the token comes from $PHLOEM_TOKEN).",
+    ),
+]
+
+
+def source(server: str | None = None) -> Source:
+    """Where a read or steer command gets its data: the server ``--server`` names (else the
+    settings' ``PHLOEM_SERVER_URL``), with the settings' token; else the local store."""
+    from phloem.cli.sources import LocalSource, RemoteSource
+
+    app = application()
+    url = server or app.settings.server_url
+    if not url:
+        return LocalSource(app)
+    from phloem.client import Client
+
+    client = Client(url, app.settings.token)
+    opened = _clients.get()
+    if opened is not None:
+        opened.append(client)
+    return RemoteSource(client)
 
 
 def print_json(value: Any) -> None:

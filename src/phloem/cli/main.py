@@ -11,8 +11,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -22,19 +21,23 @@ from phloem.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     Group,
+    ServerOpt,
     application,
     errors,
     fail,
     parse_params,
     print_json,
+    source,
 )
 from phloem.cli.settings_cmds import connections_app, variables_app
 from phloem.states import ExecutorKind
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
     from phloem.api import RunResult
-    from phloem.app import Phloem
     from phloem.records import TI, RunRecord
+    from phloem.store.types import AttemptRow
 
 app = typer.Typer(
     name="phloem",
@@ -53,45 +56,6 @@ app.add_typer(connections_app, name="connections")
 
 
 # -- plumbing ------------------------------------------------------------------------------------
-
-
-def _task_order(source: str | None) -> list[str] | None:
-    """The pipeline's task ids in topological order, when its code can still be loaded."""
-    if not source:
-        return None
-    from phloem.errors import PhloemError
-    from phloem.loading import load_pipeline
-
-    try:
-        return list(load_pipeline(source).spec.tasks)
-    except (PhloemError, OSError):
-        return None
-
-
-def _instance(ph: Phloem, run_id: str, task: str, map_index: int | None) -> TI:
-    """One task instance of a run, with messages that say what exists instead."""
-    tis = [ti for ti in ph.store.load_instances(run_id) if ti.task_id == task]
-    if not tis:
-        have = sorted({ti.task_id for ti in ph.store.load_instances(run_id)})
-        fail(f"run {run_id} has no task '{task}' (its tasks: {', '.join(have) or 'none'})")
-    indexes = sorted(ti.map_index for ti in tis)
-    mapped = indexes[-1] >= 0
-    if map_index is None:
-        if mapped:
-            fail(
-                f"task '{task}' of run {run_id} is mapped over {len(indexes)} instances; "
-                f"pick one with --map-index (0..{indexes[-1]})"
-            )
-        return tis[0]
-    for ti in tis:
-        if ti.map_index == map_index:
-            return ti
-    if not mapped:
-        fail(f"task '{task}' of run {run_id} is not mapped; leave out --map-index")
-    fail(
-        f"task '{task}' of run {run_id} has no instance {map_index} "
-        f"(it has {len(indexes)}: 0..{indexes[-1]})"
-    )
 
 
 def _make_reporter(as_json: bool) -> Any:
@@ -148,26 +112,42 @@ def _drive(call: Any, as_json: bool, run_id: list[str]) -> None:
 
 
 def _report(result: RunResult, as_json: bool) -> None:
+    run = result.run
+    _report_run(
+        run,
+        list(result.tasks.values()),
+        list(result.spec.tasks),
+        lambda: result.app.store.attempts(run.run_id),
+        as_json,
+    )
+
+
+def _report_run(
+    run: RunRecord,
+    tis: list[TI],
+    order: list[str] | None,
+    attempts: Callable[[], Iterable[AttemptRow]],
+    as_json: bool,
+) -> None:
+    """The end of ``run`` or ``retry``: the tasks' table and the run's state, or its JSON."""
     from phloem.cli.views import run_with_tasks
 
-    order = list(result.spec.tasks)
     if as_json:
-        attempts = result.app.store.attempts(result.run.run_id)
-        print_json(run_with_tasks(result.run, result.tasks.values(), order, attempts))
+        print_json(run_with_tasks(run, tis, order, attempts()))
         return
     from phloem.cli.tables import console, print_summary
 
     out = console()
-    print_summary(out, result.tasks.values(), order)
-    run = result.run
+    print_summary(out, tis, order)
     took = ""
     if run.started_at is not None and run.ended_at is not None:
         from phloem.cli.views import human_duration
 
         took = f" in {human_duration(run.ended_at - run.started_at)}"
-    style = "green" if result.succeeded else "red"
+    succeeded = run.state.value == "success"
+    style = "green" if succeeded else "red"
     out.print(f"run {run.run_id} [{style}]{run.state.value}[/]{took}")
-    if not result.succeeded:
+    if not succeeded:
         out.print(f"retry the failed tasks with: phloem retry {run.run_id}", markup=False)
 
 
@@ -241,12 +221,20 @@ def retry(
     executor: ExecutorOpt = ExecutorKind.LOCAL,
     workers: WorkersOpt = None,
     as_json: JsonOpt = False,
+    server: ServerOpt = None,
 ) -> None:
-    """Resume a run: re-run its failed tasks (or --task), keeping what succeeded."""
+    """Resume a run: re-run its failed tasks (or --task), keeping what succeeded. With a
+    server, its scheduler runs them; the command waits for the run to end."""
     from phloem import api
 
     if downstream and task is None:
         fail("--downstream needs --task")
+    with errors():
+        src = source(server)
+    from phloem.cli.sources import RemoteSource
+
+    if isinstance(src, RemoteSource):
+        _retry_remote(src, run_id, task, downstream, as_json)
     with errors():
         full_id = application().store.get_run(run_id).run_id
 
@@ -264,20 +252,61 @@ def retry(
     _drive(call, as_json, [full_id])
 
 
+def _retry_remote(
+    src: Any, run_id: str, task: str | None, downstream: bool, as_json: bool
+) -> NoReturn:
+    """Queue the retry on the server, wait for its scheduler to end the run, report it."""
+    import time
+
+    client = src.client
+    with errors():
+        queued = client.retry(run_id, task=task, downstream=downstream)
+    rid = queued.run.run_id
+    typer.echo(
+        f"run {rid} queued again on {client.url} ({queued.reset} task instance(s) reset); "
+        "waiting for it to end",
+        err=True,
+    )
+    try:
+        with errors():
+            run = queued.run.record()
+            while not run.state.is_terminal:
+                time.sleep(0.5)
+                run = client.run(rid)
+            detail = client.run_detail(rid)
+            tis = client.all_instances(rid)
+    except KeyboardInterrupt:
+        typer.echo(f"stopped waiting; run {rid} goes on on the server", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    with errors():
+        _report_run(run, tis, detail.task_order, lambda: client.attempts(rid), as_json)
+    raise typer.Exit(0 if run.state.value == "success" else EXIT_FAILED)
+
+
 @runs_app.command("list")
 def runs_list(
     pipeline: Annotated[
         str | None,
         typer.Option("--pipeline", "-p", help="Only runs of this pipeline."),
     ] = None,
+    state: Annotated[
+        list[str] | None,
+        typer.Option("--state", "-s", help="Only runs in this state (repeatable)."),
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,
+    server: ServerOpt = None,
 ) -> None:
     """The latest runs, newest first."""
     from phloem.cli.views import run_dict
+    from phloem.states import RunState
 
+    states = state or []
+    for s in states:
+        if s not in {st.value for st in RunState}:
+            fail(f"--state {s!r} is not a run state; use one of {', '.join(RunState)}")
     with errors():
-        found = application().store.list_runs(pipeline=pipeline, limit=limit)
+        found = source(server).runs(pipeline, states, limit)
     if as_json:
         print_json([run_dict(r) for r in found])
         return
@@ -293,14 +322,15 @@ def runs_list(
 def runs_show(
     run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
+    server: ServerOpt = None,
 ) -> None:
     """A run and the state of each of its tasks."""
     with errors():
-        ph = application()
-        record: RunRecord = ph.store.get_run(run_id)
-        tis = ph.store.load_instances(record.run_id)
-        attempts = ph.store.attempts(record.run_id) if as_json else None
-    order = _task_order(record.source)
+        src = source(server)
+        record: RunRecord = src.run(run_id)
+        tis = src.instances(record.run_id)
+        attempts = src.attempts(record.run_id) if as_json else None
+        order = src.task_order(record)
     if as_json:
         from phloem.cli.views import run_with_tasks
 
@@ -326,35 +356,19 @@ def logs(
         int | None,
         typer.Option("--try", min=1, help="Attempt number (default: the latest)."),
     ] = None,
+    server: ServerOpt = None,
 ) -> None:
     """Print the log of a task's attempt."""
-    from phloem.cli.views import label
-    from phloem.runner.logs import log_path
-
     with errors():
-        ph = application()
-        rid = ph.store.get_run(run_id).run_id
-        ti = _instance(ph, rid, task, map_index)
-    name = label(ti.task_id, ti.map_index)
-    if ti.try_number == 0:
-        fail(f"task {name} of run {rid} has not started yet (it is {ti.state.value})")
-    n = ti.try_number if try_number is None else try_number
-    if n > ti.try_number:
-        fail(
-            f"task {name} of run {rid} has no try {n} (it has run {ti.try_number} "
-            f"time{'s' if ti.try_number != 1 else ''})"
-        )
-    path = Path(log_path(ph.logs_dir, rid, ti.task_id, ti.map_index, n))
-    if not path.is_file():
-        typer.echo(f"try {n} of task {name} wrote no log output", err=True)
-        return
-    import shutil
-
-    sys.stdout.flush()
-    out = sys.stdout.buffer
-    with path.open("rb") as fh:  # streamed as written: a capped log can still be 100 MB
-        shutil.copyfileobj(fh, out, 1 << 16)
-    out.flush()
+        what, chunks = source(server).log(run_id, task, map_index, try_number)
+        if chunks is None:
+            typer.echo(f"{what} wrote no log output", err=True)
+            return
+        sys.stdout.flush()
+        out = sys.stdout.buffer
+        for chunk in chunks:
+            out.write(chunk)
+        out.flush()
 
 
 @app.command()
@@ -368,36 +382,21 @@ def output(
     as_json: Annotated[
         bool, typer.Option("--json", help="Always JSON: the value, or the artifact's description.")
     ] = False,
+    server: ServerOpt = None,
 ) -> None:
     """Print a task's output: its JSON value, or what its artifact holds (a data frame's
     shape, schema and first rows; an array's shape and dtype)."""
-    from phloem.artifacts import ArtifactRef
-    from phloem.artifacts.codec import from_stored_json
-    from phloem.artifacts.preview import describe
-    from phloem.cli.views import label
-    from phloem.states import SUCCESS_STATES
-
     with errors():
-        ph = application()
-        rid = ph.store.get_run(run_id).run_id
-        ti = _instance(ph, rid, task, map_index)
-        name = label(ti.task_id, ti.map_index)
-        if ti.state not in SUCCESS_STATES:
-            fail(f"task {name} of run {rid} has no output: it is {ti.state.value}")
-        if ti.output is None:
-            print_json(None)
-            return
-        value = from_stored_json(ti.output)
-        if not isinstance(value, ArtifactRef):
-            print_json(value.value)
-            return
-        about = describe(ph.artifacts, value)
+        out = source(server).output(run_id, task, map_index)
+    if out["kind"] != "artifact":
+        print_json(out.get("value"))
+        return
     if as_json:
-        print_json(about)
+        print_json(out["artifact"])
         return
     from phloem.cli.tables import console, print_artifact
 
-    print_artifact(console(), about)
+    print_artifact(console(), out["artifact"])
 
 
 @app.command()

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from phloem.cli.common import application, errors, fail, parse_params, print_json
+from phloem.cli.common import (
+    ServerOpt,
+    application,
+    errors,
+    fail,
+    parse_params,
+    print_json,
+    source,
+)
 
 pipelines_app = typer.Typer(
     help="List, pause and unpause scheduled pipelines.", no_args_is_help=True
@@ -85,19 +93,14 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option("--key", help="Idempotency key: repeats make one run.")
         ] = None,
         as_json: JsonOut = False,
+        server: ServerOpt = None,
     ) -> None:
         """Queue a run of PIPELINE now; the scheduler picks it up."""
         from phloem.cli.views import run_dict
-        from phloem.scheduler.commands import trigger as do_trigger
 
         with errors():
-            app = application()
-            run, created = do_trigger(
-                app,
-                pipeline,
-                params=parse_params(param or []),
-                logical_date=logical_date,
-                idempotency_key=key,
+            run, created = source(server).trigger(
+                pipeline, parse_params(param or []), logical_date, key
             )
             if as_json:
                 print_json({**run_dict(run), "created": created})
@@ -120,38 +123,23 @@ def register(app: typer.Typer) -> None:
             int | None, typer.Option(help="At most this many of the new runs at once.")
         ] = None,
         as_json: JsonOut = False,
+        server: ServerOpt = None,
     ) -> None:
         """Create a run for every interval of PIPELINE between START and END."""
-        from phloem.scheduler.commands import backfill as do_backfill
-        from phloem.scheduler.commands import plan_backfill
-
         if rerun_failed and rerun_all:
             fail("choose one of --rerun-failed and --rerun-all")
         with errors():
-            app = application()
-            if dry_run:
-                items = plan_backfill(
-                    app, pipeline, start, end, rerun_failed=rerun_failed, rerun_all=rerun_all
-                )
-            else:
-                items = do_backfill(
-                    app,
-                    pipeline,
-                    start,
-                    end,
-                    rerun_failed=rerun_failed,
-                    rerun_all=rerun_all,
-                    max_active_runs=max_active_runs,
-                )
+            items = source(server).backfill(
+                pipeline,
+                start,
+                end,
+                rerun_failed=rerun_failed,
+                rerun_all=rerun_all,
+                max_active_runs=max_active_runs,
+                dry_run=dry_run,
+            )
             if as_json:
-                print_json(
-                    [
-                        item.__dict__
-                        if hasattr(item, "__dict__")
-                        else {f: getattr(item, f) for f in item.__slots__}
-                        for item in items
-                    ]
-                )
+                print_json([{f: getattr(item, f) for f in item.__slots__} for item in items])
                 return
             verb = {
                 "new": "will run (new)" if dry_run else "created",
@@ -213,21 +201,17 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"import error in {file}: {err}", err=True)
 
     @pipelines_app.command("pause")
-    def pause(pipeline: str) -> None:
+    def pause(pipeline: str, server: ServerOpt = None) -> None:
         """Stop creating new runs of PIPELINE (runs in flight finish)."""
-        from phloem.scheduler.commands import set_paused
-
         with errors():
-            name = set_paused(application(), pipeline, True)
+            name = source(server).set_paused(pipeline, True)
         typer.echo(f"paused {name}")
 
     @pipelines_app.command("unpause")
-    def unpause(pipeline: str) -> None:
+    def unpause(pipeline: str, server: ServerOpt = None) -> None:
         """Let the scheduler create runs of PIPELINE again."""
-        from phloem.scheduler.commands import set_paused
-
         with errors():
-            name = set_paused(application(), pipeline, False)
+            name = source(server).set_paused(pipeline, False)
         typer.echo(f"unpaused {name}")
 
     @pools_app.command("set")

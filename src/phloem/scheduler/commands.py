@@ -1,7 +1,8 @@
-"""What people ask of the scheduler: trigger a run, pause a pipeline, backfill a range.
+"""What people ask of the scheduler: trigger a run, pause a pipeline, backfill a range, retry
+or cancel a run.
 
-The CLI (and later the REST API) call these; they write to the store and the scheduler picks
-the runs up, so they work the same with one scheduler or several.
+The CLI and the REST API call these; they write to the store and the scheduler picks the runs
+up, so they work the same with one scheduler or several, from any machine.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from phloem.app import Phloem
-from phloem.errors import PhloemError, RunConflict
+from phloem.errors import PhloemError, RunBusy, RunConflict
 from phloem.loading import load_pipeline
 from phloem.records import RunRecord, iso_utc
 from phloem.runs import create_run, new_run_id, reopen
@@ -217,3 +218,57 @@ def backfill(
         out.append(item)
     _wake(app)
     return out
+
+
+def queue_retry(
+    app: Phloem,
+    run_id: str,
+    *,
+    task: str | None = None,
+    downstream: bool = False,
+    reason: str = "retry requested",
+) -> tuple[RunRecord, int]:
+    """Reset a run's failed tasks (or ``task`` and, with ``downstream``, all after it) and
+    queue it for a scheduler, as ``phloem retry`` does but without driving it here. Returns
+    the run and how many instances were reset; a run some process drives is refused
+    (RunBusy): cancel it first, or wait for it to end."""
+    from phloem.api import load_run_pipeline
+    from phloem.config import DEFAULT_LEASE_TTL
+    from phloem.driver.leases import holder_id
+    from phloem.states import DriverRole
+
+    record, pipeline = load_run_pipeline(app.store, run_id)
+    if task is not None:
+        pipeline.spec.task(task)  # an unknown task is an error naming the ones there are
+    owner = holder_id(DriverRole.RETRY)
+    catalog = app.store.catalog
+    holder = catalog.claim_run(record.run_id, owner, DEFAULT_LEASE_TTL, time.time())
+    if holder is not None:
+        raise RunBusy(
+            f"run {record.run_id} is being driven by {holder}; cancel it first "
+            f"(`phloem cancel {record.run_id}`) or wait for it to end",
+            run=record.run_id,
+        )
+    try:
+        changed = reopen(
+            app.store,
+            pipeline.spec,
+            record.run_id,
+            task=task,
+            downstream=downstream,
+            reason=reason,
+            queue=True,
+        )
+    finally:
+        catalog.release_runs(owner, [record.run_id])
+    _wake(app)
+    return app.store.get_run(record.run_id), changed
+
+
+def cancel(app: Phloem, run_id: str, reason: str = "cancelled") -> tuple[RunRecord, int]:
+    """End a run now, whoever drives it: its unfinished tasks fail with ``reason``, its
+    running attempts stop at their next heartbeat, the run fails; ``phloem retry`` resumes
+    it. Returns the run and how many instances were stopped (0: it had ended)."""
+    record = app.store.get_run(run_id)
+    stopped = app.store.cancel_run(record.run_id, reason, time.time())
+    return app.store.get_run(record.run_id), stopped
