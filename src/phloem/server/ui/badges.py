@@ -1,0 +1,84 @@
+"""How a state looks on a page: a colour (a CSS class) AND an icon and a word, so nobody
+needs to tell colours apart to read a run, and a mapped task's counts in one short phrase."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+#: state -> (icon, words); the CSS class is ``s-<state>``
+ICONS: dict[str, str] = {
+    "pending": "○",
+    "scheduled": "◔",
+    "queued": "◑",
+    "running": "▶",
+    "success": "✓",
+    "failed": "✗",
+    "up_for_retry": "↻",
+    "up_for_reschedule": "◷",
+    "skipped": "⤼",
+    "upstream_failed": "⚠",
+    "cached": "≡",
+    "interrupted": "■",
+    "none": "·",
+}
+
+#: which state a mapped task's cell shows when its instances differ: the one that most needs
+#: a look first (a failure before a run in progress before a success)
+URGENCY = (
+    "failed",
+    "upstream_failed",
+    "running",
+    "up_for_retry",
+    "up_for_reschedule",
+    "queued",
+    "scheduled",
+    "pending",
+    "skipped",
+    "cached",
+    "success",
+)
+
+
+def icon(state: str) -> str:
+    return ICONS.get(state, "?")
+
+
+def words(state: str) -> str:
+    return state.replace("_", " ")
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """A task's instances in one run, for a cell or a graph node."""
+
+    state: str  # the state shown (the most urgent one)
+    total: int
+    counts: dict[str, int]
+
+    @property
+    def mapped_text(self) -> str:
+        """e.g. ``97/100 success, 3 failed``: the successes first, then the rest by urgency."""
+        done = self.counts.get("success", 0) + self.counts.get("cached", 0)
+        parts = [f"{done}/{self.total} success"]
+        parts += [
+            f"{n} {words(s)}"
+            for s in URGENCY
+            if s not in ("success", "cached") and (n := self.counts.get(s, 0))
+        ]
+        return ", ".join(parts)
+
+
+def summarize(states: Iterable[str]) -> Summary:
+    counts = Counter(states)
+    shown = next((s for s in URGENCY if counts.get(s)), "none")
+    return Summary(shown, sum(counts.values()), dict(counts))
+
+
+def summary_of(counts: Mapping[str, int]) -> Summary:
+    shown = next((s for s in URGENCY if counts.get(s)), "none")
+    return Summary(shown, sum(counts.values()), dict(counts))
+
+
+__all__ = ["ICONS", "URGENCY", "Summary", "icon", "summarize", "summary_of", "words"]

@@ -1,0 +1,199 @@
+"""The UI's pages: each reads the store through the view modules and renders a template.
+
+Pages only read. What changes state (trigger, pause, retry, cancel, backfill, admin edits) is
+sent by the page's script to the REST API with the session's CSRF token, so the API's rules
+decide; a viewer's pages simply have no such buttons.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from phloem.accounts.roles import Role
+from phloem.app import Phloem
+from phloem.errors import PhloemError
+from phloem.server.auth import Principal, application, public
+from phloem.server.ui import overview, runview, taskview
+from phloem.server.ui.access import PageRoute, page
+from phloem.server.ui.render import STATIC, STATIC_TYPES
+from phloem.server.ui.site import Site
+from phloem.server.ui.specs import source_of
+from phloem.states import RunState
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+VIEWER = Depends(page(Role.VIEWER))
+OPERATOR = Depends(page(Role.OPERATOR))
+ADMIN = Depends(page(Role.ADMIN))
+APP = Depends(application)
+
+
+def site(request: Request) -> Site:
+    ui: Site = request.app.state.ui
+    return ui
+
+
+@router.get("/ui/static/{name}", dependencies=[Depends(public())])
+def static_file(name: str) -> Response:
+    """The UI's own CSS and scripts (a fixed list; no path from the request is opened)."""
+    known = {p.name: p for p in STATIC.iterdir() if p.suffix in STATIC_TYPES}
+    path = known.get(name)
+    if path is None:
+        return Response("not found", status_code=404, media_type="text/plain")
+    return Response(
+        path.read_bytes(),
+        media_type=STATIC_TYPES[path.suffix],
+        headers={"Cache-Control": "public, max-age=31536000, immutable",
+                 "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@router.get("/login", dependencies=[Depends(public())])
+def login_page(request: Request, next: str = "/") -> HTMLResponse:
+    target = next if next.startswith("/") and not next.startswith("//") else "/"
+    return site(request).render(request, None, "login.html", next=target)
+
+
+@router.get("/")
+def pipelines_page(
+    request: Request, who: Principal = VIEWER, ph: Phloem = APP
+) -> HTMLResponse:
+    lines, problems = overview.pipelines(ph.store)
+    return site(request).render(
+        request, who, "pipelines.html", pipelines=lines, problems=problems
+    )
+
+
+def _state(text: str | None) -> RunState | None:
+    if not text:
+        return None
+    try:
+        return RunState(text)
+    except ValueError:
+        raise PhloemError(
+            f"state {text!r} is not a run state (use one of "
+            f"{', '.join(s.value for s in RunState)})"
+        ) from None
+
+
+@router.get("/pipelines/{name}")
+def grid_page(
+    request: Request,
+    name: str,
+    state: str | None = None,
+    start: str | None = Query(None, alias="from"),
+    end: str | None = Query(None, alias="to"),
+    who: Principal = VIEWER,
+    ph: Phloem = APP,
+) -> HTMLResponse:
+    row = ph.store.catalog.pipeline(name)
+    ui = site(request)
+    g = overview.grid(
+        ph.store,
+        ui.specs,
+        row,
+        state=_state(state),
+        start=overview.parse_day(start),
+        end=overview.parse_day(end, end=True),
+    )
+    return ui.render(
+        request, who, "grid.html", pipeline=row, grid=g,
+        filters={"state": state or "", "from": start or "", "to": end or ""},
+        run_states=[s.value for s in RunState],
+    )
+
+
+@router.get("/pipelines/{name}/trigger")
+def trigger_page(
+    request: Request, name: str, who: Principal = OPERATOR, ph: Phloem = APP
+) -> HTMLResponse:
+    from phloem.server.ui.forms import fields_of
+
+    row = ph.store.catalog.pipeline(name)
+    ui = site(request)
+    spec = ui.specs.get(source_of(row.info.file, name), row.info.code_hash)
+    if spec is None:
+        raise PhloemError(
+            f"the code of pipeline '{name}' cannot be read from {row.info.file} now; "
+            "fix its import error (see the pipelines page) and try again"
+        )
+    return ui.render(
+        request, who, "trigger.html", pipeline=row, fields=fields_of(dict(spec.params))
+    )
+
+
+@router.get("/runs/{run_id}")
+def run_page(
+    request: Request, run_id: str, who: Principal = VIEWER, ph: Phloem = APP
+) -> HTMLResponse:
+    ui = site(request)
+    view = runview.run_page(ph.store, ui.specs, run_id)
+    return ui.render(request, who, "run.html", view=view)
+
+
+@router.get("/runs/{run_id}/live")
+def run_live(run_id: str, ph: Phloem = APP, who: Principal = VIEWER) -> JSONResponse:
+    """The run's and its tasks' states now, for the run page's live refresh."""
+    return JSONResponse(runview.live_states(ph.store, run_id),
+                        headers={"Cache-Control": "no-store"})
+
+
+@router.get("/runs/{run_id}/tasks/{task_id}")
+def task_page(
+    request: Request,
+    run_id: str,
+    task_id: str,
+    map_index: int | None = None,
+    attempt: int | None = Query(None, alias="try"),
+    page_no: int = Query(0, alias="page", ge=0),
+    who: Principal = VIEWER,
+    ph: Phloem = APP,
+) -> HTMLResponse:
+    view = taskview.task_page(ph, run_id, task_id, map_index, attempt, page_no)
+    return site(request).render(
+        request, who, "task.html", view=view, page_no=page_no,
+        page_size=taskview.INSTANCES_PAGE,
+    )
+
+
+@router.get("/runs/{run_id}/tasks/{task_id}/log")
+def task_log(
+    run_id: str,
+    task_id: str,
+    map_index: int = -1,
+    attempt: int = Query(..., alias="try", ge=1),
+    offset: int | None = Query(None, ge=0),
+    who: Principal = VIEWER,
+    ph: Phloem = APP,
+) -> JSONResponse:
+    """A piece of an attempt's log from ``offset`` (JSON), and whether it may still grow."""
+    tis = [ti for ti in ph.store.load_instances(run_id) if ti.task_id == task_id]
+    ti = next((t for t in tis if t.map_index == map_index), None)
+    if ti is None:
+        taskview.find_instances(tis, run_id, task_id)
+        raise PhloemError(f"task '{task_id}' of run {run_id} has no instance {map_index}")
+    if not 1 <= attempt <= max(ti.try_number, 1):
+        raise PhloemError(f"task '{task_id}' of run {run_id} has no try {attempt}")
+    chunk = taskview.read_log(taskview.log_file(ph.logs_dir, run_id, ti, attempt), offset)
+    growing = attempt == ti.try_number and not ti.state.is_terminal
+    body: dict[str, Any] = {
+        "text": chunk.text, "start": chunk.start, "end": chunk.end, "size": chunk.size,
+        "growing": growing, "state": ti.state.value,
+    }
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/logout")
+def logout_page(request: Request, who: Principal = VIEWER) -> HTMLResponse:
+    """A page whose script ends the session (a POST with the CSRF token) and goes to login."""
+    return site(request).render(request, who, "logout.html")
+
+
+def redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+__all__ = ["router"]

@@ -1,0 +1,109 @@
+"""Templates and static files of the web UI, and how a page answers a failure.
+
+Every template is rendered with autoescaping on (not only ``.html`` files): whatever a
+pipeline, task, parameter or log says is shown as text, never read as markup. Scripts get
+data through ``data-*`` attributes or ``|tojson`` (which escapes ``<``, ``>`` and ``&``), never
+by pasting text into code.
+
+A page that needs a login redirects to ``/login``; any other failure is an HTML page with
+the same status and message the API would give.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from phloem.server.ui import badges
+
+HERE = Path(str(resources.files("phloem.server.ui")))
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
+
+#: the static files the UI serves, and their media types; nothing else is served
+STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                ".svg": "image/svg+xml"}
+
+
+def when(ts: float | None) -> str:
+    """A time for people: UTC, to the second."""
+    if ts is None:
+        return "–"
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def day(iso: str | None) -> str:
+    """A logical date, shortened (its time only when it has one)."""
+    if not iso:
+        return "–"
+    text = iso.replace("T", " ")
+    text = text.split(".")[0].removesuffix("+00:00")
+    return text.removesuffix(" 00:00:00")
+
+
+def seconds(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "–"
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    if value < 120:
+        return f"{value:.1f} s"
+    if value < 7200:
+        return f"{value / 60:.1f} min"
+    return f"{value / 3600:.1f} h"
+
+
+def span(start: float | None, end: float | None) -> str:
+    if start is None:
+        return "–"
+    if end is None:
+        return "running"
+    return seconds(end - start)
+
+
+def size(n: int | None) -> str:
+    if n is None:
+        return "–"
+    if n < 1024:
+        return f"{n} B"
+    if n < 2**20:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n / 2**20:.1f} MiB"
+
+
+def environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATES)),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(when=when, day=day, seconds=seconds, span=span, size=size)
+    env.globals.update(icon=badges.icon, words=badges.words, fmt_metric=_fmt_metric)
+    return env
+
+
+def _fmt_metric(v: float | None) -> str:
+    from phloem.server.ui.charts import fmt
+
+    return "–" if v is None else fmt(v)
+
+
+def static_versions() -> dict[str, str]:
+    """Each static file's content hash, appended to its URL so browsers may cache it forever
+    and still get a new file after an upgrade."""
+    out = {}
+    for path in sorted(STATIC.iterdir()):
+        if path.suffix in STATIC_TYPES:
+            out[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return out
+
+
+__all__ = ["STATIC", "STATIC_TYPES", "TEMPLATES", "day", "environment", "seconds",
+           "static_versions", "when"]

@@ -1,0 +1,70 @@
+"""The UI of one server: its templates, the graphs it has read, its static files, and what
+every page's frame needs (the user, their role, the CSRF token for the page's scripts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment
+
+from phloem.accounts.roles import Role
+from phloem.server.auth import Principal
+from phloem.server.ui.render import environment, static_versions
+from phloem.server.ui.specs import Specs
+
+
+class Site:
+    def __init__(self, api_prefix: str) -> None:
+        self.env: Environment = environment()
+        self.specs = Specs()
+        self.versions = static_versions()
+        self.api_prefix = api_prefix
+
+    def static(self, name: str) -> str:
+        return f"/ui/static/{name}?v={self.versions.get(name, '0')}"
+
+    def base(self, request: Request, who: Principal | None) -> dict[str, Any]:
+        role = who.role if who else None
+        return {
+            "who": who,
+            "can_operate": bool(role and role.allows(Role.OPERATOR)),
+            "is_admin": bool(role and role.allows(Role.ADMIN)),
+            "csrf": (who.csrf if who else None) or "",
+            "api": self.api_prefix,
+            "static": self.static,
+            "path": request.url.path,
+        }
+
+    def render(
+        self, request: Request, who: Principal | None, name: str, status: int = 200,
+        **context: Any,
+    ) -> HTMLResponse:
+        html = self.env.get_template(name).render(**self.base(request, who), **context)
+        return HTMLResponse(
+            html,
+            status_code=status,
+            headers={
+                "Cache-Control": "no-store",
+                # scripts and styles come only from this server; no inline script runs
+                "Content-Security-Policy": (
+                    "default-src 'self'; script-src 'self'; style-src 'self'; "
+                    "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; "
+                    "form-action 'self'"
+                ),
+                "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "same-origin",
+            },
+        )
+
+
+def install(api: FastAPI, api_prefix: str) -> None:
+    """Serve the UI's pages from ``api`` (under ``/``), beside the REST API."""
+    from phloem.server.ui import pages
+
+    api.state.ui = Site(api_prefix)
+    api.include_router(pages.router)
+
+
+__all__ = ["Site", "install"]

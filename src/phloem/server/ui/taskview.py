@@ -1,0 +1,204 @@
+"""What a task instance's page shows: its attempts, the log of one of them (read by offset,
+so a running attempt's log can be followed), its output and the artifacts it read and wrote.
+
+Log files are found from the instance the store holds, never from a path the browser sent,
+and must lie inside the logs folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from phloem.app import Phloem
+from phloem.errors import PhloemError, TaskNotFound
+from phloem.records import TI, RunRecord
+from phloem.states import SUCCESS_STATES
+from phloem.store.types import ArtifactUse, AttemptRow
+
+#: the most of a log a page shows at once (its end; the rest is a click away)
+LOG_WINDOW = 256 * 1024
+#: the most instances of a mapped task listed on one page
+INSTANCES_PAGE = 200
+
+
+def label(task_id: str, map_index: int) -> str:
+    return f"{task_id}[{map_index}]" if map_index >= 0 else task_id
+
+
+@dataclass(frozen=True, slots=True)
+class LogChunk:
+    text: str
+    start: int  # byte offset of ``text`` in the file
+    end: int  # next offset to read from
+    size: int  # the file's size now
+    exists: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Lineage:
+    """An artifact a task instance read or wrote, and the instance that wrote it."""
+
+    use: ArtifactUse
+    producer: ArtifactUse | None
+    type_name: str | None
+    size: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskPage:
+    run: RunRecord
+    task_id: str
+    instances: list[TI]  # of a mapped task, the page's slice of them
+    instance_total: int
+    ti: TI | None  # the one shown (None: a mapped task's list)
+    attempts: list[AttemptRow]
+    try_number: int | None
+    log: LogChunk | None
+    output: dict[str, Any] | None
+    output_error: str | None
+    lineage: list[Lineage]
+
+
+def find_instances(tis: list[TI], run_id: str, task_id: str) -> list[TI]:
+    mine = sorted((ti for ti in tis if ti.task_id == task_id), key=lambda ti: ti.map_index)
+    if not mine:
+        have = sorted({ti.task_id for ti in tis})
+        raise TaskNotFound(
+            f"run {run_id} has no task '{task_id}' (its tasks: {', '.join(have) or 'none'})",
+            run=run_id,
+            task=task_id,
+        )
+    return mine
+
+
+def log_file(logs_dir: Path, run_id: str, ti: TI, try_number: int) -> Path:
+    from phloem.runner.logs import log_path
+
+    base = logs_dir.resolve()
+    path = Path(log_path(base, run_id, ti.task_id, ti.map_index, try_number)).resolve()
+    if not path.is_relative_to(base):
+        raise PhloemError(f"the log of {label(ti.task_id, ti.map_index)} is outside the logs folder")
+    return path
+
+
+def read_log(path: Path, offset: int | None, window: int = LOG_WINDOW) -> LogChunk:
+    """From ``offset`` on (None: the last ``window`` bytes), at most ``window`` bytes, cut at a
+    line end where one is near so a tail never shows half a character."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return LogChunk("", 0, 0, 0, False)
+    start = max(0, size - window) if offset is None else max(0, min(offset, size))
+    with path.open("rb") as fh:
+        fh.seek(start)
+        data = fh.read(min(window, size - start))
+    if offset is None and start > 0:
+        nl = data.find(b"\n")
+        if 0 <= nl < 4096:
+            start += nl + 1
+            data = data[nl + 1 :]
+    return LogChunk(data.decode("utf-8", "replace"), start, start + len(data), size, True)
+
+
+def output_of(app: Phloem, ti: TI) -> dict[str, Any] | None:
+    """The instance's output as JSON, or a description of its artifact (never the bytes)."""
+    from phloem.artifacts import ArtifactRef
+    from phloem.artifacts.codec import from_stored_json
+    from phloem.artifacts.preview import describe
+
+    if ti.state not in SUCCESS_STATES or ti.output is None:
+        return None
+    value = from_stored_json(ti.output)
+    if not isinstance(value, ArtifactRef):
+        return {"kind": "value", "value": value.value}
+    return {"kind": "artifact", "artifact": describe(app.artifacts, value)}
+
+
+def lineage_of(app: Phloem, run_id: str, ti: TI) -> list[Lineage]:
+    uses = app.store.artifact_uses(run_id)
+    producers = {u.digest: u for u in uses if u.role == "output"}
+    out = []
+    for u in uses:
+        if u.task_id != ti.task_id or u.map_index != ti.map_index:
+            continue
+        record = app.store.artifact(u.digest)
+        out.append(
+            Lineage(
+                u,
+                producers.get(u.digest) if u.role == "input" else None,
+                record.type_name if record else None,
+                record.size if record else None,
+            )
+        )
+    return out
+
+
+def task_page(
+    app: Phloem,
+    run_id: str,
+    task_id: str,
+    map_index: int | None,
+    try_number: int | None,
+    page: int = 0,
+) -> TaskPage:
+    store = app.store
+    run = store.get_run(run_id)
+    mine = find_instances(store.load_instances(run_id), run_id, task_id)
+    mapped = len(mine) > 1 or mine[0].map_index >= 0
+    ti: TI | None = None
+    if not mapped:
+        ti = mine[0]
+    elif map_index is not None:
+        ti = next((x for x in mine if x.map_index == map_index), None)
+        if ti is None:
+            raise TaskNotFound(
+                f"task '{task_id}' of run {run_id} has no instance {map_index} "
+                f"(it has {len(mine)}: 0..{mine[-1].map_index})",
+                run=run_id,
+                task=task_id,
+            )
+    attempts: list[AttemptRow] = []
+    log = None
+    output = None
+    output_error = None
+    lineage: list[Lineage] = []
+    chosen = None
+    if ti is not None:
+        attempts = [
+            a for a in store.attempts(run_id, task_id) if a.map_index == ti.map_index
+        ]
+        if ti.try_number > 0:
+            chosen = ti.try_number if try_number is None else try_number
+            if not 1 <= chosen <= ti.try_number:
+                raise PhloemError(
+                    f"task {label(task_id, ti.map_index)} of run {run_id} has no try {chosen} "
+                    f"(it has run {ti.try_number} time{'s' if ti.try_number != 1 else ''})"
+                )
+            log = read_log(log_file(app.logs_dir, run_id, ti, chosen), None)
+        try:
+            output = output_of(app, ti)
+        except (PhloemError, OSError, ValueError) as exc:
+            output_error = str(exc)
+        lineage = lineage_of(app, run_id, ti)
+    window = mine[page * INSTANCES_PAGE : (page + 1) * INSTANCES_PAGE] if mapped else mine
+    return TaskPage(
+        run, task_id, window, len(mine), ti, attempts, chosen, log, output, output_error,
+        lineage,
+    )
+
+
+__all__ = [
+    "INSTANCES_PAGE",
+    "LOG_WINDOW",
+    "Lineage",
+    "LogChunk",
+    "TaskPage",
+    "label",
+    "log_file",
+    "lineage_of",
+    "output_of",
+    "read_log",
+    "task_page",
+]
