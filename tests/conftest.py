@@ -141,3 +141,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 # -- the server's fixtures (tests/server_fixtures.py) ------------------------------------------
 from server_fixtures import api, api_on_store  # noqa: E402, F401
+
+# -- the web UI's fixtures (tests/ui_fixtures.py) -------------------------------------------------
+from ui_fixtures import ui  # noqa: E402, F401

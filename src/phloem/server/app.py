@@ -26,10 +26,12 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY,
     cookie_secure: bool = False,
     login_limits: LoginLimits | None = None,
+    ui: bool = True,
 ) -> FastAPI:
     """The REST API over ``app``'s store. ``authenticator`` reads credentials (default: the
     accounts in ``app``'s store); request bodies over ``max_body_bytes`` get a 413;
-    ``cookie_secure`` marks the session cookie Secure (set it when served over HTTPS)."""
+    ``cookie_secure`` marks the session cookie Secure (set it when served over HTTPS);
+    ``ui`` serves the web UI's pages under ``/`` as well (``phloem.server.ui``)."""
     from phloem import __version__
     from phloem.server.routes import ROUTERS
 
@@ -54,6 +56,10 @@ def create_app(
     api.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     for router in ROUTERS:
         api.include_router(router, prefix=API_PREFIX)
+    if ui:
+        from phloem.server.ui import install
+
+        install(api, API_PREFIX)
     return api
 
 

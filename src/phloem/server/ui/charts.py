@@ -17,6 +17,7 @@ M_LEFT = 56
 M_RIGHT = 16
 M_TOP = 14
 M_BOTTOM = 28
+NONE = "\u2013"  # an en dash: no value
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +66,7 @@ class BarChart:
 
 def fmt(v: float) -> str:
     if math.isnan(v):
-        return "–"
+        return NONE
     if v == 0 or 1e-3 <= abs(v) < 1e6:
         return f"{v:.4g}"
     return f"{v:.3e}"

@@ -44,7 +44,7 @@ def field_of(p: ParamSpec) -> Field:
     if a is bool:
         return Field(p.name, "bool", "", text, checked=bool(d), optional=optional)
     if a in (int, float, str):
-        kind = a.__name__  # type: ignore[union-attr]
+        kind = a.__name__
         return Field(p.name, kind, "" if d is None else str(d), text, optional=optional)
     choices = _choices(a)
     if choices is not None:

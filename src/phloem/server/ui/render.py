@@ -21,6 +21,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from phloem.server.ui import badges
 
+#: shown where there is no value (an en dash)
+NONE = "\u2013"
+
 HERE = Path(str(resources.files("phloem.server.ui")))
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
@@ -33,14 +36,14 @@ STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; char
 def when(ts: float | None) -> str:
     """A time for people: UTC, to the second."""
     if ts is None:
-        return "–"
+        return NONE
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def day(iso: str | None) -> str:
     """A logical date, shortened (its time only when it has one)."""
     if not iso:
-        return "–"
+        return NONE
     text = iso.replace("T", " ")
     text = text.split(".")[0].removesuffix("+00:00")
     return text.removesuffix(" 00:00:00")
@@ -48,7 +51,7 @@ def day(iso: str | None) -> str:
 
 def seconds(value: float | None) -> str:
     if value is None or math.isnan(value):
-        return "–"
+        return NONE
     if value < 1:
         return f"{value * 1000:.0f} ms"
     if value < 120:
@@ -60,7 +63,7 @@ def seconds(value: float | None) -> str:
 
 def span(start: float | None, end: float | None) -> str:
     if start is None:
-        return "–"
+        return NONE
     if end is None:
         return "running"
     return seconds(end - start)
@@ -68,7 +71,7 @@ def span(start: float | None, end: float | None) -> str:
 
 def size(n: int | None) -> str:
     if n is None:
-        return "–"
+        return NONE
     if n < 1024:
         return f"{n} B"
     if n < 2**20:
@@ -92,7 +95,7 @@ def environment() -> Environment:
 def _fmt_metric(v: float | None) -> str:
     from phloem.server.ui.charts import fmt
 
-    return "–" if v is None else fmt(v)
+    return NONE if v is None else fmt(v)
 
 
 def static_versions() -> dict[str, str]:

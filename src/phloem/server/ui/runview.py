@@ -74,7 +74,7 @@ def cells_of(tis: list[TI], spec: PipelineSpec | None) -> dict[str, TaskCell]:
     return out
 
 
-def live_states(store: Store, run_id: str, spec_tasks: list[str] | None = None) -> dict[str, object]:
+def live_states(store: Store, run_id: str) -> dict[str, object]:
     """The run's state and each task's (for the page's live refresh, as JSON)."""
     run = store.get_run(run_id)
     cells = cells_of(store.load_instances(run_id), None)

@@ -79,7 +79,8 @@ def log_file(logs_dir: Path, run_id: str, ti: TI, try_number: int) -> Path:
     base = logs_dir.resolve()
     path = Path(log_path(base, run_id, ti.task_id, ti.map_index, try_number)).resolve()
     if not path.is_relative_to(base):
-        raise PhloemError(f"the log of {label(ti.task_id, ti.map_index)} is outside the logs folder")
+        name = label(ti.task_id, ti.map_index)
+        raise PhloemError(f"the log of {name} of run {run_id} is outside the logs folder")
     return path
 
 

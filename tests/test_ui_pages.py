@@ -1,0 +1,201 @@
+"""The web UI's pages, read as a browser reads them (session cookie): who sees what, what each
+page shows, that text from pipelines, params, logs and errors is shown as text, and that bad
+input gets a clear page instead of a crash."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from ui_fixtures import EVIL, UiApp
+
+PAGES = [
+    "/",
+    "/pipelines/demo",
+    "/runs/{run}",
+    "/runs/{run}/tasks/load",
+    "/runs/{run}/tasks/report",
+    "/runs/{run}/tasks/calc.square",
+    "/runs/{run}/tasks/calc.square?map_index=1",
+]
+
+
+def _pages(u: UiApp) -> list[str]:
+    return [p.format(run=u.run_id) for p in PAGES]
+
+
+def _no_raw_markup(html: str) -> None:
+    # the only script elements are the UI's own (by src), and no injected bold
+    assert "<script>alert" not in html
+    assert "<b>x</b>" not in html
+    assert all("src=" in tag for tag in re.findall(r"<script[^>]*>", html))
+
+
+def test_a_page_without_a_session_sends_the_browser_to_the_login_form(ui: UiApp) -> None:
+    from fastapi.testclient import TestClient
+
+    with TestClient(ui.api.app) as anon:
+        r = anon.get(f"/runs/{ui.run_id}?x=1", follow_redirects=False)
+        assert r.status_code == 303
+        assert r.headers["location"] == f"/login?next=%2Fruns%2F{ui.run_id}%3Fx%3D1"
+        login = anon.get(r.headers["location"])
+        assert login.status_code == 200 and 'id="login"' in login.text
+        assert f'data-next="/runs/{ui.run_id}?x=1"' in login.text
+
+
+def test_the_login_form_never_sends_anyone_off_the_site(ui: UiApp) -> None:
+    from fastapi.testclient import TestClient
+
+    with TestClient(ui.api.app) as anon:
+        for target in ("https://evil.example/", "//evil.example/x", "javascript:alert(1)"):
+            page = anon.get("/login", params={"next": target})
+            assert 'data-next="/"' in page.text
+
+
+def test_every_page_renders_for_a_viewer_without_action_buttons(ui: UiApp) -> None:
+    viewer = ui.browser("viewer")
+    for path in _pages(ui):
+        r = viewer.get(path)
+        assert r.status_code == 200, (path, r.text[:500])
+        assert r.headers["content-type"].startswith("text/html")
+        assert "default-src 'self'" in r.headers["content-security-policy"]
+        assert "data-action" not in r.text, path
+        assert "Trigger…" not in r.text
+        _no_raw_markup(r.text)
+
+
+def test_operators_get_the_action_buttons(ui: UiApp) -> None:
+    op = ui.browser("operator")
+    home = op.get("/").text
+    assert "/api/v1/pipelines/demo/pause" in home and "Trigger…" in home
+    run = op.get(f"/runs/{ui.run_id}").text
+    assert f"/api/v1/runs/{ui.run_id}/retry" in run
+    assert "Retry from here" in run
+    assert "Admin" not in op.get("/").text.split("<main")[0]
+
+
+def test_a_viewer_is_refused_the_trigger_form_with_a_page_not_a_crash(ui: UiApp) -> None:
+    r = ui.browser("viewer").get("/pipelines/demo/trigger")
+    assert r.status_code == 403
+    assert r.headers["content-type"].startswith("text/html")
+    assert "operator" in r.text
+
+
+def test_html_in_pipeline_param_log_and_error_text_is_shown_as_text(ui: UiApp) -> None:
+    admin = ui.browser("admin")
+    escaped = "&lt;script&gt;alert(1)&lt;/script&gt;&lt;b&gt;x&lt;/b&gt;"
+    home = admin.get("/").text
+    assert escaped in home  # the description
+    log = admin.get(f"/runs/{ui.run_id}/tasks/load").text
+    assert escaped + " loading 4" in log
+    failed = admin.get(f"/runs/{ui.run_id}/tasks/report").text
+    assert escaped + " in report" in failed
+    run = admin.get(f"/runs/{ui.run_id}").text
+    assert "&lt;script&gt;" in run  # the param value and the error
+    form = admin.get("/pipelines/demo/trigger").text
+    assert f'value="{escaped}"' in form
+    for page in (home, log, failed, run, form):
+        _no_raw_markup(page)
+
+
+def test_the_pipelines_page_shows_schedule_runs_and_import_errors(ui: UiApp) -> None:
+    import time
+
+    bad = ui.file.parent / "broken.py"
+    ui.ph.store.catalog.import_failed(
+        str(bad), f'Traceback:\n  File "{bad}", line 12, in <module>\nNameError: {EVIL}',
+        time.time(),
+    )
+    html = ui.browser("viewer").get("/").text
+    assert "@daily" in html
+    assert f"{bad}:12" in html and "line 12" in html
+    assert "NameError: &lt;script&gt;" in html
+    # the run as a square with its state as an icon and as words
+    assert re.search(r'class="sq s-failed"[^>]*aria-label="run [^"]+: failed"', html)
+
+
+def test_the_grid_has_groups_mapped_counts_and_filters(ui: UiApp) -> None:
+    viewer = ui.browser("viewer")
+    html = viewer.get("/pipelines/demo").text
+    assert 'data-fold="calc"' in html
+    assert "4/4" in html  # the mapped task as one cell with its counts
+    assert f"/runs/{ui.run_id}/tasks/report" in html
+    assert "No runs match" in viewer.get("/pipelines/demo?state=success").text
+    assert "4/4" in viewer.get("/pipelines/demo?state=failed&from=2000-01-01").text
+    assert "No runs match" in viewer.get("/pipelines/demo?to=2000-01-01").text
+
+
+def test_bad_filters_and_unknown_things_get_a_page_that_says_what_to_do(ui: UiApp) -> None:
+    viewer = ui.browser("viewer")
+    r = viewer.get("/pipelines/demo?state=green")
+    assert r.status_code == 400 and "is not a run state" in r.text and "success" in r.text
+    r = viewer.get("/pipelines/demo?from=yesterday")
+    assert r.status_code == 400 and "ISO 8601" in r.text
+    r = viewer.get("/pipelines/nope")
+    assert r.status_code == 404 and "nope" in r.text
+    r = viewer.get("/runs/nope")
+    assert r.status_code == 404 and "nope" in r.text
+    r = viewer.get(f"/runs/{ui.run_id}/tasks/lod")
+    assert r.status_code == 404 and "its tasks: " in r.text
+    r = viewer.get(f"/runs/{ui.run_id}/tasks/calc.square?map_index=99")
+    assert r.status_code == 404 and "0..3" in r.text
+    r = viewer.get(f"/runs/{ui.run_id}/tasks/load?try=7")
+    assert r.status_code == 400 and "no try 7" in r.text
+    for r in (viewer.get("/pipelines/nope"), viewer.get("/runs/nope")):
+        assert r.headers["content-type"].startswith("text/html")
+
+
+def test_the_run_page_draws_the_graph_with_groups_and_mapped_counts(ui: UiApp) -> None:
+    html = ui.browser("viewer").get(f"/runs/{ui.run_id}").text
+    assert '<svg class="graph"' in html
+    assert html.count('class="node ') == 4
+    assert 'data-task="calc.square"' in html and "4/4 success" in html
+    assert '<g class="group-box">' in html and ">calc</text>" in html
+    assert html.count('class="edge"') == 3
+    assert 'class="lane"' in html  # the timeline
+
+
+def test_the_live_states_and_the_log_by_offset(ui: UiApp) -> None:
+    viewer = ui.browser("viewer")
+    live = viewer.get(f"/runs/{ui.run_id}/live").json()
+    assert live["run"]["state"] == "failed"
+    assert live["tasks"]["calc.square"]["text"] == "4/4 success"
+    assert live["tasks"]["report"] == {"state": "failed", "icon": "✗", "text": "failed"}
+    url = f"/runs/{ui.run_id}/tasks/load/log"
+    whole = viewer.get(url, params={"try": 1, "offset": 0}).json()
+    assert whole["text"].startswith(EVIL) and whole["growing"] is False
+    assert whole["end"] == whole["size"]
+    rest = viewer.get(url, params={"try": 1, "offset": 5}).json()
+    assert rest["text"] == whole["text"][5:]
+    assert viewer.get(url, params={"try": 1, "offset": 10**9}).json()["text"] == ""
+    assert viewer.get(url, params={"try": 3}).status_code == 400
+    assert viewer.get(url, params={"try": 1, "map_index": 5}).status_code == 400
+    assert viewer.get(url, params={"try": 0}).status_code == 422
+
+
+def test_the_trigger_form_has_a_field_per_typed_param(ui: UiApp) -> None:
+    html = ui.browser("operator").get("/pipelines/demo/trigger").text
+    for name, kind in (("n", "int"), ("note", "str"), ("rate", "float"), ("flag", "bool")):
+        assert f'data-param="{name}" data-kind="{kind}"' in html
+    assert 'value="4"' in html and 'value="0.5"' in html
+
+
+def test_static_files_are_a_fixed_list_and_pages_stay_light(ui: UiApp) -> None:
+    viewer = ui.browser("viewer")
+    css = viewer.get("/ui/static/ui.css")
+    js = viewer.get("/ui/static/ui.js")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    assert js.status_code == 200 and "immutable" in js.headers["cache-control"]
+    for bad in ("../pages.py", "..%2Fpages.py", "nope.js", "%2e%2e%2f__init__.py"):
+        assert viewer.get(f"/ui/static/{bad}").status_code == 404
+    weight = len(css.content) + len(js.content)
+    for path in _pages(ui):
+        assert weight + len(viewer.get(path).content) < 500_000
+
+
+@pytest.mark.parametrize("role", ["viewer", "operator", "admin"])
+def test_the_frame_names_the_user_and_role(ui: UiApp, role: str) -> None:
+    html = ui.browser(role).get("/").text
+    assert f'<span class="role">{role}</span>' in html
+    assert ('href="/admin"' in html) == (role == "admin")
