@@ -79,3 +79,97 @@ def api_on_store(store_url: str, tmp_path: Path) -> Iterator[Api]:
     yield a
     a.client.close()
     a.ph.close()
+
+
+# -- a real server process ----------------------------------------------------------------------
+
+
+@dataclass
+class LiveServer:
+    """``phloem server`` running as a process of its own, listening on a free port."""
+
+    proc: Any  # subprocess.Popen
+    url: str  # http://127.0.0.1:PORT
+    admin_password: str | None
+    env: dict[str, str]
+    lines: list[str]  # what it printed on stderr so far
+
+    def app(self) -> Any:
+        """An application object on the server's store (for setting up data)."""
+        from phloem.app import Phloem
+        from phloem.config import Settings
+
+        return Phloem(Settings.from_env(environ=self.env))
+
+    def token(self, role: str = "admin") -> str:
+        """A bearer token of a user with ``role`` (the user is made on first use)."""
+        from phloem.accounts import manage
+
+        ph = self.app()
+        try:
+            if ph.store.accounts.user(role) is None:
+                ph.store.accounts.add_user(role, role, password_hash(), time.time())
+            token, _ = manage.create_token(ph, f"{role}-{len(self.lines)}-{time.time_ns()}", role)
+            return token
+        finally:
+            ph.close()
+
+
+def start_server(
+    processes: Any,
+    home: Path,
+    *,
+    db_url: str | None = None,
+    pipelines: Path | None = None,
+    args: tuple[str, ...] = (),
+    timeout: float = 60.0,
+) -> LiveServer:
+    """Start ``phloem server --port 0`` and wait until it says where it listens."""
+    import os
+    import queue
+    import re
+    import subprocess
+    import sys
+    import threading
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PHLOEM_")}
+    env.update({"PHLOEM_HOME": str(home), "PHLOEM_WORKERS": "2"})
+    env["PHLOEM_TEST_SESSION"] = os.environ.get("PHLOEM_TEST_SESSION", "")
+    if db_url:
+        env["PHLOEM_DB_URL"] = db_url
+    folder = pipelines or home / "pipelines"
+    folder.mkdir(parents=True, exist_ok=True)
+    proc = processes.start(
+        [sys.executable, "-m", "phloem", "server", "--port", "0", "--pipelines", str(folder),
+         "--parse-interval", "0.5", *args],
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    lines: list[str] = []
+    seen: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line.rstrip("\n"))
+            seen.put(line)
+        seen.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    password = None
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            line = seen.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            raise AssertionError("the server did not start:\n" + "\n".join(lines)) from None
+        if line is None:
+            raise AssertionError("the server exited:\n" + "\n".join(lines))
+        m = re.search(r"created user 'admin' with password (\S+)", line)
+        if m:
+            password = m.group(1)
+        m = re.search(r"phloem server: (http://\S+?)/api/v1", line)
+        if m:
+            return LiveServer(proc, m.group(1), password, env, lines)

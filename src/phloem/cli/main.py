@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from phloem.cli import scheduler_cmds, tracking_cmds
+from phloem.cli.accounts_cmds import tokens_app, users_app
 from phloem.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -53,6 +54,8 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(db_app, name="db")
 app.add_typer(variables_app, name="variables")
 app.add_typer(connections_app, name="connections")
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
 
 
 # -- plumbing ------------------------------------------------------------------------------------

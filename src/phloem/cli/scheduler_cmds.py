@@ -79,10 +79,49 @@ def register(app: typer.Typer) -> None:
         assets ask for, and drive them."""
         serve(folder, parse_interval, workers, parallelism)
 
-    # one machine, one process: today that is the scheduler (the API and UI will join it)
-    app.command("server", help="Everything for one machine in one process (today: the scheduler).")(
-        scheduler
-    )
+    @app.command()
+    def server(
+        host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8765,
+        no_scheduler: Annotated[
+            bool, typer.Option("--no-scheduler", help="Serve the API only (no scheduler).")
+        ] = False,
+        folder: Folder = None,
+        parse_interval: Annotated[float, typer.Option(help="Seconds between folder scans.")] = 10.0,
+        workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+        parallelism: Annotated[
+            int | None, typer.Option(help="At most this many tasks at once (all runs).")
+        ] = None,
+        cookie_secure: Annotated[
+            bool, typer.Option(help="Mark the session cookie Secure (behind HTTPS).")
+        ] = False,
+    ) -> None:
+        """The scheduler and the REST API (/api/v1) of one machine, until stopped."""
+        import logging
+        from dataclasses import replace
+
+        from phloem.server.process import ServerOptions, serve
+
+        if not 0 <= port <= 65535:
+            fail(f"--port {port} is not a port number (0..65535)")
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        with errors():
+            settings = application().settings
+            if workers:
+                settings = replace(settings, workers=workers)
+            options = ServerOptions(
+                host=host,
+                port=port,
+                scheduler=not no_scheduler,
+                folder=folder,
+                parse_interval=parse_interval,
+                parallelism=parallelism,
+                cookie_secure=cookie_secure,
+            )
+            code = serve(settings, options, say=lambda text: typer.echo(text, err=True))
+        raise typer.Exit(code)
 
     @app.command()
     def trigger(

@@ -1,0 +1,96 @@
+"""``phloem server`` as a real process: it creates the first admin once, serves the API beside
+its scheduler, and stops cleanly on SIGTERM (exit 0, no process left behind, per /proc)."""
+
+from __future__ import annotations
+
+import signal
+import stat
+from pathlib import Path
+
+import httpx
+import pytest
+
+from processes import descendants
+from server_fixtures import start_server
+
+
+def test_sigterm_stops_the_server_and_its_scheduler_cleanly(
+    processes: object, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    server = start_server(processes, home)
+    assert server.admin_password is not None
+    file = home / "admin-password"
+    assert file.read_text().strip() == server.admin_password
+    assert stat.S_IMODE(file.stat().st_mode) == 0o600
+    below = descendants(server.proc.pid)
+    assert any("phloem-schedule" in p.cmdline or "phloem" in p.cmdline for p in below), below
+    r = httpx.get(f"{server.url}/api/v1/health")
+    assert r.json()["status"] == "ok"
+    r = httpx.post(f"{server.url}/api/v1/auth/login",
+                   json={"user": "admin", "password": server.admin_password})
+    assert r.status_code == 200 and r.json()["role"] == "admin"
+    token = server.token("viewer")
+    r = httpx.get(f"{server.url}/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+    assert r.json()["role"] == "viewer"
+    pids = [p.pid for p in below]
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=60) == 0, "\n".join(server.lines)
+    assert descendants(server.proc.pid) == []
+    assert not [p for p in pids if Path(f"/proc/{p}").exists()
+                and "Z" not in Path(f"/proc/{p}/stat").read_text().split(")")[-1][:3]]
+
+
+def test_a_second_start_does_not_make_another_admin(processes: object, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    first = start_server(processes, home, args=("--no-scheduler",))
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.proc.wait(timeout=60) == 0
+    second = start_server(processes, home, args=("--no-scheduler",))
+    assert second.admin_password is None
+    assert not any("created user" in line for line in second.lines)
+    second.proc.send_signal(signal.SIGTERM)
+    assert second.proc.wait(timeout=60) == 0
+
+
+def test_a_port_in_use_is_a_clear_error(processes: object, tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1)
+    port = sock.getsockname()[1]
+    try:
+        import os
+
+        env = {**os.environ, "PHLOEM_HOME": str(tmp_path / "home")}
+        env.pop("PHLOEM_DB_URL", None)
+        out = subprocess.run(
+            [sys.executable, "-m", "phloem", "server", "--port", str(port),
+             "--pipelines", str(tmp_path)],
+            env=env, capture_output=True, text=True, timeout=60,
+        )
+    finally:
+        sock.close()
+    assert out.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.postgres
+def test_two_servers_share_one_postgresql_store(
+    processes: object, tmp_path: Path, pg_url: str
+) -> None:
+    a = start_server(processes, tmp_path / "a", db_url=pg_url)
+    b = start_server(processes, tmp_path / "b", db_url=pg_url)
+    assert (a.admin_password is None) != (b.admin_password is None)  # one admin, made once
+    token = a.token("operator")
+    for s in (a, b):
+        r = httpx.get(f"{s.url}/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+        assert r.json()["user"] == "operator"
+    for s in (a, b):
+        s.proc.send_signal(signal.SIGTERM)
+    for s in (a, b):
+        assert s.proc.wait(timeout=60) == 0, "\n".join(s.lines)
