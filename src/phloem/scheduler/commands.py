@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from phloem.app import Phloem
+from phloem.dsl.spec import PipelineSpec
 from phloem.errors import PhloemError, RunBusy, RunConflict
 from phloem.loading import load_pipeline
 from phloem.records import RunRecord, iso_utc
@@ -43,9 +44,11 @@ def trigger(
     params: dict[str, Any] | None = None,
     logical_date: datetime | str | None = None,
     idempotency_key: str | None = None,
+    spec: PipelineSpec | None = None,
 ) -> tuple[RunRecord, bool]:
     """Queue a run now; returns (run, created). A repeated idempotency key returns the run it
-    made the first time instead of a new one."""
+    made the first time instead of a new one. ``spec`` is the pipeline's graph when the caller
+    has it loaded already (the server keeps them), else its file is imported."""
     pipeline = find_pipeline(app, pipeline)
     catalog = app.store.catalog
     row = _known(catalog, pipeline, for_what="trigger it")
@@ -58,7 +61,8 @@ def trigger(
         existing = app.store.find_run(pipeline, idempotency_key=idempotency_key)
         if existing is not None:
             return existing, False
-    spec = load_pipeline(f"{row.info.file}:{pipeline}").spec
+    if spec is None:
+        spec = load_pipeline(f"{row.info.file}:{pipeline}").spec
     try:
         run = create_run(
             app.store,

@@ -15,6 +15,7 @@ from phloem.server import problems
 from phloem.server.auth import Authenticator, rule_of
 from phloem.server.limits import DEFAULT_MAX_BODY, BodyLimit
 from phloem.server.sessions import LoginLimits
+from phloem.server.specs import SpecCache
 
 API_PREFIX = "/api/v1"
 
@@ -52,6 +53,7 @@ def create_app(
     api.state.authenticator = authenticator
     api.state.cookie_secure = cookie_secure
     api.state.login_limits = login_limits or LoginLimits()
+    api.state.specs = SpecCache()
     problems.install(api)
     api.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     for router in ROUTERS:
