@@ -30,6 +30,7 @@ PUBLIC = {
     "inside a task": {
         "TaskContext",
         "context",
+        "emit",
         "gate",
         "log_metric",
         "log_metrics",
@@ -38,6 +39,7 @@ PUBLIC = {
         "skip",
         "template",
         "trigger",
+        "watermark",
     },
     "configuration and secrets": {"Connection", "connection", "tasks", "variable"},
     "running": {"RunResult", "RunState", "TaskState", "retry", "run"},

@@ -45,11 +45,13 @@ from phloem.states import RunState, TaskState, TriggerRule
 if TYPE_CHECKING:
     from phloem import tasks
     from phloem.api import RunResult, retry, run
+    from phloem.emitting import emit
     from phloem.quality.gates import gate
     from phloem.templating import template
     from phloem.tracking import log_metric, log_metrics, log_param, log_params
     from phloem.triggering import trigger
     from phloem.variables import Connection, connection, variable
+    from phloem.watermarks import watermark
 
 __version__ = "0.1.0"
 
@@ -68,6 +70,7 @@ __all__ = [
     # inside a task
     "TaskContext",
     "context",
+    "emit",
     "gate",
     "log_metric",
     "log_metrics",
@@ -76,6 +79,7 @@ __all__ = [
     "skip",
     "template",
     "trigger",
+    "watermark",
     # configuration and secrets
     "Connection",
     "connection",
@@ -139,6 +143,14 @@ def __getattr__(name: str) -> Any:
         from phloem import tracking
 
         return getattr(tracking, name)
+    if name == "emit":
+        from phloem.emitting import emit
+
+        return emit
+    if name == "watermark":
+        from phloem.watermarks import watermark
+
+        return watermark
     if name == "gate":
         from phloem.quality.gates import gate
 

@@ -38,6 +38,8 @@ class TaskContext:
     params: dict[str, Any]
     log: logging.Logger = field(repr=False)
     store_url: str | None = None
+    #: what started the run: scheduled, manual, backfill, asset, triggered...
+    run_type: str = "manual"
 
     @property
     def ds(self) -> str:

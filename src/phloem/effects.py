@@ -63,6 +63,44 @@ class ParamLogged(Effect):
     value: str
 
 
+@dataclass(frozen=True, slots=True)
+class WatermarkAdvanced(Effect):
+    """``wm.advance(value)``: move watermark ``name`` to ``value`` (typed text, see
+    ``phloem.watermark_values``) when the attempt succeeds. ``read_version`` is the version
+    the task read (0: none yet); the store re-checks the move against the value it holds then,
+    as another run may have advanced it meanwhile."""
+
+    name: str
+    kind: str
+    value: str
+    read_version: int
+    force: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AssetEmitted(Effect):
+    """``phloem.emit(Asset(...))``: an event of ``asset`` (with JSON ``metadata``) when the
+    attempt succeeds, which starts the pipelines scheduled on that asset."""
+
+    asset: str
+    metadata: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactRecorded(Effect):
+    """An artifact the task stored besides its output (a validation or drift report),
+    recorded with its role for lineage. Kept from failed attempts too: a failed validation's
+    report says why it failed."""
+
+    on_success_only: ClassVar[bool] = False
+    digest: str
+    serializer: str
+    type_name: str
+    size: int
+    key: str
+    role: str
+
+
 _pending: ContextVar[list[Effect] | None] = ContextVar("phloem_attempt_effects", default=None)
 
 
@@ -95,10 +133,13 @@ def collect() -> Iterator[list[Effect]]:
 
 
 __all__ = [
+    "ArtifactRecorded",
+    "AssetEmitted",
     "AttemptEffects",
     "Effect",
     "MetricLogged",
     "ParamLogged",
+    "WatermarkAdvanced",
     "collect",
     "record",
     "recording",

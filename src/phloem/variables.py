@@ -23,7 +23,7 @@ from phloem.store.settings_store import MISSING
 if TYPE_CHECKING:
     from phloem.store.port import Store, Variables
 
-__all__ = ["MISSING", "Connection", "connection", "variable"]
+__all__ = ["MISSING", "Connection", "connection", "run_store", "variable"]
 
 #: Query parameters of a URI whose values are secrets too (``?token=...``).
 _SECRET_EXTRAS = ("password", "passwd", "secret", "token", "key", "credential")
@@ -146,20 +146,35 @@ def connection(name: str) -> Connection:
 # -- the store, once per process and URL ---------------------------------------------------------
 
 _lock = threading.Lock()
-_stores: dict[tuple[int, str], tuple[Store, Variables]] = {}
+_stores: dict[tuple[int, str], tuple[Store, Variables | None]] = {}
 
 
 def settings_store(url: str | None = None) -> Variables:
     """Variables and connections of the store at ``url`` (default: the run's, else the
     configured one)."""
-    url = url or _default_url()
+    url = url or _default_url("variables and connections")
     key = (os.getpid(), url)  # a forked worker opens its own connections
     with _lock:
         found = _stores.get(key)
         if found is None:
             store = _open(url)
             found = _stores[key] = (store, store.variables())
+        elif found[1] is None:
+            found = _stores[key] = (found[0], found[0].variables())
+        assert found[1] is not None
         return found[1]
+
+
+def run_store(what: str) -> Store:
+    """The store of the running task's run, opened once per process (``what`` names the
+    feature in the error raised when the run's store is private to its driver)."""
+    url = _default_url(what)
+    key = (os.getpid(), url)
+    with _lock:
+        found = _stores.get(key)
+        if found is None:
+            found = _stores[key] = (_open(url), None)
+        return found[0]
 
 
 def close_stores() -> None:
@@ -171,16 +186,16 @@ def close_stores() -> None:
         store.close()
 
 
-def _default_url() -> str:
+def _default_url(what: str) -> str:
     from phloem.context import _current
 
     ctx = _current.get()
     if ctx is not None:
         if not ctx.store_url:  # the run's store is private to the process that drives it
             raise PhloemError(
-                "variables and connections need a shared store (a SQLite file or PostgreSQL); "
-                "this run's in-memory store is private to the process that made it: run with a "
-                "store URL, or pass values as run parameters"
+                f"{what} need a shared store (a SQLite file or PostgreSQL); this run's "
+                "in-memory store is private to the process that made it: run with a store URL, "
+                "or pass values as run parameters"
             )
         return ctx.store_url
     from phloem.config import Settings

@@ -31,6 +31,7 @@ from phloem.cli.common import (
     source,
 )
 from phloem.cli.settings_cmds import connections_app, variables_app
+from phloem.cli.watermark_cmds import watermarks_app
 from phloem.states import ExecutorKind
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ app.add_typer(variables_app, name="variables")
 app.add_typer(connections_app, name="connections")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(watermarks_app, name="watermarks")
 
 
 # -- plumbing ------------------------------------------------------------------------------------

@@ -350,6 +350,7 @@ class RunSession:
             source=run.source,
             code_hash=run.code_hash,
             store_url=self.store.shared_url,
+            run_type=str(run.run_type),
             owner=self.owner,
             # the commit that queued it (at ``now``) extended the run's lease
             lease_from=now,

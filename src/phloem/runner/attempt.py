@@ -55,6 +55,7 @@ class Attempt:
     source: str | None = None  # "file.py:pipeline" for workers that must load the code
     code_hash: str | None = None  # which version of that code the run was created with
     store_url: str | None = None
+    run_type: str = "manual"
     #: fencing (see ``executors.fencing``): the lease holder of the driver that handed this
     #: attempt out, when (its clock) it last confirmed holding the run, and the lease time
     #: (None: no heartbeats, e.g. an in-memory store)

@@ -117,6 +117,7 @@ def _run(
         params=attempt.params,
         log=attempt_logger(f"phloem.task.{attempt.task_id}", err),
         store_url=attempt.store_url,
+        run_type=attempt.run_type,
     )
     token = activate(ctx)
     storing = False

@@ -417,12 +417,13 @@ class Catalog:
                 if exists:
                     conn.rollback()
                     return False
-                res = conn.execute(
-                    insert_new(self.dialect, wm).values(
-                        pipeline=pipeline, asset=asset, last_event_id=event_id
-                    )
-                )
-                if res.rowcount != 1:  # another scheduler consumed it first
+                # RETURNING, not rowcount: psycopg reports -1 for ON CONFLICT DO NOTHING
+                made = conn.execute(
+                    insert_new(self.dialect, wm)
+                    .values(pipeline=pipeline, asset=asset, last_event_id=event_id)
+                    .returning(wm.c.asset)
+                ).first()
+                if made is None:  # another scheduler consumed it first
                     conn.rollback()
                     return False
         return True

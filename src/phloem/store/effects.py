@@ -4,7 +4,9 @@ An attempt's effects land only if the change that ends that very attempt (its ta
 leaving ``queued``/``running`` at that try) is among the changes this commit applied: a
 zombie's or a superseded attempt's effects find no such change and are dropped, and a commit
 retried after a failure writes them once, with the change. Rows of one kind are inserted in
-one statement per commit, not one per effect.
+one statement per commit, not one per effect; kinds that must read before they write (a
+watermark's compare-and-set) or write several tables have a writer of their own, given all
+their effects of the commit at once.
 """
 
 from __future__ import annotations
@@ -15,10 +17,20 @@ from typing import Any
 
 from sqlalchemy import Connection, Table
 
-from phloem.effects import AttemptEffects, Effect, MetricLogged, ParamLogged
+from phloem.effects import (
+    ArtifactRecorded,
+    AssetEmitted,
+    AttemptEffects,
+    Effect,
+    MetricLogged,
+    ParamLogged,
+    WatermarkAdvanced,
+)
 from phloem.states import ACTIVE_TASK_STATES, TaskState
 from phloem.store import schema as s
+from phloem.store.rows import insert_new
 from phloem.store.types import Applied
+from phloem.store.watermarks import write_advances
 
 #: the identity of an attempt: (task_id, map_index, try_number)
 AttemptId = tuple[str, int, int]
@@ -51,10 +63,66 @@ def _param_row(run_id: str, a: AttemptEffects, e: ParamLogged, now: float) -> di
     }
 
 
+def _asset_row(run_id: str, a: AttemptEffects, e: AssetEmitted, now: float) -> dict[str, Any]:
+    return {
+        "asset": e.asset,
+        "run_id": run_id,
+        "task_id": a.task_id,
+        "at": now,
+        "metadata": e.metadata,
+    }
+
+
 _ROWS: dict[type[Effect], tuple[Table, RowOf, tuple[str, ...] | None]] = {
     # (table, row, unique columns: a later row with the same values replaces an earlier one)
     MetricLogged: (s.metrics, _metric_row, None),
     ParamLogged: (s.logged_params, _param_row, ("task_id", "map_index", "try_number", "key")),
+    AssetEmitted: (s.asset_events, _asset_row, None),
+}
+
+
+def _write_artifacts(
+    conn: Connection,
+    run_id: str,
+    items: Sequence[tuple[AttemptEffects, ArtifactRecorded]],
+    now: float,
+) -> None:
+    """Artifacts a task stored besides its output: their record (once per content) and their
+    use by the task, with its role, for lineage."""
+    dialect = conn.dialect.name
+    records = {
+        e.digest: {
+            "digest": e.digest,
+            "serializer": e.serializer,
+            "type_name": e.type_name,
+            "size": e.size,
+            "key": e.key,
+            "created_at": now,
+        }
+        for _, e in items
+    }
+    conn.execute(insert_new(dialect, s.artifacts), list(records.values()))
+    uses = {
+        (e.digest, a.task_id, a.map_index, e.role): {
+            "digest": e.digest,
+            "run_id": run_id,
+            "task_id": a.task_id,
+            "map_index": a.map_index,
+            "role": e.role,
+            "try_number": a.try_number,
+            "at": now,
+        }
+        for a, e in items
+    }
+    conn.execute(insert_new(dialect, s.artifact_uses), list(uses.values()))
+
+
+#: kind -> writer of all the commit's effects of that kind, in the order they were recorded
+ConnWriter = Callable[[Connection, str, Sequence[tuple[AttemptEffects, Any]], float], None]
+
+_WRITERS: dict[type[Effect], ConnWriter] = {
+    WatermarkAdvanced: write_advances,
+    ArtifactRecorded: _write_artifacts,
 }
 
 
@@ -93,8 +161,12 @@ def write_effects(
 ) -> None:
     """Write the effects of the attempts this commit ended (see the module docstring)."""
     batches: dict[type[Effect], list[dict[str, Any]]] = {}
+    grouped: dict[type[Effect], list[tuple[AttemptEffects, Effect]]] = {}
     for a, e in landing(applied, pending):
         kind = type(e)
+        if kind in _WRITERS:
+            grouped.setdefault(kind, []).append((a, e))
+            continue
         if kind not in _ROWS:
             raise TypeError(f"phloem cannot store an effect of kind {kind.__name__}")
         _, row_of, _ = _ROWS[kind]
@@ -104,6 +176,8 @@ def write_effects(
         if unique is not None:
             rows = list({tuple(r[c] for c in unique): r for r in rows}.values())
         conn.execute(table.insert(), rows)
+    for kind, items in grouped.items():
+        _WRITERS[kind](conn, run_id, items, now)
 
 
 __all__ = ["ended_attempts", "landing", "write_effects"]

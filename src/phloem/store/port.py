@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     )
     from phloem.store.settings_store import ConnectionRecord, VariableRecord
     from phloem.store.tracking import MetricRow, TrendPoint
+    from phloem.store.watermarks import WatermarkChange, WatermarkRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +197,19 @@ class Accounts(Protocol):
     def forget_login_failures(self, scopes: Iterable[str]) -> None: ...
 
 
+class Watermarks(Protocol):
+    """Watermarks of incremental tasks: tasks read them and move them with their success
+    (an attempt effect); people list, set and reset them (``phloem watermarks``)."""
+
+    def get(self, name: str) -> WatermarkRecord | None: ...
+    def all(self) -> list[WatermarkRecord]: ...
+    def history(self, name: str, last: int = 50) -> list[WatermarkChange]: ...
+    def set(
+        self, name: str, kind: str, value: str, *, force: bool = False, now: float, note: str
+    ) -> WatermarkRecord: ...
+    def reset(self, name: str, *, now: float, note: str) -> bool: ...
+
+
 class Store(Protocol):
     """Runs, their task instances and attempts, history, artifact records and pools.
 
@@ -232,6 +246,11 @@ class Store(Protocol):
     @property
     def listing(self) -> RunListing:
         """Runs, task instances and asset events, filtered and paged."""
+        ...
+
+    @property
+    def watermarks(self) -> Watermarks:
+        """Watermarks of incremental tasks (``phloem.watermark``)."""
         ...
 
     @property

@@ -111,3 +111,14 @@ def run_record(row: Any) -> RunRecord:
         batch_limit=row["batch_limit"],
         triggered_by=row["triggered_by"],
     )
+
+
+def insert_new(dialect: str, table: Any) -> Any:
+    """INSERT that skips rows whose primary key exists already (ON CONFLICT DO NOTHING)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing()

@@ -208,6 +208,7 @@ asset_events = Table(
     Column("run_id", String(64)),
     Column("task_id", String(250)),
     Column("at", Float, nullable=False),
+    Column("metadata", Text),  # JSON, from phloem.emit(..., metadata=...)
     Index("ix_asset_events_asset", "asset", "id"),
 )
 
@@ -285,4 +286,34 @@ login_failures = Table(
     Column("scope", String(300), nullable=False),  # "user:NAME" or "addr:IP"
     Column("at", Float, nullable=False),
     Index("ix_login_failures_scope", "scope", "at"),
+)
+
+#: incremental processing: the last value a task committed with ``wm.advance`` (typed text)
+watermarks = Table(
+    "watermarks",
+    metadata,
+    Column("name", String(250), primary_key=True),
+    Column("kind", String(16), nullable=False),  # datetime | date | int | float | str
+    Column("value", Text, nullable=False),
+    Column("version", Integer, nullable=False),  # +1 on every change (compare-and-set)
+    Column("updated_at", Float, nullable=False),
+    Column("run_id", String(64)),
+    Column("task_id", String(250)),
+)
+
+#: every change of a watermark, and every advance that was not applied, never rewritten
+watermark_history = Table(
+    "watermark_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(250), nullable=False),
+    Column("kind", String(16)),
+    Column("value", Text),
+    Column("previous", Text),
+    Column("outcome", String(16), nullable=False),  # advanced|forced|set|reset|kept|dropped
+    Column("note", Text),
+    Column("run_id", String(64)),
+    Column("task_id", String(250)),
+    Column("at", Float, nullable=False),
+    Index("ix_watermark_history_name", "name", "id"),
 )

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from phloem.store.listing import Listing
     from phloem.store.settings_store import SettingsStore
     from phloem.store.tracking import Tracking
+    from phloem.store.watermarks import Watermarks
 
 __all__ = [
     "Applied",
@@ -151,6 +152,13 @@ class SqlStore:
 
             self._listing = Listing(self)
         return self._listing
+
+    @property
+    def watermarks(self) -> Watermarks:
+        """Watermarks of incremental tasks (see store/watermarks.py)."""
+        from phloem.store.watermarks import Watermarks
+
+        return Watermarks(self)
 
     @property
     def attempt_leases(self) -> AttemptLeases:

@@ -23,6 +23,7 @@ from phloem.states import (
 from phloem.store import schema as s
 from phloem.store.effects import write_effects
 from phloem.store.rows import TI_VALUE_COLUMNS, ti_row, ti_values
+from phloem.store.rows import insert_new as insert_new  # re-exported for store modules
 from phloem.store.types import Applied, ArtifactRecord, ArtifactUse, Commit
 
 _TI = s.task_instances
@@ -406,17 +407,6 @@ ATTEMPT_UPDATE = (
         error=bindparam("v_error"),
     )
 )
-
-
-def insert_new(dialect: str, table: Any) -> Any:
-    """INSERT that skips rows whose primary key exists already (ON CONFLICT DO NOTHING)."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table).on_conflict_do_nothing()
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(table).on_conflict_do_nothing()
 
 
 class LostRace(Exception):
