@@ -57,6 +57,7 @@ def table_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     a.ph.store.accounts.add_token("expired", "admin", digest(expired), time.time() - 3600,
                                   time.time() - 3599)
     a.tokens["expired"], a.tokens["revoked"] = expired, revoked
+    a.app.state.stopping.set()  # event streams end at once instead of following the store
     yield a
     a.client.close()
     a.ph.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +55,8 @@ def create_app(
     api.state.cookie_secure = cookie_secure
     api.state.login_limits = login_limits or LoginLimits()
     api.state.specs = SpecCache()
+    #: set when the server stops: open event streams end, so the stop does not wait on them
+    api.state.stopping = threading.Event()
     problems.install(api)
     api.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     for router in ROUTERS:

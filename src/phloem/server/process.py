@@ -133,9 +133,11 @@ def serve(settings: Settings, options: ServerOptions, *, say: Any = None) -> int
     if options.scheduler:
         child, end = start_child(_run_scheduler, (settings, options), "phloem-scheduler")
         end.close()
+    api = create_app(Phloem(settings), cookie_secure=options.cookie_secure)
 
     def _on_signal(signum: int, frame: Any) -> None:
         stopping.set()
+        api.state.stopping.set()  # open event streams end
         if server is not None:
             server.should_exit = True
 
@@ -153,6 +155,7 @@ def serve(settings: Settings, options: ServerOptions, *, say: Any = None) -> int
             log.error("the scheduler stopped (status %s); stopping the server", child.exitcode)
             failed.set()
             stopping.set()
+            api.state.stopping.set()
             if server is not None:
                 server.should_exit = True
 
@@ -163,7 +166,6 @@ def serve(settings: Settings, options: ServerOptions, *, say: Any = None) -> int
             _stop_scheduler(child)
         raise
     port = sock.getsockname()[1]
-    api = create_app(Phloem(settings), cookie_secure=options.cookie_secure)
     config = uvicorn.Config(
         api,
         log_level="warning",

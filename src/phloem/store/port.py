@@ -32,6 +32,7 @@ from phloem.store.types import (
 if TYPE_CHECKING:
     from phloem.secrets import Cipher
     from phloem.store.accounts import SessionRecord, TokenRecord, UserRecord
+    from phloem.store.feed import FeedEvent
     from phloem.store.listing import (
         AssetEvent,
         AssetInfo,
@@ -210,6 +211,22 @@ class Watermarks(Protocol):
     def reset(self, name: str, *, now: float, note: str) -> bool: ...
 
 
+class EventFeed(Protocol):
+    """Every state change in commit order, read after a position (an event id)."""
+
+    def last_id(self) -> int: ...
+    def ids_after(self, after_id: int, limit: int = 500) -> list[int]: ...
+    def after(
+        self,
+        after_id: int,
+        *,
+        upto: int | None = None,
+        run_id: str | None = None,
+        pipeline: str | None = None,
+        limit: int = 500,
+    ) -> list[FeedEvent]: ...
+
+
 class Store(Protocol):
     """Runs, their task instances and attempts, history, artifact records and pools.
 
@@ -241,6 +258,11 @@ class Store(Protocol):
     @property
     def accounts(self) -> Accounts:
         """Users, tokens and sessions of the server."""
+        ...
+
+    @property
+    def feed(self) -> EventFeed:
+        """Every state change in commit order, for the server's event stream."""
         ...
 
     @property
@@ -362,6 +384,7 @@ class Store(Protocol):
 __all__ = [
     "Accounts",
     "AttemptLeasing",
+    "EventFeed",
     "PipelineCatalog",
     "RunListing",
     "Store",

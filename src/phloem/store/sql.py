@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from phloem.store.accounts import AccountsStore
     from phloem.store.attempt_leases import AttemptLeases
     from phloem.store.catalog import Catalog
+    from phloem.store.feed import EventFeed
     from phloem.store.listing import Listing
     from phloem.store.settings_store import SettingsStore
     from phloem.store.tracking import Tracking
@@ -143,6 +144,13 @@ class SqlStore:
 
             self._accounts = AccountsStore(self)
         return self._accounts
+
+    @property
+    def feed(self) -> EventFeed:
+        """Every state change in commit order (store/feed.py)."""
+        from phloem.store.feed import EventFeed
+
+        return EventFeed(self)
 
     @property
     def listing(self) -> Listing:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from phloem.server.routes import auth, health, pipelines
+from phloem.server.routes import auth, events, health, pipelines
 
-ROUTERS: list[APIRouter] = [health.router, auth.router, pipelines.router]
+ROUTERS: list[APIRouter] = [health.router, auth.router, pipelines.router, events.router]
 
 __all__ = ["ROUTERS"]

@@ -1,0 +1,116 @@
+"""``GET /events``: state changes as they commit, as Server-Sent Events.
+
+Each event is one row of the store's history (a run or a task instance changing state), with
+its id as the SSE ``id``: a client that reconnects sends ``Last-Event-ID`` and resumes after
+it, missing nothing (``?after=ID`` does the same for scripts; ``after=0`` replays the whole
+history). Without either the stream starts now. ``run_id`` and ``pipeline`` narrow it.
+
+Each stream follows the store with one indexed query per ``POLL`` seconds (see
+``store.feed.Follower``, which also waits for ids whose transactions have not committed yet),
+on the server's thread pool, so the event loop never waits for the database. A comment line
+every ``KEEPALIVE`` seconds keeps proxies from closing an idle stream.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import anyio
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import StreamingResponse
+
+from phloem.accounts.roles import Role
+from phloem.app import Phloem
+from phloem.server.auth import application, require
+from phloem.server.problems import Problem
+from phloem.store.feed import FeedEvent, Follower
+
+router = APIRouter(tags=["events"])
+
+POLL = 0.25
+KEEPALIVE = 15.0
+#: what a client waits before reconnecting (SSE ``retry``), in milliseconds
+RETRY_MS = 2000
+
+
+def _message(ev: FeedEvent) -> str:
+    data = {
+        "id": ev.id,
+        "kind": "run" if ev.task_id is None else "task",
+        "run_id": ev.run_id,
+        "pipeline": ev.pipeline,
+        "task_id": ev.task_id,
+        "map_index": ev.map_index,
+        "try_number": ev.try_number,
+        "old_state": ev.old_state,
+        "new_state": ev.new_state,
+        "at": ev.at,
+        "reason": ev.reason,
+    }
+    kind = data["kind"]
+    # JSON on one line: no newline can end the event early, whatever the reason's text holds
+    return f"id: {ev.id}\nevent: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def _start(ph: Phloem, last_event_id: str | None, after: int | None) -> int:
+    if last_event_id is not None and last_event_id.strip():
+        text = last_event_id.strip()
+        if not text.isdigit() or len(text) > 18:
+            raise Problem(
+                422,
+                "invalid request",
+                f"Last-Event-ID {text[:40]!r} is not an event id this server gave",
+            )
+        return int(text)
+    if after is not None:
+        return after
+    return ph.store.feed.last_id()
+
+
+@router.get(
+    "/events",
+    dependencies=[Depends(require(Role.VIEWER))],
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+def events(
+    request: Request,
+    ph: Phloem = Depends(application),
+    run_id: Annotated[str | None, Query(max_length=64, description="Only this run's.")] = None,
+    pipeline: Annotated[
+        str | None, Query(max_length=250, description="Only runs of this pipeline.")
+    ] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=2**62, description="Start after this event id (0: all).")
+    ] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> StreamingResponse:
+    """State changes of runs and task instances as they commit (Server-Sent Events)."""
+    follower = Follower(
+        ph.store.feed, _start(ph, last_event_id, after), run_id=run_id, pipeline=pipeline
+    )
+    stopping = request.app.state.stopping
+
+    async def stream() -> AsyncIterator[str]:
+        yield f"retry: {RETRY_MS}\n\n"
+        quiet_since = time.monotonic()
+        while not stopping.is_set():
+            rows, more = await anyio.to_thread.run_sync(follower.poll, time.time())
+            for ev in rows:
+                yield _message(ev)
+            if rows:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= KEEPALIVE:
+                yield ": keep-alive\n\n"
+                quiet_since = time.monotonic()
+            if not more:
+                await anyio.sleep(POLL)
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
