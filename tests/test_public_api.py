@@ -17,6 +17,8 @@ from phloem.errors import PhloemError
 PUBLIC = {
     "authoring": {
         "Asset",
+        "Cache",
+        "File",
         "Pipeline",
         "Resources",
         "Task",

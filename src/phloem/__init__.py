@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from phloem.context import TaskContext, context
 from phloem.dsl import Asset, Pipeline, Resources, Task, TaskRef, group, pipeline, sensor, task
+from phloem.dsl.cache import Cache
 from phloem.errors import (
     AccountError,
     AccountNotFound,
@@ -40,6 +41,7 @@ from phloem.errors import (
     VariableNotFound,
     WatermarkError,
 )
+from phloem.files import File
 from phloem.states import RunState, TaskState, TriggerRule
 
 if TYPE_CHECKING:
@@ -58,6 +60,8 @@ __version__ = "0.1.0"
 __all__ = [
     # authoring
     "Asset",
+    "Cache",
+    "File",
     "Pipeline",
     "Resources",
     "Task",

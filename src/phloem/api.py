@@ -17,6 +17,7 @@ from typing import Any
 from phloem.app import Phloem
 from phloem.artifacts import decode_output
 from phloem.artifacts.codec import from_stored_json
+from phloem.caching import CacheMode
 from phloem.driver import DEFAULT_TTL, Driver, Reporter, holder_id
 from phloem.driver.leases import is_dead_local
 from phloem.dsl.params import resolve_params
@@ -131,13 +132,17 @@ def run(
     on_created: Any = None,
     app: Phloem | None = None,
     rerun: bool = False,
+    cache: CacheMode | str = CacheMode.USE,
 ) -> RunResult:
     """Run a pipeline to its end on the durable store, with no server.
 
     ``store`` is a store, a URL or ``"memory"`` (a private store for this process); without
     ``app``, settings come from the environment, where ``store`` and ``home`` win. A run for
     ``logical_date`` that exists already is an error, unless ``rerun``: then that run runs
-    again, every task, with the parameters it recorded."""
+    again, every task, with the parameters it recorded. ``cache``: ``"use"`` the task cache,
+    leave it ``"off"`` (``--no-cache``), or ``"refresh"`` it (``--refresh-cache``: recompute
+    cached tasks and replace their entries)."""
+    mode = cache_mode(cache)
     p, source = _pipeline(pipeline)
     app = app or Phloem.open(store, home)
     ex = app.executor(executor, workers)  # a bad name fails before the run
@@ -151,10 +156,19 @@ def run(
             raise
         if not rerun:
             raise _offer_rerun(exc, existing, pipeline) from None
-        return _rerun(app, p, existing, params, ex, reporter, on_created)
+        return _rerun(app, p, existing, params, ex, reporter, on_created, mode)
     if on_created is not None:
         on_created(record)
-    return drive(app, p.spec, record, ex, reporter)
+    return drive(app, p.spec, record, ex, reporter, cache=mode)
+
+
+def cache_mode(value: CacheMode | str) -> CacheMode:
+    """``value`` as a cache mode, or a clear error naming the modes."""
+    try:
+        return CacheMode(value)
+    except ValueError:
+        modes = ", ".join(repr(m.value) for m in CacheMode)
+        raise PhloemError(f"unknown cache mode {value!r}; use one of {modes}") from None
 
 
 def _offer_rerun(exc: RunConflict, run_id: str, target: Pipeline | str) -> RunConflict:
@@ -175,6 +189,7 @@ def _rerun(
     ex: Executor,
     reporter: Reporter | None,
     on_created: Any,
+    mode: CacheMode,
 ) -> RunResult:
     record = app.store.get_run(run_id)
     if params and resolve_params(p.spec, params) != record.params:
@@ -184,7 +199,9 @@ def _rerun(
         )
     if on_created is not None:
         on_created(record)
-    return retry(run_id, pipeline=p, everything=True, executor=ex, reporter=reporter, app=app)
+    return retry(
+        run_id, pipeline=p, everything=True, executor=ex, reporter=reporter, app=app, cache=mode
+    )
 
 
 def drive(
@@ -193,9 +210,20 @@ def drive(
     record: RunRecord,
     executor: Executor,
     reporter: Reporter | None = None,
+    *,
+    cache: CacheMode = CacheMode.USE,
 ) -> RunResult:
     """Drive a run this process owns to its end."""
-    Driver(app.store, executor, spec, record, app.artifacts, app.logs_dir, reporter).drive()
+    Driver(
+        app.store,
+        executor,
+        spec,
+        record,
+        app.artifacts,
+        app.logs_dir,
+        reporter,
+        cache_mode=cache,
+    ).drive()
     return RunResult(app, spec, app.store.get_run(record.run_id))
 
 
@@ -223,6 +251,7 @@ def retry(
     home: str | os.PathLike[str] | None = None,
     reporter: Reporter | None = None,
     app: Phloem | None = None,
+    cache: CacheMode | str = CacheMode.USE,
 ) -> RunResult:
     """Reset failed tasks (or ``task`` and, with ``downstream``, all after it, or with
     ``everything`` every task) and resume.
@@ -270,7 +299,7 @@ def retry(
     except BaseException:
         catalog.release_runs(owner, [record.run_id])
         raise
-    return drive(app, spec, record, ex, reporter)
+    return drive(app, spec, record, ex, reporter, cache=cache_mode(cache))
 
 
 def _interrupted(store: Store, run_id: str, owner: str, reason: str) -> None:

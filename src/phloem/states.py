@@ -124,7 +124,8 @@ ACTIVE_TASK_STATES = frozenset({T.QUEUED, T.RUNNING})
 #: retry/clear by a person (``phloem retry``), never by the engine on its own.
 TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     T.PENDING: frozenset({T.SCHEDULED, T.SKIPPED, T.UPSTREAM_FAILED, T.CACHED, T.FAILED}),
-    T.SCHEDULED: frozenset({T.QUEUED, T.SKIPPED, T.UPSTREAM_FAILED, T.PENDING}),
+    # cached: the driver found the instance's output in the cache as it became ready
+    T.SCHEDULED: frozenset({T.QUEUED, T.SKIPPED, T.UPSTREAM_FAILED, T.PENDING, T.CACHED}),
     T.QUEUED: frozenset(
         {
             T.RUNNING,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 from phloem.errors import ArtifactError, SerializationError
+from phloem.files import File, is_file_marker
 
 from .ref import MARKER, ArtifactRef, Inline
 from .serializers.json import encode, fits_inline
@@ -78,5 +79,7 @@ def _copy_json(value: object) -> object:
     if tp is list:
         return [_copy_json(v) for v in value]  # type: ignore[attr-defined]
     if tp is dict:
+        if is_file_marker(value):
+            return File.from_marker(value)  # type: ignore[arg-type]
         return {k: _copy_json(v) for k, v in value.items()}  # type: ignore[attr-defined]
     return value

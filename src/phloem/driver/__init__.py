@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from phloem.artifacts import ArtifactStore
+from phloem.caching import CacheMode, Versions
 from phloem.driver.leases import DEFAULT_TTL, LeaseKeeper, holder_id
 from phloem.driver.loop import Loop
 from phloem.driver.session import CallbackContext, Reporter, RunSession
@@ -32,11 +33,22 @@ class Driver:
         reporter: Reporter | None = None,
         clock: Callable[[], float] = time.time,
         lease_ttl: float = DEFAULT_TTL,
+        cache_mode: CacheMode = CacheMode.USE,
+        cache_versions: Versions | None = None,
     ) -> None:
         self.store = store
         self.executor = executor
         self.session = RunSession(
-            store, spec, run, artifacts, logs_dir, reporter, clock, lease_ttl=lease_ttl
+            store,
+            spec,
+            run,
+            artifacts,
+            logs_dir,
+            reporter,
+            clock,
+            lease_ttl=lease_ttl,
+            cache_mode=cache_mode,
+            cache_versions=cache_versions,
         )
         # a private store needs no lease: no other process can drive its runs
         self.keeper = (

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from phloem.artifacts import ArtifactStore
+from phloem.caching import CacheMode, RunCache, Versions
 from phloem.driver.inputs import Inputs
 from phloem.driver.orphans import Orphans
 from phloem.dsl.params import typed_params
@@ -33,6 +34,7 @@ from phloem.engine import (
     Kill,
     Snapshot,
     Transition,
+    cached,
     draft,
     finish,
 )
@@ -100,6 +102,8 @@ class RunSession:
         clock: Callable[[], float] = time.time,
         owner: str | None = None,
         lease_ttl: float = 30.0,
+        cache_mode: CacheMode = CacheMode.USE,
+        cache_versions: Versions | None = None,
     ) -> None:
         self.store = store
         self.spec = spec
@@ -114,6 +118,10 @@ class RunSession:
         self.clock = clock
         self.params = _typed_params(spec, run)
         self.inputs = Inputs(spec, artifacts, self.params)
+        #: the task cache, when some task caches and the run uses it
+        self.cache = RunCache.for_run(
+            store, spec, run, artifacts, self.inputs, cache_mode, cache_versions
+        )
         self._asset_outputs = {
             t.task_id: t.options.outputs for t in spec.tasks.values() if t.options.outputs
         }
@@ -200,13 +208,29 @@ class RunSession:
         capacity (``allocate``) and ``plan`` finishes it."""
         events, self._events = self._events, []
         self._planned = events  # given back by ``restore`` if the commit fails
-        return draft(self.snap, now, events)
+        d = draft(self.snap, now, events)
+        if self.cache is not None:
+            # ready instances of caching tasks are looked up (one query per round); hits
+            # become cached and may make their downstream ready, looked up in the next round
+            for _ in range(len(self.spec.tasks) + 1):
+                hits = self.cache.lookup(d, now)
+                if not hits:
+                    break
+                cached(d, hits, now)
+        return d
 
     def plan(self, drafted: Draft, grant: Grant, now: float) -> tuple[Decision, Commit | None]:
         """Finish the draft within ``grant``; the store applies the result (possibly together
         with other runs' decisions, in one transaction) before ``absorb``."""
         d = finish(drafted, now, grant)
-        if d.empty and not self._records and not self._uses and not self._effects:
+        c = self.cache
+        if (
+            d.empty
+            and not self._records
+            and not self._uses
+            and not self._effects
+            and not (c and c.checks)
+        ):
             return d, None
         req = Commit(
             self.run_id,
@@ -214,11 +238,13 @@ class RunSession:
             d.expansions,
             (self.snap.run_state, d.run_state) if d.run_state else None,
             tuple(self._records),
-            tuple(self._uses),
+            tuple(self._uses) + (tuple(c.uses) if c else ()),
             self._asset_outputs,
             tuple(self._effects),
             self.owner,
             self.lease_ttl,
+            cache_entries=tuple(c.entries(d.transitions)) if c else (),
+            cache_checks=tuple(c.checks) if c else (),
         )
         return d, req
 
@@ -227,12 +253,16 @@ class RunSession:
         records stay pending until a commit applies them)."""
         self._events = [*self._planned, *self._events]
         self._planned = []
+        if self.cache is not None:
+            self.cache.restore()
 
     def absorb(self, d: Decision, applied: Applied | None, now: float) -> Step:
         """Take in what the store applied; returns the attempts to hand out and kills."""
         self._planned = []
         if applied is not None:
             self._records, self._uses, self._effects = [], [], []
+            if self.cache is not None:
+                self.cache.applied(applied.transitions)
             if applied.fenced:
                 self.fenced = True  # another driver owns the run now: hand nothing out
                 return Step()

@@ -11,6 +11,7 @@ from typing import Any
 
 from phloem.dsl import kinds
 from phloem.dsl.assets import asset_names
+from phloem.dsl.cache import Cache, cache_option
 from phloem.dsl.declare import declared, option
 from phloem.dsl.foreign import foreign_name
 from phloem.dsl.hints import did_you_mean, likely_meant
@@ -151,6 +152,13 @@ class TaskOptions:
     sensor: SensorOptions | None = None
     outputs: tuple[str, ...] = option(
         (), kinds.kind("list of Assets", _assets), "the assets this task updates"
+    )
+    cache: Cache | None = option(
+        None,
+        kinds.kind("True or phloem.Cache(...)", cache_option),
+        "reuse the output of an earlier run with the same code, libraries and inputs "
+        "(`phloem.Cache(expire=..., version=..., key=...)`; see Caching)",
+        shown="off",
     )
     #: a clean-up task: runs whatever happened upstream (all_done unless told otherwise) and
     #: is left out when the run's state is decided, as Airflow's teardown tasks are

@@ -2,11 +2,12 @@
 runs (``allocate``)."""
 
 from phloem.engine.allocate import BACKFILL_PATIENCE, Ask, Demand, Grant, allocate
-from phloem.engine.decide import RUN_RETRY, decide, draft, finish
+from phloem.engine.decide import RUN_RETRY, cached, decide, draft, finish
 from phloem.engine.model import (
     TI,
     AttemptFinished,
     AttemptStarted,
+    CacheHit,
     Capacity,
     Decision,
     Event,
@@ -26,6 +27,7 @@ __all__ = [
     "Ask",
     "AttemptFinished",
     "AttemptStarted",
+    "CacheHit",
     "Capacity",
     "Decision",
     "Demand",
@@ -39,6 +41,7 @@ __all__ = [
     "Transition",
     "Verdict",
     "allocate",
+    "cached",
     "decide",
     "draft",
     "evaluate",

@@ -21,6 +21,7 @@ from phloem.engine.model import (
     TI,
     AttemptFinished,
     AttemptStarted,
+    CacheHit,
     Capacity,
     Decision,
     Event,
@@ -92,6 +93,38 @@ def finish(d: Draft, now: float, grant: Grant) -> Decision:
         run_state=run_state,
         wake_at=min(d.wake) if d.wake else None,
     )
+
+
+def cached(d: Draft, hits: Sequence[CacheHit], now: float) -> None:
+    """Apply cache hits the driver found for ready instances: each becomes ``cached`` with
+    the earlier output (a branch follows its earlier choice), then the tasks waiting on them
+    are triggered in the same draft, so a chain of hits needs no turn per task."""
+    w = d.w
+    if d.closed:
+        return
+    for hit in hits:
+        ti = w.get(hit.key)
+        if ti.state is not S.SCHEDULED:
+            continue  # decided otherwise meanwhile: the fact is stale
+        w.set(
+            replace(
+                ti,
+                state=S.CACHED,
+                started_at=now,
+                ended_at=now,
+                output=hit.output,
+                map_length=hit.map_length,
+                follow=hit.follow,
+                error=None,
+                next_try_at=None,
+            ),
+            hit.reason,
+        )
+        spec = w.snap.spec.tasks[ti.task_id]
+        if spec.is_branch and hit.follow is not None:
+            _skip_unfollowed(w, spec, hit.follow, now)
+    _trigger(w, now, d.wake)
+    d.refresh()
 
 
 # -- facts reported by executors -------------------------------------------------------------

@@ -41,6 +41,18 @@ Event = AttemptStarted | AttemptFinished
 
 
 @dataclass(frozen=True, slots=True)
+class CacheHit:
+    """The driver found a ready instance's output in the cache: the instance is ``cached``
+    with that output instead of running (``reason`` names where the output came from)."""
+
+    key: Key
+    output: Any
+    map_length: int | None = None
+    follow: tuple[str, ...] | None = None
+    reason: str = "cache hit"
+
+
+@dataclass(frozen=True, slots=True)
 class Kill:
     key: Key
     try_number: int

@@ -31,6 +31,11 @@ class Draft:
         self.ready = _Ready(w, closed)
         self._ranked: list[Key] | None = None
 
+    def refresh(self) -> None:
+        """Read the ready instances again (facts applied to the draft changed them)."""
+        self.ready = _Ready(self.w, self.closed)
+        self._ranked = None
+
     def demand(
         self, pooled: bool, *, created_at: float = 0.0, backfill_since: float | None = None
     ) -> Demand:

@@ -19,6 +19,7 @@ from phloem.context import Deferred, TaskContext, activate, as_datetime, deactiv
 from phloem.dsl.spec import TaskSpec
 from phloem.effects import collect
 from phloem.errors import Fail, SerializationError
+from phloem.files import File
 from phloem.runner.attempt import Attempt, Element, Out, OutList, Result, failed_result
 from phloem.runner.capture import OutputCapture
 from phloem.runner.failures import (
@@ -281,8 +282,13 @@ def _store(value: Any, artifacts: ArtifactStore) -> tuple[str, tuple[ArtifactRef
 
 def _plain(value: Any) -> Any:
     """NumPy scalars (a metric from sklearn is one) become Python numbers so they stay
-    readable JSON instead of pickled artifacts."""
+    readable JSON instead of pickled artifacts; a ``phloem.File`` becomes its path and
+    content hash, so downstream tasks and the cache see it by content."""
     t = type(value)
+    if t is File:
+        return value.to_marker()
+    if t is tuple and any(type(v) is File for v in value):
+        return [_plain(v) for v in value]
     if t.__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
         return value.item()
     if t is dict:

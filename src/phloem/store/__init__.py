@@ -4,6 +4,7 @@ Callers use the port (``Store``, ``PipelineCatalog``, ``StoreCapabilities`` in p
 open a store with ``open_store(url)``; ``SqlStore`` and ``MemoryStore`` implement it.
 """
 
+from phloem.store.cache_records import CacheCheck, CacheEntry
 from phloem.store.memory import MemoryStore, open_store
 from phloem.store.port import PipelineCatalog, Store, StoreCapabilities
 from phloem.store.sql import (
@@ -22,6 +23,8 @@ __all__ = [
     "ArtifactRecord",
     "ArtifactUse",
     "AttemptRow",
+    "CacheCheck",
+    "CacheEntry",
     "EventRow",
     "MemoryStore",
     "PipelineCatalog",

@@ -9,12 +9,13 @@ conformance suite (tests/test_store.py) runs against all three.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from phloem.records import TI, Expansion, RunRecord, Transition
 from phloem.states import RunState
+from phloem.store.cache_records import CacheCheck, CacheEntry
 from phloem.store.types import (
     Applied,
     ArtifactRecord,
@@ -107,6 +108,25 @@ class PipelineCatalog(Protocol):
     def runs_between(self, pipeline: str, start: str, end: str) -> dict[str, RunRecord]: ...
     def assets_ready(self, pipeline: str, assets: Sequence[str]) -> dict[str, int] | None: ...
     def consume_assets(self, pipeline: str, seen: dict[str, int]) -> bool: ...
+
+
+class TaskCache(Protocol):
+    """Cache entries (one per key) and what the cache said about each task instance. Entries
+    and checks are written by ``commit_many`` (``Commit.cache_entries``/``cache_checks``), in
+    the transaction that applies the success that produced them."""
+
+    def find(self, keys: Collection[str]) -> dict[str, CacheEntry]: ...
+    def entries(
+        self,
+        pipeline: str | None = None,
+        task_id: str | None = None,
+        *,
+        before: float | None = None,
+        limit: int | None = None,
+    ) -> list[CacheEntry]: ...
+    def clear(self, pipeline: str | None = None, task_id: str | None = None) -> int: ...
+    def check(self, run_id: str, task_id: str, map_index: int = -1) -> CacheCheck | None: ...
+    def checks(self, run_id: str) -> list[CacheCheck]: ...
 
 
 class AttemptLeasing(Protocol):
@@ -268,6 +288,8 @@ class Store(Protocol):
     @property
     def listing(self) -> RunListing:
         """Runs, task instances and asset events, filtered and paged."""
+    def cache(self) -> TaskCache:
+        """Task cache entries and checks."""
         ...
 
     @property
@@ -390,6 +412,7 @@ __all__ = [
     "Store",
     "StoreCapabilities",
     "Tracking",
+    "TaskCache",
     "Variables",
     "WorkListener",
 ]

@@ -286,6 +286,37 @@ login_failures = Table(
     Column("scope", String(300), nullable=False),  # "user:NAME" or "addr:IP"
     Column("at", Float, nullable=False),
     Index("ix_login_failures_scope", "scope", "at"),
+cache_entries = Table(
+    "cache_entries",
+    metadata,
+    # one entry per key: two runs computing the same key at once keep the first one's entry
+    Column("key", String(64), primary_key=True),
+    Column("pipeline", String(250), nullable=False),
+    Column("task_id", String(250), nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("map_index", Integer, nullable=False),
+    Column("output", Text),
+    Column("map_length", Integer),
+    Column("follow", Text),  # JSON list, for a branch
+    Column("parts", Text, nullable=False),  # JSON: what the key was made of
+    Column("created_at", Float, nullable=False),
+    Index("ix_cache_entries_task", "pipeline", "task_id", "created_at"),
+)
+
+cache_checks = Table(
+    "cache_checks",
+    metadata,
+    # what the cache said about one task instance, for `phloem cache explain`
+    Column("run_id", String(64), primary_key=True),
+    Column("task_id", String(250), primary_key=True),
+    Column("map_index", Integer, primary_key=True),
+    Column("pipeline", String(250), nullable=False),
+    Column("key", String(64)),
+    Column("outcome", String(20), nullable=False),  # hit | miss | refresh | uncacheable
+    Column("reason", Text),
+    Column("parts", Text),
+    Column("source_run", String(64)),  # a hit: the run whose output it reused
+    Column("at", Float, nullable=False),
 )
 
 #: incremental processing: the last value a task committed with ``wm.advance`` (typed text)

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from phloem.secrets import Cipher
     from phloem.store.accounts import AccountsStore
     from phloem.store.attempt_leases import AttemptLeases
+    from phloem.store.cache import SqlCache
     from phloem.store.catalog import Catalog
     from phloem.store.feed import EventFeed
     from phloem.store.listing import Listing
@@ -102,6 +103,7 @@ class SqlStore:
         self._attempt_leases: AttemptLeases | None = None
         self._accounts: AccountsStore | None = None
         self._listing: Listing | None = None
+        self._cache: SqlCache | None = None
         if migrate:
             try:
                 ensure_schema(self.engine)
@@ -160,6 +162,13 @@ class SqlStore:
 
             self._listing = Listing(self)
         return self._listing
+    def cache(self) -> SqlCache:
+        """Task cache entries and checks (see store/cache.py)."""
+        if self._cache is None:
+            from phloem.store.cache import SqlCache
+
+            self._cache = SqlCache(self)
+        return self._cache
 
     @property
     def watermarks(self) -> Watermarks:

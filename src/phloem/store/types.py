@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from phloem.effects import AttemptEffects
 from phloem.records import Expansion, Key, Transition
 from phloem.states import AttemptState, RunState
+from phloem.store.cache_records import CacheCheck, CacheEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,10 @@ class Commit:
     #: by ``lease_ttl`` seconds; a driver that lost its run can no longer change it
     owner: str | None = None
     lease_ttl: float = 30.0
+    #: outputs to reuse later (written only if the instance's success is applied with them)
+    cache_entries: tuple[CacheEntry, ...] = ()
+    #: what the cache said about instances of this run
+    cache_checks: tuple[CacheCheck, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -56,6 +61,7 @@ class Commit:
             or self.artifacts
             or self.uses
             or self.effects
+            or self.cache_checks
         )
 
 

@@ -22,6 +22,7 @@ from phloem.states import (
 )
 from phloem.store import schema as s
 from phloem.store.effects import write_effects
+from phloem.store.cache import write_cache
 from phloem.store.rows import TI_VALUE_COLUMNS, ti_row, ti_values
 from phloem.store.rows import insert_new as insert_new  # re-exported for store modules
 from phloem.store.types import Applied, ArtifactRecord, ArtifactUse, Commit
@@ -91,6 +92,8 @@ class Writer:
         self.asset_events(conn, r.run_id, applied, r.asset_outputs, now)
         if r.effects:
             write_effects(conn, r.run_id, applied, r.effects, now)
+        if r.cache_entries or r.cache_checks:
+            write_cache(conn, self.dialect, r, applied, now)
         return applied
 
     def asset_events(
