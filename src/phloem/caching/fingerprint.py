@@ -99,23 +99,32 @@ def is_user_module(name: str) -> bool:
     return not path.startswith(_ROOTS) and not path.startswith(_PHLOEM_ROOT)
 
 
+#: a name the walk looked up: (namespace, name, id of the object it found)
+_Dep = tuple[dict[str, Any], str, int]
+
+
 class Fingerprinter:
-    """Computes :class:`CodeParts` of functions, remembering each function's result."""
+    """Computes :class:`CodeParts` of functions, remembering each function's result with the
+    names it looked up; a remembered result is reused only while every one of those names
+    still holds the same object (a module reloaded in the process is seen)."""
 
     def __init__(self, versions: Versions | None = None) -> None:
         self.versions = versions or _default_versions
-        self._memo: weakref.WeakKeyDictionary[Any, CodeParts] = weakref.WeakKeyDictionary()
+        self._memo: weakref.WeakKeyDictionary[Any, tuple[CodeParts, list[_Dep]]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def parts(self, fn: Callable[..., Any]) -> CodeParts:
         try:
             known = self._memo.get(fn)
         except TypeError:
             known = None
-        if known is not None:
-            return known
-        out = _Walk(self.versions).run(fn)
+        if known is not None and all(id(ns.get(name)) == oid for ns, name, oid in known[1]):
+            return known[0]
+        walk = _Walk(self.versions)
+        out = walk.run(fn)
         try:
-            self._memo[fn] = out
+            self._memo[fn] = (out, walk.deps)
         except TypeError:
             pass
         return out
@@ -158,6 +167,7 @@ class _Walk:
         self.packages: dict[str, str] = {}
         self.seen: set[int] = set()
         self.todo: list[Any] = []
+        self.deps: list[_Dep] = []
 
     def run(self, fn: Any) -> CodeParts:
         self.packages["python"] = ".".join(map(str, sys.version_info[:3]))
@@ -183,9 +193,11 @@ class _Walk:
             value = inner  # a phloem task: its plain function
         if isinstance(value, types.ModuleType):
             if is_user_module(value.__name__):
+                ns = vars(value)
                 for attr in sorted(names):
-                    if attr in vars(value) and id(vars(value)[attr]) not in self.seen:
-                        self._reach(vars(value)[attr], names, h, f"{value.__name__}.{attr}")
+                    if attr in ns and id(ns[attr]) not in self.seen:
+                        self.deps.append((ns, attr, id(ns[attr])))
+                        self._reach(ns[attr], names, h, f"{value.__name__}.{attr}")
             else:
                 self._library(value.__name__)
             return
@@ -231,6 +243,7 @@ class _Walk:
         glob = getattr(fn, "__globals__", {})
         for name in sorted(names):
             if name in glob:
+                self.deps.append((glob, name, id(glob[name])))
                 self._reach(glob[name], names, h, name)
             elif name not in _BUILTINS:
                 self._imported(name, names, h)

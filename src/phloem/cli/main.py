@@ -17,6 +17,7 @@ import typer
 
 from phloem.cli import scheduler_cmds, tracking_cmds
 from phloem.cli.accounts_cmds import tokens_app, users_app
+from phloem.cli.cache_cmds import cache_app
 from phloem.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -58,6 +59,7 @@ app.add_typer(connections_app, name="connections")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(watermarks_app, name="watermarks")
+app.add_typer(cache_app, name="cache")
 
 
 # -- plumbing ------------------------------------------------------------------------------------
@@ -188,11 +190,24 @@ def run(
             help="If a run for --logical-date exists, run it again (every task) instead.",
         ),
     ] = False,
+    no_cache: Annotated[
+        bool,
+        typer.Option("--no-cache", help="Neither read nor write the task cache."),
+    ] = False,
+    refresh_cache: Annotated[
+        bool,
+        typer.Option(
+            "--refresh-cache", help="Recompute cached tasks and replace their cache entries."
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a pipeline to its end. Exit status 0 if it succeeded, 1 if it failed."""
     from phloem import api
 
+    if no_cache and refresh_cache:
+        fail("--no-cache and --refresh-cache contradict each other: give one")
+    cache = "off" if no_cache else "refresh" if refresh_cache else "use"
     with errors():
         params = parse_params(param)
     created: list[str] = []
@@ -208,6 +223,7 @@ def run(
             reporter=reporter,
             on_created=lambda rec: created.append(rec.run_id),
             rerun=rerun,
+            cache=cache,
         )
 
     _drive(call, as_json, created)

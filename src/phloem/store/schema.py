@@ -286,6 +286,8 @@ login_failures = Table(
     Column("scope", String(300), nullable=False),  # "user:NAME" or "addr:IP"
     Column("at", Float, nullable=False),
     Index("ix_login_failures_scope", "scope", "at"),
+)
+
 cache_entries = Table(
     "cache_entries",
     metadata,
