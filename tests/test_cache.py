@@ -397,7 +397,7 @@ def _gen() -> Iterator[int]:
 @pytest.mark.parametrize(
     ("make", "why"),
     [
-        (lambda tmp: open(tmp / "f.txt", "w"), "open file")  # noqa: SIM115,
+        (lambda tmp: open(tmp / "f.txt", "w"), "open file"),  # noqa: SIM115
         (lambda tmp: _gen(), "generator"),
         (lambda tmp: (lambda x: x), "lambda"),
         (lambda tmp: Unstable(), "pickles differently"),

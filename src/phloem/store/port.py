@@ -288,6 +288,9 @@ class Store(Protocol):
     @property
     def listing(self) -> RunListing:
         """Runs, task instances and asset events, filtered and paged."""
+        ...
+
+    @property
     def cache(self) -> TaskCache:
         """Task cache entries and checks."""
         ...

@@ -162,6 +162,8 @@ class SqlStore:
 
             self._listing = Listing(self)
         return self._listing
+
+    @property
     def cache(self) -> SqlCache:
         """Task cache entries and checks (see store/cache.py)."""
         if self._cache is None:

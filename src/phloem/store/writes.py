@@ -21,8 +21,8 @@ from phloem.states import (
     task_transition_allowed,
 )
 from phloem.store import schema as s
-from phloem.store.effects import write_effects
 from phloem.store.cache import write_cache
+from phloem.store.effects import write_effects
 from phloem.store.rows import TI_VALUE_COLUMNS, ti_row, ti_values
 from phloem.store.rows import insert_new as insert_new  # re-exported for store modules
 from phloem.store.types import Applied, ArtifactRecord, ArtifactUse, Commit
