@@ -100,7 +100,7 @@ def log_file(logs_dir: Path, run_id: str, ti: TI, try_number: int | None) -> Pat
     return path
 
 
-def output_of(app: Phloem, run_id: str, ti: TI) -> dict[str, Any]:
+def output_of(app: Phloem, run_id: str, ti: TI, rows: int | None = None) -> dict[str, Any]:
     """``{"kind": "none"}``, ``{"kind": "value", "value": ...}`` or ``{"kind": "artifact",
     "artifact": description}`` (see artifacts/preview.py)."""
     from phloem.artifacts import ArtifactRef
@@ -119,7 +119,29 @@ def output_of(app: Phloem, run_id: str, ti: TI) -> dict[str, Any]:
     value = from_stored_json(ti.output)
     if not isinstance(value, ArtifactRef):
         return {"kind": "value", "value": value.value}
-    return {"kind": "artifact", "artifact": describe(app.artifacts, value)}
+    if rows is None:
+        return {"kind": "artifact", "artifact": describe(app.artifacts, value)}
+    return {"kind": "artifact", "artifact": describe(app.artifacts, value, rows)}
+
+
+def artifact_of(run_id: str, ti: TI) -> Any:
+    """The artifact holding ``ti``'s output (an ArtifactRef); an error if it has none."""
+    from phloem.artifacts import ArtifactRef
+    from phloem.artifacts.codec import from_stored_json
+
+    name = label(ti.task_id, ti.map_index)
+    value = None
+    if ti.state in SUCCESS_STATES and ti.output is not None:
+        value = from_stored_json(ti.output)
+    if not isinstance(value, ArtifactRef):
+        what = "a JSON value (read it from .../output)" if value is not None else "no artifact"
+        raise PhloemError(
+            f"task {name} of run {run_id} has {what}; only an output kept as an artifact "
+            "can be downloaded",
+            run=run_id,
+            task=ti.task_id,
+        )
+    return value
 
 
 def task_order(source: str | None) -> list[str] | None:
@@ -155,4 +177,12 @@ def task_summaries(tis: list[TI], order: list[str] | None) -> list[dict[str, Any
     return out
 
 
-__all__ = ["instance", "label", "log_file", "output_of", "task_order", "task_summaries"]
+__all__ = [
+    "artifact_of",
+    "instance",
+    "label",
+    "log_file",
+    "output_of",
+    "task_order",
+    "task_summaries",
+]

@@ -14,6 +14,7 @@ import hashlib
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
 from phloem.errors import ArtifactError, SerializationError
@@ -170,6 +171,32 @@ class ArtifactStore:
         """The artifact's bytes as stored, checked against its digest (not decoded)."""
         data = self._cache.get(ref.digest)
         return data if data is not None else self._read_verified(ref)
+
+    def stream(self, ref: ArtifactRef, chunk: int = 1 << 20) -> Iterator[bytes]:
+        """The artifact's bytes as stored, in chunks, without holding them all (a download).
+        Missing: ArtifactError before the first chunk. The digest is checked as it streams;
+        a mismatch raises ArtifactError after the last chunk, so the receiver, which has the
+        digest, must check it too."""
+        fs, path = self._fs_path(ref)
+        try:
+            fh = fs.open(path, "rb")
+        except FileNotFoundError:
+            raise ArtifactError(
+                f"artifact {ref.digest[:12]} ({ref.type_name}) is missing at "
+                f"{self.location(ref)}; {_MISSING_HINT}",
+                artifact=ref.digest,
+            ) from None
+        h = hashlib.sha256()
+        with fh:
+            while data := fh.read(chunk):
+                h.update(data)
+                yield data
+        if h.hexdigest() != ref.digest:
+            raise ArtifactError(
+                f"artifact at {self.location(ref)} does not match its digest; re-run the task "
+                "that produced it",
+                artifact=ref.digest,
+            )
 
     def exists(self, ref: ArtifactRef) -> bool:
         """Whether the artifact is present with its full size (a torn copy does not count)."""

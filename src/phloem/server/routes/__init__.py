@@ -4,8 +4,32 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from phloem.server.routes import auth, events, health, pipelines
+from phloem.server.routes import (
+    assets,
+    auth,
+    backfills,
+    connections,
+    events,
+    health,
+    pipelines,
+    pools,
+    runs,
+    tasks,
+    variables,
+)
 
-ROUTERS: list[APIRouter] = [health.router, auth.router, pipelines.router, events.router]
+ROUTERS: list[APIRouter] = [
+    health.router,
+    auth.router,
+    pipelines.router,
+    events.router,
+    runs.router,
+    tasks.router,
+    backfills.router,
+    pools.router,
+    variables.router,
+    connections.router,
+    assets.router,
+]
 
 __all__ = ["ROUTERS"]
