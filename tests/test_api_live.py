@@ -92,6 +92,11 @@ def talk():
     chatty()
 
 
+@pipeline(name="daily", schedule="0 3 * * *", start_date="2026-01-01")
+def daily():
+    numbers()
+
+
 @task
 def sleepy() -> None:
     time.sleep(120)
@@ -155,8 +160,8 @@ def demo_run(live: LiveServer) -> str:
     return str(json.loads(r.stdout)["run_id"])
 
 
-def same(live: LiveServer, *args: str) -> Any:
-    mine, theirs = local(live, *args), remote(live, *args)
+def same(live: LiveServer, *args: str, role: str = "viewer") -> Any:
+    mine, theirs = local(live, *args), remote(live, *args, role=role)
     assert (mine.exit_code, mine.stdout) == (theirs.exit_code, theirs.stdout), args
     return mine
 
@@ -176,6 +181,33 @@ def test_read_commands_print_the_same_through_the_server(live: LiveServer, demo_
     frame = same(live, "output", demo_run, "table")
     assert "first 3 rows" in frame.stdout and "<b>1</b>" in frame.stdout
     same(live, "output", demo_run, "table", "--json")
+
+
+def test_steer_commands_do_the_same_through_the_server(live: LiveServer, demo_run: str) -> None:
+    listed = local(live, "pipelines", "list", "--pipelines", str(live.folder))
+    assert "daily" in listed.stdout, listed.output
+    assert same(live, "pipelines", "pause", "daily", role="operator").stdout == "paused daily\n"
+    assert same(live, "pipelines", "unpause", "daily", role="operator").exit_code == 0
+    args = ("trigger", "demo", "--key", "k-1", "--logical-date", "2026-03-01", "--json")
+    mine, theirs = local(live, *args), remote(live, *args, role="operator")
+    assert mine.exit_code == theirs.exit_code == 0, (mine.output, theirs.output)
+    made, again = json.loads(mine.stdout), json.loads(theirs.stdout)
+    assert (made.pop("created"), again.pop("created")) == (True, False)
+    assert made == again
+    bad = ("trigger", "demo", "--param", "nope=1", "--logical-date", "2026-03-02")
+    mine, theirs = local(live, *bad), remote(live, *bad, role="operator")
+    assert mine.exit_code == theirs.exit_code == 2 and mine.stderr == theirs.stderr
+    window = ("backfill", "daily", "--start", "2026-01-01", "--end", "2026-01-03")
+    planned = same(live, *window, "--dry-run")
+    assert planned.stdout.count("will run (new)") == 2
+    created = remote(live, *window, "--json", role="operator")
+    assert [i["action"] for i in json.loads(created.stdout)] == ["new"] * 2
+    kept = same(live, *window, "--dry-run", "--json")
+    assert [i["action"] for i in json.loads(kept.stdout)] == ["running"] * 2  # queued: in progress, kept
+    with live.client("viewer") as c:
+        assert len(c.runs(pipeline="daily", run_types=["backfill"]).items) == 2
+    denied = remote(live, *window, role="viewer")
+    assert denied.exit_code == 2 and "operator role" in denied.stderr
 
 
 def test_errors_are_the_same_through_the_server(live: LiveServer, demo_run: str) -> None:

@@ -343,8 +343,10 @@ class Client:
             "logical_date": logical_date,
             "idempotency_key": idempotency_key,
         }
-        data = self._json("POST", f"/pipelines/{_seg(pipeline)}/runs", json=body)
-        return RunOut.model_validate(data["run"]).record(), bool(data["created"])
+        resp = self._send("POST", f"/pipelines/{_seg(pipeline)}/runs", json=body)
+        run_id = str(resp.json()["run_id"])
+        # the full record (the answer to a trigger is a summary)
+        return self.run(run_id), resp.status_code == 201
 
     def pause(self, pipeline: str) -> str:
         return str(self._json("POST", f"/pipelines/{_seg(pipeline)}/pause")["name"])
@@ -373,9 +375,10 @@ class Client:
             "end": end,
             "rerun_failed": rerun_failed,
             "rerun_all": rerun_all,
-            "max_active_runs": max_active_runs,
-            "dry_run": dry_run,
         }
+        if dry_run:
+            return BackfillOut.model_validate(self._json("POST", "/backfills/dry-run", json=body))
+        body["max_active_runs"] = max_active_runs
         return BackfillOut.model_validate(self._json("POST", "/backfills", json=body))
 
     # -- pools, variables, connections, assets -------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from phloem.records import TI, RunRecord
 from phloem.states import AttemptState, RunState, RunType, TaskState
@@ -243,10 +243,8 @@ class BackfillIn(Wire):
     end: str
     rerun_failed: bool = False
     rerun_all: bool = False
-    #: at most this many of the new runs at once
-    max_active_runs: int | None = None
-    #: only say what would happen
-    dry_run: bool = False
+    #: at most this many of the new runs at once (ignored by a dry run)
+    max_active_runs: int | None = Field(default=None, ge=1)
 
 
 class BackfillItemOut(Wire):
