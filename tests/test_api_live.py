@@ -203,7 +203,7 @@ def test_steer_commands_do_the_same_through_the_server(live: LiveServer, demo_ru
     created = remote(live, *window, "--json", role="operator")
     assert [i["action"] for i in json.loads(created.stdout)] == ["new"] * 2
     kept = same(live, *window, "--dry-run", "--json")
-    assert [i["action"] for i in json.loads(kept.stdout)] == ["running"] * 2  # queued: in progress, kept
+    assert [i["action"] for i in json.loads(kept.stdout)] == ["running"] * 2  # queued, kept
     with live.client("viewer") as c:
         assert len(c.runs(pipeline="daily", run_types=["backfill"]).items) == 2
     denied = remote(live, *window, role="viewer")
