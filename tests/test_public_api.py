@@ -33,6 +33,7 @@ PUBLIC = {
         "TaskContext",
         "context",
         "emit",
+        "expect",
         "gate",
         "log_metric",
         "log_metrics",

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from phloem import tasks
     from phloem.api import RunResult, retry, run
     from phloem.emitting import emit
+    from phloem.quality.expectations import expect
     from phloem.quality.gates import gate
     from phloem.templating import template
     from phloem.tracking import log_metric, log_metrics, log_param, log_params
@@ -75,6 +76,7 @@ __all__ = [
     "TaskContext",
     "context",
     "emit",
+    "expect",
     "gate",
     "log_metric",
     "log_metrics",
@@ -155,6 +157,10 @@ def __getattr__(name: str) -> Any:
         from phloem.watermarks import watermark
 
         return watermark
+    if name == "expect":
+        from phloem.quality.expectations import expect
+
+        return expect
     if name == "gate":
         from phloem.quality.gates import gate
 

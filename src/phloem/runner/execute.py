@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from typing import Any, TextIO
 
 from phloem.artifacts import ArtifactRef, ArtifactStore, Inline, decode_output, encode_output
+from phloem.artifacts.active import storing_in
 from phloem.artifacts.codec import from_stored_json, to_stored_json
 from phloem.context import Deferred, TaskContext, activate, as_datetime, deactivate
 from phloem.dsl.spec import TaskSpec
@@ -61,7 +62,12 @@ def run_attempt(
     started = now()
     note: str | None = None
     try:
-        with masking(masker), capture.attempt(log) as (_, err), collect() as effects:
+        with (
+            masking(masker),
+            capture.attempt(log) as (_, err),
+            collect() as effects,
+            storing_in(artifacts),
+        ):
             result, note = _run(
                 attempt, spec, artifacts, err, started, enforce_timeout, interruptible, now
             )
