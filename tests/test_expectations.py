@@ -151,7 +151,7 @@ def test_expectations_written_wrongly_are_refused_when_written(build: Any, messa
 
 
 def test_only_data_frames_are_accepted() -> None:
-    with pytest.raises(ConditionError, match="pandas or polars DataFrame, not builtins.list"):
+    with pytest.raises(ConditionError, match=r"pandas or polars DataFrame, not builtins\.list"):
         phloem.expect([1, 2])
     with pytest.raises(ConditionError, match=r"call \.collect\(\) on the LazyFrame"):
         phloem.expect(pl.DataFrame(ROWS).lazy())

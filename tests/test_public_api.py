@@ -32,6 +32,7 @@ PUBLIC = {
     "inside a task": {
         "TaskContext",
         "context",
+        "drift",
         "emit",
         "expect",
         "gate",

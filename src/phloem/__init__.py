@@ -45,7 +45,7 @@ from phloem.files import File
 from phloem.states import RunState, TaskState, TriggerRule
 
 if TYPE_CHECKING:
-    from phloem import tasks
+    from phloem import drift, tasks
     from phloem.api import RunResult, retry, run
     from phloem.emitting import emit
     from phloem.quality.expectations import expect
@@ -75,6 +75,7 @@ __all__ = [
     # inside a task
     "TaskContext",
     "context",
+    "drift",
     "emit",
     "expect",
     "gate",
@@ -173,10 +174,10 @@ def __getattr__(name: str) -> Any:
         from phloem.triggering import trigger
 
         return trigger
-    if name == "tasks":
+    if name in ("tasks", "drift"):
         import importlib
 
-        return importlib.import_module("phloem.tasks")
+        return importlib.import_module(f"phloem.{name}")
     raise AttributeError(f"module 'phloem' has no attribute {name!r}")
 
 
