@@ -127,3 +127,50 @@ def test_a_route_without_a_rule_fails_the_check(tmp_path: Path) -> None:
     with pytest.raises(AssertionError, match=r"forgotten.*0 access rules"):
         endpoints(a.app)
     a.ph.close()
+
+
+# -- hostile input ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", "501", str(10**12), "abc", "1e9"])
+def test_page_sizes_out_of_range_are_422(table_api: Api, limit: str) -> None:
+    r = table_api.get("viewer", "/api/v1/pipelines", params={"limit": limit})
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+    assert "limit" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("cursor", ["garbage", "e30", "W10", "%00", "x" * 600])
+def test_cursors_the_server_did_not_give_are_422(table_api: Api, cursor: str) -> None:
+    r = table_api.get("viewer", "/api/v1/pipelines", params={"cursor": cursor})
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/pipelines/..%2F..%2F..%2Fetc%2Fpasswd",
+        "/api/v1/pipelines/%2e%2e",
+        "/api/v1/pipelines/..\\..\\secret.key",
+        "/api/v1/../../etc/passwd",
+        "/api/v1/pipelines/x%00y",
+    ],
+)
+def test_path_traversal_names_nothing(table_api: Api, path: str) -> None:
+    r = table_api.get("admin", path)
+    assert r.status_code in (404, 422), (path, r.status_code, r.text)
+    assert r.headers["content-type"] == "application/problem+json"
+    assert "root:" not in r.text
+
+
+@pytest.mark.parametrize(
+    "text", ["' OR '1'='1", "x'); DROP TABLE runs; --", "<script>alert(1)</script>", "\u202e"]
+)
+def test_sql_and_html_looking_input_is_only_data(table_api: Api, text: str) -> None:
+    r = table_api.get("viewer", "/api/v1/pipelines", params={"tag": text})
+    assert r.status_code == 200 and r.json()["items"] == []
+    r = table_api.get("viewer", "/api/v1/events", params={"pipeline": text, "after": 0})
+    assert r.status_code == 200
+    r = table_api.post(None, "/api/v1/auth/login", json={"user": text, "password": text})
+    assert r.status_code == 401
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["content-type"] == "application/problem+json"

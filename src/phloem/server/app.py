@@ -14,7 +14,7 @@ from phloem.accounts.roles import Role
 from phloem.app import Phloem
 from phloem.server import problems
 from phloem.server.auth import Authenticator, rule_of
-from phloem.server.limits import DEFAULT_MAX_BODY, BodyLimit
+from phloem.server.limits import DEFAULT_MAX_BODY, BodyLimit, NoSniff
 from phloem.server.sessions import LoginLimits
 from phloem.server.specs import SpecCache
 
@@ -59,6 +59,7 @@ def create_app(
     api.state.stopping = threading.Event()
     problems.install(api)
     api.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    api.add_middleware(NoSniff)
     for router in ROUTERS:
         api.include_router(router, prefix=API_PREFIX)
     if ui:

@@ -41,13 +41,16 @@ def encode_cursor(position: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> dict[str, Any]:
+def decode_cursor(cursor: str, **shape: type) -> dict[str, Any]:
+    """The position a cursor holds; ``shape`` names the keys it must have and their types."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         value = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         value = None
-    if not isinstance(value, dict):
+    if not isinstance(value, dict) or any(
+        not isinstance(value.get(k), t) for k, t in shape.items()
+    ):
         raise Problem(
             422,
             "bad cursor",

@@ -129,7 +129,7 @@ def list_pipelines(
     failed to import."""
     catalog = ph.store.catalog
     rows = catalog.pipelines()
-    after = str(decode_cursor(cursor).get("after", "")) if cursor else ""
+    after = str(decode_cursor(cursor, after=str)["after"]) if cursor else ""
     rows = [
         r
         for r in sorted(rows, key=lambda r: r.info.name)
