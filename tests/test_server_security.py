@@ -129,7 +129,7 @@ def test_a_route_without_a_rule_fails_the_check(tmp_path: Path) -> None:
     a.ph.close()
 
 
-# -- hostile input ----------------------------------------------------------------------------------
+# -- hostile input ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("limit", ["0", "-1", "501", str(10**12), "abc", "1e9"])
