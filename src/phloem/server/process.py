@@ -7,7 +7,9 @@ The process model, chosen so that HTTP traffic never slows the scheduler's loop:
   it). It shares no interpreter, no GIL and no database connection with the API, so a burst
   of requests competes with it only for CPU, like any other process on the machine;
 - the API is served by uvicorn in the server's own process, which owns the child: it forks
-  the scheduler before it starts any thread or binds its socket (the child inherits neither);
+  the scheduler before it starts any thread or binds its socket (the child inherits neither),
+  then lowers its own priority (``API_NICE``), so that when the CPUs are short it is the
+  requests that wait, never the scheduler;
 - SIGTERM or Ctrl-C stop uvicorn (requests in flight finish), then the scheduler gets SIGTERM
   and stops as ``phloem scheduler`` does (attempts in flight are stopped, their runs left
   resumable, its leases released), then the server exits 0. A scheduler that dies on its own
@@ -20,6 +22,7 @@ server's scheduler is refused (start it with ``--no-scheduler`` to serve only th
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import sys
@@ -36,6 +39,9 @@ log = logging.getLogger("phloem.server")
 
 #: how long the scheduler has to stop cleanly before it is killed
 SCHEDULER_STOP_TIMEOUT = 30.0
+#: the API process's niceness once the scheduler child is forked (the child keeps the
+#: server's): when the CPUs are short, requests wait, not the scheduler's loop
+API_NICE = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +88,6 @@ def _run_scheduler(conn: Connection, settings: Settings, options: ServerOptions)
         app.close()
     sys.stdout.flush()
     sys.stderr.flush()
-    import os
-
     os._exit(code)
 
 
@@ -133,6 +137,10 @@ def serve(settings: Settings, options: ServerOptions, *, say: Any = None) -> int
     if options.scheduler:
         child, end = start_child(_run_scheduler, (settings, options), "phloem-scheduler")
         end.close()
+        try:
+            os.nice(API_NICE)
+        except OSError:  # not allowed here: the processes share the CPUs evenly
+            pass
     api = create_app(Phloem(settings), cookie_secure=options.cookie_secure)
 
     def _on_signal(signum: int, frame: Any) -> None:
@@ -195,8 +203,6 @@ def serve(settings: Settings, options: ServerOptions, *, say: Any = None) -> int
 
 def _stop_scheduler(child: Any) -> None:
     """SIGTERM to the scheduler itself (a clean stop), then to its guard if it lingers."""
-    import os
-
     if child.is_alive():
         try:
             os.kill(child.child_pid, signal.SIGTERM)
