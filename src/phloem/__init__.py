@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from phloem.artifacts.output import Output
 from phloem.context import TaskContext, context
 from phloem.dsl import Asset, Pipeline, Resources, Task, TaskRef, group, pipeline, sensor, task
 from phloem.dsl.cache import Cache
@@ -23,6 +24,8 @@ from phloem.errors import (
     DefinitionError,
     Fail,
     GateFailed,
+    LineageError,
+    OutputNotFound,
     ParamError,
     PhloemError,
     PipelineNotFound,
@@ -45,7 +48,7 @@ from phloem.files import File
 from phloem.states import RunState, TaskState, TriggerRule
 
 if TYPE_CHECKING:
-    from phloem import drift, tasks
+    from phloem import drift, outputs, tasks
     from phloem.api import RunResult, retry, run
     from phloem.emitting import emit
     from phloem.quality.expectations import expect
@@ -73,6 +76,7 @@ __all__ = [
     "sensor",
     "task",
     # inside a task
+    "Output",
     "TaskContext",
     "context",
     "drift",
@@ -83,6 +87,7 @@ __all__ = [
     "log_metrics",
     "log_param",
     "log_params",
+    "outputs",
     "skip",
     "template",
     "trigger",
@@ -110,6 +115,8 @@ __all__ = [
     "DefinitionError",
     "Fail",
     "GateFailed",
+    "LineageError",
+    "OutputNotFound",
     "ParamError",
     "PhloemError",
     "PipelineNotFound",
@@ -174,7 +181,7 @@ def __getattr__(name: str) -> Any:
         from phloem.triggering import trigger
 
         return trigger
-    if name in ("tasks", "drift"):
+    if name in ("tasks", "drift", "outputs"):
         import importlib
 
         return importlib.import_module(f"phloem.{name}")

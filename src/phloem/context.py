@@ -40,6 +40,10 @@ class TaskContext:
     store_url: str | None = None
     #: what started the run: scheduled, manual, backfill, asset, triggered...
     run_type: str = "manual"
+    #: the attempt's artifact store, and the digests of the artifacts it read (its inputs in
+    #: lineage), for ``phloem.outputs``; set by the runner
+    artifacts: Any = field(default=None, repr=False, compare=False)
+    reads: list[str] | None = field(default=None, repr=False, compare=False)
 
     @property
     def ds(self) -> str:

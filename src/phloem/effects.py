@@ -101,6 +101,17 @@ class ArtifactRecorded(Effect):
     role: str
 
 
+@dataclass(frozen=True, slots=True)
+class OutputMetadataKept(Effect):
+    """Metadata of the attempt's output, or of one value of it (``phloem.Output``, a data
+    frame's row count and schema): ``path`` is a JSON list of keys (``"[]"``: the whole
+    output), ``digest`` the artifact holding the value (None: kept inline)."""
+
+    path: str
+    digest: str | None
+    metadata: str  # a JSON object
+
+
 _pending: ContextVar[list[Effect] | None] = ContextVar("phloem_attempt_effects", default=None)
 
 
@@ -138,6 +149,7 @@ __all__ = [
     "AttemptEffects",
     "Effect",
     "MetricLogged",
+    "OutputMetadataKept",
     "ParamLogged",
     "WatermarkAdvanced",
     "collect",

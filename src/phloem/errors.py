@@ -31,6 +31,8 @@ happened in (pipeline, task, run, attempt), so a message can say where and what 
     +-- BadCursor                a page cursor this listing did not make
     +-- RunBusy                  another process drives the run (retry it once that ends)
     +-- ServerError              the phloem server refused a request, failed, or cannot be reached
+    +-- OutputNotFound           no successful output of the pipeline, task or date asked for
+    +-- LineageError             a lineage target is unknown, ambiguous or cannot be resolved
 """
 
 from __future__ import annotations
@@ -161,6 +163,14 @@ class AccountError(PhloemError):
 
 class AccountNotFound(AccountError):
     """No user (or token) of that name."""
+class OutputNotFound(PhloemError):
+    """No run has a successful output of the pipeline and task asked for (on that date, for
+    that map index); the message says what exists instead."""
+
+
+class LineageError(PhloemError):
+    """A lineage target is unknown, ambiguous (an artifact hash prefix that matches several)
+    or of a kind no resolver can read (a model version without the model registry)."""
 
 
 class BadCursor(PhloemError):

@@ -101,11 +101,14 @@ def log_file(logs_dir: Path, run_id: str, ti: TI, try_number: int | None) -> Pat
 
 
 def output_of(app: Phloem, run_id: str, ti: TI, rows: int | None = None) -> dict[str, Any]:
-    """``{"kind": "none"}``, ``{"kind": "value", "value": ...}`` or ``{"kind": "artifact",
-    "artifact": description}`` (see artifacts/preview.py)."""
-    from phloem.artifacts import ArtifactRef
+    """``{"kind": "none"}``, ``{"kind": "value", "value": ...}``, ``{"kind": "artifact",
+    "artifact": description}`` or, for a dict, tuple or dataclass stored value by value,
+    ``{"kind": "structured", "structure": description}`` (see artifacts/preview.py). The
+    metadata kept with the output (and with each of its values) is in the description; an
+    inline value's is beside it as ``"metadata"``."""
+    from phloem.artifacts import ArtifactRef, Inline
     from phloem.artifacts.codec import from_stored_json
-    from phloem.artifacts.preview import describe
+    from phloem.artifacts.preview import describe_output
 
     name = label(ti.task_id, ti.map_index)
     if ti.state not in SUCCESS_STATES:
@@ -114,14 +117,22 @@ def output_of(app: Phloem, run_id: str, ti: TI, rows: int | None = None) -> dict
             run=run_id,
             task=ti.task_id,
         )
+    meta = {
+        m.path: m.metadata
+        for m in app.store.lineage.output_metadata(run_id, ti.task_id, ti.map_index)
+    }
     if ti.output is None:
         return {"kind": "none"}
-    value = from_stored_json(ti.output)
-    if not isinstance(value, ArtifactRef):
-        return {"kind": "value", "value": value.value}
-    if rows is None:
-        return {"kind": "artifact", "artifact": describe(app.artifacts, value)}
-    return {"kind": "artifact", "artifact": describe(app.artifacts, value, rows)}
+    node = from_stored_json(ti.output)
+    if isinstance(node, Inline):
+        out: dict[str, Any] = {"kind": "value", "value": node.value}
+        if meta.get("[]"):
+            out["metadata"] = meta["[]"]
+        return out
+    about = describe_output(app.artifacts, node, meta, *(() if rows is None else (rows,)))
+    if isinstance(node, ArtifactRef):
+        return {"kind": "artifact", "artifact": about}
+    return {"kind": "structured", "structure": about}
 
 
 def artifact_of(run_id: str, ti: TI) -> Any:

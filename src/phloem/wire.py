@@ -206,9 +206,13 @@ class OutputOut(Wire):
     """A task instance's output: a JSON value, or the description of the artifact holding it
     (a data frame's shape, schema and first rows; an array's shape and dtype)."""
 
-    kind: Literal["none", "value", "artifact"]
+    kind: Literal["none", "value", "artifact", "structured"]
     value: Any = None
     artifact: dict[str, Any] | None = None
+    #: a dict, tuple or dataclass stored value by value: its kind and each value's description
+    structure: dict[str, Any] | None = None
+    #: metadata kept with an inline value (an artifact's is in its description)
+    metadata: dict[str, Any] | None = None
 
 
 class RetryIn(Wire):

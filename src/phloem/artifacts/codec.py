@@ -3,8 +3,10 @@
 The text that :func:`to_stored_json` produces is what the store keeps in a task instance's
 ``output`` column. An inline value is stored as its own JSON (readable and queryable in the
 database); a reference is stored as its :meth:`~phloem.artifacts.ArtifactRef.to_json` dict,
-recognised by its ``"__artifact__"`` key. An inline dict that happens to use a marker key is
-wrapped as ``{"__inline__": value}`` so it can never be mistaken for a reference.
+recognised by its ``"__artifact__"`` key; a structured output (a dict, tuple or dataclass
+stored value by value, see :mod:`phloem.artifacts.structured`) by its ``"__struct__"`` key. An
+inline dict that happens to use a marker key is wrapped as ``{"__inline__": value}`` so it can
+never be mistaken for either.
 """
 
 from __future__ import annotations
@@ -12,43 +14,41 @@ from __future__ import annotations
 import json
 
 from phloem.errors import ArtifactError, SerializationError
-from phloem.files import File, is_file_marker
 
 from .ref import MARKER, ArtifactRef, Inline
-from .serializers.json import encode, fits_inline
+from .serializers.json import encode
 from .store import ArtifactStore
+from .structured import INLINE_MARKER, STRUCT_MARKER, Encoder, Node, Structured, decode
 
-INLINE_MARKER = "__inline__"
 DEFAULT_INLINE_LIMIT = 65536
+_MARKERS = (MARKER, INLINE_MARKER, STRUCT_MARKER)
 
 
 def encode_output(
     value: object, store: ArtifactStore, inline_limit: int = DEFAULT_INLINE_LIMIT
-) -> Inline | ArtifactRef:
-    """``Inline(value)`` if its canonical JSON is at most ``inline_limit`` bytes, else store it.
+) -> Node:
+    """``Inline(value)`` if its canonical JSON is at most ``inline_limit`` bytes; a
+    :class:`Structured` node for a dict, tuple or dataclass of values kept one by one; else
+    one artifact.
 
     A scalar costs a type check or two; containers are walked once with a size budget.
     """
-    if fits_inline(value, inline_limit):
-        return Inline(value)
-    return store.put(value)
+    return Encoder(store).encode(value, inline_limit)
 
 
-def decode_output(obj: Inline | ArtifactRef, store: ArtifactStore) -> object:
+def decode_output(obj: Node, store: ArtifactStore) -> object:
     """The value behind ``obj``; each call returns a fresh object, safe for the caller to mutate."""
-    if isinstance(obj, Inline):
-        return _copy_json(obj.value)
-    if isinstance(obj, ArtifactRef):
-        return store.get(obj)
-    raise TypeError(f"expected Inline or ArtifactRef, got {type(obj).__name__}")
+    if not isinstance(obj, (Inline, ArtifactRef, Structured)):
+        raise TypeError(f"expected Inline, ArtifactRef or Structured, got {type(obj).__name__}")
+    return decode(obj, store)
 
 
-def to_stored_json(obj: Inline | ArtifactRef) -> str:
+def to_stored_json(obj: Node) -> str:
     """The text kept in the ``output`` column for ``obj``."""
-    if isinstance(obj, ArtifactRef):
+    if isinstance(obj, (ArtifactRef, Structured)):
         return encode(obj.to_json())
     value = obj.value
-    if type(value) is dict and (MARKER in value or INLINE_MARKER in value):
+    if type(value) is dict and any(m in value for m in _MARKERS):
         value = {INLINE_MARKER: value}
     try:
         return encode(value)
@@ -58,8 +58,9 @@ def to_stored_json(obj: Inline | ArtifactRef) -> str:
         ) from exc
 
 
-def from_stored_json(text: str) -> Inline | ArtifactRef:
-    """Parse :func:`to_stored_json` output back into an ``Inline`` or an ``ArtifactRef``."""
+def from_stored_json(text: str) -> Node:
+    """Parse :func:`to_stored_json` output back into an ``Inline``, an ``ArtifactRef`` or a
+    ``Structured``."""
     try:
         value = json.loads(text)
     except ValueError as exc:
@@ -67,19 +68,9 @@ def from_stored_json(text: str) -> Inline | ArtifactRef:
     if type(value) is dict:
         if MARKER in value:
             return ArtifactRef.from_json(value)
+        if STRUCT_MARKER in value:
+            return Structured.from_json(value)
         if len(value) == 1 and INLINE_MARKER in value:
             return Inline(value[INLINE_MARKER])
     return Inline(value)
 
-
-def _copy_json(value: object) -> object:
-    # Inline values are small JSON trees; copying them is cheaper than copy.deepcopy and keeps
-    # one consumer's mutation from reaching another that decoded the same Inline.
-    tp = type(value)
-    if tp is list:
-        return [_copy_json(v) for v in value]  # type: ignore[attr-defined]
-    if tp is dict:
-        if is_file_marker(value):
-            return File.from_marker(value)  # type: ignore[arg-type]
-        return {k: _copy_json(v) for k, v in value.items()}  # type: ignore[attr-defined]
-    return value

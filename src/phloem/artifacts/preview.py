@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .ref import ArtifactRef
+from .ref import ArtifactRef, Inline
 from .store import ArtifactStore
+from .structured import Node, Structured, path_text
 
 #: rows of a data frame shown by default
 HEAD_ROWS = 5
@@ -34,6 +35,37 @@ def describe(store: ArtifactStore, ref: ArtifactRef, rows: int = HEAD_ROWS) -> d
         out.update(_frame(store.read_bytes(ref), rows))
     elif ref.serializer == "numpy":
         out.update(_array(store.read_bytes(ref)))
+    return out
+
+
+def describe_output(
+    store: ArtifactStore,
+    node: Node,
+    metadata: dict[str, dict[str, Any]] | None = None,
+    rows: int = HEAD_ROWS,
+    path: tuple[str | int, ...] = (),
+) -> dict[str, Any]:
+    """A JSON-able description of a stored output: an inline value as ``{"value": ...}``, an
+    artifact as :func:`describe` gives it, a structured output as its ``structure`` and the
+    description of each of its ``values`` (keyed as written: ``['model']``, ``[0]``). Each
+    part carries the ``metadata`` kept with it (``metadata`` maps JSON paths to metadata)."""
+    out: dict[str, Any]
+    if isinstance(node, Inline):
+        out = {"value": node.value}
+    elif isinstance(node, ArtifactRef):
+        out = describe(store, node, rows)
+    else:
+        assert isinstance(node, Structured)
+        out = {"structure": node.kind}
+        if node.cls:
+            out["class"] = node.cls
+        out["values"] = {
+            path_text((key,)): describe_output(store, child, metadata, rows, (*path, key))
+            for key, child in zip(node.keys, node.items, strict=True)
+        }
+    meta = (metadata or {}).get(json.dumps(list(path)))
+    if meta:
+        out["metadata"] = meta
     return out
 
 
@@ -83,4 +115,4 @@ def _json_safe(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return safe
 
 
-__all__ = ["HEAD_ROWS", "describe"]
+__all__ = ["HEAD_ROWS", "describe", "describe_output"]

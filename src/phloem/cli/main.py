@@ -403,21 +403,47 @@ def output(
     as_json: Annotated[
         bool, typer.Option("--json", help="Always JSON: the value, or the artifact's description.")
     ] = False,
+    metadata: Annotated[
+        bool,
+        typer.Option("--metadata", help="Only the metadata kept with the output, as JSON."),
+    ] = False,
     server: ServerOpt = None,
 ) -> None:
     """Print a task's output: its JSON value, or what its artifact holds (a data frame's
-    shape, schema and first rows; an array's shape and dtype)."""
+    shape, schema and first rows; an array's shape and dtype), with the metadata kept with it.
+    A dict, tuple or dataclass stored value by value is shown value by value."""
     with errors():
         out = source(server).output(run_id, task, map_index)
-    if out["kind"] != "artifact":
-        print_json(out.get("value"))
+    kind = out["kind"]
+    about = out.get("structure") if kind == "structured" else out.get("artifact")
+    if kind in ("value", "none"):
+        about = {"value": out.get("value")}
+        if out.get("metadata"):
+            about["metadata"] = out["metadata"]
+    assert about is not None
+    if metadata:
+        print_json(_metadata_by_path(about))
+        return
+    if kind in ("value", "none") and (as_json or "metadata" not in about):
+        print_json(about["value"])  # the value itself, as scripts read it
         return
     if as_json:
-        print_json(out["artifact"])
+        print_json(about)
         return
-    from phloem.cli.tables import console, print_artifact
+    from phloem.cli.tables import console, print_output
 
-    print_artifact(console(), out["artifact"])
+    print_output(console(), about)
+
+
+def _metadata_by_path(about: dict[str, Any], path: str = "") -> dict[str, Any]:
+    """The metadata in an output's description, keyed by where it sits (``""`` for the whole
+    output, ``['df']`` for a value of a dict)."""
+    found: dict[str, Any] = {}
+    if about.get("metadata"):
+        found[path] = about["metadata"]
+    for key, part in (about.get("values") or {}).items():
+        found.update(_metadata_by_path(part, path + key))
+    return found
 
 
 @app.command()

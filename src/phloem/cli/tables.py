@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -119,6 +120,49 @@ def print_artifact(out: Console, about: dict[str, Any]) -> None:
         for row in about["head"]:
             head.add_row(*(str(row.get(col)) for col in about["schema"]))
         out.print(head)
+
+
+def print_output(out: Console, about: dict[str, Any], indent: int = 0) -> None:
+    """A task's output as ``describe_output`` gives it: an inline value, an artifact, or a
+    structured output value by value; with the metadata kept with each."""
+    pad = " " * indent
+    if "structure" in about:
+        kind = about.get("class") or about["structure"]
+        out.print(f"{pad}{kind} of {len(about['values'])} values", markup=False, highlight=False)
+        _print_metadata(out, about.get("metadata"), pad)
+        for key, part in about["values"].items():
+            out.print(f"{pad}{key}", style="bold", markup=False, highlight=False)
+            print_output(out, part, indent + 2)
+        return
+    if "value" in about:
+        text = json.dumps(about["value"], indent=2, default=str)
+        for line in text.splitlines():
+            out.print(f"{pad}{line}", markup=False, highlight=False, soft_wrap=True)
+    elif indent:
+        _print_artifact_lines(out, about, pad)
+    else:
+        print_artifact(out, about)
+    _print_metadata(out, about.get("metadata"), pad)
+
+
+def _print_artifact_lines(out: Console, about: dict[str, Any], pad: str) -> None:
+    """An artifact inside a structured output: its key facts, one line each."""
+    parts = [about["artifact"], about["serializer"], f"{about['size']} bytes"]
+    if "shape" in about:
+        parts.append(" x ".join(str(n) for n in about["shape"]))
+    if not about["present"]:
+        parts.append("MISSING")
+    out.print(f"{pad}{', '.join(parts)}", markup=False, highlight=False, soft_wrap=True)
+    out.print(f"{pad}{about['digest']}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _print_metadata(out: Console, meta: dict[str, Any] | None, pad: str) -> None:
+    if not meta:
+        return
+    out.print(f"{pad}metadata:", markup=False, highlight=False)
+    for key, value in meta.items():
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        out.print(f"{pad}  {key + ':':<10}{text}", markup=False, highlight=False, soft_wrap=True)
 
 
 def runs_table(runs: Sequence[RunRecord]):  # type: ignore[no-untyped-def]

@@ -6,6 +6,7 @@ from typing import Any
 
 from phloem.artifacts import ArtifactRef, ArtifactStore, decode_output
 from phloem.artifacts.codec import from_stored_json
+from phloem.artifacts.structured import Structured
 from phloem.dsl.refs import ArgSpec, Lit, Map, Param, Ref, Seq
 from phloem.dsl.spec import PipelineSpec, TaskSpec
 from phloem.engine import TI, Snapshot
@@ -83,6 +84,12 @@ class Inputs:
                 # too large to inline: the workers decode it, the driver never loads it
                 assert stored is not None
                 cached = _ArtifactElements(stored, ti.map_length or 0)
+            elif isinstance(obj, Structured) and obj.kind == "tuple":
+                # a tuple stored value by value: each instance reads its own value only
+                assert stored is not None
+                cached = [Out(stored, (i,)) for i in range(len(obj.items))]
+            elif isinstance(obj, Structured) and obj.kind == "dict":
+                cached = list(obj.keys)  # iterating a dict gives its keys
             else:
                 value = [] if obj is None else decode_output(obj, self.artifacts)
                 cached = list(value)  # type: ignore[call-overload]

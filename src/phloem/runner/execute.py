@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import signal
 import threading
 import time
@@ -13,14 +14,15 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
-from phloem.artifacts import ArtifactRef, ArtifactStore, Inline, decode_output, encode_output
+from phloem.artifacts import ArtifactRef, ArtifactStore
 from phloem.artifacts.active import storing_in
-from phloem.artifacts.codec import from_stored_json, to_stored_json
+from phloem.artifacts.codec import DEFAULT_INLINE_LIMIT, from_stored_json, to_stored_json
+from phloem.artifacts.output import Output
+from phloem.artifacts.structured import Encoder, pick, pick_value
 from phloem.context import Deferred, TaskContext, activate, as_datetime, deactivate
 from phloem.dsl.spec import TaskSpec
-from phloem.effects import collect
+from phloem.effects import OutputMetadataKept, collect, record
 from phloem.errors import Fail, SerializationError
-from phloem.files import File
 from phloem.runner.attempt import Attempt, Element, Out, OutList, Result, failed_result
 from phloem.runner.capture import OutputCapture
 from phloem.runner.failures import (
@@ -125,6 +127,8 @@ def _run(
         log=attempt_logger(f"phloem.task.{attempt.task_id}", err),
         store_url=attempt.store_url,
         run_type=attempt.run_type,
+        artifacts=artifacts,
+        reads=inputs,
     )
     token = activate(ctx)
     storing = False
@@ -248,9 +252,13 @@ def _resolve(value: Any, artifacts: ArtifactStore, inputs: list[str]) -> Any:
         # of its element, so one task's changes cannot reach another
         return copy.deepcopy(artifacts.get_shared(ref)[value.index])  # type: ignore[index]
     if isinstance(value, Out):
-        return _pick(_decode(value.stored, artifacts, inputs), value.path)
+        if value.stored is None:
+            return pick_value(None, value.path)
+        # a structured output is read only as far as the path goes: ref["model"] loads the
+        # model, not the data frame stored beside it
+        return pick(from_stored_json(value.stored), value.path, artifacts, inputs)
     if isinstance(value, OutList):
-        return _pick([_decode(s, artifacts, inputs) for s in value.stored], value.path)
+        return pick_value([_decode(s, artifacts, inputs) for s in value.stored], value.path)
     if isinstance(value, Deferred):
         return value.resolve()
     if isinstance(value, list):
@@ -265,43 +273,20 @@ def _resolve(value: Any, artifacts: ArtifactStore, inputs: list[str]) -> Any:
 def _decode(stored: str | None, artifacts: ArtifactStore, inputs: list[str]) -> Any:
     if stored is None:
         return None
-    obj = from_stored_json(stored)
-    if isinstance(obj, ArtifactRef):
-        inputs.append(obj.digest)
-    return decode_output(obj, artifacts)
-
-
-def _pick(value: Any, path: tuple[str | int, ...]) -> Any:
-    for p in path:
-        value = value[p]
-    return value
+    return pick(from_stored_json(stored), (), artifacts, inputs)
 
 
 def _store(value: Any, artifacts: ArtifactStore) -> tuple[str, tuple[ArtifactRef, ...], int | None]:
-    value = _plain(value)
-    obj = encode_output(value, artifacts)
-    length = len(value) if isinstance(value, (list, tuple)) else None
-    if isinstance(obj, Inline):
-        return to_stored_json(obj), (), length
-    return to_stored_json(obj), (obj,), length
-
-
-def _plain(value: Any) -> Any:
-    """NumPy scalars (a metric from sklearn is one) become Python numbers so they stay
-    readable JSON instead of pickled artifacts; a ``phloem.File`` becomes its path and
-    content hash, so downstream tasks and the cache see it by content."""
-    t = type(value)
-    if t is File:
-        return value.to_marker()
-    if t is tuple and any(type(v) is File for v in value):
-        return [_plain(v) for v in value]
-    if t.__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
-        return value.item()
-    if t is dict:
-        return {k: _plain(v) for k, v in value.items()}
-    if t is list:
-        return [_plain(v) for v in value]
-    return value
+    """The stored text of ``value``, the artifacts written for it, and its length if it is a
+    sequence (to map over). The metadata found (or given with ``phloem.Output``) is recorded
+    as an effect of the attempt: it lands with its success, never without it."""
+    enc = Encoder(artifacts, plain_numbers=True)
+    node = enc.encode(value, DEFAULT_INLINE_LIMIT)
+    inner = value.value if isinstance(value, Output) else value
+    length = len(inner) if isinstance(inner, (list, tuple)) else None
+    for m in enc.metadata:
+        record(OutputMetadataKept(json.dumps(list(m.path)), m.digest, json.dumps(m.metadata)))
+    return to_stored_json(node), tuple(enc.refs), length
 
 
 def _follow(spec: TaskSpec, value: Any) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ from phloem.effects import (
     AttemptEffects,
     Effect,
     MetricLogged,
+    OutputMetadataKept,
     ParamLogged,
     WatermarkAdvanced,
 )
@@ -63,6 +64,21 @@ def _param_row(run_id: str, a: AttemptEffects, e: ParamLogged, now: float) -> di
     }
 
 
+def _output_metadata_row(
+    run_id: str, a: AttemptEffects, e: OutputMetadataKept, now: float
+) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "task_id": a.task_id,
+        "map_index": a.map_index,
+        "try_number": a.try_number,
+        "path": e.path,
+        "digest": e.digest,
+        "metadata": e.metadata,
+        "at": now,
+    }
+
+
 def _asset_row(run_id: str, a: AttemptEffects, e: AssetEmitted, now: float) -> dict[str, Any]:
     return {
         "asset": e.asset,
@@ -77,6 +93,11 @@ _ROWS: dict[type[Effect], tuple[Table, RowOf, tuple[str, ...] | None]] = {
     # (table, row, unique columns: a later row with the same values replaces an earlier one)
     MetricLogged: (s.metrics, _metric_row, None),
     ParamLogged: (s.logged_params, _param_row, ("task_id", "map_index", "try_number", "key")),
+    OutputMetadataKept: (
+        s.output_metadata,
+        _output_metadata_row,
+        ("task_id", "map_index", "try_number", "path"),
+    ),
     AssetEmitted: (s.asset_events, _asset_row, None),
 }
 

@@ -26,8 +26,12 @@ from phloem.store.types import (
     Beat,
     Commit,
     EventRow,
+    InstanceInfo,
+    InstanceKey,
+    MetadataRow,
     PipelineInfo,
     PipelineRow,
+    UseRow,
 )
 
 if TYPE_CHECKING:
@@ -166,6 +170,20 @@ class RunListing(Protocol):
     def asset_events(
         self, asset: str | None = None, *, limit: int = 50, cursor: str | None = None
     ) -> Page[AssetEvent]: ...
+class LineageQueries(Protocol):
+    """What lineage and ``phloem output`` read: who wrote and read which artifacts, the
+    metadata kept with outputs, and the task instances and runs around them."""
+
+    def output_metadata(
+        self, run_id: str, task_id: str | None = None, map_index: int | None = None
+    ) -> list[MetadataRow]: ...
+    def metadata_of(self, digests: Iterable[str]) -> dict[str, list[MetadataRow]]: ...
+    def find_artifacts(self, prefix: str, limit: int = 10) -> list[ArtifactRecord]: ...
+    def artifacts(self, digests: Iterable[str]) -> dict[str, ArtifactRecord]: ...
+    def uses_of(self, digests: Iterable[str], role: str) -> list[UseRow]: ...
+    def uses_by(self, instances: Iterable[InstanceKey], role: str) -> list[UseRow]: ...
+    def instances(self, keys: Iterable[InstanceKey]) -> dict[InstanceKey, InstanceInfo]: ...
+    def task_ids(self, run_id: str) -> Sequence[tuple[str, int]]: ...
 
 
 class Variables(Protocol):
@@ -301,6 +319,11 @@ class Store(Protocol):
         ...
 
     @property
+    def lineage(self) -> LineageQueries:
+        """Artifact records, their uses and output metadata, for lineage."""
+        ...
+
+    @property
     def attempt_leases(self) -> AttemptLeasing:
         """Heartbeats of running attempts; only meaningful on a shared store."""
         ...
@@ -410,6 +433,7 @@ __all__ = [
     "Accounts",
     "AttemptLeasing",
     "EventFeed",
+    "LineageQueries",
     "PipelineCatalog",
     "RunListing",
     "Store",

@@ -127,6 +127,22 @@ artifact_uses = Table(
     Column("try_number", Integer, nullable=False),
     Column("at", Float, nullable=False),
     Index("ix_artifact_uses_run", "run_id"),
+    Index("ix_artifact_uses_digest_role", "digest", "role"),
+)
+
+output_metadata = Table(
+    "output_metadata",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("task_id", String(250), primary_key=True),
+    Column("map_index", Integer, primary_key=True),
+    Column("try_number", Integer, primary_key=True),  # the attempt that succeeded with it
+    # where in the output: a JSON list of keys ("[]" is the whole output, '["model"]' a value)
+    Column("path", String(1000), primary_key=True),
+    Column("digest", String(64)),  # the artifact holding the value (None: kept inline)
+    Column("metadata", Text, nullable=False),  # JSON object
+    Column("at", Float, nullable=False),
+    Index("ix_output_metadata_digest", "digest"),
 )
 
 pools = Table(

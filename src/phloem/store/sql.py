@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from phloem.store.cache import SqlCache
     from phloem.store.catalog import Catalog
     from phloem.store.feed import EventFeed
+    from phloem.store.lineage import LineageRecords
     from phloem.store.listing import Listing
     from phloem.store.settings_store import SettingsStore
     from phloem.store.tracking import Tracking
@@ -104,6 +105,7 @@ class SqlStore:
         self._accounts: AccountsStore | None = None
         self._listing: Listing | None = None
         self._cache: SqlCache | None = None
+        self._lineage: LineageRecords | None = None
         if migrate:
             try:
                 ensure_schema(self.engine)
@@ -178,6 +180,15 @@ class SqlStore:
         from phloem.store.watermarks import Watermarks
 
         return Watermarks(self)
+
+    @property
+    def lineage(self) -> LineageRecords:
+        """Artifact records, their uses and output metadata (see store/lineage.py)."""
+        if self._lineage is None:
+            from phloem.store.lineage import LineageRecords
+
+            self._lineage = LineageRecords(self)
+        return self._lineage
 
     @property
     def attempt_leases(self) -> AttemptLeases:

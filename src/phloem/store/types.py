@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from phloem.effects import AttemptEffects
 from phloem.records import Expansion, Key, Transition
@@ -159,3 +160,54 @@ class AttemptLease:
 
 class RunIdTaken(Exception):
     """A new run's id is in use already (astronomically rare; pick another)."""
+
+
+#: a task instance anywhere in the store: (run id, task id, map index)
+InstanceKey = tuple[str, str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataRow:
+    """Metadata kept with an output (``path`` as in :class:`OutputMetadata`)."""
+
+    run_id: str
+    task_id: str
+    map_index: int
+    path: str
+    try_number: int
+    digest: str | None
+    metadata: dict[str, Any]
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class UseRow:
+    """One artifact written (``role`` "output") or read ("input") by a task instance."""
+
+    digest: str
+    run_id: str
+    task_id: str
+    map_index: int
+    role: str
+    try_number: int
+    at: float
+
+    @property
+    def instance(self) -> InstanceKey:
+        return (self.run_id, self.task_id, self.map_index)
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceInfo:
+    """A task instance with what lineage shows of its run: pipeline, code version, params."""
+
+    run_id: str
+    task_id: str
+    map_index: int
+    state: str
+    try_number: int
+    pipeline: str
+    logical_date: str
+    code_hash: str | None
+    params: dict[str, Any]
+    run_state: str

@@ -105,15 +105,18 @@ def read_log(path: Path, offset: int | None, window: int = LOG_WINDOW) -> LogChu
 
 def output_of(app: Phloem, ti: TI) -> dict[str, Any] | None:
     """The instance's output as JSON, or a description of its artifact (never the bytes)."""
-    from phloem.artifacts import ArtifactRef
+    from phloem.artifacts import ArtifactRef, Inline
     from phloem.artifacts.codec import from_stored_json
-    from phloem.artifacts.preview import describe
+    from phloem.artifacts.preview import describe, describe_output
 
     if ti.state not in SUCCESS_STATES or ti.output is None:
         return None
     value = from_stored_json(ti.output)
-    if not isinstance(value, ArtifactRef):
+    if isinstance(value, Inline):
         return {"kind": "value", "value": value.value}
+    if not isinstance(value, ArtifactRef):
+        # a dict, tuple or dataclass stored value by value: its description, as JSON
+        return {"kind": "value", "value": describe_output(app.artifacts, value)}
     return {"kind": "artifact", "artifact": describe(app.artifacts, value)}
 
 
