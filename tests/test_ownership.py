@@ -10,6 +10,7 @@ import pytest
 
 from phloem import pipeline, task
 from phloem.app import Phloem
+from phloem.artifacts import ArtifactStore
 from phloem.driver import Loop, RunSession
 from phloem.errors import RunConflict
 from phloem.executors.inline import InlineExecutor
@@ -75,7 +76,7 @@ def test_a_run_picks_up_tasks_its_pipeline_gained(store: SqlStore, tmp_path: Pat
     session = _session(store, v2.spec, run, tmp_path)
     assert {ti.task_id for ti in store.load_instances(run.run_id)} == {"a", "b"}
     ex = InlineExecutor()
-    ex.start({"v1": v2.spec}, str(tmp_path / "artifacts"))
+    ex.start({"v1": v2.spec}, ArtifactStore(str(tmp_path / "artifacts")))
     loop = Loop(ex)
     loop.add(session)
     loop.run_until_idle()
@@ -102,7 +103,7 @@ def test_one_broken_run_is_let_go_and_the_others_finish(
 
     monkeypatch.setattr(Inputs, "arguments", arguments)
     ex = InlineExecutor()
-    ex.start({"v1": v2.spec}, str(tmp_path / "artifacts"))
+    ex.start({"v1": v2.spec}, ArtifactStore(str(tmp_path / "artifacts")))
     loop = Loop(ex, isolate=True)
     loop.add(_session(store, v2.spec, bad, tmp_path))
     loop.add(_session(store, v2.spec, good, tmp_path))
@@ -122,7 +123,7 @@ def test_without_isolation_the_error_reaches_the_caller(
 
     monkeypatch.setattr(Inputs, "arguments", lambda *a: (_ for _ in ()).throw(KeyError("x")))
     ex = InlineExecutor()
-    ex.start({"v1": v2.spec}, str(tmp_path / "artifacts"))
+    ex.start({"v1": v2.spec}, ArtifactStore(str(tmp_path / "artifacts")))
     loop = Loop(ex)
     loop.add(_session(store, v2.spec, run, tmp_path))
     with pytest.raises(KeyError):
@@ -189,7 +190,7 @@ def test_backfill_runs_yield_to_scheduled_runs_but_not_forever(
     back = create_run(store, v1.spec, logical_date="2026-01-01", run_type="backfill")
     sched = create_run(store, v1.spec, logical_date="2026-01-02", run_type="scheduled")
     ex = InlineExecutor()  # one slot: somebody has to wait
-    ex.start({"v1": v1.spec}, str(tmp_path / "artifacts"))
+    ex.start({"v1": v1.spec}, ArtifactStore(str(tmp_path / "artifacts")))
     loop = Loop(ex)
     loop.add(_session(store, v1.spec, back, tmp_path))
     loop.add(_session(store, v1.spec, sched, tmp_path))

@@ -350,7 +350,7 @@ def test_an_executor_that_fails_to_start_leaves_the_run_free_to_retry(home: Path
     class Broken(InlineExecutor):
         shut_down = False
 
-        def start(self, pipelines: object, artifacts_url: str) -> None:  # type: ignore[override]
+        def start(self, pipelines: object, artifacts: object) -> None:  # type: ignore[override]
             raise OSError("cannot start the workers")
 
         def shutdown(self) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 import phloem
 from phloem import pipeline, task
+from phloem.artifacts import ArtifactStore
 from phloem.errors import PhloemError
 from phloem.states import TaskState
 
@@ -263,7 +264,7 @@ def test_a_pool_is_shared_by_every_run_a_loop_drives(store: object, tmp_path: Pa
     runs = [create_run(env.store, one_gpu_job.spec, logical_date=f"2026-01-0{i}") for i in (1, 2)]
     ex = InlineExecutor()
     ex.slots = 4  # type: ignore[misc]
-    ex.start({"one_gpu_job": one_gpu_job.spec}, str(tmp_path / "artifacts"))
+    ex.start({"one_gpu_job": one_gpu_job.spec}, ArtifactStore(str(tmp_path / "artifacts")))
     loop = Loop(ex, pools={"gpu": 1})
     for run in runs:
         loop.add(RunSession(env.store, one_gpu_job.spec, run, env.artifacts, env.logs_dir))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from phloem.artifacts import ArtifactStore
 from phloem.config import Settings
@@ -82,8 +83,20 @@ class Phloem:
     @property
     def artifacts(self) -> ArtifactStore:
         if self._artifacts is None:
-            self._artifacts = ArtifactStore(self.settings.artifacts_url)
+            self._artifacts = ArtifactStore(
+                self.settings.artifacts_url, options=self._artifact_options()
+            )
         return self._artifacts
+
+    def _artifact_options(self) -> dict[str, Any]:
+        name = self.settings.artifacts_connection
+        if name is None:
+            return {}
+        from phloem.artifacts.remote import storage_options
+        from phloem.variables import Connection
+
+        c = Connection.from_uri(name, self.variables.get_connection_uri(name))
+        return storage_options(name, c.conn_type, c.host, c.port, c.login, c.password, c.extras)
 
     @property
     def logs_dir(self) -> Path:

@@ -9,6 +9,7 @@ so two configurations can live in one process.
 | ``PHLOEM_HOME`` | ``home`` | ``./.phloem`` |
 | ``PHLOEM_DB_URL`` | ``db_url`` | ``sqlite:///$PHLOEM_HOME/phloem.db`` |
 | ``PHLOEM_ARTIFACTS_URL`` | ``artifacts_url`` | ``$PHLOEM_HOME/artifacts`` |
+| ``PHLOEM_ARTIFACTS_CONNECTION`` | ``artifacts_connection`` | none (the usual AWS variables) |
 | ``PHLOEM_WORKERS`` | ``workers`` | one per CPU (at least 2) |
 | ``PHLOEM_DB_OUTAGE_TIMEOUT`` | ``db_outage_timeout`` | 300 seconds |
 | ``PHLOEM_PIPELINES`` | ``pipelines_dir`` | ``./pipelines`` |
@@ -45,6 +46,8 @@ class Settings:
     db_url: str
     artifacts_url: str
     workers: int
+    #: the connection holding the artifact store's credentials and endpoint (S3)
+    artifacts_connection: str | None = None
     #: the most one attempt's log keeps (``PHLOEM_LOG_MAX_BYTES``); the rest is dropped
     log_max_bytes: int = DEFAULT_LOG_MAX_BYTES
     db_outage_timeout: float = DEFAULT_OUTAGE_TIMEOUT
@@ -91,6 +94,7 @@ class Settings:
             home=base,
             db_url=db_url,
             artifacts_url=artifacts,
+            artifacts_connection=(env.get("PHLOEM_ARTIFACTS_CONNECTION") or "").strip() or None,
             workers=_number(env, "PHLOEM_WORKERS", int, 0) or default_workers(),
             db_outage_timeout=_number(
                 env, "PHLOEM_DB_OUTAGE_TIMEOUT", float, DEFAULT_OUTAGE_TIMEOUT

@@ -1,10 +1,11 @@
 """Content-addressed artifact storage on a local directory or any fsspec URL (``s3://…``).
 
 Layout: ``<root>/sha256/<first two hex>/<digest>.<ext>``. Keys come from the digest only, so
-equal bytes are stored once and no user string ever becomes a path. Writes go to a temporary
-name in the same directory and are renamed into place, so readers never see a partial file.
-Every read is checked against the digest before it is deserialized: phloem unpickles only
-bytes it wrote itself.
+equal bytes are stored once and no user string ever becomes a path. On a file system, writes go
+to a temporary name in the same directory and are renamed into place, so readers never see a
+partial file; on an object store (S3 and the like) an object appears whole or not at all, so
+it is written under its key directly (large ones in parts). Every read is checked against the
+digest before it is deserialized: phloem unpickles only bytes it wrote itself.
 """
 
 from __future__ import annotations
@@ -14,13 +15,18 @@ import hashlib
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from phloem.errors import ArtifactError, SerializationError
 
 from .ref import ArtifactRef
 from .serializers import by_name, dump, type_name
+
+#: object stores whose writes are atomic per object: no temporary name, no rename (a copy there)
+_OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory"})
+#: objects larger than twice this go up in parts of this size (S3 multipart upload)
+PART_SIZE = 16 * 2**20
 
 _MISSING_HINT = (
     "check that every scheduler and worker uses the same artifact root and that nothing deleted "
@@ -69,19 +75,28 @@ class ArtifactStore:
     """Stores task outputs as content-addressed files under ``root``.
 
     ``root`` is a local directory (made absolute now, created on first write) or an fsspec URL;
-    fsspec is imported on first use, so building a store costs nothing.
+    fsspec is imported on first use, so building a store costs nothing. ``options`` are the
+    file system's (for S3: key, secret, client_kwargs with endpoint_url and region_name); without
+    them the usual environment applies (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``, ...).
     """
 
     def __init__(
-        self, root: str, *, cache_entries: int = 64, cache_bytes: int = 256 * 2**20
+        self,
+        root: str,
+        *,
+        options: Mapping[str, Any] | None = None,
+        cache_entries: int = 64,
+        cache_bytes: int = 256 * 2**20,
     ) -> None:
         self.root = root if "://" in root else os.path.abspath(os.path.expanduser(root))
+        self.options: dict[str, Any] = dict(options or {})
         self._cache = _BytesCache(cache_entries, cache_bytes)
         self._shared: dict[str, object] = {}  # decoded values, see get_shared
         self._lock = threading.Lock()
         self._fs: Any = None
         self._base = ""
         self._local = False
+        self._object_store = False
         self._made_dirs: set[str] = set()
 
     def __repr__(self) -> str:
@@ -91,13 +106,17 @@ class ArtifactStore:
     def __getstate__(self) -> dict[str, object]:
         return {
             "root": self.root,
+            "options": self.options,
             "cache_entries": self._cache.max_entries,
             "cache_bytes": self._cache.max_bytes,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(  # type: ignore[misc]
-            state["root"], cache_entries=state["cache_entries"], cache_bytes=state["cache_bytes"]
+            state["root"],
+            options=state.get("options"),
+            cache_entries=state["cache_entries"],
+            cache_bytes=state["cache_bytes"],
         )
 
     def put(self, value: object) -> ArtifactRef:
@@ -111,6 +130,9 @@ class ArtifactStore:
         digest = hashlib.sha256(data).hexdigest()
         ref = ArtifactRef(digest, serializer, type_name, len(data), _key(digest, ext))
         fs, path = self._fs_path(ref)
+        if self._object_store:
+            self._put_object(fs, path, ref, data)
+            return ref
         if _size(fs, path) == len(data):
             return ref
         parent = path.rpartition("/")[0]
@@ -137,6 +159,22 @@ class ArtifactStore:
                 ) from exc
             raise
         return ref
+
+    def _put_object(self, fs: Any, path: str, ref: ArtifactRef, data: bytes) -> None:
+        try:
+            if _size(fs, path) == len(data):
+                return
+            if len(data) > 2 * PART_SIZE and "s3" in _protocols(fs):
+                fs.pipe_file(path, data, chunksize=PART_SIZE)
+            else:
+                fs.pipe_file(path, data)
+        except Exception as exc:  # object stores raise their clients' own errors, not OSError
+            raise ArtifactError(
+                f"cannot write artifact to {self.location(ref)}: {_reason(exc)}; check that the "
+                "object store is reachable and the credentials allow writing (the attempt is "
+                "retried per the task's retries)",
+                artifact=ref.digest,
+            ) from exc
 
     def get(self, ref: ArtifactRef) -> object:
         """Load the value behind ``ref``, refusing bytes whose sha256 does not match."""
@@ -218,15 +256,16 @@ class ArtifactStore:
                 f"{self.location(ref)}; {_MISSING_HINT}",
                 artifact=ref.digest,
             ) from None
-        except OSError as exc:
+        except Exception as exc:  # OSError, or an object store client's own error
             raise ArtifactError(
-                f"cannot read artifact at {self.location(ref)}: {exc}", artifact=ref.digest
+                f"cannot read artifact at {self.location(ref)}: {_reason(exc)}",
+                artifact=ref.digest,
             ) from exc
         actual = hashlib.sha256(data).hexdigest()
         if actual != ref.digest:
             # move the bad copy aside, so re-running the producer writes a good one (a put
             # skips a file that is already there with the right size)
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(Exception):
                 fs.mv(path, f"{path}.corrupt-{actual[:12]}")
             raise ArtifactError(
                 f"artifact at {self.location(ref)} is corrupt or was modified after it was "
@@ -249,16 +288,26 @@ class ArtifactStore:
             try:
                 from fsspec.core import url_to_fs
 
-                fs, base = url_to_fs(self.root)
-            except (ImportError, ValueError) as exc:
+                fs, base = url_to_fs(self.root, **self.options)
+            except (ImportError, ValueError, TypeError) as exc:
                 raise ArtifactError(
                     f"cannot open artifact store {self.root!r}: {exc} (for s3:// install "
                     "phloem[s3])"
                 ) from exc
-            protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
+            protocols = _protocols(fs)
             self._local = "file" in protocols
+            self._object_store = bool(_OBJECT_STORES.intersection(protocols))
             self._base = base.rstrip("/")
             self._fs = fs
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    return (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
 
 
 def _key(digest: str, ext: str) -> str:

@@ -62,9 +62,7 @@ class Driver:
         try:
             # inside: an executor that fails half-way through starting is shut down, and the
             # run is released for a retry rather than held until its lease runs out
-            self.executor.start(
-                {self.session.spec.name: self.session.spec}, self.session.artifacts.root
-            )
+            self.executor.start({self.session.spec.name: self.session.spec}, self.session.artifacts)
             if self.keeper is not None:
                 self.keeper.start()
             self.loop.add(self.session)

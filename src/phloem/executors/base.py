@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from phloem.artifacts import ArtifactStore
 from phloem.dsl.spec import PipelineSpec
 from phloem.runner.attempt import Attempt, Result
 
@@ -26,7 +27,7 @@ class Executor(Protocol):
     #: how many attempts may run at once
     slots: int
 
-    def start(self, pipelines: Mapping[str, PipelineSpec], artifacts_url: str) -> None:
+    def start(self, pipelines: Mapping[str, PipelineSpec], artifacts: ArtifactStore) -> None:
         """Prepare to run tasks of these pipelines (their code is known to the caller)."""
 
     def submit(self, attempt: Attempt) -> None:

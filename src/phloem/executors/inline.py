@@ -28,9 +28,9 @@ class InlineExecutor:
         self._capture: OutputCapture | None = None
         self._log_max_bytes = log_max_bytes
 
-    def start(self, pipelines: Mapping[str, PipelineSpec], artifacts_url: str) -> None:
+    def start(self, pipelines: Mapping[str, PipelineSpec], artifacts: ArtifactStore) -> None:
         self._pipelines = pipelines
-        self._artifacts = ArtifactStore(artifacts_url)
+        self._artifacts = artifacts
 
     def submit(self, attempt: Attempt) -> None:
         self._queue.append(attempt)

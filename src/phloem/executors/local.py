@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
+from phloem.artifacts import ArtifactStore
 from phloem.dsl.spec import PipelineSpec
 from phloem.executors.base import Report, Started
 from phloem.executors.fencing import Fence, Stop
@@ -72,19 +73,19 @@ class LocalExecutor:
         self._workers: list[_Worker] = []
         self._queue: deque[Attempt] = deque()
         self._pipelines: Mapping[str, PipelineSpec] = {}
-        self._artifacts_url = ""
+        self._artifacts: ArtifactStore | None = None
         self._reports: list[Report] = []
         self._killed: set[tuple[str, str, int, int]] = set()
 
-    def start(self, pipelines: Mapping[str, PipelineSpec], artifacts_url: str) -> None:
+    def start(self, pipelines: Mapping[str, PipelineSpec], artifacts: ArtifactStore) -> None:
         self._pipelines = pipelines
-        self._artifacts_url = artifacts_url
+        self._artifacts = artifacts
         preload(imported_in_tasks(pipelines))  # once here, inherited by every worker
 
     def _spawn(self) -> _Worker:
         process, conn = start_child(
             _worker_main,
-            (self._pipelines, self._artifacts_url, self.log_max_bytes),
+            (self._pipelines, self._artifacts, self.log_max_bytes),
             "phloem-worker",
         )
         worker = _Worker(process, conn)
@@ -271,16 +272,16 @@ def _reload(source: str) -> PipelineSpec:
 def _worker_main(
     conn: Connection,
     pipelines: Mapping[str, PipelineSpec],
-    artifacts_url: str,
+    artifacts: ArtifactStore | None,
     log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
 ) -> None:
-    from phloem.artifacts import ArtifactStore
     from phloem.runner.capture import OutputCapture
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     # fds 1 and 2 go to the running attempt's log from now on, never to the driver's stdout
     capture = OutputCapture(sticky=True)
-    artifacts = ArtifactStore(artifacts_url)
+    if artifacts is None:
+        raise RuntimeError("a worker was started before its executor (start() gives artifacts)")
     budget = ThreadBudget()
     # specs by (pipeline, code version): a run made with older code reloads once, not per task
     loaded: dict[tuple[str, str | None], PipelineSpec] = {

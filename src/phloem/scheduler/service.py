@@ -148,7 +148,7 @@ class Scheduler:
                     self.wakers.append(listener)
             except Exception as exc:
                 log.warning("no LISTEN connection (%s); triggers are seen at the next tick", exc)
-        self.executor.start({}, self.app.artifacts.root)
+        self.executor.start({}, self.app.artifacts)
         self.loop = Loop(
             self.executor,
             pools=self.app.store.pools(),
