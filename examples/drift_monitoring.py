@@ -2,9 +2,13 @@
 
 Pattern: model monitoring (the upstream half of the retraining trigger). Every hour
 ``check_drift`` compares the latest production inputs with the training data, feature by
-feature, with the population stability index (PSI); ``decide_on_alert`` (a ``@task.branch``)
-follows ``raise_drift_alert`` only when some feature drifted, and that task writes
-``drift_alert.json`` into ``alerts_dir``. ``examples/retraining.py`` waits for that file.
+feature, with ``phloem.drift.report`` (population stability index and Kolmogorov-Smirnov; the
+report is kept as an artifact of the run and its PSI values as run metrics);
+``decide_on_alert`` (a ``@task.branch``) follows ``raise_drift_alert`` only when some feature
+drifted. That task writes ``drift_alert.json`` into ``alerts_dir``, which
+``examples/retraining.py`` waits for, and emits an event of ``Asset("drift:breast_cancer")``,
+which starts any pipeline scheduled on that asset (``schedule=[Asset("drift:breast_cancer")]``)
+once, when the task succeeds.
 
 The production traffic is simulated: a hospital replaced a scanner whose size measurements
 (radius, perimeter, area) read ``scanner_gain`` times larger. With ``scanner_gain=1.0`` nothing
@@ -26,12 +30,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from sklearn.datasets import load_breast_cancer
 
 import phloem
-from phloem import task
+from phloem import Asset, task
 
 SIZE_FEATURES = ("radius", "perimeter", "area")
 
@@ -41,16 +44,6 @@ def alerts_path(alerts_dir: str) -> Path:
     if alerts_dir:
         return Path(alerts_dir)
     return Path(os.environ.get("PHLOEM_HOME", ".phloem")) / "examples" / "alerts"
-
-
-def population_stability_index(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
-    """PSI over the reference's quantile bins; above 0.2 is usually read as real drift."""
-    edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)))
-    edges[0], edges[-1] = -np.inf, np.inf
-    ref = np.histogram(reference, edges)[0] / len(reference)
-    cur = np.histogram(current, edges)[0] / len(current)
-    ref, cur = np.clip(ref, 1e-4, None), np.clip(cur, 1e-4, None)
-    return float(np.sum((cur - ref) * np.log(cur / ref)))
 
 
 @task
@@ -73,16 +66,10 @@ def fetch_recent_inputs(sample_size: int, scanner_gain: float, seed: int) -> pd.
 def check_drift(
     reference: pd.DataFrame, recent: pd.DataFrame, psi_threshold: float
 ) -> dict[str, Any]:
-    psi = {
-        column: round(
-            population_stability_index(reference[column].to_numpy(), recent[column].to_numpy()), 4
-        )
-        for column in reference.columns
-    }
-    drifted = sorted((c for c, v in psi.items() if v > psi_threshold), key=psi.get, reverse=True)
-    print(f"{len(drifted)} of {len(psi)} features drifted (PSI > {psi_threshold})")
-    for column in drifted:
-        print(f"  {column}: PSI {psi[column]:.3f}")
+    report = phloem.drift.report(reference, recent, threshold=psi_threshold)
+    psi = {f.feature: round(f.psi, 4) for f in report.features}
+    drifted = sorted(report.drifted_features, key=psi.__getitem__, reverse=True)
+    print(report.summary())
     return {"drifted": drifted, "psi": psi, "threshold": psi_threshold, "n_recent": len(recent)}
 
 
@@ -105,6 +92,7 @@ def raise_drift_alert(report: dict[str, Any], alerts_dir: str) -> str:
     tmp = folder / "drift_alert.json.tmp"
     tmp.write_text(json.dumps(alert, indent=2))
     tmp.replace(folder / "drift_alert.json")  # the retraining sensor never reads half a file
+    phloem.emit(Asset("drift:breast_cancer"), metadata=alert)  # lands with this task's success
     ctx.log.warning("drift alert raised: %s", ", ".join(report["drifted"]))
     return str(folder / "drift_alert.json")
 

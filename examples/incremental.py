@@ -1,12 +1,12 @@
 """Process only the events that arrived since the last run (the watermark pattern).
 
-Pattern: incremental processing. ``get_watermark`` reads the last processed event time from a
-state file (kept outside phloem, as it would be in Redis or a database table);
-``get_new_records`` fetches only the events after it, up to the run's logical date;
-``process_features`` turns them into per-user features; ``write_features`` stores them as one
-Parquet file per window; and ``update_watermark`` advances the watermark only after the
-features are written. So a failed run processes its window again, a finished one never does.
-With no new events, the run skips the rest of the pipeline.
+Pattern: incremental processing with ``phloem.watermark``. ``get_watermark`` reads how far the
+pipeline got (the last processed event time, kept in phloem's store); ``get_new_records``
+fetches only the events after it, up to the run's logical date; ``process_features`` turns
+them into per-user features; ``write_features`` stores them as one Parquet file per window;
+and ``update_watermark`` advances the watermark. The advance is committed with that task's
+success, in the same transaction, so a run that fails anywhere before processes its window
+again, and a finished one never does. With no new events, the run skips the rest.
 
 The warehouse is simulated: a Parquet table of card transactions over the first three days of
 January 2024, created on first use.
@@ -17,16 +17,16 @@ Run it:
     phloem run examples/incremental.py --logical-date 2024-01-02T00:00:00   # only 12:00-24:00
     phloem run examples/incremental.py    # now: the rest of the events
     phloem run examples/incremental.py    # nothing new since: the rest is skipped
+    phloem watermarks show card_transactions                                 # how it moved
 
-``data_dir`` (default ``<phloem home>/examples/incremental``) holds ``warehouse/``,
-``features/`` and ``state/watermark.json``.
+``data_dir`` (default ``<phloem home>/examples/incremental``) holds ``warehouse/`` and
+``features/``. ``phloem watermarks set card_transactions 2024-01-01T00:00:00+00:00 --force``
+re-processes from then on.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -74,15 +74,17 @@ def create_demo_warehouse(table: Path) -> None:
     events.to_parquet(table, index=False)
 
 
+WATERMARK = "card_transactions"
+
+
 @task
-def get_watermark(data_dir: str) -> str | None:
-    state = data_path(data_dir) / "state" / "watermark.json"
-    if not state.exists():
+def get_watermark() -> str | None:
+    wm = phloem.watermark(WATERMARK)
+    if not wm.committed:
         print("no watermark yet: processing everything up to the logical date")
         return None
-    watermark = json.loads(state.read_text())["last_processed"]
-    print(f"watermark: {watermark}")
-    return watermark
+    print(f"watermark: {wm.value}")
+    return pd.Timestamp(wm.value).isoformat()
 
 
 @task
@@ -143,26 +145,18 @@ def write_features(features: pd.DataFrame, data_dir: str) -> dict[str, Any]:
 
 
 @task
-def update_watermark(written: dict[str, Any], data_dir: str) -> str:
-    state = data_path(data_dir) / "state" / "watermark.json"
-    state.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "last_processed": written["max_event_time"],
-        "updated_by": phloem.context().run_id,
-        "updated_at": time.time(),
-    }
-    tmp = state.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    tmp.replace(state)
-    print(f"watermark advanced to {written['max_event_time']}")
+def update_watermark(written: dict[str, Any]) -> str:
+    # committed with this task's success: never before the features are written
+    phloem.watermark(WATERMARK).advance(pd.Timestamp(written["max_event_time"]).to_pydatetime())
+    print(f"watermark advances to {written['max_event_time']}")
     return written["max_event_time"]
 
 
 @phloem.pipeline(schedule="@hourly", catchup=False, max_active_runs=1, tags=["features"])
 def incremental_feature_pipeline(data_dir: str = ""):
     """Per-user transaction features, computed only for events not processed before."""
-    watermark = get_watermark(data_dir)
+    watermark = get_watermark()
     records = get_new_records(watermark, data_dir)
     features = process_features(records)
     written = write_features(features, data_dir)
-    update_watermark(written, data_dir)
+    update_watermark(written)

@@ -3,29 +3,23 @@ with its metadata, starting the pipelines scheduled on that asset exactly once."
 
 from __future__ import annotations
 
-import json
 import textwrap
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import select
 
 import phloem
 from phloem import Asset, pipeline, task
 from phloem.app import Phloem
 from phloem.states import RunState
 from phloem.store import Store
-from phloem.store import schema as s
 
 
-def _events(store: Store, asset: str) -> list[tuple[str, str, dict[str, object] | None]]:
-    ev = s.asset_events
-    q = select(ev.c.task_id, ev.c.run_id, ev.c["metadata"]).where(ev.c.asset == asset)
-    with store.engine.connect() as conn:  # type: ignore[attr-defined]
-        rows = list(conn.execute(q.order_by(ev.c.id)))
-    return [(t, r, None if m is None else json.loads(m)) for t, r, m in rows]
+def _events(store: Store, asset: str) -> list[tuple[str | None, str | None, object]]:
+    page = store.listing.asset_events(asset)
+    return [(e.task_id, e.run_id, e.metadata) for e in reversed(page.items)]
 
 
 @task(retries=1, retry_delay=0)

@@ -497,9 +497,13 @@ def test_incremental_processes_each_event_exactly_once(home: Path, tmp_path: Pat
     assert idle.task_state("get_new_records") is phloem.TaskState.SKIPPED
     assert idle.task_state("update_watermark") is phloem.TaskState.SKIPPED
 
-    state = json.loads((data / "state" / "watermark.json").read_text())
-    assert pd.Timestamp(state["last_processed"]) == events["event_time"].max()
-    assert state["updated_by"] == rest.run_id
+    env = Phloem.open()
+    try:
+        wm = env.store.watermarks.get("card_transactions")
+    finally:
+        env.close()
+    assert wm is not None and pd.Timestamp(wm.value) == events["event_time"].max()
+    assert wm.run_id == rest.run_id and wm.task_id == "update_watermark"
     parts = sorted((data / "features").glob("window=*.parquet"))
     assert len(parts) == 3
     processed = sum(int(pd.read_parquet(p)["n_transactions"].sum()) for p in parts)

@@ -74,6 +74,8 @@ class AssetEvent:
     run_id: str | None
     task_id: str | None
     at: float
+    #: what the task said of it (``phloem.emit(..., metadata=...)``)
+    metadata: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +229,13 @@ class Listing:
             q = q.where(ev.c.id < last)
         with self.engine.connect() as conn:
             rows = conn.execute(q).all()
-        items = [AssetEvent(r.id, r.asset, r.run_id, r.task_id, r.at) for r in rows[:limit]]
+        items = [
+            AssetEvent(
+                r.id, r.asset, r.run_id, r.task_id, r.at,
+                None if r._mapping["metadata"] is None else json.loads(r._mapping["metadata"]),
+            )
+            for r in rows[:limit]
+        ]
         nxt = encode_cursor("asset events", [items[-1].id]) if len(rows) > limit else None
         return Page(items, nxt)
 

@@ -3,7 +3,7 @@ first. Asset names may hold ``/`` (``s3://bucket/table``), so they go in the que
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
@@ -30,6 +30,7 @@ class AssetEventOut(Out):
     run_id: str | None
     task_id: str | None
     at: float
+    metadata: dict[str, Any] | None = None
 
 
 @router.get("", dependencies=[Viewer])
@@ -57,7 +58,14 @@ def list_asset_events(
     page = ph.store.listing.asset_events(asset, limit=limit, cursor=cursor)
     return Page(
         items=[
-            AssetEventOut(id=e.id, asset=e.asset, run_id=e.run_id, task_id=e.task_id, at=e.at)
+            AssetEventOut(
+                id=e.id,
+                asset=e.asset,
+                run_id=e.run_id,
+                task_id=e.task_id,
+                at=e.at,
+                metadata=e.metadata,
+            )
             for e in page.items
         ],
         next_cursor=page.next_cursor,
