@@ -170,7 +170,7 @@ def test_the_live_states_and_the_log_by_offset(ui: UiApp) -> None:
     assert rest["text"] == whole["text"][5:]
     assert viewer.get(url, params={"try": 1, "offset": 10**9}).json()["text"] == ""
     assert viewer.get(url, params={"try": 3}).status_code == 400
-    assert viewer.get(url, params={"try": 1, "map_index": 5}).status_code == 400
+    assert viewer.get(url, params={"try": 1, "map_index": 5}).status_code == 404
     assert viewer.get(url, params={"try": 0}).status_code == 422
 
 

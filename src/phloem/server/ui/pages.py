@@ -170,14 +170,10 @@ def task_log(
     ph: Phloem = APP,
 ) -> JSONResponse:
     """A piece of an attempt's log from ``offset`` (JSON), and whether it may still grow."""
-    tis = [ti for ti in ph.store.load_instances(run_id) if ti.task_id == task_id]
-    ti = next((t for t in tis if t.map_index == map_index), None)
-    if ti is None:
-        taskview.find_instances(tis, run_id, task_id)
-        raise PhloemError(f"task '{task_id}' of run {run_id} has no instance {map_index}")
-    if not 1 <= attempt <= max(ti.try_number, 1):
-        raise PhloemError(f"task '{task_id}' of run {run_id} has no try {attempt}")
-    chunk = taskview.read_log(taskview.log_file(ph.logs_dir, run_id, ti, attempt), offset)
+    from phloem.reading import instance, log_file
+
+    ti = instance(ph.store, run_id, task_id, map_index)
+    chunk = taskview.read_log(log_file(ph.logs_dir, run_id, ti, attempt), offset)
     growing = attempt == ti.try_number and not ti.state.is_terminal
     body: dict[str, Any] = {
         "text": chunk.text, "start": chunk.start, "end": chunk.end, "size": chunk.size,

@@ -13,6 +13,7 @@ from typing import Any
 
 from phloem.app import Phloem
 from phloem.errors import PhloemError, TaskNotFound
+from phloem.reading import log_file
 from phloem.records import TI, RunRecord
 from phloem.states import SUCCESS_STATES
 from phloem.store.types import ArtifactUse, AttemptRow
@@ -21,10 +22,6 @@ from phloem.store.types import ArtifactUse, AttemptRow
 LOG_WINDOW = 256 * 1024
 #: the most instances of a mapped task listed on one page
 INSTANCES_PAGE = 200
-
-
-def label(task_id: str, map_index: int) -> str:
-    return f"{task_id}[{map_index}]" if map_index >= 0 else task_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,17 +70,6 @@ def find_instances(tis: list[TI], run_id: str, task_id: str) -> list[TI]:
     return mine
 
 
-def log_file(logs_dir: Path, run_id: str, ti: TI, try_number: int) -> Path:
-    from phloem.runner.logs import log_path
-
-    base = logs_dir.resolve()
-    path = Path(log_path(base, run_id, ti.task_id, ti.map_index, try_number)).resolve()
-    if not path.is_relative_to(base):
-        name = label(ti.task_id, ti.map_index)
-        raise PhloemError(f"the log of {name} of run {run_id} is outside the logs folder")
-    return path
-
-
 def read_log(path: Path, offset: int | None, window: int = LOG_WINDOW) -> LogChunk:
     """From ``offset`` on (None: the last ``window`` bytes), at most ``window`` bytes, cut at a
     line end where one is near so a tail never shows half a character."""
@@ -103,21 +89,15 @@ def read_log(path: Path, offset: int | None, window: int = LOG_WINDOW) -> LogChu
     return LogChunk(data.decode("utf-8", "replace"), start, start + len(data), size, True)
 
 
-def output_of(app: Phloem, ti: TI) -> dict[str, Any] | None:
-    """The instance's output as JSON, or a description of its artifact (never the bytes)."""
-    from phloem.artifacts import ArtifactRef, Inline
-    from phloem.artifacts.codec import from_stored_json
-    from phloem.artifacts.preview import describe, describe_output
+def output_of(app: Phloem, run_id: str, ti: TI) -> dict[str, Any] | None:
+    """The instance's output as JSON, or a description of its artifact (never the bytes);
+    None while it has none."""
+    from phloem.reading import output_of as read_output
 
-    if ti.state not in SUCCESS_STATES or ti.output is None:
+    if ti.state not in SUCCESS_STATES:
         return None
-    value = from_stored_json(ti.output)
-    if isinstance(value, Inline):
-        return {"kind": "value", "value": value.value}
-    if not isinstance(value, ArtifactRef):
-        # a dict, tuple or dataclass stored value by value: its description, as JSON
-        return {"kind": "value", "value": describe_output(app.artifacts, value)}
-    return {"kind": "artifact", "artifact": describe(app.artifacts, value)}
+    out = read_output(app, run_id, ti)
+    return None if out["kind"] == "none" else out
 
 
 def lineage_of(app: Phloem, run_id: str, ti: TI) -> list[Lineage]:
@@ -174,15 +154,11 @@ def task_page(
             a for a in store.attempts(run_id, task_id) if a.map_index == ti.map_index
         ]
         if ti.try_number > 0:
+            path = log_file(app.logs_dir, run_id, ti, try_number)  # checks the try
             chosen = ti.try_number if try_number is None else try_number
-            if not 1 <= chosen <= ti.try_number:
-                raise PhloemError(
-                    f"task {label(task_id, ti.map_index)} of run {run_id} has no try {chosen} "
-                    f"(it has run {ti.try_number} time{'s' if ti.try_number != 1 else ''})"
-                )
-            log = read_log(log_file(app.logs_dir, run_id, ti, chosen), None)
+            log = read_log(path, None)
         try:
-            output = output_of(app, ti)
+            output = output_of(app, run_id, ti)
         except (PhloemError, OSError, ValueError) as exc:
             output_error = str(exc)
         lineage = lineage_of(app, run_id, ti)
@@ -199,8 +175,6 @@ __all__ = [
     "Lineage",
     "LogChunk",
     "TaskPage",
-    "label",
-    "log_file",
     "lineage_of",
     "output_of",
     "read_log",
