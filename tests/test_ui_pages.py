@@ -199,3 +199,27 @@ def test_the_frame_names_the_user_and_role(ui: UiApp, role: str) -> None:
     html = ui.browser(role).get("/").text
     assert f'<span class="role">{role}</span>' in html
     assert ('href="/admin"' in html) == (role == "admin")
+
+
+def test_a_metric_trend_across_runs_as_a_chart_and_a_table(ui: UiApp) -> None:
+    viewer = ui.browser("viewer")
+    html = viewer.get("/pipelines/demo/metrics").text
+    assert '<option selected>total</option>' in html
+    assert html.count("<circle ") == 2  # one point per run that logged it
+    table = html.split('<table class="values">')[1]
+    assert "<td>14</td>" in table and "<td>5</td>" in table  # squares summed, n=4 and n=3
+    assert f'href="/runs/{ui.other_run}"' in html
+    r = viewer.get("/pipelines/demo/metrics", params={"key": "auc"})
+    assert r.status_code == 400 and "logged no metric &#39;auc&#39;" in r.text and "total" in r.text
+
+
+def test_runs_side_by_side_with_params_and_metrics(ui: UiApp) -> None:
+    viewer = ui.browser("viewer")
+    html = viewer.get("/compare", params=[("run", ui.other_run), ("run", ui.run_id)]).text
+    assert html.count('class="diff"') == 2  # n and the total differ; the label does not
+    assert "&lt;script&gt;" in html and "<script>alert" not in html
+    assert html.count('<rect class="bar"') == 2
+    r = viewer.get("/compare", params={"run": ui.run_id})
+    assert r.status_code == 400 and "two or more runs" in r.text
+    r = viewer.get("/compare", params=[("run", ui.run_id), ("run", "nope")])
+    assert r.status_code == 404 and "nope" in r.text

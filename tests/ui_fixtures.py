@@ -36,6 +36,8 @@ PIPELINE = textwrap.dedent(
 
     @task
     def total(xs: list[int]) -> int:
+        phloem.log_metric("total", float(sum(xs)))
+        phloem.log_param("label", EVIL)
         return sum(xs)
 
     @task
@@ -55,8 +57,9 @@ PIPELINE = textwrap.dedent(
 @dataclass
 class UiApp:
     api: Api
-    run_id: str
+    run_id: str  # n=4
     file: Path
+    other_run: str  # n=3, an earlier logical date
     clients: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -88,8 +91,12 @@ def make_ui(home: Path, store: str = "memory") -> UiApp:
     file = home.parent / "demo_pipeline.py"
     file.write_text(PIPELINE)
     register(api.ph, file)
+    other = phloem.run(
+        f"{file}:demo", app=api.ph, executor="inline", params={"n": 3},
+        logical_date="2026-01-01",
+    )
     result = phloem.run(f"{file}:demo", app=api.ph, executor="inline")
-    return UiApp(api, result.run_id, file)
+    return UiApp(api, result.run_id, file, other.run_id)
 
 
 @pytest.fixture

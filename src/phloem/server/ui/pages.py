@@ -182,6 +182,28 @@ def task_log(
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 
+@router.get("/pipelines/{name}/metrics")
+def metrics_page(
+    request: Request, name: str, key: str | None = None, who: Principal = VIEWER,
+    ph: Phloem = APP,
+) -> HTMLResponse:
+    from phloem.server.ui.metricsview import trend
+
+    return site(request).render(request, who, "metrics.html", trend=trend(ph.store, name, key))
+
+
+@router.get("/compare")
+def compare_page(
+    request: Request,
+    run: list[str] = Query(default_factory=list),
+    who: Principal = VIEWER,
+    ph: Phloem = APP,
+) -> HTMLResponse:
+    from phloem.server.ui.metricsview import compare
+
+    return site(request).render(request, who, "compare.html", cmp=compare(ph.store, run))
+
+
 @router.get("/logout")
 def logout_page(request: Request, who: Principal = VIEWER) -> HTMLResponse:
     """A page whose script ends the session (a POST with the CSRF token) and goes to login."""

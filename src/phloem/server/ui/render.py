@@ -12,6 +12,7 @@ the same status and message the API would give.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from datetime import datetime, timezone
 from importlib import resources
@@ -79,6 +80,17 @@ def size(n: int | None) -> str:
     return f"{n / 2**20:.1f} MiB"
 
 
+def shown(value: object) -> str:
+    """A parameter's value as people read it: text as it is, anything else as JSON (the
+    template escapes both)."""
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, sort_keys=True, default=str)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
 def environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(str(TEMPLATES)),
@@ -87,7 +99,9 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(when=when, day=day, seconds=seconds, span=span, size=size)
+    env.filters.update(
+        when=when, day=day, seconds=seconds, span=span, size=size, shown=shown
+    )
     env.globals.update(icon=badges.icon, words=badges.words, fmt_metric=_fmt_metric)
     return env
 
