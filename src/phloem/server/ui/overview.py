@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from phloem.dsl.spec import PipelineSpec
 from phloem.records import RunRecord
 from phloem.server.ui.badges import Summary, summarize
-from phloem.server.ui.specs import Specs, group_of, source_of
+from phloem.server.ui.specs import Graphs, group_of
 from phloem.states import RunState
 from phloem.store.port import Store
 from phloem.store.types import PipelineRow
@@ -128,7 +128,7 @@ def parse_day(text: str | None, end: bool = False) -> str | None:
 
 def grid(
     store: Store,
-    specs: Specs,
+    graphs: Graphs,
     pipeline: PipelineRow,
     *,
     state: RunState | None = None,
@@ -145,7 +145,7 @@ def grid(
     else:
         runs = store.list_runs(name, limit=limit, states=states)
     runs = sorted(runs, key=lambda r: (r.logical_date, r.created_at))
-    spec = specs.get(source_of(pipeline.info.file, name), pipeline.info.code_hash)
+    spec = graphs.of_pipeline(pipeline)
     per_run: list[dict[str, list[str]]] = []
     for run in runs:
         tasks: dict[str, list[str]] = {}

@@ -20,7 +20,6 @@ from phloem.server.ui import overview, runview, taskview
 from phloem.server.ui.access import PageRoute, page
 from phloem.server.ui.render import STATIC, STATIC_TYPES
 from phloem.server.ui.site import Site
-from phloem.server.ui.specs import source_of
 from phloem.states import RunState
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -93,7 +92,7 @@ def grid_page(
     ui = site(request)
     g = overview.grid(
         ph.store,
-        ui.specs,
+        ui.graphs,
         row,
         state=_state(state),
         start=overview.parse_day(start),
@@ -114,7 +113,7 @@ def trigger_page(
 
     row = ph.store.catalog.pipeline(name)
     ui = site(request)
-    spec = ui.specs.get(source_of(row.info.file, name), row.info.code_hash)
+    spec = ui.graphs.of_pipeline(row)
     if spec is None:
         raise PhloemError(
             f"the code of pipeline '{name}' cannot be read from {row.info.file} now; "
@@ -130,7 +129,7 @@ def run_page(
     request: Request, run_id: str, who: Principal = VIEWER, ph: Phloem = APP
 ) -> HTMLResponse:
     ui = site(request)
-    view = runview.run_page(ph.store, ui.specs, run_id)
+    view = runview.run_page(ph.store, ui.graphs, run_id)
     return ui.render(request, who, "run.html", view=view)
 
 

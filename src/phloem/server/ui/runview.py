@@ -14,7 +14,7 @@ from phloem.dsl.spec import PipelineSpec
 from phloem.records import TI, RunRecord
 from phloem.server.ui.badges import Summary, icon, summarize
 from phloem.server.ui.layout import Layout, layout
-from phloem.server.ui.specs import Specs, group_of
+from phloem.server.ui.specs import Graphs, group_of
 from phloem.store.port import Store
 from phloem.store.types import AttemptRow
 
@@ -121,9 +121,9 @@ def lanes_of(
     return lanes, (t0, t1)
 
 
-def run_page(store: Store, specs: Specs, run_id: str) -> RunPage:
+def run_page(store: Store, graphs: Graphs, run_id: str) -> RunPage:
     run = store.get_run(run_id)
-    spec = specs.get(run.source, run.code_hash)
+    spec = graphs.of_run(store.catalog, run)
     tis = store.load_instances(run_id)
     cells = cells_of(tis, spec)
     order = list(cells)

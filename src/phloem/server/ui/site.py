@@ -11,14 +11,15 @@ from jinja2 import Environment
 
 from phloem.accounts.roles import Role
 from phloem.server.auth import Principal
+from phloem.server.specs import SpecCache
 from phloem.server.ui.render import environment, static_versions
-from phloem.server.ui.specs import Specs
+from phloem.server.ui.specs import Graphs
 
 
 class Site:
-    def __init__(self, api_prefix: str) -> None:
+    def __init__(self, api_prefix: str, specs: SpecCache) -> None:
         self.env: Environment = environment()
-        self.specs = Specs()
+        self.graphs = Graphs(specs)
         self.versions = static_versions()
         self.api_prefix = api_prefix
 
@@ -63,7 +64,7 @@ def install(api: FastAPI, api_prefix: str) -> None:
     """Serve the UI's pages from ``api`` (under ``/``), beside the REST API."""
     from phloem.server.ui import pages
 
-    api.state.ui = Site(api_prefix)
+    api.state.ui = Site(api_prefix, api.state.specs)
     api.include_router(pages.router)
 
 

@@ -1,51 +1,42 @@
 """A pipeline's graph (tasks, edges, groups, typed params) for the pages that draw it.
 
-The catalog holds what schedulers found in each file but not the graph, so the graph comes
-from the pipeline's code, imported once per process (``phloem.loading`` caches the module)
-and kept here by (source, code hash). A file that no longer imports gives None: the pages then
-fall back to what the store holds (task ids, no edges) instead of failing.
+The graph comes from the server's own cache (``phloem.server.specs``: imported once per code
+hash, off the request path). A page never fails for want of it: a file that does not import
+now, or is still importing, gives None and the page falls back to what the store holds (task
+ids, no edges).
 """
 
 from __future__ import annotations
 
-import threading
-
 from phloem.dsl.spec import PipelineSpec
 from phloem.errors import PhloemError
+from phloem.records import RunRecord
+from phloem.server.problems import Problem
+from phloem.server.specs import SpecCache
+from phloem.store.port import PipelineCatalog
+from phloem.store.types import PipelineRow
 
 
-class Specs:
-    """The graphs seen so far, by (source, code hash); one per server."""
+class Graphs:
+    """The graphs the UI draws, over the server's cache."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._known: dict[tuple[str, str | None], PipelineSpec | None] = {}
+    def __init__(self, cache: SpecCache) -> None:
+        self.cache = cache
 
-    def get(self, source: str | None, code_hash: str | None = None) -> PipelineSpec | None:
-        """The graph of ``FILE:PIPELINE``, or None when it cannot be read."""
-        if not source:
+    def of_pipeline(self, row: PipelineRow) -> PipelineSpec | None:
+        try:
+            return self.cache.get(row)
+        except (PhloemError, Problem, OSError, SyntaxError):
             return None
-        key = (source, code_hash)
-        with self._lock:
-            if key in self._known:
-                return self._known[key]
-        spec = _load(source)
-        with self._lock:
-            self._known[key] = spec
-        return spec
 
-
-def _load(source: str) -> PipelineSpec | None:
-    from phloem.loading import load_pipeline
-
-    try:
-        return load_pipeline(source).spec
-    except (PhloemError, OSError, SyntaxError):
-        return None
-
-
-def source_of(file: str, name: str) -> str:
-    return f"{file}:{name}"
+    def of_run(self, catalog: PipelineCatalog, run: RunRecord) -> PipelineSpec | None:
+        """The graph of the run's pipeline as the catalog knows it now (a run of an older
+        version is drawn with the current one's edges; its tasks are the run's own)."""
+        try:
+            row = catalog.pipeline(run.pipeline)
+        except PhloemError:
+            return None
+        return self.of_pipeline(row)
 
 
 def group_of(spec: PipelineSpec | None, task_id: str) -> str | None:
@@ -56,4 +47,4 @@ def group_of(spec: PipelineSpec | None, task_id: str) -> str | None:
     return head if dot else None
 
 
-__all__ = ["Specs", "group_of", "source_of"]
+__all__ = ["Graphs", "group_of"]

@@ -1,0 +1,156 @@
+"""The web UI in a real Chromium against a real ``phloem server``: log in by keyboard, trigger
+a run with params (bad values caught before sending), watch it go green without a reload, open
+a failed task's log, retry it, and check a viewer can see but not act. Each page's screenshot
+is written to test-output/ui/ for review."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from browser_fixtures import Server, chromium, login, server, shot  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.slow
+
+
+def wait_for_pipeline(page: Any, server: Server) -> None:
+    """The scheduler finds the pipeline file within a few seconds."""
+    for _ in range(60):
+        page.goto(server.url + "/")
+        if page.locator('tr[data-pipeline="browser_demo"]').count():
+            return
+        page.wait_for_timeout(500)
+    raise AssertionError("the scheduler did not register browser_demo")
+
+
+def trigger(page: Any, server: Server, **params: str) -> str:
+    page.goto(server.url + "/pipelines/browser_demo/trigger")
+    for name, value in params.items():
+        page.fill(f'.field[data-param="{name}"] input', value)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/runs/[^/]+$"))
+    return str(page.url.rsplit("/", 1)[1])
+
+
+def run_state(page: Any) -> str:
+    return str(page.get_attribute("#run", "data-state"))
+
+
+def test_trigger_with_params_and_watch_it_go_green_live(server: Server, chromium: Any) -> None:
+    page = login(chromium, server, "operator")
+    wait_for_pipeline(page, server)
+    shot(page, "01-pipelines")
+    page.click('a.button[href="/pipelines/browser_demo/trigger"]')
+    # a bad value is caught in the page, next to its field, and nothing is sent
+    page.fill('.field[data-param="n"] input', "three")
+    page.click("button[type=submit]")
+    error = page.locator('.field[data-param="n"] .field-error')
+    assert error.is_visible() and "whole number" in error.inner_text()
+    assert page.url.endswith("/trigger")
+    shot(page, "02-trigger-invalid")
+    page.fill('.field[data-param="n"] input', "4")
+    page.fill('.field[data-param="pause"] input', "1.5")
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/runs/[^/]+$"))
+    page.evaluate("window.__still_the_same_page = true")
+    # the run goes green on this page: states arrive live, the page is never reloaded
+    page.wait_for_selector('#run[data-state="running"]', timeout=60_000)
+    shot(page, "03-run-running")
+    page.wait_for_selector('#run[data-state="success"]', timeout=90_000)
+    assert page.evaluate("window.__still_the_same_page === true")
+    node = page.locator('.node[data-task="compute.work"]')
+    assert "s-success" in str(node.get_attribute("class"))
+    assert "4/4 success" in str(node.text_content())
+    assert "success" in page.locator("#run-state").inner_text()  # a word, not only a colour
+    shot(page, "04-run-success")
+    assert not page.errors
+
+
+def test_a_failed_task_shows_its_log_and_a_retry_makes_it_green(
+    server: Server, chromium: Any, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    gate.write_text("closed")
+    page = login(chromium, server, "operator")
+    wait_for_pipeline(page, server)
+    trigger(page, server, n="2", pause="0", gate=str(gate))
+    page.wait_for_selector('#run[data-state="failed"]', timeout=90_000)
+    page.click('.node[data-task="check"]')
+    page.wait_for_url(re.compile(r".*/tasks/check$"))
+    log = page.locator("pre.log").inner_text()
+    assert "checking 2" in log and "<script>no</script>" in log  # shown as text
+    assert "gate file" in page.locator("pre.error-text").inner_text()
+    shot(page, "05-task-failed-log")
+    gate.unlink()
+    page.once("dialog", lambda d: d.accept())
+    page.click("button:has-text('Retry from here')")
+    page.wait_for_url(re.compile(r".*/runs/[^/]+$"))
+    page.wait_for_selector('#run[data-state="success"]', timeout=90_000)
+    shot(page, "06-run-retried")
+    page.click('.node[data-task="check"]')
+    assert "2" in page.locator("table.attempts tbody tr").nth(1).inner_text()
+    shot(page, "07-task-retried")
+    page.goto(server.url + "/pipelines/browser_demo")
+    shot(page, "08-grid")
+    page.locator("button[data-fold]").first.click()
+    assert page.locator('tr[data-group="compute"]').first.is_hidden()
+    page.goto(server.url + "/pipelines/browser_demo/metrics")
+    shot(page, "09-metrics")
+    assert not page.errors
+
+
+def test_a_viewer_sees_everything_and_can_do_nothing(server: Server, chromium: Any) -> None:
+    page = login(chromium, server, "viewer")
+    wait_for_pipeline(page, server)
+    assert page.locator("button[data-action]").count() == 0
+    assert page.locator("text=Trigger…").count() == 0
+    shot(page, "10-viewer-pipelines")
+    page.locator("a.sq").first.click()
+    page.wait_for_url(re.compile(r".*/runs/[^/]+$"))
+    assert page.locator("button[data-action]").count() == 0
+    run_id = page.url.rsplit("/", 1)[1]
+    shot(page, "11-viewer-run")
+    # the form is refused, and so is the API, even with the session's CSRF token
+    r = page.goto(server.url + "/pipelines/browser_demo/trigger")
+    assert r is not None and r.status == 403
+    status = page.evaluate(
+        """async (url) => (await fetch(url, {method: 'POST', headers: {
+             'Content-Type': 'application/json',
+             'X-CSRF-Token': document.querySelector('meta[name=csrf-token]').content},
+             body: '{}'})).status""",
+        f"{server.url}/api/v1/runs/{run_id}/retry",
+    )
+    assert status == 403
+    status = page.evaluate(
+        """async (url) => (await fetch(url, {method: 'POST', headers: {
+             'Content-Type': 'application/json',
+             'X-CSRF-Token': document.querySelector('meta[name=csrf-token]').content},
+             body: '{}'})).status""",
+        f"{server.url}/api/v1/pipelines/browser_demo/runs",
+    )
+    assert status == 403
+    assert not page.errors
+
+
+def test_the_pages_work_from_the_keyboard(server: Server, chromium: Any) -> None:
+    page = login(chromium, server, "operator")
+    wait_for_pipeline(page, server)
+    page.keyboard.press("Tab")  # the skip link comes first
+    assert page.evaluate("document.activeElement.className") == "skip"
+    page.keyboard.press("Enter")
+    # then through the page's links to the pipeline's grid
+    for _ in range(30):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.getAttribute('href')") == (
+            "/pipelines/browser_demo"
+        ):
+            break
+    page.keyboard.press("Enter")
+    page.wait_for_url(server.url + "/pipelines/browser_demo")
+    fold = page.locator("button[data-fold]").first
+    fold.focus()
+    page.keyboard.press("Enter")
+    assert fold.get_attribute("aria-expanded") == "false"
