@@ -118,7 +118,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     from phloem.accounts import manage
     from phloem.app import Phloem
 

@@ -140,6 +140,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 # -- the server's fixtures (tests/server_fixtures.py) ------------------------------------------
+from browser_fixtures import chromium, ui_server  # noqa: E402, F401
 from server_fixtures import api, api_on_store  # noqa: E402, F401
 
 # -- the web UI's fixtures (tests/ui_fixtures.py) -------------------------------------------------

@@ -11,23 +11,23 @@ from typing import Any
 
 import pytest
 
-from browser_fixtures import Server, chromium, login, server, shot  # noqa: F401  (fixtures)
+from browser_fixtures import Server, login, shot
 
 pytestmark = pytest.mark.slow
 
 
-def wait_for_pipeline(page: Any, server: Server) -> None:
+def wait_for_pipeline(page: Any, ui_server: Server) -> None:
     """The scheduler finds the pipeline file within a few seconds."""
     for _ in range(60):
-        page.goto(server.url + "/")
+        page.goto(ui_server.url + "/")
         if page.locator('tr[data-pipeline="browser_demo"]').count():
             return
         page.wait_for_timeout(500)
     raise AssertionError("the scheduler did not register browser_demo")
 
 
-def trigger(page: Any, server: Server, **params: str) -> str:
-    page.goto(server.url + "/pipelines/browser_demo/trigger")
+def trigger(page: Any, ui_server: Server, **params: str) -> str:
+    page.goto(ui_server.url + "/pipelines/browser_demo/trigger")
     for name, value in params.items():
         page.fill(f'.field[data-param="{name}"] input', value)
     page.click("button[type=submit]")
@@ -39,9 +39,9 @@ def run_state(page: Any) -> str:
     return str(page.get_attribute("#run", "data-state"))
 
 
-def test_trigger_with_params_and_watch_it_go_green_live(server: Server, chromium: Any) -> None:
-    page = login(chromium, server, "operator")
-    wait_for_pipeline(page, server)
+def test_trigger_with_params_and_watch_it_go_green_live(ui_server: Server, chromium: Any) -> None:
+    page = login(chromium, ui_server, "operator")
+    wait_for_pipeline(page, ui_server)
     shot(page, "01-pipelines")
     page.click('a.button[href="/pipelines/browser_demo/trigger"]')
     # a bad value is caught in the page, next to its field, and nothing is sent
@@ -70,13 +70,13 @@ def test_trigger_with_params_and_watch_it_go_green_live(server: Server, chromium
 
 
 def test_a_failed_task_shows_its_log_and_a_retry_makes_it_green(
-    server: Server, chromium: Any, tmp_path: Path
+    ui_server: Server, chromium: Any, tmp_path: Path
 ) -> None:
     gate = tmp_path / "gate"
     gate.write_text("closed")
-    page = login(chromium, server, "operator")
-    wait_for_pipeline(page, server)
-    trigger(page, server, n="2", pause="0", gate=str(gate))
+    page = login(chromium, ui_server, "operator")
+    wait_for_pipeline(page, ui_server)
+    trigger(page, ui_server, n="2", pause="0", gate=str(gate))
     page.wait_for_selector('#run[data-state="failed"]', timeout=90_000)
     page.click('.node[data-task="check"]')
     page.wait_for_url(re.compile(r".*/tasks/check$"))
@@ -93,18 +93,18 @@ def test_a_failed_task_shows_its_log_and_a_retry_makes_it_green(
     page.click('.node[data-task="check"]')
     assert "2" in page.locator("table.attempts tbody tr").nth(1).inner_text()
     shot(page, "07-task-retried")
-    page.goto(server.url + "/pipelines/browser_demo")
+    page.goto(ui_server.url + "/pipelines/browser_demo")
     shot(page, "08-grid")
     page.locator("button[data-fold]").first.click()
     assert page.locator('tr[data-group="compute"]').first.is_hidden()
-    page.goto(server.url + "/pipelines/browser_demo/metrics")
+    page.goto(ui_server.url + "/pipelines/browser_demo/metrics")
     shot(page, "09-metrics")
     assert not page.errors
 
 
-def test_a_viewer_sees_everything_and_can_do_nothing(server: Server, chromium: Any) -> None:
-    page = login(chromium, server, "viewer")
-    wait_for_pipeline(page, server)
+def test_a_viewer_sees_everything_and_can_do_nothing(ui_server: Server, chromium: Any) -> None:
+    page = login(chromium, ui_server, "viewer")
+    wait_for_pipeline(page, ui_server)
     assert page.locator("button[data-action]").count() == 0
     assert page.locator("text=Trigger…").count() == 0
     shot(page, "10-viewer-pipelines")
@@ -114,14 +114,14 @@ def test_a_viewer_sees_everything_and_can_do_nothing(server: Server, chromium: A
     run_id = page.url.rsplit("/", 1)[1]
     shot(page, "11-viewer-run")
     # the form is refused, and so is the API, even with the session's CSRF token
-    r = page.goto(server.url + "/pipelines/browser_demo/trigger")
+    r = page.goto(ui_server.url + "/pipelines/browser_demo/trigger")
     assert r is not None and r.status == 403
     status = page.evaluate(
         """async (url) => (await fetch(url, {method: 'POST', headers: {
              'Content-Type': 'application/json',
              'X-CSRF-Token': document.querySelector('meta[name=csrf-token]').content},
              body: '{}'})).status""",
-        f"{server.url}/api/v1/runs/{run_id}/retry",
+        f"{ui_server.url}/api/v1/runs/{run_id}/retry",
     )
     assert status == 403
     status = page.evaluate(
@@ -129,15 +129,15 @@ def test_a_viewer_sees_everything_and_can_do_nothing(server: Server, chromium: A
              'Content-Type': 'application/json',
              'X-CSRF-Token': document.querySelector('meta[name=csrf-token]').content},
              body: '{}'})).status""",
-        f"{server.url}/api/v1/pipelines/browser_demo/runs",
+        f"{ui_server.url}/api/v1/pipelines/browser_demo/runs",
     )
     assert status == 403
     assert not page.errors
 
 
-def test_the_pages_work_from_the_keyboard(server: Server, chromium: Any) -> None:
-    page = login(chromium, server, "operator")
-    wait_for_pipeline(page, server)
+def test_the_pages_work_from_the_keyboard(ui_server: Server, chromium: Any) -> None:
+    page = login(chromium, ui_server, "operator")
+    wait_for_pipeline(page, ui_server)
     page.keyboard.press("Tab")  # the skip link comes first
     assert page.evaluate("document.activeElement.className") == "skip"
     page.keyboard.press("Enter")
@@ -149,7 +149,7 @@ def test_the_pages_work_from_the_keyboard(server: Server, chromium: Any) -> None
         ):
             break
     page.keyboard.press("Enter")
-    page.wait_for_url(server.url + "/pipelines/browser_demo")
+    page.wait_for_url(ui_server.url + "/pipelines/browser_demo")
     fold = page.locator("button[data-fold]").first
     fold.focus()
     page.keyboard.press("Enter")

@@ -211,8 +211,9 @@
     if (window.EventSource) {
       source = new EventSource(`${API}/events?run_id=${encodeURIComponent(root.dataset.run)}`);
       source.onopen = () => { status.textContent = "Live: states update as they change."; refresh(); };
-      source.onmessage = (ev) => { if (!ev.data || ev.data.indexOf(root.dataset.run) >= 0) soon(); };
-      source.addEventListener("state", (ev) => { if (!ev.data || ev.data.indexOf(root.dataset.run) >= 0) soon(); });
+      // the stream is narrowed to this run: any change of it or of its tasks is a reason to look
+      source.addEventListener("run", soon);
+      source.addEventListener("task", soon);
       source.onerror = () => { if (source.readyState === EventSource.CLOSED) { status.textContent = "Live: polling."; poll(); } };
     } else { poll(); }
     // a safety net: a quiet stream still gets the page a look every few seconds while the run is on
