@@ -22,9 +22,11 @@ from phloem.errors import (
     ConnectionNotFound,
     CycleError,
     DefinitionError,
+    EvalDataMismatch,
     Fail,
     GateFailed,
     LineageError,
+    ModelNotFound,
     OutputNotFound,
     ParamError,
     PhloemError,
@@ -48,7 +50,7 @@ from phloem.files import File
 from phloem.states import RunState, TaskState, TriggerRule
 
 if TYPE_CHECKING:
-    from phloem import drift, outputs, tasks
+    from phloem import drift, models, outputs, tasks
     from phloem.api import RunResult, retry, run
     from phloem.emitting import emit
     from phloem.quality.expectations import expect
@@ -92,6 +94,8 @@ __all__ = [
     "template",
     "trigger",
     "watermark",
+    # models
+    "models",
     # configuration and secrets
     "Connection",
     "connection",
@@ -113,10 +117,12 @@ __all__ = [
     "ConnectionNotFound",
     "CycleError",
     "DefinitionError",
+    "EvalDataMismatch",
     "Fail",
     "GateFailed",
     "LineageError",
     "OutputNotFound",
+    "ModelNotFound",
     "ParamError",
     "PhloemError",
     "PipelineNotFound",
@@ -181,7 +187,7 @@ def __getattr__(name: str) -> Any:
         from phloem.triggering import trigger
 
         return trigger
-    if name in ("tasks", "drift", "outputs"):
+    if name in ("tasks", "drift", "models", "outputs"):
         import importlib
 
         return importlib.import_module(f"phloem.{name}")

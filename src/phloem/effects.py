@@ -112,6 +112,38 @@ class OutputMetadataKept(Effect):
     metadata: str  # a JSON object
 
 
+@dataclass(frozen=True, slots=True)
+class ModelVersionReady(Effect):
+    """``phloem.models.register`` in a task: the version it allocated (pending, tied to this
+    attempt) becomes usable when the attempt succeeds; ``uses`` are (digest, role) pairs of
+    the model and its evaluation data, recorded as the attempt's lineage."""
+
+    name: str
+    version: int
+    uses: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ModelAliasMoved(Effect):
+    """``phloem.models.set_alias`` in a task: the alias moves when the attempt succeeds."""
+
+    name: str
+    alias: str
+    version: int
+    reason: str | None
+    who: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ModelDecided(Effect):
+    """``phloem.models.register_if_better`` in a task: its decision and reason, as JSON."""
+
+    name: str
+    decision: str
+    at: float
+
+
 _pending: ContextVar[list[Effect] | None] = ContextVar("phloem_attempt_effects", default=None)
 
 
@@ -150,6 +182,9 @@ __all__ = [
     "Effect",
     "MetricLogged",
     "OutputMetadataKept",
+    "ModelAliasMoved",
+    "ModelDecided",
+    "ModelVersionReady",
     "ParamLogged",
     "WatermarkAdvanced",
     "collect",

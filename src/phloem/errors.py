@@ -33,6 +33,8 @@ happened in (pipeline, task, run, attempt), so a message can say where and what 
     +-- ServerError              the phloem server refused a request, failed, or cannot be reached
     +-- OutputNotFound           no successful output of the pipeline, task or date asked for
     +-- LineageError             a lineage target is unknown, ambiguous or cannot be resolved
+    +-- ModelNotFound            no model, version or alias of that name in the registry
+    +-- EvalDataMismatch         two model versions were evaluated on different data
 """
 
 from __future__ import annotations
@@ -190,6 +192,16 @@ class ServerError(PhloemError):
         super().__init__(message, status=status)
         self.status = status
         self.problem = problem
+
+
+class ModelNotFound(PhloemError):
+    """The registry has no model, version or alias by that name (the message lists what it
+    has), or the version's attempt has not succeeded."""
+
+
+class EvalDataMismatch(PhloemError):
+    """``register_if_better`` was asked to compare metrics measured on different evaluation
+    data (pass ``allow_different_eval=True`` to compare anyway)."""
 
 
 def first_line(exc: BaseException) -> str:

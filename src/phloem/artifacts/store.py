@@ -236,6 +236,25 @@ class ArtifactStore:
                 artifact=ref.digest,
             )
 
+    def read_into(self, ref: ArtifactRef, target: memoryview) -> None:
+        """Read the artifact's bytes into ``target`` (exactly ``ref.size`` bytes) and check
+        them against its digest: for large values assembled from parts without a copy."""
+        _, path = self._fs_path(ref)
+        if not self._local:
+            target[:] = self._read_verified(ref)
+            return
+        try:
+            with open(path, "rb", buffering=0) as f:
+                n = f.readinto(target)
+        except FileNotFoundError:
+            raise ArtifactError(
+                f"artifact {ref.digest[:12]} ({ref.type_name}) is missing at "
+                f"{self.location(ref)}; {_MISSING_HINT}",
+                artifact=ref.digest,
+            ) from None
+        if n != ref.size or hashlib.sha256(target).hexdigest() != ref.digest:
+            target[:] = self._read_verified(ref)  # the full check, and its message
+
     def exists(self, ref: ArtifactRef) -> bool:
         """Whether the artifact is present with its full size (a torn copy does not count)."""
         fs, path = self._fs_path(ref)

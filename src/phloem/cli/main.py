@@ -31,6 +31,7 @@ from phloem.cli.common import (
     print_json,
     source,
 )
+from phloem.cli.models_cmds import models_app
 from phloem.cli.settings_cmds import connections_app, variables_app
 from phloem.cli.watermark_cmds import watermarks_app
 from phloem.states import ExecutorKind
@@ -60,6 +61,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(watermarks_app, name="watermarks")
 app.add_typer(cache_app, name="cache")
+app.add_typer(models_app, name="models")
 
 
 # -- plumbing ------------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ zombie's or a superseded attempt's effects find no such change and are dropped, 
 retried after a failure writes them once, with the change. Rows of one kind are inserted in
 one statement per commit, not one per effect; kinds that must read before they write (a
 watermark's compare-and-set) or write several tables have a writer of their own, given all
-their effects of the commit at once.
+their effects of the commit at once. The model registry's kinds share one writer, so they land
+in the order they were recorded (an alias moved to the version registered just before finds
+it ready).
 """
 
 from __future__ import annotations
@@ -23,11 +25,15 @@ from phloem.effects import (
     AttemptEffects,
     Effect,
     MetricLogged,
+    ModelAliasMoved,
+    ModelDecided,
+    ModelVersionReady,
     OutputMetadataKept,
     ParamLogged,
     WatermarkAdvanced,
 )
 from phloem.states import ACTIVE_TASK_STATES, TaskState
+from phloem.store import models
 from phloem.store import schema as s
 from phloem.store.rows import insert_new
 from phloem.store.types import Applied
@@ -144,6 +150,13 @@ ConnWriter = Callable[[Connection, str, Sequence[tuple[AttemptEffects, Any]], fl
 _WRITERS: dict[type[Effect], ConnWriter] = {
     WatermarkAdvanced: write_advances,
     ArtifactRecorded: _write_artifacts,
+    ModelVersionReady: models.write_effects,
+}
+
+#: kinds written by the writer of another kind, together and in the order they were recorded
+_SHARED: dict[type[Effect], type[Effect]] = {
+    ModelAliasMoved: ModelVersionReady,
+    ModelDecided: ModelVersionReady,
 }
 
 
@@ -184,7 +197,7 @@ def write_effects(
     batches: dict[type[Effect], list[dict[str, Any]]] = {}
     grouped: dict[type[Effect], list[tuple[AttemptEffects, Effect]]] = {}
     for a, e in landing(applied, pending):
-        kind = type(e)
+        kind = _SHARED.get(type(e), type(e))
         if kind in _WRITERS:
             grouped.setdefault(kind, []).append((a, e))
             continue

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
         Page,
         RunFilter,
     )
+    from phloem.store.models import AliasMove, DecisionRow, ModelSummary, ModelVersion, Owner
     from phloem.store.settings_store import ConnectionRecord, VariableRecord
     from phloem.store.tracking import MetricRow, TrendPoint
     from phloem.store.watermarks import WatermarkChange, WatermarkRecord
@@ -265,6 +266,49 @@ class EventFeed(Protocol):
     ) -> list[FeedEvent]: ...
 
 
+class ModelRegistry(Protocol):
+    """Model versions, aliases and their history, promotion decisions (``phloem.models``)."""
+
+    def allocate(
+        self,
+        name: str,
+        artifact: ArtifactRecord,
+        *,
+        metrics: Mapping[str, float],
+        params: Mapping[str, Any],
+        tags: Mapping[str, Any],
+        eval_digest: str | None,
+        description: str | None,
+        owner: Owner | None,
+        who: str,
+        now: float,
+        artifacts: Sequence[ArtifactRecord] = (),
+    ) -> int:
+        """A new version: ready at once without ``owner``, else pending until that attempt
+        succeeds."""
+        ...
+
+    def set_alias(
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        *,
+        reason: str | None,
+        who: str,
+        now: float,
+        kind: str = "set",
+    ) -> AliasMove: ...
+    def record_decision(self, name: str, decision: str, now: float) -> None: ...
+    def names(self) -> list[ModelSummary]: ...
+    def versions(self, name: str, *, include_pending: bool = False) -> list[ModelVersion]: ...
+    def version(self, name: str, version: int, *, ready: bool = False) -> ModelVersion: ...
+    def latest(self, name: str) -> ModelVersion: ...
+    def aliases(self, name: str) -> dict[str, int]: ...
+    def alias_history(self, name: str, alias: str | None = None) -> list[AliasMove]: ...
+    def decisions(self, name: str) -> list[DecisionRow]: ...
+
+
 class Store(Protocol):
     """Runs, their task instances and attempts, history, artifact records and pools.
 
@@ -321,6 +365,11 @@ class Store(Protocol):
     @property
     def lineage(self) -> LineageQueries:
         """Artifact records, their uses and output metadata, for lineage."""
+        ...
+
+    @property
+    def models(self) -> ModelRegistry:
+        """The model registry."""
         ...
 
     @property
@@ -434,6 +483,7 @@ __all__ = [
     "AttemptLeasing",
     "EventFeed",
     "LineageQueries",
+    "ModelRegistry",
     "PipelineCatalog",
     "RunListing",
     "Store",

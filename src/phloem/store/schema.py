@@ -366,3 +366,67 @@ watermark_history = Table(
     Column("at", Float, nullable=False),
     Index("ix_watermark_history_name", "name", "id"),
 )
+
+# -- the model registry (phloem.models) ---------------------------------------------------------
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("name", String(250), primary_key=True),
+    Column("version", Integer, primary_key=True),  # unique per name: concurrent registers differ
+    Column("status", String(12), nullable=False),  # "pending" (its attempt runs) | "ready"
+    Column("digest", String(64), nullable=False),  # the model's artifact
+    Column("metrics", Text, nullable=False),  # JSON
+    Column("params", Text, nullable=False),  # JSON
+    Column("tags", Text, nullable=False),  # JSON
+    Column("eval_digest", String(64)),  # content hash of the evaluation data
+    Column("description", Text),
+    Column("run_id", String(64)),  # the attempt that registered it (None: outside a task)
+    Column("task_id", String(250)),
+    Column("map_index", Integer),
+    Column("try_number", Integer),
+    Column("registered_by", String(500), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("ready_at", Float),
+    Index("ix_model_versions_attempt", "run_id", "task_id", "map_index"),
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("name", String(250), primary_key=True),
+    Column("alias", String(250), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("moved_at", Float, nullable=False),
+)
+
+#: every alias move, appended and never rewritten
+model_alias_moves = Table(
+    "model_alias_moves",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(250), nullable=False),
+    Column("alias", String(250), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("previous", Integer),
+    Column("kind", String(12), nullable=False),  # "set" | "rollback"
+    Column("at", Float, nullable=False),
+    Column("who", String(500), nullable=False),
+    Column("reason", Text),
+    Column("run_id", String(64)),
+    Column("task_id", String(250)),
+    Index("ix_model_alias_moves_name", "name", "alias", "id"),
+)
+
+#: what ``register_if_better`` decided, and why
+model_decisions = Table(
+    "model_decisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(250), nullable=False),
+    Column("decision", Text, nullable=False),  # JSON
+    Column("at", Float, nullable=False),
+    Column("run_id", String(64)),
+    Column("task_id", String(250)),
+    Index("ix_model_decisions_name", "name", "id"),
+)

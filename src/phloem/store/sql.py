@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from phloem.store.feed import EventFeed
     from phloem.store.lineage import LineageRecords
     from phloem.store.listing import Listing
+    from phloem.store.models import Models
     from phloem.store.settings_store import SettingsStore
     from phloem.store.tracking import Tracking
     from phloem.store.watermarks import Watermarks
@@ -189,6 +190,13 @@ class SqlStore:
 
             self._lineage = LineageRecords(self)
         return self._lineage
+
+    @property
+    def models(self) -> Models:
+        """The model registry (see store/models.py)."""
+        from phloem.store.models import Models
+
+        return Models(self)
 
     @property
     def attempt_leases(self) -> AttemptLeases:

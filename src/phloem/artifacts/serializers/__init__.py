@@ -15,15 +15,19 @@ from phloem.errors import ArtifactError
 from .base import Serializer, type_name
 from .joblib import JOBLIB
 from .json import JSON
+from .models import LIGHTGBM, PARTS, RAW, SKOPS, XGBOOST
 from .numpy import NUMPY
 from .parquet import PANDAS, POLARS
 from .pickle import PICKLE
 
-__all__ = ["REGISTRY", "Serializer", "by_name", "choose", "dump", "type_name"]
+__all__ = ["EXPLICIT", "REGISTRY", "Serializer", "by_name", "choose", "dump", "type_name"]
 
 REGISTRY: tuple[Serializer, ...] = (JSON, PANDAS, POLARS, NUMPY, JOBLIB, PICKLE)
 
-_BY_NAME: dict[str, Serializer] = {s.name: s for s in REGISTRY}
+#: formats chosen explicitly (the model registry), never for a task's return value
+EXPLICIT: tuple[Serializer, ...] = (XGBOOST, LIGHTGBM, SKOPS, PARTS, RAW)
+
+_BY_NAME: dict[str, Serializer] = {s.name: s for s in (*REGISTRY, *EXPLICIT)}
 _log = logging.getLogger("phloem.artifacts")
 
 
