@@ -155,3 +155,35 @@ def test_revoked_and_expired_tokens_are_refused_with_their_reason(api: Api) -> N
                                     time.time() - 5)
     r = api.client.get("/api/v1/me", headers={"Authorization": "Bearer phl_old"})
     assert "expired" in _problem(r, 401)["detail"]
+
+
+def test_admins_manage_users_and_tokens_over_the_api(api: Api) -> None:
+    r = api.post("admin", "/api/v1/users",
+                 json={"name": "ana", "role": "operator", "password": "a long password"})
+    assert r.status_code == 201 and r.json()["role"] == "operator"
+    assert "password" not in r.text
+    users = api.get("admin", "/api/v1/users").json()
+    assert {u["name"] for u in users} == {"viewer", "operator", "admin", "ana"}
+    assert "argon2" not in api.get("admin", "/api/v1/users").text
+    r = api.post("admin", "/api/v1/users",
+                 json={"name": "ana", "role": "viewer", "password": "a long password"})
+    assert r.status_code == 400 and "exists already" in r.json()["detail"]
+    r = api.post("admin", "/api/v1/users", json={"name": "bob", "role": "root",
+                                                  "password": "a long password"})
+    assert r.status_code == 422
+    r = api.post("admin", "/api/v1/tokens", json={"name": "ana-ci", "user": "ana",
+                                                   "expires": "1d"})
+    assert r.status_code == 201
+    token = r.json()["token"]
+    assert api.client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).json()[
+        "user"] == "ana"
+    listed = api.get("admin", "/api/v1/tokens").text
+    assert token not in listed and "ana-ci" in listed
+    r = api.post("admin", "/api/v1/tokens", json={"name": "x", "expires": "someday"})
+    assert r.status_code == 400 and "like 30d" in r.json()["detail"]
+    assert api.call("admin", "DELETE", "/api/v1/tokens/ana-ci").status_code == 204
+    assert api.client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}
+                          ).status_code == 401
+    assert api.call("admin", "DELETE", "/api/v1/users/ana").status_code == 204
+    assert api.call("admin", "DELETE", "/api/v1/users/ana").status_code == 404
+    assert api.get("operator", "/api/v1/users").status_code == 403

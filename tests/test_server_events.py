@@ -70,12 +70,22 @@ def _until_run_ends(stream: Iterator[dict[str, Any]], limit: int = 200) -> list[
     raise AssertionError(f"the stream ended early: {got}")
 
 
-@pytest.fixture
-def server(processes: object, tmp_path: Path) -> LiveServer:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def server(
+    request: pytest.FixtureRequest, processes: object, tmp_path: Path
+) -> Iterator[LiveServer]:
     folder = tmp_path / "pipelines"
     folder.mkdir()
     (folder / "tiny.py").write_text(textwrap.dedent(PIPELINE))
-    return start_server(processes, tmp_path / "home", pipelines=folder)
+    if request.param == "sqlite":
+        yield start_server(processes, tmp_path / "home", pipelines=folder)
+        return
+    from conftest import _pg_schema_url
+
+    for url in _pg_schema_url():
+        live = start_server(processes, tmp_path / "home", pipelines=folder, db_url=url)
+        yield live
+        processes.stop(live.proc)  # type: ignore[attr-defined]  # before its schema goes
 
 
 def _trigger(server: LiveServer, token: str, name: str = "tiny") -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from phloem.server.routes import (
+    accounts,
     assets,
     auth,
     backfills,
@@ -30,6 +31,7 @@ ROUTERS: list[APIRouter] = [
     variables.router,
     connections.router,
     assets.router,
+    accounts.router,
 ]
 
 __all__ = ["ROUTERS"]

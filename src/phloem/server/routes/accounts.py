@@ -1,0 +1,126 @@
+"""``/users`` and ``/tokens``: the accounts, managed by admins over the API as with ``phloem
+users`` / ``phloem tokens``. A token's secret is in the answer that creates it, and nowhere
+else, ever; passwords are never returned."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Response
+from pydantic import Field
+
+from phloem.accounts import manage
+from phloem.accounts.roles import Role
+from phloem.app import Phloem
+from phloem.server.auth import Principal, application, require
+from phloem.server.models import Body, Out
+from phloem.store.accounts import TokenRecord
+
+router = APIRouter(tags=["accounts"])
+
+Name = Annotated[str, Path(max_length=120)]
+
+
+class UserOut(Out):
+    name: str
+    role: Role
+    created_at: float
+
+
+class NewUser(Body):
+    name: Annotated[str, Field(max_length=120)]
+    role: Role
+    password: Annotated[str, Field(min_length=manage.MIN_PASSWORD, max_length=1024)]
+    #: give an existing user this role and password
+    replace: bool = False
+
+
+class TokenOut(Out):
+    name: str
+    user: str
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+    state: str  # "valid" | "expired" | "revoked"
+
+    @classmethod
+    def of(cls, t: TokenRecord, now: float) -> TokenOut:
+        state = (
+            "revoked"
+            if t.revoked_at is not None
+            else "expired"
+            if t.expires_at is not None and t.expires_at <= now
+            else "valid"
+        )
+        return cls(
+            name=t.name,
+            user=t.user,
+            created_at=t.created_at,
+            expires_at=t.expires_at,
+            revoked_at=t.revoked_at,
+            state=state,
+        )
+
+
+class NewToken(Body):
+    name: Annotated[str, Field(max_length=120)]
+    #: whose token (its role); default: the caller
+    user: Annotated[str | None, Field(max_length=120)] = None
+    #: a lifetime such as 30d, 12h, 90m, 2w; none: it never expires
+    expires: Annotated[str | None, Field(max_length=20)] = None
+
+
+class CreatedToken(TokenOut):
+    #: the token itself: shown in this answer only
+    token: str
+
+
+ADMIN = Depends(require(Role.ADMIN))
+
+
+@router.get("/users", dependencies=[ADMIN])
+def list_users(ph: Phloem = Depends(application)) -> list[UserOut]:
+    """Users and their roles."""
+    return [UserOut(name=u.name, role=u.role, created_at=u.created_at) for u in manage.users(ph)]
+
+
+@router.post("/users", status_code=201, dependencies=[ADMIN])
+def add_user(body: NewUser, ph: Phloem = Depends(application)) -> UserOut:
+    """Add a user (or, with ``replace``, change a user's role and password)."""
+    u = manage.add_user(ph, body.name, body.role, body.password, replace=body.replace)
+    return UserOut(name=u.name, role=u.role, created_at=u.created_at)
+
+
+@router.delete("/users/{name}", status_code=204, dependencies=[ADMIN])
+def remove_user(name: Name, ph: Phloem = Depends(application)) -> Response:
+    """Remove a user with its tokens and sessions."""
+    manage.remove_user(ph, name)
+    return Response(status_code=204)
+
+
+@router.get("/tokens", dependencies=[ADMIN])
+def list_tokens(ph: Phloem = Depends(application)) -> list[TokenOut]:
+    """Tokens (never their secrets)."""
+    now = time.time()
+    return [TokenOut.of(t, now) for t in manage.tokens(ph)]
+
+
+@router.post("/tokens", status_code=201)
+def create_token(
+    body: NewToken,
+    who: Principal = Depends(require(Role.ADMIN)),
+    ph: Phloem = Depends(application),
+) -> CreatedToken:
+    """Create a token; its secret is in this answer only."""
+    token, rec = manage.create_token(
+        ph, body.name, body.user or who.user, manage.parse_expiry(body.expires)
+    )
+    return CreatedToken(**TokenOut.of(rec, time.time()).model_dump(), token=token)
+
+
+@router.delete("/tokens/{name}", status_code=204, dependencies=[ADMIN])
+def revoke_token(name: Name, ph: Phloem = Depends(application)) -> Response:
+    """Revoke a token at once."""
+    manage.revoke_token(ph, name)
+    return Response(status_code=204)
