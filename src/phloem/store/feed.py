@@ -9,16 +9,13 @@ one run is followed), so following the feed costs one indexed query per poll.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sqlalchemy import func, select
 
 from phloem.store import schema as s
 from phloem.store.engine import Database
 from phloem.store.resilience import resilient
-
-if TYPE_CHECKING:
-    from phloem.store.port import EventFeed as EventFeedPort
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +97,21 @@ class EventFeed:
             ]
 
 
+class _Positions(Protocol):
+    """What a follower reads of the feed (``EventFeed`` of the store port)."""
+
+    def ids_after(self, after_id: int, limit: int = 500) -> list[int]: ...
+    def after(
+        self,
+        after_id: int,
+        *,
+        upto: int | None = None,
+        run_id: str | None = None,
+        pipeline: str | None = None,
+        limit: int = 500,
+    ) -> list[FeedEvent]: ...
+
+
 class Follower:
     """Follows the feed from a position, giving each committed event once, in id order.
 
@@ -112,7 +124,7 @@ class Follower:
 
     def __init__(
         self,
-        feed: EventFeedPort,
+        feed: _Positions,
         after: int,
         *,
         run_id: str | None = None,
