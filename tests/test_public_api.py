@@ -17,6 +17,7 @@ from phloem.errors import PhloemError
 PUBLIC = {
     "authoring": {
         "Asset",
+        "Breaker",
         "Cache",
         "File",
         "Pipeline",
@@ -32,6 +33,7 @@ PUBLIC = {
     "inside a task": {
         "Output",
         "TaskContext",
+        "breaker",
         "context",
         "drift",
         "emit",
@@ -55,6 +57,7 @@ PUBLIC = {
         "AccountNotFound",
         "ArtifactError",
         "BadCursor",
+        "BreakerOpen",
         "CommandFailed",
         "ConditionError",
         "ConnectionNotFound",

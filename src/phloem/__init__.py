@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING, Any
 from phloem.artifacts.output import Output
 from phloem.context import TaskContext, context
 from phloem.dsl import Asset, Pipeline, Resources, Task, TaskRef, group, pipeline, sensor, task
+from phloem.dsl.breaker import Breaker
 from phloem.dsl.cache import Cache
 from phloem.errors import (
     AccountError,
     AccountNotFound,
     ArtifactError,
     BadCursor,
+    BreakerOpen,
     CommandFailed,
     ConditionError,
     ConnectionNotFound,
@@ -52,6 +54,7 @@ from phloem.states import RunState, TaskState, TriggerRule
 if TYPE_CHECKING:
     from phloem import drift, models, outputs, tasks
     from phloem.api import RunResult, retry, run
+    from phloem.breakers import breaker
     from phloem.emitting import emit
     from phloem.quality.expectations import expect
     from phloem.quality.gates import gate
@@ -66,6 +69,7 @@ __version__ = "0.1.0"
 __all__ = [
     # authoring
     "Asset",
+    "Breaker",
     "Cache",
     "File",
     "Pipeline",
@@ -80,6 +84,7 @@ __all__ = [
     # inside a task
     "Output",
     "TaskContext",
+    "breaker",
     "context",
     "drift",
     "emit",
@@ -112,6 +117,7 @@ __all__ = [
     "AccountNotFound",
     "ArtifactError",
     "BadCursor",
+    "BreakerOpen",
     "CommandFailed",
     "ConditionError",
     "ConnectionNotFound",
@@ -163,6 +169,10 @@ def __getattr__(name: str) -> Any:
         from phloem import tracking
 
         return getattr(tracking, name)
+    if name == "breaker":
+        from phloem.breakers import breaker
+
+        return breaker
     if name == "emit":
         from phloem.emitting import emit
 

@@ -35,6 +35,7 @@ happened in (pipeline, task, run, attempt), so a message can say where and what 
     +-- LineageError             a lineage target is unknown, ambiguous or cannot be resolved
     +-- ModelNotFound            no model, version or alias of that name in the registry
     +-- EvalDataMismatch         two model versions were evaluated on different data
+    +-- BreakerOpen              a call was refused: its circuit breaker is open
 """
 
 from __future__ import annotations
@@ -212,3 +213,7 @@ def first_line(exc: BaseException) -> str:
     except Exception:  # a broken __str__ must not break the report of it
         lines = []
     return lines[0] if lines else type(exc).__name__
+
+
+class BreakerOpen(PhloemError):
+    """A call was refused because its circuit breaker (``phloem.breaker``) is open."""

@@ -102,6 +102,14 @@ class ExecutorKind(Text):
     LOCAL = "local"  # long-lived worker processes on this machine
 
 
+class BreakerPhase(Text):
+    """A circuit breaker's phase (``phloem.breaker``)."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
 class RunState(Text):
     QUEUED = "queued"
     RUNNING = "running"

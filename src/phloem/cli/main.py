@@ -17,6 +17,7 @@ import typer
 
 from phloem.cli import scheduler_cmds, tracking_cmds
 from phloem.cli.accounts_cmds import tokens_app, users_app
+from phloem.cli.breaker_cmds import breakers_app
 from phloem.cli.cache_cmds import cache_app
 from phloem.cli.common import (
     EXIT_FAILED,
@@ -55,6 +56,7 @@ runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
 db_app = typer.Typer(help="Manage the store's database.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 app.add_typer(db_app, name="db")
+app.add_typer(breakers_app, name="breakers")
 app.add_typer(variables_app, name="variables")
 app.add_typer(connections_app, name="connections")
 app.add_typer(users_app, name="users")

@@ -11,6 +11,7 @@ from typing import Any
 
 from phloem.dsl import kinds
 from phloem.dsl.assets import asset_names
+from phloem.dsl.breaker import Breaker, breaker_option
 from phloem.dsl.cache import Cache, cache_option
 from phloem.dsl.declare import declared, option
 from phloem.dsl.foreign import foreign_name
@@ -159,6 +160,13 @@ class TaskOptions:
         "reuse the output of an earlier run with the same code, libraries and inputs "
         "(`phloem.Cache(expire=..., version=..., key=...)`; see Caching)",
         shown="off",
+    )
+    breaker: Breaker | None = option(
+        None,
+        kinds.kind("a breaker's name or phloem.Breaker(...)", breaker_option),
+        "a circuit breaker shared through the store: while it is open, attempts fail fast "
+        "(see Circuit breakers)",
+        shown="none",
     )
     #: a clean-up task: runs whatever happened upstream (all_done unless told otherwise) and
     #: is left out when the run's state is decided, as Airflow's teardown tasks are

@@ -14,6 +14,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
+from phloem import breakers
 from phloem.artifacts import ArtifactRef, ArtifactStore
 from phloem.artifacts.active import storing_in
 from phloem.artifacts.codec import DEFAULT_INLINE_LIMIT, from_stored_json, to_stored_json
@@ -197,7 +198,17 @@ def _call(
     now: Callable[[], float],
 ) -> tuple[AttemptOutcome, Any]:
     if not spec.is_sensor:
-        return AttemptOutcome.SUCCESS, spec.fn(*args, **kwargs)
+        guard = spec.options.breaker
+        if guard is None:
+            return AttemptOutcome.SUCCESS, spec.fn(*args, **kwargs)
+        probe = breakers.enter(guard)
+        try:
+            value = spec.fn(*args, **kwargs)
+        except BaseException as exc:
+            breakers.leave(guard, probe, exc)
+            raise
+        breakers.leave(guard, probe, None)
+        return AttemptOutcome.SUCCESS, value
     sensor = spec.options.sensor
     assert sensor is not None
     deadline = attempt.first_started_at + sensor.timeout

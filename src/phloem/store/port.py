@@ -35,8 +35,10 @@ from phloem.store.types import (
 )
 
 if TYPE_CHECKING:
+    from phloem.dsl.breaker import Breaker
     from phloem.secrets import Cipher
     from phloem.store.accounts import SessionRecord, TokenRecord, UserRecord
+    from phloem.store.breakers import BreakerRow, BreakerState, Verdict
     from phloem.store.feed import FeedEvent
     from phloem.store.listing import (
         AssetEvent,
@@ -309,6 +311,23 @@ class ModelRegistry(Protocol):
     def decisions(self, name: str) -> list[DecisionRow]: ...
 
 
+class Breakers(Protocol):
+    """Circuit breakers shared by everything on this store (see store/breakers.py)."""
+
+    def admit(self, policy: Breaker, now: float | None = None) -> Verdict: ...
+    def settle(
+        self,
+        policy: Breaker,
+        *,
+        ok: bool,
+        probe: bool,
+        error: str | None = None,
+        now: float | None = None,
+    ) -> BreakerState: ...
+    def list(self) -> list[BreakerRow]: ...
+    def reset(self, name: str) -> bool: ...
+
+
 class Store(Protocol):
     """Runs, their task instances and attempts, history, artifact records and pools.
 
@@ -331,6 +350,11 @@ class Store(Protocol):
 
     @property
     def catalog(self) -> PipelineCatalog: ...
+
+    @property
+    def breakers(self) -> Breakers:
+        """Circuit breakers kept in this store."""
+        ...
 
     @property
     def tracking(self) -> Tracking:
@@ -481,6 +505,7 @@ class Store(Protocol):
 __all__ = [
     "Accounts",
     "AttemptLeasing",
+    "Breakers",
     "EventFeed",
     "LineageQueries",
     "ModelRegistry",

@@ -430,3 +430,15 @@ model_decisions = Table(
     Column("task_id", String(250)),
     Index("ix_model_decisions_name", "name", "id"),
 )
+
+breakers = Table(
+    "breakers",
+    metadata,
+    Column("name", String(250), primary_key=True),
+    Column("state", String(12), nullable=False),  # closed | open | half_open
+    Column("failures", Text, nullable=False),  # JSON list of recent failure times
+    Column("opened_at", Float),
+    Column("probe_until", Float),  # half open: the probe's lease
+    Column("last_error", Text),
+    Column("updated_at", Float, nullable=False),
+)

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from phloem.secrets import Cipher
     from phloem.store.accounts import AccountsStore
     from phloem.store.attempt_leases import AttemptLeases
+    from phloem.store.breakers import BreakerBook
     from phloem.store.cache import SqlCache
     from phloem.store.catalog import Catalog
     from phloem.store.feed import EventFeed
@@ -133,6 +134,13 @@ class SqlStore:
 
             self._catalog = Catalog(self)
         return self._catalog
+
+    @property
+    def breakers(self) -> BreakerBook:
+        """Circuit breakers kept in this store (see store/breakers.py)."""
+        from phloem.store.breakers import BreakerBook
+
+        return BreakerBook(self)
 
     @property
     def tracking(self) -> Tracking:
