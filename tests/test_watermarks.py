@@ -19,7 +19,7 @@ from phloem.effects import AttemptEffects, Effect, WatermarkAdvanced
 from phloem.errors import WatermarkError
 from phloem.records import TI, Transition
 from phloem.states import RunState, RunType, TaskState
-from phloem.store import Commit, Store
+from phloem.store import Commit, Store, open_store
 from phloem.variables import close_stores
 from phloem.watermark_values import comparable, compare, decode, encode, parse
 
@@ -363,3 +363,42 @@ def test_watermarks_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert "is not a int" in cli("set", "m", "x", "--type", "int", code=2)
     assert "watermark orders reset" in cli("reset", "orders")
     assert "no watermark named 'orders'" in cli("reset", "orders", code=2)
+
+
+# -- concurrent commits -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_concurrent_advances_leave_the_furthest_value(
+    db: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Runs that all read no value commit their advances at the same moment, each from a
+    store of its own: no commit fails, the watermark ends at the furthest value, and every
+    advance is in the history, applied or kept out."""
+    from test_store import _concurrently
+
+    url = f"sqlite:///{tmp_path / 'p.db'}" if db == "sqlite" else request.getfixturevalue("pg_url")
+    setup = open_store(url)
+    values = [3, 9, 1, 7, 5, 8]
+    runs = [_run(setup, f"r{'x' * i}") for i in range(len(values))]
+    stores = [open_store(url) for _ in values]
+    try:
+        results = _concurrently(
+            [
+                (lambda st=st, run=run, v=v: _end(st, run, [_adv("orders", v)]))
+                for st, run, v in zip(stores, runs, values, strict=True)
+            ]
+        )
+        assert not [r for r in results if isinstance(r, Exception)], results
+        w = setup.watermarks.get("orders")
+        assert w is not None and w.value == max(values)
+        history = setup.watermarks.history("orders")
+        assert len(history) == len(values)
+        assert {h.outcome for h in history} <= {"advanced", "kept"}
+        moves = [int(h.value or 0) for h in history if h.outcome == "advanced"]
+        assert moves == sorted(moves) and moves[-1] == max(values)  # only ever forward
+        assert w.version == len(moves)
+    finally:
+        for st in stores:
+            st.close()
+        setup.close()
