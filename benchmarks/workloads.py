@@ -95,13 +95,13 @@ def add_one(x: int) -> int:
     return x + 1
 
 
-def make_w2(name: str = "W2", length: int = W2_LENGTH) -> Pipeline:
+def make_w2(name: str = "W2", length: int = W2_LENGTH, *, cache: bool = False) -> Pipeline:
     def body() -> None:
         ref = add_one(0)
         for _ in range(length - 1):
             ref = add_one(ref)
 
-    return phloem.pipeline(name=name)(body)
+    return phloem.pipeline(name=name, default_task_options={"cache": cache})(body)
 
 
 W2 = make_w2()
@@ -220,7 +220,7 @@ def save(best: dict[str, Any], models: dict[str, Any]) -> str:
 _TRAINERS = {"logreg": train_logreg, "forest": train_forest, "boosting": train_boosting}
 
 
-def make_w3(name: str = "W3") -> Pipeline:
+def make_w3(name: str = "W3", *, cache: bool = False) -> Pipeline:
     def body(
         n_samples: int = W3_SAMPLES, n_features: int = W3_FEATURES, min_auc: float = W3_MIN_AUC
     ) -> None:
@@ -235,7 +235,7 @@ def make_w3(name: str = "W3") -> Pipeline:
         ]
         save(gate(pick_best(results), min_auc), models)
 
-    return phloem.pipeline(name=name)(body)
+    return phloem.pipeline(name=name, default_task_options={"cache": cache})(body)
 
 
 W3 = make_w3()
@@ -280,3 +280,7 @@ PLAIN: dict[str, Callable[[Tick], Any]] = {
 }
 #: workload name -> its pipeline
 PIPELINES: dict[str, Pipeline] = {"W1": W1, "W2": W2, "W3": W3, "hello": hello}
+
+#: W2 and W3 with ``cache=True`` on every task (benchmarks/cache.py)
+W2C = make_w2("W2C", cache=True)
+W3C = make_w3("W3C", cache=True)

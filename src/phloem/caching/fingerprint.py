@@ -16,10 +16,11 @@ the process runs), not once per task instance.
 
 from __future__ import annotations
 
-import builtins
 import dis
 import hashlib
+import importlib
 import importlib.metadata as md
+import importlib.util
 import os
 import sys
 import sysconfig
@@ -29,7 +30,6 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-_BUILTINS = frozenset(dir(builtins))
 _IMPORTS = frozenset({"IMPORT_NAME", "IMPORT_FROM"})
 
 
@@ -43,12 +43,17 @@ class CodeParts:
 
 
 class Versions:
-    """Which distribution provides a top-level module, and its version (importlib.metadata),
-    looked up once. ``overrides`` is the seam tests use to pretend a library was upgraded."""
+    """Which distribution provides a module, and its version (importlib.metadata), looked up
+    once per module. ``overrides`` (distribution -> version) is the seam tests use to pretend
+    a library was upgraded.
+
+    A module named like its distribution (``numpy``) costs one metadata read; another
+    (``sklearn`` of scikit-learn) is found in the installed distributions' file lists, read as
+    text (not ``packages_distributions()``, which parses every list and costs ~0.4 s)."""
 
     def __init__(self, overrides: Mapping[str, str] | None = None) -> None:
         self.overrides = dict(overrides or {})
-        self._dists: Mapping[str, list[str]] | None = None
+        self._owner: dict[str, str | None] = {}
         self._versions: dict[str, str | None] = {}
 
     def of_module(self, module: str) -> tuple[str, str] | None:
@@ -56,12 +61,25 @@ class Versions:
         top = module.partition(".")[0]
         if not top or top in sys.stdlib_module_names or top == "builtins":
             return None
-        if self._dists is None:
-            self._dists = md.packages_distributions()
-        names = self._dists.get(top)
-        dist = names[0] if names else top
+        if top not in self._owner:
+            self._owner[top] = self._find(top)
+        dist = self._owner[top]
+        if dist is None:
+            return None
         version = self.version(dist)
         return None if version is None else (dist, version)
+
+    def _find(self, top: str) -> str | None:
+        for name in dict.fromkeys((top, top.replace("_", "-"))):
+            if self.version(name) is not None:
+                return name
+        needles = (f"{top}/__init__.py,", f"{top}.py,", f"{top}/")
+        for dist in md.distributions():
+            record = dist.read_text("RECORD") or ""
+            for needle in needles:
+                if record.startswith(needle) or f"\n{needle}" in record:
+                    return str(dist.metadata["Name"])
+        return None
 
     def version(self, dist: str) -> str | None:
         if dist in self.overrides:
@@ -101,6 +119,21 @@ def is_user_module(name: str) -> bool:
 
 #: a name the walk looked up: (namespace, name, id of the object it found)
 _Dep = tuple[dict[str, Any], str, int]
+
+
+def _is_user_path(name: str) -> bool:
+    """Would importing ``name`` load one of the user's own files (not a library)? Only the
+    top-level package is looked at, which imports nothing (a dotted name would import its
+    parent package)."""
+    try:
+        spec = importlib.util.find_spec(name.partition(".")[0])
+    except (ImportError, ValueError):
+        return False
+    origin = getattr(spec, "origin", None) if spec is not None else None
+    if not origin or origin in ("built-in", "frozen"):
+        return False
+    path = os.path.realpath(origin)
+    return not path.startswith(_ROOTS) and not path.startswith(_PHLOEM_ROOT)
 
 
 class Fingerprinter:
@@ -234,6 +267,7 @@ class _Walk:
         h.update(_constant(getattr(fn, "__defaults__", None)).encode())
         h.update(_constant(getattr(fn, "__kwdefaults__", None)).encode())
         names = frozenset(_names(code))
+        imports = frozenset(_imports(code))
         for cell_name, cell in zip(code.co_freevars, fn.__closure__ or (), strict=False):
             try:
                 content = cell.cell_contents
@@ -245,18 +279,21 @@ class _Walk:
             if name in glob:
                 self.deps.append((glob, name, id(glob[name])))
                 self._reach(glob[name], names, h, name)
-            elif name not in _BUILTINS:
-                self._imported(name, names, h)
+        for name in sorted(imports):
+            self._imported(name, names, h)
         self.code[_label(fn)] = h.hexdigest()[:16]
 
     def _imported(self, name: str, names: frozenset[str], h: Any) -> None:
-        """A module a function imports in its body (``import sklearn.linear_model``)."""
-        if "." not in name and name not in sys.modules:
-            found = self.versions.of_module(name)
-            if found is not None:
-                self.packages[found[0]] = found[1]
-            return
+        """A module a function imports in its body (``import sklearn.linear_model``): a
+        library is versioned without importing it; one of the user's own modules is imported
+        (as the task will) so the code it reaches counts."""
         mod = sys.modules.get(name)
+        if mod is None and _is_user_path(name):
+            try:
+                mod = importlib.import_module(name)
+            except Exception:
+                h.update(f"import {name} failed;".encode())
+                return
         if mod is not None:
             self._reach(mod, names, h, name)
         else:
@@ -290,16 +327,22 @@ def _members(value: Any) -> Iterator[Any]:
 
 
 def _names(code: types.CodeType) -> Iterator[str]:
-    """Global and attribute names a code object (and the code nested in it) uses, and the
-    modules it imports."""
+    """Global and attribute names a code object (and the code nested in it) uses."""
     yield from code.co_names
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _names(const)
+
+
+def _imports(code: types.CodeType) -> Iterator[str]:
+    """The modules a code object (and the code nested in it) imports in its body."""
     if any(op in _IMPORTS for op in _opnames(code)):
         for ins in dis.get_instructions(code):
             if ins.opname == "IMPORT_NAME" and isinstance(ins.argval, str):
                 yield ins.argval
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
-            yield from _names(const)
+            yield from _imports(const)
 
 
 def _opnames(code: types.CodeType) -> Iterator[str]:

@@ -4,6 +4,7 @@ the fact, what the key was made of and which part changed."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -144,6 +145,7 @@ class TaskKeys:
         return out
 
 
+@functools.lru_cache(maxsize=4096)
 def _parameter_names(fn: Callable[..., Any]) -> list[str]:
     try:
         sig = inspect.signature(fn)

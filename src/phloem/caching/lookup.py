@@ -77,6 +77,10 @@ class RunCache:
         self._pending: dict[Key, _Pending] = {}
         self._seen: set[Key] = set()
         self._last: list[Key] = []
+        #: tasks with entries when the run began (read on the first lookup): the others'
+        #: lookups would find nothing, so they cost no query (an entry another run writes
+        #: meanwhile is found by the next run)
+        self._with_entries: set[str] | None = None
         #: checks and lineage to commit with the run's next decision
         self.checks: list[CacheCheck] = []
         self.uses: list[ArtifactUse] = []
@@ -126,7 +130,10 @@ class RunCache:
                 why = "the run asked to refresh the cache"
                 self._miss(k, digest, parts, True, "refresh", why, now)
             return []
-        found = self.store.cache.find({v[0] for v in keyed.values()})
+        if self._with_entries is None:
+            self._with_entries = self.store.cache.tasks_with_entries(self.spec.name)
+        wanted = {v[0] for k, v in keyed.items() if k[0] in self._with_entries}
+        found = self.store.cache.find(wanted) if wanted else {}
         hits: list[CacheHit] = []
         for k, (digest, parts, args, kwargs) in keyed.items():
             entry = found.get(digest)

@@ -74,15 +74,21 @@ class LocalExecutor:
         self._queue: deque[Attempt] = deque()
         self._pipelines: Mapping[str, PipelineSpec] = {}
         self._artifacts: ArtifactStore | None = None
+        self._preload: list[str] | None = None
         self._reports: list[Report] = []
         self._killed: set[tuple[str, str, int, int]] = set()
 
     def start(self, pipelines: Mapping[str, PipelineSpec], artifacts: ArtifactStore) -> None:
         self._pipelines = pipelines
         self._artifacts = artifacts
-        preload(imported_in_tasks(pipelines))  # once here, inherited by every worker
+        self._preload = imported_in_tasks(pipelines)
 
     def _spawn(self) -> _Worker:
+        if self._preload is not None:
+            # once, before the first worker forks (every worker inherits it); a run whose
+            # tasks all come from the cache starts no worker and imports nothing
+            modules, self._preload = self._preload, None
+            preload(modules)
         process, conn = start_child(
             _worker_main,
             (self._pipelines, self._artifacts, self.log_max_bytes),

@@ -19,11 +19,11 @@ from phloem.store.types import Applied, Commit
 
 _E = s.cache_entries
 _C = s.cache_checks
-_CHECK_DELETE = _C.delete().where(
-    _C.c.run_id == bindparam("b_run"),
-    _C.c.task_id == bindparam("b_task"),
-    _C.c.map_index == bindparam("b_map"),
-)
+#: built once: statement construction costs more than running it on the hot path
+_FIND = select(_E).where(_E.c.key.in_(bindparam("keys", expanding=True)))
+_UPSERTS: dict[str, Any] = {}
+_INSERTS: dict[str, Any] = {}
+_CHECK_VALUES = ("pipeline", "key", "outcome", "reason", "parts", "source_run", "at")
 #: keys per IN (...) query: well under every driver's bound-parameter limit
 _BATCH = 500
 
@@ -48,10 +48,15 @@ class SqlCache:
         ordered = sorted(set(keys))
         with self.engine.connect() as conn:
             for i in range(0, len(ordered), _BATCH):
-                chunk = ordered[i : i + _BATCH]
-                for r in conn.execute(select(_E).where(_E.c.key.in_(chunk))):
+                for r in conn.execute(_FIND, {"keys": ordered[i : i + _BATCH]}):
                     out[r.key] = _entry(r)
         return out
+
+    def tasks_with_entries(self, pipeline: str) -> set[str]:
+        """The tasks of ``pipeline`` that have at least one entry."""
+        q = select(_E.c.task_id).where(_E.c.pipeline == pipeline).distinct()
+        with self.engine.connect() as conn:
+            return set(conn.execute(q).scalars())
 
     def entries(
         self,
@@ -106,11 +111,7 @@ def write_cache(conn: Connection, dialect: str, r: Commit, applied: Applied, now
     if r.cache_checks:
         rows = {(c.task_id, c.map_index): _check_row(c) for c in r.cache_checks}
         # a check made again (the instance was retried or the run resumed) replaces the last
-        conn.execute(
-            _CHECK_DELETE,
-            [{"b_run": r.run_id, "b_task": t, "b_map": i} for t, i in rows],
-        )
-        conn.execute(_C.insert(), list(rows.values()))
+        conn.execute(_upsert_check(dialect), list(rows.values()))
     if not r.cache_entries:
         return
     won = {
@@ -127,14 +128,31 @@ def write_cache(conn: Connection, dialect: str, r: Commit, applied: Applied, now
     conn.execute(_insert_new(dialect), [_entry_row(e, now) for e in entries])
 
 
+def _upsert_check(dialect: str) -> Any:
+    stmt = _UPSERTS.get(dialect)
+    if stmt is None:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        ins = insert(_C)
+        stmt = ins.on_conflict_do_update(
+            index_elements=["run_id", "task_id", "map_index"],
+            set_={c: ins.excluded[c] for c in _CHECK_VALUES},
+        )
+        _UPSERTS[dialect] = stmt
+    return stmt
+
+
 def _insert_new(dialect: str) -> Any:
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(_E).on_conflict_do_nothing()
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(_E).on_conflict_do_nothing()
+    stmt = _INSERTS.get(dialect)
+    if stmt is None:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        stmt = _INSERTS[dialect] = insert(_E).on_conflict_do_nothing()
+    return stmt
 
 
 def _entry_row(e: CacheEntry, now: float) -> dict[str, Any]:

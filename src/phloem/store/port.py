@@ -123,6 +123,7 @@ class TaskCache(Protocol):
     the transaction that applies the success that produced them."""
 
     def find(self, keys: Collection[str]) -> dict[str, CacheEntry]: ...
+    def tasks_with_entries(self, pipeline: str) -> set[str]: ...
     def entries(
         self,
         pipeline: str | None = None,
