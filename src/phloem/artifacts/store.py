@@ -255,6 +255,12 @@ class ArtifactStore:
         if n != ref.size or hashlib.sha256(target).hexdigest() != ref.digest:
             target[:] = self._read_verified(ref)  # the full check, and its message
 
+    def verify(self, ref: ArtifactRef) -> None:
+        """Read the artifact from storage (not this process's cache) and check its digest:
+        ArtifactError if it is missing or corrupt (a corrupt copy is moved aside, so storing
+        the value again writes a good one)."""
+        self._read_verified(ref)
+
     def exists(self, ref: ArtifactRef) -> bool:
         """Whether the artifact is present with its full size (a torn copy does not count)."""
         fs, path = self._fs_path(ref)
