@@ -130,7 +130,7 @@ def test_tasks_in_worker_processes_read_other_runs_outputs(
     inputs = {u.digest for u in store.artifact_uses(mon["run_id"])
               if u.task_id == "compare" and u.role == "input"}  # fmt: skip
     assert frame_digest in inputs
-    producers = store.lineage.uses_of([frame_digest], "output")
+    producers = store.lineage.writers_of([frame_digest])
     assert [(u.run_id, u.task_id) for u in producers] == [(second["run_id"], "stats")]
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from phloem.cli import scheduler_cmds, tracking_cmds
+from phloem.cli import lineage_cmd, scheduler_cmds, tracking_cmds
 from phloem.cli.accounts_cmds import tokens_app, users_app
 from phloem.cli.breaker_cmds import breakers_app
 from phloem.cli.cache_cmds import cache_app
@@ -552,6 +552,7 @@ def _main(
 scheduler_cmds.register(app)
 runs_app.command("compare")(tracking_cmds.runs_compare)
 app.command("metrics")(tracking_cmds.metrics)
+app.command("lineage")(lineage_cmd.lineage)
 
 
 def main() -> None:

@@ -74,7 +74,7 @@ class LineageRecords:
         om = s.output_metadata
         out: dict[str, list[MetadataRow]] = defaultdict(list)
         with self.engine.connect() as conn:
-            for chunk in _chunks(set(digests)):
+            for chunk in _chunks(sorted(set(digests))):
                 q = select(om).where(om.c.digest.in_(chunk)).order_by(om.c.at.desc())
                 for r in conn.execute(q):
                     out[r.digest].append(_metadata_row(r))
@@ -93,37 +93,51 @@ class LineageRecords:
         a = s.artifacts
         out: dict[str, ArtifactRecord] = {}
         with self.engine.connect() as conn:
-            for chunk in _chunks(set(digests)):
+            for chunk in _chunks(sorted(set(digests))):
                 for r in conn.execute(select(a).where(a.c.digest.in_(chunk))):
                     out[r.digest] = _artifact(r)
         return out
 
-    def uses_of(self, digests: Iterable[str], role: str) -> list[UseRow]:
-        """Who wrote (``role`` "output") or read ("input") these artifacts."""
+    def writers_of(self, digests: Iterable[str]) -> list[UseRow]:
+        """Who wrote these artifacts: as an output, or besides it (a report, role as recorded)."""
+        return self._uses_of(digests, read=False)
+
+    def readers_of(self, digests: Iterable[str]) -> list[UseRow]:
+        """Who read these artifacts as inputs."""
+        return self._uses_of(digests, read=True)
+
+    def written_by(self, instances: Iterable[InstanceKey]) -> list[UseRow]:
+        """The artifacts these task instances wrote (outputs, reports)."""
+        return self._uses_by(instances, read=False)
+
+    def read_by(self, instances: Iterable[InstanceKey]) -> list[UseRow]:
+        """The artifacts these task instances read."""
+        return self._uses_by(instances, read=True)
+
+    def _uses_of(self, digests: Iterable[str], *, read: bool) -> list[UseRow]:
         au = s.artifact_uses
+        role = au.c.role == "input" if read else au.c.role != "input"
         out: list[UseRow] = []
         with self.engine.connect() as conn:
-            for chunk in _chunks(set(digests)):
-                q = select(au).where(au.c.digest.in_(chunk), au.c.role == role)
+            for chunk in _chunks(sorted(set(digests))):
+                q = select(au).where(au.c.digest.in_(chunk), role)
                 out.extend(_use(r) for r in conn.execute(q))
-        return sorted(out, key=lambda u: (u.at, u.run_id, u.task_id, u.map_index, u.digest))
+        return sorted(out, key=_use_order)
 
-    def uses_by(self, instances: Iterable[InstanceKey], role: str) -> list[UseRow]:
-        """The artifacts these task instances wrote (``role`` "output") or read ("input")."""
+    def _uses_by(self, instances: Iterable[InstanceKey], *, read: bool) -> list[UseRow]:
         au = s.artifact_uses
+        role = au.c.role == "input" if read else au.c.role != "input"
         wanted = set(instances)
         by_run: dict[str, set[str]] = defaultdict(set)
         for run_id, task_id, _ in wanted:
             by_run[run_id].add(task_id)
         out: list[UseRow] = []
         with self.engine.connect() as conn:
-            for run_id, tasks in by_run.items():
-                for chunk in _chunks(tasks):
-                    q = select(au).where(
-                        au.c.run_id == run_id, au.c.task_id.in_(chunk), au.c.role == role
-                    )
+            for run_id, tasks in sorted(by_run.items()):
+                for chunk in _chunks(sorted(tasks)):
+                    q = select(au).where(au.c.run_id == run_id, au.c.task_id.in_(chunk), role)
                     out.extend(u for u in map(_use, conn.execute(q)) if u.instance in wanted)
-        return sorted(out, key=lambda u: (u.at, u.run_id, u.task_id, u.map_index, u.digest))
+        return sorted(out, key=_use_order)
 
     # -- task instances --------------------------------------------------------------------------
 
@@ -142,6 +156,7 @@ class LineageRecords:
             ti.c.map_index,
             ti.c.state,
             ti.c.try_number,
+            ti.c.output,
             r.c.pipeline,
             r.c.logical_date,
             r.c.code_hash,
@@ -165,6 +180,7 @@ class LineageRecords:
                                 row.map_index,
                                 row.state,
                                 row.try_number,
+                                row.output,
                                 row.pipeline,
                                 row.logical_date,
                                 row.code_hash,
@@ -193,6 +209,10 @@ def _metadata_row(r: Any) -> MetadataRow:
 
 def _artifact(r: Any) -> ArtifactRecord:
     return ArtifactRecord(r.digest, r.serializer, r.type_name, r.size, r.key)
+
+
+def _use_order(u: UseRow) -> tuple[float, str, str, int, str]:
+    return (u.at, u.run_id, u.task_id, u.map_index, u.digest)
 
 
 def _use(r: Any) -> UseRow:

@@ -206,6 +206,7 @@ class InstanceInfo:
     map_index: int
     state: str
     try_number: int
+    output: str | None  # the stored output (JSON text), for the files it names
     pipeline: str
     logical_date: str
     code_hash: str | None
