@@ -282,7 +282,7 @@ def test_phloem_lineage_prints_a_tree_or_json(home: Path) -> None:
     assert small.exit_code == 0 and "note: stopped at 2 nodes" in small.stdout
 
     for args, message in [
-        (["fraud:3"], "no model registry is available"),
+        (["fraud:3"], "no model named 'fraud' in the registry"),
         (["abc"], "too short"),
         ([r.run_id, "score", "--upstream", "--downstream"], "not both"),
         (["a", "b", "c"], "one or two words"),
@@ -291,3 +291,54 @@ def test_phloem_lineage_prints_a_tree_or_json(home: Path) -> None:
         bad = cli.invoke(app, ["lineage", *args])
         assert bad.exit_code == 2, (args, bad.output)
         assert message in bad.stderr, (args, bad.stderr)
+
+
+# -- model versions ----------------------------------------------------------------------------
+
+
+@task
+def prepare(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"x": np.arange(n, dtype=float), "y": np.arange(n) % 2})
+
+
+@task
+def fit(df: pd.DataFrame) -> int:
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression().fit(df[["x"]], df["y"])
+    version = phloem.models.register("churn", model, metrics={"auc": 0.8}, eval_data=df)
+    phloem.models.set_alias("churn", version, "production")
+    return version
+
+
+@task
+def predict(version: int) -> float:
+    model = phloem.models.load(f"churn:{version}")
+    return float(model.predict_proba(pd.DataFrame({"x": [1.0]}))[0][1])
+
+
+@pipeline
+def churn(n: int = 20) -> None:
+    predict(fit(prepare(n)))
+
+
+def test_a_model_version_is_a_target_through_the_registry(home: Path) -> None:
+    r = phloem.run(churn, executor="inline", logical_date="2026-03-01")
+    assert r.state is RunState.SUCCESS
+    cli = CliRunner()
+    for ref in ("churn:1", "churn@production"):
+        up = cli.invoke(app, ["lineage", ref, "--json"])
+        assert up.exit_code == 0, up.output
+        doc = json.loads(up.stdout)
+        tasks = {n["task_id"] for n in doc["nodes"] if n["kind"] == "task"}
+        assert tasks == {"fit", "prepare"}  # the model, the task that registered it, its data
+        roles = {e["role"] for e in doc["edges"]}
+        assert {"model", "input", "output"} <= roles
+    down = json.loads(cli.invoke(app, ["lineage", "churn:1", "--downstream", "--json"]).stdout)
+    assert {n["task_id"] for n in down["nodes"] if n["kind"] == "task"} == {"predict"}
+    tree = cli.invoke(app, ["lineage", "churn@production"]).stdout
+    assert "churn.fit" in tree and "model" in tree
+    for ref, message in [("churn:9", "version"), ("nochurn:1", "nochurn"),
+                         ("churn@staging", "no alias 'staging'")]:  # fmt: skip
+        bad = cli.invoke(app, ["lineage", ref])
+        assert bad.exit_code == 2 and message in bad.stderr, (ref, bad.stderr)

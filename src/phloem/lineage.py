@@ -26,6 +26,7 @@ from typing import Any, Literal, Protocol
 
 from phloem.errors import LineageError, TaskNotFound
 from phloem.files import is_file_marker
+from phloem.store.lineage import READ_ROLES
 from phloem.store.port import Store
 from phloem.store.types import InstanceInfo, InstanceKey, UseRow
 
@@ -208,8 +209,9 @@ class Node:
 
 @dataclass(frozen=True, slots=True)
 class Edge:
-    """Data flow: an artifact into the task that read it (role ``input``), a task into the
-    artifact it wrote (``output``, or the role it recorded, e.g. a report)."""
+    """Data flow: an artifact into the task that read it (role ``input``, or ``eval`` for a
+    model's evaluation data), a task into the artifact it wrote (``output``, or the role it
+    recorded: ``model`` for a registered model, a report's role)."""
 
     source: str
     target: str
@@ -342,7 +344,7 @@ def _add_edges(graph: LineageGraph, uses: Sequence[UseRow]) -> None:
     have = {(e.source, e.target, e.role) for e in graph.edges}
     for u in uses:
         a, t = artifact_id(u.digest), task_id_of(u.instance)
-        edge = (a, t, u.role) if u.role == "input" else (t, a, u.role)
+        edge = (a, t, u.role) if u.role in READ_ROLES else (t, a, u.role)
         if edge not in have:
             have.add(edge)
             graph.edges.append(Edge(*edge))

@@ -13,7 +13,8 @@ from phloem.cli.common import application, errors, fail, print_json
 if TYPE_CHECKING:
     from rich.tree import Tree
 
-    from phloem.lineage import LineageGraph, Node
+    from phloem.app import Phloem
+    from phloem.lineage import LineageGraph, ModelResolver, Node, Target
 
 
 def lineage(
@@ -55,9 +56,8 @@ def lineage(
         fail(f"TARGET is one or two words (a hash, or RUN TASK), not {len(target)}")
     with errors():
         ph = application()
-        found = resolve_target(
-            ph.store, target, map_index, target_parsers(resolve_model=None)
-        )
+        parsers = target_parsers(resolve_model=model_resolver(ph))
+        found = resolve_target(ph.store, target, map_index, parsers)
         graph = walk(
             ph.store,
             found,
@@ -75,6 +75,21 @@ def lineage(
         out.print(render(graph, root))
     if graph.truncated:
         out.print(f"[yellow]note:[/yellow] {graph.truncated}")
+
+
+def model_resolver(ph: Phloem) -> ModelResolver:
+    """Model versions (``fraud:3``, ``fraud@production``) resolved by the model registry to
+    the artifact of the model, whose writer is the task that registered it."""
+
+    def resolve(name: str, version: int | None, alias: str | None) -> Target:
+        from phloem.lineage import ArtifactTarget
+        from phloem.models.registry import Registry
+
+        ref = f"{name}:{version}" if version is not None else f"{name}@{alias}"
+        found = Registry(ph.store, ph.artifacts, "phloem lineage").resolve(ref)
+        return ArtifactTarget(found.artifact.digest)
+
+    return resolve
 
 
 def render(graph: LineageGraph, root: str) -> Tree:

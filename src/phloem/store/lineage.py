@@ -21,6 +21,9 @@ from phloem.store.resilience import resilient
 from phloem.store.types import ArtifactRecord, InstanceInfo, InstanceKey, MetadataRow, UseRow
 
 CHUNK = 500
+#: roles of an artifact use in which the task read the artifact (any other role: it wrote it,
+#: as its output or besides it, e.g. a report or a registered model)
+READ_ROLES = ("input", "eval")
 T = TypeVar("T")
 
 
@@ -116,7 +119,7 @@ class LineageRecords:
 
     def _uses_of(self, digests: Iterable[str], *, read: bool) -> list[UseRow]:
         au = s.artifact_uses
-        role = au.c.role == "input" if read else au.c.role != "input"
+        role = au.c.role.in_(READ_ROLES) if read else au.c.role.not_in(READ_ROLES)
         out: list[UseRow] = []
         with self.engine.connect() as conn:
             for chunk in _chunks(sorted(set(digests))):
@@ -126,7 +129,7 @@ class LineageRecords:
 
     def _uses_by(self, instances: Iterable[InstanceKey], *, read: bool) -> list[UseRow]:
         au = s.artifact_uses
-        role = au.c.role == "input" if read else au.c.role != "input"
+        role = au.c.role.in_(READ_ROLES) if read else au.c.role.not_in(READ_ROLES)
         wanted = set(instances)
         by_run: dict[str, set[str]] = defaultdict(set)
         for run_id, task_id, _ in wanted:
@@ -219,4 +222,4 @@ def _use(r: Any) -> UseRow:
     return UseRow(r.digest, r.run_id, r.task_id, r.map_index, r.role, r.try_number, r.at)
 
 
-__all__ = ["LineageRecords"]
+__all__ = ["READ_ROLES", "LineageRecords"]
