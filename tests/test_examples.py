@@ -636,3 +636,45 @@ def test_explicit_task_option_wins_over_pipeline_default_even_if_equal_to_builti
     assert p.spec.tasks["ingest"].options.trigger_rule == "all_done"
     assert p.spec.tasks["validate"].options.retries == 0
     assert p.spec.tasks["validate"].options.trigger_rule == "all_success"
+
+
+def test_file_pipeline_reruns_only_changed_stages(home: Path, tmp_path: Path) -> None:
+    import sys
+
+    from phloem.loading import module_name
+
+    path = Path(example("file_pipeline.py"))
+    load_module_pipelines(path)
+    write_inputs = sys.modules[module_name(path.resolve())].write_inputs
+    data = tmp_path / "data"
+    write_inputs(str(data))
+    params = {
+        "raw": str(data / "raw.csv"),
+        "params": str(data / "params.json"),
+        "data_dir": str(data),
+    }
+    stamp = itertools.count()
+
+    def go() -> phloem.RunResult:
+        r = run("file_pipeline.py", params=params, logical_date=f"2026-01-0{next(stamp) + 1}")
+        assert r.state is phloem.RunState.SUCCESS, r.states()
+        return r
+
+    first = go()
+    assert set(first.states().values()) == {"success"}
+    metrics = first.output("evaluate")
+    assert metrics["auc"] > 0.95 and metrics["accuracy"] > 0.9
+    assert isinstance(first.output("train"), phloem.File)
+    assert set(go().states().values()) == {"cached"}
+
+    (data / "params.json").write_text(json.dumps({"max_iter": 50, "max_depth": 2}))
+    assert go().states() == {
+        "prepare": "cached",
+        "featurize": "cached",
+        "train": "success",
+        "evaluate": "success",
+    }
+    (data / "features.csv").unlink()  # an output deleted: its stage and those after it run
+    r = go()
+    assert r.states()["featurize"] == "success" and r.states()["prepare"] == "cached"
+    assert r.output("evaluate") == go().output("evaluate")

@@ -66,6 +66,19 @@ class File:
     def from_marker(cls, d: dict[str, Any]) -> File:
         return cls(str(d[FILE_MARKER]), str(d["sha256"]))
 
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        """As a run parameter (``def p(raw: phloem.File = phloem.File("data/raw.csv"))``):
+        given and stored as its path, a ``File`` inside the tasks."""
+        from pydantic_core import core_schema as cs
+
+        from_text = cs.no_info_after_validator_function(cls, cs.str_schema(min_length=1))
+        return cs.json_or_python_schema(
+            json_schema=from_text,
+            python_schema=cs.union_schema([cs.is_instance_schema(cls), from_text]),
+            serialization=cs.plain_serializer_function_ser_schema(lambda f: f.path),
+        )
+
 
 def is_file_marker(value: object) -> bool:
     return type(value) is dict and FILE_MARKER in value and len(value) == 3 and "sha256" in value
