@@ -87,6 +87,17 @@ class AssetEmitted(Effect):
 
 
 @dataclass(frozen=True, slots=True)
+class AttemptUsage(Effect):
+    """What the attempt cost, as the executor measured it, and the memory it was allowed:
+    kept with the attempt however it ended."""
+
+    on_success_only: ClassVar[bool] = False
+    cpu_seconds: float
+    peak_rss: int | None
+    memory_limit: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class ArtifactRecorded(Effect):
     """An artifact the task stored besides its output (a validation or drift report),
     recorded with its role for lineage. Kept from failed attempts too: a failed validation's
@@ -179,6 +190,7 @@ __all__ = [
     "ArtifactRecorded",
     "AssetEmitted",
     "AttemptEffects",
+    "AttemptUsage",
     "Effect",
     "MetricLogged",
     "OutputMetadataKept",

@@ -156,6 +156,10 @@ class AttemptOut(Wire):
     error: str | None = None
     #: where it ran (host:pid), when the executor said
     worker: str | None = None
+    #: what it cost (CPU seconds, peak resident bytes) and the memory it was allowed
+    cpu_seconds: float | None = None
+    peak_rss: int | None = None
+    memory_limit: int | None = None
 
     @classmethod
     def of(cls, a: AttemptRow) -> AttemptOut:
@@ -169,6 +173,9 @@ class AttemptOut(Wire):
             ended_at=a.ended_at,
             error=a.error,
             worker=a.worker,
+            cpu_seconds=a.cpu_seconds,
+            peak_rss=a.peak_rss,
+            memory_limit=a.memory_limit,
         )
 
     def record(self) -> AttemptRow:
@@ -182,6 +189,9 @@ class AttemptOut(Wire):
             self.ended_at,
             self.error,
             self.worker,
+            self.cpu_seconds,
+            self.peak_rss,
+            self.memory_limit,
         )
 
 

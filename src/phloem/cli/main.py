@@ -354,7 +354,7 @@ def runs_show(
         src = source(server)
         record: RunRecord = src.run(run_id)
         tis = src.instances(record.run_id)
-        attempts = src.attempts(record.run_id) if as_json else None
+        attempts = src.attempts(record.run_id)
         order = src.task_order(record)
     if as_json:
         from phloem.cli.views import run_with_tasks
@@ -366,7 +366,7 @@ def runs_show(
     out = console()
     print_run_header(out, record)
     out.print()
-    print_summary(out, tis, order)
+    print_summary(out, tis, order, attempts)
 
 
 @app.command()

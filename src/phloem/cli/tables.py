@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from phloem.cli.views import Row, failures, human_duration, summary_rows
 from phloem.records import TI, RunRecord
+from phloem.runner.usage import human_bytes
+from phloem.store.types import AttemptRow
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -49,16 +51,29 @@ def summary_table(rows: Sequence[Row], title: str | None = None):  # type: ignor
     table.add_column("state", overflow="fold")
     table.add_column("tries", justify="right")
     table.add_column("duration", justify="right")
+    costs = any(r.cpu_seconds is not None or r.peak_rss is not None for r in rows)
+    if costs:
+        table.add_column("cpu", justify="right")
+        table.add_column("peak memory", justify="right")
     for r in rows:
         name = f"{r.task} (x{r.mapped})" if r.mapped is not None else r.task
         state = r.state if r.mapped is not None else _styled(r.state)
-        table.add_row(name, state, str(r.tries), human_duration(r.duration))
+        cells = [name, state, str(r.tries), human_duration(r.duration)]
+        if costs:
+            cells.append("-" if r.cpu_seconds is None else f"{r.cpu_seconds:.2f}s")
+            cells.append("-" if r.peak_rss is None else human_bytes(r.peak_rss))
+        table.add_row(*cells)
     return table
 
 
-def print_summary(out: Console, tis: Iterable[TI], order: Sequence[str] | None) -> None:
+def print_summary(
+    out: Console,
+    tis: Iterable[TI],
+    order: Sequence[str] | None,
+    attempts: Iterable[AttemptRow] | None = None,
+) -> None:
     tis = list(tis)
-    out.print(summary_table(summary_rows(tis, order)))
+    out.print(summary_table(summary_rows(tis, order, attempts)))
     failed = failures(tis, order)
     for name, error in failed[:MAX_FAILURES_SHOWN]:
         out.print(f"[red]failed[/] {name}: {error}", markup=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -112,6 +112,9 @@ def attempt_dict(a: AttemptRow) -> dict[str, Any]:
         "ended_at": iso(a.ended_at),
         "error": one_line(a.error),
         "worker": a.worker,
+        "cpu_seconds": a.cpu_seconds,
+        "peak_rss": a.peak_rss,
+        "memory_limit": a.memory_limit,
     }
 
 
@@ -134,9 +137,35 @@ class Row:
     tries: int
     duration: float | None
     mapped: int | None = None  # instance count of a mapped task
+    cpu_seconds: float | None = None  # over every attempt, where measured
+    peak_rss: int | None = None  # the largest of its attempts', bytes
 
 
-def summary_rows(tis: Iterable[TI], order: Sequence[str] | None) -> list[Row]:
+def summary_rows(
+    tis: Iterable[TI],
+    order: Sequence[str] | None,
+    attempts: Iterable[AttemptRow] | None = None,
+) -> list[Row]:
+    """One row per task; with ``attempts``, what its attempts cost."""
+    cost: dict[str, tuple[float | None, int | None]] = {}
+    for a in attempts or ():
+        cpu, peak = cost.get(a.task_id, (None, None))
+        if a.cpu_seconds is not None:
+            cpu = (cpu or 0.0) + a.cpu_seconds
+        if a.peak_rss is not None:
+            peak = max(peak or 0, a.peak_rss)
+        cost[a.task_id] = (cpu, peak)
+    rows = _rows(tis, order)
+    if not cost:
+        return rows
+    none = (None, None)
+    return [
+        replace(r, cpu_seconds=cost.get(r.task, none)[0], peak_rss=cost.get(r.task, none)[1])
+        for r in rows
+    ]
+
+
+def _rows(tis: Iterable[TI], order: Sequence[str] | None) -> list[Row]:
     groups: dict[str, list[TI]] = {}
     for ti in ordered(tis, order):
         groups.setdefault(ti.task_id, []).append(ti)

@@ -17,6 +17,7 @@ from phloem.artifacts import ArtifactStore
 from phloem.caching import CacheMode, RunCache, Versions
 from phloem.driver.inputs import Inputs
 from phloem.driver.orphans import Orphans
+from phloem.dsl.options import TaskOptions
 from phloem.dsl.params import typed_params
 from phloem.dsl.spec import PipelineSpec
 from phloem.effects import AttemptEffects
@@ -38,10 +39,12 @@ from phloem.engine import (
     draft,
     finish,
 )
+from phloem.engine.retry import attempt_memory
 from phloem.errors import ParamError
 from phloem.executors import Report, Started
 from phloem.records import RunRecord
 from phloem.runner import Attempt, Result, log_path
+from phloem.runner.failures import OUT_OF_MEMORY
 from phloem.states import ACTIVE_TASK_STATES, RunState, TaskState
 from phloem.store import Applied, ArtifactRecord, ArtifactUse, Commit, Store
 from phloem.store.types import EventRow
@@ -385,7 +388,24 @@ class RunSession:
             # the commit that queued it (at ``now``) extended the run's lease
             lease_from=now,
             heartbeat_ttl=self.lease_ttl if self._leases is not None else None,
+            memory_limit=self._memory_limit(t.options, ti),
         )
+
+    def _memory_limit(self, options: TaskOptions, ti: TI) -> int | None:
+        """The task's memory, grown after tries of this instance that ran out of it (read
+        back from their attempts, so a successor driver grows it the same way)."""
+        if not options.resources.memory:
+            return None
+        ran_out: list[int] = []
+        if options.retry_memory_factor is not None and ti.try_number > 1:
+            ran_out = [
+                a.memory_limit
+                for a in self.store.attempts(self.run_id, ti.task_id)
+                if a.map_index == ti.map_index
+                and a.memory_limit
+                and (a.error or "").startswith(OUT_OF_MEMORY)
+            ]
+        return attempt_memory(options, ran_out)
 
     def _callbacks(self, transitions: Iterable[Transition]) -> None:
         for t in transitions:

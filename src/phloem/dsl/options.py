@@ -37,6 +37,17 @@ def _memory(value: Any, option: str, where: str) -> int | None:
     return size
 
 
+def _factor(value: Any, option: str, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 1:
+        raise DefinitionError(
+            f"{where}: option '{option}' must be a number > 1 (2.0 doubles the memory), "
+            f"got {value!r}"
+        )
+    return float(value)
+
+
 def _amount(value: Any, option: str, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise DefinitionError(f"{where}: option '{option}' must be a number >= 0, got {value!r}")
@@ -137,6 +148,19 @@ class TaskOptions:
         kind=kinds.kind("dict", _resources),
         doc="what one attempt needs: `{'cpus': 2, 'gpus': 1, 'memory': '4GiB'}`",
         shown="1 CPU",
+    )
+    retry_memory_factor: float | None = option(
+        None,
+        kinds.kind("number > 1", _factor),
+        "after an attempt runs out of its `resources` memory, retry with this many times more "
+        "(up to `max_memory`)",
+        shown="none",
+    )
+    max_memory: int | None = option(
+        None,
+        kinds.kind("bytes or text", _memory),
+        "the most memory `retry_memory_factor` may give an attempt",
+        shown="no cap",
     )
     tags: tuple[str, ...] = option((), kinds.TAGS, "labels for listings and filters")
     on_success: Callable[..., Any] | None = option(
@@ -360,10 +384,31 @@ def build_options(base: TaskOptions, overrides: Mapping[str, Any], where: str) -
     if changes.get("teardown") and not {"trigger_rule"} & (changes.keys() | base.explicit):
         changes["trigger_rule"] = TriggerRule.ALL_DONE
     opts = replace(base, **changes, explicit=base.explicit | frozenset(overrides))
+    _check_memory(opts, where)
     if sensor_values:
         sensor = coerce_all(SensorOptions, "sensor", sensor_values, where)
         opts = replace(opts, sensor=replace(opts.sensor or SensorOptions(), **sensor))
     return opts
+
+
+def _check_memory(opts: TaskOptions, where: str) -> None:
+    """Memory escalation starts from the task's declared memory and stays under its cap."""
+    memory = opts.resources.memory
+    if opts.retry_memory_factor is not None and not memory:
+        raise DefinitionError(
+            f"{where}: retry_memory_factor needs the memory of the first attempt: add "
+            "resources={'memory': '2GiB'}"
+        )
+    if opts.retry_memory_factor is not None and opts.retries < 1:
+        raise DefinitionError(
+            f"{where}: retry_memory_factor grows the memory of retries, and the task has none: "
+            "add retries=N"
+        )
+    if opts.max_memory is not None and memory and opts.max_memory < memory:
+        raise DefinitionError(
+            f"{where}: max_memory ({opts.max_memory} bytes) is less than resources memory "
+            f"({memory} bytes)"
+        )
 
 
 def pipeline_options(values: Mapping[str, Any], where: str) -> PipelineOptions:

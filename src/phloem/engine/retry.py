@@ -1,4 +1,5 @@
-"""Retry delays: exponential backoff with a cap and deterministic jitter."""
+"""Retry policy: delays (exponential backoff with a cap and deterministic jitter) and the
+memory a retry gets after running out of it."""
 
 from __future__ import annotations
 
@@ -22,3 +23,18 @@ def retry_delay(options: TaskOptions, retry_number: int, seed: str = "") -> floa
         fraction = int.from_bytes(digest, "big") / 2**64
         delay -= delay * options.retry_jitter * fraction
     return delay
+
+
+def attempt_memory(options: TaskOptions, out_of_memory_at: list[int]) -> int | None:
+    """The memory the next attempt may use: the task's ``resources`` memory, or, after
+    attempts that ran out of memory at the limits in ``out_of_memory_at``,
+    ``retry_memory_factor`` times the largest of them, at most ``max_memory``."""
+    base = options.resources.memory
+    if not base:
+        return None
+    factor = options.retry_memory_factor
+    if factor is None or not out_of_memory_at:
+        return base
+    grown = int(max(max(out_of_memory_at), base) * factor)
+    cap = options.max_memory
+    return grown if cap is None else min(grown, cap)

@@ -18,12 +18,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
 from phloem.artifacts import ArtifactStore
 from phloem.dsl.spec import PipelineSpec
+from phloem.effects import AttemptUsage
 from phloem.executors.base import Report, Started
 from phloem.executors.fencing import Fence, Stop
 from phloem.executors.guard import work_done
@@ -33,6 +34,7 @@ from phloem.executors.threads import ThreadBudget
 from phloem.runner import Attempt, Result
 from phloem.runner.attempt import failed_result
 from phloem.runner.logs import DEFAULT_LOG_MAX_BYTES
+from phloem.runner.usage import UsageMeter, memory_limit
 
 if TYPE_CHECKING:
     from phloem.artifacts import ArtifactStore
@@ -289,6 +291,7 @@ def _worker_main(
     if artifacts is None:
         raise RuntimeError("a worker was started before its executor (start() gives artifacts)")
     budget = ThreadBudget()
+    meter = UsageMeter()
     # specs by (pipeline, code version): a run made with older code reloads once, not per task
     loaded: dict[tuple[str, str | None], PipelineSpec] = {
         (name, None): spec for name, spec in pipelines.items()
@@ -323,7 +326,9 @@ def _worker_main(
             if isinstance(msg, _Unreadable):
                 outbox.send(msg)
                 continue
-            result = _serve(outbox, msg, loaded, artifacts, budget, capture, log_max_bytes, fence)
+            result = _serve(
+                outbox, msg, loaded, artifacts, budget, capture, log_max_bytes, fence, meter
+            )
             work_done()  # what the attempt orphaned is gone before its result is reported
             outbox.send(result)
     finally:
@@ -339,8 +344,10 @@ def _serve(
     capture: OutputCapture,
     log_max_bytes: int,
     fence: Fence,
+    meter: UsageMeter | None = None,
 ) -> Result:
-    """Run one attempt in this worker; whatever happens, a Result (phloem's own stop aside)."""
+    """Run one attempt in this worker; whatever happens, a Result (phloem's own stop aside).
+    With a ``meter``, the result carries what the attempt cost (an ``AttemptUsage`` effect)."""
     from phloem.runner import run_attempt
     from phloem.runner.failures import WorkerShutdown, clean, one_line
 
@@ -370,10 +377,17 @@ def _serve(
     if refused is not None:
         return failed_result(attempt, refused)
     try:
-        with budget.attempt(task.options.resources.cpus):
-            return run_attempt(
+        if meter is not None:
+            meter.start()
+        with budget.attempt(task.options.resources.cpus), memory_limit(attempt.memory_limit):
+            result = run_attempt(
                 attempt, task, artifacts, capture=capture, log_max_bytes=log_max_bytes
             )
+        if meter is None:
+            return result
+        used = meter.stop()
+        cost = AttemptUsage(used.cpu_seconds, used.peak_rss, attempt.memory_limit)
+        return replace(result, effects=(*result.effects, cost))
     except WorkerShutdown:
         raise
     except BaseException as exc:  # run_attempt reports the task's failures; this is a last guard

@@ -62,6 +62,8 @@ class Attempt:
     owner: str | None = None
     lease_from: float | None = None
     heartbeat_ttl: float | None = None
+    #: bytes of memory the attempt may use (the executor enforces it; None: no limit)
+    memory_limit: int | None = None
 
     @property
     def key(self) -> tuple[str, int]:

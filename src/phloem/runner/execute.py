@@ -176,6 +176,7 @@ def _run(
             timeout=attempt.timeout,
             try_number=attempt.try_number,
             retryable=lambda e: _retryable(e, spec),
+            memory_limit=attempt.memory_limit,
         )
         failed = Result(
             **base,

@@ -39,6 +39,10 @@ def passes_through(exc: BaseException, *, interruptible: bool) -> bool:
     return isinstance(exc, WorkerShutdown) or (interruptible and isinstance(exc, KeyboardInterrupt))
 
 
+#: how the error of an attempt that ran out of its memory limit begins
+OUT_OF_MEMORY = "out of memory at "
+
+
 def classify(
     exc: BaseException,
     task_id: str,
@@ -47,12 +51,19 @@ def classify(
     timeout: float | None,
     try_number: int,
     retryable: Callable[[BaseException], bool] = lambda e: True,
+    memory_limit: int | None = None,
 ) -> Failure:
     """What ``exc``, raised by the task (or, ``storing``, while storing its output), means;
-    ``retryable`` is the task's policy for what its own code raised."""
+    ``retryable`` is the task's policy for what its own code raised; ``memory_limit`` the
+    memory the attempt was allowed, if it was limited."""
     import traceback
 
     line = one_line(exc)
+    if isinstance(exc, MemoryError) and memory_limit:
+        from phloem.runner.usage import human_bytes
+
+        msg = f"{OUT_OF_MEMORY}{human_bytes(memory_limit)} ({line})"
+        return Failure(msg, retryable(exc), "".join(traceback.format_exception(exc)))
     if isinstance(exc, AttemptTimeout):
         msg = f"timed out after {timeout or 0:g}s (attempt {try_number})"
         return Failure(msg, True, f"phloem: {msg}")

@@ -17,12 +17,13 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Table, bindparam
 
 from phloem.effects import (
     ArtifactRecorded,
     AssetEmitted,
     AttemptEffects,
+    AttemptUsage,
     Effect,
     MetricLogged,
     ModelAliasMoved,
@@ -144,12 +145,52 @@ def _write_artifacts(
     conn.execute(insert_new(dialect, s.artifact_uses), list(uses.values()))
 
 
+def _write_usage(
+    conn: Connection,
+    run_id: str,
+    items: Sequence[tuple[AttemptEffects, AttemptUsage]],
+    now: float,
+) -> None:
+    """What each attempt cost goes on its own row, in one statement for the commit."""
+    a = s.attempts
+    stmt = (
+        a.update()
+        .where(
+            a.c.run_id == bindparam("b_run"),
+            a.c.task_id == bindparam("b_task"),
+            a.c.map_index == bindparam("b_map"),
+            a.c.try_number == bindparam("b_try"),
+        )
+        .values(
+            cpu_seconds=bindparam("v_cpu"),
+            peak_rss=bindparam("v_rss"),
+            memory_limit=bindparam("v_limit"),
+        )
+    )
+    conn.execute(
+        stmt,
+        [
+            {
+                "b_run": run_id,
+                "b_task": at.task_id,
+                "b_map": at.map_index,
+                "b_try": at.try_number,
+                "v_cpu": e.cpu_seconds,
+                "v_rss": e.peak_rss,
+                "v_limit": e.memory_limit,
+            }
+            for at, e in items
+        ],
+    )
+
+
 #: kind -> writer of all the commit's effects of that kind, in the order they were recorded
 ConnWriter = Callable[[Connection, str, Sequence[tuple[AttemptEffects, Any]], float], None]
 
 _WRITERS: dict[type[Effect], ConnWriter] = {
     WatermarkAdvanced: write_advances,
     ArtifactRecorded: _write_artifacts,
+    AttemptUsage: _write_usage,
     ModelVersionReady: models.write_effects,
 }
 

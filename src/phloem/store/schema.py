@@ -7,6 +7,7 @@ PostgreSQL; logical dates are canonical ISO-8601 UTC strings so they sort and co
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Float,
     Index,
@@ -88,6 +89,9 @@ attempts = Table(
     Column("heartbeat_at", Float),
     Column("worker", String(250)),
     Column("error", Text),
+    Column("cpu_seconds", Float),  # what the attempt cost, where the executor measured it
+    Column("peak_rss", BigInteger),  # bytes
+    Column("memory_limit", BigInteger),  # bytes the executor allowed it (None: no limit)
 )
 
 events = Table(

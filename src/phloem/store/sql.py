@@ -562,6 +562,9 @@ class SqlStore:
                     r.ended_at,
                     r.error,
                     r.worker,
+                    r.cpu_seconds,
+                    r.peak_rss,
+                    r.memory_limit,
                 )
                 for r in conn.execute(q)
             ]

@@ -103,6 +103,9 @@ class AttemptRow:
     ended_at: float | None
     error: str | None
     worker: str | None = None  # where it ran (host:pid), when the executor said
+    cpu_seconds: float | None = None  # what it cost, where the executor measured it
+    peak_rss: int | None = None  # bytes
+    memory_limit: int | None = None  # bytes it was allowed (None: no limit)
 
 
 @dataclass(frozen=True, slots=True)
