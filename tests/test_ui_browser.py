@@ -154,3 +154,27 @@ def test_the_pages_work_from_the_keyboard(ui_server: Server, chromium: Any) -> N
     fold.focus()
     page.keyboard.press("Enter")
     assert fold.get_attribute("aria-expanded") == "false"
+
+
+def test_an_admin_sets_a_variable_and_a_connection_whose_password_is_never_shown(
+    ui_server: Server, chromium: Any
+) -> None:
+    page = login(chromium, ui_server, "admin")
+    page.click("header nav >> text=Admin")
+    page.wait_for_url(ui_server.url + "/admin")
+    page.fill("#var-key", "threshold")
+    page.fill("#var-value", "{not json")
+    page.click("form:has(#var-key) button[type=submit]")
+    assert "must be valid JSON" in page.locator("form:has(#var-key) .form-error").inner_text()
+    page.fill("#var-value", '{"auc": 0.8}')
+    page.click("form:has(#var-key) button[type=submit]")
+    page.wait_for_selector("table.variables >> text=threshold")
+    page.fill("#conn-name", "warehouse")
+    page.fill("#conn-uri", "postgresql://loader:pw-never-shown@db.example:5432/w")
+    page.click("form:has(#conn-name) button[type=submit]")
+    page.wait_for_selector("table.connections >> text=warehouse")
+    assert "pw-never-shown" not in page.content()
+    shot(page, "12-admin")
+    page.goto(ui_server.url + "/pipelines/browser_demo/backfill")
+    shot(page, "13-backfill-form")
+    assert not page.errors

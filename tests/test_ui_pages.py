@@ -223,3 +223,29 @@ def test_runs_side_by_side_with_params_and_metrics(ui: UiApp) -> None:
     assert r.status_code == 400 and "two or more runs" in r.text
     r = viewer.get("/compare", params=[("run", ui.run_id), ("run", "nope")])
     assert r.status_code == 404 and "nope" in r.text
+
+
+def test_the_admin_page_never_shows_a_password(ui: UiApp) -> None:
+    ui.ph.variables.add_connection("warehouse", "postgresql://loader:s3cr3t-pw@db.internal:5432/w")
+    ui.ph.variables.set_variable("threshold", {"auc": 0.8}, f"a note {EVIL}")
+    ui.ph.store.set_pool("gpu", 2)
+    html = ui.browser("admin").get("/admin").text
+    assert "s3cr3t-pw" not in html
+    assert "warehouse" in html and "db.internal" in html and ">set<" in html
+    assert '{&#34;auc&#34;: 0.8}' in html and "a note &lt;script&gt;" in html
+    assert 'value="2"' in html and "/api/v1/pools/gpu" in html
+    for role in ("viewer", "admin"):
+        assert f"<th scope=\"row\">{role}</th>" in html  # the users
+    assert "viewer-token" in html and "active" in html
+    _no_raw_markup(html)
+    for role in ("viewer", "operator"):
+        r = ui.browser(role).get("/admin")
+        assert r.status_code == 403 and "admin role" in r.text
+
+
+def test_the_backfill_form_is_for_operators(ui: UiApp) -> None:
+    html = ui.browser("operator").get("/pipelines/demo/backfill").text
+    assert 'data-preview="/api/v1/backfills/dry-run"' in html
+    assert 'data-create="/api/v1/backfills"' in html
+    assert ui.browser("viewer").get("/pipelines/demo/backfill").status_code == 403
+    assert ui.browser("operator").get("/pipelines/nope/backfill").status_code == 404

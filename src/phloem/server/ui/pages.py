@@ -124,6 +124,14 @@ def trigger_page(
     )
 
 
+@router.get("/pipelines/{name}/backfill")
+def backfill_page(
+    request: Request, name: str, who: Principal = OPERATOR, ph: Phloem = APP
+) -> HTMLResponse:
+    row = ph.store.catalog.pipeline(name)
+    return site(request).render(request, who, "backfill.html", pipeline=row)
+
+
 @router.get("/runs/{run_id}")
 def run_page(
     request: Request, run_id: str, who: Principal = VIEWER, ph: Phloem = APP
@@ -201,6 +209,13 @@ def compare_page(
     from phloem.server.ui.metricsview import compare
 
     return site(request).render(request, who, "compare.html", cmp=compare(ph.store, run))
+
+
+@router.get("/admin")
+def admin_page(request: Request, who: Principal = ADMIN, ph: Phloem = APP) -> HTMLResponse:
+    from phloem.server.ui.admin import admin_page as read
+
+    return site(request).render(request, who, "admin.html", page=read(ph))
 
 
 @router.get("/logout")

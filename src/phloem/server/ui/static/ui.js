@@ -148,6 +148,94 @@
     });
   }
 
+  // -- backfill: a dry run first, then the same request for real ------------------------------
+  function backfillForm() {
+    const form = $("#backfill");
+    if (!form) return;
+    const out = $(".form-error", form), preview = $("#backfill-preview");
+    const read = () => {
+      let ok = true;
+      const body = { pipeline: form.dataset.pipeline };
+      for (const f of $$(".field", form)) {
+        const input = $("input", f), msg = $(".field-error", f);
+        f.classList.remove("invalid"); msg.hidden = true;
+        try {
+          if (input.name === "max_active_runs") { if (input.value) body.max_active_runs = checks.int(input.value); }
+          else body[input.name] = checks.date(input.value);
+        } catch (e) { ok = false; f.classList.add("invalid"); msg.textContent = e.message; msg.hidden = false; }
+      }
+      if (ok && body.start > body.end) { ok = false; out.textContent = "The first date must not be after the last."; out.hidden = false; }
+      body.rerun_failed = form.rerun_failed.checked;
+      body.rerun_all = form.rerun_all.checked;
+      return ok ? body : null;
+    };
+    let planned = null;
+    form.addEventListener("input", () => { preview.hidden = true; planned = null; });
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      out.hidden = true;
+      const body = read();
+      if (!body) return;
+      try {
+        const plan = await call("POST", form.dataset.preview, { ...body, dry_run: true });
+        const tbody = $("tbody", preview);
+        tbody.replaceChildren();
+        const counts = {};
+        for (const it of plan.items) {
+          counts[it.action] = (counts[it.action] || 0) + 1;
+          const tr = document.createElement("tr");
+          for (const v of [it.logical_date, it.interval_end, it.action, it.run_id || "–"]) {
+            const td = document.createElement("td"); td.textContent = v; tr.appendChild(td);
+          }
+          tbody.appendChild(tr);
+        }
+        const parts = Object.entries(counts).map(([a, n]) => `${n} ${a}`);
+        $("#backfill-summary").textContent = plan.items.length
+          ? `${plan.items.length} intervals: ${parts.join(", ")}.` : "No interval in this range.";
+        $("#backfill-create").hidden = !plan.items.some((it) => it.action === "new" || it.action === "rerun");
+        preview.hidden = false;
+        planned = body;
+      } catch (e) { out.textContent = e.message; out.hidden = false; }
+    });
+    $("#backfill-create").addEventListener("click", async () => {
+      if (!planned) return;
+      try {
+        const made = await call("POST", form.dataset.create, { ...planned, dry_run: false });
+        flash(`Backfill created: ${made.items.length} intervals.`);
+        window.location.assign(form.dataset.then);
+      } catch (e) { out.textContent = e.message; out.hidden = false; }
+    });
+  }
+
+  // -- admin forms: each sends its fields as JSON to the API -------------------------------------
+  function apiForms() {
+    $$("form.api-form").forEach((form) => form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const out = $(".form-error", form);
+      if (out) out.hidden = true;
+      const body = {};
+      let url = form.dataset.url;
+      try {
+        for (const input of $$("input[name], textarea[name]", form)) {
+          if (input.name === form.dataset.key) {
+            if (!input.value.trim()) throw new Error(input.name + " must be given");
+            url += encodeURIComponent(input.value.trim());
+            continue;
+          }
+          const type = input.dataset.type;
+          if (type === "int") body[input.name] = checks.int(input.value.trim());
+          else if (type === "json") body[input.name] = checks.json(input.value);
+          else body[input.name] = input.value === "" && input.name === "description" ? null : input.value;
+        }
+        await call(form.dataset.method || "POST", url, body);
+        flash("Saved.");
+        window.location.reload();
+      } catch (e) {
+        if (out) { out.textContent = e.message; out.hidden = false; } else flash(e.message, true);
+      }
+    }));
+  }
+
   // -- grid: groups fold and unfold --------------------------------------------------------
   function grid() {
     $$("button[data-fold]").forEach((btn) => btn.addEventListener("click", () => {
@@ -245,6 +333,6 @@
   }
 
   document.addEventListener("DOMContentLoaded", () => {
-    login(); logout(); actions(); triggerForm(); grid(); runPage(); logTail();
+    login(); logout(); actions(); triggerForm(); backfillForm(); apiForms(); grid(); runPage(); logTail();
   });
 })();
