@@ -196,3 +196,26 @@ def test_pages_together_are_the_filtered_listing(
         assert got == [rid for _, rid in expect]
     finally:
         store.close()
+
+
+def test_recent_runs_of_many_pipelines_in_one_call(store: SqlStore) -> None:
+    from phloem.store import listing
+
+    names = [f"p{k:03d}" for k in range(listing.RECENT_CHUNK + 5)]  # more than one statement
+    i = 0
+    for k, name in enumerate(names):
+        for _ in range(k % 4):
+            store.create_run(_run(i, pipeline=name), [TI(task_id="a")])
+            i += 1
+    recent = store.listing.recent_runs([*names, "none-such"], per_pipeline=2)
+    assert set(recent) == {*names, "none-such"}
+    assert recent["none-such"] == [] and recent["p000"] == []
+    for k, name in enumerate(names):
+        got = recent[name]
+        assert len(got) == min(2, k % 4)
+        assert all(r.pipeline == name for r in got)
+        assert [r.created_at for r in got] == sorted((r.created_at for r in got), reverse=True)
+    every = [r.run_id for r in store.list_runs("p003", limit=10)]
+    assert [r.run_id for r in recent["p003"]] == every[:2]
+    with pytest.raises(PhloemError, match="page size"):
+        store.listing.recent_runs(names, per_pipeline=0)

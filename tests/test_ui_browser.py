@@ -154,6 +154,16 @@ def test_the_pages_work_from_the_keyboard(ui_server: Server, chromium: Any) -> N
     fold.focus()
     page.keyboard.press("Enter")
     assert fold.get_attribute("aria-expanded") == "false"
+    page.keyboard.press("Enter")
+    # the grid: focus it, move with the arrow keys, open a task instance with Enter
+    page.locator("#grid").focus()
+    assert "prepare in the run of" in page.locator("#grid-cell").inner_text()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    assert "compute.work in the run of" in page.locator("#grid-cell").inner_text()
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r".*/runs/[^/]+/tasks/compute\.work$"))
+    assert page.locator("table.instances").count() == 1
 
 
 def test_an_admin_sets_a_variable_and_a_connection_whose_password_is_never_shown(

@@ -112,7 +112,7 @@ def test_the_pipelines_page_shows_schedule_runs_and_import_errors(ui: UiApp) -> 
     assert f"{bad}:12" in html and "line 12" in html
     assert "NameError: &lt;script&gt;" in html
     # the run as a square with its state as an icon and as words
-    assert re.search(r'class="sq s-failed"[^>]*aria-label="run [^"]+: failed"', html)
+    assert re.search(r'class="sq s-failed"[^>]*title="[^"]+ failed">✗</a>', html)
 
 
 def test_the_grid_has_groups_mapped_counts_and_filters(ui: UiApp) -> None:
@@ -120,7 +120,8 @@ def test_the_grid_has_groups_mapped_counts_and_filters(ui: UiApp) -> None:
     html = viewer.get("/pipelines/demo").text
     assert 'data-fold="calc"' in html
     assert "4/4" in html  # the mapped task as one cell with its counts
-    assert f"/runs/{ui.run_id}/tasks/report" in html
+    assert f'data-run="{ui.run_id}"' in html and 'data-id="report"' in html
+    assert '<td class="c s-failed">✗</td>' in html  # a state as an icon, not only a colour
     assert "No runs match" in viewer.get("/pipelines/demo?state=success").text
     assert "4/4" in viewer.get("/pipelines/demo?state=failed&from=2000-01-01").text
     assert "No runs match" in viewer.get("/pipelines/demo?to=2000-01-01").text

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select, tuple_, union_all
 
 from phloem.errors import BadCursor, PhloemError, RunNotFound
 from phloem.records import TI, RunRecord, iso_utc
@@ -31,6 +31,8 @@ T = TypeVar("T")
 
 #: the most rows one page may hold (a request for more is refused, not trimmed silently)
 MAX_PAGE = 1000
+#: pipelines per statement of ``recent_runs`` (SQLite allows 500 terms in a compound select)
+RECENT_CHUNK = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +167,33 @@ class Listing:
             last = items[-1]
             nxt = encode_cursor("runs", [float(last.created_at), last.run_id])
         return Page(items, nxt)
+
+    def recent_runs(
+        self, pipelines: Sequence[str], per_pipeline: int = 25
+    ) -> dict[str, list[RunRecord]]:
+        """Each pipeline's newest runs: one UNION ALL of index-ordered, limited selects per
+        chunk of pipelines (each reads only its own rows, through ix_runs_pipeline_created)."""
+        check_limit(per_pipeline)
+        r = s.runs
+        out: dict[str, list[RunRecord]] = {p: [] for p in pipelines}
+        names = list(out)
+        with self.engine.connect() as conn:
+            for i in range(0, len(names), RECENT_CHUNK):
+                parts = [
+                    select(r)
+                    .where(r.c.pipeline == name)
+                    .order_by(r.c.created_at.desc(), r.c.run_id.desc())
+                    .limit(per_pipeline)
+                    .subquery()
+                    .select()
+                    for name in names[i : i + RECENT_CHUNK]
+                ]
+                q = parts[0] if len(parts) == 1 else union_all(*parts)
+                for row in conn.execute(q).mappings():
+                    out[row["pipeline"]].append(run_record(row))
+        for runs in out.values():
+            runs.sort(key=lambda run: (run.created_at, run.run_id), reverse=True)
+        return out
 
     def instances(
         self,

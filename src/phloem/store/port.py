@@ -170,6 +170,13 @@ class RunListing(Protocol):
         limit: int = 500,
         cursor: str | None = None,
     ) -> Page[TI]: ...
+    def recent_runs(
+        self, pipelines: Sequence[str], per_pipeline: int = 25
+    ) -> dict[str, list[RunRecord]]:
+        """The newest ``per_pipeline`` runs of each pipeline (by creation), in one round
+        trip: a pipelines page needs every pipeline's recent runs at once."""
+        ...
+
     def assets(self) -> list[AssetInfo]: ...
     def asset_events(
         self, asset: str | None = None, *, limit: int = 50, cursor: str | None = None

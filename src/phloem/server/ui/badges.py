@@ -3,7 +3,6 @@ needs to tell colours apart to read a run, and a mapped task's counts in one sho
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -71,9 +70,19 @@ class Summary:
 
 
 def summarize(states: Iterable[str]) -> Summary:
-    counts = Counter(states)
+    """The states of a task's instances as one cell (a grid has thousands: one instance, the
+    common case, takes no counting)."""
+    if isinstance(states, list) and len(states) == 1:
+        return _single(states[0])
+    counts: dict[str, int] = {}
+    for st in states:
+        counts[st] = counts.get(st, 0) + 1
     shown = next((s for s in URGENCY if counts.get(s)), "none")
-    return Summary(shown, sum(counts.values()), dict(counts))
+    return Summary(shown, sum(counts.values()), counts)
+
+
+def _single(state: str) -> Summary:
+    return Summary(state if state in ICONS else "none", 1, {state: 1})
 
 
 def summary_of(counts: Mapping[str, int]) -> Summary:

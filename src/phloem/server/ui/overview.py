@@ -8,14 +8,16 @@ never one per task instance.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from phloem.dsl.spec import PipelineSpec
+from phloem.errors import PhloemError
 from phloem.records import RunRecord
 from phloem.server.ui.badges import Summary, summarize
 from phloem.server.ui.specs import Graphs, group_of
-from phloem.states import RunState
+from phloem.states import RunState, RunType
 from phloem.store.port import Store
 from phloem.store.types import PipelineRow
 
@@ -51,16 +53,38 @@ def import_problem(file: str, message: str) -> ImportProblem:
     return ImportProblem(file, lines[-1] if lines else None, message)
 
 
-def next_run(row: PipelineRow, last: str | None, now: datetime) -> str | None:
+class NextRuns:
+    """When each pipeline runs next, kept until that moment: for a given last scheduled run the
+    answer cannot change before it comes due, and working it out walks the schedule (a few
+    milliseconds a pipeline), so a page of many pipelines would pay for it on every view."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._known: dict[tuple[str, ...], datetime | None] = {}
+
+    def get(self, row: PipelineRow, last: str | None, now: datetime) -> str | None:
+        if row.paused or not row.active:
+            return None
+        i = row.info
+        key = (i.name, i.schedule or "", i.timezone, i.start_date or "", last or "")
+        with self._lock:
+            due = self._known.get(key, now)
+        if due is not None and due <= now:
+            due = _next_due(row, last, now)
+            with self._lock:
+                if len(self._known) > 10_000:
+                    self._known.clear()
+                self._known[key] = due
+        return due.isoformat(timespec="seconds") if due else None
+
+
+def _next_due(row: PipelineRow, last: str | None, now: datetime) -> datetime | None:
     from phloem.scheduler.triggers import next_due, parse_time, schedule_of
 
-    if row.paused or not row.active:
-        return None
     try:
-        due = next_due(row.info, schedule_of(row.info), parse_time(last), now)
-    except (ValueError, ArithmeticError):
+        return next_due(row.info, schedule_of(row.info), parse_time(last), now)
+    except (ValueError, ArithmeticError, PhloemError):
         return None
-    return due.isoformat(timespec="seconds") if due else None
 
 
 def describe_schedule(text: str | None, tz: str) -> str:
@@ -69,26 +93,35 @@ def describe_schedule(text: str | None, tz: str) -> str:
     return text if tz in ("UTC", "") else f"{text} ({tz})"
 
 
-def pipelines(store: Store, now: datetime | None = None) -> tuple[
+def pipelines(store: Store, nexts: NextRuns, now: datetime | None = None) -> tuple[
     list[PipelineLine], list[ImportProblem]
 ]:
     now = now or datetime.now(timezone.utc)
     catalog = store.catalog
-    rows = catalog.pipelines()
-    last = catalog.last_scheduled_many([r.info.name for r in rows]) if rows else {}
+    rows = sorted(catalog.pipelines(), key=lambda r: (not r.active, r.info.name))
+    recent = store.listing.recent_runs([r.info.name for r in rows], RECENT_RUNS) if rows else {}
     lines = []
-    for r in sorted(rows, key=lambda r: (not r.active, r.info.name)):
-        runs = store.list_runs(r.info.name, limit=RECENT_RUNS)
+    for r in rows:
+        runs = recent[r.info.name]
         lines.append(
             PipelineLine(
                 r,
                 describe_schedule(r.info.schedule, r.info.timezone),
-                next_run(r, last.get(r.info.name), now),
+                nexts.get(r, last_timed(runs), now),
                 list(reversed(runs)),
             )
         )
     problems = [import_problem(f, m) for f, m in sorted(catalog.import_errors().items())]
     return lines, problems
+
+
+def last_timed(runs: list[RunRecord]) -> str | None:
+    """The newest logical date of a scheduled or backfill run among ``runs`` (the recent
+    ones the page shows anyway): what the next run follows. Asking the store for it over a
+    long history costs a scan of every run of every pipeline; a pipeline whose recent runs
+    were all manual is shown its next tick from now instead."""
+    timed = [r.logical_date for r in runs if r.run_type in (RunType.SCHEDULED, RunType.BACKFILL)]
+    return max(timed, default=None)
 
 
 # -- the grid -------------------------------------------------------------------------------
@@ -227,7 +260,7 @@ __all__ = [
     "describe_schedule",
     "grid",
     "import_problem",
-    "next_run",
+    "NextRuns",
     "parse_day",
     "pipelines",
 ]

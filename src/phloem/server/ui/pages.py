@@ -60,7 +60,7 @@ def login_page(request: Request, next: str = "/") -> HTMLResponse:
 def pipelines_page(
     request: Request, who: Principal = VIEWER, ph: Phloem = APP
 ) -> HTMLResponse:
-    lines, problems = overview.pipelines(ph.store)
+    lines, problems = overview.pipelines(ph.store, site(request).next_runs)
     return site(request).render(
         request, who, "pipelines.html", pipelines=lines, problems=problems
     )

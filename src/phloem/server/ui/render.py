@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
 
 from phloem.server.ui import badges
 
@@ -91,6 +92,25 @@ def shown(value: object) -> str:
         return repr(value)
 
 
+def grid_cells(cells: list[badges.Summary | None], mapped: bool) -> Markup:
+    """A grid row's cells, built here rather than cell by cell in the template (a grid is
+    thousands of them). Only fixed words, icons and numbers go in, never text from a
+    pipeline; the page's script makes a cell a link to its task instance."""
+    out = []
+    for c in cells:
+        if c is None:
+            out.append('<td class="c none"></td>')
+        elif mapped:
+            done = c.counts.get("success", 0) + c.counts.get("cached", 0)
+            out.append(
+                f'<td class="c s-{c.state}">{badges.icon(c.state)}<small>{done}/{c.total}'
+                "</small></td>"
+            )
+        else:
+            out.append(f'<td class="c s-{c.state}">{badges.icon(c.state)}</td>')
+    return Markup("".join(out))
+
+
 def environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(str(TEMPLATES)),
@@ -102,7 +122,9 @@ def environment() -> Environment:
     env.filters.update(
         when=when, day=day, seconds=seconds, span=span, size=size, shown=shown
     )
-    env.globals.update(icon=badges.icon, words=badges.words, fmt_metric=_fmt_metric)
+    env.globals.update(
+        icon=badges.icon, words=badges.words, fmt_metric=_fmt_metric, grid_cells=grid_cells
+    )
     return env
 
 

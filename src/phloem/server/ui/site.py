@@ -12,6 +12,7 @@ from jinja2 import Environment
 from phloem.accounts.roles import Role
 from phloem.server.auth import Principal
 from phloem.server.specs import SpecCache
+from phloem.server.ui.overview import NextRuns
 from phloem.server.ui.render import environment, static_versions
 from phloem.server.ui.specs import Graphs
 
@@ -20,6 +21,7 @@ class Site:
     def __init__(self, api_prefix: str, specs: SpecCache) -> None:
         self.env: Environment = environment()
         self.graphs = Graphs(specs)
+        self.next_runs = NextRuns()
         self.versions = static_versions()
         self.api_prefix = api_prefix
 

@@ -251,6 +251,46 @@
         }
       });
     }));
+    const table = $("#grid");
+    if (table) {
+      const runs = $$("thead th[data-run]", table);
+      const describe = (td) => {
+        const tr = td.parentElement, col = td.cellIndex - 1, run = runs[col];
+        const state = (Array.from(td.classList).find((c) => c.startsWith("s-")) || "s-none").slice(2);
+        const small = $("small", td);
+        return { tr, run, text: `${tr.dataset.id} in the run of ${run.dataset.date}: ${state.replace(/_/g, " ")}${small ? " (" + small.textContent + " succeeded)" : ""}` };
+      };
+      const open = (td) => {
+        if (!td || td.classList.contains("none")) return;
+        const { tr, run } = describe(td);
+        if (tr.classList.contains("group-row")) return;
+        window.location.assign(`/runs/${encodeURIComponent(run.dataset.run)}/tasks/${encodeURIComponent(tr.dataset.id)}`);
+      };
+      let cur = null;
+      const focusCell = (td) => {
+        if (!td) return;
+        if (cur) cur.classList.remove("cur");
+        cur = td; td.classList.add("cur");
+        td.scrollIntoView({ block: "nearest", inline: "nearest" });
+        $("#grid-cell").textContent = describe(td).text;
+      };
+      table.addEventListener("click", (ev) => { const td = ev.target.closest("td.c"); if (td) open(td); });
+      table.addEventListener("mouseover", (ev) => { const td = ev.target.closest("td.c"); if (td && !td.title) td.title = describe(td).text; });
+      table.addEventListener("focus", () => { if (!cur) focusCell($("tbody tr:not([hidden]) td.c", table)); });
+      table.addEventListener("keydown", (ev) => {
+        if (!cur || ev.target !== table) return;
+        const rows = $$("tbody tr:not([hidden])", table);
+        let r = rows.indexOf(cur.parentElement), c = cur.cellIndex;
+        if (ev.key === "ArrowRight") c += 1; else if (ev.key === "ArrowLeft") c -= 1;
+        else if (ev.key === "ArrowDown") r += 1; else if (ev.key === "ArrowUp") r -= 1;
+        else if (ev.key === "Enter") { ev.preventDefault(); open(cur); return; }
+        else return;
+        ev.preventDefault();
+        const row = rows[Math.max(0, Math.min(rows.length - 1, r))];
+        const cells = row.cells;
+        focusCell(cells[Math.max(1, Math.min(cells.length - 1, c))]);
+      });
+    }
     const compare = $("#compare");
     if (compare) compare.addEventListener("submit", (ev) => {
       if ($$("input[name=run]:checked", compare).length < 2) { ev.preventDefault(); flash("Select two or more runs to compare.", true); }
