@@ -55,6 +55,7 @@ PUBLIC = {
     "errors": {
         "AccountError",
         "AccountNotFound",
+        "AlertError",
         "ArtifactError",
         "BadCursor",
         "BreakerOpen",

@@ -16,6 +16,7 @@ from phloem.dsl.cache import Cache
 from phloem.errors import (
     AccountError,
     AccountNotFound,
+    AlertError,
     ArtifactError,
     BadCursor,
     BreakerOpen,
@@ -115,6 +116,7 @@ __all__ = [
     # errors
     "AccountError",
     "AccountNotFound",
+    "AlertError",
     "ArtifactError",
     "BadCursor",
     "BreakerOpen",

@@ -204,6 +204,10 @@ def _rerun(
     )
 
 
+#: how long ``phloem run`` waits at the end of a run for its alerts to be delivered
+ALERT_GRACE = 5.0
+
+
 def drive(
     app: Phloem,
     spec: PipelineSpec,
@@ -214,16 +218,23 @@ def drive(
     cache: CacheMode = CacheMode.USE,
 ) -> RunResult:
     """Drive a run this process owns to its end."""
-    Driver(
-        app.store,
-        executor,
-        spec,
-        record,
-        app.artifacts,
-        app.logs_dir,
-        reporter,
-        cache_mode=cache,
-    ).drive()
+    alerts = app.alerting
+    try:
+        Driver(
+            app.store,
+            executor,
+            spec,
+            record,
+            app.artifacts,
+            app.logs_dir,
+            reporter,
+            cache_mode=cache,
+            alerts=alerts,
+        ).drive()
+    finally:
+        # alerts the run raised go out now if their receivers answer soon; the rest stay
+        # pending in the store for the next process that drives runs
+        alerts.flush(ALERT_GRACE)
     return RunResult(app, spec, app.store.get_run(record.run_id))
 
 

@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from phloem.alerting import Alerting
 from phloem.artifacts import ArtifactStore
 from phloem.config import Settings
 from phloem.executors import Executor, make_executor
@@ -31,6 +32,7 @@ class Phloem:
         self._store = store
         self._owns_store = store is None
         self._artifacts: ArtifactStore | None = None
+        self._alerting: Alerting | None = None
 
     @classmethod
     def open(
@@ -81,6 +83,41 @@ class Phloem:
         )
 
     @property
+    def alerting(self) -> Alerting:
+        """Alert rules checked where runs are driven, and the sender of what they raise."""
+        if self._alerting is None:
+            settings = self.settings
+            self._alerting = Alerting(
+                self.store,
+                smtp_url=settings.smtp_url,
+                server_url=settings.server_url,
+                connection=lambda name: self.variables.get_connection_uri(name),
+                secrets=self._secrets,
+            )
+        return self._alerting
+
+    @alerting.setter
+    def alerting(self, value: Alerting) -> None:
+        """Use this alerting (e.g. one with other sender options) from now on."""
+        if self._alerting is not None and self._alerting is not value:
+            self._alerting.close()
+        self._alerting = value
+
+    def _secrets(self) -> list[str]:
+        """What no alert may show: the mail server's password and connections' passwords."""
+        from urllib.parse import unquote, urlsplit
+
+        found: list[str] = []
+        urls = [self.settings.smtp_url or ""]
+        variables = self.variables
+        urls += [variables.get_connection_uri(c.name) for c in variables.list_connections()]
+        for url in urls:
+            password = urlsplit(url).password if url else None
+            if password:
+                found.append(unquote(password))
+        return found
+
+    @property
     def artifacts(self) -> ArtifactStore:
         if self._artifacts is None:
             self._artifacts = ArtifactStore(
@@ -121,6 +158,9 @@ class Phloem:
 
     def close(self) -> None:
         """Close the store this object opened (one it was given stays open)."""
+        if self._alerting is not None:
+            self._alerting.close()
+            self._alerting = None
         if self._store is not None and self._owns_store:
             self._store.close()
             self._store = None

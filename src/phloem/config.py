@@ -18,6 +18,7 @@ so two configurations can live in one process.
 | ``PHLOEM_SECRET_KEY`` | ``secret_key`` | the key file ``$PHLOEM_HOME/secret.key`` |
 | ``PHLOEM_SERVER_URL`` | ``server_url`` | none: commands read the local store |
 | ``PHLOEM_TOKEN`` | ``token`` | none (the API token commands send to the server) |
+| ``PHLOEM_SMTP_URL`` | ``smtp_url`` | none: e-mail alerts stay pending |
 """
 
 from __future__ import annotations
@@ -56,10 +57,14 @@ class Settings:
     lease_ttl: float = DEFAULT_LEASE_TTL
     #: the key that encrypts connections (``PHLOEM_SECRET_KEY``); else the key file
     secret_key: str | None = field(default=None, repr=False)
-    #: the phloem server that the CLI's read and steer commands ask (``PHLOEM_SERVER_URL``)
+    #: the phloem server that the CLI's read and steer commands ask (``PHLOEM_SERVER_URL``);
+    #: alerts link to runs there
     server_url: str | None = None
     #: the API token sent to it (``PHLOEM_TOKEN``)
     token: str | None = field(default=None, repr=False)
+    #: where e-mail alerts are sent: ``smtp://host:port``, ``smtps://...`` (TLS), with
+    #: ``?starttls=true``, ``user:password@`` or ``?connection=NAME``, ``?from=ADDRESS``
+    smtp_url: str | None = field(default=None, repr=False)
 
     @property
     def logs_dir(self) -> Path:
@@ -106,6 +111,7 @@ class Settings:
             log_max_bytes=log_max,
             server_url=(env.get("PHLOEM_SERVER_URL") or "").strip() or None,
             token=(env.get("PHLOEM_TOKEN") or "").strip() or None,
+            smtp_url=_smtp_url(env),
         )
 
     def ensure_dirs(self) -> None:
@@ -116,6 +122,19 @@ class Settings:
                 f"cannot create phloem's home folder {self.home}: {exc.strerror or exc}; set "
                 "PHLOEM_HOME to a writable folder"
             ) from None
+
+
+def _smtp_url(env: Mapping[str, str]) -> str | None:
+    raw = (env.get("PHLOEM_SMTP_URL") or "").strip()
+    if not raw:
+        return None
+    scheme, sep, rest = raw.partition("://")
+    if not sep or scheme not in ("smtp", "smtps") or not rest.split("?")[0].rsplit("@", 1)[-1]:
+        raise PhloemError(
+            "PHLOEM_SMTP_URL is not valid: write smtp://host:port (plain, add ?starttls=true for "
+            "STARTTLS) or smtps://host:port (TLS), e.g. smtps://user:password@mail.example.org"
+        )
+    return raw
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -36,6 +36,7 @@ happened in (pipeline, task, run, attempt), so a message can say where and what 
     +-- ModelNotFound            no model, version or alias of that name in the registry
     +-- EvalDataMismatch         two model versions were evaluated on different data
     +-- BreakerOpen              a call was refused: its circuit breaker is open
+    +-- AlertError               an alert rule or channel is declared or configured wrongly
 """
 
 from __future__ import annotations
@@ -217,3 +218,7 @@ def first_line(exc: BaseException) -> str:
 
 class BreakerOpen(PhloemError):
     """A call was refused because its circuit breaker (``phloem.breaker``) is open."""
+
+
+class AlertError(PhloemError):
+    """An alert rule, channel or the mail server setting is wrong; the message says how."""

@@ -18,6 +18,7 @@ import typer
 from phloem.cli import lineage_cmd, scheduler_cmds, tracking_cmds
 from phloem.cli.accounts_cmds import tokens_app, users_app
 from phloem.cli.breaker_cmds import breakers_app
+from phloem.cli.alerts_cmds import alerts_app
 from phloem.cli.cache_cmds import cache_app
 from phloem.cli.common import (
     EXIT_FAILED,
@@ -64,6 +65,7 @@ app.add_typer(tokens_app, name="tokens")
 app.add_typer(watermarks_app, name="watermarks")
 app.add_typer(cache_app, name="cache")
 app.add_typer(models_app, name="models")
+app.add_typer(alerts_app, name="alerts")
 
 
 # -- plumbing ------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from phloem.alerting import Alerting
 from phloem.artifacts import ArtifactStore
 from phloem.caching import CacheMode, Versions
 from phloem.driver.leases import DEFAULT_TTL, LeaseKeeper, holder_id
@@ -35,6 +36,7 @@ class Driver:
         lease_ttl: float = DEFAULT_TTL,
         cache_mode: CacheMode = CacheMode.USE,
         cache_versions: Versions | None = None,
+        alerts: Alerting | None = None,
     ) -> None:
         self.store = store
         self.executor = executor
@@ -49,6 +51,7 @@ class Driver:
             lease_ttl=lease_ttl,
             cache_mode=cache_mode,
             cache_versions=cache_versions,
+            alerts=alerts,
         )
         # a private store needs no lease: no other process can drive its runs
         self.keeper = (

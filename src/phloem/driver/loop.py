@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from phloem.driver.leases import LeaseKeeper
 from phloem.driver.session import RunSession
+from phloem.driver.timings import Durations
 from phloem.engine import BACKFILL_PATIENCE, Capacity, Decision, Demand, Draft, allocate
 from phloem.executors import Executor, Started
 from phloem.runner import Result
@@ -43,6 +44,7 @@ class Loop:
         keeper: LeaseKeeper | None = None,
         clock: Callable[[], float] = time.time,
         isolate: bool = False,
+        durations: Durations | None = None,
     ) -> None:
         self.executor = executor
         self.keeper = keeper
@@ -57,6 +59,8 @@ class Loop:
         self._held_elsewhere: dict[str, int] = {}
         self._added: dict[str, float] = {}
         self._finished: list[RunSession] = []
+        #: how long each turn worked, waiting excluded (for monitoring)
+        self.durations = durations if durations is not None else Durations()
 
     # -- what the loop drives, and with what ---------------------------------------------------
 
@@ -135,6 +139,7 @@ class Loop:
         if self.keeper is not None:
             self.keeper.track(self.sessions)
         next_wake = min((w for _, w in wakes if w is not None), default=None)
+        self.durations.observe(max(0.0, self.clock() - now))
         self._wait(next_wake, max_wait, waker)
         return next_wake
 

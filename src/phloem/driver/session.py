@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from phloem.alerting import Alerting
 from phloem.artifacts import ArtifactStore
 from phloem.caching import CacheMode, RunCache, Versions
 from phloem.driver.inputs import Inputs
@@ -107,6 +108,7 @@ class RunSession:
         lease_ttl: float = 30.0,
         cache_mode: CacheMode = CacheMode.USE,
         cache_versions: Versions | None = None,
+        alerts: Alerting | None = None,
     ) -> None:
         self.store = store
         self.spec = spec
@@ -141,6 +143,8 @@ class RunSession:
             store.attempt_leases if self.owner is not None and store.capabilities.shared else None
         )
         self._orphans = Orphans()
+        #: the run's alert rules, checked as its changes commit (None: its pipeline has none)
+        self._watch = alerts.watch(spec, self.run) if alerts is not None else None
 
     @property
     def run_id(self) -> str:
@@ -277,6 +281,10 @@ class RunSession:
             held = self._orphans.wake_at
             if held is not None:
                 step.wake_at = held if step.wake_at is None else min(step.wake_at, held)
+        if self._watch is not None:
+            timer = self._watch.tick(self.snap.run_state, self.snap.started_at, now)
+            if timer is not None:
+                step.wake_at = timer if step.wake_at is None else min(step.wake_at, timer)
         if self.done and self.reporter is not None:
             self.reporter.finish(self.snap, now)
         return step
@@ -319,6 +327,7 @@ class RunSession:
         if retried is not None:  # counted by the change's reason, whatever was reset
             snap.run_retries += 1
             self._run_callback(RunState.FAILED, self.spec.on_retry, retried)
+        started_at = snap.started_at
         if applied.run_state is not None:
             snap.run_state = applied.run_state
             if applied.run_state is RunState.RUNNING:
@@ -329,6 +338,15 @@ class RunSession:
                     state,
                     self.spec.on_success if state is RunState.SUCCESS else self.spec.on_failure,
                 )
+        if self._watch is not None:
+            ended = applied.run_state is not None and applied.run_state.is_terminal
+            self._watch.changed(
+                applied.transitions,
+                applied.run_state,
+                self._failed() if ended else {},
+                started_at if started_at is not None else self.run.started_at,
+                now,
+            )
         if applied.lost:
             log.warning(
                 "run %s: %d changes lost to another actor; reloading",
@@ -446,6 +464,13 @@ class RunSession:
         left = max(0.001, (started if started is not None else self.clock()) + limit - self.clock())
         return left if own is None else min(own, left)
 
+    def _failed(self) -> dict[str, str | None]:
+        """The tasks that failed (or could not run because an upstream failed), with errors."""
+        return {
+            _label(self.snap.tis[k]): self.snap.tis[k].error
+            for k in self.snap.keys_in(S.FAILED, S.UPSTREAM_FAILED)
+        }
+
     def _run_callback(
         self,
         state: RunState,
@@ -455,10 +480,7 @@ class RunSession:
         if fn is None:
             return
         if failed is None:
-            failed = {
-                _label(self.snap.tis[k]): self.snap.tis[k].error
-                for k in self.snap.keys_in(S.FAILED, S.UPSTREAM_FAILED)
-            }
+            failed = self._failed()
         ctx = RunCallbackContext(
             self.run.run_id, self.spec.name, state.value, self.run.logical_date, failed
         )

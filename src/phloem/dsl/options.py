@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timezone
 from typing import Any
 
+from phloem.alerts.rules import Rule, check_rules
 from phloem.dsl import kinds
 from phloem.dsl.assets import asset_names
 from phloem.dsl.breaker import Breaker, breaker_option
@@ -17,7 +18,7 @@ from phloem.dsl.declare import declared, option
 from phloem.dsl.foreign import foreign_name
 from phloem.dsl.hints import did_you_mean, likely_meant
 from phloem.dsl.names import check_name
-from phloem.errors import DefinitionError
+from phloem.errors import AlertError, DefinitionError
 from phloem.states import SensorMode, TriggerRule
 
 
@@ -244,6 +245,13 @@ def _description(value: Any, option: str, where: str) -> str | None:
     return value
 
 
+def _alerts(value: Any, option: str, where: str) -> tuple[Rule, ...]:
+    try:
+        return check_rules(value, where)
+    except AlertError as exc:
+        raise DefinitionError(str(exc)) from None
+
+
 @dataclass(frozen=True, slots=True)
 class PipelineOptions:
     """What ``@pipeline(...)`` accepts; the body's own parameters are run parameters too."""
@@ -308,6 +316,13 @@ class PipelineOptions:
         "called (with the run's id, pipeline, state and failed tasks) when a run fails",
     )
     timezone: str = option("UTC", kinds.TEXT, "the time zone the schedule is read in")
+    alerts: tuple[Rule, ...] = option(
+        (),
+        kinds.kind("list of alert rules", _alerts),
+        "rules that alert by webhook, e-mail or a function: `[on_failure(email('ml@x.org'))]` "
+        "(see Alerts)",
+        shown="none",
+    )
 
 
 #: the options each decorator accepts, for hints that say where a misplaced option belongs

@@ -102,6 +102,7 @@ def _build(fn: Callable[..., Any], opts: PipelineOptions, where: str) -> Pipelin
         on_retry=opts.on_retry,
         on_success=opts.on_success,
         on_failure=opts.on_failure,
+        alerts=opts.alerts,
         source_file=inspect.getsourcefile(fn),
         defined_at=where,
         code_hash=_code_hash(fn),

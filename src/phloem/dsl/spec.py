@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from phloem.alerts.rules import Rule
 from phloem.dsl.hints import did_you_mean
 from phloem.dsl.options import TaskOptions
 from phloem.dsl.refs import ArgSpec
@@ -85,6 +86,7 @@ class PipelineSpec:
     on_retry: Callable[..., Any] | None = None  # called when a failed run is retried
     on_success: Callable[..., Any] | None = None  # called once when a run succeeds
     on_failure: Callable[..., Any] | None = None  # called once when a run fails
+    alerts: tuple[Rule, ...] = ()  # alert rules declared with the pipeline
     source_file: str | None = None
     defined_at: str = ""
     code_hash: str = ""

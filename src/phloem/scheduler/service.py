@@ -22,6 +22,7 @@ from phloem.config import Settings
 from phloem.driver import DEFAULT_TTL, LeaseKeeper, Loop, RunSession, holder_id
 from phloem.driver.leases import is_dead_local
 from phloem.driver.loop import BROKEN_BACKOFF
+from phloem.driver.timings import Durations
 from phloem.dsl.spec import PipelineSpec
 from phloem.errors import PhloemError, PoolNotFound, RunConflict, StoreLocked
 from phloem.executors import Executor
@@ -100,6 +101,8 @@ class Scheduler:
             also=self._keep_sqlite_lease if self.single else None,
         )
         self.loop: Loop | None = None
+        #: how long each turn of its loop worked (``create_app(loop_durations=...)`` shows it)
+        self.durations = Durations()
         self._specs: dict[tuple[str, str], PipelineSpec] = {}
         self._first_seen: dict[str, datetime] = {}
         self._next_parse = 0.0
@@ -155,8 +158,10 @@ class Scheduler:
             parallelism=self.config.parallelism,
             keeper=self.keeper,
             isolate=True,
+            durations=self.durations,
         )
         self.keeper.start()
+        self.app.alerting.start()  # pending alerts, also those other processes left
 
     @property
     def _has_assets(self) -> bool:
@@ -169,6 +174,7 @@ class Scheduler:
         """Stop driving: attempts in flight are stopped and their runs left resumable."""
         loop = self.loop
         try:
+            self.app.alerting.sender.stop()
             self.keeper.stop()
             self.executor.shutdown()
             if loop is not None:
@@ -219,6 +225,7 @@ class Scheduler:
             self.schedule(now)
             self.claim(now)
             self._refresh_pools()
+            self._check_deadlines()
             self._next_tick = now + self.config.tick
         elif ended:
             self.claim(now)  # a run just ended: take the next one now, not at the next tick
@@ -227,6 +234,12 @@ class Scheduler:
         self._take_read(time.time())  # a read that ended while the loop waited: use it now
         if any([w.drain() for w in self.wakers]):  # drain them all, not just the first
             self._next_tick = 0.0  # a run was queued: look now
+
+    def _check_deadlines(self) -> None:
+        """Runs that missed a deadline rule though nobody drives them now (cheap: at most
+        one query per pipeline with a deadline rule, every 30 seconds)."""
+        latest = {spec.name: spec for spec in self._specs.values()}  # those imported here
+        self.app.alerting.check_deadlines(latest.values())
 
     def _refresh_pools(self) -> None:
         """Pool sizes may change (`phloem pools set`) and other schedulers hold slots too."""
@@ -472,4 +485,5 @@ class Scheduler:
             self.app.logs_dir,
             owner=self.id,
             lease_ttl=self.config.lease_ttl,
+            alerts=self.app.alerting,
         )

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from phloem.secrets import Cipher
     from phloem.store.accounts import SessionRecord, TokenRecord, UserRecord
     from phloem.store.breakers import BreakerRow, BreakerState, Verdict
+    from phloem.store.alert_book import Delivery, NewDelivery, StoredRule
     from phloem.store.feed import FeedEvent
     from phloem.store.listing import (
         AssetEvent,
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     )
     from phloem.store.models import AliasMove, DecisionRow, ModelSummary, ModelVersion, Owner
     from phloem.store.settings_store import ConnectionRecord, VariableRecord
+    from phloem.store.stats import EventStat, Now
     from phloem.store.tracking import MetricRow, TrendPoint
     from phloem.store.watermarks import WatermarkChange, WatermarkRecord
 
@@ -338,6 +340,56 @@ class Breakers(Protocol):
     def reset(self, name: str) -> bool: ...
 
 
+class Alerts(Protocol):
+    """Alert rules kept in the store, and one delivery record per alert and channel (see
+    store/alert_book.py): recorded idempotently, claimed by one sender, finished fenced."""
+
+    def add_rule(
+        self,
+        pipeline: str,
+        kind: str,
+        options: dict[str, Any],
+        channels: Sequence[tuple[str, str]],
+        now: float,
+    ) -> int: ...
+    def rules(self, pipeline: str | None = None) -> list[StoredRule]: ...
+    def remove_rule(self, rule_id: int) -> bool: ...
+    def record(self, deliveries: Sequence[NewDelivery], now: float) -> int: ...
+    def claim(
+        self,
+        holder: str,
+        now: float,
+        ttl: float,
+        limit: int = 20,
+        callables: Collection[str] = (),
+    ) -> list[Delivery]: ...
+    def finish(
+        self,
+        delivery_id: int,
+        holder: str,
+        now: float,
+        *,
+        sent: bool,
+        error: str | None = None,
+        retry_at: float | None = None,
+    ) -> bool: ...
+    def history(
+        self, pipeline: str | None = None, limit: int = 50, run_id: str | None = None
+    ) -> list[Delivery]: ...
+    def next_due(self, now: float, callables: Collection[str] = ()) -> float | None: ...
+    def counts(self) -> dict[tuple[str, str], int]: ...
+    def recorded(self, run_id: str, rule_ids: Collection[str]) -> set[str]: ...
+
+
+class Stats(Protocol):
+    """What monitoring reads (store/stats.py): events after an id, and things running now."""
+
+    def events_after(
+        self, after_id: int, limit: int = 50_000, settled_before: float | None = None
+    ) -> list[EventStat]: ...
+    def now(self) -> Now: ...
+
+
 class Store(Protocol):
     """Runs, their task instances and attempts, history, artifact records and pools.
 
@@ -404,6 +456,21 @@ class Store(Protocol):
     @property
     def models(self) -> ModelRegistry:
         """The model registry."""
+        ...
+
+    @property
+    def stats(self) -> Stats:
+        """What monitoring reads: events in the order written, and things running now."""
+        ...
+
+    @property
+    def waited_out(self) -> int:
+        """Database errors this process's store calls waited out (store/resilience.py)."""
+        ...
+
+    @property
+    def alerts(self) -> Alerts:
+        """Alert rules added from the command line, and alert deliveries."""
         ...
 
     @property
@@ -514,6 +581,7 @@ class Store(Protocol):
 
 __all__ = [
     "Accounts",
+    "Alerts",
     "AttemptLeasing",
     "Breakers",
     "EventFeed",
@@ -522,6 +590,7 @@ __all__ = [
     "PipelineCatalog",
     "RunListing",
     "Store",
+    "Stats",
     "StoreCapabilities",
     "Tracking",
     "TaskCache",

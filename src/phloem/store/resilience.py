@@ -75,10 +75,14 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def call_retrying(
-    fn: Callable[..., T], outage: float, args: tuple[Any, ...], kwargs: dict[str, Any]
+    fn: Callable[..., T],
+    outage: float,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    waited: Callable[[], None] | None = None,
 ) -> T:
     """``fn(*args, **kwargs)``, retried while its error is transient, for at most ``outage``
-    seconds."""
+    seconds; ``waited`` is told of each error waited out."""
     deadline = time.monotonic() + outage
     delay = 0.05
     warned = False
@@ -91,6 +95,8 @@ def call_retrying(
             if not warned:
                 log.warning("the database is unavailable (%s); retrying", first_line(exc))
                 warned = True
+            if waited is not None:
+                waited()
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 2.0)
 
@@ -107,10 +113,20 @@ def retrying(
     return wrapper
 
 
+def _count_wait(obj: Any) -> None:
+    """Count an error waited out on the store ``obj`` is (or is part of), for monitoring:
+    ``waited_out`` on the store, per process."""
+    store = obj if hasattr(obj, "waited_out") else getattr(obj, "store", None)
+    if store is not None and hasattr(store, "waited_out"):
+        store.waited_out += 1
+
+
 def _method_retrying(fn: Callable[..., T]) -> Callable[..., T]:
     @functools.wraps(fn)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> T:
-        return call_retrying(fn, self.outage_timeout, (self, *args), kwargs)
+        return call_retrying(
+            fn, self.outage_timeout, (self, *args), kwargs, lambda: _count_wait(self)
+        )
 
     return wrapper
 

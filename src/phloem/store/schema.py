@@ -446,3 +446,44 @@ breakers = Table(
     Column("last_error", Text),
     Column("updated_at", Float, nullable=False),
 )
+
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pipeline", String(250), nullable=False),
+    Column("kind", String(20), nullable=False),  # failure | retry | success | duration ...
+    Column("options", Text, nullable=False),  # JSON: factor, last, after, metric, ...
+    Column("channels", Text, nullable=False),  # JSON list of [kind, target]
+    Column("created_at", Float, nullable=False),
+    Index("ix_alert_rules_pipeline", "pipeline"),
+)
+
+alert_deliveries = Table(
+    "alert_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rule_id", String(80), nullable=False),
+    Column("pipeline", String(250), nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("subject", String(400), nullable=False),  # "" for the run; "task[map]#try" else
+    Column("channel", Integer, nullable=False),  # which of the rule's channels
+    Column("kind", String(20), nullable=False),  # webhook | email | call
+    Column("target", Text, nullable=False),
+    Column("rule", Text, nullable=False),  # the rule in words
+    Column("title", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("payload", Text, nullable=False),  # JSON fields for webhooks and callables
+    Column("state", String(20), nullable=False),  # pending | sent | failed
+    Column("tries", Integer, nullable=False, default=0),
+    Column("next_try_at", Float, nullable=False),
+    Column("claimed_by", String(120)),
+    Column("claim_expires_at", Float),
+    Column("last_error", Text),
+    Column("created_at", Float, nullable=False),
+    Column("sent_at", Float),
+    # one delivery per (rule, run, subject, channel), whoever records it and however often
+    UniqueConstraint("rule_id", "run_id", "subject", "channel", name="uq_alert_deliveries_once"),
+    Index("ix_alert_deliveries_due", "state", "next_try_at"),
+    Index("ix_alert_deliveries_pipeline", "pipeline", "id"),
+)

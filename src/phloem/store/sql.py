@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
     from phloem.secrets import Cipher
     from phloem.store.accounts import AccountsStore
+    from phloem.store.alert_book import AlertBook
     from phloem.store.attempt_leases import AttemptLeases
     from phloem.store.breakers import BreakerBook
     from phloem.store.cache import SqlCache
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
     from phloem.store.listing import Listing
     from phloem.store.models import Models
     from phloem.store.settings_store import SettingsStore
+    from phloem.store.stats import StoreStats
     from phloem.store.tracking import Tracking
     from phloem.store.watermarks import Watermarks
 
@@ -108,6 +110,10 @@ class SqlStore:
         self._listing: Listing | None = None
         self._cache: SqlCache | None = None
         self._lineage: LineageRecords | None = None
+        self._alerts: AlertBook | None = None
+        self._stats: StoreStats | None = None
+        #: database errors waited out by this process's calls (store/resilience.py)
+        self.waited_out = 0
         if migrate:
             try:
                 ensure_schema(self.engine)
@@ -214,6 +220,24 @@ class SqlStore:
 
             self._attempt_leases = AttemptLeases(self)
         return self._attempt_leases
+
+    @property
+    def alerts(self) -> AlertBook:
+        """Alert rules added from the command line, and alert deliveries."""
+        if self._alerts is None:
+            from phloem.store.alert_book import AlertBook
+
+            self._alerts = AlertBook(self)
+        return self._alerts
+
+    @property
+    def stats(self) -> StoreStats:
+        """What monitoring reads: events in the order written, and things running now."""
+        if self._stats is None:
+            from phloem.store.stats import StoreStats
+
+            self._stats = StoreStats(self)
+        return self._stats
 
     def variables(self, cipher: Cipher | Callable[[bool], Cipher] | None = None) -> SettingsStore:
         """Variables and connections kept in this store."""
