@@ -78,7 +78,8 @@ def expected(rule: Any, cred: str, path: str = "/api/v1") -> str:
 
 
 def is_api(path: str) -> bool:
-    return path.startswith("/api/")
+    """Routes for programs (the API, and /metrics for Prometheus): refusals are problem+json."""
+    return path.startswith("/api/") or path == "/metrics"
 
 
 def test_every_route_declares_one_access_rule(table_api: Api) -> None:
