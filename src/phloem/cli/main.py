@@ -17,8 +17,8 @@ import typer
 
 from phloem.cli import lineage_cmd, scheduler_cmds, tracking_cmds
 from phloem.cli.accounts_cmds import tokens_app, users_app
-from phloem.cli.breaker_cmds import breakers_app
 from phloem.cli.alerts_cmds import alerts_app
+from phloem.cli.breaker_cmds import breakers_app
 from phloem.cli.cache_cmds import cache_app
 from phloem.cli.common import (
     EXIT_FAILED,
