@@ -571,3 +571,81 @@ def test_an_unknown_cache_mode_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(phloem.PhloemError, match="unknown cache mode 'sometimes'"):
         phloem.run(modes, store="memory", home=tmp_path, cache="sometimes")
+
+
+CFG = """
+class Scaler:
+    factor = 2
+
+    def apply(self, x):
+        return x * self.factor
+"""
+
+CFG_PIPE = """
+import phloem
+import {p}cfg as cfg
+
+
+@phloem.task(cache=True)
+def use(scaler, x: int) -> int:
+    return scaler.apply(x)
+
+
+@phloem.pipeline
+def scaled():
+    use(cfg.Scaler(), 21)
+"""
+
+
+def test_an_input_of_the_users_own_class_counts_by_its_code(
+    app: Phloem, project: Project
+) -> None:
+    # the task never names the class: its methods reach it through the argument
+    project.write("cfg", CFG)
+    project.load("cfg")
+    project.write("cfgpipe", CFG_PIPE)
+    mod = project.load("cfgpipe")
+    assert drive(app, mod.scaled).output("use") == 42
+    assert drive(app, mod.scaled).states() == {"use": "cached"}
+    project.write("cfg", CFG.replace("x * self.factor", "x * self.factor + 1"))
+    project.load("cfg")
+    mod = project.load("cfgpipe")
+    r = drive(app, mod.scaled)
+    assert r.states() == {"use": "success"} and r.output("use") == 43
+
+
+CFG_CHAIN = """
+import phloem
+import {p}cfg as cfg
+
+
+@phloem.task(cache=True)
+def make():
+    return cfg.Scaler()
+
+
+@phloem.task(cache=True)
+def apply(scaler, x: int) -> int:
+    return scaler.apply(x)
+
+
+@phloem.pipeline
+def chained():
+    apply(make(), 21)
+"""
+
+
+def test_an_upstream_object_of_the_users_own_class_counts_by_its_code(
+    app: Phloem, project: Project
+) -> None:
+    project.write("cfg", CFG)
+    project.load("cfg")
+    project.write("chain", CFG_CHAIN)
+    mod = project.load("chain")
+    assert drive(app, mod.chained).output("apply") == 42
+    project.write("cfg", CFG.replace("x * self.factor", "x * self.factor + 1"))
+    project.load("cfg")
+    r = drive(app, mod.chained)
+    # make's pickle is the same bytes (same state), but apply calls the changed method
+    assert r.states() == {"make": "success", "apply": "success"}
+    assert r.output("apply") == 43

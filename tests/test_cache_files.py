@@ -313,3 +313,39 @@ def test_value_hashes_tell_types_and_order_apart() -> None:
     assert value_digest(df) != value_digest(changed)
     with pytest.raises(Unhashable, match="generator"):
         value_digest(x for x in [1])
+
+
+def test_code_fingerprints_are_the_same_in_every_process(tmp_path: Path) -> None:
+    """String hashing differs between processes (set order, frozenset constants): a key made
+    in one process must match the one made in the next, or nothing would ever hit."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "seeded_mod.py").write_text(
+        textwrap.dedent(
+            """
+            KINDS = {"alpha", "beta", "gamma", "delta"}
+
+            def helper(x):
+                return x in {"a", "b", "c", "d", "e"} or x in KINDS
+            """
+        )
+    )
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import seeded_mod; "
+        "from phloem.caching.fingerprint import function_digest; "
+        "print(function_digest(seeded_mod.helper))"
+    )
+    digests = set()
+    for seed in ("1", "2", "3"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
+        digests.add(out.stdout.strip())
+    assert len(digests) == 1

@@ -358,11 +358,21 @@ def _code_digest(code: types.CodeType) -> str:
     h.update(repr(code.co_varnames).encode())
     h.update(repr((code.co_argcount, code.co_kwonlyargcount, code.co_flags)).encode())
     for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            h.update(_code_digest(const).encode())
-        else:
-            h.update(f"{type(const).__name__}:{const!r};".encode())
+        h.update(_const_text(const).encode())
     return h.hexdigest()
+
+
+def _const_text(const: Any) -> str:
+    """A constant of compiled code as text that is the same in every process: a frozenset
+    (``x in {"a", "b"}``) is written sorted, as its order follows string hashing, which
+    differs from one process to the next."""
+    if isinstance(const, types.CodeType):
+        return _code_digest(const)
+    if isinstance(const, frozenset):
+        return "frozenset:" + ",".join(sorted(_const_text(c) for c in const)) + ";"
+    if isinstance(const, tuple):
+        return "tuple:" + ",".join(_const_text(c) for c in const) + ";"
+    return f"{type(const).__name__}:{const!r};"
 
 
 def _constant(value: Any) -> str:

@@ -21,16 +21,19 @@ import hashlib
 import io
 import pathlib
 import pickle
+import re
+import sys
 import types
 import uuid
 from typing import Any
 
-from phloem.caching.fingerprint import function_digest
+from phloem.caching.fingerprint import function_digest, is_user_module
 from phloem.context import Deferred
 from phloem.files import File, FileMissing, file_digest
 from phloem.runner.attempt import Element, Out, OutList
 
 _MAX_DEPTH = 200
+_TYPE_NAME = re.compile(r'"type_name":"([^"]+)"')
 
 
 class Unhashable(Exception):
@@ -64,18 +67,20 @@ def _feed(h: Any, v: Any, depth: int) -> None:
         return
     if tp is Out:
         h.update(b"out:")
-        h.update((v.stored or "null").encode())
+        _feed_stored(h, v.stored)
         h.update(repr(v.path).encode() + b";")
         return
     if tp is OutList:
         h.update(b"outlist:%d:" % len(v.stored))
         for s in v.stored:
-            h.update((s or "null").encode() + b"\0")
+            _feed_stored(h, s)
+            h.update(b"\0")
         h.update(repr(v.path).encode() + b";")
         return
     if tp is Element:
         h.update(f"element:{v.index}:".encode())
-        h.update(v.stored.encode() + b";")
+        _feed_stored(h, v.stored)
+        h.update(b";")
         return
     if tp is File:
         try:
@@ -116,6 +121,37 @@ def _feed(h: Any, v: Any, depth: int) -> None:
     _feed_other(h, v, tp, depth)
 
 
+def _feed_stored(h: Any, stored: str | None) -> None:
+    """An upstream output as stored. An artifact of a class of the user's own modules also
+    counts by that class's code: its pickle holds the object's state, not the methods the
+    task will call on it."""
+    text = stored or "null"
+    h.update(text.encode())
+    if '"__artifact__"' in text:
+        for name in _TYPE_NAME.findall(text):
+            cls = _user_class(name)
+            if cls is not None:
+                h.update(f"class:{name}:{function_digest(cls)};".encode())
+
+
+def _user_class(name: str) -> type | None:
+    """The class a stored type name (``module.Qualname``) names, if one of the user's own
+    modules defines it and it is imported."""
+    module, _, attr = name.rpartition(".")
+    while module:
+        mod = sys.modules.get(module)
+        if mod is not None:
+            if not is_user_module(module):
+                return None
+            obj: Any = mod
+            for part in attr.split("."):
+                obj = getattr(obj, part, None)
+            return obj if isinstance(obj, type) else None
+        module, _, head = module.rpartition(".")
+        attr = f"{head}.{attr}"
+    return None
+
+
 def value_digest_at(v: Any, depth: int) -> str:
     h = hashlib.sha256()
     _feed(h, v, depth + 1)
@@ -128,6 +164,9 @@ def _feed_other(h: Any, v: Any, tp: type, depth: int) -> None:
         raise Unhashable(refused)
     module = tp.__module__ or ""
     name = f"{module}.{tp.__qualname__}"
+    if is_user_module(module):
+        # an object of the user's own class: the task may call its methods
+        h.update(f"class:{name}:{function_digest(tp)};".encode())
     if module.startswith("numpy") and hasattr(v, "dtype") and hasattr(v, "tobytes"):
         if getattr(v.dtype, "hasobject", False):
             raise Unhashable(f"a NumPy array of Python objects ({name}) has no stable bytes")

@@ -108,7 +108,7 @@ class RunCache:
     def lookup(self, d: Draft, now: float) -> list[CacheHit]:
         """Keys for the ready instances of caching tasks not looked up yet; the hits."""
         cands = [k for k in d.ready if k[0] in self.cached_tasks and k not in self._seen]
-        self._last = cands
+        self._last += cands
         if not cands:
             return []
         view = cast(Snapshot, _View(d))
@@ -268,7 +268,7 @@ class RunCache:
     def applied(self, transitions: Sequence[Transition]) -> None:
         """Forget instances that were reset (a retry), so they are looked up again, and the
         misses whose success was applied."""
-        self.checks, self.uses = [], []
+        self.checks, self.uses, self._last = [], [], []
         for t in transitions:
             if t.new.state is S.PENDING or t.new.state is S.SUCCESS:
                 self._seen.discard(t.key)
@@ -279,7 +279,7 @@ class RunCache:
         for k in self._last:
             self._seen.discard(k)
             self._pending.pop(k, None)
-        self.checks, self.uses = [], []
+        self.checks, self.uses, self._last = [], [], []
 
 
 def _label(task_id: str, map_index: int) -> str:
