@@ -74,6 +74,10 @@ class RunCache:
             if t.options.cache is not None and not t.is_sensor
         )
         self._keys: dict[str, TaskKeys] = {}
+        # the code parts are computed before any task runs: a task running in this process
+        # (the inline executor) that changes a module-level value cannot change another's key
+        for task_id in sorted(self.cached_tasks, key=lambda t: spec.tasks[t].index):
+            self._task_keys(task_id)
         self._pending: dict[Key, _Pending] = {}
         self._seen: set[Key] = set()
         self._last: list[Key] = []
