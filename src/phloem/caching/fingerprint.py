@@ -23,12 +23,14 @@ import importlib.metadata as md
 import importlib.util
 import os
 import sys
-import sysconfig
 import types
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from phloem.caching.hashing import Unhashable, value_digest
+from phloem.caching.origin import is_user_module, is_user_path
 
 _IMPORTS = frozenset({"IMPORT_NAME", "IMPORT_FROM"})
 
@@ -95,45 +97,8 @@ class Versions:
 _default_versions = Versions()
 
 
-def _library_roots() -> tuple[str, ...]:
-    paths = sysconfig.get_paths()
-    roots = {paths.get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-    roots |= {sys.base_prefix, sys.prefix, sys.exec_prefix}
-    return tuple(os.path.realpath(r) + os.sep for r in roots if r)
-
-
-_ROOTS = _library_roots()
-_PHLOEM_ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__))) + os.sep
-
-
-def is_user_module(name: str) -> bool:
-    """Is ``name`` one of the user's own modules (not the standard library, not an installed
-    library, not phloem)?"""
-    mod = sys.modules.get(name)
-    file = getattr(mod, "__file__", None) if mod is not None else None
-    if file is None:
-        return name == "__main__" and mod is not None and hasattr(mod, "__file__")
-    path = os.path.realpath(file)
-    return not path.startswith(_ROOTS) and not path.startswith(_PHLOEM_ROOT)
-
-
 #: a name the walk looked up: (namespace, name, id of the object it found)
 _Dep = tuple[dict[str, Any], str, int]
-
-
-def _is_user_path(name: str) -> bool:
-    """Would importing ``name`` load one of the user's own files (not a library)? Only the
-    top-level package is looked at, which imports nothing (a dotted name would import its
-    parent package)."""
-    try:
-        spec = importlib.util.find_spec(name.partition(".")[0])
-    except (ImportError, ValueError):
-        return False
-    origin = getattr(spec, "origin", None) if spec is not None else None
-    if not origin or origin in ("built-in", "frozen"):
-        return False
-    path = os.path.realpath(origin)
-    return not path.startswith(_ROOTS) and not path.startswith(_PHLOEM_ROOT)
 
 
 class Fingerprinter:
@@ -288,7 +253,7 @@ class _Walk:
         library is versioned without importing it; one of the user's own modules is imported
         (as the task will) so the code it reaches counts."""
         mod = sys.modules.get(name)
-        if mod is None and _is_user_path(name):
+        if mod is None and is_user_path(name):
             try:
                 mod = importlib.import_module(name)
             except Exception:
@@ -378,12 +343,10 @@ def _const_text(const: Any) -> str:
 def _constant(value: Any) -> str:
     """A module-level value a function reads: its content hash, or its type when it has
     none (a client object, a lock): such a value does not make a key unusable."""
-    from phloem.caching.hashing import Unhashable, value_digest
-
     if isinstance(value, (types.FunctionType, type, types.ModuleType)):
         return _label(value)
     try:
-        return value_digest(value)[:16]
+        return value_digest(value, function_digest)[:16]
     except Unhashable:
         return f"<{type(value).__module__}.{type(value).__qualname__}>"
     except Exception:

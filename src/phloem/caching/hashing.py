@@ -25,9 +25,10 @@ import re
 import sys
 import types
 import uuid
+from collections.abc import Callable
 from typing import Any
 
-from phloem.caching.fingerprint import function_digest, is_user_module
+from phloem.caching.origin import is_user_module
 from phloem.context import Deferred
 from phloem.files import File, FileMissing, file_digest
 from phloem.runner.attempt import Element, Out, OutList
@@ -44,17 +45,27 @@ class Unhashable(Exception):
         self.reason = reason
 
 
-def value_digest(value: Any) -> str:
-    """The sha256 (hex) of ``value``'s content; raises Unhashable."""
+#: how a function or class met as a value is hashed: by its code (``caching.fingerprint``
+#: passes its own), or by its name when none is given
+CodeDigest = Callable[[Any], str]
+
+
+def _by_name(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', '?')}"
+
+
+def value_digest(value: Any, code: CodeDigest = _by_name) -> str:
+    """The sha256 (hex) of ``value``'s content; raises Unhashable. Functions and classes in
+    it (and the classes of the user's own objects) count by ``code``."""
     h = hashlib.sha256()
-    _feed(h, value, 0)
+    _feed(h, value, 0, code)
     return h.hexdigest()
 
 
 _SCALARS = (type(None), bool, int, float, complex, str)
 
 
-def _feed(h: Any, v: Any, depth: int) -> None:
+def _feed(h: Any, v: Any, depth: int, code: CodeDigest) -> None:
     if depth > _MAX_DEPTH:
         raise Unhashable("it is nested too deeply (or refers to itself)")
     tp = type(v)
@@ -67,19 +78,19 @@ def _feed(h: Any, v: Any, depth: int) -> None:
         return
     if tp is Out:
         h.update(b"out:")
-        _feed_stored(h, v.stored)
+        _feed_stored(h, v.stored, code)
         h.update(repr(v.path).encode() + b";")
         return
     if tp is OutList:
         h.update(b"outlist:%d:" % len(v.stored))
         for s in v.stored:
-            _feed_stored(h, s)
+            _feed_stored(h, s, code)
             h.update(b"\0")
         h.update(repr(v.path).encode() + b";")
         return
     if tp is Element:
         h.update(f"element:{v.index}:".encode())
-        _feed_stored(h, v.stored)
+        _feed_stored(h, v.stored, code)
         h.update(b";")
         return
     if tp is File:
@@ -92,25 +103,25 @@ def _feed(h: Any, v: Any, depth: int) -> None:
     if tp is list or tp is tuple:
         h.update(f"{tp.__name__}:{len(v)}[".encode())
         for item in v:
-            _feed(h, item, depth + 1)
+            _feed(h, item, depth + 1, code)
         h.update(b"]")
         return
     if tp is dict:
         h.update(f"dict:{len(v)}{{".encode())
-        for kd, item in sorted(((value_digest_at(k, depth), item) for k, item in v.items())):
+        for kd, item in sorted(((value_digest_at(k, depth, code), item) for k, item in v.items())):
             h.update(kd.encode())
-            _feed(h, item, depth + 1)
+            _feed(h, item, depth + 1, code)
         h.update(b"}")
         return
     if tp is set or tp is frozenset:
         h.update(f"set:{len(v)}{{".encode())
-        for d in sorted(value_digest_at(item, depth) for item in v):
+        for d in sorted(value_digest_at(item, depth, code) for item in v):
             h.update(d.encode())
         h.update(b"}")
         return
     if isinstance(v, enum.Enum):
         h.update(f"enum:{tp.__module__}.{tp.__qualname__}:".encode())
-        _feed(h, v.value, depth + 1)
+        _feed(h, v.value, depth + 1, code)
         return
     if isinstance(v, (dt.datetime, dt.date, dt.time)):
         h.update(f"{tp.__name__}:{v.isoformat()};".encode())
@@ -118,10 +129,10 @@ def _feed(h: Any, v: Any, depth: int) -> None:
     if isinstance(v, (dt.timedelta, decimal.Decimal, uuid.UUID, pathlib.PurePath)):
         h.update(f"{tp.__name__}:{v};".encode())
         return
-    _feed_other(h, v, tp, depth)
+    _feed_other(h, v, tp, depth, code)
 
 
-def _feed_stored(h: Any, stored: str | None) -> None:
+def _feed_stored(h: Any, stored: str | None, code: CodeDigest) -> None:
     """An upstream output as stored. An artifact of a class of the user's own modules also
     counts by that class's code: its pickle holds the object's state, not the methods the
     task will call on it."""
@@ -131,7 +142,7 @@ def _feed_stored(h: Any, stored: str | None) -> None:
         for name in _TYPE_NAME.findall(text):
             cls = _user_class(name)
             if cls is not None:
-                h.update(f"class:{name}:{function_digest(cls)};".encode())
+                h.update(f"class:{name}:{code(cls)};".encode())
 
 
 def _user_class(name: str) -> type | None:
@@ -152,13 +163,13 @@ def _user_class(name: str) -> type | None:
     return None
 
 
-def value_digest_at(v: Any, depth: int) -> str:
+def value_digest_at(v: Any, depth: int, code: CodeDigest) -> str:
     h = hashlib.sha256()
-    _feed(h, v, depth + 1)
+    _feed(h, v, depth + 1, code)
     return h.hexdigest()
 
 
-def _feed_other(h: Any, v: Any, tp: type, depth: int) -> None:
+def _feed_other(h: Any, v: Any, tp: type, depth: int, code: CodeDigest) -> None:
     refused = _refusal(v)
     if refused is not None:
         raise Unhashable(refused)
@@ -166,7 +177,7 @@ def _feed_other(h: Any, v: Any, tp: type, depth: int) -> None:
     name = f"{module}.{tp.__qualname__}"
     if is_user_module(module):
         # an object of the user's own class: the task may call its methods
-        h.update(f"class:{name}:{function_digest(tp)};".encode())
+        h.update(f"class:{name}:{code(tp)};".encode())
     if module.startswith("numpy") and hasattr(v, "dtype") and hasattr(v, "tobytes"):
         if getattr(v.dtype, "hasobject", False):
             raise Unhashable(f"a NumPy array of Python objects ({name}) has no stable bytes")
@@ -180,16 +191,16 @@ def _feed_other(h: Any, v: Any, tp: type, depth: int) -> None:
         h.update(f"dataclass:{name}(".encode())
         for f in dataclasses.fields(v):
             h.update(f.name.encode() + b"=")
-            _feed(h, getattr(v, f.name), depth + 1)
+            _feed(h, getattr(v, f.name), depth + 1, code)
         h.update(b")")
         return
     dump = getattr(v, "model_dump", None)
     if callable(dump) and hasattr(tp, "model_fields"):  # a pydantic model
         h.update(f"model:{name}:".encode())
-        _feed(h, dump(mode="json"), depth + 1)
+        _feed(h, dump(mode="json"), depth + 1, code)
         return
     if isinstance(v, (types.FunctionType, types.BuiltinFunctionType, type)):
-        h.update(f"code:{function_digest(v)};".encode())
+        h.update(f"code:{code(v)};".encode())
         return
     _feed_pickle(h, v, name)
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from phloem.caching.fingerprint import Versions, code_parts
+from phloem.caching.fingerprint import Versions, code_parts, function_digest
 from phloem.caching.hashing import Unhashable, value_digest
 from phloem.dsl.cache import Cache
 from phloem.dsl.spec import TaskSpec
@@ -111,7 +111,7 @@ class TaskKeys:
         problems: list[str] = []
         for name, value in named.items():
             try:
-                hashes[name] = value_digest(value)[:32]
+                hashes[name] = value_digest(value, function_digest)[:32]
             except Unhashable as exc:
                 problems.append(f"input '{name}': {exc.reason}")
                 hashes[name] = "unhashable"
