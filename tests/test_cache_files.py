@@ -349,3 +349,32 @@ def test_code_fingerprints_are_the_same_in_every_process(tmp_path: Path) -> None
         )
         digests.add(out.stdout.strip())
     assert len(digests) == 1
+
+
+class _Broken:
+    """Looks like a pydantic model whose dump fails: hashing it raises its own error."""
+
+    model_fields: dict[str, object] = {}
+
+    def model_dump(self, mode: str = "python") -> dict[str, object]:
+        raise RuntimeError("dump failed")
+
+
+def test_an_input_whose_hashing_raises_is_uncacheable_not_a_crash(tmp_path: Path) -> None:
+    ran: list[int] = []
+
+    @phloem.task(cache=True)
+    def use(v: object) -> int:
+        ran.append(1)
+        return 1
+
+    @phloem.pipeline(name="broken_input")
+    def broken_input() -> None:
+        use(_Broken())
+
+    app = Phloem.open("memory", tmp_path / "home")
+    r = phloem.run(broken_input, app=app, executor="inline")
+    assert r.state is RunState.SUCCESS and ran == [1]
+    check = app.store.cache.check(r.run_id, "use")
+    assert check is not None and check.outcome == "uncacheable"
+    assert "RuntimeError: dump failed" in (check.reason or "")

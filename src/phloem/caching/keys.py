@@ -115,6 +115,9 @@ class TaskKeys:
             except Unhashable as exc:
                 problems.append(f"input '{name}': {exc.reason}")
                 hashes[name] = "unhashable"
+            except Exception as exc:  # a value whose own code fails while it is read
+                problems.append(f"input '{name}' could not be hashed: {type(exc).__name__}: {exc}")
+                hashes[name] = "unhashable"
         custom: str | None = None
         if self.cache.key is not None:
             try:

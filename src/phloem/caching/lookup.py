@@ -126,6 +126,10 @@ class RunCache:
             except NoKey as exc:
                 self._check(k, None, "uncacheable", exc.reason, exc.parts, None, now)
                 continue
+            except Exception as exc:  # the attempt meets (and reports) the same problem
+                why = f"its arguments could not be read: {type(exc).__name__}: {exc}"
+                self._check(k, None, "uncacheable", why, None, None, now)
+                continue
             keyed[k] = (digest, parts, args, kwargs)
         if not keyed:
             return []
@@ -146,7 +150,10 @@ class RunCache:
                 continue
             cache = self.spec.tasks[k[0]].options.cache
             assert cache is not None
-            problem = self.verifier.problem(entry, cache, now)
+            try:
+                problem = self.verifier.problem(entry, cache, now)
+            except Exception as exc:  # storage unreachable: recompute rather than guess
+                problem = f"the entry could not be checked: {type(exc).__name__}: {exc}"
             if problem is not None:
                 self._miss(k, digest, parts, True, "miss", problem, now)
                 continue
