@@ -378,3 +378,57 @@ def test_an_input_whose_hashing_raises_is_uncacheable_not_a_crash(tmp_path: Path
     check = app.store.cache.check(r.run_id, "use")
     assert check is not None and check.outcome == "uncacheable"
     assert "RuntimeError: dump failed" in (check.reason or "")
+
+
+# -- the store's cache port (memory, SQLite, PostgreSQL) -------------------------------------------
+
+
+def _entry(key: str, run_id: str, task: str = "a") -> object:
+    from phloem.store import CacheEntry
+
+    return CacheEntry(key, "etl", task, run_id, -1, '"out"', None, None, '{"format": 1}')
+
+
+def _succeed(store: object, run_id: str, task: str, entries: tuple[object, ...]) -> object:
+    from phloem.records import Transition
+    from phloem.store import Commit
+
+    ti = TI(task)
+    ready = replace(ti, state=TaskState.SCHEDULED)
+    running = replace(ready, state=TaskState.QUEUED, try_number=1)
+    done = replace(running, state=TaskState.SUCCESS, output='"out"')
+    req = Commit(
+        run_id,
+        (Transition(ti, ready), Transition(ready, running), Transition(running, done)),
+        cache_entries=entries,  # type: ignore[arg-type]
+    )
+    return store.commit_many([req])[0]  # type: ignore[attr-defined]
+
+
+def test_entries_are_written_with_the_success_and_only_once(store: object) -> None:
+    from phloem.records import RunRecord
+    from phloem.states import RunType
+
+    def new(run_id: str, day: str) -> None:
+        store.create_run(  # type: ignore[attr-defined]
+            RunRecord(run_id, "etl", RunState.RUNNING, day, {}, 1.0, run_type=RunType.MANUAL),
+            [TI("a")],
+        )
+
+    new("r1", "2026-01-01T00:00:00.000000+00:00")
+    new("r2", "2026-01-02T00:00:00.000000+00:00")
+    cache = store.cache  # type: ignore[attr-defined]
+    assert cache.find(["k1"]) == {} and cache.tasks_with_entries("etl") == set()
+    applied = _succeed(store, "r1", "a", (_entry("k1", "r1"),))
+    assert not applied.lost  # type: ignore[attr-defined]
+    assert cache.find(["k1", "nope"])["k1"].run_id == "r1"
+    # a success that loses its compare-and-set writes no entry
+    lost = _succeed(store, "r1", "a", (_entry("k2", "r1"),))
+    assert lost.lost and cache.find(["k2"]) == {}  # type: ignore[attr-defined]
+    # the same key from another run: the first entry stays
+    _succeed(store, "r2", "a", (_entry("k1", "r2"),))
+    assert cache.find(["k1"])["k1"].run_id == "r1"
+    assert cache.tasks_with_entries("etl") == {"a"}
+    assert [e.key for e in cache.entries("etl", "a")] == ["k1"]
+    assert cache.clear("other") == 0 and cache.clear("etl", "a") == 1
+    assert cache.entries() == []
