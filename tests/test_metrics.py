@@ -107,7 +107,7 @@ def test_metrics_count_a_known_workload(metrics_api: Api, tmp_path: Path) -> Non
     assert m[("phloem_attempts_running", ())] == 0
     assert m[("phloem_pool_slots", (("pool", "gpu"),))] == 2
     assert m[("phloem_pool_slots_used", (("pool", "gpu"),))] == 0
-    assert ("phloem_db_errors_waited_out_total", ()) in m
+    assert ("phloem_db_errors_waited_out_total", (("process", "server"),)) in m
     # a second scrape adds nothing twice
     again = _parse(metrics_api.get("viewer", "/metrics").text)
     assert again[("phloem_runs_started_total", (("pipeline", "good"),))] == 3
@@ -200,21 +200,32 @@ def test_a_real_prometheus_scrapes_the_counts_of_a_known_workload(
         server.stop()
 
 
-def test_the_scheduler_loop_of_this_process_is_a_histogram(tmp_path: Path) -> None:
+def test_each_scheduler_s_loop_and_database_waits_come_from_the_store(tmp_path: Path) -> None:
+    """A scheduler publishes its own figures to the store; a server in another process shows
+    them (``phloem server`` runs its scheduler in a child process)."""
+    import time as _time
+
     from phloem.driver.timings import Durations
 
     turns = Durations()
     for seconds in (0.0005, 0.02, 0.02, 3.0):
         turns.observe(seconds)
-    a = make_api("memory", tmp_path / "home", loop_durations=turns)
+    a = make_api("memory", tmp_path / "home")
     try:
+        buckets, total, _ = turns.snapshot()
+        a.ph.store.stats.publish("sched-1", "scheduler", buckets, total, 2, _time.time())
+        a.ph.store.stats.publish("gone", "scheduler", buckets, total, 9, _time.time() - 3600)
         m = _parse(a.get("viewer", "/metrics").text)
     finally:
         a.client.close()
         a.ph.close()
     name = "phloem_scheduler_loop_duration_seconds"
-    assert m[(name + "_count", ())] == 4
-    assert m[(name + "_bucket", (("le", "0.001"),))] == 1
-    assert m[(name + "_bucket", (("le", "0.025"),))] == 3
-    assert m[(name + "_bucket", (("le", "+Inf"),))] == 4
-    assert m[(name + "_sum", ())] == pytest.approx(3.0405)
+    one = ("scheduler", "sched-1")
+    assert m[(name + "_count", (one,))] == 4
+    assert m[(name + "_bucket", (("le", "0.001"), one))] == 1
+    assert m[(name + "_bucket", (("le", "0.025"), one))] == 3
+    assert m[(name + "_bucket", (("le", "+Inf"), one))] == 4
+    assert m[(name + "_sum", (one,))] == pytest.approx(3.0405)
+    assert m[("phloem_db_errors_waited_out_total", (("process", "sched-1"),))] == 2
+    assert ("phloem_db_errors_waited_out_total", (("process", "server"),)) in m
+    assert ("phloem_db_errors_waited_out_total", (("process", "gone"),)) not in m  # stale

@@ -594,3 +594,20 @@ def test_backfill_reruns_wait_for_room_like_new_runs(env: Phloem, tmp_path: Path
     )
     for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end  # the reruns went one at a time
+
+
+def test_a_scheduler_publishes_its_loop_durations_to_the_store(
+    env: Phloem, tmp_path: Path
+) -> None:
+    """``/metrics`` in another process (``phloem server``) reads them from there."""
+    write(tmp_path / "p", "good.py", GOOD)
+    sched = make(env, tmp_path / "p", executor="inline")
+    try:
+        drive(sched, lambda: sched.durations.snapshot()[2] >= 3)
+        sched._next_publish = 0.0  # publish now rather than in 10 s
+        sched.step()
+        (mine,) = [p for p in env.store.stats.published(0.0) if p.holder == sched.id]
+        assert mine.role == "scheduler" and mine.loop[-1][1] >= 3
+        assert mine.waited_out == env.store.waited_out
+    finally:
+        sched.shutdown()

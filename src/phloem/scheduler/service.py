@@ -41,6 +41,9 @@ from phloem.store.types import PipelineInfo
 
 log = logging.getLogger("phloem.scheduler")
 
+#: how often a scheduler publishes its own figures (loop durations, database waits)
+PUBLISH_EVERY = 10.0
+
 #: the lease one scheduler holds on a store that takes a single writer (SQLite)
 SQLITE_LEASE = "sqlite-scheduler"
 
@@ -101,8 +104,9 @@ class Scheduler:
             also=self._keep_sqlite_lease if self.single else None,
         )
         self.loop: Loop | None = None
-        #: how long each turn of its loop worked (``create_app(loop_durations=...)`` shows it)
+        #: how long each turn of its loop worked; published to the store for ``/metrics``
         self.durations = Durations()
+        self._next_publish = 0.0
         self._specs: dict[tuple[str, str], PipelineSpec] = {}
         self._first_seen: dict[str, datetime] = {}
         self._next_parse = 0.0
@@ -226,6 +230,7 @@ class Scheduler:
             self.claim(now)
             self._refresh_pools()
             self._check_deadlines()
+            self._publish(now)
             self._next_tick = now + self.config.tick
         elif ended:
             self.claim(now)  # a run just ended: take the next one now, not at the next tick
@@ -234,6 +239,19 @@ class Scheduler:
         self._take_read(time.time())  # a read that ended while the loop waited: use it now
         if any([w.drain() for w in self.wakers]):  # drain them all, not just the first
             self._next_tick = 0.0  # a run was queued: look now
+
+    def _publish(self, now: float) -> None:
+        """This scheduler's own figures (loop durations, database waits) into the store
+        every ``PUBLISH_EVERY`` seconds, where a server in another process reads them."""
+        if now < self._next_publish:
+            return
+        self._next_publish = now + PUBLISH_EVERY
+        store = self.app.store
+        buckets, total, _ = self.durations.snapshot()
+        try:
+            store.stats.publish(self.id, "scheduler", buckets, total, store.waited_out, now)
+        except Exception as exc:  # figures must never stop the scheduler
+            log.warning("could not publish the scheduler's figures: %s", exc)
 
     def _check_deadlines(self) -> None:
         """Runs that missed a deadline rule though nobody drives them now (cheap: at most

@@ -12,7 +12,6 @@ from fastapi.routing import APIRoute
 
 from phloem.accounts.roles import Role
 from phloem.app import Phloem
-from phloem.driver.timings import Durations
 from phloem.server import problems
 from phloem.server.auth import Authenticator, rule_of
 from phloem.server.limits import DEFAULT_MAX_BODY, BodyLimit, NoSniff
@@ -30,15 +29,13 @@ def create_app(
     cookie_secure: bool = False,
     login_limits: LoginLimits | None = None,
     ui: bool = True,
-    loop_durations: Durations | None = None,
     metrics_settle: float = 5.0,
 ) -> FastAPI:
     """The REST API over ``app``'s store. ``authenticator`` reads credentials (default: the
     accounts in ``app``'s store); request bodies over ``max_body_bytes`` get a 413;
     ``cookie_secure`` marks the session cookie Secure (set it when served over HTTPS);
     ``ui`` serves the web UI's pages under ``/`` as well (``phloem.server.ui``);
-    ``loop_durations``: the turns of the scheduler running in this process, for ``/metrics``
-    (whose counters wait ``metrics_settle`` seconds for late commits)."""
+    ``/metrics`` counters wait ``metrics_settle`` seconds for late commits."""
     from phloem import __version__
     from phloem.server.routes import ROUTERS
 
@@ -70,7 +67,7 @@ def create_app(
     from phloem.server.metrics import registry
     from phloem.server.routes import metrics
 
-    api.state.metrics = registry(app, loop_durations=loop_durations, settle=metrics_settle)
+    api.state.metrics = registry(app, settle=metrics_settle)
     api.include_router(metrics.router)  # where Prometheus looks: /metrics
 
     if ui:

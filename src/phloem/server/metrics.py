@@ -12,8 +12,10 @@ right whichever process drove the runs.
 - Gauges (runs and attempts running, pool slots, the oldest heartbeat's age) are read from
   the store's tables at scrape time.
 - Alerts sent are counted from the alert delivery records, by channel.
-- Two figures belong to this process only: the scheduler loop's duration (the scheduler
-  running in this server, if any) and database errors waited out by this process's store.
+- Two figures live in the process they describe: each scheduler's loop duration and the
+  database errors it waited out. Schedulers publish them to the store every 10 s
+  (``process_stats``, by scheduler id) and they are shown for those that published in the
+  last ``STALE`` seconds, with the database errors this server process waited out itself.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from phloem.app import Phloem
-from phloem.driver.timings import Durations
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 TASK_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
                 3600.0, 4 * 3600.0)  # fmt: skip
 RUN_END_STATES = ("success", "failed")
+#: a scheduler that has not published its figures for this long is left out
+STALE = 600.0
 #: the task states an attempt ends in
 ATTEMPT_END_STATES = ("success", "failed", "up_for_retry", "up_for_reschedule", "skipped")
 
@@ -64,20 +67,17 @@ class _Histogram:
 
 
 class StoreCollector:
-    """A prometheus-client collector over one application's store (and, optionally, the
-    loop durations of the scheduler running beside it)."""
+    """A prometheus-client collector over one application's store."""
 
     def __init__(
         self,
         app: Phloem,
         *,
-        loop_durations: Durations | None = None,
         settle: float = 5.0,
         catch_up: int = 200_000,
         clock: Any = time.time,
     ) -> None:
         self.app = app
-        self.loop_durations = loop_durations
         self.settle = settle
         self.catch_up = catch_up
         self.clock = clock
@@ -207,28 +207,35 @@ class StoreCollector:
         for (kind, state), n in sorted(counts.items()):
             by_state[state].add_metric([kind], n)
         yield from (sent, pending, failed)
-        yield CounterMetricFamily(
+        published = store.stats.published(self.clock() - STALE)
+        waited = CounterMetricFamily(
             "phloem_db_errors_waited_out",
-            "Database errors this server process waited out instead of failing.",
-            value=store.waited_out,
+            "Database errors a process waited out instead of failing (this server, and each "
+            "scheduler as it last published).",
+            labels=["process"],
         )
-        if self.loop_durations is not None:
-            bounds, total_s, _ = self.loop_durations.snapshot()
-            loop = HistogramMetricFamily(
-                "phloem_scheduler_loop_duration_seconds",
-                "How long each turn of the scheduler in this process worked (waits excluded).",
-            )
-            loop.add_metric([], [(_bound(b), float(n)) for b, n in bounds], total_s)
-            yield loop
+        waited.add_metric(["server"], store.waited_out)
+        loop = HistogramMetricFamily(
+            "phloem_scheduler_loop_duration_seconds",
+            "How long each turn of a scheduler's loop worked (waits excluded).",
+            labels=["scheduler"],
+        )
+        for proc in published:
+            waited.add_metric([proc.holder], proc.waited_out)
+            if proc.role == "scheduler":
+                loop.add_metric(
+                    [proc.holder], [(_bound(b), float(n)) for b, n in proc.loop], proc.loop_sum
+                )
+        yield waited
+        yield loop
 
 
-def registry(app: Phloem, *, loop_durations: Durations | None = None,
-             settle: float = 5.0) -> CollectorRegistry:  # fmt: skip
+def registry(app: Phloem, *, settle: float = 5.0) -> CollectorRegistry:
     """A registry of its own (never the process-wide default) holding the store collector."""
     from prometheus_client import CollectorRegistry
 
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(StoreCollector(app, loop_durations=loop_durations, settle=settle))
+    reg.register(StoreCollector(app, settle=settle))
     return reg
 
 

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     )
     from phloem.store.models import AliasMove, DecisionRow, ModelSummary, ModelVersion, Owner
     from phloem.store.settings_store import ConnectionRecord, VariableRecord
-    from phloem.store.stats import EventStat, Now
+    from phloem.store.stats import EventStat, Now, ProcessStat
     from phloem.store.tracking import MetricRow, TrendPoint
     from phloem.store.watermarks import WatermarkChange, WatermarkRecord
 
@@ -388,6 +388,16 @@ class Stats(Protocol):
         self, after_id: int, limit: int = 50_000, settled_before: float | None = None
     ) -> list[EventStat]: ...
     def now(self) -> Now: ...
+    def publish(
+        self,
+        holder: str,
+        role: str,
+        loop: Sequence[tuple[float, int]],
+        loop_sum: float,
+        waited_out: int,
+        now: float,
+    ) -> None: ...
+    def published(self, since: float) -> list[ProcessStat]: ...
 
 
 class Store(Protocol):

@@ -487,3 +487,13 @@ alert_deliveries = Table(
     Index("ix_alert_deliveries_due", "state", "next_try_at"),
     Index("ix_alert_deliveries_pipeline", "pipeline", "id"),
 )
+
+process_stats = Table(
+    "process_stats",
+    metadata,
+    Column("holder", String(120), primary_key=True),  # the scheduler's id
+    Column("role", String(20), nullable=False),
+    Column("loop", Text, nullable=False),  # JSON: cumulative [bound, count] pairs, sum, count
+    Column("waited_out", Integer, nullable=False),  # database errors waited out
+    Column("updated_at", Float, nullable=False),
+)

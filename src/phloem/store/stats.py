@@ -9,14 +9,17 @@ pipeline and their attempt's times, and adds them up.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import and_, func, select
 
 from phloem.store import schema as s
 from phloem.store.attempt_leases import db_clock
-from phloem.store.engine import Database
+from phloem.store.engine import Database, write_transaction
 from phloem.store.resilience import resilient
+from phloem.store.writes import insert_new
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,18 @@ class Now:
     runs_queued: dict[str, int]
     attempts_running: int
     oldest_heartbeat_age: float | None  # seconds, by the database's clock
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessStat:
+    """What one process published about itself (``publish``)."""
+
+    holder: str
+    role: str
+    loop: list[tuple[float, int]]  # cumulative (upper bound, count), ending with +Inf
+    loop_sum: float
+    waited_out: int
+    updated_at: float
 
 
 @resilient
@@ -113,4 +128,48 @@ class StoreStats:
         )
 
 
-__all__ = ["EventStat", "Now", "StoreStats"]
+    def publish(
+        self,
+        holder: str,
+        role: str,
+        loop: Sequence[tuple[float, int]],
+        loop_sum: float,
+        waited_out: int,
+        now: float,
+    ) -> None:
+        """Keep this process's own figures in the store (one row per process, replaced)."""
+        p = s.process_stats
+        row = {
+            "holder": holder,
+            "role": role,
+            "loop": json.dumps(
+                {"buckets": [[_bound(b), n] for b, n in loop], "sum": loop_sum}
+            ),
+            "waited_out": waited_out,
+            "updated_at": now,
+        }
+        with write_transaction(self.engine) as conn:
+            done = conn.execute(p.update().where(p.c.holder == holder).values(row)).rowcount
+            if not done:
+                conn.execute(insert_new(self.engine.dialect.name, p).values(row))
+
+    def published(self, since: float) -> list[ProcessStat]:
+        """What processes published since ``since`` (those gone longer are left out)."""
+        p = s.process_stats
+        q = select(p).where(p.c.updated_at >= since).order_by(p.c.holder)
+        with self.engine.connect() as conn:
+            rows = list(conn.execute(q))
+        out = []
+        for r in rows:
+            loop = json.loads(r.loop)
+            buckets = [(float(b), int(n)) for b, n in loop["buckets"]]
+            total = float(loop["sum"])
+            out.append(ProcessStat(r.holder, r.role, buckets, total, r.waited_out, r.updated_at))
+        return out
+
+
+def _bound(b: float) -> str:
+    return "+Inf" if b == float("inf") else repr(b)
+
+
+__all__ = ["EventStat", "Now", "ProcessStat", "StoreStats"]
