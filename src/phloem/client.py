@@ -430,12 +430,22 @@ class Client:
 
     # -- events --------------------------------------------------------------------------------
 
-    def events(self, last_event_id: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
-        """State changes as they commit, (id, event), from after ``last_event_id``; never
-        ends by itself."""
+    def events(
+        self,
+        *,
+        run_id: str | None = None,
+        pipeline: str | None = None,
+        after: int | None = None,
+        last_event_id: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """State changes of runs and task instances as they commit (of one run or pipeline,
+        if asked), from after event ``after`` (0: the whole history; default: now); each has
+        its ``id``, to resume from. Never ends by itself."""
         headers = {"Last-Event-ID": last_event_id} if last_event_id else None
-        for _, data, event_id in self._sse("/events", {}, headers):
-            yield event_id or "", json.loads(data)
+        params = self._params(run_id=run_id, pipeline=pipeline, after=after)
+        for _, data, _ in self._sse("/events", params, headers):
+            event: dict[str, Any] = json.loads(data)
+            yield event
 
     def _sse(
         self, path: str, params: dict[str, Any], headers: dict[str, str] | None = None

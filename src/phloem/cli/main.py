@@ -310,6 +310,27 @@ def _retry_remote(
     raise typer.Exit(0 if run.state.value == "success" else EXIT_FAILED)
 
 
+@app.command()
+def cancel(
+    run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why; kept as the stopped tasks' error.")
+    ] = None,
+    server: ServerOpt = None,
+) -> None:
+    """Stop a run now, wherever it is driven: its running tasks stop, the run fails.
+    `phloem retry` resumes it later."""
+    with errors():
+        run, stopped = source(server).cancel(run_id, reason)
+    if stopped == 0:
+        typer.echo(f"run {run.run_id} had ended ({run.state.value}); nothing to cancel")
+        return
+    typer.echo(
+        f"cancelled run {run.run_id}: {stopped} task instance(s) stopped; resume it with "
+        f"phloem retry {run.run_id}"
+    )
+
+
 @runs_app.command("list")
 def runs_list(
     pipeline: Annotated[

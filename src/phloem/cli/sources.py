@@ -51,6 +51,7 @@ class Source(Protocol):
         self, pipeline: str, params: dict[str, Any], logical_date: str | None, key: str | None
     ) -> tuple[RunRecord, bool]: ...
     def set_paused(self, pipeline: str, paused: bool) -> str: ...
+    def cancel(self, run_id: str, reason: str | None) -> tuple[RunRecord, int]: ...
     def backfill(
         self,
         pipeline: str,
@@ -134,6 +135,11 @@ class LocalSource:
         from phloem.scheduler.commands import set_paused
 
         return set_paused(self.app, pipeline, paused)
+
+    def cancel(self, run_id: str, reason: str | None) -> tuple[RunRecord, int]:
+        from phloem.scheduler.commands import cancel
+
+        return cancel(self.app, run_id, "cancelled" + (f": {reason}" if reason else ""))
 
     def backfill(
         self,
@@ -237,6 +243,10 @@ class RemoteSource:
 
     def set_paused(self, pipeline: str, paused: bool) -> str:
         return self.client.pause(pipeline) if paused else self.client.unpause(pipeline)
+
+    def cancel(self, run_id: str, reason: str | None) -> tuple[RunRecord, int]:
+        out = self.client.cancel(run_id, reason)
+        return out.run.record(), out.cancelled
 
     def backfill(
         self,
