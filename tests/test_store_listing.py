@@ -120,6 +120,13 @@ def test_instances_of_a_mapped_run_are_paged(store: SqlStore) -> None:
     assert [ti.key for ti in load.items] == [("load", -1)]
     with pytest.raises(RunNotFound):
         store.listing.instances("run-9999")
+    found = store.listing.task_counts("run-0001")
+    counts = {(c.task_id, c.state): (c.count, c.mapped) for c in found}
+    assert counts == {
+        ("fit", S.SUCCESS): (999, True),
+        ("fit", S.FAILED): (1, True),
+        ("load", S.SUCCESS): (1, False),
+    }
 
 
 def test_assets_and_their_events_newest_first(store: SqlStore) -> None:

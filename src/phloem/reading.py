@@ -8,15 +8,17 @@ holds, under the logs folder of the application, and is checked to stay inside i
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from phloem.app import Phloem
 from phloem.errors import PhloemError, TaskNotFound
 from phloem.records import TI
 from phloem.states import SUCCESS_STATES
 from phloem.store.port import Store
+
+if TYPE_CHECKING:
+    from phloem.store.listing import TaskCount
 
 
 def label(task_id: str, map_index: int) -> str:
@@ -167,22 +169,21 @@ def task_order(source: str | None) -> list[str] | None:
         return None
 
 
-def task_summaries(tis: list[TI], order: list[str] | None) -> list[dict[str, Any]]:
+def task_summaries(counts: list[TaskCount], order: list[str] | None) -> list[dict[str, Any]]:
     """Per task, in pipeline order: whether it is mapped, its instances, their states."""
     rank = {t: i for i, t in enumerate(order or ())}
-    groups: dict[str, list[TI]] = {}
-    for ti in tis:
-        groups.setdefault(ti.task_id, []).append(ti)
+    groups: dict[str, list[TaskCount]] = {}
+    for c in counts:
+        groups.setdefault(c.task_id, []).append(c)
     out = []
     for task_id in sorted(groups, key=lambda t: (rank.get(t, len(rank)), t)):
         items = groups[task_id]
-        counts = Counter(ti.state.value for ti in items)
         out.append(
             {
                 "task_id": task_id,
-                "mapped": any(ti.map_index >= 0 for ti in items),
-                "instances": len(items),
-                "states": dict(sorted(counts.items())),
+                "mapped": any(c.mapped for c in items),
+                "instances": sum(c.count for c in items),
+                "states": {c.state.value: c.count for c in sorted(items, key=lambda c: c.state)},
             }
         )
     return out

@@ -81,6 +81,16 @@ class AssetEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskCount:
+    """How many instances of a task of a run are in one state."""
+
+    task_id: str
+    state: TaskState
+    count: int
+    mapped: bool
+
+
+@dataclass(frozen=True, slots=True)
 class InstanceFilter:
     """Which task instances of a run a listing holds."""
 
@@ -233,6 +243,21 @@ class Listing:
             nxt = encode_cursor("instances", [items[-1].task_id, items[-1].map_index])
         return Page(items, nxt)
 
+    def task_counts(self, run_id: str) -> list[TaskCount]:
+        """Per task of a run and state, how many instances are in it (one grouped query: a
+        run with thousands of mapped instances is summarized without reading them)."""
+        ti = s.task_instances
+        q = (
+            select(ti.c.task_id, ti.c.state, func.count(), func.max(ti.c.map_index))
+            .where(ti.c.run_id == run_id)
+            .group_by(ti.c.task_id, ti.c.state)
+        )
+        with self.engine.connect() as conn:
+            return [
+                TaskCount(task_id, TaskState(state), int(n), int(top) >= 0)
+                for task_id, state, n, top in conn.execute(q)
+            ]
+
     def assets(self) -> list[AssetInfo]:
         """Every asset that has events, by name."""
         ev = s.asset_events
@@ -277,5 +302,6 @@ __all__ = [
     "Listing",
     "Page",
     "RunFilter",
+    "TaskCount",
     "check_limit",
 ]

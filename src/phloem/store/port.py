@@ -47,6 +47,7 @@ if TYPE_CHECKING:
         InstanceFilter,
         Page,
         RunFilter,
+        TaskCount,
     )
     from phloem.store.models import AliasMove, DecisionRow, ModelSummary, ModelVersion, Owner
     from phloem.store.settings_store import ConnectionRecord, VariableRecord
@@ -179,6 +180,7 @@ class RunListing(Protocol):
         trip: a pipelines page needs every pipeline's recent runs at once."""
         ...
 
+    def task_counts(self, run_id: str) -> list[TaskCount]: ...
     def assets(self) -> list[AssetInfo]: ...
     def asset_events(
         self, asset: str | None = None, *, limit: int = 50, cursor: str | None = None

@@ -76,11 +76,11 @@ def get_run(run_id: RunId, ph: Phloem = Depends(application)) -> RunDetail:
 
     run = ph.store.get_run(run_id)
     order = task_order(run.source)
-    tis = ph.store.load_instances(run.run_id)
+    counts = ph.store.listing.task_counts(run.run_id)
     return RunDetail(
         run=RunOut.of(run),
         task_order=order,
-        tasks=[TaskSummary(**s) for s in task_summaries(tis, order)],
+        tasks=[TaskSummary(**s) for s in task_summaries(counts, order)],
     )
 
 
