@@ -403,6 +403,8 @@ def test_cancel_stops_a_run_another_process_drives(live: LiveServer) -> None:
             again = c.retry(run_id)  # resumable: queued for a scheduler, the task reset
             assert again.reset == 1 and again.run.state.value == "queued"
             c.cancel(run_id, "for good")
+        ended = same(live, "cancel", run_id, role="operator")
+        assert ended.stdout == f"run {run_id} had ended (failed); nothing to cancel\n"
     finally:
         procs.close()
 

@@ -77,10 +77,20 @@ class LocalSource:
 
     def runs(self, pipeline: str | None, states: list[str], limit: int) -> list[RunRecord]:
         from phloem.states import RunState
-        from phloem.store.listing import RunFilter
+        from phloem.store.listing import MAX_PAGE, RunFilter
 
         where = RunFilter(pipeline=pipeline, states=tuple(RunState(s) for s in states))
-        return self.app.store.listing.runs(where, limit=limit).items
+        out: list[RunRecord] = []
+        cursor = None
+        while len(out) < limit:
+            page = self.app.store.listing.runs(
+                where, limit=min(MAX_PAGE, limit - len(out)), cursor=cursor
+            )
+            out += page.items
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        return out
 
     def run(self, run_id: str) -> RunRecord:
         return self.app.store.get_run(run_id)
