@@ -64,6 +64,20 @@ def test_runs_newest_first_filtered_and_paged(store: SqlStore) -> None:
     assert store.listing.runs(RunFilter(pipeline="nope")) == Page([], None)
 
 
+@pytest.mark.parametrize("narrow", [0, 2, 10_000])
+def test_a_logical_date_range_pages_alike_however_it_is_read(
+    store: SqlStore, narrow: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import phloem.store.listing as listing
+
+    monkeypatch.setattr(listing, "NARROW", narrow)  # the range read by its index, or not
+    for i in range(12):
+        store.create_run(_run(i, created=float(i % 5)), [])
+    got = _all_pages(store, RunFilter(logical_from="2024-01-02", logical_to="2024-01-10"), 3)
+    want = sorted(((float(i % 5), f"run-{i:04d}") for i in range(1, 10)), reverse=True)
+    assert got == [rid for _, rid in want]
+
+
 def test_a_cursor_stays_valid_while_runs_are_added(store: SqlStore) -> None:
     for i in range(10):
         store.create_run(_run(i), [])

@@ -50,6 +50,7 @@ runs = Table(
     Index("ix_runs_pipeline_created", "pipeline", "created_at"),
     Index("ix_runs_state_created", "state", "created_at"),
     Index("ix_runs_type_created", "run_type", "created_at"),
+    Index("ix_runs_logical_date", "logical_date"),
 )
 
 task_instances = Table(

@@ -1,0 +1,21 @@
+"""Runs listed by a logical-date range (every pipeline) read an index on the logical date
+instead of scanning the runs newest first.
+
+Revision ID: 0016
+Revises: 0015
+"""
+
+from alembic import op
+
+revision = "0016"
+down_revision = "0015"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_index("ix_runs_logical_date", "runs", ["logical_date"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_runs_logical_date", "runs")
