@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
 from phloem.accounts.roles import Role
 from phloem.app import Phloem
+from phloem.records import RunRecord
 from phloem.server.auth import Principal, application, require
 from phloem.server.paging import Cursor, Limit, Page
+from phloem.server.problems import Problem
+from phloem.server.specs import SpecCache
 from phloem.states import RunState, RunType, TaskState
 from phloem.wire import (
     AttemptOut,
@@ -68,14 +71,41 @@ def list_runs(
     return Page(items=[RunOut.of(r) for r in page.items], next_cursor=page.next_cursor)
 
 
+def specs(request: Request) -> SpecCache:
+    """The graphs the server keeps of the catalog's pipelines (a dependency)."""
+    cache: SpecCache = request.app.state.specs
+    return cache
+
+
+def _task_order(ph: Phloem, cache: SpecCache, run: RunRecord) -> list[str] | None:
+    """The run's pipeline's tasks in order: from the graph the server keeps of the catalog's
+    pipeline when the run ran that code (imported off the request path), else read from the
+    run's source as the CLI does; None if neither can be had now."""
+    from phloem.errors import PhloemError
+    from phloem.reading import task_order
+
+    try:
+        row = ph.store.catalog.pipeline(run.pipeline)
+    except PhloemError:
+        row = None
+    if row is not None and run.source == f"{row.info.file}:{run.pipeline}":
+        try:
+            return list(cache.get(row).tasks)
+        except (PhloemError, Problem, OSError):
+            return None
+    return task_order(run.source)
+
+
 @router.get("/{run_id}", dependencies=[Viewer])
-def get_run(run_id: RunId, ph: Phloem = Depends(application)) -> RunDetail:
+def get_run(
+    run_id: RunId, ph: Phloem = Depends(application), cache: SpecCache = Depends(specs)
+) -> RunDetail:
     """A run, its pipeline's task order, and per task the states of its instances (a mapped
     task's instances counted; list them with ``/runs/{run_id}/instances``)."""
-    from phloem.reading import task_order, task_summaries
+    from phloem.reading import task_summaries
 
     run = ph.store.get_run(run_id)
-    order = task_order(run.source)
+    order = _task_order(ph, cache, run)
     counts = ph.store.listing.task_counts(run.run_id)
     return RunDetail(
         run=RunOut.of(run),
