@@ -1,14 +1,14 @@
 """Runs listed by a logical-date range (every pipeline) read an index on the logical date
 instead of scanning the runs newest first.
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: 0017
+Revises: 0016
 """
 
 from alembic import op
 
-revision = "0016"
-down_revision = "0015"
+revision = "0017"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
