@@ -7,8 +7,9 @@
 Both runs start the real command as a process, queue ``--runs`` runs of a 5-task chain and
 time them to the end (tasks/s); a pipeline scheduled every second meanwhile gives the latency
 from each interval's end to its first task starting. Under ``server``, ``--clients`` threads
-send API requests in a loop (pipelines list and detail, /me, a page of events); the figures
-include the requests per second they got. Prints figures; asserts nothing.
+send API requests in a loop (pipelines list and detail, a page of runs, an event stream
+opened and closed); the figures include the requests per second they got. Prints figures;
+asserts nothing.
 """
 
 from __future__ import annotations
@@ -95,8 +96,9 @@ def _load_process(url: str, token: str, clients: int, counter: Any) -> None:
 def _load(url: str, token: str, clients: int, stop: threading.Event, counts: list[int]) -> None:
     import httpx
 
-    paths = ["/api/v1/pipelines", "/api/v1/pipelines/work", "/api/v1/me",
-             "/api/v1/events?after=0&limit=50"]
+    # what a few open browser tabs ask: listings, a pipeline's page, and event streams
+    paths = ["/api/v1/pipelines", "/api/v1/pipelines/work", "/api/v1/runs?limit=50",
+             "/api/v1/events"]
 
     def client(k: int) -> None:
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
