@@ -5,15 +5,17 @@ its id as the SSE ``id``: a client that reconnects sends ``Last-Event-ID`` and r
 it, missing nothing (``?after=ID`` does the same for scripts; ``after=0`` replays the whole
 history). Without either the stream starts now. ``run_id`` and ``pipeline`` narrow it.
 
-Each stream follows the store with one indexed query per ``POLL`` seconds (see
-``store.feed.Follower``, which also waits for ids whose transactions have not committed yet),
-on the server's thread pool, so the event loop never waits for the database. A comment line
+The server reads the newest event id once per ``POLL`` seconds for all its streams; a stream
+that is behind it follows the store with indexed queries (``store.feed.Follower``, which also
+waits for ids whose transactions have not committed yet), on the server's thread pool, so the
+event loop never waits for the database and idle streams cost the database nothing. A comment line
 every ``KEEPALIVE`` seconds keeps proxies from closing an idle stream.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -55,6 +57,33 @@ def _message(ev: FeedEvent) -> str:
     return f"id: {ev.id}\nevent: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
+class Newest:
+    """The newest event id, read at most once per ``POLL`` for all the streams of a server: an
+    idle stream costs no query of its own (a stream queries only when there is news)."""
+
+    def __init__(self, ph: Phloem) -> None:
+        self.ph = ph
+        self._lock = threading.Lock()
+        self._value = 0
+        self._read_at = -1.0
+
+    def get(self) -> int:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._read_at >= POLL:
+                self._value = self.ph.store.feed.last_id()
+                self._read_at = now
+            return self._value
+
+
+def newest(request: Request) -> Newest:
+    state = request.app.state
+    found: Newest | None = getattr(state, "newest_event", None)
+    if found is None:
+        found = state.newest_event = Newest(state.phloem)
+    return found
+
+
 def _start(ph: Phloem, last_event_id: str | None, after: int | None) -> int:
     if last_event_id is not None and last_event_id.strip():
         text = last_event_id.strip()
@@ -93,12 +122,18 @@ def events(
         ph.store.feed, _start(ph, last_event_id, after), run_id=run_id, pipeline=pipeline
     )
     stopping = request.app.state.stopping
+    latest = newest(request)
+
+    def poll() -> tuple[list[FeedEvent], bool]:
+        if latest.get() <= follower.position:
+            return [], False  # nothing new anywhere: no query of this stream's own
+        return follower.poll(time.time())
 
     async def stream() -> AsyncIterator[str]:
         yield f"retry: {RETRY_MS}\n\n"
         quiet_since = time.monotonic()
         while not stopping.is_set():
-            rows, more = await anyio.to_thread.run_sync(follower.poll, time.time())
+            rows, more = await anyio.to_thread.run_sync(poll)
             for ev in rows:
                 yield _message(ev)
             if rows:
