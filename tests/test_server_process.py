@@ -94,3 +94,39 @@ def test_two_servers_share_one_postgresql_store(
         s.proc.send_signal(signal.SIGTERM)
     for s in (a, b):
         assert s.proc.wait(timeout=60) == 0, "\n".join(s.lines)
+
+
+def _scheduler_pid(server: object) -> int:
+    import re
+
+    for line in server.lines:  # type: ignore[attr-defined]
+        m = re.search(r"scheduler pid (\d+)", line)
+        if m:
+            return int(m.group(1))
+    raise AssertionError("no scheduler pid printed")
+
+
+def test_a_scheduler_that_dies_stops_the_server_with_status_1(
+    processes: object, tmp_path: Path
+) -> None:
+    import os
+
+    server = start_server(processes, tmp_path / "home")
+    os.kill(_scheduler_pid(server), signal.SIGKILL)
+    assert server.proc.wait(timeout=60) == 1
+    assert any("the scheduler stopped" in line for line in server.lines), server.lines
+    assert descendants(server.proc.pid) == []
+
+
+def test_a_killed_server_takes_its_scheduler_with_it(processes: object, tmp_path: Path) -> None:
+    from processes import wait_gone
+
+    server = start_server(processes, tmp_path / "home")
+    scheduler = _scheduler_pid(server)
+    server.proc.kill()  # SIGKILL: no chance to stop anything itself
+    server.proc.wait(timeout=60)
+    left = wait_gone(lambda: processes.left_by(server.proc), 30.0)  # type: ignore[attr-defined]
+    assert left == [], left
+    assert not Path(f"/proc/{scheduler}/cmdline").exists() or Path(
+        f"/proc/{scheduler}/stat"
+    ).read_text().split(")")[-1].split()[0] == "Z"

@@ -13,8 +13,10 @@ from pydantic import Field
 from phloem.accounts import manage
 from phloem.accounts.roles import Role
 from phloem.app import Phloem
+from phloem.errors import AccountError
 from phloem.server.auth import Principal, application, require
 from phloem.server.models import Body, Out
+from phloem.server.problems import Problem
 from phloem.store.accounts import TokenRecord
 
 router = APIRouter(tags=["accounts"])
@@ -113,9 +115,11 @@ def create_token(
     ph: Phloem = Depends(application),
 ) -> CreatedToken:
     """Create a token; its secret is in this answer only."""
-    token, rec = manage.create_token(
-        ph, body.name, body.user or who.user, manage.parse_expiry(body.expires)
-    )
+    try:
+        lifetime = manage.parse_expiry(body.expires)
+    except AccountError as exc:
+        raise Problem(422, "invalid request", f"expires: {exc}") from None
+    token, rec = manage.create_token(ph, body.name, body.user or who.user, lifetime)
     return CreatedToken(**TokenOut.of(rec, time.time()).model_dump(), token=token)
 
 
