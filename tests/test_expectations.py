@@ -231,3 +231,26 @@ def test_outside_a_task_nothing_is_stored() -> None:
     report = phloem.expect(make("pandas")).not_null("id").check()
     assert report and report.artifact is None
     assert json.loads(json.dumps(report.to_dict()))["expectations"][0]["passed"] is True
+
+
+def test_the_reports_command_prints_a_runs_reports(home: Path) -> None:
+    from typer.testing import CliRunner
+
+    from phloem.cli.main import app as cli_app
+
+    app = Phloem.open()
+    try:
+        r = phloem.run(validating, params={"on_fail": "warn"}, executor="inline", app=app)
+    finally:
+        app.close()
+    runner = CliRunner()
+    out = runner.invoke(cli_app, ["reports", r.run_id])
+    assert out.exit_code == 0, out.output
+    assert "== validate (try 1), validation report" in out.output
+    assert "FAIL  not_null" in out.output
+    listed = json.loads(runner.invoke(cli_app, ["reports", r.run_id, "--json"]).output)
+    assert [(x["task_id"], x["role"]) for x in listed] == [("validate", "validation")]
+    assert listed[0]["report"]["rows"] == 5
+    none = runner.invoke(cli_app, ["reports", r.run_id, "--task", "other"])
+    assert none.exit_code == 2
+    assert "kept no validation or drift report by task 'other'" in none.output

@@ -296,7 +296,7 @@ def report(
         if f.ks is not None:
             metrics[f"drift.ks.{f.feature}"] = f.ks
     reports.metrics(metrics)
-    ref_ = reports.save(result.to_dict(), "drift")
+    ref_ = reports.save(result.to_dict(), reports.DRIFT)
     if ref_ is not None:
         result = DriftReport(features, result.threshold, rf.rows, cf.rows, ref_)
     ctx = current()

@@ -34,6 +34,7 @@ from phloem.cli.common import (
     source,
 )
 from phloem.cli.models_cmds import models_app
+from phloem.cli.report_cmds import reports
 from phloem.cli.settings_cmds import connections_app, variables_app
 from phloem.cli.watermark_cmds import watermarks_app
 from phloem.states import ExecutorKind
@@ -63,6 +64,7 @@ app.add_typer(connections_app, name="connections")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(watermarks_app, name="watermarks")
+app.command("reports")(reports)
 app.add_typer(cache_app, name="cache")
 app.add_typer(models_app, name="models")
 app.add_typer(alerts_app, name="alerts")

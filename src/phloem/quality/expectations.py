@@ -266,7 +266,7 @@ class Expectations:
                 f"{prefix}validation.failed": len(report.failed),
             }
         )
-        ref = reports.save(report.to_dict(), "validation")
+        ref = reports.save(report.to_dict(), reports.VALIDATION)
         if ref is not None:
             report = ValidationReport(
                 report.name, report.rows, report.columns, nulls, outcomes, ref

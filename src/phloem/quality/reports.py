@@ -15,6 +15,11 @@ from phloem.artifacts.ref import ArtifactRef
 from phloem.effects import ArtifactRecorded, record, recording
 from phloem.tracking import log_metric
 
+#: the roles under which tasks keep their reports (artifact uses, for lineage)
+VALIDATION = "validation"
+DRIFT = "drift"
+ROLES = (VALIDATION, DRIFT)
+
 
 def save(payload: Mapping[str, Any], role: str) -> ArtifactRef | None:
     """Store ``payload`` (JSON) as an artifact of the running attempt, used in ``role``
@@ -60,4 +65,4 @@ def finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-__all__ = ["finite_or_none", "metrics", "save", "table"]
+__all__ = ["DRIFT", "ROLES", "VALIDATION", "finite_or_none", "metrics", "save", "table"]
