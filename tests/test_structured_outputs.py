@@ -341,3 +341,59 @@ def test_phloem_output_shows_values_one_by_one_with_metadata(home: Path) -> None
     assert '"ok": true' in plain and "checked:  12" in plain
     meta = json.loads(cli.invoke(app, ["output", r2.run_id, "small_out", "--metadata"]).stdout)
     assert meta == {"": {"checked": 12}}
+
+
+# ---- any nesting round-trips ---------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_leaves = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.text(max_size=30),
+    st.none(),
+    st.binary(max_size=20),
+    st.lists(st.integers(), max_size=5),
+    st.integers(min_value=0, max_value=50).map(lambda n: np.arange(n)),
+    st.integers(min_value=0, max_value=5).map(frame),
+)
+_values = st.recursive(
+    _leaves,
+    lambda inner: st.one_of(
+        st.dictionaries(st.text(max_size=8), inner, max_size=4),
+        st.lists(inner, max_size=3).map(tuple),
+    ),
+    max_leaves=12,
+)
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, pd.DataFrame):
+        return bool(a.equals(b))
+    if isinstance(a, np.ndarray):
+        return a.dtype == b.dtype and np.array_equal(a, b)
+    if isinstance(a, dict):
+        # inline JSON keeps keys sorted (canonical); a structured dict keeps their order
+        return set(a) == set(b) and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (tuple, list)):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+@settings(max_examples=60, deadline=None)
+@given(value=_values)
+def test_any_nesting_comes_back_equal_and_each_path_reads_alone(value: Any) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as root:
+        store = ArtifactStore(root)
+        node = from_stored_json(to_stored_json(encode_output(value, store)))
+        assert _equal(decode_output(node, store), value)
+        if isinstance(node, Structured):
+            for path, _ in node.leaves():
+                expected = value
+                for p in path:
+                    expected = expected[p]
+                assert _equal(pick(node, path, store), expected)
