@@ -1,7 +1,7 @@
 """Drift-triggered retraining on the real scheduler: a monitoring pipeline emits
 ``Asset("drift:fraud")`` only when the drift report crosses its threshold; the retraining
 pipeline scheduled on that asset runs once per event, trains a real model and promotes it
-only if it passes its gate."""
+only if it passes its gate, in the model registry."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ import textwrap
 import time
 from pathlib import Path
 
+import pandas as pd
+
+import phloem
 from phloem.app import Phloem
 from phloem.records import RunRecord
 from phloem.scheduler.commands import trigger
@@ -75,13 +78,12 @@ PIPELINES = textwrap.dedent(
 
 
     @task
-    def promote(trained: dict) -> float:
-        # stand-in for the model registry: the promotion is an event of the model asset,
-        # committed with this task's success
-        ctx = phloem.context()
-        phloem.emit(Asset("model:fraud@production"),
-                    metadata={"auc": trained["auc"], "run_id": ctx.run_id})
-        return trained["auc"]
+    def promote(trained: dict) -> int:
+        version = phloem.models.register(
+            "fraud", trained["model"], metrics={"auc": trained["auc"]}, tags={"trigger": "drift"}
+        )
+        phloem.models.set_alias("fraud", version, "production", reason="passed its gate")
+        return version
 
 
     @task
@@ -141,10 +143,15 @@ def test_drift_starts_exactly_one_retraining_and_only_a_gated_model_is_promoted(
         (event,) = store.listing.asset_events("drift:fraud").items
         assert event.run_id == drifted.run_id and event.metadata is not None
         assert event.metadata["features"] == ["amount"] and event.metadata["max_psi"] > 0.2
-        (promoted,) = store.listing.asset_events("model:fraud@production").items
-        assert promoted.run_id == first.run_id
         auc = store.tracking.final([first.run_id])[first.run_id]["auc"]
-        assert promoted.metadata == {"auc": auc, "run_id": first.run_id}
+        (version,) = phloem.models.versions("fraud", app=env)
+        assert version.version == 1 and version.metrics == {"auc": auc}
+        assert phloem.models.aliases("fraud", app=env) == {"production": 1}
+        (move,) = phloem.models.history("fraud", "production", app=env)
+        assert move.reason == "passed its gate"
+        model = phloem.models.load("fraud@production", app=env)
+        row = pd.DataFrame([[0.0, 0.0, 0.0]], columns=["amount", "hour", "distance"])
+        assert model.predict_proba(row).shape == (1, 2)
 
         # drift again, with a gate the model cannot pass: retrained once more, not promoted
         store.variables().set_variable("fraud_min_auc", 0.999)
@@ -156,7 +163,8 @@ def test_drift_starts_exactly_one_retraining_and_only_a_gated_model_is_promoted(
         assert len(retrainings()) == 2
         states = {ti.task_id: ti.state for ti in store.load_instances(second.run_id)}
         assert states["hold"] is TaskState.SUCCESS and states["promote"] is TaskState.SKIPPED
-        assert len(store.listing.asset_events("model:fraud@production").items) == 1
+        assert [v.version for v in phloem.models.versions("fraud", app=env)] == [1]
+        assert phloem.models.aliases("fraud", app=env) == {"production": 1}
         assert again.run_id in {e.run_id for e in store.listing.asset_events("drift:fraud").items}
     finally:
         sched.shutdown()
