@@ -342,3 +342,35 @@ def test_a_model_version_is_a_target_through_the_registry(home: Path) -> None:
                          ("churn@staging", "no alias 'staging'")]:  # fmt: skip
         bad = cli.invoke(app, ["lineage", ref])
         assert bad.exit_code == 2 and message in bad.stderr, (ref, bad.stderr)
+
+
+# -- cache hits --------------------------------------------------------------------------------
+
+
+@task(cache=True)
+def make_pair(n: int) -> dict[str, Any]:
+    return {"model": np.arange(n), "data": pd.DataFrame({"x": np.arange(n)})}
+
+
+@task(cache=True)
+def use_model_only(model: np.ndarray) -> int:
+    return int(model.sum())
+
+
+@pipeline
+def cached_pair(n: int = 4) -> None:
+    use_model_only(make_pair(n)["model"])
+
+
+def test_a_cache_hit_records_lineage_per_value(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    first = phloem.run(cached_pair, executor="inline", store=url, home=tmp_path,
+                       logical_date="2026-03-01")  # fmt: skip
+    second = phloem.run(cached_pair, executor="inline", store=url, home=tmp_path,
+                        logical_date="2026-03-02")  # fmt: skip
+    store = second.app.store
+    assert store.get_instance(second.run_id, "use_model_only").state.value == "cached"
+    pair = digests(first, "make_pair")
+    inputs = {u.digest for u in store.artifact_uses(second.run_id)
+              if u.task_id == "use_model_only" and u.role == "input"}  # fmt: skip
+    assert inputs == {pair["model"]}

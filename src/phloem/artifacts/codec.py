@@ -74,3 +74,26 @@ def from_stored_json(text: str) -> Node:
             return Inline(value[INLINE_MARKER])
     return Inline(value)
 
+
+def read_digests(stored: str | None, path: tuple[str | int, ...] = ()) -> list[str]:
+    """The digests of the artifacts a consumer of ``stored`` at ``path`` reads: of a
+    structured output, only those under the path (``ref["model"]`` reads the model only)."""
+    if stored is None:
+        return []
+    try:
+        node = from_stored_json(stored)
+    except ArtifactError:
+        return []  # not a stored output phloem can read: it names no artifact it knows
+    for key in path:
+        if not isinstance(node, Structured):
+            break
+        try:
+            node = node.child(key)
+        except (KeyError, IndexError, TypeError, AttributeError):
+            return []
+    if isinstance(node, ArtifactRef):
+        return [node.digest]
+    if isinstance(node, Structured):
+        found = [leaf.digest for _, leaf in node.leaves() if isinstance(leaf, ArtifactRef)]
+        return list(dict.fromkeys(found))
+    return []

@@ -15,6 +15,7 @@ from enum import Enum
 from typing import Any, cast
 
 from phloem.artifacts import ArtifactStore
+from phloem.artifacts.codec import read_digests
 from phloem.caching.fingerprint import Versions
 from phloem.caching.keys import CacheContext, KeyParts, NoKey, TaskKeys
 from phloem.caching.verify import Verifier, artifact_digests
@@ -301,7 +302,7 @@ def _input_digests(values: Iterable[Any]) -> list[str]:
     out: list[str] = []
     for v in values:
         if isinstance(v, Out):
-            out += artifact_digests(v.stored)
+            out += read_digests(v.stored, v.path)  # ref["model"]: the model's artifact only
         elif isinstance(v, OutList):
             for s in v.stored:
                 out += artifact_digests(s)
