@@ -105,6 +105,19 @@ def sleepy() -> None:
 @pipeline(name="slow")
 def slow():
     sleepy()
+
+
+@task
+def shaped() -> dict:
+    import phloem
+
+    frame = pd.DataFrame({"x": [1, 2]})
+    return {"frame": phloem.Output(frame, metadata={"source": "demo"}), "n": 2, "t": (1, "a")}
+
+
+@pipeline(name="shaped")
+def shaped_outputs():
+    shaped()
 '''
 
 runner = CliRunner()
@@ -181,6 +194,21 @@ def test_read_commands_print_the_same_through_the_server(live: LiveServer, demo_
     frame = same(live, "output", demo_run, "table")
     assert "first 3 rows" in frame.stdout and "<b>1</b>" in frame.stdout
     same(live, "output", demo_run, "table", "--json")
+
+
+def test_structured_outputs_and_metadata_read_the_same_through_the_server(
+    live: LiveServer,
+) -> None:
+    r = local(live, "run", f"{live.folder / 'flows.py'}:shaped", "--executor", "inline", "--json")
+    assert r.exit_code == 0, r.output
+    run_id = json.loads(r.stdout)["run_id"]
+    shown = same(live, "output", run_id, "shaped").stdout
+    assert "dict of 3 values" in shown and "source:   demo" in shown and "rows:     2" in shown
+    doc = json.loads(same(live, "output", run_id, "shaped", "--json").stdout)
+    assert doc["structure"] == "dict" and doc["values"]["['n']"] == {"value": 2}
+    assert doc["values"]["['t']"]["structure"] == "tuple"
+    meta = json.loads(same(live, "output", run_id, "shaped", "--metadata").stdout)
+    assert meta["['frame']"]["source"] == "demo" and meta["['frame']"]["rows"] == 2
 
 
 def test_steer_commands_do_the_same_through_the_server(live: LiveServer, demo_run: str) -> None:
