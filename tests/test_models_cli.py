@@ -135,3 +135,21 @@ def test_errors_are_one_line_and_list_what_exists(registered: Phloem) -> None:
 
 def test_list_when_empty(home: Path) -> None:
     assert ok("models", "list") == "no models registered yet (phloem.models.register adds one)\n"
+
+
+def test_export_writes_an_mlflow_model_that_mlflow_loads(
+    registered: Phloem, tmp_path: Path
+) -> None:
+    pyfunc = pytest.importorskip("mlflow.pyfunc")
+    out = tmp_path / "exported"
+    assert ok("models", "export", "fraud:2", out, "--format", "mlflow") == (
+        f"fraud:2 written as an MLflow model to {out}\n"
+    )
+    assert (out / "MLmodel").exists()
+    loaded = pyfunc.load_model(str(out))
+    expected = LogisticRegression(C=1.0).fit(X, Y).predict(X)
+    assert loaded.predict(X).tolist() == expected.tolist()
+    assert loaded.metadata.metadata["phloem_version"] == 2
+    assert "is not an empty directory" in error("models", "export", "fraud:2", out)
+    bad = error("models", "export", "fraud", tmp_path / "x", "-f", "onnx")
+    assert "--format 'onnx' is not known" in bad

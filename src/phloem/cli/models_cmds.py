@@ -264,4 +264,24 @@ def models_compare(
     _table(rows, ("", "", f"v{a}", f"v{b}", "delta"))
 
 
+@models_app.command("export")
+def models_export(
+    ref: Annotated[str, typer.Argument(help="NAME, NAME:VERSION or NAME@ALIAS.")],
+    directory: Annotated[str, typer.Argument(help="A new (or empty) directory to write.")],
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="What to write: mlflow (an MLflow model).")
+    ] = "mlflow",
+) -> None:
+    """Write a version out for another tool (an MLflow model directory)."""
+    from phloem.errors import PhloemError
+    from phloem.models.export import to_mlflow
+
+    if format != "mlflow":
+        raise PhloemError(f"--format {format!r} is not known; use --format mlflow")
+    reg = _registry()
+    version = reg.resolve(ref)
+    path = to_mlflow(reg.load(version.ref), version, directory)
+    typer.echo(f"{version.ref} written as an MLflow model to {path}")
+
+
 __all__ = ["models_app"]
