@@ -388,6 +388,8 @@ def test_register_if_better_promotes_keeps_and_refuses(app: Phloem) -> None:
 @pytest.mark.postgres
 def test_concurrent_registrations_get_distinct_versions(pg_url: str, tmp_path: Path) -> None:
     apps = [Phloem.open(pg_url, tmp_path) for _ in range(4)]
+    for a in apps:
+        a.store  # noqa: B018 (schema made before the race: only allocation races)
     got: list[int] = []
     errors: list[BaseException] = []
     barrier = threading.Barrier(len(apps))
