@@ -97,7 +97,7 @@ def test_a_task_registers_a_version_linked_to_its_run(shared_app: Phloem) -> Non
     )
     roles = {(u.task_id, u.role, u.digest) for u in shared_app.store.artifact_uses(r.run_id)}
     assert ("train", "model", v.artifact.digest) in roles
-    assert ("train", "eval", v.eval_digest) in roles
+    assert ("train", "input", v.eval_digest) in roles
     assert ("use", "input", v.artifact.digest) in roles  # loading it is lineage too
     loaded = phloem.models.load("fraud@staging", app=shared_app)
     assert loaded.predict(X).tolist() == _model().predict(X).tolist()

@@ -153,3 +153,32 @@ def test_export_writes_an_mlflow_model_that_mlflow_loads(
     assert "is not an empty directory" in error("models", "export", "fraud:2", out)
     bad = error("models", "export", "fraud", tmp_path / "x", "-f", "onnx")
     assert "--format 'onnx' is not known" in bad
+
+
+@task
+def score() -> list[int]:
+    return phloem.models.load("fraud@production").predict(X[:3]).tolist()
+
+
+@pipeline
+def scoring() -> None:
+    score()
+
+
+def test_lineage_of_a_version_up_to_its_inputs_and_down_to_its_consumers(
+    registered: Phloem, home: Path
+) -> None:
+    ok("models", "promote", "fraud", 1, "--alias", "production")
+    ph = Phloem.open(home=home)
+    try:
+        r = phloem.run(scoring, executor="inline", app=ph)
+        assert r.state is phloem.RunState.SUCCESS
+    finally:
+        ph.close()
+    up = json.loads(ok("lineage", "fraud:1", "--json"))
+    tasks = {n["task_id"] for n in up["nodes"] if n["kind"] == "task"}
+    assert tasks == {"train", "features"}
+    assert {e["role"] for e in up["edges"]} >= {"model", "input"}
+    down = json.loads(ok("lineage", "fraud@production", "--downstream", "--json"))
+    assert {n["task_id"] for n in down["nodes"] if n["kind"] == "task"} == {"score"}
+    assert "no alias 'staging'" in error("lineage", "fraud@staging")

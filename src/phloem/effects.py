@@ -127,7 +127,7 @@ class OutputMetadataKept(Effect):
 class ModelVersionReady(Effect):
     """``phloem.models.register`` in a task: the version it allocated (pending, tied to this
     attempt) becomes usable when the attempt succeeds; ``uses`` are (digest, role) pairs of
-    the model and its evaluation data, recorded as the attempt's lineage."""
+    the model (``model``) and its evaluation data (``input``), the attempt's lineage."""
 
     name: str
     version: int

@@ -194,7 +194,7 @@ class Registry:
         if ctx is not None:
             uses = [(ref.digest, "model")]
             if eval_record is not None:
-                uses.append((eval_record.digest, "eval"))
+                uses.append((eval_record.digest, "input"))  # it was evaluated on it
             record(ModelVersionReady(name, version, tuple(uses)), what="phloem.models.register()")
             ctx.log.info(
                 "registered model %s version %d (%s, %d bytes); usable once this task succeeds",
