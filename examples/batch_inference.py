@@ -1,36 +1,34 @@
-"""Score new records every five minutes with the production model.
+"""Score new records every five minutes with the model in production.
 
 Pattern: the batch inference pipeline, on a schedule (``*/5 * * * *``). ``fetch_new_records``
-takes the records that arrived for this run's batch, ``resolve_production_model`` finds the best
-model in the registry that ``examples/train.py`` fills (a baseline is trained on a cold start),
-``run_batch_predictions`` scores them, ``write_predictions_to_db`` stores the scores in SQLite
-and ``send_completion_notification`` reports.
+takes the records that arrived for this run's batch, ``resolve_production_model`` finds
+``breast_cancer@production`` in phloem's model registry (which ``examples/train.py`` fills; on
+a cold start a baseline is trained, registered and put in production), ``run_batch_predictions``
+loads that version and scores the records, ``write_partition`` writes them as one Parquet
+partition per logical date, and ``send_completion_notification`` reports.
 
 Each run scores the batch named by its logical date (the start of its data interval when the
-scheduler starts it), and writing is idempotent: the batch's rows are replaced in one
-transaction, so re-running or backfilling a batch never duplicates predictions.
+scheduler starts it), and writing is idempotent: the partition is written beside its place and
+renamed into it, so re-running or backfilling a batch replaces its partition, never duplicates
+it, and a reader never sees half of one. The lineage of every partition leads back to the model
+version that scored it (``phloem lineage RUN write_partition --upstream``).
 
 Run it once (the scheduler runs it every five minutes):
 
-    phloem run examples/train.py                 # register a model first (optional)
+    phloem run examples/train.py                 # put a model in production first (optional)
     phloem run examples/batch_inference.py
     phloem run examples/batch_inference.py --logical-date 2026-01-31T10:05:00
 
-``registry_dir`` defaults to ``<phloem home>/examples/registry`` (shared with train.py) and
-``db_path`` to ``<phloem home>/examples/predictions.db``.
+``output_dir`` defaults to ``<phloem home>/examples/predictions``.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import sqlite3
-import time
 import zlib
 from pathlib import Path
 from typing import Any
 
-import joblib
 import pandas as pd
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
@@ -39,6 +37,8 @@ from sklearn.preprocessing import StandardScaler
 
 import phloem
 from phloem import task
+
+MODEL = "breast_cancer"
 
 
 def home_path(value: str, default: str) -> Path:
@@ -62,35 +62,35 @@ def fetch_new_records(batch_size: int) -> pd.DataFrame:
 
 
 @task
-def resolve_production_model(registry_dir: str) -> dict[str, Any]:
-    """The registry's best model; on a cold start, a baseline trained now."""
-    folder = home_path(registry_dir, "registry")
-    index = folder / "registry.json"
-    if index.exists():
-        registry = json.loads(index.read_text())
-        best = registry["best_version"]
-        entry = next(v for v in registry["versions"] if v["version"] == best)
-        return {"version": str(best), "path": str(folder / entry["path"])}
-    phloem.context().log.warning("no registered model in %s: training a baseline", folder)
+def resolve_production_model() -> str:
+    """The version in production; on a cold start, a baseline trained, registered and put in
+    production now (its registration lands with this task's success)."""
+    if MODEL in _names() and "production" in phloem.models.aliases(MODEL):
+        version = phloem.models.get(f"{MODEL}@production").version
+        return f"{MODEL}:{version}"
+    phloem.context().log.warning("no %s model in production: training a baseline", MODEL)
     data = load_breast_cancer(as_frame=True)
     baseline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     baseline.fit(data.data, data.target)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "baseline.joblib"
-    joblib.dump(baseline, path)
-    return {"version": "baseline", "path": str(path)}
+    version = phloem.models.register(MODEL, baseline, tags={"baseline": True})
+    phloem.models.set_alias(MODEL, version, "production", reason="cold start baseline")
+    return f"{MODEL}:{version}"
+
+
+def _names() -> set[str]:
+    return {m.name for m in phloem.models.list_models()}
 
 
 @task
-def run_batch_predictions(records: pd.DataFrame, model: dict[str, Any]) -> pd.DataFrame:
-    estimator = joblib.load(model["path"])
+def run_batch_predictions(records: pd.DataFrame, model_ref: str) -> pd.DataFrame:
+    estimator = phloem.models.load(model_ref)  # recorded as this task's input, for lineage
     features = records.drop(columns=["batch_id", "record_id"])
     probability = estimator.predict_proba(features)[:, 1]
     return pd.DataFrame(
         {
             "batch_id": records["batch_id"],
             "record_id": records["record_id"],
-            "model_version": model["version"],
+            "model": model_ref,
             "p_benign": probability.round(6),
             "label": ["benign" if p >= 0.5 else "malignant" for p in probability],
         }
@@ -98,31 +98,30 @@ def run_batch_predictions(records: pd.DataFrame, model: dict[str, Any]) -> pd.Da
 
 
 @task(retries=3, retry_delay=1.0, retry_backoff=2.0)
-def write_predictions_to_db(predictions: pd.DataFrame, db_path: str) -> dict[str, Any]:
-    path = home_path(db_path, "predictions.db")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    batch_id = str(predictions["batch_id"].iloc[0])
-    with sqlite3.connect(path, timeout=30) as db:  # one transaction: all rows or none
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS predictions (batch_id TEXT, record_id TEXT, "
-            "model_version TEXT, p_benign REAL, label TEXT, scored_at REAL, "
-            "PRIMARY KEY (batch_id, record_id))"
-        )
-        db.execute("DELETE FROM predictions WHERE batch_id = ?", (batch_id,))
-        now = time.time()
-        db.executemany(
-            "INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?)",
-            [(*row, now) for row in predictions.itertuples(index=False)],
-        )
-    db.close()
+def write_partition(predictions: pd.DataFrame, output_dir: str) -> dict[str, Any]:
+    """Write this batch's partition, replacing an earlier copy whole (never appending)."""
+    ctx = phloem.context()
+    stamp = ctx.logical_date.strftime("%Y-%m-%dT%H-%M-%S")
+    partition = home_path(output_dir, "predictions") / f"logical_date={stamp}"
+    partition.mkdir(parents=True, exist_ok=True)
+    target = partition / "predictions.parquet"
+    tmp = partition / f".predictions.{ctx.run_id}.{ctx.try_number}.tmp"
+    predictions.to_parquet(tmp, index=False)
+    os.replace(tmp, target)  # atomic: the partition holds the old file or the new one
     counts = predictions["label"].value_counts().to_dict()
-    return {"batch_id": batch_id, "rows": len(predictions), "labels": counts, "db": str(path)}
+    phloem.log_metrics({"rows": len(predictions), "benign": counts.get("benign", 0)})
+    return {
+        "batch_id": str(predictions["batch_id"].iloc[0]),
+        "rows": len(predictions),
+        "labels": counts,
+        "partition": str(target),
+    }
 
 
 @task
-def send_completion_notification(written: dict[str, Any]) -> str:
+def send_completion_notification(written: dict[str, Any], model_ref: str) -> str:
     message = (
-        f"batch {written['batch_id']}: scored {written['rows']} records "
+        f"batch {written['batch_id']}: scored {written['rows']} records with {model_ref} "
         f"({', '.join(f'{n} {label}' for label, n in sorted(written['labels'].items()))})"
     )
     print(message)  # a chat message or an event on a queue in a real deployment
@@ -130,10 +129,10 @@ def send_completion_notification(written: dict[str, Any]) -> str:
 
 
 @phloem.pipeline(schedule="*/5 * * * *", catchup=False, max_active_runs=1, tags=["inference"])
-def batch_inference(batch_size: int = 50, registry_dir: str = "", db_path: str = ""):
+def batch_inference(batch_size: int = 50, output_dir: str = ""):
     """Score the records that arrived in the last five minutes."""
     records = fetch_new_records(batch_size)
-    model = resolve_production_model(registry_dir)
+    model = resolve_production_model()
     predictions = run_batch_predictions(records, model)
-    written = write_predictions_to_db(predictions, db_path)
-    send_completion_notification(written)
+    written = write_partition(predictions, output_dir)
+    send_completion_notification(written, model)

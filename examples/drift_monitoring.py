@@ -5,10 +5,10 @@ Pattern: model monitoring (the upstream half of the retraining trigger). Every h
 feature, with ``phloem.drift.report`` (population stability index and Kolmogorov-Smirnov; the
 report is kept as an artifact of the run and its PSI values as run metrics);
 ``decide_on_alert`` (a ``@task.branch``) follows ``raise_drift_alert`` only when some feature
-drifted. That task writes ``drift_alert.json`` into ``alerts_dir``, which
-``examples/retraining.py`` waits for, and emits an event of ``Asset("drift:breast_cancer")``,
-which starts any pipeline scheduled on that asset (``schedule=[Asset("drift:breast_cancer")]``)
-once, when the task succeeds.
+drifted. That task writes ``drift_alert.json`` into ``alerts_dir`` (for people and other
+tools) and emits an event of ``Asset("drift:breast_cancer")``, which starts any pipeline
+scheduled on that asset once, when the task succeeds: ``examples/retraining.py`` is one
+(``schedule=[Asset("drift:breast_cancer")]``).
 
 The production traffic is simulated: a hospital replaced a scanner whose size measurements
 (radius, perimeter, area) read ``scanner_gain`` times larger. With ``scanner_gain=1.0`` nothing
@@ -19,7 +19,7 @@ Run it:
     phloem run examples/drift_monitoring.py                          # drift: alert raised
     phloem run examples/drift_monitoring.py --param scanner_gain=1.0 # no drift
 
-``alerts_dir`` defaults to ``<phloem home>/examples/alerts`` (shared with retraining.py).
+``alerts_dir`` defaults to ``<phloem home>/examples/alerts``.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def raise_drift_alert(report: dict[str, Any], alerts_dir: str) -> str:
     }
     tmp = folder / "drift_alert.json.tmp"
     tmp.write_text(json.dumps(alert, indent=2))
-    tmp.replace(folder / "drift_alert.json")  # the retraining sensor never reads half a file
+    tmp.replace(folder / "drift_alert.json")  # readers never see half a file
     phloem.emit(Asset("drift:breast_cancer"), metadata=alert)  # lands with this task's success
     ctx.log.warning("drift alert raised: %s", ", ".join(report["drifted"]))
     return str(folder / "drift_alert.json")

@@ -1,34 +1,29 @@
-"""Retrain automatically when the input data drift, and deploy only if the model improved.
+"""Retrain when the input data drift, and deploy only a model that passes its gate and beats
+production on the recent data.
 
-Pattern: a retraining trigger. The pipeline starts with ``wait_for_drift_alert``, a sensor that
-waits for the alert file ``examples/drift_monitoring.py`` writes. In reschedule mode it holds no
-worker between checks, and with ``soft_fail`` a run that sees no alert within the hour ends
-quietly, its tasks skipped. Once an alert arrives: fetch recent labelled data -> retrain ->
-validate the new model against the production model on recent data -> a branch deploys it
-(a new version in the registry shared with ``examples/train.py``) only if it is better, else
-keeps the current one -> ``acknowledge_alert`` archives the alert, so the next run waits for a
-new one.
+Pattern: the retraining trigger. The pipeline is scheduled on ``Asset("drift:breast_cancer")``,
+which ``examples/drift_monitoring.py`` emits (with ``phloem.emit``) only when a feature drifted:
+a scheduler starts exactly one run per drift event, and none while the data are stable. Then:
+fetch recent labelled data -> retrain -> score the new model and the production model on the
+same recent data -> ``decide``, a branch: the new model must pass its quality gate and beat
+production by ``min_gain``; ``deploy_model`` registers it in ``breast_cancer`` and points
+``production`` at it (what ``examples/batch_inference.py`` serves), otherwise
+``keep_current_model`` says why.
 
 Run it:
 
     phloem run examples/train.py               # a production model (optional)
-    phloem run examples/drift_monitoring.py    # raises a drift alert
-    phloem run examples/retraining.py          # sees the alert, retrains, deploys
+    phloem run examples/drift_monitoring.py    # emits the drift event
+    phloem scheduler                           # with both files in ./pipelines: one retraining
+    phloem run examples/retraining.py          # or by hand
 
-Started before any alert exists, it waits (checking every second) until one appears.
-``scanner_gain`` simulates the drift in the recent data, as in drift_monitoring.py. Folders
-default to ``<phloem home>/examples/alerts`` and ``<phloem home>/examples/registry``.
+``scanner_gain`` simulates the drift in the recent data, as in drift_monitoring.py.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import time
-from pathlib import Path
 from typing import Any
 
-import joblib
 import pandas as pd
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
@@ -38,37 +33,15 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import phloem
-from phloem import task
+from phloem import Asset, task
 
+MODEL = "breast_cancer"
 SIZE_FEATURES = ("radius", "perimeter", "area")
-
-
-def home_path(value: str, default: str) -> Path:
-    """``value``, or ``<phloem home>/examples/<default>`` when it is empty."""
-    if value:
-        return Path(value)
-    return Path(os.environ.get("PHLOEM_HOME", ".phloem")) / "examples" / default
-
-
-def read_registry(folder: Path) -> dict[str, Any]:
-    index = folder / "registry.json"
-    if not index.exists():
-        return {"best_version": None, "versions": []}
-    return json.loads(index.read_text())
-
-
-@phloem.sensor(poke_interval=1.0, timeout=3600, mode="reschedule", soft_fail=True)
-def wait_for_drift_alert(alerts_dir: str) -> dict[str, Any] | None:
-    alert_file = home_path(alerts_dir, "alerts") / "drift_alert.json"
-    if not alert_file.exists():
-        return None
-    alert = json.loads(alert_file.read_text())
-    print(f"drift alert from run {alert['raised_by']}: {', '.join(alert['drifted_features'])}")
-    return alert
+GATE = {"accuracy": ">= 0.9", "roc_auc": ">= 0.95"}
 
 
 @task
-def fetch_recent_training_data(alert: dict[str, Any], scanner_gain: float) -> dict[str, Any]:
+def fetch_recent_training_data(scanner_gain: float) -> dict[str, pd.DataFrame]:
     """Labelled scans since the drift began (simulated: size features read ``scanner_gain``
     times larger), split into training and validation sets."""
     data = load_breast_cancer(as_frame=True).frame
@@ -77,110 +50,91 @@ def fetch_recent_training_data(alert: dict[str, Any], scanner_gain: float) -> di
     train, validation = train_test_split(
         data, test_size=0.3, random_state=1, stratify=data["target"]
     )
-    print(
-        f"{len(train)} training and {len(validation)} validation scans; "
-        f"drifted features: {len(alert['drifted_features'])}"
-    )
+    print(f"{len(train)} training and {len(validation)} validation scans")
     return {"train": train, "validation": validation}
 
 
 @task
 def retrain_model(train: pd.DataFrame) -> Pipeline:
+    phloem.log_params({"model": "logistic_regression", "rows": len(train)})
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     return model.fit(train.drop(columns="target"), train["target"])
 
 
-@task
-def validate_new_model(
-    model: Pipeline, validation: pd.DataFrame, registry_dir: str
-) -> dict[str, Any]:
-    """Score the new model and the production model on the same recent data."""
+def _score(model: Any, validation: pd.DataFrame) -> dict[str, float]:
     X, y = validation.drop(columns="target"), validation["target"]
+    return {
+        "accuracy": float(accuracy_score(y, model.predict(X))),
+        "roc_auc": float(roc_auc_score(y, model.predict_proba(X)[:, 1])),
+    }
 
-    def score(m: Any) -> dict[str, float]:
-        return {
-            "accuracy": accuracy_score(y, m.predict(X)),
-            "roc_auc": roc_auc_score(y, m.predict_proba(X)[:, 1]),
-        }
 
-    folder = home_path(registry_dir, "registry")
-    registry = read_registry(folder)
+@task
+def evaluate_on_recent_data(model: Pipeline, validation: pd.DataFrame) -> dict[str, Any]:
+    """The new model and the production model, scored on the same recent data."""
+    new = _score(model, validation)
+    phloem.log_metrics(new)
     current = None
-    if registry["best_version"] is not None:
-        entry = next(v for v in registry["versions"] if v["version"] == registry["best_version"])
-        current = {"version": entry["version"], **score(joblib.load(folder / entry["path"]))}
-    result = {"new": score(model), "current": current}
-    print("validation on recent data:", result)
+    names = {m.name for m in phloem.models.list_models()}
+    if MODEL in names and "production" in phloem.models.aliases(MODEL):
+        version = phloem.models.get(f"{MODEL}@production").version
+        production = phloem.models.load(f"{MODEL}:{version}")
+        current = {"version": version, **_score(production, validation)}
+    result = {"new": new, "current": current}
+    print("on recent data:", result)
     return result
 
 
 @task.branch
-def deploy_if_improved(validation: dict[str, Any], min_gain: float) -> str:
-    current = validation["current"]
-    if current is None or validation["new"]["accuracy"] >= current["accuracy"] + min_gain:
+def decide(evaluation: dict[str, Any], min_gain: float) -> str:
+    """Deploy only a model that passes the gate and beats production by ``min_gain``."""
+    verdict = phloem.gate(evaluation["new"], GATE, raise_on_fail=False)
+    current = evaluation["current"]
+    if not verdict:
+        print(f"the new model misses its gate: {verdict}")
+        return "keep_current_model"
+    if current is None or evaluation["new"]["accuracy"] >= current["accuracy"] + min_gain:
         return "deploy_model"
     return "keep_current_model"
 
 
 @task
-def deploy_model(model: Pipeline, validation: dict[str, Any], registry_dir: str) -> int:
-    """Register the model as the new best version (what batch_inference.py serves)."""
-    folder = home_path(registry_dir, "registry")
-    folder.mkdir(parents=True, exist_ok=True)
-    registry = read_registry(folder)
-    version = 1 + max((v["version"] for v in registry["versions"]), default=0)
-    joblib.dump(model, folder / f"model-v{version}.joblib")
-    registry["versions"].append(
-        {
-            "version": version,
-            "path": f"model-v{version}.joblib",
-            "metrics": validation["new"],
-            "params": {"reason": "drift retraining"},
-            "run_id": phloem.context().run_id,
-            "registered_at": time.time(),
-        }
+def deploy_model(model: Pipeline, evaluation: dict[str, Any], validation: pd.DataFrame) -> int:
+    """Register the new model and put it in production (both land with this task's success)."""
+    version = phloem.models.register(
+        MODEL,
+        model,
+        metrics=evaluation["new"],
+        params={"reason": "drift retraining"},
+        eval_data=validation,
+        tags={"trigger": "drift"},
     )
-    registry["best_version"] = version
-    tmp = folder / "registry.json.tmp"
-    tmp.write_text(json.dumps(registry, indent=2))
-    tmp.replace(folder / "registry.json")
-    print(f"deployed model v{version}")
+    phloem.models.set_alias(
+        MODEL, version, "production", reason=f"retrained after drift, run {phloem.context().run_id}"
+    )
+    print(f"deployed {MODEL}:{version}")
     return version
 
 
 @task
-def keep_current_model(validation: dict[str, Any]) -> int:
+def keep_current_model(evaluation: dict[str, Any]) -> int | None:
+    current = evaluation["current"]
+    if current is None:
+        print("no model in production, and the new one missed its gate")
+        return None
     print(
-        f"new model is not better ({validation['new']['accuracy']:.4f} vs "
-        f"{validation['current']['accuracy']:.4f}): keeping v{validation['current']['version']}"
+        f"new model is not better ({evaluation['new']['accuracy']:.4f} vs "
+        f"{current['accuracy']:.4f}): keeping {MODEL}:{current['version']}"
     )
-    return int(validation["current"]["version"])
+    return int(current["version"])
 
 
-@task(trigger_rule="none_failed_min_one_success")
-def acknowledge_alert(alert: dict[str, Any], alerts_dir: str) -> str:
-    """Archive the handled alert so the next run waits for a new one."""
-    folder = home_path(alerts_dir, "alerts")
-    handled = folder / "handled"
-    handled.mkdir(exist_ok=True)
-    target = handled / f"{alert['raised_by']}.json"
-    (folder / "drift_alert.json").replace(target)
-    return str(target)
-
-
-@phloem.pipeline(tags=["training", "monitoring"])
-def retraining_pipeline(
-    scanner_gain: float = 1.3,
-    min_gain: float = 0.005,
-    alerts_dir: str = "",
-    registry_dir: str = "",
-):
-    """Wait for a drift alert, retrain, and deploy the new model if it is better."""
-    alert = wait_for_drift_alert(alerts_dir)
-    data = fetch_recent_training_data(alert, scanner_gain)
+@phloem.pipeline(schedule=[Asset("drift:breast_cancer")], tags=["training", "monitoring"])
+def retraining_pipeline(scanner_gain: float = 1.3, min_gain: float = 0.005):
+    """Retrain after a drift event; deploy the new model if it is better on recent data."""
+    data = fetch_recent_training_data(scanner_gain)
     model = retrain_model(data["train"])
-    validation = validate_new_model(model, data["validation"], registry_dir)
-    deployed = deploy_model(model, validation, registry_dir)
-    kept = keep_current_model(validation)
-    deploy_if_improved(validation, min_gain) >> [deployed, kept]
-    [deployed, kept] >> acknowledge_alert(alert, alerts_dir)
+    evaluation = evaluate_on_recent_data(model, data["validation"])
+    deployed = deploy_model(model, evaluation, data["validation"])
+    kept = keep_current_model(evaluation)
+    decide(evaluation, min_gain) >> [deployed, kept]

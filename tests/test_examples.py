@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import itertools
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -123,41 +122,44 @@ def test_etl_validation_failure_loads_nothing(home: Path, tmp_path: Path) -> Non
 # -- train.py ------------------------------------------------------------------------------------
 
 
-def test_train_registers_only_models_that_beat_the_best(home: Path, tmp_path: Path) -> None:
-    registry = tmp_path / "registry"
-    params = {"registry_dir": str(registry)}
+def test_train_registers_only_models_that_beat_the_champion(home: Path) -> None:
+    weak = run("train.py", params={"C": 0.001})
+    assert weak.succeeded, weak.states()
+    assert weak.task_state("deploy") is phloem.TaskState.SUCCESS  # no champion yet
+    assert weak.task_state("keep_current") is phloem.TaskState.SKIPPED
+    assert phloem.models.aliases("breast_cancer") == {"champion": 1, "production": 1}
 
-    weak = run("train.py", params={**params, "C": 0.001})
-    assert weak.succeeded
-    assert weak.task_state("register_model") is phloem.TaskState.SUCCESS  # empty registry
-    index = json.loads((registry / "registry.json").read_text())
-    assert index["best_version"] == 1
-
-    again = run("train.py", params={**params, "C": 0.001})
+    again = run("train.py", params={"C": 0.001})
     assert again.succeeded
-    assert again.task_state("register_model") is phloem.TaskState.SKIPPED
-    assert json.loads((registry / "registry.json").read_text()) == index
+    assert again.task_state("deploy") is phloem.TaskState.SKIPPED
+    assert again.task_state("keep_current") is phloem.TaskState.SUCCESS
+    assert [v.version for v in phloem.models.versions("breast_cancer")] == [1]
 
-    strong = run("train.py", params=params)
+    strong = run("train.py")
     assert strong.succeeded
-    assert strong.task_state("register_model") is phloem.TaskState.SUCCESS
+    assert strong.task_state("deploy") is phloem.TaskState.SUCCESS
     metrics = strong.output("evaluate_model")
     assert metrics["accuracy"] > weak.output("evaluate_model")["accuracy"]
     assert metrics["accuracy"] > 0.95 and metrics["roc_auc"] > 0.98
-    index = json.loads((registry / "registry.json").read_text())
-    assert index["best_version"] == 2
-    assert [v["params"]["C"] for v in index["versions"]] == [0.001, 1.0]
+    assert phloem.models.aliases("breast_cancer") == {"champion": 2, "production": 2}
+    v2 = phloem.models.get("breast_cancer@production")
+    assert v2.params == {"C": 1.0} and v2.metrics["accuracy"] == pytest.approx(metrics["accuracy"])
+    moves = [(m.alias, m.version) for m in phloem.models.history("breast_cancer")]
+    assert ("production", 1) in moves and ("production", 2) in moves
 
-    # the registered file is the model that was evaluated
-    model = joblib.load(registry / "model-v2.joblib")
+    # the registered model is the one that was evaluated
+    model = phloem.models.load("breast_cancer@production")
     test = strong.output("split_data")["test"]
     accuracy = (model.predict(test.drop(columns="target")) == test["target"]).mean()
     assert accuracy == pytest.approx(metrics["accuracy"])
 
 
-def test_train_defaults_to_a_registry_under_the_phloem_home(home: Path) -> None:
-    assert run("train.py").succeeded
-    assert (home / "examples" / "registry" / "model-v1.joblib").exists()
+def test_train_keeps_metrics_and_a_validation_report(home: Path, store: Any) -> None:
+    r = run("train.py")
+    final = store.tracking.final([r.run_id])[r.run_id]
+    assert final["accuracy"] > 0.95 and final["training_data.rows"] == 569
+    roles = {u.role for u in store.artifact_uses(r.run_id)}
+    assert "validation" in roles
 
 
 # -- fan_out_training.py -------------------------------------------------------------------------
@@ -350,35 +352,38 @@ def test_diamond_joins_both_feature_families(home: Path, store: Any) -> None:
 # -- batch_inference.py --------------------------------------------------------------------------
 
 
-def prediction_counts(db: Path) -> dict[tuple[str, str], int]:
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute(
-            "SELECT batch_id, model_version, COUNT(*) FROM predictions GROUP BY 1, 2"
-        ).fetchall()
-    return {(b[:16], v): n for b, v, n in rows}
+def partitions(root: Path) -> dict[str, tuple[str, int]]:
+    """Each partition's logical date -> (the model that scored it, rows)."""
+    out = {}
+    for f in sorted(root.glob("logical_date=*/predictions.parquet")):
+        frame = pd.read_parquet(f)
+        out[f.parent.name.removeprefix("logical_date=")] = (str(frame["model"].iloc[0]), len(frame))
+    return out
 
 
 def test_batch_inference_scores_each_batch_once(home: Path) -> None:
-    db = home / "examples" / "predictions.db"
+    root = home / "examples" / "predictions"
 
     cold = run("batch_inference.py", logical_date="2026-01-31T10:05:00")
-    assert cold.succeeded
-    assert cold.output("resolve_production_model")["version"] == "baseline"
-    assert prediction_counts(db) == {("2026-01-31T10:05", "baseline"): 50}
-    assert "scored 50 records" in cold.output("send_completion_notification")
+    assert cold.succeeded, cold.states()
+    assert cold.output("resolve_production_model") == "breast_cancer:1"  # a baseline
+    assert phloem.models.get("breast_cancer@production").tags == {"baseline": True}
+    assert partitions(root) == {"2026-01-31T10-05-00": ("breast_cancer:1", 50)}
+    assert "scored 50 records with breast_cancer:1" in cold.output("send_completion_notification")
 
-    # re-running the batch from its first task replaces its rows, never duplicates them
+    # re-running the batch from its first task replaces its partition, never duplicates it
     again = phloem.retry(cold.run_id, task="fetch_new_records", downstream=True)
     assert again.succeeded
-    assert prediction_counts(db) == {("2026-01-31T10:05", "baseline"): 50}
+    assert partitions(root) == {"2026-01-31T10-05-00": ("breast_cancer:1", 50)}
+    assert [v.version for v in phloem.models.versions("breast_cancer")] == [1]  # no new baseline
 
-    assert run("train.py").succeeded  # registers v1 in the shared registry
+    assert run("train.py").succeeded  # better than nothing: version 2 goes to production
     later = run("batch_inference.py", logical_date="2026-01-31T10:10:00")
     assert later.succeeded
-    assert later.output("resolve_production_model")["version"] == "1"
-    assert prediction_counts(db) == {
-        ("2026-01-31T10:05", "baseline"): 50,
-        ("2026-01-31T10:10", "1"): 50,
+    assert later.output("resolve_production_model") == "breast_cancer:2"
+    assert partitions(root) == {
+        "2026-01-31T10-05-00": ("breast_cancer:1", 50),
+        "2026-01-31T10-10-00": ("breast_cancer:2", 50),
     }
     predictions = later.output("run_batch_predictions")
     assert set(predictions["label"]) <= {"benign", "malignant"}
@@ -416,54 +421,72 @@ def test_drift_monitoring_alerts_only_on_drift(home: Path) -> None:
     assert alert["max_psi"] > 0.2
 
 
-def test_retraining_waits_for_drift_then_deploys_a_better_model(home: Path, store: Any) -> None:
-    registry = home / "examples" / "registry"
-    alerts = home / "examples" / "alerts"
+def test_retraining_runs_on_drift_events_and_deploys_a_better_model(
+    home: Path, store: Any
+) -> None:
     assert run("train.py").succeeded  # production model v1, trained before the drift
-    assert run("drift_monitoring.py").succeeded
+    drift = run("drift_monitoring.py")
+    assert drift.succeeded
+    events = store.listing.asset_events("drift:breast_cancer").items
+    assert [e.run_id for e in events] == [drift.run_id]  # one event, for the scheduler
 
     r = run("retraining.py")
     assert r.succeeded, r.states()
-    validation = r.output("validate_new_model")
-    assert validation["current"]["version"] == 1
-    assert validation["new"]["accuracy"] > validation["current"]["accuracy"] + 0.03
+    evaluation = r.output("evaluate_on_recent_data")
+    assert evaluation["current"]["version"] == 1
+    assert evaluation["new"]["accuracy"] > evaluation["current"]["accuracy"] + 0.03
     assert r.task_state("deploy_model") is phloem.TaskState.SUCCESS
     assert r.task_state("keep_current_model") is phloem.TaskState.SKIPPED
-    assert json.loads((registry / "registry.json").read_text())["best_version"] == 2
-    assert not (alerts / "drift_alert.json").exists()  # acknowledged
-    assert len(list((alerts / "handled").glob("*.json"))) == 1
+    production = phloem.models.get("breast_cancer@production")
+    assert production.version == 2 and production.tags == {"trigger": "drift"}
+    assert phloem.models.aliases("breast_cancer")["champion"] == 1  # train.py's, untouched
 
-    # started with no alert: the sensor waits (giving its slot back) until one is raised
-    def sensor_waiting() -> bool:
-        later = [x for x in store.list_runs(pipeline=r.run.pipeline) if x.run_id != r.run_id]
-        return any(
-            a.state == "up_for_reschedule"
-            for x in later
-            for a in store.attempts(x.run_id, "wait_for_drift_alert")
-        )
-
-    def raise_alert_later() -> None:
-        # once the sensor has found no alert (however long the run took to get there)
-        deadline = time.monotonic() + 60
-        while not sensor_waiting() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        phloem.run(example("drift_monitoring.py"), executor="inline")
-
-    monitor = in_background(raise_alert_later)
-    waited = run("retraining.py")
-    monitor.join(10)
-    assert waited.succeeded, waited.states()
-    sensor = store.attempts(waited.run_id, "wait_for_drift_alert")
-    assert sensor[0].state == "up_for_reschedule"
-    assert sensor[-1].state == "success"
-    assert (
-        waited.output("wait_for_drift_alert")["raised_by"]
-        != r.output("wait_for_drift_alert")["raised_by"]
-    )
     # retrained on the same drifted data: no better than v2, so v2 stays
-    assert waited.task_state("deploy_model") is phloem.TaskState.SKIPPED
-    assert waited.output("keep_current_model") == 2
-    assert len(list((alerts / "handled").glob("*.json"))) == 2
+    again = run("retraining.py")
+    assert again.succeeded
+    assert again.task_state("deploy_model") is phloem.TaskState.SKIPPED
+    assert again.output("keep_current_model") == 2
+    assert len(phloem.models.versions("breast_cancer")) == 2
+
+
+def test_retraining_is_scheduled_on_the_drift_asset() -> None:
+    p = load_module_pipelines(EXAMPLES / "retraining.py")["retraining_pipeline"]
+    assert p.spec.assets == ("drift:breast_cancer",)
+
+
+# -- fraud_detection.py --------------------------------------------------------------------------
+
+
+def test_fraud_training_gates_registers_and_deploys(home: Path, store: Any) -> None:
+    first = run("fraud_detection.py")
+    assert first.succeeded, first.states()
+    metrics = first.output("evaluate")
+    assert metrics["roc_auc"] >= 0.85 and metrics["average_precision"] >= 0.3
+    assert first.task_state("deploy") is phloem.TaskState.SUCCESS
+    assert phloem.models.aliases("fraud") == {"champion": 1, "production": 1}
+    v1 = phloem.models.get("fraud:1")
+    assert v1.metrics["average_precision"] == pytest.approx(metrics["average_precision"])
+    assert v1.eval_digest  # compared on the held-out transactions by their content
+
+    # early stopping cut training short, and its learning curve is kept with the run
+    curve = [m for m in store.tracking.metrics([first.run_id]) if m.key.startswith("validation_")]
+    iterations = store.tracking.params([first.run_id])[first.run_id]["iterations"]
+    assert len(curve) == iterations + 1 and iterations < 300
+    roles = {u.role for u in store.artifact_uses(first.run_id)}
+    assert {"validation", "model", "eval"} <= roles
+
+    # the same candidate again is not better: nothing registered, production unchanged
+    same = run("fraud_detection.py")
+    assert same.task_state("deploy") is phloem.TaskState.SKIPPED
+    assert same.output("keep_current") == 1
+    assert len(phloem.models.versions("fraud")) == 1
+
+    # a weak model stops at the gate, before the registry
+    weak = run("fraud_detection.py", params={"max_iter": 2, "learning_rate": 0.01})
+    assert weak.state is phloem.RunState.FAILED
+    assert "gate failed" in (weak.tasks[("evaluate", -1)].error or "")
+    assert weak.task_state("promote") is phloem.TaskState.UPSTREAM_FAILED
+    assert len(phloem.models.versions("fraud")) == 1
 
 
 # -- incremental.py ------------------------------------------------------------------------------

@@ -254,3 +254,13 @@ def test_the_reports_command_prints_a_runs_reports(home: Path) -> None:
     none = runner.invoke(cli_app, ["reports", r.run_id, "--task", "other"])
     assert none.exit_code == 2
     assert "kept no validation or drift report by task 'other'" in none.output
+
+
+@pytest.mark.parametrize("lib", ["pandas", "polars"])
+def test_a_predicate_may_return_one_numpy_bool_for_the_frame(lib: str) -> None:
+    frame = make(lib)
+    passed = phloem.expect(frame).satisfies(lambda df: np.bool_(True), name="np true").check()
+    assert passed
+    failed = phloem.expect(frame).satisfies(lambda df: np.bool_(False), name="np false")
+    report = failed.check(on_fail="warn")
+    assert not report and report.outcomes[0].failing == len(frame)

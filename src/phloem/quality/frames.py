@@ -64,11 +64,13 @@ class Frame:
 
     def failing_rows(self, result: Any) -> tuple[int, list[int]]:
         """How many rows a predicate's result fails (False), and the first row numbers."""
-        if isinstance(result, bool) or type(result).__name__ == "bool_":
+        if isinstance(result, bool):
             return (0 if result else self.rows), []
         import numpy as np
 
         arr = np.asarray(self._to_numpy(result))
+        if arr.shape == () and arr.dtype == np.bool_:  # a NumPy bool scalar (np.bool_)
+            return (0 if bool(arr) else self.rows), []
         if arr.shape != (self.rows,):
             raise ConditionError(
                 f"a predicate must return a bool or one bool per row ({self.rows}), not "
