@@ -473,7 +473,7 @@ def test_fraud_training_gates_registers_and_deploys(home: Path, store: Any) -> N
     iterations = store.tracking.params([first.run_id])[first.run_id]["iterations"]
     assert len(curve) == iterations + 1 and iterations < 300
     roles = {u.role for u in store.artifact_uses(first.run_id)}
-    assert {"validation", "model", "eval"} <= roles
+    assert {"validation", "model", "input"} <= roles  # the eval data is an input
 
     # the same candidate again is not better: nothing registered, production unchanged
     same = run("fraud_detection.py")
