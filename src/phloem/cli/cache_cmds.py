@@ -31,8 +31,10 @@ def cache_explain(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Why an instance was or was not served from the cache: its key's parts and, on a
-    miss, what differs from the closest earlier entry of the task."""
+    """Why an instance was (or was not) served from the cache.
+
+    Prints the parts of its key and, on a miss, what differs from the closest earlier entry
+    of the task."""
     from phloem.caching.explain import explain
 
     with errors():
