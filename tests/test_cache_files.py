@@ -432,3 +432,20 @@ def test_entries_are_written_with_the_success_and_only_once(store: object) -> No
     assert [e.key for e in cache.entries("etl", "a")] == ["k1"]
     assert cache.clear("other") == 0 and cache.clear("etl", "a") == 1
     assert cache.entries() == []
+
+
+def test_a_miss_that_fails_is_still_explained(tmp_path: Path) -> None:
+    @phloem.task(cache=True)
+    def boom(x: int) -> int:
+        raise ValueError("no")
+
+    @phloem.pipeline(name="failing_miss")
+    def failing_miss() -> None:
+        boom(1)
+
+    app = Phloem.open("memory", tmp_path / "home")
+    r = phloem.run(failing_miss, app=app, executor="inline")
+    assert r.state is RunState.FAILED
+    check = app.store.cache.check(r.run_id, "boom")
+    assert check is not None and check.outcome == "miss" and check.parts
+    assert app.store.cache.entries("failing_miss") == []

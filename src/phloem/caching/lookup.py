@@ -75,6 +75,8 @@ class RunCache:
             if t.options.cache is not None and not t.is_sensor
         )
         self._keys: dict[str, TaskKeys] = {}
+        #: plain misses' checks, written only if the instance does not succeed
+        self._deferred: dict[Key, CacheCheck] = {}
         # the code parts are computed before any task runs: a task running in this process
         # (the inline executor) that changes a module-level value cannot change another's key
         for task_id in sorted(self.cached_tasks, key=lambda t: spec.tasks[t].index):
@@ -197,6 +199,13 @@ class RunCache:
     ) -> None:
         text = json.dumps(parts.to_json(), sort_keys=True)
         self._pending[k] = _Pending(digest, text, replace)
+        if outcome == "miss" and reason is None:
+            # a plain miss: the entry its success writes records it (its key and parts), so
+            # no check is written now; only an instance that ends otherwise gets one
+            self._deferred[k] = CacheCheck(
+                self.run.run_id, k[0], k[1], self.spec.name, digest, outcome, None, text, None, now
+            )
+            return
         self._check(k, digest, outcome, reason, parts, None, now, text)
 
     def _check(
@@ -277,11 +286,23 @@ class RunCache:
             )
         return out
 
+    def checks_for(self, transitions: Iterable[Transition]) -> list[CacheCheck]:
+        """The checks to commit with ``transitions``: those made since the last commit, and
+        the deferred check of a plain miss that ends without success (or is reset)."""
+        out = list(self.checks)
+        for t in transitions:
+            check = self._deferred.get(t.key)
+            if check is not None and t.new.state is not S.SUCCESS and _ended(t):
+                out.append(check)
+        return out
+
     def applied(self, transitions: Sequence[Transition]) -> None:
         """Forget instances that were reset (a retry), so they are looked up again, and the
         misses whose success was applied."""
         self.checks, self.uses, self._last = [], [], []
         for t in transitions:
+            if _ended(t):
+                self._deferred.pop(t.key, None)
             if t.new.state is S.PENDING or t.new.state is S.SUCCESS:
                 self._seen.discard(t.key)
                 self._pending.pop(t.key, None)
@@ -291,7 +312,12 @@ class RunCache:
         for k in self._last:
             self._seen.discard(k)
             self._pending.pop(k, None)
+            self._deferred.pop(k, None)
         self.checks, self.uses, self._last = [], [], []
+
+
+def _ended(t: Transition) -> bool:
+    return t.new.state.is_terminal or t.new.state is S.PENDING
 
 
 def _label(task_id: str, map_index: int) -> str:

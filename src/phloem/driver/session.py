@@ -251,7 +251,7 @@ class RunSession:
             self.owner,
             self.lease_ttl,
             cache_entries=tuple(c.entries(d.transitions)) if c else (),
-            cache_checks=tuple(c.checks) if c else (),
+            cache_checks=tuple(c.checks_for(d.transitions)) if c else (),
         )
         return d, req
 

@@ -97,12 +97,43 @@ class SqlCache:
         )
         with self.engine.connect() as conn:
             r = conn.execute(q).first()
-        return None if r is None else _check(r)
+            if r is not None:
+                return _check(r)
+            # a plain miss that succeeded is recorded by the entry it wrote
+            e = conn.execute(
+                select(_E).where(
+                    _E.c.run_id == run_id, _E.c.task_id == task_id, _E.c.map_index == map_index
+                )
+            ).first()
+        if e is None:
+            return None
+        return CacheCheck(
+            run_id, task_id, map_index, e.pipeline, e.key, "miss", None, e.parts, None, e.created_at
+        )
 
     def checks(self, run_id: str) -> list[CacheCheck]:
-        q = select(_C).where(_C.c.run_id == run_id).order_by(_C.c.task_id, _C.c.map_index)
+        """What the cache said about the run's instances (plain misses that succeeded are
+        read from the entries they wrote)."""
+        q = select(_C).where(_C.c.run_id == run_id)
         with self.engine.connect() as conn:
-            return [_check(r) for r in conn.execute(q)]
+            out = {(r.task_id, r.map_index): _check(r) for r in conn.execute(q)}
+            for e in conn.execute(select(_E).where(_E.c.run_id == run_id)):
+                out.setdefault(
+                    (e.task_id, e.map_index),
+                    CacheCheck(
+                        run_id,
+                        e.task_id,
+                        e.map_index,
+                        e.pipeline,
+                        e.key,
+                        "miss",
+                        None,
+                        e.parts,
+                        None,
+                        e.created_at,
+                    ),
+                )
+        return [out[k] for k in sorted(out)]
 
 
 def write_cache(conn: Connection, dialect: str, r: Commit, applied: Applied, now: float) -> None:
