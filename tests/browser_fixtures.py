@@ -180,7 +180,9 @@ def login(browser: Any, server: Server, role: str) -> Any:
     page.errors = errors
     page.goto(server.url + "/")
     assert "/login" in page.url
-    page.keyboard.type(role)  # the user field has the focus
+    page.wait_for_selector("#login")
+    page.focus("#user")
+    page.keyboard.type(role)
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
     page.keyboard.press("Enter")

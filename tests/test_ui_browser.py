@@ -103,8 +103,11 @@ def test_a_failed_task_shows_its_log_and_a_retry_makes_it_green(
 
 
 def test_a_viewer_sees_everything_and_can_do_nothing(ui_server: Server, chromium: Any) -> None:
+    operator = login(chromium, ui_server, "operator")
+    wait_for_pipeline(operator, ui_server)
+    trigger(operator, ui_server, n="1", pause="0")  # a run to look at
     page = login(chromium, ui_server, "viewer")
-    wait_for_pipeline(page, ui_server)
+    page.goto(ui_server.url + "/")
     assert page.locator("button[data-action]").count() == 0
     assert page.locator("text=Trigger…").count() == 0
     shot(page, "10-viewer-pipelines")
@@ -187,4 +190,30 @@ def test_an_admin_sets_a_variable_and_a_connection_whose_password_is_never_shown
     shot(page, "12-admin")
     page.goto(ui_server.url + "/pipelines/browser_demo/backfill")
     shot(page, "13-backfill-form")
+    assert not page.errors
+
+
+def test_an_operator_promotes_a_model_version(ui_server: Server, chromium: Any) -> None:
+    import phloem.models
+    from phloem.app import Phloem
+
+    with Phloem.open(None, ui_server.home) as ph:
+        v1 = phloem.models.register("churn", [1], metrics={"auc": 0.71}, app=ph)
+        phloem.models.register("churn", [2], metrics={"auc": 0.78}, app=ph)
+        phloem.models.set_alias("churn", v1, "production", app=ph)
+    page = login(chromium, ui_server, "operator")
+    page.click("header nav >> text=Models")
+    page.click("a[href='/models/churn']")
+    page.fill("#why-2", "better auc on the same data")
+    page.click("button:has-text('Promote v2')")
+    page.wait_for_selector("table.history >> text=better auc on the same data")
+    assert "v2" in page.locator("table.aliases tbody tr").first.inner_text()
+    page.select_option("#cmp-a", "1")
+    page.select_option("#cmp-b", "2")
+    page.click("button:has-text('Compare')")
+    assert page.locator("table.compare tr.diff").count() == 1
+    shot(page, "14-model")
+    viewer = login(chromium, ui_server, "viewer")
+    viewer.goto(ui_server.url + "/models/churn")
+    assert viewer.locator("button:has-text('Promote')").count() == 0
     assert not page.errors

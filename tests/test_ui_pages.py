@@ -250,3 +250,40 @@ def test_the_backfill_form_is_for_operators(ui: UiApp) -> None:
     assert 'data-create="/api/v1/backfills"' in html
     assert ui.browser("viewer").get("/pipelines/demo/backfill").status_code == 403
     assert ui.browser("operator").get("/pipelines/nope/backfill").status_code == 404
+
+
+def test_models_versions_aliases_compare_and_promote(ui: UiApp) -> None:
+    import phloem.models
+
+    v1 = phloem.models.register("fraud", {"w": [1, 2]}, metrics={"auc": 0.8},
+                                params={"depth": 3}, description=EVIL, app=ui.ph)
+    v2 = phloem.models.register("fraud", {"w": [1, 3]}, metrics={"auc": 0.9},
+                                params={"depth": 4}, app=ui.ph)
+    phloem.models.set_alias("fraud", v1, "production", reason=EVIL, app=ui.ph)
+    viewer = ui.browser("viewer")
+    listing = viewer.get("/models").text
+    assert 'href="/models/fraud"' in listing and "production → v1" in listing
+    page = viewer.get("/models/fraud").text
+    assert "Promote" not in page and "Roll back" not in page
+    assert "0.8" in page and "0.9" in page and "a_note" not in page
+    assert "&lt;script&gt;" in page  # the reason of the move, as text
+    _no_raw_markup(page)
+    cmp = viewer.get("/models/fraud", params={"a": v1, "b": v2}).text
+    assert cmp.count('class="diff"') == 2  # auc and depth
+    assert viewer.get("/models/fraud", params={"a": 1, "b": 9}).status_code == 400
+    assert viewer.get("/models/nope").status_code == 404
+    # an operator promotes v2 through the API, with the session's CSRF token
+    op = ui.browser("operator")
+    assert "Promote v2" in op.get("/models/fraud").text
+    login = {"user": "operator", "password": "correct horse battery"}
+    csrf = op.post("/api/v1/auth/login", json=login).json()["csrf_token"]
+    r = op.post("/api/v1/models/fraud/aliases/production", json={"version": v2},
+                headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 200, r.text
+    assert r.json()["who"] == "operator" and r.json()["previous"] == v1
+    assert "production → v2" in viewer.get("/models").text
+    r = viewer.post("/api/v1/models/fraud/aliases/production", json={"version": v1})
+    assert r.status_code == 403
+    r = op.post("/api/v1/models/fraud/aliases/production/rollback", json={},
+                headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 200 and r.json()["version"] == v1

@@ -12,6 +12,7 @@ from phloem.server.routes import (
     connections,
     events,
     health,
+    models,
     pipelines,
     pools,
     runs,
@@ -32,6 +33,7 @@ ROUTERS: list[APIRouter] = [
     connections.router,
     assets.router,
     accounts.router,
+    models.router,
 ]
 
 __all__ = ["ROUTERS"]

@@ -211,6 +211,27 @@ def compare_page(
     return site(request).render(request, who, "compare.html", cmp=compare(ph.store, run))
 
 
+@router.get("/models")
+def models_page(request: Request, who: Principal = VIEWER, ph: Phloem = APP) -> HTMLResponse:
+    from phloem.server.ui.modelview import models
+
+    return site(request).render(request, who, "models.html", models=models(ph.store))
+
+
+@router.get("/models/{name}")
+def model_page(
+    request: Request,
+    name: str,
+    a: int | None = None,
+    b: int | None = None,
+    who: Principal = VIEWER,
+    ph: Phloem = APP,
+) -> HTMLResponse:
+    from phloem.server.ui.modelview import model_page as read
+
+    return site(request).render(request, who, "model.html", m=read(ph.store, name, a, b))
+
+
 @router.get("/admin")
 def admin_page(request: Request, who: Principal = ADMIN, ph: Phloem = APP) -> HTMLResponse:
     from phloem.server.ui.admin import admin_page as read

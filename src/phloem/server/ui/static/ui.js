@@ -225,7 +225,7 @@
           const type = input.dataset.type;
           if (type === "int") body[input.name] = checks.int(input.value.trim());
           else if (type === "json") body[input.name] = checks.json(input.value);
-          else body[input.name] = input.value === "" && input.name === "description" ? null : input.value;
+          else body[input.name] = input.value === "" && (input.name === "description" || "optional" in input.dataset) ? null : input.value;
         }
         await call(form.dataset.method || "POST", url, body);
         flash("Saved.");
