@@ -287,3 +287,13 @@ def test_models_versions_aliases_compare_and_promote(ui: UiApp) -> None:
     r = op.post("/api/v1/models/fraud/aliases/production/rollback", json={},
                 headers={"X-CSRF-Token": csrf})
     assert r.status_code == 200 and r.json()["version"] == v1
+
+
+def test_the_task_page_says_why_the_cache_was_not_used(ui: UiApp) -> None:
+    html = ui.browser("viewer").get(f"/runs/{ui.run_id}/tasks/load").text
+    assert "<h2>Cache</h2>" in html and " miss</span>" in html
+    assert f'href="/runs/{ui.other_run}"' in html  # the closest earlier entry
+    assert "<li>" in html.split("<h2>Cache</h2>")[1].split("<h2>")[0]
+    assert "<h2>Cache</h2>" not in ui.browser("viewer").get(
+        f"/runs/{ui.run_id}/tasks/report"
+    ).text

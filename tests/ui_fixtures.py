@@ -25,7 +25,7 @@ PIPELINE = textwrap.dedent(
 
     EVIL = "<script>alert(1)</script><b>x</b>"
 
-    @task
+    @task(cache=True)
     def load(n: int) -> list[int]:
         print(EVIL, "loading", n)
         return list(range(n))

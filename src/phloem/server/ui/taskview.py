@@ -56,6 +56,8 @@ class TaskPage:
     output: dict[str, Any] | None
     output_error: str | None
     lineage: list[Lineage]
+    #: why the instance was (or was not) served from the cache; None: it does not cache
+    cache: dict[str, Any] | None = None
 
 
 def find_instances(tis: list[TI], run_id: str, task_id: str) -> list[TI]:
@@ -119,6 +121,16 @@ def lineage_of(app: Phloem, run_id: str, ti: TI) -> list[Lineage]:
     return out
 
 
+def cache_of(app: Phloem, run_id: str, ti: TI) -> dict[str, Any] | None:
+    """The cache's word on the instance, explained (``phloem cache explain`` says the same)."""
+    from phloem.caching.explain import explain
+
+    check = app.store.cache.check(run_id, ti.task_id, ti.map_index)
+    if check is None:
+        return None
+    return explain(app.store, check).to_json()
+
+
 def task_page(
     app: Phloem,
     run_id: str,
@@ -148,6 +160,7 @@ def task_page(
     output = None
     output_error = None
     lineage: list[Lineage] = []
+    cache = None
     chosen = None
     if ti is not None:
         attempts = [
@@ -162,10 +175,11 @@ def task_page(
         except (PhloemError, OSError, ValueError) as exc:
             output_error = str(exc)
         lineage = lineage_of(app, run_id, ti)
+        cache = cache_of(app, run_id, ti)
     window = mine[page * INSTANCES_PAGE : (page + 1) * INSTANCES_PAGE] if mapped else mine
     return TaskPage(
         run, task_id, window, len(mine), ti, attempts, chosen, log, output, output_error,
-        lineage,
+        lineage, cache,
     )
 
 
