@@ -65,6 +65,7 @@ def test_trigger_with_params_and_watch_it_go_green_live(ui_server: Server, chrom
     assert "s-success" in str(node.get_attribute("class"))
     assert "4/4 success" in str(node.text_content())
     assert "success" in page.locator("#run-state").inner_text()  # a word, not only a colour
+    page.wait_for_selector("#timeline svg.lane")  # the timeline is redrawn as attempts run
     shot(page, "04-run-success")
     assert not page.errors
 

@@ -297,3 +297,25 @@ def test_the_task_page_says_why_the_cache_was_not_used(ui: UiApp) -> None:
     assert "<h2>Cache</h2>" not in ui.browser("viewer").get(
         f"/runs/{ui.run_id}/tasks/report"
     ).text
+
+
+def test_alert_history_with_webhook_paths_hidden(ui: UiApp) -> None:
+    import time
+
+    from phloem.store.alert_book import NewDelivery
+
+    ui.ph.store.alerts.record(
+        [
+            NewDelivery("r1", "demo", ui.run_id, f"demo failed {EVIL}", 0, "webhook",
+                        "https://hooks.example/services/T0/SECRET-TOKEN", "run failed",
+                        "demo failed", "body", {}),
+        ],
+        time.time(),
+    )
+    html = ui.browser("viewer").get("/alerts").text
+    assert "SECRET-TOKEN" not in html and "https://hooks.example/…" in html
+    assert f'href="/runs/{ui.run_id}"' in html and "pending" in html
+    _no_raw_markup(html)
+    assert "No alert was raised for other" in ui.browser("viewer").get(
+        "/alerts", params={"pipeline": "other"}
+    ).text

@@ -232,6 +232,24 @@ def model_page(
     return site(request).render(request, who, "model.html", m=read(ph.store, name, a, b))
 
 
+@router.get("/alerts")
+def alerts_page(
+    request: Request,
+    pipeline: str | None = None,
+    who: Principal = VIEWER,
+    ph: Phloem = APP,
+) -> HTMLResponse:
+    """The alerts raised, newest first (a webhook shown by its host only: its path often
+    holds a token)."""
+    from phloem.alerts.channels import Channel
+
+    rows = ph.store.alerts.history(pipeline or None, 200)
+    shown = [(d, f"{d.kind} {Channel(d.kind, d.target).shown()}") for d in rows]
+    return site(request).render(
+        request, who, "alerts.html", alerts=shown, pipeline=pipeline or ""
+    )
+
+
 @router.get("/admin")
 def admin_page(request: Request, who: Principal = ADMIN, ph: Phloem = APP) -> HTMLResponse:
     from phloem.server.ui.admin import admin_page as read

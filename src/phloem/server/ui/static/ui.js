@@ -305,7 +305,25 @@
     document.body.dataset.live = "1";
     const status = $("#live-status");
     let pending = null, source = null, poller = null;
+    // the timeline and the run's facts are drawn by the server: fetch this page again and
+    // take those parts of it (marked data-redraw)
+    let lastSeen = "", timelineDue = null;
+    const redrawTimeline = async () => {
+      timelineDue = null;
+      try {
+        const res = await fetch(window.location.href, { credentials: "same-origin" });
+        if (!res.ok) return;
+        const doc = new DOMParser().parseFromString(await res.text(), "text/html");
+        for (const here of $$("[data-redraw]")) {
+          const fresh = doc.getElementById(here.id);
+          if (fresh) here.replaceWith(document.importNode(fresh, true));
+        }
+      } catch (e) { /* the next change tries again */ }
+    };
     const apply = (data) => {
+      const seen = JSON.stringify(data);
+      if (lastSeen && seen !== lastSeen && !timelineDue) timelineDue = setTimeout(redrawTimeline, 1500);
+      lastSeen = seen;
       const run = data.run;
       root.dataset.state = run.state;
       const badge = $("#run-state .badge");
