@@ -319,3 +319,14 @@ def test_alert_history_with_webhook_paths_hidden(ui: UiApp) -> None:
     assert "No alert was raised for other" in ui.browser("viewer").get(
         "/alerts", params={"pipeline": "other"}
     ).text
+
+
+def test_the_scripts_json_gets_problem_documents(ui: UiApp) -> None:
+    from fastapi.testclient import TestClient
+
+    accept = {"Accept": "application/json"}
+    r = ui.browser("viewer").get("/runs/nope/live", headers=accept)
+    assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
+    with TestClient(ui.api.app) as anon:
+        r = anon.get(f"/runs/{ui.run_id}/live", headers=accept, follow_redirects=False)
+        assert r.status_code == 401 and "log in again" in r.json()["detail"]

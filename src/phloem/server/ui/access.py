@@ -67,13 +67,23 @@ class PageRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def answer(request: Request) -> Response:
+            # the page's script asks for JSON: its failures are the API's problem documents
+            script = "application/json" in request.headers.get("accept", "")
             try:
                 return await handler(request)
             except LoginNeeded:
+                if script:
+                    raise Problem(
+                        401, "not authenticated", "the session has ended; log in again"
+                    ) from None
                 return RedirectResponse(login_url(request), status_code=303)
             except Problem as exc:
+                if script:
+                    raise
                 return error_page(request, exc.status, exc.title, exc.detail)
             except PhloemError as exc:
+                if script:
+                    raise
                 return error_page(request, status_of(exc), "cannot show this page", str(exc))
 
         return answer

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from phloem.accounts.roles import Role
 from phloem.app import Phloem
@@ -261,10 +261,6 @@ def admin_page(request: Request, who: Principal = ADMIN, ph: Phloem = APP) -> HT
 def logout_page(request: Request, who: Principal = VIEWER) -> HTMLResponse:
     """A page whose script ends the session (a POST with the CSRF token) and goes to login."""
     return site(request).render(request, who, "logout.html")
-
-
-def redirect(url: str) -> RedirectResponse:
-    return RedirectResponse(url, status_code=303)
 
 
 __all__ = ["router"]
