@@ -23,9 +23,11 @@ Why this shape
   rules decide. A viewer's pages show no action buttons.
 
 Modules: ``access`` (page rules, HTML errors), ``site`` (templates, per-server state),
-``pages`` (the routes), ``overview`` / ``runview`` / ``taskview`` / ``tracking`` / ``admin``
-(what each page reads), ``layout`` (the graph's layers), ``charts`` (SVG charts), ``forms``
-(the trigger form's fields), ``badges`` (a state's colour, icon and words).
+``pages`` (the routes), ``overview`` / ``runview`` / ``taskview`` / ``metricsview`` /
+``modelview`` / ``admin`` (what each page reads), ``specs`` (the graphs, from the server's
+cache), ``layout`` (the graph's layers), ``charts`` (SVG charts), ``forms`` (the trigger
+form's fields), ``render`` (templates, filters, static files), ``badges`` (a state's colour,
+icon and words).
 """
 
 from __future__ import annotations
