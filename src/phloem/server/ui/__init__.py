@@ -32,6 +32,6 @@ icon and words).
 
 from __future__ import annotations
 
-from phloem.server.ui.site import install
+from phloem.server.ui.mount import install
 
 __all__ = ["install"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment
 
@@ -62,12 +62,4 @@ class Site:
         )
 
 
-def install(api: FastAPI, api_prefix: str) -> None:
-    """Serve the UI's pages from ``api`` (under ``/``), beside the REST API."""
-    from phloem.server.ui import pages
-
-    api.state.ui = Site(api_prefix, api.state.specs)
-    api.include_router(pages.router)
-
-
-__all__ = ["Site", "install"]
+__all__ = ["Site"]
