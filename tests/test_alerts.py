@@ -528,3 +528,25 @@ def test_plain_smtp_to_a_server_that_requires_starttls_fails_with_a_reason(
         (d,) = store.alerts.history()
         assert d.state == FAILED and "mail server answered 530" in (d.last_error or "")  # a 5xx
         store.close()
+
+
+def test_a_run_end_whose_driver_died_before_recording_its_alert_is_alerted_later() -> None:
+    @phloem.pipeline(alerts=[on_failure(webhook(URL)), on_success(webhook(URL))])
+    def crashy() -> None:
+        ok()
+
+    store = open_store("memory")
+    now = 100_000.0
+    lost = create_run(store, crashy.spec, None, "2026-04-01")
+    assert store.set_run_state(lost.run_id, RunState.QUEUED, RunState.RUNNING, now - 300)
+    assert store.set_run_state(lost.run_id, RunState.RUNNING, RunState.FAILED, now - 120)
+    fresh = create_run(store, crashy.spec, None, "2026-04-02")  # its driver may still record it
+    assert store.set_run_state(fresh.run_id, RunState.QUEUED, RunState.RUNNING, now - 20)
+    assert store.set_run_state(fresh.run_id, RunState.RUNNING, RunState.SUCCESS, now - 10)
+    alerting = Alerting(store, clock=lambda: now)
+    assert alerting.check_deadlines([crashy.spec]) == 1
+    (d,) = store.alerts.history()
+    assert d.run_id == lost.run_id and d.rule == "run failed"
+    assert alerting.check_deadlines([crashy.spec], every=0) == 0
+    assert Alerting(store, clock=lambda: now).check_deadlines([crashy.spec]) == 0  # recorded
+    store.close()

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from phloem.alerting.messages import Facts, deliveries
 from phloem.alerting.sender import Sender
 from phloem.alerting.transport import Transport
-from phloem.alerting.watch import RunWatch
+from phloem.alerting.watch import RunWatch, label
 from phloem.alerts.channels import channel_from
 from phloem.alerts.rules import Rule, make_rule
 from phloem.errors import AlertError, PhloemError
@@ -37,6 +37,10 @@ log = logging.getLogger("phloem.alerts")
 
 #: how far back the periodic deadline check looks for runs that missed theirs
 DEADLINE_LOOKBACK = 24 * 3600.0
+#: run ends whose alert was never recorded (their driver died) are looked for this far back,
+#: leaving a driver alive this long to record them itself
+MISSED_WINDOW = 3600.0
+MISSED_GRACE = 60.0
 
 
 def stored_rule(row: StoredRule) -> Rule:
@@ -208,12 +212,59 @@ class Alerting:
         self._next_deadline_check = now + every
         n = 0
         for spec in specs:
-            for rule in self.rules(spec):
+            rules = self.rules(spec)
+            for rule in rules:
                 if rule.kind == "deadline":
                     try:
                         n += self._check_deadline(spec, rule, now)
                     except Exception:
                         log.exception("checking the deadline of pipeline %s failed", spec.name)
+            ends = [r for r in rules if r.kind in ("failure", "success")]
+            if ends:
+                try:
+                    n += self._check_missed_ends(spec, ends, now)
+                except Exception:
+                    log.exception("checking the run ends of pipeline %s failed", spec.name)
+        return n
+
+    def _check_missed_ends(self, spec: PipelineSpec, rules: list[Rule], now: float) -> int:
+        """Runs that ended in the last ``MISSED_WINDOW`` seconds (but over ``MISSED_GRACE``
+        ago) whose failure or success alert was never recorded: their driver died between
+        committing the run's end and recording its alerts. Recorded now (once, as ever)."""
+        runs = [
+            r
+            for r in self.store.list_runs(
+                spec.name, limit=50, states=[RunState.FAILED, RunState.SUCCESS]
+            )
+            if r.ended_at is not None and now - MISSED_WINDOW <= r.ended_at <= now - MISSED_GRACE
+        ]
+        n = 0
+        for run in runs:
+            kind = "success" if run.state is RunState.SUCCESS else "failure"
+            wanted = [r for r in rules if r.kind == kind]
+            if not wanted or (wanted[0].rule_id, run.run_id) in self._deadlines_fired:
+                continue
+            have = self.store.alerts.recorded(run.run_id, [r.rule_id for r in wanted])
+            missing = [r for r in wanted if r.rule_id not in have]
+            for r in wanted:
+                self._deadlines_fired.add((r.rule_id, run.run_id))
+            if not missing:
+                continue
+            failed: dict[str, str | None] = {}
+            if kind == "failure":
+                failed = {
+                    label(ti): ti.error
+                    for ti in self.store.load_instances(run.run_id)
+                    if ti.state.value in ("failed", "upstream_failed")
+                }
+            duration = (
+                run.ended_at - run.started_at
+                if run.ended_at is not None and run.started_at is not None
+                else None
+            )
+            facts = Facts(state=run.state.value, failed=failed, duration=duration)
+            self.fire(spec.name, run, [(r, facts) for r in missing])
+            n += len(missing)
         return n
 
     def _check_deadline(self, spec: PipelineSpec, rule: Rule, now: float) -> int:
