@@ -91,9 +91,14 @@ def test_a_rule_added_from_the_command_line_fires_for_phloem_run(
         body = hook.bodies[0]
         assert body["pipeline"] == "nightly" and body["rule_id"] == "cli-1"
         assert "broken: RuntimeError: disk full" in body["text"]
-        history = cli("alerts", "history", "--pipeline", "nightly")
+        # the receiver has the alert before the sender records it as sent
+        history = wait_for(
+            lambda: (h := cli("alerts", "history", "--pipeline", "nightly"))
+            and "sent after 1 try" in h.output
+            and h,
+            what="the alert recorded as sent",
+        )
         assert "run failed  -> webhook http://127.0.0.1" in history.output
-        assert "sent after 1 try" in history.output
         rows = json.loads(cli("alerts", "history", "--json", "--run", body["run_id"]).output)
         assert len(rows) == 1 and rows[0]["state"] == "sent"
     with Phloem.open() as ph:
