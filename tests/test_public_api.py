@@ -67,6 +67,7 @@ PUBLIC = {
         "EvalDataMismatch",
         "Fail",
         "GateFailed",
+        "ArtifactNotFound",
         "LineageError",
         "OutputNotFound",
         "ModelNotFound",

@@ -17,7 +17,7 @@ the status and the problem document.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from phloem import errors as _errors
@@ -427,6 +427,31 @@ class Client:
             "GET", "/assets/events", params=self._params(asset=asset, limit=limit, cursor=cursor)
         )
         return Page(list(data["items"]), data.get("next_cursor"))
+
+    # -- lineage -------------------------------------------------------------------------------
+
+    def lineage(
+        self,
+        target: str | Sequence[str],
+        *,
+        direction: str = "upstream",
+        map_index: int | None = None,
+        max_depth: int | None = None,
+        max_nodes: int | None = None,
+    ) -> dict[str, Any]:
+        """The lineage graph of ``target`` (a hash or prefix, ``"RUN TASK"`` or
+        ``["RUN", "TASK"]``, ``"fraud:3"``) as ``phloem lineage --json`` prints it;
+        ``direction`` is ``upstream``, ``downstream`` or ``both``."""
+        words = target if isinstance(target, str) else " ".join(target)
+        params = self._params(
+            target=words,
+            direction=direction,
+            map_index=map_index,
+            depth=max_depth,
+            max_nodes=max_nodes,
+        )
+        data: dict[str, Any] = self._json("GET", "/lineage", params=params)
+        return data
 
     # -- events --------------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ happened in (pipeline, task, run, attempt), so a message can say where and what 
     +-- ServerError              the phloem server refused a request, failed, or cannot be reached
     +-- OutputNotFound           no successful output of the pipeline, task or date asked for
     +-- LineageError             a lineage target is unknown, ambiguous or cannot be resolved
+    |   +-- ArtifactNotFound     no artifact with that hash (or hash prefix) is recorded
     +-- ModelNotFound            no model, version or alias of that name in the registry
     +-- EvalDataMismatch         two model versions were evaluated on different data
     +-- BreakerOpen              a call was refused: its circuit breaker is open
@@ -175,6 +176,10 @@ class OutputNotFound(PhloemError):
 class LineageError(PhloemError):
     """A lineage target is unknown, ambiguous (an artifact hash prefix that matches several)
     or of a kind no resolver can read (a model version without the model registry)."""
+
+
+class ArtifactNotFound(LineageError):
+    """No artifact with that hash, or hash prefix, is recorded in the store."""
 
 
 class BadCursor(PhloemError):

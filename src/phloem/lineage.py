@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from phloem.errors import LineageError, TaskNotFound
+from phloem.errors import ArtifactNotFound, LineageError, TaskNotFound
 from phloem.files import is_file_marker
 from phloem.store.lineage import READ_ROLES
 from phloem.store.port import Store
@@ -33,6 +33,8 @@ from phloem.store.types import InstanceInfo, InstanceKey, UseRow
 __all__ = [
     "DEFAULT_MAX_DEPTH",
     "DEFAULT_MAX_NODES",
+    "SERVED_MAX_DEPTH",
+    "SERVED_MAX_NODES",
     "ArtifactTarget",
     "Edge",
     "InstanceTarget",
@@ -48,12 +50,16 @@ __all__ = [
 
 DEFAULT_MAX_DEPTH = 25
 DEFAULT_MAX_NODES = 500
+#: what one request to the server may ask at most (larger asks are clamped to these)
+SERVED_MAX_DEPTH = 100
+SERVED_MAX_NODES = 5000
 #: an artifact hash prefix shorter than this is refused (too many matches to be meant)
 MIN_PREFIX = 6
 #: how a JSON document from ``--json`` is shaped; bumped on incompatible changes
 FORMAT_VERSION = 1
 
-Direction = Literal["upstream", "downstream"]
+#: ``both`` is the upstream and the downstream walk from the same target, in one graph
+Direction = Literal["upstream", "downstream", "both"]
 
 
 # -- targets ---------------------------------------------------------------------------------
@@ -107,7 +113,7 @@ def parse_artifact(store: Store, words: Sequence[str], map_index: int | None) ->
         )
     found = store.lineage.find_artifacts(prefix, limit=6)
     if not found:
-        raise LineageError(
+        raise ArtifactNotFound(
             f"no artifact with hash {prefix}{'…' if len(prefix) < 64 else ''} is recorded in "
             f"{store.display_url}; `phloem output RUN TASK` shows an output's digest",
             artifact=prefix,
@@ -244,8 +250,19 @@ class LineageGraph:
             "truncated": self.truncated,
         }
 
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> LineageGraph:
+        """The graph :meth:`to_json` wrote (as the server answers it), to render as locally."""
+        nodes = {}
+        for n in doc["nodes"]:
+            attrs = {k: v for k, v in n.items() if k not in ("id", "kind")}
+            nodes[n["id"]] = Node(n["id"], n["kind"], attrs)
+        edges = [Edge(e["from"], e["to"], e["role"]) for e in doc["edges"]]
+        return cls(list(doc["roots"]), doc["direction"], nodes, edges, doc.get("truncated"))
+
     def children(self, node_id: str) -> list[str]:
-        """The next nodes in the walk's direction (what made it, or what used it)."""
+        """The next nodes in the walk's direction (what made it, or what used it; for
+        ``both``, what used it)."""
         if self.direction == "upstream":
             return sorted({e.source for e in self.edges if e.target == node_id})
         return sorted({e.target for e in self.edges if e.source == node_id})
@@ -269,9 +286,14 @@ def lineage(
     max_nodes: int = DEFAULT_MAX_NODES,
 ) -> LineageGraph:
     """Walk from ``target`` ``direction``-wards, breadth first, one query per level and
-    kind (never one per node), until nothing is left or a limit is reached."""
+    kind (never one per node), until nothing is left or a limit is reached. ``both`` walks
+    each way within the limits and joins the two graphs."""
     if max_depth < 1 or max_nodes < 1:
         raise LineageError("the lineage limits must be at least 1")
+    if direction == "both":
+        up = lineage(store, target, "upstream", max_depth=max_depth, max_nodes=max_nodes)
+        down = lineage(store, target, "downstream", max_depth=max_depth, max_nodes=max_nodes)
+        return _joined(up, down)
     q = store.lineage
     upstream = direction == "upstream"
     graph = LineageGraph([], direction)
@@ -328,6 +350,16 @@ def lineage(
     if graph.truncated:  # keep the graph whole: no edge to a node left out
         kept = graph.nodes
         graph.edges = [e for e in graph.edges if e.source in kept and e.target in kept]
+    return graph
+
+
+def _joined(up: LineageGraph, down: LineageGraph) -> LineageGraph:
+    """One graph of both walks (they share the roots; nodes and edges are kept once)."""
+    graph = LineageGraph(up.roots, "both", {**up.nodes, **down.nodes})
+    graph.edges = list(dict.fromkeys([*up.edges, *down.edges]))
+    notes = [f"{w}: {g.truncated}" for w, g in (("upstream", up), ("downstream", down))
+             if g.truncated]
+    graph.truncated = "; ".join(notes) or None
     return graph
 
 

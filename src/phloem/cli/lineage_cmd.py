@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from phloem.cli.common import application, errors, fail, print_json
+from phloem.cli.common import ServerOpt, errors, fail, print_json, source
 
 if TYPE_CHECKING:
     from rich.tree import Tree
@@ -43,31 +43,29 @@ def lineage(
     max_nodes: Annotated[
         int, typer.Option("--max-nodes", min=1, help="Nodes to show at most.")
     ] = 500,
+    server: ServerOpt = None,
 ) -> None:
     """The lineage of an artifact, a task instance's output or a model version: tasks with
     their run, pipeline code version and params, artifacts with their type and metadata,
     files by content hash."""
-    from phloem.lineage import lineage as walk
-    from phloem.lineage import resolve_target, target_parsers
+    from phloem.lineage import LineageGraph
 
     if upstream and downstream:
         fail("give --upstream or --downstream, not both")
     if len(target) > 2:
         fail(f"TARGET is one or two words (a hash, or RUN TASK), not {len(target)}")
     with errors():
-        ph = application()
-        parsers = target_parsers(resolve_model=model_resolver(ph))
-        found = resolve_target(ph.store, target, map_index, parsers)
-        graph = walk(
-            ph.store,
-            found,
+        doc = source(server).lineage(
+            target,
             "downstream" if downstream else "upstream",
-            max_depth=max_depth,
-            max_nodes=max_nodes,
+            map_index,
+            max_depth,
+            max_nodes,
         )
     if as_json:
-        print_json(graph.to_json())
+        print_json(doc)
         return
+    graph = LineageGraph.from_json(doc)
     from phloem.cli.tables import console
 
     out = console()

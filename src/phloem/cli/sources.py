@@ -51,6 +51,14 @@ class Source(Protocol):
         self, pipeline: str, params: dict[str, Any], logical_date: str | None, key: str | None
     ) -> tuple[RunRecord, bool]: ...
     def set_paused(self, pipeline: str, paused: bool) -> str: ...
+    def lineage(
+        self,
+        words: list[str],
+        direction: str,
+        map_index: int | None,
+        max_depth: int,
+        max_nodes: int,
+    ) -> dict[str, Any]: ...
     def cancel(self, run_id: str, reason: str | None) -> tuple[RunRecord, int]: ...
     def backfill(
         self,
@@ -140,6 +148,23 @@ class LocalSource:
         return trigger(
             self.app, pipeline, params=params, logical_date=logical_date, idempotency_key=key
         )
+
+    def lineage(
+        self,
+        words: list[str],
+        direction: str,
+        map_index: int | None,
+        max_depth: int,
+        max_nodes: int,
+    ) -> dict[str, Any]:
+        from phloem.cli.lineage_cmd import model_resolver
+        from phloem.lineage import Direction, lineage, resolve_target, target_parsers
+
+        parsers = target_parsers(resolve_model=model_resolver(self.app))
+        found = resolve_target(self.app.store, words, map_index, parsers)
+        way: Direction = "downstream" if direction == "downstream" else "upstream"
+        graph = lineage(self.app.store, found, way, max_depth=max_depth, max_nodes=max_nodes)
+        return graph.to_json()
 
     def set_paused(self, pipeline: str, paused: bool) -> str:
         from phloem.scheduler.commands import set_paused
@@ -249,6 +274,22 @@ class RemoteSource:
     ) -> tuple[RunRecord, bool]:
         return self.client.trigger(
             pipeline, params=params, logical_date=logical_date, idempotency_key=key
+        )
+
+    def lineage(
+        self,
+        words: list[str],
+        direction: str,
+        map_index: int | None,
+        max_depth: int,
+        max_nodes: int,
+    ) -> dict[str, Any]:
+        return self.client.lineage(
+            words,
+            direction=direction,
+            map_index=map_index,
+            max_depth=max_depth,
+            max_nodes=max_nodes,
         )
 
     def set_paused(self, pipeline: str, paused: bool) -> str:

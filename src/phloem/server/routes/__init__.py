@@ -12,6 +12,7 @@ from phloem.server.routes import (
     connections,
     events,
     health,
+    lineage,
     models,
     pipelines,
     pools,
@@ -32,6 +33,7 @@ ROUTERS: list[APIRouter] = [
     variables.router,
     connections.router,
     assets.router,
+    lineage.router,
     accounts.router,
     models.router,
 ]
