@@ -253,6 +253,35 @@ def test_errors_are_the_same_through_the_server(live: LiveServer, demo_run: str)
         assert mine.stderr.startswith("error: ")
 
 
+def test_lineage_reads_the_same_through_the_server(live: LiveServer, demo_run: str) -> None:
+    table = f"task:{demo_run}/table"
+    doc = json.loads(same(live, "lineage", demo_run, "table", "--downstream", "--json").stdout)
+    assert doc["roots"] == [table] and doc["truncated"] is None
+    (frame,) = [n for n in doc["nodes"] if n["kind"] == "artifact"]  # the DataFrame it wrote
+    assert {"from": table, "to": frame["id"], "role": "output"} in doc["edges"]
+    up = json.loads(same(live, "lineage", frame["digest"][:12], "--json").stdout)
+    assert up["roots"] == [frame["id"]] and table in {n["id"] for n in up["nodes"]}
+    tree = same(live, "lineage", frame["digest"][:12]).stdout
+    assert "demo.table" in tree and "sha256:" in tree
+    same(live, "lineage", demo_run, "square", "-i", "1", "--json")
+    with live.client("viewer") as c:
+        both = c.lineage([demo_run, "table"], direction="both", max_depth=10**6)
+        assert both["direction"] == "both" and both["roots"] == [table]
+        assert {n["id"] for n in doc["nodes"]} <= {n["id"] for n in both["nodes"]}
+        assert c.lineage(frame["digest"]) == up
+        with pytest.raises(TaskNotFound):
+            c.lineage(f"{demo_run} nothing_here")
+    for args in [
+        ("lineage", "abcdef0123"),
+        ("lineage", demo_run, "no_such_task"),
+        ("lineage", demo_run[:3]),
+        ("lineage", demo_run, "square", "-i", "9"),
+    ]:
+        mine, theirs = local(live, *args), remote(live, *args)
+        assert mine.exit_code == theirs.exit_code == 2, (args, mine.output, theirs.output)
+        assert mine.stderr == theirs.stderr and mine.stderr.startswith("error: "), args
+
+
 def test_without_credentials_or_server_the_cli_says_what_to_do(
     live: LiveServer, tmp_path: Path
 ) -> None:

@@ -114,6 +114,13 @@ def test_the_access_table(table_api: Api) -> None:
     assert rows >= 24
 
 
+def test_lineage_is_for_viewers(table_api: Api) -> None:
+    rules = {(m, path): rule for m, path, rule in endpoints(table_api.app)}
+    assert rules[("GET", "/api/v1/lineage")] == Role.VIEWER
+    r = table_api.get("viewer", "/api/v1/lineage", params={"target": "run-x task"})
+    assert r.status_code == 404 and r.json()["title"] == "run not found"
+
+
 def test_a_route_without_a_rule_fails_the_check(tmp_path: Path) -> None:
     from fastapi import APIRouter
 
@@ -138,6 +145,34 @@ def test_page_sizes_out_of_range_are_422(table_api: Api, limit: str) -> None:
     r = table_api.get("viewer", "/api/v1/pipelines", params={"limit": limit})
     assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
     assert "limit" in r.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "title"),
+    [
+        ({"target": "abcdef0123"}, 404, "artifact not found"),  # no such hash
+        ({"target": "sha256:ffffffffffff"}, 404, "artifact not found"),
+        ({"target": "abc"}, 422, "lineage error"),  # prefix too short
+        ({"target": "a b c"}, 422, "lineage error"),  # three words
+        ({"target": "!!"}, 422, "lineage error"),  # no kind of target
+        ({"target": "no-such-run train"}, 404, "run not found"),
+        ({"target": "fraud:3"}, 404, "model not found"),
+        ({"target": "abcdef0123", "direction": "sideways"}, 422, None),
+        ({"target": "abcdef0123", "depth": "0"}, 422, None),
+        ({"target": "abcdef0123", "max_nodes": "-1"}, 422, None),
+        ({"target": "r t", "map_index": "-1"}, 422, None),
+        ({"target": "x" * 301}, 422, None),
+        ({}, 422, None),
+    ],
+)
+def test_lineage_targets_that_name_nothing_are_problems_not_failures(
+    table_api: Api, params: dict[str, str], status: int, title: str | None
+) -> None:
+    r = table_api.get("viewer", "/api/v1/lineage", params=params)
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    if title is not None:
+        assert r.json()["title"] == title and r.json()["detail"]
 
 
 @pytest.mark.parametrize("cursor", ["garbage", "e30", "W10", "%00", "x" * 600])
