@@ -13,8 +13,7 @@ from phloem.cli.common import ServerOpt, errors, fail, print_json, source
 if TYPE_CHECKING:
     from rich.tree import Tree
 
-    from phloem.app import Phloem
-    from phloem.lineage import LineageGraph, ModelResolver, Node, Target
+    from phloem.lineage import LineageGraph, Node
 
 
 def lineage(
@@ -73,21 +72,6 @@ def lineage(
         out.print(render(graph, root))
     if graph.truncated:
         out.print(f"[yellow]note:[/yellow] {graph.truncated}")
-
-
-def model_resolver(ph: Phloem) -> ModelResolver:
-    """Model versions (``fraud:3``, ``fraud@production``) resolved by the model registry to
-    the artifact of the model, whose writer is the task that registered it."""
-
-    def resolve(name: str, version: int | None, alias: str | None) -> Target:
-        from phloem.lineage import ArtifactTarget
-        from phloem.models.registry import Registry
-
-        ref = f"{name}:{version}" if version is not None else f"{name}@{alias}"
-        found = Registry(ph.store, ph.artifacts, "phloem lineage").resolve(ref)
-        return ArtifactTarget(found.artifact.digest)
-
-    return resolve
 
 
 def render(graph: LineageGraph, root: str) -> Tree:

@@ -18,6 +18,7 @@ from phloem.store.types import AttemptRow
 if TYPE_CHECKING:
     from phloem.app import Phloem
     from phloem.client import Client
+    from phloem.lineage import ModelResolver, Target
 
 #: how much of a log one read takes
 _CHUNK = 1 << 16
@@ -157,7 +158,6 @@ class LocalSource:
         max_depth: int,
         max_nodes: int,
     ) -> dict[str, Any]:
-        from phloem.cli.lineage_cmd import model_resolver
         from phloem.lineage import Direction, lineage, resolve_target, target_parsers
 
         parsers = target_parsers(resolve_model=model_resolver(self.app))
@@ -206,6 +206,21 @@ class LocalSource:
         return [
             Backfilled(i.logical_date, i.interval_end, i.action, i.run_id, i.state) for i in items
         ]
+
+
+def model_resolver(ph: Phloem) -> ModelResolver:
+    """Model versions (``fraud:3``, ``fraud@production``) resolved by the model registry to
+    the artifact of the model, whose writer is the task that registered it."""
+
+    def resolve(name: str, version: int | None, alias: str | None) -> Target:
+        from phloem.lineage import ArtifactTarget
+        from phloem.models.registry import Registry
+
+        ref = f"{name}:{version}" if version is not None else f"{name}@{alias}"
+        found = Registry(ph.store, ph.artifacts, "phloem lineage").resolve(ref)
+        return ArtifactTarget(found.artifact.digest)
+
+    return resolve
 
 
 class RemoteSource:
