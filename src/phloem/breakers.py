@@ -16,7 +16,6 @@ and ``phloem breakers reset NAME`` show and close them.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -24,38 +23,16 @@ from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any
 
-from phloem.context import _current
 from phloem.dsl.breaker import Breaker
-from phloem.errors import BreakerOpen, PhloemError
+from phloem.errors import BreakerOpen
 from phloem.secrets import mask
-from phloem.store import Store, open_store
+from phloem.store import Store
 from phloem.store.breakers import Admission, Verdict
-
-# -- the store of the running task, once per process ---------------------------------------------
-
-_lock = threading.Lock()
-_stores: dict[tuple[int, str], Store] = {}
+from phloem.store.per_process import task_store
 
 
 def _store() -> Store:
-    ctx = _current.get()
-    url = ctx.store_url if ctx is not None else None
-    if ctx is not None and not url:
-        raise PhloemError(
-            "circuit breakers need a shared store (a SQLite file or PostgreSQL) so that every "
-            "worker sees one state; this run's in-memory store is private to its driver: run "
-            "with a store URL"
-        )
-    if url is None:
-        from phloem.config import Settings
-
-        url = Settings.from_env().db_url
-    key = (os.getpid(), url)
-    with _lock:
-        found = _stores.get(key)
-        if found is None:
-            found = _stores[key] = open_store(url)
-        return found
+    return task_store("circuit breakers")
 
 
 def _until(at: float) -> str:

@@ -10,14 +10,13 @@ from the moment ``phloem.connection()`` returns it.
 
 from __future__ import annotations
 
-import os
-import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from phloem.errors import PhloemError
 from phloem.secrets import MASK, register
+from phloem.store.per_process import close_task_stores, task_store
 from phloem.store.settings_store import MISSING
 
 if TYPE_CHECKING:
@@ -145,68 +144,19 @@ def connection(name: str) -> Connection:
 
 # -- the store, once per process and URL ---------------------------------------------------------
 
-_lock = threading.Lock()
-_stores: dict[tuple[int, str], tuple[Store, Variables | None]] = {}
-
 
 def settings_store(url: str | None = None) -> Variables:
     """Variables and connections of the store at ``url`` (default: the run's, else the
     configured one)."""
-    url = url or _default_url("variables and connections")
-    key = (os.getpid(), url)  # a forked worker opens its own connections
-    with _lock:
-        found = _stores.get(key)
-        if found is None:
-            store = _open(url)
-            found = _stores[key] = (store, store.variables())
-        elif found[1] is None:
-            found = _stores[key] = (found[0], found[0].variables())
-        assert found[1] is not None
-        return found[1]
+    return task_store("variables and connections", url).variables()
 
 
 def run_store(what: str) -> Store:
     """The store of the running task's run, opened once per process (``what`` names the
     feature in the error raised when the run's store is private to its driver)."""
-    url = _default_url(what)
-    key = (os.getpid(), url)
-    with _lock:
-        found = _stores.get(key)
-        if found is None:
-            found = _stores[key] = (_open(url), None)
-        return found[0]
+    return task_store(what)
 
 
 def close_stores() -> None:
-    """Close the stores this process opened for variables and connections."""
-    with _lock:
-        mine = [k for k in _stores if k[0] == os.getpid()]  # inherited ones are the parent's
-        found = [_stores.pop(k) for k in mine]
-    for store, _ in found:
-        store.close()
-
-
-def _default_url(what: str) -> str:
-    from phloem.context import _current
-
-    ctx = _current.get()
-    if ctx is not None:
-        if not ctx.store_url:  # the run's store is private to the process that drives it
-            raise PhloemError(
-                f"{what} need a shared store (a SQLite file or PostgreSQL); this run's "
-                "in-memory store is private to the process that made it: run with a store URL, "
-                "or pass values as run parameters"
-            )
-        return ctx.store_url
-    from phloem.config import Settings
-
-    settings = Settings.from_env()
-    if settings.db_url.startswith("sqlite"):
-        settings.ensure_dirs()
-    return settings.db_url
-
-
-def _open(url: str) -> Store:
-    from phloem.store import open_store
-
-    return open_store(url)
+    """Close the stores this process opened for tasks."""
+    close_task_stores()

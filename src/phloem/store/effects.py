@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam
+from sqlalchemy import Connection, Table
 
 from phloem.effects import (
     ArtifactRecorded,
@@ -36,7 +36,7 @@ from phloem.effects import (
 from phloem.states import ACTIVE_TASK_STATES, TaskState
 from phloem.store import models
 from phloem.store import schema as s
-from phloem.store.rows import insert_new
+from phloem.store.rows import attempt_update, insert_new
 from phloem.store.types import Applied
 from phloem.store.watermarks import write_advances
 
@@ -145,6 +145,9 @@ def _write_artifacts(
     conn.execute(insert_new(dialect, s.artifact_uses), list(uses.values()))
 
 
+_USAGE_UPDATE = attempt_update(cpu_seconds="v_cpu", peak_rss="v_rss", memory_limit="v_limit")
+
+
 def _write_usage(
     conn: Connection,
     run_id: str,
@@ -152,23 +155,8 @@ def _write_usage(
     now: float,
 ) -> None:
     """What each attempt cost goes on its own row, in one statement for the commit."""
-    a = s.attempts
-    stmt = (
-        a.update()
-        .where(
-            a.c.run_id == bindparam("b_run"),
-            a.c.task_id == bindparam("b_task"),
-            a.c.map_index == bindparam("b_map"),
-            a.c.try_number == bindparam("b_try"),
-        )
-        .values(
-            cpu_seconds=bindparam("v_cpu"),
-            peak_rss=bindparam("v_rss"),
-            memory_limit=bindparam("v_limit"),
-        )
-    )
     conn.execute(
-        stmt,
+        _USAGE_UPDATE,
         [
             {
                 "b_run": run_id,

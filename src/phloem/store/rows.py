@@ -113,6 +113,27 @@ def run_record(row: Any) -> RunRecord:
     )
 
 
+def attempt_update(**values: str) -> Any:
+    """An UPDATE of one attempt row, matched by ``b_run``, ``b_task``, ``b_map``, ``b_try``
+    and setting each column to the bind parameter named for it; build it once, at import
+    (statement construction costs more than running it on the hot path)."""
+    from sqlalchemy import bindparam
+
+    from phloem.store import schema as s
+
+    a = s.attempts
+    return (
+        a.update()
+        .where(
+            a.c.run_id == bindparam("b_run"),
+            a.c.task_id == bindparam("b_task"),
+            a.c.map_index == bindparam("b_map"),
+            a.c.try_number == bindparam("b_try"),
+        )
+        .values({column: bindparam(param) for column, param in values.items()})
+    )
+
+
 def insert_new(dialect: str, table: Any) -> Any:
     """INSERT that skips rows whose primary key exists already (ON CONFLICT DO NOTHING)."""
     if dialect == "postgresql":

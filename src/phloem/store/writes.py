@@ -23,7 +23,7 @@ from phloem.states import (
 from phloem.store import schema as s
 from phloem.store.cache import write_cache
 from phloem.store.effects import write_effects
-from phloem.store.rows import TI_VALUE_COLUMNS, ti_row, ti_values
+from phloem.store.rows import TI_VALUE_COLUMNS, attempt_update, ti_row, ti_values
 from phloem.store.rows import insert_new as insert_new  # re-exported for store modules
 from phloem.store.types import Applied, ArtifactRecord, ArtifactUse, Commit
 
@@ -393,22 +393,8 @@ class Writer:
         )
 
 
-_A = s.attempts
-#: built once: statement construction costs more than running it on the hot path
-ATTEMPT_UPDATE = (
-    _A.update()
-    .where(
-        _A.c.run_id == bindparam("b_run"),
-        _A.c.task_id == bindparam("b_task"),
-        _A.c.map_index == bindparam("b_map"),
-        _A.c.try_number == bindparam("b_try"),
-    )
-    .values(
-        state=bindparam("v_state"),
-        started_at=bindparam("v_started"),
-        ended_at=bindparam("v_ended"),
-        error=bindparam("v_error"),
-    )
+ATTEMPT_UPDATE = attempt_update(
+    state="v_state", started_at="v_started", ended_at="v_ended", error="v_error"
 )
 
 
