@@ -187,3 +187,39 @@ def test_admins_manage_users_and_tokens_over_the_api(api: Api) -> None:
     assert api.call("admin", "DELETE", "/api/v1/users/ana").status_code == 204
     assert api.call("admin", "DELETE", "/api/v1/users/ana").status_code == 404
     assert api.get("operator", "/api/v1/users").status_code == 403
+
+
+def test_admins_change_roles_and_disable_users_but_not_themselves(api: Api) -> None:
+    from fastapi.testclient import TestClient
+
+    r = api.call("admin", "PATCH", "/api/v1/users/operator", json={"role": "viewer"})
+    assert r.status_code == 200 and r.json()["role"] == "viewer"
+    assert api.get("operator", "/api/v1/me").json()["role"] == "viewer"  # its token follows
+    api.call("admin", "PATCH", "/api/v1/users/operator", json={"role": "operator"})
+    # a browser session of the user, ended by disabling it
+    browser = TestClient(api.app)
+    assert browser.post("/api/v1/auth/login",
+                        json={"user": "operator", "password": PASSWORD}).status_code == 200
+    assert browser.get("/api/v1/me").status_code == 200
+    r = api.call("admin", "PATCH", "/api/v1/users/operator", json={"disabled": True})
+    assert r.status_code == 200 and r.json()["disabled"] is True
+    assert browser.get("/api/v1/me").status_code == 401
+    assert "disabled" in _problem(api.get("operator", "/api/v1/me"), 401)["detail"]
+    r = browser.post("/api/v1/auth/login", json={"user": "operator", "password": PASSWORD})
+    assert "disabled" in _problem(r, 403)["detail"]
+    assert api.get("admin", "/api/v1/users").json()[1]["disabled"] is True
+    api.call("admin", "PATCH", "/api/v1/users/operator", json={"disabled": False})
+    assert api.get("operator", "/api/v1/me").status_code == 200
+    # nobody locks themselves out, nobody but an admin changes anyone
+    for body in ({"role": "viewer"}, {"disabled": True}):
+        r = api.call("admin", "PATCH", "/api/v1/users/admin", json=body)
+        assert "ask another admin" in _problem(r, 409)["detail"]
+    assert _problem(api.call("admin", "DELETE", "/api/v1/users/admin"), 409)
+    assert api.call("admin", "PATCH", "/api/v1/users/admin", json={"role": "admin"}
+                    ).status_code == 200
+    assert _problem(api.call("admin", "PATCH", "/api/v1/users/nope", json={"role": "viewer"}),
+                    404)
+    assert _problem(api.call("admin", "PATCH", "/api/v1/users/viewer", json={}), 422)
+    assert api.call("operator", "PATCH", "/api/v1/users/viewer",
+                    json={"role": "admin"}).status_code == 403
+    browser.close()

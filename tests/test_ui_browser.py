@@ -218,3 +218,109 @@ def test_an_operator_promotes_a_model_version(ui_server: Server, chromium: Any) 
     viewer.goto(ui_server.url + "/models/churn")
     assert viewer.locator("button:has-text('Promote')").count() == 0
     assert not page.errors
+
+
+def _fetch_status(page: Any, method: str, url: str, body: str, csrf: bool = True) -> int:
+    """A request from the page's own origin with its session cookie (and CSRF token)."""
+    return int(
+        page.evaluate(
+            """async ([method, url, body, csrf]) => (await fetch(url, {method, headers: Object.assign(
+             {'Content-Type': 'application/json'}, csrf ? {'X-CSRF-Token':
+             document.querySelector('meta[name=csrf-token]').content} : {}), body})).status""",
+            [method, url, body, csrf],
+        )
+    )
+
+
+def test_an_admin_manages_users_and_tokens_and_nobody_else_can(
+    ui_server: Server, chromium: Any
+) -> None:
+    import httpx
+
+    from server_fixtures import PASSWORD
+
+    page = login(chromium, ui_server, "admin")
+    page.on("dialog", lambda d: d.accept())
+    page.goto(ui_server.url + "/admin")
+    assert page.locator('tr[data-user="admin"] button').count() == 0  # not on yourself
+    # add a user with a role; a short password is caught before sending
+    page.fill("#user-name", "dana")
+    page.select_option("#user-role", "operator")
+    page.fill("#user-password", "short")
+    page.click("#add-user button[type=submit]")
+    assert "at least 8" in page.locator("#add-user .form-error").inner_text()
+    page.fill("#user-password", "dana has a long password")
+    with page.expect_navigation():
+        page.click("#add-user button[type=submit]")
+    row = page.locator('tr[data-user="dana"]')
+    assert row.locator("select").input_value() == "operator"
+    assert "enabled" in row.inner_text()
+    # change the role
+    row.locator("select").select_option("viewer")
+    with page.expect_navigation():
+        row.locator("button:has-text('Change role')").click()
+    assert page.locator('tr[data-user="dana"] select').input_value() == "viewer"
+    # a token with an expiry: its secret is shown once, works, and is gone after
+    page.fill("#token-name", "dana-ci")
+    page.select_option("#token-user", "dana")
+    page.select_option("#token-expires", "7d")
+    page.click("#new-token button[type=submit]")
+    page.wait_for_selector("#token-secret:not([hidden])")
+    secret = page.locator("#token-value").input_value()
+    assert len(secret) > 20
+    me = httpx.get(ui_server.url + "/api/v1/me", headers={"Authorization": f"Bearer {secret}"})
+    assert me.status_code == 200 and me.json()["user"] == "dana"
+    shot(page, "15-admin-token-once")
+    with page.expect_navigation():
+        page.click("#token-done")
+    assert secret not in page.content()
+    token_row = page.locator('tr[data-token="dana-ci"]')
+    assert "valid" in token_row.inner_text() and "never" not in token_row.inner_text()
+    with page.expect_navigation():
+        token_row.locator("button:has-text('Revoke')").click()
+    assert "revoked" in page.locator('tr[data-token="dana-ci"]').inner_text()
+    me = httpx.get(ui_server.url + "/api/v1/me", headers={"Authorization": f"Bearer {secret}"})
+    assert me.status_code == 401
+    # disable: the login is refused; enable; delete
+    with page.expect_navigation():
+        page.click('tr[data-user="dana"] button:has-text("Disable")')
+    assert "disabled" in page.locator('tr[data-user="dana"]').inner_text()
+    r = httpx.post(
+        ui_server.url + "/api/v1/auth/login",
+        json={"user": "dana", "password": "dana has a long password"},
+    )
+    assert r.status_code == 403
+    with page.expect_navigation():
+        page.click('tr[data-user="dana"] button:has-text("Enable")')
+    r = httpx.post(
+        ui_server.url + "/api/v1/auth/login",
+        json={"user": "dana", "password": "dana has a long password"},
+    )
+    assert r.status_code == 200
+    shot(page, "16-admin-users")
+    with page.expect_navigation():
+        page.click('tr[data-user="dana"] button:has-text("Delete")')
+    assert page.locator('tr[data-user="dana"]').count() == 0
+    # the API wants the session's CSRF token even from an admin's page
+    users = f"{ui_server.url}/api/v1/users/viewer"
+    assert _fetch_status(page, "PATCH", users, '{"role": "admin"}', csrf=False) == 403
+    assert not page.errors
+    # an operator and a viewer see no admin page, and the API refuses them
+    for role in ("operator", "viewer"):
+        other = login(chromium, ui_server, role)
+        assert other.locator("header nav >> text=Admin").count() == 0
+        r = other.goto(ui_server.url + "/admin")
+        assert r is not None and r.status == 403
+        assert other.locator("form.api-form").count() == 0
+        assert _fetch_status(other, "PATCH", users, '{"role": "admin"}') == 403
+        assert (
+            _fetch_status(
+                other, "POST", f"{ui_server.url}/api/v1/tokens", '{"name": "mine", "user": "admin"}'
+            )
+            == 403
+        )
+        assert _fetch_status(other, "DELETE", users, "") == 403
+    r = httpx.post(
+        ui_server.url + "/api/v1/auth/login", json={"user": "viewer", "password": PASSWORD}
+    )
+    assert r.json()["role"] == "viewer"

@@ -37,6 +37,7 @@ class User:
     name: str
     role: Role
     created_at: float
+    disabled: bool = False
 
 
 def _name(name: str, what: str) -> str:
@@ -49,7 +50,7 @@ def _name(name: str, what: str) -> str:
 
 
 def _user(r: UserRecord) -> User:
-    return User(r.name, Role(r.role), r.created_at)
+    return User(r.name, Role(r.role), r.created_at, r.disabled_at is not None)
 
 
 def add_user(
@@ -83,6 +84,21 @@ def get_user(app: Phloem, name: str) -> User:
 def remove_user(app: Phloem, name: str) -> None:
     if not app.store.accounts.remove_user(name):
         raise AccountNotFound(f"no user '{name}' (see `phloem users list`)")
+
+
+def update_user(
+    app: Phloem, name: str, *, role: Role | str | None = None, disabled: bool | None = None
+) -> User:
+    """Give a user another role, or disable (or enable) it: a disabled user keeps its name
+    and tokens but cannot log in or use them, and its sessions end at once."""
+    if role is not None and not isinstance(role, Role):
+        role = Role.parse(role)
+    done = app.store.accounts.update_user(
+        name, time.time(), role=role.value if role is not None else None, disabled=disabled
+    )
+    if not done:
+        raise AccountNotFound(f"no user '{name}' (see `phloem users list`)")
+    return get_user(app, name)
 
 
 def check_password(app: Phloem, name: str, password: str) -> User | None:
@@ -169,5 +185,6 @@ __all__ = [
     "remove_user",
     "revoke_token",
     "tokens",
+    "update_user",
     "users",
 ]

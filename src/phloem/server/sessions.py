@@ -63,6 +63,8 @@ class StoreAuthenticator:
             raise unauthorized(f"token '{record.name}' was revoked; create a new one")
         if record.expires_at is not None and record.expires_at <= time.time():
             raise unauthorized(f"token '{record.name}' has expired; create a new one")
+        if user.disabled_at is not None:
+            raise unauthorized(f"user '{user.name}' is disabled; an admin can enable it")
         return Principal(user.name, Role(user.role), "token", token=record.name)
 
     def _session(self, secret: str) -> Principal:
@@ -70,6 +72,8 @@ class StoreAuthenticator:
         if found is None or found[0].expires_at <= time.time():
             raise unauthorized("the session has ended; log in again")
         _, user = found
+        if user.disabled_at is not None:  # its sessions end when disabled; this is a backstop
+            raise unauthorized(f"user '{user.name}' is disabled; an admin can enable it")
         return Principal(user.name, Role(user.role), "session", csrf=csrf_of(secret))
 
 

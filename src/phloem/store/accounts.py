@@ -24,6 +24,8 @@ class UserRecord:
     role: str
     password_hash: str
     created_at: float
+    #: when the user was disabled (refused at login and for its tokens); None: enabled
+    disabled_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +45,9 @@ class SessionRecord:
 
 
 def _user(r: object) -> UserRecord:
-    return UserRecord(r.name, r.role, r.password_hash, r.created_at)  # type: ignore[attr-defined]
+    return UserRecord(
+        r.name, r.role, r.password_hash, r.created_at, r.disabled_at  # type: ignore[attr-defined]
+    )
 
 
 def _token(r: object) -> TokenRecord:
@@ -130,6 +134,29 @@ class AccountsStore:
             conn.execute(delete(s.sessions).where(s.sessions.c.username == name))
         return bool(gone)
 
+    def update_user(
+        self, name: str, now: float, *, role: str | None = None, disabled: bool | None = None
+    ) -> bool:
+        """Change a user's role and/or disable (or enable) it; disabling ends its sessions
+        (its tokens stay, refused while it is disabled). False if there is no such user."""
+        u = s.users
+        values: dict[str, object] = {"updated_at": now}
+        if role is not None:
+            values["role"] = role
+        with write_transaction(self.engine) as conn:
+            if disabled is not None:
+                found = conn.execute(select(u.c.disabled_at).where(u.c.name == name)).first()
+                if found is None:
+                    return False
+                if disabled and found.disabled_at is None:
+                    values["disabled_at"] = now
+                elif not disabled:
+                    values["disabled_at"] = None
+            done = conn.execute(u.update().where(u.c.name == name).values(**values)).rowcount
+            if disabled:
+                conn.execute(delete(s.sessions).where(s.sessions.c.username == name))
+        return bool(done)
+
     def set_password(self, name: str, password_hash: str, now: float) -> bool:
         """Change a password; the user's sessions end (tokens stay)."""
         u = s.users
@@ -173,7 +200,13 @@ class AccountsStore:
         """The token with this hash and its user (whatever its state: the caller judges)."""
         t, u = s.api_tokens, s.users
         q = (
-            select(t, u.c.role, u.c.password_hash, u.c.created_at.label("user_created_at"))
+            select(
+                t,
+                u.c.role,
+                u.c.password_hash,
+                u.c.created_at.label("user_created_at"),
+                u.c.disabled_at,
+            )
             .join(u, u.c.name == t.c.username)
             .where(t.c.token_hash == token_hash)
         )
@@ -181,7 +214,9 @@ class AccountsStore:
             r = conn.execute(q).first()
         if r is None:
             return None
-        return _token(r), UserRecord(r.username, r.role, r.password_hash, r.user_created_at)
+        return _token(r), UserRecord(
+            r.username, r.role, r.password_hash, r.user_created_at, r.disabled_at
+        )
 
     def tokens(self, user: str | None = None) -> list[TokenRecord]:
         t = s.api_tokens
@@ -214,7 +249,13 @@ class AccountsStore:
     def session(self, id_hash: str) -> tuple[SessionRecord, UserRecord] | None:
         ss, u = s.sessions, s.users
         q = (
-            select(ss, u.c.role, u.c.password_hash, u.c.created_at.label("user_created_at"))
+            select(
+                ss,
+                u.c.role,
+                u.c.password_hash,
+                u.c.created_at.label("user_created_at"),
+                u.c.disabled_at,
+            )
             .join(u, u.c.name == ss.c.username)
             .where(ss.c.id_hash == id_hash)
         )
@@ -224,7 +265,7 @@ class AccountsStore:
             return None
         return (
             SessionRecord(r.username, r.created_at, r.expires_at),
-            UserRecord(r.username, r.role, r.password_hash, r.user_created_at),
+            UserRecord(r.username, r.role, r.password_hash, r.user_created_at, r.disabled_at),
         )
 
     def end_session(self, id_hash: str) -> None:

@@ -277,6 +277,7 @@ users = Table(
     Column("password_hash", Text, nullable=False),  # argon2id
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("disabled_at", Float),  # set: the user may not log in, nor use a token
 )
 
 api_tokens = Table(

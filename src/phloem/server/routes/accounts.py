@@ -28,6 +28,19 @@ class UserOut(Out):
     name: str
     role: Role
     created_at: float
+    #: a disabled user cannot log in nor use its tokens
+    disabled: bool = False
+
+    @classmethod
+    def of(cls, u: manage.User) -> UserOut:
+        return cls(name=u.name, role=u.role, created_at=u.created_at, disabled=u.disabled)
+
+
+class UserChange(Body):
+    #: the user's new role
+    role: Role | None = None
+    #: true: disable the user (its sessions end, its tokens are refused); false: enable it
+    disabled: bool | None = None
 
 
 class NewUser(Body):
@@ -84,19 +97,48 @@ ADMIN = Depends(require(Role.ADMIN))
 @router.get("/users", dependencies=[ADMIN])
 def list_users(ph: Phloem = Depends(application)) -> list[UserOut]:
     """Users and their roles."""
-    return [UserOut(name=u.name, role=u.role, created_at=u.created_at) for u in manage.users(ph)]
+    return [UserOut.of(u) for u in manage.users(ph)]
 
 
 @router.post("/users", status_code=201, dependencies=[ADMIN])
 def add_user(body: NewUser, ph: Phloem = Depends(application)) -> UserOut:
     """Add a user (or, with ``replace``, change a user's role and password)."""
     u = manage.add_user(ph, body.name, body.role, body.password, replace=body.replace)
-    return UserOut(name=u.name, role=u.role, created_at=u.created_at)
+    return UserOut.of(u)
 
 
-@router.delete("/users/{name}", status_code=204, dependencies=[ADMIN])
-def remove_user(name: Name, ph: Phloem = Depends(application)) -> Response:
+def _not_yourself(who: Principal, name: str, what: str) -> None:
+    """An admin cannot demote, disable or remove itself: the server would be left without
+    anyone able to undo it."""
+    if who.user == name:
+        raise Problem(
+            409, "conflict", f"you cannot {what} your own user '{name}'; ask another admin"
+        )
+
+
+@router.patch("/users/{name}")
+def change_user(
+    name: Name,
+    body: UserChange,
+    who: Principal = Depends(require(Role.ADMIN)),
+    ph: Phloem = Depends(application),
+) -> UserOut:
+    """Change a user's role, or disable or enable it."""
+    if body.role is None and body.disabled is None:
+        raise Problem(422, "invalid request", "give a role, or disabled: true or false")
+    if body.disabled or (body.role is not None and body.role != Role.ADMIN):
+        _not_yourself(who, name, "disable" if body.disabled else "demote")
+    return UserOut.of(manage.update_user(ph, name, role=body.role, disabled=body.disabled))
+
+
+@router.delete("/users/{name}", status_code=204)
+def remove_user(
+    name: Name,
+    who: Principal = Depends(require(Role.ADMIN)),
+    ph: Phloem = Depends(application),
+) -> Response:
     """Remove a user with its tokens and sessions."""
+    _not_yourself(who, name, "remove")
     manage.remove_user(ph, name)
     return Response(status_code=204)
 

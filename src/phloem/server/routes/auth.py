@@ -53,6 +53,8 @@ def login(
         )
         raise Problem(401, "login failed", "wrong user name or password")
     ph.store.accounts.forget_login_failures([f"user:{user_name}"])
+    if user.disabled:
+        raise Problem(403, "account disabled", f"user '{user.name}' is disabled; ask an admin")
     secret = new_secret()
     now = time.time()
     ph.store.accounts.add_session(digest(secret), user.name, now, now + SESSION_TTL)

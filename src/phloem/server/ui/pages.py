@@ -252,9 +252,12 @@ def alerts_page(
 
 @router.get("/admin")
 def admin_page(request: Request, who: Principal = ADMIN, ph: Phloem = APP) -> HTMLResponse:
+    from phloem.server.ui.admin import EXPIRIES
     from phloem.server.ui.admin import admin_page as read
 
-    return site(request).render(request, who, "admin.html", page=read(ph))
+    return site(request).render(
+        request, who, "admin.html", page=read(ph), expiries=EXPIRIES
+    )
 
 
 @router.get("/logout")

@@ -216,9 +216,11 @@
       const body = {};
       let url = form.dataset.url;
       try {
-        for (const input of $$("input[name], textarea[name]", form)) {
+        for (const input of $$("input[name], textarea[name], select[name]", form)) {
+          const what = input.labels && input.labels[0] ? input.labels[0].firstChild.textContent.trim() : input.name;
+          if (input.required && !input.value.trim()) throw new Error(what + " must be given");
+          if (input.minLength > 0 && input.value.length < input.minLength) throw new Error(`${what} needs at least ${input.minLength} characters`);
           if (input.name === form.dataset.key) {
-            if (!input.value.trim()) throw new Error(input.name + " must be given");
             url += encodeURIComponent(input.value.trim());
             continue;
           }
@@ -227,7 +229,17 @@
           else if (type === "json") body[input.name] = checks.json(input.value);
           else body[input.name] = input.value === "" && (input.name === "description" || "optional" in input.dataset) ? null : input.value;
         }
-        await call(form.dataset.method || "POST", url, body);
+        const data = await call(form.dataset.method || "POST", url, body);
+        if (form.dataset.reveal) {
+          // a secret the API gives once (a new token): shown here, never stored by the page
+          const box = $(".secret", form), value = $(".secret input", form);
+          value.value = data[form.dataset.reveal];
+          box.hidden = false;
+          $("button[type=submit]", form).disabled = true;
+          value.focus(); value.select();
+          $(".secret button", form).addEventListener("click", () => { value.value = ""; window.location.reload(); });
+          return;
+        }
         flash("Saved.");
         window.location.reload();
       } catch (e) {
