@@ -41,7 +41,15 @@ WALL_TARGETS: dict[str, float | None] = {"W1": 1.5, "W2": 1.0, "W3": None, "hell
 W2_MEDIAN_LATENCY_TARGET = 0.002  # seconds between one task's end and the next one's start
 W3_PLAIN_RATIO_TARGET = 1.15
 
+#: the speed goal's ratios, measured side by side on one machine (absolute seconds do not carry)
+OVERHEAD_TARGET = 0.0003  # seconds per task over the plain-function floor (W1, W2)
+LATENCY_PER_TRANSACTION_TARGET = 10.0  # W2's median inter-task latency / one durable transaction
+HELLO_FLOOR_RATIO_TARGET = 2.0  # hello's wall / the floor hello's wall
+
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+#: SQLite's synchronous setting in phloem's store (phloem.store.engine.DEFAULT_SYNCHRONOUS), for
+#: the floor and the durable transaction; not imported, so the floor process loads no SQLAlchemy
+SYNCHRONOUS = "NORMAL"
 
 # -- the floor: plain calls plus durable writes ---------------------------------------------------
 
@@ -52,7 +60,7 @@ class DurableLog:
     def __init__(self, path: Path) -> None:
         self.conn = sqlite3.connect(path, isolation_level=None)
         self.conn.execute("PRAGMA journal_mode = WAL")
-        self.conn.execute("PRAGMA synchronous = NORMAL")
+        self.conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
         self.conn.execute(
             "CREATE TABLE IF NOT EXISTS task (id INTEGER PRIMARY KEY, state TEXT, at REAL)"
         )
@@ -89,6 +97,26 @@ def plain_main(name: str, durable: str | None) -> None:
     if log:
         log.close()
     print(json.dumps({"seconds": elapsed}))
+
+
+def durable_transaction(n: int = 2000) -> float:
+    """The median time of one durable SQLite transaction on this machine (BEGIN IMMEDIATE, one
+    UPDATE, COMMIT; WAL and phloem's synchronous setting, on a fresh file): the unit the W2
+    latency target is counted in."""
+    with tempfile.TemporaryDirectory(prefix="phloem-bench-txn-") as tmp:
+        log = DurableLog(Path(tmp) / "txn.db")
+        log.tick()
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            log._write("UPDATE task SET at = ? WHERE id = ?", (t0, log.n))
+            times.append(time.perf_counter() - t0)
+        log.close()
+    return statistics.median(times)
+
+
+def load() -> str:
+    return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
 
 # -- measuring one run ----------------------------------------------------------------------------
@@ -246,7 +274,7 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
-def summarize(name: str, samples: list[Sample]) -> tuple[list[str], list[str]]:
+def summarize(name: str, samples: list[Sample], txn: float) -> tuple[list[str], list[str]]:
     """One table row, and the target lines for this workload."""
     wall = med([s.wall for s in samples])
     cpu = med([s.cpu for s in samples])
@@ -270,6 +298,11 @@ def summarize(name: str, samples: list[Sample]) -> tuple[list[str], list[str]]:
     limit = WALL_TARGETS[name]
     if limit is not None:
         targets.append(f"{name}: wall {wall:.3f} s <= {limit:g} s  {verdict(wall <= limit)}")
+    if name in ("W1", "W2"):
+        targets.append(
+            f"{name}: overhead {overhead * 1e3:.3f} ms/task over the floor <= "
+            f"{OVERHEAD_TARGET * 1e3:g} ms  {verdict(overhead <= OVERHEAD_TARGET)}"
+        )
     if name == "W2":
         m = med([med(s.latencies) for s in samples])
         p = med([p95(s.latencies) for s in samples])
@@ -277,6 +310,18 @@ def summarize(name: str, samples: list[Sample]) -> tuple[list[str], list[str]]:
             f"W2: inter-task latency median {m * 1e3:.2f} ms <= "
             f"{W2_MEDIAN_LATENCY_TARGET * 1e3:g} ms  {verdict(m <= W2_MEDIAN_LATENCY_TARGET)}"
             f"  (p95 {p * 1e3:.2f} ms)"
+        )
+        ratio = m / txn
+        targets.append(
+            f"W2: inter-task latency median = {ratio:.0f}x one durable transaction "
+            f"({txn * 1e6:.1f} µs) <= {LATENCY_PER_TRANSACTION_TARGET:g}x  "
+            f"{verdict(ratio <= LATENCY_PER_TRANSACTION_TARGET)}"
+        )
+    if name == "hello":
+        ratio = wall / floor_wall
+        targets.append(
+            f"hello: wall {wall:.3f} s vs the floor hello's {floor_wall:.3f} s = {ratio:.2f}x "
+            f"<= {HELLO_FLOOR_RATIO_TARGET:g}x  {verdict(ratio <= HELLO_FLOOR_RATIO_TARGET)}"
         )
     if name == "W3":
         pw = med([s.plain_wall for s in samples if s.plain_wall is not None])
@@ -306,6 +351,11 @@ def print_table(rows: list[list[str]]) -> None:
         "run/floor",
         "overhead ms/task",
     ]
+    print_rows(header, rows)
+
+
+def print_rows(header: list[str], rows: list[list[str]]) -> None:
+    """A plain-text table, the first column left-aligned and the others right-aligned."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, ["-" * w for w in widths], *rows]:
         print(
@@ -349,7 +399,9 @@ def main(argv: list[str] | None = None) -> int:
         f"median of {args.repeat}"
         + (f", {args.threads} OpenMP/BLAS thread(s) per process" if args.threads else "")
     )
-    print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    print("load average before: " + load())
+    txn = durable_transaction()
+    print(f"one durable SQLite transaction (WAL, synchronous={SYNCHRONOUS}): {txn * 1e6:.1f} µs")
     rows, targets = [], []
     for name in names:
         samples = []
@@ -362,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"floor {s.floor:.3f} s{extra}",
                 flush=True,
             )
-        row, lines = summarize(name, samples)
+        row, lines = summarize(name, samples, txn)
         rows.append(row)
         targets.extend(lines)
     print()
@@ -370,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for line in targets:
         print(line)
-    print("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    print("load average after: " + load())
     return 0
 
 

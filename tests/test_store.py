@@ -713,3 +713,35 @@ def test_outage_timeout_belongs_to_the_store(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 'p.db'}", outage_timeout=1.5)
     assert store.outage_timeout == 1.5 and store.catalog.outage_timeout == 1.5
     store.close()
+
+
+def _synchronous(store: SqlStore) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.exec_driver_sql("PRAGMA synchronous").scalar() or 0)
+
+
+def test_sqlite_commits_survive_a_process_crash_by_default(tmp_path: Path) -> None:
+    store = SqlStore(f"sqlite:///{tmp_path / 'p.db'}")
+    try:
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert _synchronous(store) == 1  # NORMAL: through a process crash, not a power loss
+    finally:
+        store.close()
+
+
+def test_sqlite_url_asks_for_full_sync_and_workers_get_it_too(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'p.db'}?synchronous=full"
+    store = SqlStore(url)
+    try:
+        assert _synchronous(store) == 2  # FULL: every commit synced, through a power loss
+        assert store.shared_url == url  # the processes a run starts open it the same way
+        store.create_run(make_run(), [])
+        assert len(store.list_runs()) == 1
+    finally:
+        store.close()
+
+
+def test_sqlite_url_with_an_unknown_sync_level_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match=r"synchronous='often'.*normal, full, extra"):
+        SqlStore(f"sqlite:///{tmp_path / 'p.db'}?synchronous=often")

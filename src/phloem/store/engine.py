@@ -13,15 +13,47 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from phloem.errors import StoreError
 from phloem.store.opening import bad_url
 
+#: SQLite's ``synchronous`` setting unless the URL asks for another (``?synchronous=full``).
+#: In WAL mode NORMAL keeps every commit through a crash of any process (the write reached the
+#: operating system before COMMIT returned), but not through a power loss or an operating-system
+#: crash, which may take the last commits with them; FULL syncs the WAL on every commit and
+#: keeps them through that too, at the cost of one fsync per commit.
+DEFAULT_SYNCHRONOUS = "normal"
+SYNCHRONOUS = ("normal", "full", "extra")
 
-def sqlite_setup(engine: Engine) -> None:
+
+def sqlite_synchronous(url: str) -> tuple[str, str]:
+    """The URL without phloem's ``synchronous`` query parameter (the SQLite driver knows none
+    such), and the setting it asks for."""
+    base, sep, query = url.partition("?")
+    if not sep:
+        return url, DEFAULT_SYNCHRONOUS
+    kept, level = [], DEFAULT_SYNCHRONOUS
+    for pair in query.split("&"):
+        key, _, value = pair.partition("=")
+        if key != "synchronous":
+            kept.append(pair)
+            continue
+        level = value.lower()
+        if level not in SYNCHRONOUS:
+            raise StoreError(
+                f"the database URL asks for synchronous={value!r}; use one of "
+                f"{', '.join(SYNCHRONOUS)} (normal: durable through a crash of any process; "
+                "full: also through a power loss)"
+            )
+    return (f"{base}?{'&'.join(kept)}" if kept else base), level
+
+
+def sqlite_setup(engine: Engine, synchronous: str = DEFAULT_SYNCHRONOUS) -> None:
+    pragma = f"PRAGMA synchronous = {synchronous.upper()}"
+
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA busy_timeout = 30000")
         cur.execute("PRAGMA journal_mode = WAL")
-        cur.execute("PRAGMA synchronous = NORMAL")
+        cur.execute(pragma)
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -47,8 +79,9 @@ def make_engine(url: str) -> Engine:
         )
     try:
         if url.startswith("sqlite"):
-            engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-            sqlite_setup(engine)
+            plain, synchronous = sqlite_synchronous(url)
+            engine = create_engine(plain, connect_args={"check_same_thread": False, "timeout": 30})
+            sqlite_setup(engine, synchronous)
             return engine
         # no pre-ping round trip per transaction: a connection dropped by a restart fails its
         # call, and the resilience layer retries it on a fresh one
