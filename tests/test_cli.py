@@ -183,6 +183,20 @@ def test_help_does_not_load_the_store() -> None:
     assert out.stdout.split()[-3:] == ["True", "False", "False"]
 
 
+def test_one_command_builds_only_that_command() -> None:
+    """The console script builds the click command of the one command it runs (typer builds
+    every registered one otherwise); its help is the same, and anything else gets the app."""
+    from phloem.cli.main import for_argv
+
+    for args in (["run", "--help"], ["runs", "--help"], ["runs", "list", "--help"]):
+        lean = for_argv(args)
+        assert lean is not app
+        assert len(lean.registered_commands) + len(lean.registered_groups) == 1
+        assert runner.invoke(lean, args).stdout == runner.invoke(app, args).stdout
+    for args in ([], ["--help"], ["--version"], ["nosuch"]):
+        assert for_argv(args) is app
+
+
 def test_version(home: Path) -> None:
     import phloem
 

@@ -8,13 +8,8 @@ sender (alerting/sender.py) calls these off the loop, so a slow receiver delays 
 from __future__ import annotations
 
 import json
-import smtplib
-import ssl
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from email.message import EmailMessage
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -68,7 +63,14 @@ class Smtp:
         return cls(parts.hostname, port, tls, starttls, user, password, sender)
 
 
+# urllib.request, smtplib, ssl and email are imported by the sends that use them: every run
+# has an alerting service, few runs send anything
+
+
 def post_webhook(url: str, body: Mapping[str, Any], timeout: float) -> None:
+    import urllib.error
+    import urllib.request
+
     data = json.dumps(body, default=str).encode()
     req = urllib.request.Request(
         url, data=data, method="POST", headers={"Content-Type": "application/json"}
@@ -85,6 +87,10 @@ def post_webhook(url: str, body: Mapping[str, Any], timeout: float) -> None:
 
 
 def send_email(smtp: Smtp, to: list[str], subject: str, text: str, timeout: float) -> None:
+    import smtplib
+    import ssl
+    from email.message import EmailMessage
+
     msg = EmailMessage()
     msg["From"] = smtp.sender
     msg["To"] = ", ".join(to)

@@ -8,12 +8,14 @@ status: 0 success, 1 the run failed, 2 a usage or definition error (printed as o
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+from typer.main import get_command_name
 
 from phloem.cli import lineage_cmd, scheduler_cmds, tracking_cmds
 from phloem.cli.accounts_cmds import tokens_app, users_app
@@ -580,6 +582,30 @@ app.command("metrics")(tracking_cmds.metrics)
 app.command("lineage")(lineage_cmd.lineage)
 
 
+def for_argv(args: Sequence[str]) -> typer.Typer:
+    """``app`` with only the command (or group) that ``args`` names, and the main callback.
+
+    Typer builds the click command of every registered command, some sixty, on each start,
+    though one call runs only one. Anything else (options first, help, a typo) gets the whole
+    app, so its help and its "no such command" stay whole.
+    """
+    name = args[0] if args else ""
+    if not name or name.startswith("-"):
+        return app
+    commands = [
+        c
+        for c in app.registered_commands
+        if (c.name or get_command_name(getattr(c.callback, "__name__", ""))) == name
+    ]
+    groups = [g for g in app.registered_groups if g.name == name]
+    if not commands and not groups:
+        return app
+    lean = copy.copy(app)
+    lean.registered_commands = commands
+    lean.registered_groups = groups
+    return lean
+
+
 def main() -> None:
     """The console script: run the app, then leave without the interpreter's teardown.
 
@@ -591,7 +617,7 @@ def main() -> None:
     gc.freeze()  # objects alive now are never collected: start-up garbage costs nothing later
     code = 0
     try:
-        app()
+        for_argv(sys.argv[1:])()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if exc.code is not None and not isinstance(exc.code, int):

@@ -50,7 +50,7 @@ def _create_fresh(engine: Engine) -> bool:
         if existing & set(metadata.tables) or "alembic_version" in existing:
             conn.rollback()
             return False
-        metadata.create_all(conn)
+        metadata.create_all(conn, checkfirst=False)  # none of its tables exists (just seen)
         conn.exec_driver_sql(
             "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
             "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
