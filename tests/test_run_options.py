@@ -282,7 +282,9 @@ def test_an_unknown_executor_names_the_known_ones() -> None:
     from phloem.executors import make_executor
     from phloem.states import ExecutorKind
 
-    with pytest.raises(PhloemError, match="unknown executor 'ray'; use 'inline' or 'local'"):
-        make_executor("ray", 1)
+    with pytest.raises(
+        PhloemError, match="unknown executor 'dask'; use 'inline' or 'local' or 'ray'"
+    ):
+        make_executor("dask", 1)
     assert type(make_executor("inline", 1)).__name__ == "InlineExecutor"
     assert type(make_executor(ExecutorKind.INLINE, 1)).__name__ == "InlineExecutor"

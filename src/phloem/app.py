@@ -148,12 +148,18 @@ class Phloem:
         return self.settings.workers
 
     def executor(
-        self, kind: ExecutorKind | str | Executor = ExecutorKind.LOCAL, workers: int | None = None
+        self, kind: ExecutorKind | str | Executor | None = None, workers: int | None = None
     ) -> Executor:
-        """An executor of ``kind`` (``"inline"`` or ``"local"``) with ``workers`` processes
-        (default: the settings'); an executor given is returned as it is."""
+        """An executor of ``kind`` (``"inline"``, ``"local"`` or ``"ray"``; None: the
+        settings', ``PHLOEM_EXECUTOR``) with ``workers`` processes (default: the settings');
+        an executor given is returned as it is."""
+        s = self.settings
         return make_executor(
-            kind, workers or self.settings.workers, log_max_bytes=self.settings.log_max_bytes
+            kind if kind is not None else s.executor,
+            workers or s.workers,
+            log_max_bytes=s.log_max_bytes,
+            ray_address=s.ray_address,
+            heartbeat_timeout=s.heartbeat_timeout,
         )
 
     def close(self) -> None:

@@ -11,6 +11,9 @@ so two configurations can live in one process.
 | ``PHLOEM_ARTIFACTS_URL`` | ``artifacts_url`` | ``$PHLOEM_HOME/artifacts`` |
 | ``PHLOEM_ARTIFACTS_CONNECTION`` | ``artifacts_connection`` | none (the usual AWS variables) |
 | ``PHLOEM_WORKERS`` | ``workers`` | one per CPU (at least 2) |
+| ``PHLOEM_EXECUTOR`` | ``executor`` | ``local`` (or ``inline``, ``ray``) |
+| ``PHLOEM_RAY_ADDRESS`` | ``ray_address`` | none: a local Ray for the process |
+| ``PHLOEM_HEARTBEAT_TIMEOUT`` | ``heartbeat_timeout`` | 60 seconds (Ray workers) |
 | ``PHLOEM_DB_OUTAGE_TIMEOUT`` | ``db_outage_timeout`` | 300 seconds |
 | ``PHLOEM_PIPELINES`` | ``pipelines_dir`` | ``./pipelines`` |
 | ``PHLOEM_PARALLELISM`` | ``parallelism`` | unlimited |
@@ -30,10 +33,13 @@ from pathlib import Path
 from typing import TypeVar
 
 from phloem.errors import PhloemError
+from phloem.states import ExecutorKind
 
 #: seconds a driver's lease on a run lasts without renewal
 DEFAULT_LEASE_TTL = 30.0
 DEFAULT_OUTAGE_TIMEOUT = 300.0
+#: seconds a Ray worker running an attempt may go without a sign of life
+DEFAULT_HEARTBEAT_TIMEOUT = 60.0
 
 N = TypeVar("N", int, float)
 
@@ -65,6 +71,13 @@ class Settings:
     #: where e-mail alerts are sent: ``smtp://host:port``, ``smtps://...`` (TLS), with
     #: ``?starttls=true``, ``user:password@`` or ``?connection=NAME``, ``?from=ADDRESS``
     smtp_url: str | None = field(default=None, repr=False)
+    #: where attempts run when a command does not say (``PHLOEM_EXECUTOR``)
+    executor: str = "local"
+    #: the Ray cluster to join (``PHLOEM_RAY_ADDRESS``: ``auto``, ``host:port``,
+    #: ``ray://host:10001``); None starts a local Ray for the process
+    ray_address: str | None = None
+    #: seconds a Ray worker running an attempt may go silent before the attempt fails
+    heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT
 
     @property
     def logs_dir(self) -> Path:
@@ -112,6 +125,12 @@ class Settings:
             server_url=(env.get("PHLOEM_SERVER_URL") or "").strip() or None,
             token=(env.get("PHLOEM_TOKEN") or "").strip() or None,
             smtp_url=_smtp_url(env),
+            executor=_executor(env),
+            ray_address=(env.get("PHLOEM_RAY_ADDRESS") or "").strip() or None,
+            heartbeat_timeout=_number(
+                env, "PHLOEM_HEARTBEAT_TIMEOUT", float, DEFAULT_HEARTBEAT_TIMEOUT
+            )
+            or DEFAULT_HEARTBEAT_TIMEOUT,
         )
 
     def ensure_dirs(self) -> None:
@@ -122,6 +141,14 @@ class Settings:
                 f"cannot create phloem's home folder {self.home}: {exc.strerror or exc}; set "
                 "PHLOEM_HOME to a writable folder"
             ) from None
+
+
+def _executor(env: Mapping[str, str]) -> str:
+    raw = (env.get("PHLOEM_EXECUTOR") or "").strip().lower() or "local"
+    if raw not in {k.value for k in ExecutorKind}:
+        names = ", ".join(k.value for k in ExecutorKind)
+        raise PhloemError(f"PHLOEM_EXECUTOR={raw!r} is not valid: use one of {names}")
+    return raw
 
 
 def _smtp_url(env: Mapping[str, str]) -> str | None:

@@ -100,6 +100,7 @@ class ExecutorKind(Text):
 
     INLINE = "inline"  # in the driver's own process, one at a time
     LOCAL = "local"  # long-lived worker processes on this machine
+    RAY = "ray"  # long-lived Ray actors on a Ray cluster (PHLOEM_RAY_ADDRESS)
 
 
 class BreakerPhase(Text):

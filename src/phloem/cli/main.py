@@ -170,7 +170,12 @@ def _report_run(
 
 # -- commands ------------------------------------------------------------------------------------
 
-ExecutorOpt = Annotated[ExecutorKind, typer.Option("--executor", "-e", help="Where tasks run.")]
+ExecutorOpt = Annotated[
+    ExecutorKind | None,
+    typer.Option(
+        "--executor", "-e", help="Where tasks run (default: $PHLOEM_EXECUTOR, else local)."
+    ),
+]
 WorkersOpt = Annotated[
     int | None,
     typer.Option("--workers", "-w", min=1, help="Worker processes (default: one per CPU)."),
@@ -185,7 +190,7 @@ def run(
         list[str],
         typer.Option("--param", "-p", metavar="KEY=VALUE", help="A run parameter (repeatable)."),
     ] = [],  # noqa: B006
-    executor: ExecutorOpt = ExecutorKind.LOCAL,
+    executor: ExecutorOpt = None,
     workers: WorkersOpt = None,
     logical_date: Annotated[
         str | None,
@@ -249,7 +254,7 @@ def retry(
     downstream: Annotated[
         bool, typer.Option("--downstream", help="With --task: also re-run all tasks after it.")
     ] = False,
-    executor: ExecutorOpt = ExecutorKind.LOCAL,
+    executor: ExecutorOpt = None,
     workers: WorkersOpt = None,
     as_json: JsonOpt = False,
     server: ServerOpt = None,

@@ -16,6 +16,7 @@ from phloem.cli.common import (
     print_json,
     source,
 )
+from phloem.states import ExecutorKind
 
 pipelines_app = typer.Typer(
     help="List, pause and unpause scheduled pipelines.", no_args_is_help=True
@@ -32,7 +33,11 @@ Folder = Annotated[
 
 
 def serve(
-    folder: Path | None, parse_interval: float, workers: int | None, parallelism: int | None
+    folder: Path | None,
+    parse_interval: float,
+    workers: int | None,
+    parallelism: int | None,
+    executor: str | None = None,
 ) -> None:
     import logging
     import signal
@@ -53,7 +58,7 @@ def serve(
             settings, folder, parse_interval=parse_interval, parallelism=parallelism
         )
         where = config.folder
-        sched = Scheduler(app, config)
+        sched = Scheduler(app, config, executor)
         signal.signal(signal.SIGTERM, lambda *_: sched.stop())
         typer.echo(f"phloem scheduler {sched.id}: {where} on {app.store.display_url}", err=True)
         try:
@@ -74,10 +79,16 @@ def register(app: typer.Typer) -> None:
         parallelism: Annotated[
             int | None, typer.Option(help="At most this many tasks at once (all runs).")
         ] = None,
+        executor: Annotated[
+            ExecutorKind | None,
+            typer.Option(
+                "--executor", "-e", help="Where tasks run (default: $PHLOEM_EXECUTOR, else local)."
+            ),
+        ] = None,
     ) -> None:
         """Run until stopped: discover pipelines, start the runs their schedules, events and
         assets ask for, and drive them."""
-        serve(folder, parse_interval, workers, parallelism)
+        serve(folder, parse_interval, workers, parallelism, executor)
 
     @app.command()
     def server(

@@ -49,6 +49,27 @@ def _factor(value: Any, option: str, where: str) -> float | None:
     return float(value)
 
 
+def _custom(value: Any, option: str, where: str) -> tuple[tuple[str, float], ...]:
+    """Named amounts (``{"big_disk": 1}``), kept as sorted pairs so options stay hashable."""
+    if value is None:
+        return ()
+    if isinstance(value, tuple) and all(isinstance(p, tuple) and len(p) == 2 for p in value):
+        value = dict(value)
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and k for k in value):
+        raise DefinitionError(
+            f"{where}: option '{option}' must be a dict of resource names to amounts, "
+            f"like {{'big_disk': 1}}, got {value!r}"
+        )
+    reserved = {"cpu", "gpu", "memory", "cpus", "gpus", "object_store_memory"}
+    for name in value:
+        if name.lower() in reserved:
+            raise DefinitionError(
+                f"{where}: '{name}' is not a custom resource; give 'cpus', 'gpus' or 'memory' "
+                "in resources itself, e.g. resources={'gpus': 1, 'custom': {'big_disk': 1}}"
+            )
+    return tuple(sorted((k, _amount(v, f"{option}.{k}", where)) for k, v in value.items()))
+
+
 def _amount(value: Any, option: str, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise DefinitionError(f"{where}: option '{option}' must be a number >= 0, got {value!r}")
@@ -63,6 +84,12 @@ class Resources:
     gpus: float = option(0.0, kinds.kind("number", _amount), "GPUs one attempt needs")
     memory: int | None = option(
         None, kinds.kind("bytes or text", _memory), "memory in bytes, or text such as `'4GiB'`"
+    )
+    custom: tuple[tuple[str, float], ...] = option(
+        (),
+        kinds.kind("dict", _custom),
+        "other resources by name (Ray custom resources): `{'big_disk': 1}`",
+        shown="none",
     )
 
 
@@ -147,7 +174,7 @@ class TaskOptions:
     resources: Resources = option(
         factory=Resources,
         kind=kinds.kind("dict", _resources),
-        doc="what one attempt needs: `{'cpus': 2, 'gpus': 1, 'memory': '4GiB'}`",
+        doc="what one attempt needs: `{'cpus': 2, 'gpus': 1, 'memory': '4GiB'}` (see Ray)",
         shown="1 CPU",
     )
     retry_memory_factor: float | None = option(

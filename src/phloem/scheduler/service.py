@@ -78,7 +78,7 @@ class Scheduler:
         self,
         app: Phloem,
         config: SchedulerConfig,
-        executor: Executor | ExecutorKind | str = ExecutorKind.LOCAL,
+        executor: Executor | ExecutorKind | str | None = None,
         scheduler_id: str | None = None,
     ) -> None:
         self.app = app

@@ -1,0 +1,582 @@
+"""Attempts on a Ray cluster: Ray places and runs them, phloem's engine still decides.
+
+Each attempt runs in a warm worker: a long-lived Ray actor (``rayworker.RayWorker``) that
+imported the pipeline's code once and runs attempts one at a time exactly as a local worker
+process does. An actor reserves what its tasks ask for (``resources={"cpus": 2, "gpus": 1,
+"memory": "8GiB", "custom": {"big_disk": 1}}`` become Ray's ``num_cpus``, ``num_gpus``,
+``memory`` and custom resources), so the actors are pooled by that shape; an idle actor is
+let go when attempts of another shape wait for room, or after a while without work.
+
+Ray's own retries are off (no actor restarts, no task retries): a lost node, a dead worker or
+a lost result is a failed attempt with its reason, and the engine decides what follows. A
+worker that stops answering (frozen, or cut off from the cluster) is failed after
+``heartbeat_timeout`` seconds. A task no node of the cluster has ever been able to hold fails
+at once, saying what it asked and the most any node has; one that only nodes now gone could
+hold waits for them to come back. The actors belong to this process (not detached): when it
+dies they die with it, and its successor takes its runs over through the store's leases.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import select
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from phloem.artifacts import ArtifactStore
+from phloem.config import DEFAULT_HEARTBEAT_TIMEOUT
+from phloem.dsl.options import Resources
+from phloem.dsl.spec import PipelineSpec
+from phloem.errors import PhloemError
+from phloem.executors.base import Report, Started
+from phloem.runner import Attempt, Result
+from phloem.runner.attempt import failed_result
+from phloem.runner.failures import OUT_OF_MEMORY, clean
+from phloem.runner.logs import DEFAULT_LOG_MAX_BYTES
+from phloem.runner.usage import human_bytes
+
+log = logging.getLogger("phloem.executors.ray")
+
+#: seconds an actor may stay idle before it is let go (freeing its resources)
+DEFAULT_MAX_IDLE = 60.0
+#: actors of one shape being created at once (each then takes the attempts of its shape)
+_STARTING_PER_SHAPE = 2
+#: how often the cluster's nodes are read again (to judge what can be placed)
+_NODES_EVERY = 5.0
+
+#: (cpus, gpus, memory bytes, custom resources)
+Shape = tuple[float, float, int | None, tuple[tuple[str, float], ...]]
+AttemptId = tuple[str, str, int, int]
+
+_lock = threading.Lock()
+_connected: list[str | None] = []  # the address this process joined, once it did
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise PhloemError(
+            "the Ray executor needs Ray: pip install 'phloem[ray]' (or choose another "
+            "executor with --executor local)"
+        ) from None
+    return ray
+
+
+def connect(address: str | None) -> Any:
+    """Join the Ray cluster at ``address`` (``auto``, ``host:port``, ``ray://...``), or start
+    a local one for this process when None; once per process. Returns the ``ray`` module."""
+    ray = _ray()
+    with _lock:
+        if ray.is_initialized():
+            if _connected and _connected[0] != address:
+                raise PhloemError(
+                    f"this process is joined to the Ray cluster at {_connected[0] or 'local'}; "
+                    f"it cannot also join {address or 'a local one'}"
+                )
+            return ray
+        try:
+            ray.init(
+                address=address,
+                log_to_driver=False,  # attempts' output goes to their logs, never to stdout
+                logging_level=logging.WARNING,
+                configure_logging=False,
+            )
+        except Exception as exc:
+            where = f"at {address}" if address else "on this machine"
+            raise PhloemError(
+                f"cannot start or join a Ray cluster {where}: {type(exc).__name__}: {exc} "
+                "(PHLOEM_RAY_ADDRESS: unset for a local Ray, 'auto' or host:port or "
+                "ray://host:10001 to join one)"
+            ) from exc
+        _connected[:] = [address]
+        return ray
+
+
+@dataclass(eq=False)
+class _Actor:
+    handle: Any
+    shape: Shape
+    #: where it runs, once it answered ``ready``
+    info: Any = None
+    attempt: Attempt | None = None
+    #: when (monotonic) it last showed a sign of life, and when its unanswered ping was sent
+    alive_at: float = field(default_factory=time.monotonic)
+    ping_at: float | None = None
+    idle_since: float = field(default_factory=time.monotonic)
+    #: its attempt's call failed as if its node were unreachable: killed, waiting to hear
+    #: that it is dead before its attempt is failed (it might still run otherwise)
+    doomed: str | None = None
+    doomed_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Event:
+    kind: str  # "ready" | "run" | "ping"
+    actor: _Actor
+    future: Any
+    attempt: Attempt | None = None
+
+
+class RayExecutor:
+    """Attempts on the Ray cluster at ``address`` (None: a local Ray for this process)."""
+
+    def __init__(
+        self,
+        *,
+        address: str | None = None,
+        log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
+        heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
+        max_idle: float = DEFAULT_MAX_IDLE,
+    ) -> None:
+        _ray()  # a clear error now, not at the first task
+        self.address = address
+        self.log_max_bytes = log_max_bytes
+        self.heartbeat_timeout = heartbeat_timeout
+        self.max_idle = max_idle
+        self._ray: Any = None
+        self._cls: Any = None
+        self._pipelines: Mapping[str, PipelineSpec] = {}
+        self._artifacts: ArtifactStore | None = None
+        self._queue: deque[Attempt] = deque()
+        self._actors: list[_Actor] = []
+        self._reports: list[Report] = []
+        self._events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._nodes: list[dict[str, Any]] = []
+        self._nodes_at = float("-inf")
+        #: as many attempts as the cluster has CPUs (at least one); more wait in the engine
+        self.slots = 1
+
+    # -- the Executor protocol ------------------------------------------------------------------
+
+    def start(self, pipelines: Mapping[str, PipelineSpec], artifacts: ArtifactStore) -> None:
+        self._ray = connect(self.address)
+        from phloem.executors.rayworker import RayWorker
+
+        self._cls = self._ray.remote(RayWorker)
+        self._pipelines = pipelines
+        self._artifacts = artifacts
+        self._refresh_nodes(force=True)
+
+    def submit(self, attempt: Attempt) -> None:
+        self._queue.append(attempt)
+        self._dispatch()
+
+    def kill(self, run_id: str, task_id: str, map_index: int, try_number: int, reason: str) -> None:
+        target = (run_id, task_id, map_index, try_number)
+        self._queue = deque(a for a in self._queue if _id(a) != target)
+        for actor in list(self._actors):
+            if actor.attempt is not None and _id(actor.attempt) == target:
+                self._retire(actor)
+
+    def wait(self, timeout: float | None, wake: Sequence[Any] = ()) -> list[Report]:
+        self._dispatch()
+        self._take_events()
+        if not self._reports and timeout != 0:
+            limit = self._next_check()
+            if timeout is not None:
+                limit = timeout if limit is None else min(limit, timeout)
+            select.select([self._wake_r, *wake], [], [], limit)
+            self._take_events()
+        self._housekeeping()
+        self._dispatch()
+        reports, self._reports = self._reports, []
+        return reports
+
+    def shutdown(self) -> None:
+        self._queue.clear()
+        for actor in list(self._actors):
+            self._retire(actor)
+        self._drain_pipe()
+
+    # -- placing attempts -----------------------------------------------------------------------
+
+    def _shape(self, a: Attempt) -> Shape:
+        spec = self._pipelines.get(a.pipeline)
+        task = spec.tasks.get(a.task_id) if spec is not None else None
+        res = task.options.resources if task is not None else Resources()
+        memory = a.memory_limit or res.memory
+        return (res.cpus, res.gpus, memory, res.custom)
+
+    def _dispatch(self) -> None:
+        if self._ray is None or not self._queue:
+            return
+        waiting: deque[Attempt] = deque()
+        starting: dict[Shape, int] = {}
+        for actor in self._actors:
+            if actor.info is None:
+                starting[actor.shape] = starting.get(actor.shape, 0) + 1
+        wanted: dict[Shape, int] = {}
+        while self._queue:
+            a = self._queue.popleft()
+            shape = self._shape(a)
+            why = self._never_fits(a, shape)
+            if why is not None:
+                self._reports.append(failed_result(a, why, retryable=False))
+                continue
+            idle = next(
+                (x for x in self._actors if x.shape == shape and x.info and not x.attempt),
+                None,
+            )
+            if idle is not None:
+                self._send(idle, a)
+                continue
+            waiting.append(a)
+            wanted[shape] = wanted.get(shape, 0) + 1
+        self._queue = waiting
+        for shape, n in wanted.items():
+            for _ in range(min(n, _STARTING_PER_SHAPE) - starting.get(shape, 0)):
+                self._spawn(shape)
+        if wanted:
+            # idle actors of shapes nobody waits for give their room to those that wait
+            for actor in list(self._actors):
+                if actor.info and not actor.attempt and actor.shape not in wanted:
+                    self._retire(actor)
+
+    def _spawn(self, shape: Shape) -> None:
+        import cloudpickle
+
+        cpus, gpus, memory, custom = shape
+        sources, unsourced = {}, {}
+        for name, spec in self._pipelines.items():
+            if spec.source_file:
+                sources[name] = f"{spec.source_file}:{name}"
+            else:
+                unsourced[name] = spec
+        blob = None
+        if unsourced:
+            with contextlib.suppress(Exception):
+                blob = cloudpickle.dumps(unsourced)
+        options: dict[str, Any] = {
+            "num_cpus": cpus,
+            "num_gpus": gpus,
+            "max_restarts": 0,  # phloem's engine decides what a lost worker means
+            "max_task_retries": 0,
+            "max_concurrency": 2,  # a second thread answers pings while an attempt runs
+        }
+        if memory:
+            options["memory"] = memory
+        if custom:
+            options["resources"] = dict(custom)
+        handle = self._cls.options(**options).remote(
+            sources, blob, self._artifacts, self.log_max_bytes
+        )
+        actor = _Actor(handle, shape)
+        self._actors.append(actor)
+        self._watch("ready", actor, handle.ready.remote())
+
+    def _send(self, actor: _Actor, a: Attempt) -> None:
+        try:
+            ref = actor.handle.run.options(retry_exceptions=False).remote(a)
+        except Exception as exc:  # its arguments cannot be pickled
+            from phloem.runner.failures import one_line
+
+            self._reports.append(
+                failed_result(
+                    a,
+                    clean(
+                        f"the arguments of task '{a.task_id}' cannot be sent to a Ray worker "
+                        f"({one_line(exc)}); pass values that can be pickled"
+                    ),
+                    retryable=False,
+                )
+            )
+            return
+        now = time.monotonic()
+        actor.attempt, actor.alive_at, actor.ping_at = a, now, None
+        self._reports.append(Started(a.run_id, a.task_id, a.map_index, a.try_number, time.time()))
+        self._watch("run", actor, ref, a)
+
+    def _retire(self, actor: _Actor) -> None:
+        """Let ``actor`` go (killed, whatever it runs: the engine decided already)."""
+        if actor in self._actors:
+            self._actors.remove(actor)
+        with contextlib.suppress(Exception):
+            self._ray.kill(actor.handle, no_restart=True)
+
+    # -- what comes back ------------------------------------------------------------------------
+
+    def _watch(self, kind: str, actor: _Actor, ref: Any, a: Attempt | None = None) -> None:
+        events, wake_w = self._events, self._wake_w
+
+        def done(future: Any) -> None:
+            events.put(_Event(kind, actor, future, a))
+            with contextlib.suppress(OSError):
+                os.write(wake_w, b"!")
+
+        ref.future().add_done_callback(done)
+
+    def _drain_pipe(self) -> None:
+        with contextlib.suppress(OSError):
+            while os.read(self._wake_r, 4096):
+                pass
+
+    def _take_events(self) -> None:
+        self._drain_pipe()
+        while True:
+            try:
+                e = self._events.get_nowait()
+            except queue.Empty:
+                return
+            if e.actor not in self._actors:
+                continue  # let go of already
+            if e.kind == "ready":
+                self._on_ready(e)
+            elif e.kind == "run":
+                self._on_result(e)
+            elif e.kind == "ping":
+                self._on_ping(e)
+
+    def _on_ready(self, e: _Event) -> None:
+        actor = e.actor
+        try:
+            actor.info = e.future.result()
+        except Exception as exc:
+            # the actor could not start: the first attempt of its shape fails (with the
+            # engine's retries, not a loop of actors that never start)
+            self._retire(actor)
+            a = next((x for x in self._queue if self._shape(x) == actor.shape), None)
+            if a is not None:
+                self._queue.remove(a)
+                self._reports.append(
+                    failed_result(a, clean(f"its Ray worker could not start: {_first(exc)}"))
+                )
+            return
+        actor.idle_since = actor.alive_at = time.monotonic()
+
+    def _on_result(self, e: _Event) -> None:
+        actor, a = e.actor, e.attempt
+        if a is None or actor.attempt is not a:
+            return
+        try:
+            result: Result = e.future.result()
+        except Exception as exc:
+            ray = self._ray
+            if isinstance(exc, ray.exceptions.ActorUnavailableError):
+                # its node may be down or only unreachable: kill it and fail the attempt
+                # once Ray says it is dead, so that it never runs beside its retry
+                actor.doomed, actor.doomed_at = _first(exc), time.monotonic()
+                with contextlib.suppress(Exception):
+                    ray.kill(actor.handle, no_restart=True)
+                self._ping(actor)
+                return
+            self._retire(actor)
+            self._reports.append(failed_result(a, self._lost_reason(actor, a, exc)))
+            return
+        actor.attempt = None
+        actor.idle_since = actor.alive_at = time.monotonic()
+        self._reports.append(result)
+
+    def _on_ping(self, e: _Event) -> None:
+        actor = e.actor
+        try:
+            e.future.result()
+        except Exception as exc:
+            if actor.doomed is not None and actor.attempt is not None:
+                if isinstance(exc, self._ray.exceptions.ActorUnavailableError):
+                    actor.ping_at = None  # not known dead yet: ask again
+                    return
+                a = actor.attempt
+                self._retire(actor)
+                self._reports.append(failed_result(a, self._lost_reason(actor, a, exc)))
+            return  # its attempt's own call reports the death
+        actor.ping_at = None
+        if actor.doomed is None:
+            actor.alive_at = time.monotonic()
+
+    def _ping(self, actor: _Actor) -> None:
+        actor.ping_at = time.monotonic()
+        try:
+            ref = actor.handle.ping.remote()
+        except Exception:
+            return
+        self._watch("ping", actor, ref)
+
+    def _lost_reason(self, actor: _Actor, a: Attempt, exc: BaseException) -> str:
+        """Why ``a`` ended with its worker: the fence's own words, a node that died, the
+        memory monitor, or a worker process that died."""
+        ray = self._ray
+        info = actor.info
+        ip = getattr(info, "ip", "?")
+        pid = getattr(info, "pid", "?")
+        text = str(exc)
+        with contextlib.suppress(Exception):
+            from ray.experimental import internal_kv
+
+            from phloem.executors.rayworker import NAMESPACE, last_words_key
+
+            key = last_words_key(actor.handle._actor_id.hex())
+            words = internal_kv._internal_kv_get(key, namespace=NAMESPACE)
+            if words:
+                internal_kv._internal_kv_del(key, namespace=NAMESPACE)
+                return clean(words.decode("utf-8", "replace"))
+        if isinstance(exc, ray.exceptions.ObjectLostError):
+            return clean(f"the result of this attempt was lost with node {ip} ({_first(exc)})")
+        lowered = text.lower()
+        if "memory" in lowered and ("oom" in lowered or "memory pressure" in lowered):
+            limit = a.memory_limit
+            at = f"{OUT_OF_MEMORY}{human_bytes(limit)}" if limit else "out of memory"
+            return clean(f"{at} (its Ray worker on node {ip} was killed by Ray's memory monitor)")
+        if (
+            "node" in lowered
+            and ("died" in lowered or "dead" in lowered)
+            and ("its node has died" in lowered or not self._node_alive(info))
+        ):
+            return f"node {ip} died while running this attempt"
+        if actor.doomed is not None:
+            if not self._node_alive(info, force=True):
+                return f"node {ip} died while running this attempt"
+            return clean(
+                f"its Ray worker (pid {pid} on node {ip}) could not be reached and was "
+                f"stopped ({actor.doomed})"
+            )
+        return clean(
+            f"worker process {pid} on node {ip} died while running this attempt "
+            f"(Ray: {_first(exc)})"
+        )
+
+    # -- keeping watch --------------------------------------------------------------------------
+
+    def _next_check(self) -> float | None:
+        """Seconds until something must be looked at without an event (a ping due, an idle
+        actor to let go, queued attempts to judge again)."""
+        if not self._actors and not self._queue:
+            return None
+        return max(0.05, min(self.heartbeat_timeout / 6, self.max_idle / 2, _NODES_EVERY))
+
+    def _housekeeping(self) -> None:
+        if self._ray is None:
+            return
+        now = time.monotonic()
+        every = self.heartbeat_timeout / 6
+        for actor in list(self._actors):
+            if actor.attempt is None:
+                if actor.info is not None and now - actor.idle_since > self.max_idle:
+                    self._retire(actor)
+                continue
+            if actor.doomed is not None:
+                if now - actor.doomed_at > self.heartbeat_timeout:
+                    a = actor.attempt
+                    self._retire(actor)
+                    self._reports.append(
+                        failed_result(
+                            a,
+                            clean(
+                                f"its Ray worker on node {getattr(actor.info, 'ip', '?')} "
+                                f"could not be reached for {now - actor.doomed_at:.0f}s "
+                                f"({actor.doomed})"
+                            ),
+                        )
+                    )
+                elif actor.ping_at is None:
+                    self._ping(actor)
+                continue
+            silent = now - actor.alive_at
+            if silent > self.heartbeat_timeout:
+                a = actor.attempt
+                info = actor.info
+                self._retire(actor)
+                self._reports.append(
+                    failed_result(
+                        a,
+                        f"no heartbeat from its Ray worker (pid {getattr(info, 'pid', '?')} on "
+                        f"node {getattr(info, 'ip', '?')}) for {silent:.0f}s: it hung or lost "
+                        "touch with the cluster, and was stopped",
+                    )
+                )
+            elif actor.ping_at is None and silent >= every:
+                self._ping(actor)
+        if self._queue:
+            self._refresh_nodes()
+
+    # -- the cluster's nodes --------------------------------------------------------------------
+
+    def _refresh_nodes(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._nodes_at < _NODES_EVERY:
+            return
+        try:
+            self._nodes = list(self._ray.nodes())
+        except Exception as exc:
+            log.warning("cannot read the Ray cluster's nodes: %s", exc)
+            return
+        self._nodes_at = now
+        cpus = sum(n["Resources"].get("CPU", 0.0) for n in self._nodes if n.get("Alive"))
+        self.slots = max(1, int(cpus))
+
+    def _node_alive(self, info: Any, force: bool = False) -> bool:
+        if info is None:
+            return True
+        if force:
+            self._refresh_nodes(force=True)
+        for n in self._nodes:
+            if n.get("NodeID") == info.node_id:
+                return bool(n.get("Alive"))
+        return True
+
+    def _never_fits(self, a: Attempt, shape: Shape) -> str | None:
+        """Why no node of the cluster, alive or gone, could ever hold ``a`` (None: one could)."""
+        self._refresh_nodes()
+        if not self._nodes:
+            return None
+        need = _needs(shape)
+        for n in self._nodes:
+            have = n.get("Resources") or {}
+            if all(have.get(k, 0.0) >= v for k, v in need.items()):
+                return None
+        most = {k: max((n.get("Resources") or {}).get(k, 0.0) for n in self._nodes) for k in need}
+        return (
+            f"task '{a.task_id}' asks for {_describe(need)}, which no node of the Ray cluster "
+            f"has: the most any node has is {_describe(most)}"
+        )
+
+
+def _needs(shape: Shape) -> dict[str, float]:
+    cpus, gpus, memory, custom = shape
+    need: dict[str, float] = {}
+    if cpus:
+        need["CPU"] = cpus
+    if gpus:
+        need["GPU"] = gpus
+    if memory:
+        need["memory"] = float(memory)
+    need.update(custom)
+    return need
+
+
+def _describe(amounts: Mapping[str, float]) -> str:
+    parts = []
+    for k, v in amounts.items():
+        if k == "memory":
+            parts.append(f"{human_bytes(v)} memory")
+        elif k in ("CPU", "GPU"):
+            parts.append(f"{v:g} {k}{'' if v == 1 else 's'}")
+        else:
+            parts.append(f"{v:g} '{k}'")
+    return ", ".join(parts)
+
+
+def _id(a: Attempt) -> AttemptId:
+    return (a.run_id, a.task_id, a.map_index, a.try_number)
+
+
+def _first(exc: BaseException) -> str:
+    """The telling line of a Ray error (its messages run to paragraphs)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    for ln in lines:
+        if ln.startswith("The actor is dead because") or "died" in ln or "unavailable" in ln:
+            return ln.split(". Some common causes")[0].split(". There are some potential")[0]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
+
+
+__all__ = ["DEFAULT_HEARTBEAT_TIMEOUT", "DEFAULT_MAX_IDLE", "RayExecutor", "connect"]

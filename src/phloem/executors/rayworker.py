@@ -1,0 +1,151 @@
+"""The Ray side of the Ray executor: a long-lived actor that runs attempts as a local worker
+process does (the same ``_serve``: fencing, logs, usage, the memory limit), one at a time.
+
+It is a plain class that the executor wraps with ``ray.remote`` when it starts, so importing
+this module does not import Ray. Pipelines are imported once per actor (at its start), never
+per attempt; a run made with other code reloads its file once, as a local worker does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import signal
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from phloem.artifacts import ArtifactStore
+from phloem.dsl.spec import PipelineSpec
+from phloem.executors.fencing import Fence
+from phloem.executors.threads import ThreadBudget
+from phloem.runner import Attempt, Result
+from phloem.runner.logs import DEFAULT_LOG_MAX_BYTES
+from phloem.runner.usage import UsageMeter
+
+#: the Ray namespace phloem's actors and last words live in
+NAMESPACE = "phloem"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """Where an actor runs."""
+
+    node_id: str
+    ip: str
+    host: str
+    pid: int
+
+
+def last_words_key(actor_id: str) -> bytes:
+    """Where an actor that stops itself (its fence) leaves the reason, for the driver."""
+    return f"phloem-stopped-{actor_id}".encode()
+
+
+class _Silent:
+    """The ``conn`` ``_serve`` reports Started through: the driver knows when it sent the
+    attempt to an idle actor, which is when it starts."""
+
+    def send(self, msg: Any) -> None:
+        pass
+
+
+class RayWorker:
+    """One warm worker: ``ready()`` once, then ``run(attempt)`` for each attempt sent."""
+
+    def __init__(
+        self,
+        sources: Mapping[str, str],
+        specs: bytes | None,
+        artifacts: ArtifactStore,
+        log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
+    ) -> None:
+        from phloem.runner.capture import OutputCapture
+
+        self._sources = dict(sources)
+        self._specs = specs
+        self._artifacts = artifacts
+        self._log_max_bytes = log_max_bytes
+        self._loaded: dict[tuple[str, str | None], PipelineSpec] = {}
+        self._budget = ThreadBudget()
+        self._meter = UsageMeter()
+        self._fence = Fence(self._stop)
+        with contextlib.suppress(ValueError):  # only the main thread may set handlers
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # fds 1 and 2 go to the running attempt's log from now on (Ray's log files otherwise)
+        self._capture = OutputCapture(sticky=True)
+
+    def ready(self) -> WorkerInfo:
+        """Where this actor runs, once its pipelines are imported (what fails to import here
+        is met again, and reported, by the attempts that need it)."""
+        self._load()
+        import ray
+
+        ctx = ray.get_runtime_context()
+        return WorkerInfo(
+            ctx.get_node_id(),
+            ray.util.get_node_ip_address(),  # type: ignore[no-untyped-call]
+            socket.gethostname(),
+            os.getpid(),
+        )
+
+    def ping(self) -> float:
+        """A sign of life (answered by the actor's second thread while an attempt runs)."""
+        return time.time()
+
+    def run(self, attempt: Attempt) -> Result:
+        from phloem.executors.local import _serve
+
+        if not self._loaded:
+            self._load()
+        return _serve(
+            _Silent(),  # type: ignore[arg-type]
+            attempt,
+            self._loaded,
+            self._artifacts,
+            self._budget,
+            self._capture,
+            self._log_max_bytes,
+            self._fence,
+            self._meter,
+        )
+
+    def _load(self) -> None:
+        from phloem.loading import load_pipeline
+
+        if self._specs is not None:
+            specs, self._specs = self._specs, None
+            with contextlib.suppress(Exception):
+                for name, spec in pickle.loads(specs).items():
+                    self._loaded.setdefault((name, None), spec)
+        for name, source in list(self._sources.items()):
+            if (name, None) in self._loaded:
+                continue
+            try:
+                self._loaded[(name, None)] = load_pipeline(source).spec
+            except Exception:
+                self._sources.pop(name)  # its attempts reload it and report why it fails
+
+    def _stop(self, a: Attempt, reason: str) -> None:
+        """The fence's stop: leave the reason where the driver finds it, and die at once
+        (with the process group, if this worker leads one)."""
+        with contextlib.suppress(Exception):
+            import ray
+            from ray.experimental import internal_kv
+
+            actor_id = ray.get_runtime_context().get_actor_id() or ""
+            internal_kv._internal_kv_put(
+                last_words_key(actor_id), reason.encode(), namespace=NAMESPACE
+            )
+        pid = os.getpid()
+        try:
+            if os.getpgrp() == pid:
+                os.killpg(pid, signal.SIGKILL)
+        finally:
+            os.kill(pid, signal.SIGKILL)
+
+
+__all__ = ["NAMESPACE", "RayWorker", "WorkerInfo", "last_words_key"]
