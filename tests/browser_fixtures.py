@@ -28,7 +28,7 @@ CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parent.parent / "test-output" / "ui"
 
 PIPELINE = textwrap.dedent(
-    '''
+    """
     import os
     import time
 
@@ -68,7 +68,7 @@ PIPELINE = textwrap.dedent(
         with phloem.group("compute"):
             total = collect(work.partial(pause=pause).expand(x=xs))
         check(total, gate)
-    '''
+    """
 )
 
 
@@ -135,9 +135,24 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     log = root / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "phloem", "server", "--port", str(port), "--pipelines",
-             str(folder), "--parse-interval", "1", "--workers", "2"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "phloem",
+                "server",
+                "--port",
+                str(port),
+                "--pipelines",
+                str(folder),
+                "--parse-interval",
+                "1",
+                "--workers",
+                "2",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
     s = Server(f"http://127.0.0.1:{port}", home, folder, proc, log)
     try:

@@ -141,6 +141,15 @@ def test_instances_of_a_mapped_run_are_paged(store: SqlStore) -> None:
         ("fit", S.FAILED): (1, True),
         ("load", S.SUCCESS): (1, False),
     }
+    store.create_run(_run(2), [TI(task_id="load", state=S.FAILED)])
+    both = store.listing.task_counts_of(["run-0001", "run-0002", "run-9999"])
+    assert sorted((c.task_id, c.state, c.count) for c in both["run-0001"]) == sorted(
+        (c.task_id, c.state, c.count) for c in found
+    )
+    assert [(c.task_id, c.state, c.count, c.mapped) for c in both["run-0002"]] == [
+        ("load", S.FAILED, 1, False)
+    ]
+    assert both["run-9999"] == [] and store.listing.task_counts_of([]) == {}
 
 
 def test_assets_and_their_events_newest_first(store: SqlStore) -> None:

@@ -224,9 +224,10 @@ def _fetch_status(page: Any, method: str, url: str, body: str, csrf: bool = True
     """A request from the page's own origin with its session cookie (and CSRF token)."""
     return int(
         page.evaluate(
-            """async ([method, url, body, csrf]) => (await fetch(url, {method, headers: Object.assign(
-             {'Content-Type': 'application/json'}, csrf ? {'X-CSRF-Token':
-             document.querySelector('meta[name=csrf-token]').content} : {}), body})).status""",
+            """async ([method, url, body, csrf]) => (await fetch(url, {method,
+             headers: Object.assign({'Content-Type': 'application/json'}, csrf ? {
+             'X-CSRF-Token': document.querySelector('meta[name=csrf-token]').content} : {}),
+             body})).status""",
             [method, url, body, csrf],
         )
     )

@@ -78,8 +78,14 @@ def test_a_mapped_task_reads_as_counts_and_the_most_urgent_state() -> None:
 
 
 def test_charts_place_points_in_order_and_survive_odd_values() -> None:
-    chart = line_chart([(1.0, "a", "success", "/a"), (3.0, "b", "failed", "/b"),
-                        (math.nan, "c", "success", "/c"), (2.0, "d", "success", "/d")])
+    chart = line_chart(
+        [
+            (1.0, "a", "success", "/a"),
+            (3.0, "b", "failed", "/b"),
+            (math.nan, "c", "success", "/c"),
+            (2.0, "d", "success", "/d"),
+        ]
+    )
     xs = [p.x for p in chart.points]
     assert xs == sorted(xs)
     ys = {p.label: p.y for p in chart.points}

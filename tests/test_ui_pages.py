@@ -104,7 +104,8 @@ def test_the_pipelines_page_shows_schedule_runs_and_import_errors(ui: UiApp) -> 
 
     bad = ui.file.parent / "broken.py"
     ui.ph.store.catalog.import_failed(
-        str(bad), f'Traceback:\n  File "{bad}", line 12, in <module>\nNameError: {EVIL}',
+        str(bad),
+        f'Traceback:\n  File "{bad}", line 12, in <module>\nNameError: {EVIL}',
         time.time(),
     )
     html = ui.browser("viewer").get("/").text
@@ -205,7 +206,7 @@ def test_the_frame_names_the_user_and_role(ui: UiApp, role: str) -> None:
 def test_a_metric_trend_across_runs_as_a_chart_and_a_table(ui: UiApp) -> None:
     viewer = ui.browser("viewer")
     html = viewer.get("/pipelines/demo/metrics").text
-    assert '<option selected>total</option>' in html
+    assert "<option selected>total</option>" in html
     assert html.count("<circle ") == 2  # one point per run that logged it
     table = html.split('<table class="values">')[1]
     assert "<td>14</td>" in table and "<td>5</td>" in table  # squares summed, n=4 and n=3
@@ -233,7 +234,7 @@ def test_the_admin_page_never_shows_a_password(ui: UiApp) -> None:
     html = ui.browser("admin").get("/admin").text
     assert "s3cr3t-pw" not in html
     assert "warehouse" in html and "db.internal" in html and ">set<" in html
-    assert '{&#34;auc&#34;: 0.8}' in html and "a note &lt;script&gt;" in html
+    assert "{&#34;auc&#34;: 0.8}" in html and "a note &lt;script&gt;" in html
     assert 'value="2"' in html and "/api/v1/pools/gpu" in html
     for role in ("viewer", "admin"):
         assert f'data-user="{role}"' in html  # the users
@@ -255,10 +256,17 @@ def test_the_backfill_form_is_for_operators(ui: UiApp) -> None:
 def test_models_versions_aliases_compare_and_promote(ui: UiApp) -> None:
     import phloem.models
 
-    v1 = phloem.models.register("fraud", {"w": [1, 2]}, metrics={"auc": 0.8},
-                                params={"depth": 3}, description=EVIL, app=ui.ph)
-    v2 = phloem.models.register("fraud", {"w": [1, 3]}, metrics={"auc": 0.9},
-                                params={"depth": 4}, app=ui.ph)
+    v1 = phloem.models.register(
+        "fraud",
+        {"w": [1, 2]},
+        metrics={"auc": 0.8},
+        params={"depth": 3},
+        description=EVIL,
+        app=ui.ph,
+    )
+    v2 = phloem.models.register(
+        "fraud", {"w": [1, 3]}, metrics={"auc": 0.9}, params={"depth": 4}, app=ui.ph
+    )
     phloem.models.set_alias("fraud", v1, "production", reason=EVIL, app=ui.ph)
     viewer = ui.browser("viewer")
     listing = viewer.get("/models").text
@@ -277,15 +285,19 @@ def test_models_versions_aliases_compare_and_promote(ui: UiApp) -> None:
     assert "Promote v2" in op.get("/models/fraud").text
     login = {"user": "operator", "password": "correct horse battery"}
     csrf = op.post("/api/v1/auth/login", json=login).json()["csrf_token"]
-    r = op.post("/api/v1/models/fraud/aliases/production", json={"version": v2},
-                headers={"X-CSRF-Token": csrf})
+    r = op.post(
+        "/api/v1/models/fraud/aliases/production",
+        json={"version": v2},
+        headers={"X-CSRF-Token": csrf},
+    )
     assert r.status_code == 200, r.text
     assert r.json()["who"] == "operator" and r.json()["previous"] == v1
     assert "production → v2" in viewer.get("/models").text
     r = viewer.post("/api/v1/models/fraud/aliases/production", json={"version": v1})
     assert r.status_code == 403
-    r = op.post("/api/v1/models/fraud/aliases/production/rollback", json={},
-                headers={"X-CSRF-Token": csrf})
+    r = op.post(
+        "/api/v1/models/fraud/aliases/production/rollback", json={}, headers={"X-CSRF-Token": csrf}
+    )
     assert r.status_code == 200 and r.json()["version"] == v1
 
 
@@ -294,9 +306,7 @@ def test_the_task_page_says_why_the_cache_was_not_used(ui: UiApp) -> None:
     assert "<h2>Cache</h2>" in html and " miss</span>" in html
     assert f'href="/runs/{ui.other_run}"' in html  # the closest earlier entry
     assert "<li>" in html.split("<h2>Cache</h2>")[1].split("<h2>")[0]
-    assert "<h2>Cache</h2>" not in ui.browser("viewer").get(
-        f"/runs/{ui.run_id}/tasks/report"
-    ).text
+    assert "<h2>Cache</h2>" not in ui.browser("viewer").get(f"/runs/{ui.run_id}/tasks/report").text
 
 
 def test_alert_history_with_webhook_paths_hidden(ui: UiApp) -> None:
@@ -306,9 +316,19 @@ def test_alert_history_with_webhook_paths_hidden(ui: UiApp) -> None:
 
     ui.ph.store.alerts.record(
         [
-            NewDelivery("r1", "demo", ui.run_id, f"demo failed {EVIL}", 0, "webhook",
-                        "https://hooks.example/services/T0/SECRET-TOKEN", "run failed",
-                        "demo failed", "body", {}),
+            NewDelivery(
+                "r1",
+                "demo",
+                ui.run_id,
+                f"demo failed {EVIL}",
+                0,
+                "webhook",
+                "https://hooks.example/services/T0/SECRET-TOKEN",
+                "run failed",
+                "demo failed",
+                "body",
+                {},
+            ),
         ],
         time.time(),
     )
@@ -316,9 +336,10 @@ def test_alert_history_with_webhook_paths_hidden(ui: UiApp) -> None:
     assert "SECRET-TOKEN" not in html and "https://hooks.example/…" in html
     assert f'href="/runs/{ui.run_id}"' in html and "pending" in html
     _no_raw_markup(html)
-    assert "No alert was raised for other" in ui.browser("viewer").get(
-        "/alerts", params={"pipeline": "other"}
-    ).text
+    assert (
+        "No alert was raised for other"
+        in ui.browser("viewer").get("/alerts", params={"pipeline": "other"}).text
+    )
 
 
 def test_the_scripts_json_gets_problem_documents(ui: UiApp) -> None:

@@ -19,7 +19,7 @@ from server_fixtures import PASSWORD, Api, make_api
 EVIL = "<script>alert(1)</script><b>x</b>"
 
 PIPELINE = textwrap.dedent(
-    '''
+    """
     import phloem
     from phloem import pipeline, task
 
@@ -50,7 +50,7 @@ PIPELINE = textwrap.dedent(
         with phloem.group("calc"):
             t = total(square.expand(x=xs))
         report(t, note)
-    '''
+    """
 )
 
 
@@ -92,7 +92,10 @@ def make_ui(home: Path, store: str = "memory") -> UiApp:
     file.write_text(PIPELINE)
     register(api.ph, file)
     other = phloem.run(
-        f"{file}:demo", app=api.ph, executor="inline", params={"n": 3},
+        f"{file}:demo",
+        app=api.ph,
+        executor="inline",
+        params={"n": 3},
         logical_date="2026-01-01",
     )
     result = phloem.run(f"{file}:demo", app=api.ph, executor="inline")

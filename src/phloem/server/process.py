@@ -21,6 +21,7 @@ server's scheduler is refused (start it with ``--no-scheduler`` to serve only th
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -142,6 +143,10 @@ def serve(settings: Settings, options: ServerOptions, *, say: Any = None) -> int
         except OSError:  # not allowed here: the processes share the CPUs evenly
             pass
     api = create_app(Phloem(settings), cookie_secure=options.cookie_secure)
+    # what start-up made (modules, the app, its routes and models) lives as long as the
+    # process: frozen out of the collector's sight, a full collection no longer walks it all
+    # (some 140,000 objects, tens of ms of CPU taken from whichever request triggered it)
+    gc.freeze()
 
     def _on_signal(signum: int, frame: Any) -> None:
         stopping.set()

@@ -277,6 +277,24 @@ class Listing:
                 for task_id, state, n, top in conn.execute(q)
             ]
 
+    def task_counts_of(self, run_ids: Sequence[str]) -> dict[str, list[TaskCount]]:
+        """``task_counts`` of several runs in one grouped query (a grid of 25 runs x 200
+        tasks reads 5,000 small rows instead of 25 runs' whole task instances)."""
+        ti = s.task_instances
+        out: dict[str, list[TaskCount]] = {r: [] for r in run_ids}
+        if not out:
+            return out
+        q = (
+            select(ti.c.run_id, ti.c.task_id, ti.c.state, func.count(), func.max(ti.c.map_index))
+            .where(ti.c.run_id.in_(list(out)))
+            .group_by(ti.c.run_id, ti.c.task_id, ti.c.state)
+        )
+        states = {st.value: st for st in TaskState}
+        with self.engine.connect() as conn:
+            for run_id, task_id, state, n, top in conn.execute(q):
+                out[run_id].append(TaskCount(task_id, states[state], int(n), int(top) >= 0))
+        return out
+
     def assets(self) -> list[AssetInfo]:
         """Every asset that has events, by name."""
         ev = s.asset_events

@@ -82,10 +82,22 @@ def summarize(states: Iterable[str]) -> Summary:
 
 
 def _single(state: str) -> Summary:
-    return Summary(state if state in ICONS else "none", 1, {state: 1})
+    known = _SINGLES.get(state)
+    return (
+        known if known is not None else Summary(state if state in ICONS else "none", 1, {state: 1})
+    )
+
+
+#: one instance in each state: the common cell, made once (a Summary is never changed)
+_SINGLES = {st: Summary(st, 1, {st: 1}) for st in ICONS}
 
 
 def summary_of(counts: Mapping[str, int]) -> Summary:
+    """A cell from counts by state (a grid reads counts, not instances)."""
+    if len(counts) == 1:
+        ((st, n),) = counts.items()
+        if n == 1:
+            return _single(st)
     shown = next((s for s in URGENCY if counts.get(s)), "none")
     return Summary(shown, sum(counts.values()), dict(counts))
 

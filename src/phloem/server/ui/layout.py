@@ -141,9 +141,7 @@ def layout(
             x1, y1 = a.x + NODE_W, a.y + NODE_H / 2
             x2, y2 = b.x, b.y + NODE_H / 2
             mid = (x1 + x2) / 2
-            edges.append(
-                Edge(u, t, f"M{x1:g},{y1:g} C{mid:g},{y1:g} {mid:g},{y2:g} {x2:g},{y2:g}")
-            )
+            edges.append(Edge(u, t, f"M{x1:g},{y1:g} C{mid:g},{y1:g} {mid:g},{y2:g} {x2:g},{y2:g}"))
     boxes = _boxes(nodes.values())
     width = 2 * PAD + depth * NODE_W + max(0, depth - 1) * GAP_X
     return Layout([nodes[t] for t in order], edges, boxes, float(width), float(height))

@@ -43,11 +43,17 @@ def trend(store: Store, pipeline: str, key: str | None) -> Trend:
         )
     points = store.tracking.trend(pipeline, key, last=TREND_RUNS) if key else []
     chart = (
-        line_chart([
-            (p.value, f"{p.logical_date[:19].replace('T', ' ')} ({p.run_id})", p.run_state,
-             f"/runs/{p.run_id}")
-            for p in points
-        ])
+        line_chart(
+            [
+                (
+                    p.value,
+                    f"{p.logical_date[:19].replace('T', ' ')} ({p.run_id})",
+                    p.run_state,
+                    f"/runs/{p.run_id}",
+                )
+                for p in points
+            ]
+        )
         if points
         else None
     )
@@ -92,8 +98,13 @@ def compare(store: Store, run_ids: list[str]) -> Comparison:
         differ = len({v for v in vals if v is not None and not math.isnan(v)}) > 1
         metrics.append((k, vals, differ))
         charts.append(
-            bar_chart(k, [(math.nan if v is None else v, r.run_id[-8:]) for v, r in
-                          zip(vals, runs, strict=True)])
+            bar_chart(
+                k,
+                [
+                    (math.nan if v is None else v, r.run_id[-8:])
+                    for v, r in zip(vals, runs, strict=True)
+                ],
+            )
         )
     return Comparison(runs, params, metrics, charts)
 

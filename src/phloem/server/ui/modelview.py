@@ -52,8 +52,11 @@ def model_page(store: Store, name: str, a: int | None, b: int | None) -> ModelPa
                 )
         va, vb = known[a], known[b]
         compared = (va, vb)
-        for kind, da, db in (("metric", va.metrics, vb.metrics), ("param", va.params, vb.params),
-                             ("tag", va.tags, vb.tags)):
+        for kind, da, db in (
+            ("metric", va.metrics, vb.metrics),
+            ("param", va.params, vb.params),
+            ("tag", va.tags, vb.tags),
+        ):
             for k in sorted(set(da) | set(db)):
                 x, y = da.get(k), db.get(k)
                 rows.append((kind, k, x, y, x != y))

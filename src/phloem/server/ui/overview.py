@@ -1,8 +1,8 @@
 """What the pipelines page and a pipeline's grid show, read from the store.
 
 Plain data for the templates: each page costs a fixed number of store reads (one listing of
-pipelines, then one of recent runs per pipeline; one listing of runs, then their instances),
-never one per task instance.
+pipelines, then one of their recent runs; one listing of runs, then one grouped count of their
+instances by task and state), never one per run or task instance.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from phloem.dsl.spec import PipelineSpec
 from phloem.errors import PhloemError
 from phloem.records import RunRecord
-from phloem.server.ui.badges import Summary, summarize
+from phloem.server.ui.badges import Summary, summary_of
 from phloem.server.ui.specs import Graphs, group_of
 from phloem.states import RunState, RunType
 from phloem.store.port import Store
@@ -93,9 +93,9 @@ def describe_schedule(text: str | None, tz: str) -> str:
     return text if tz in ("UTC", "") else f"{text} ({tz})"
 
 
-def pipelines(store: Store, nexts: NextRuns, now: datetime | None = None) -> tuple[
-    list[PipelineLine], list[ImportProblem]
-]:
+def pipelines(
+    store: Store, nexts: NextRuns, now: datetime | None = None
+) -> tuple[list[PipelineLine], list[ImportProblem]]:
     now = now or datetime.now(timezone.utc)
     catalog = store.catalog
     rows = sorted(catalog.pipelines(), key=lambda r: (not r.active, r.info.name))
@@ -179,20 +179,23 @@ def grid(
         runs = store.list_runs(name, limit=limit, states=states)
     runs = sorted(runs, key=lambda r: (r.logical_date, r.created_at))
     spec = graphs.of_pipeline(pipeline)
-    per_run: list[dict[str, list[str]]] = []
+    counted = store.listing.task_counts_of([r.run_id for r in runs])
+    per_run: list[dict[str, dict[str, int]]] = []
+    mapped: set[str] = set()
     for run in runs:
-        tasks: dict[str, list[str]] = {}
-        for ti in store.load_instances(run.run_id):
-            tasks.setdefault(ti.task_id, []).append(ti.state.value)
+        tasks: dict[str, dict[str, int]] = {}
+        for c in counted[run.run_id]:
+            tasks.setdefault(c.task_id, {})[c.state.value] = c.count
+            if c.mapped:
+                mapped.add(c.task_id)
         per_run.append(tasks)
     order = task_order(spec, per_run)
-    mapped = {t for t in order if spec is not None and t in spec.tasks and spec.tasks[t].is_mapped}
-    for tasks in per_run:
-        mapped.update(t for t, s in tasks.items() if len(s) > 1)
+    if spec is not None:
+        mapped.update(t for t in order if t in spec.tasks and spec.tasks[t].is_mapped)
     return Grid(name, runs, rows_of(order, spec, per_run, mapped))
 
 
-def task_order(spec: PipelineSpec | None, per_run: list[dict[str, list[str]]]) -> list[str]:
+def task_order(spec: PipelineSpec | None, per_run: list[dict[str, dict[str, int]]]) -> list[str]:
     """The graph's order, then tasks only older runs had (a task since removed)."""
     order = list(spec.tasks) if spec is not None else []
     seen = set(order)
@@ -203,7 +206,7 @@ def task_order(spec: PipelineSpec | None, per_run: list[dict[str, list[str]]]) -
 def rows_of(
     order: list[str],
     spec: PipelineSpec | None,
-    per_run: list[dict[str, list[str]]],
+    per_run: list[dict[str, dict[str, int]]],
     mapped: set[str],
 ) -> list[GridRow]:
     # tasks of a group together, under a header row per group (nested groups nest)
@@ -221,14 +224,19 @@ def rows_of(
                 continue
             opened.add(sub)
             members = [
-                t for gg, ts in by_group.items() if gg and (gg == sub or gg.startswith(sub + "."))
+                t
+                for gg, ts in by_group.items()
+                if gg and (gg == sub or gg.startswith(sub + "."))
                 for t in ts
             ]
             parent = ".".join(parts[: k - 1]) or None
             row = GridRow(sub, parts[k - 1], k - 1, parent, True)
             for tasks in per_run:
-                states = [s for t in members for s in tasks.get(t, ())]
-                row.cells.append(summarize(states) if states else None)
+                merged: dict[str, int] = {}
+                for t in members:
+                    for st, n in tasks.get(t, {}).items():
+                        merged[st] = merged.get(st, 0) + n
+                row.cells.append(summary_of(merged) if merged else None)
             out.append(row)
 
     placed: set[str] = set()
@@ -245,8 +253,8 @@ def rows_of(
             label = m[len(g) + 1 :] if g and m.startswith(g + ".") else m
             row = GridRow(m, label, depth, g, False, m in mapped)
             for tasks in per_run:
-                states = tasks.get(m)
-                row.cells.append(summarize(states) if states else None)
+                counts = tasks.get(m)
+                row.cells.append(summary_of(counts) if counts else None)
             out.append(row)
     return out
 

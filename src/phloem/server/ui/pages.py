@@ -7,6 +7,8 @@ decide; a viewer's pages simply have no such buttons.
 
 from __future__ import annotations
 
+import functools
+import gzip
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -35,19 +37,32 @@ def site(request: Request) -> Site:
     return ui
 
 
+@functools.cache
+def _static_files() -> dict[str, tuple[bytes, bytes, str]]:
+    """Each static file: its bytes, gzipped once, and its media type."""
+    return {
+        p.name: (p.read_bytes(), gzip.compress(p.read_bytes(), 9, mtime=0), STATIC_TYPES[p.suffix])
+        for p in STATIC.iterdir()
+        if p.suffix in STATIC_TYPES
+    }
+
+
 @router.get("/ui/static/{name}", dependencies=[Depends(public())])
-def static_file(name: str) -> Response:
+def static_file(request: Request, name: str) -> Response:
     """The UI's own CSS and scripts (a fixed list; no path from the request is opened)."""
-    known = {p.name: p for p in STATIC.iterdir() if p.suffix in STATIC_TYPES}
-    path = known.get(name)
-    if path is None:
+    found = _static_files().get(name)
+    if found is None:
         return Response("not found", status_code=404, media_type="text/plain")
-    return Response(
-        path.read_bytes(),
-        media_type=STATIC_TYPES[path.suffix],
-        headers={"Cache-Control": "public, max-age=31536000, immutable",
-                 "X-Content-Type-Options": "nosniff"},
-    )
+    plain, packed, media_type = found
+    headers = {
+        "Cache-Control": "public, max-age=31536000, immutable",
+        "X-Content-Type-Options": "nosniff",
+        "Vary": "Accept-Encoding",
+    }
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        headers["Content-Encoding"] = "gzip"
+        return Response(packed, media_type=media_type, headers=headers)
+    return Response(plain, media_type=media_type, headers=headers)
 
 
 @router.get("/login", dependencies=[Depends(public())])
@@ -57,13 +72,9 @@ def login_page(request: Request, next: str = "/") -> HTMLResponse:
 
 
 @router.get("/")
-def pipelines_page(
-    request: Request, who: Principal = VIEWER, ph: Phloem = APP
-) -> HTMLResponse:
+def pipelines_page(request: Request, who: Principal = VIEWER, ph: Phloem = APP) -> HTMLResponse:
     lines, problems = overview.pipelines(ph.store, site(request).next_runs)
-    return site(request).render(
-        request, who, "pipelines.html", pipelines=lines, problems=problems
-    )
+    return site(request).render(request, who, "pipelines.html", pipelines=lines, problems=problems)
 
 
 def _state(text: str | None) -> RunState | None:
@@ -73,8 +84,7 @@ def _state(text: str | None) -> RunState | None:
         return RunState(text)
     except ValueError:
         raise PhloemError(
-            f"state {text!r} is not a run state (use one of "
-            f"{', '.join(s.value for s in RunState)})"
+            f"state {text!r} is not a run state (use one of {', '.join(s.value for s in RunState)})"
         ) from None
 
 
@@ -99,7 +109,11 @@ def grid_page(
         end=overview.parse_day(end, end=True),
     )
     return ui.render(
-        request, who, "grid.html", pipeline=row, grid=g,
+        request,
+        who,
+        "grid.html",
+        pipeline=row,
+        grid=g,
         filters={"state": state or "", "from": start or "", "to": end or ""},
         run_states=[s.value for s in RunState],
     )
@@ -144,8 +158,9 @@ def run_page(
 @router.get("/runs/{run_id}/live")
 def run_live(run_id: str, ph: Phloem = APP, who: Principal = VIEWER) -> JSONResponse:
     """The run's and its tasks' states now, for the run page's live refresh."""
-    return JSONResponse(runview.live_states(ph.store, run_id),
-                        headers={"Cache-Control": "no-store"})
+    return JSONResponse(
+        runview.live_states(ph.store, run_id), headers={"Cache-Control": "no-store"}
+    )
 
 
 @router.get("/runs/{run_id}/tasks/{task_id}")
@@ -161,7 +176,11 @@ def task_page(
 ) -> HTMLResponse:
     view = taskview.task_page(ph, run_id, task_id, map_index, attempt, page_no)
     return site(request).render(
-        request, who, "task.html", view=view, page_no=page_no,
+        request,
+        who,
+        "task.html",
+        view=view,
+        page_no=page_no,
         page_size=taskview.INSTANCES_PAGE,
     )
 
@@ -183,15 +202,22 @@ def task_log(
     chunk = taskview.read_log(log_file(ph.logs_dir, run_id, ti, attempt), offset)
     growing = attempt == ti.try_number and not ti.state.is_terminal
     body: dict[str, Any] = {
-        "text": chunk.text, "start": chunk.start, "end": chunk.end, "size": chunk.size,
-        "growing": growing, "state": ti.state.value,
+        "text": chunk.text,
+        "start": chunk.start,
+        "end": chunk.end,
+        "size": chunk.size,
+        "growing": growing,
+        "state": ti.state.value,
     }
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 
 @router.get("/pipelines/{name}/metrics")
 def metrics_page(
-    request: Request, name: str, key: str | None = None, who: Principal = VIEWER,
+    request: Request,
+    name: str,
+    key: str | None = None,
+    who: Principal = VIEWER,
     ph: Phloem = APP,
 ) -> HTMLResponse:
     from phloem.server.ui.metricsview import trend
@@ -245,9 +271,7 @@ def alerts_page(
 
     rows = ph.store.alerts.history(pipeline or None, 200)
     shown = [(d, f"{d.kind} {Channel(d.kind, d.target).shown()}") for d in rows]
-    return site(request).render(
-        request, who, "alerts.html", alerts=shown, pipeline=pipeline or ""
-    )
+    return site(request).render(request, who, "alerts.html", alerts=shown, pipeline=pipeline or "")
 
 
 @router.get("/admin")
@@ -255,9 +279,7 @@ def admin_page(request: Request, who: Principal = ADMIN, ph: Phloem = APP) -> HT
     from phloem.server.ui.admin import EXPIRIES
     from phloem.server.ui.admin import admin_page as read
 
-    return site(request).render(
-        request, who, "admin.html", page=read(ph), expiries=EXPIRIES
-    )
+    return site(request).render(request, who, "admin.html", page=read(ph), expiries=EXPIRIES)
 
 
 @router.get("/logout")

@@ -14,13 +14,16 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
+from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
+from phloem.records import RunRecord
 from phloem.server.ui import badges
 
 #: shown where there is no value (an en dash)
@@ -31,8 +34,11 @@ TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 
 #: the static files the UI serves, and their media types; nothing else is served
-STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-                ".svg": "image/svg+xml"}
+STATIC_TYPES = {
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
 
 
 def when(ts: float | None) -> str:
@@ -111,6 +117,30 @@ def grid_cells(cells: list[badges.Summary | None], mapped: bool) -> Markup:
     return Markup("".join(out))
 
 
+_PLAIN = re.compile(r"^[A-Za-z0-9_.:~+-]*$")
+
+
+def url_part(text: str) -> str:
+    """``text`` quoted for a URL path segment (fast for the usual plain run ids)."""
+    return text if _PLAIN.match(text) else quote(text, safe="")
+
+
+def squares(runs: list[RunRecord]) -> Markup:
+    """The runs as small squares linking to each run, their state as an icon and, in the
+    title, a date and a word. Built here rather than run by run in the template (the
+    pipelines page shows 25 per pipeline); every piece of text is escaped."""
+    if not runs:
+        return Markup('<span class="note">no runs</span>')
+    out = []
+    for r in runs:
+        st = r.state.value
+        out.append(
+            f'<a class="sq s-{st}" href="/runs/{escape(url_part(r.run_id))}" '
+            f'title="{escape(day(r.logical_date))} {badges.words(st)}">{badges.icon(st)}</a>'
+        )
+    return Markup("".join(out))
+
+
 def environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(str(TEMPLATES)),
@@ -119,11 +149,13 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(
-        when=when, day=day, seconds=seconds, span=span, size=size, shown=shown
-    )
+    env.filters.update(when=when, day=day, seconds=seconds, span=span, size=size, shown=shown)
     env.globals.update(
-        icon=badges.icon, words=badges.words, fmt_metric=_fmt_metric, grid_cells=grid_cells
+        icon=badges.icon,
+        words=badges.words,
+        fmt_metric=_fmt_metric,
+        grid_cells=grid_cells,
+        squares=squares,
     )
     return env
 
@@ -144,5 +176,13 @@ def static_versions() -> dict[str, str]:
     return out
 
 
-__all__ = ["STATIC", "STATIC_TYPES", "TEMPLATES", "day", "environment", "seconds",
-           "static_versions", "when"]
+__all__ = [
+    "STATIC",
+    "STATIC_TYPES",
+    "TEMPLATES",
+    "day",
+    "environment",
+    "seconds",
+    "static_versions",
+    "when",
+]

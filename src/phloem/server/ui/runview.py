@@ -113,8 +113,7 @@ def lanes_of(
                     (begin - t0) * scale,
                     max(0.4, (end - begin) * scale),
                     state,
-                    f"{t} try {try_number}{many}: {state.replace('_', ' ')}, "
-                    f"{end - begin:.2f}s",
+                    f"{t} try {try_number}{many}: {state.replace('_', ' ')}, {end - begin:.2f}s",
                 )
             )
         lanes.append(Lane(t, bars))
@@ -136,5 +135,4 @@ def run_page(store: Store, graphs: Graphs, run_id: str) -> RunPage:
     return RunPage(run, spec, cells, graph, lanes, span)
 
 
-__all__ = ["Bar", "Lane", "RunPage", "TaskCell", "cells_of", "lanes_of", "live_states",
-           "run_page"]
+__all__ = ["Bar", "Lane", "RunPage", "TaskCell", "cells_of", "lanes_of", "live_states", "run_page"]

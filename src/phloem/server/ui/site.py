@@ -3,6 +3,7 @@ every page's frame needs (the user, their role, the CSRF token for the page's sc
 
 from __future__ import annotations
 
+import gzip
 from typing import Any
 
 from fastapi import Request
@@ -15,6 +16,19 @@ from phloem.server.specs import SpecCache
 from phloem.server.ui.overview import NextRuns
 from phloem.server.ui.render import environment, static_versions
 from phloem.server.ui.specs import Graphs
+
+#: pages smaller than this go as they are (compressing them would save less than a packet)
+COMPRESS_FROM = 1400
+
+
+def compressed(request: Request, body: bytes) -> tuple[bytes, dict[str, str]]:
+    """``body`` gzipped when the browser takes it and it is worth it: a grid or a pipelines
+    page of 200 KB of repetitive markup goes as some 20 KB, for about a millisecond of CPU."""
+    headers = {"Vary": "Accept-Encoding"}
+    if len(body) < COMPRESS_FROM or "gzip" not in request.headers.get("accept-encoding", ""):
+        return body, headers
+    headers["Content-Encoding"] = "gzip"
+    return gzip.compress(body, 5, mtime=0), headers
 
 
 class Site:
@@ -41,14 +55,20 @@ class Site:
         }
 
     def render(
-        self, request: Request, who: Principal | None, name: str, status: int = 200,
+        self,
+        request: Request,
+        who: Principal | None,
+        name: str,
+        status: int = 200,
         **context: Any,
     ) -> HTMLResponse:
         html = self.env.get_template(name).render(**self.base(request, who), **context)
+        body, encoding = compressed(request, html.encode())
         return HTMLResponse(
-            html,
+            body,
             status_code=status,
             headers={
+                **encoding,
                 "Cache-Control": "no-store",
                 # scripts and styles come only from this server; no inline script runs
                 "Content-Security-Policy": (
@@ -62,4 +82,4 @@ class Site:
         )
 
 
-__all__ = ["Site"]
+__all__ = ["Site", "compressed"]

@@ -163,9 +163,7 @@ def task_page(
     cache = None
     chosen = None
     if ti is not None:
-        attempts = [
-            a for a in store.attempts(run_id, task_id) if a.map_index == ti.map_index
-        ]
+        attempts = [a for a in store.attempts(run_id, task_id) if a.map_index == ti.map_index]
         if ti.try_number > 0:
             path = log_file(app.logs_dir, run_id, ti, try_number)  # checks the try
             chosen = ti.try_number if try_number is None else try_number
@@ -178,8 +176,18 @@ def task_page(
         cache = cache_of(app, run_id, ti)
     window = mine[page * INSTANCES_PAGE : (page + 1) * INSTANCES_PAGE] if mapped else mine
     return TaskPage(
-        run, task_id, window, len(mine), ti, attempts, chosen, log, output, output_error,
-        lineage, cache,
+        run,
+        task_id,
+        window,
+        len(mine),
+        ti,
+        attempts,
+        chosen,
+        log,
+        output,
+        output_error,
+        lineage,
+        cache,
     )
 
 
