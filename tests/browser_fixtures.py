@@ -72,6 +72,23 @@ PIPELINE = textwrap.dedent(
 )
 
 
+NIGHTLY = textwrap.dedent(
+    """
+    from phloem import pipeline, task
+
+
+    @task
+    def hello() -> str:
+        return "hello"
+
+
+    @pipeline(schedule="@daily", start_date="2026-01-01")
+    def nightly_demo():
+        hello()
+    """
+)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -126,6 +143,7 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home, folder = root / "home", root / "pipelines"
     folder.mkdir()
     (folder / "browser_demo.py").write_text(PIPELINE)
+    (folder / "nightly_demo.py").write_text(NIGHTLY)  # scheduled: something to backfill
     with Phloem.open(None, home) as ph:
         for role in ("viewer", "operator", "admin"):
             manage.add_user(ph, role, role, PASSWORD)

@@ -325,3 +325,151 @@ def test_an_admin_manages_users_and_tokens_and_nobody_else_can(
         ui_server.url + "/api/v1/auth/login", json={"user": "viewer", "password": PASSWORD}
     )
     assert r.json()["role"] == "viewer"
+
+
+#: what the browser itself says of the page it loaded (Navigation and Resource Timing)
+TIMING_JS = """() => {
+  const nav = performance.getEntriesByType("navigation")[0];
+  const res = performance.getEntriesByType("resource");
+  const sum = (xs, k) => xs.reduce((a, x) => a + (x[k] || 0), 0);
+  return {interactive: nav.domContentLoadedEventEnd, transferred: nav.transferSize +
+          sum(res, "transferSize"), decoded: nav.decodedBodySize + sum(res, "decodedBodySize"),
+          resources: res.map((r) => r.name)};
+}"""
+
+
+def test_every_page_weighs_under_500_kb_in_the_browser(ui_server: Server, chromium: Any) -> None:
+    """Bytes, not time: each page and all it loads, from an empty cache, measured by Chromium's
+    own timing entries (the large store's figures come from benchmarks/ui_pages.py)."""
+    op = login(chromium, ui_server, "operator")
+    wait_for_pipeline(op, ui_server)
+    run_id = trigger(op, ui_server, n="2", pause="0")
+    op.wait_for_selector('#run[data-state="success"]', timeout=90_000)
+    paths = [
+        "/",
+        "/pipelines/browser_demo",
+        f"/runs/{run_id}",
+        f"/runs/{run_id}/tasks/compute.work",
+        f"/runs/{run_id}/tasks/prepare",
+        "/pipelines/browser_demo/metrics",
+        "/models",
+        "/alerts",
+        "/pipelines/browser_demo/trigger",
+    ]
+    for path in paths:
+        ctx = chromium.new_context()  # an empty cache: the page's CSS and script count too
+        from server_fixtures import PASSWORD
+
+        assert ctx.request.post(
+            ui_server.url + "/api/v1/auth/login", data={"user": "operator", "password": PASSWORD}
+        ).ok
+        page = ctx.new_page()
+        r = page.goto(ui_server.url + path, wait_until="load")
+        assert r is not None and r.status == 200, path
+        m = page.evaluate(TIMING_JS)
+        assert m["interactive"] > 0
+        assert len(m["resources"]) >= 2, m  # the stylesheet and the script, from this server
+        assert all(u.startswith(ui_server.url) for u in m["resources"]), m  # nothing from a CDN
+        assert 0 < m["transferred"] < 500_000, (path, m)
+        assert m["decoded"] < 500_000, (path, m)
+        ctx.close()
+
+
+def test_the_keyboard_reaches_every_control_with_a_visible_focus_and_acts(
+    ui_server: Server, chromium: Any
+) -> None:
+    page = login(chromium, ui_server, "operator")
+    wait_for_pipeline(page, ui_server)
+    controls = page.evaluate(
+        """() => Array.from(document.querySelectorAll('a[href], button, input, select'))
+             .filter((e) => e.getClientRects().length).length"""
+    )
+    seen: list[str] = []
+    for _ in range(controls + 3):
+        page.keyboard.press("Tab")
+        where, style, width = page.evaluate(
+            """() => { const e = document.activeElement, s = getComputedStyle(e);
+                 return [e === document.body ? "" : e.outerHTML.slice(0, 120), s.outlineStyle,
+                         s.outlineWidth]; }"""
+        )
+        if not where or where in seen:
+            break
+        seen.append(where)
+        assert style != "none" and width != "0px", f"no visible focus on {where}"
+    assert len(seen) == controls, "a control the keyboard cannot reach"
+    # a control used from the keyboard: pause the pipeline with the switch, then resume it
+    toggle = '#main tr[data-pipeline="browser_demo"] button.toggle'
+    page.focus("#main a")  # back to the top of the content, then Tab to the switch
+    for _ in range(controls):
+        if page.evaluate(f"document.activeElement === document.querySelector('{toggle}')"):
+            break
+        page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.getAttribute('role')") == "switch"
+    with page.expect_navigation():
+        page.keyboard.press("Space")
+    assert page.get_attribute(toggle, "aria-checked") == "true"
+    assert "paused" in page.inner_text(toggle)  # a word, not only a colour
+    page.focus(toggle)
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.get_attribute(toggle, "aria-checked") == "false"
+    assert not page.errors
+
+
+def test_states_read_as_icons_and_words_not_only_colours(ui_server: Server, chromium: Any) -> None:
+    page = login(chromium, ui_server, "viewer")
+    wait_for_pipeline(page, ui_server)
+    page.goto(ui_server.url + "/pipelines/browser_demo")
+    for where in ("/", "/pipelines/browser_demo"):
+        page.goto(ui_server.url + where)
+        bare = page.evaluate(
+            """() => Array.from(document.querySelectorAll('[class*="s-"]'))
+                 .filter((e) => /(^| )s-/.test(e.getAttribute('class')))
+                 .filter((e) => !e.classList.contains('none') && !e.textContent.trim())
+                 .map((e) => e.outerHTML.slice(0, 100))"""
+        )
+        assert bare == [], bare  # every coloured state also has an icon or words
+        for sq in page.locator("a.sq").all():
+            assert re.search(r"(success|failed|running|queued)$", str(sq.get_attribute("title")))
+
+
+def test_a_backfill_is_previewed_before_it_is_created(ui_server: Server, chromium: Any) -> None:
+    page = login(chromium, ui_server, "operator")
+    for _ in range(60):
+        page.goto(ui_server.url + "/")
+        if page.locator('tr[data-pipeline="nightly_demo"]').count():
+            break
+        page.wait_for_timeout(500)
+    page.goto(ui_server.url + "/pipelines/nightly_demo/backfill")
+    page.fill("#b-start", "2026-01-03")
+    page.fill("#b-end", "2026-01-01")
+    page.click("button[name=preview]")
+    assert "must not be after" in page.locator("#backfill .form-error").inner_text()
+    page.fill("#b-start", "2026-01-01")
+    page.fill("#b-end", "2026-01-03")
+    page.click("button[name=preview]")
+    page.wait_for_selector("#backfill-preview:not([hidden])")
+    rows = page.locator("#backfill-preview tbody tr")
+    assert rows.count() == 3
+    assert "3 intervals" in page.locator("#backfill-summary").inner_text()
+    assert "new" in rows.first.inner_text()
+    shot(page, "17-backfill-preview")
+    # nothing was created by the preview
+    assert (
+        page.evaluate(
+            "async () => (await (await fetch('/api/v1/runs?pipeline=nightly_demo&run_type=backfill'"
+            ")).json()).items.length"
+        )
+        == 0
+    )
+    with page.expect_navigation():
+        page.click("#backfill-create")
+    assert page.url.endswith("/pipelines/nightly_demo")
+    assert (
+        page.evaluate(
+            "async () => (await (await fetch('/api/v1/runs?pipeline=nightly_demo&run_type=backfill'"
+            ")).json()).items.length"
+        )
+        == 3
+    )
+    assert not page.errors

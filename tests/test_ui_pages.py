@@ -351,3 +351,79 @@ def test_the_scripts_json_gets_problem_documents(ui: UiApp) -> None:
     with TestClient(ui.api.app) as anon:
         r = anon.get(f"/runs/{ui.run_id}/live", headers=accept, follow_redirects=False)
         assert r.status_code == 401 and "log in again" in r.json()["detail"]
+
+
+def _wide_source(groups: int = 10, per_group: int = 20) -> str:
+    lines = ["import phloem", "from phloem import pipeline, task", ""]
+    for g in range(groups):
+        for t in range(per_group):
+            lines += ["@task", f"def s{g}_{t}(x: int = 0) -> int:", "    return x", ""]
+    lines += ["@pipeline", "def wide():"]
+    for g in range(groups):
+        lines.append(f"    with phloem.group('g{g}'):")
+        lines.append(f"        prev = s{g}_0()")
+        lines += [f"        prev = s{g}_{t}(prev)" for t in range(1, per_group)]
+    return "\n".join(lines) + "\n"
+
+
+def test_big_pages_stay_under_500_kb_and_go_compressed(ui: UiApp) -> None:
+    """The issue's large pages: a grid of 25 runs x 200 tasks, the run of a 200-task graph, a
+    run with 1,000 mapped instances. Their weight is bytes, not time: asserted here."""
+    import time
+
+    from phloem.loading import load_pipeline
+    from phloem.records import TI, RunRecord
+    from phloem.runs import create_run
+    from phloem.states import RunState, RunType, TaskState
+    from ui_fixtures import register
+
+    wide = ui.file.parent / "wide.py"
+    wide.write_text(_wide_source())
+    register(ui.ph, wide)
+    spec = load_pipeline(f"{wide}:wide").spec
+    runs = [
+        create_run(ui.ph.store, spec, {}, f"2026-01-{i + 1:02d}", source=f"{wide}:wide")
+        for i in range(25)
+    ]
+    ui.ph.store.create_run(
+        RunRecord(
+            run_id="mapped-1000",
+            pipeline="demo",
+            state=RunState.SUCCESS,
+            logical_date="2026-02-01T00:00:00+00:00",
+            params={},
+            created_at=time.time(),
+            run_type=RunType.MANUAL,
+        ),
+        [
+            TI(
+                task_id="calc.square",
+                map_index=i,
+                state=TaskState.SUCCESS if i % 100 else TaskState.FAILED,
+            )
+            for i in range(1000)
+        ],
+    )
+    viewer = ui.browser("viewer")
+    pages = {
+        "/": None,
+        "/pipelines/wide": None,
+        f"/runs/{runs[-1].run_id}": None,
+        "/runs/mapped-1000": None,
+        "/runs/mapped-1000/tasks/calc.square": None,
+    }
+    for path in pages:
+        r = viewer.get(path, headers={"Accept-Encoding": "gzip"})
+        assert r.status_code == 200, (path, r.text[:300])
+        assert r.headers["content-encoding"] == "gzip" and r.headers["vary"] == "Accept-Encoding"
+        assert r.num_bytes_downloaded < 100_000, path  # sent
+        assert len(r.content) < 500_000, path  # once unpacked
+        pages[path] = r.text
+    grid = pages["/pipelines/wide"] or ""
+    assert grid.count('<td class="c ') == 25 * 200 + 25 * 10  # tasks and their groups' rows
+    assert "990/1000 success, 10 failed" in (pages["/runs/mapped-1000"] or "")
+    # a client that does not take gzip gets the page as it is
+    plain = viewer.get("/pipelines/wide", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.text == grid
+    js = viewer.get("/ui/static/ui.js", headers={"Accept-Encoding": "gzip"})
+    assert js.headers["content-encoding"] == "gzip" and js.num_bytes_downloaded < 10_000

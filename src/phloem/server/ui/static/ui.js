@@ -177,14 +177,15 @@
       const body = read();
       if (!body) return;
       try {
-        const plan = await call("POST", form.dataset.preview, { ...body, dry_run: true });
+        const plan = await call("POST", form.dataset.preview, body);
         const tbody = $("tbody", preview);
         tbody.replaceChildren();
         const counts = {};
         for (const it of plan.items) {
           counts[it.action] = (counts[it.action] || 0) + 1;
           const tr = document.createElement("tr");
-          for (const v of [it.logical_date, it.interval_end, it.action, it.run_id || "–"]) {
+          const short = (d) => d.replace(/\.0+(?=[+Z])/, "").replace(/(T00:00:00)?(\+00:00|Z)$/, "").replace("T", " ");
+          for (const v of [short(it.logical_date), short(it.interval_end), it.action, it.run_id || "–"]) {
             const td = document.createElement("td"); td.textContent = v; tr.appendChild(td);
           }
           tbody.appendChild(tr);
@@ -200,7 +201,7 @@
     $("#backfill-create").addEventListener("click", async () => {
       if (!planned) return;
       try {
-        const made = await call("POST", form.dataset.create, { ...planned, dry_run: false });
+        const made = await call("POST", form.dataset.create, planned);
         flash(`Backfill created: ${made.items.length} intervals.`);
         window.location.assign(form.dataset.then);
       } catch (e) { out.textContent = e.message; out.hidden = false; }
