@@ -158,6 +158,8 @@ def test_the_raycluster_is_what_the_doc_says() -> None:
     groups = {g["groupName"]: g for g in spec["workerGroupSpecs"]}
     for g in groups.values():
         assert g["minReplicas"] <= g.get("replicas", 0) <= g["maxReplicas"], g["groupName"]
+        # phloem refuses a task no node it has seen could hold: every shape must have a node
+        assert g["minReplicas"] >= 1, g["groupName"]
     gpu = groups["gpu"]["template"]["spec"]["containers"][0]["resources"]["limits"]
     assert gpu["nvidia.com/gpu"] == "1"
     assert ray_resources(groups["big-disk"]) == {"big_disk": 1}
@@ -223,7 +225,7 @@ def test_references_between_the_manifests_hold() -> None:
 
 def test_the_server_and_its_probes_match_the_service() -> None:
     server = one("Deployment", "phloem-server")["spec"]["template"]["spec"]["containers"][0]
-    command = server["command"]
+    command = server["args"]
     port = int(command[command.index("--port") + 1])
     assert "--no-scheduler" in command
     assert server["ports"][0]["containerPort"] == port
@@ -301,6 +303,12 @@ def test_the_dockerfile_installs_real_extras_and_copies_what_exists() -> None:
         for part in src.split():
             assert (ROOT / part).exists(), f"COPY {part}: not in the build context"
     assert "PHLOEM_HOME=/var/lib/phloem" in text
+    # tini stays the init of phloem's own pods: they give args, never a command of their own
+    assert 'ENTRYPOINT ["tini", "--"]' in text
+    for kind in ("Deployment", "Job"):
+        for doc in of_kind(kind):
+            for c in doc["spec"]["template"]["spec"]["containers"]:
+                assert "command" not in c and c["args"], doc["metadata"]["name"]
 
 
 # -- phloem commands named in the doc and the manifests ---------------------------------------
