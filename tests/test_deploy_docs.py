@@ -218,6 +218,8 @@ def test_references_between_the_manifests_hold() -> None:
         assert any(svc["spec"]["selector"].items() <= lab.items() for lab in labelled)
     (cluster,) = of_kind("RayCluster")
     ray_labels = {"ray.io/cluster": cluster["metadata"]["name"], "ray.io/node-type": "worker"}
+    for policy in of_kind("NetworkPolicy"):
+        assert policy["spec"]["podSelector"]["matchLabels"].items() <= ray_labels.items()
     for pdb in of_kind("PodDisruptionBudget"):
         wanted = pdb["spec"]["selector"]["matchLabels"].items()
         assert any(wanted <= lab.items() for lab in [*labelled, ray_labels]), pdb["metadata"]
