@@ -6,14 +6,27 @@ attempt is pinned on that attempt and never takes the run down: the worker is ki
 replaced, and the engine decides what the failure means. Each worker runs below a guard
 (see ``lifetime``): whatever its attempts start dies with the worker, and the worker dies with
 the driver, however either ends.
+
+Messages go in batches both ways: the driver sends a worker a list of attempts (consecutive
+attempts of one task whose ``batch`` allows it: tiny mapped instances travel together), and a
+worker sends its reports (a start, a result) as a list at the end of each batch, or after
+``FLUSH_AFTER`` seconds, whichever comes first; so a worker reports a result and its next
+start in one message. Which attempt a worker is running is never left to a message that may
+not have been sent: the worker writes it into memory it shares with the driver before it
+starts it, so a death is pinned on the attempt that was running; the others of its batches go
+to another worker without spending a try.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
+import mmap
 import os
+import pickle
 import queue
 import signal
+import struct
 import threading
 import time
 from collections import deque
@@ -41,27 +54,64 @@ if TYPE_CHECKING:
     from phloem.runner.capture import OutputCapture
 
 
+#: a worker sends what it buffered at the latest this long after the first of it
+FLUSH_AFTER = 0.01
+
+AttemptId = tuple[str, str, int, int]
+
+
+def _id(a: Attempt) -> AttemptId:
+    return (a.run_id, a.task_id, a.map_index, a.try_number)
+
+
 @dataclass(frozen=True, slots=True)
 class _Unreadable:
-    """A worker could not unpickle the next attempt sent to it (it answers in order, so the
-    driver knows which one: the oldest it has not answered)."""
+    """A worker could not unpickle an attempt sent to it (``seq``: its number among the
+    attempts that worker received, which the driver counts the same way)."""
 
     error: str
+    seq: int = 0
+
+
+class _Progress:
+    """Two counters a worker writes and its driver reads, in memory they share (no message):
+    the number of the attempt the worker last began, and of the one it last finished. The
+    driver numbers the attempts it sends a worker the same way (1, 2, ...), so when the worker
+    dies, each attempt it held was either finished (its result unsent), running, or not
+    begun."""
+
+    __slots__ = ("mem",)
+
+    def __init__(self) -> None:
+        self.mem = mmap.mmap(-1, 16)
+
+    def began(self, seq: int) -> None:
+        struct.pack_into("q", self.mem, 0, seq)
+
+    def finished(self, seq: int) -> None:
+        struct.pack_into("q", self.mem, 8, seq)
+
+    def read(self) -> tuple[int, int]:
+        began, finished = struct.unpack_from("qq", self.mem, 0)
+        return began, finished
 
 
 @dataclass
 class _Worker:
     process: Child
     conn: Connection
-    #: attempts sent to this worker, in order; the first is the one running
-    sent: deque[Attempt] = field(default_factory=deque)
-    #: attempts it reported as started (a death before that costs the attempt no try)
-    started: set[tuple[str, str, int, int]] = field(default_factory=set)
+    progress: _Progress
+    #: attempts sent to this worker and not answered, in order: (number, attempt, message)
+    sent: deque[tuple[int, Attempt, int]] = field(default_factory=deque)
+    #: per message sent and not wholly answered, how many of its attempts are unanswered
+    messages: dict[int, int] = field(default_factory=dict)
+    #: attempts sent to it so far (the number of the last one)
+    seq: int = 0
 
 
 class LocalExecutor:
-    """``workers`` processes, each sent up to ``prefetch`` attempts so it never idles while
-    the driver commits the previous result."""
+    """``workers`` processes, each sent up to ``prefetch`` messages (an attempt, or a batch of
+    tiny ones) so it never idles while the driver commits the previous results."""
 
     def __init__(
         self, workers: int = 2, prefetch: int = 2, *, log_max_bytes: int = DEFAULT_LOG_MAX_BYTES
@@ -78,7 +128,8 @@ class LocalExecutor:
         self._artifacts: ArtifactStore | None = None
         self._preload: list[str] | None = None
         self._reports: list[Report] = []
-        self._killed: set[tuple[str, str, int, int]] = set()
+        self._killed: set[AttemptId] = set()
+        self._message_ids = itertools.count()
 
     def start(self, pipelines: Mapping[str, PipelineSpec], artifacts: ArtifactStore) -> None:
         self._pipelines = pipelines
@@ -91,12 +142,13 @@ class LocalExecutor:
             # tasks all come from the cache starts no worker and imports nothing
             modules, self._preload = self._preload, None
             preload(modules)
+        progress = _Progress()
         process, conn = start_child(
             _worker_main,
-            (self._pipelines, self._artifacts, self.log_max_bytes),
+            (self._pipelines, self._artifacts, self.log_max_bytes, progress),
             "phloem-worker",
         )
-        worker = _Worker(process, conn)
+        worker = _Worker(process, conn, progress)
         self._workers.append(worker)
         return worker
 
@@ -106,36 +158,60 @@ class LocalExecutor:
 
     def _dispatch(self) -> None:
         while self._queue:
-            idle = min(self._workers, key=lambda w: len(w.sent), default=None)
-            if idle is None or (idle.sent and len(self._workers) < self.workers):
+            idle = min(self._workers, key=lambda w: len(w.messages), default=None)
+            if idle is None or (idle.messages and len(self._workers) < self.workers):
                 idle = self._spawn()
-            elif len(idle.sent) >= self.prefetch:
+            elif len(idle.messages) >= self.prefetch:
                 return
-            attempt = self._queue.popleft()
-            if (attempt.run_id, attempt.task_id, attempt.map_index, attempt.try_number) in (
-                self._killed
-            ):
+            batch = self._next_batch()
+            if batch:
+                self._send(idle, batch)
+
+    def _next_batch(self) -> list[tuple[Attempt, bytes]]:
+        """The next message's attempts, pickled: the first queued, and as many attempts of
+        the same task right behind it as its ``batch`` allows."""
+        out: list[tuple[Attempt, bytes]] = []
+        limit = 1
+        q = self._queue
+        while q and len(out) < limit:
+            a = q[0]
+            if out and (a.task_id != out[0][0].task_id or a.run_id != out[0][0].run_id):
+                break
+            q.popleft()
+            if _id(a) in self._killed:
                 continue
-            data, problem = _pickled(attempt)
+            data, problem = _pickled(a)
             if data is None:
-                self._reports.append(failed_result(attempt, problem, retryable=False))
+                self._reports.append(failed_result(a, problem, retryable=False))
                 continue
-            idle.sent.append(attempt)
-            try:
-                idle.conn.send_bytes(data)
-            except (BrokenPipeError, OSError):
-                self._lost(idle, "its worker process could not be reached")
+            if not out:
+                limit = max(1, a.batch)
+            out.append((a, data))
+        return out
+
+    def _send(self, w: _Worker, batch: list[tuple[Attempt, bytes]]) -> None:
+        message = next(self._message_ids)
+        for a, _ in batch:
+            w.seq += 1
+            w.sent.append((w.seq, a, message))
+        w.messages[message] = len(batch)
+        try:
+            w.conn.send_bytes(pickle.dumps([data for _, data in batch], pickle.HIGHEST_PROTOCOL))
+        except (BrokenPipeError, OSError):
+            self._lost(w, "its worker process could not be reached")
 
     def kill(self, run_id: str, task_id: str, map_index: int, try_number: int, reason: str) -> None:
         target = (run_id, task_id, map_index, try_number)
         self._killed.add(target)  # never (re)sent, even if taken back from another worker
-        self._queue = deque(
-            a for a in self._queue if (a.run_id, a.task_id, a.map_index, a.try_number) != target
-        )
+        if any(_id(a) == target for a in self._queue):
+            self._queue = deque(a for a in self._queue if _id(a) != target)
         for w in list(self._workers):
-            ids = [(a.run_id, a.task_id, a.map_index, a.try_number) for a in w.sent]
-            if ids and ids[0] == target:
-                self._lost(w, None)
+            for seq, a, _ in w.sent:
+                if _id(a) == target:
+                    began, finished = w.progress.read()
+                    if seq == began and finished < began:  # running now
+                        self._lost(w, None)
+                    break
             # an attempt sent but not started yet cannot be un-sent; if it runs, its report
             # is stale (the engine already decided) and is ignored
 
@@ -146,18 +222,22 @@ class LocalExecutor:
         self._workers.remove(w)
 
     def _lost(self, w: _Worker, why: str | None) -> None:
-        """Kill ``w``; its running attempt fails with ``why`` (None: the engine already
-        decided), and attempts it had not started go back to the queue."""
-        sent = list(w.sent)
+        """Kill ``w``; the attempt it was running fails with ``why`` (None: the engine already
+        decided), and the others it held go back to the queue without spending a try: those
+        it had not begun, and those it finished whose results it had not sent yet."""
+        self._drain(w, self._reports)  # what it did send counts
         self._terminate(w)
-        if not sent:
-            return
-        head, rest = sent[0], sent[1:]
-        if (head.run_id, head.task_id, head.map_index, head.try_number) not in w.started:
-            rest = sent  # it died before starting any of them: they all go to another worker
-        elif why is not None:
-            self._reports.append(failed_result(head, why))
-        self._queue.extendleft(reversed(rest))
+        began, finished = w.progress.read()
+        w.progress.mem.close()
+        back: list[Attempt] = []
+        for seq, a, _ in w.sent:
+            if seq == began and finished < began:
+                if why is not None:
+                    self._reports.append(failed_result(a, why))
+            else:
+                back.append(a)
+        w.sent.clear()
+        self._queue.extendleft(reversed(back))
 
     def wait(self, timeout: float | None, wake: Sequence[Any] = ()) -> list[Report]:
         self._dispatch()  # attempts taken back from a killed worker go out again
@@ -181,33 +261,46 @@ class LocalExecutor:
             w = by_sentinel.get(obj) if isinstance(obj, int) else None
             if w is not None and w in self._workers:
                 self._drain(w, reports)
-                if w.sent:
-                    w.process.join(1)
-                    code = w.process.exitcode
-                    self._lost(w, _death_reason(w.sent[0], w.process.child_pid, code))
+                running = self._running(w)
+                w.process.join(1)
+                code = w.process.exitcode
+                why = _death_reason(w.process.child_pid, code) if running else None
+                self._lost(w, why)
         reports.extend(self._reports)
         self._reports = []
         self._dispatch()
         return reports
 
+    def _running(self, w: _Worker) -> bool:
+        began, finished = w.progress.read()
+        return finished < began and any(seq == began for seq, _, _ in w.sent)
+
+    def _answered(self, w: _Worker, seq: int | None, done: AttemptId | None) -> Attempt | None:
+        """Take the attempt numbered ``seq`` (or with id ``done``) off what ``w`` holds."""
+        for i, (n, a, message) in enumerate(w.sent):
+            if n == seq or (done is not None and _id(a) == done):
+                del w.sent[i]
+                left = w.messages[message] - 1
+                if left:
+                    w.messages[message] = left
+                else:
+                    del w.messages[message]
+                return a
+        return None
+
     def _drain(self, w: _Worker, out: list[Report]) -> None:
         try:
             while w.conn.poll():
-                msg = w.conn.recv()
-                if isinstance(msg, _Unreadable):
-                    if not w.sent:
+                for msg in w.conn.recv():
+                    if isinstance(msg, _Unreadable):
+                        a = self._answered(w, msg.seq, None)
+                        if a is not None:
+                            out.append(failed_result(a, msg.error, retryable=False))
                         continue
-                    msg = failed_result(w.sent[0], msg.error, retryable=False)
-                out.append(msg)
-                if isinstance(msg, Started):
-                    w.started.add((msg.run_id, msg.task_id, msg.map_index, msg.try_number))
-                elif isinstance(msg, Result):
-                    done = (msg.run_id, msg.task_id, msg.map_index, msg.try_number)
-                    for a in w.sent:
-                        if (a.run_id, a.task_id, a.map_index, a.try_number) == done:
-                            w.sent.remove(a)
-                            w.started.discard(done)
-                            break
+                    out.append(msg)
+                    if isinstance(msg, Result):
+                        done = (msg.run_id, msg.task_id, msg.map_index, msg.try_number)
+                        self._answered(w, None, done)
         except (EOFError, OSError):
             return
 
@@ -223,10 +316,11 @@ class LocalExecutor:
             w.process.join(max(0.0, deadline - time.time()))
             w.process.stop()  # and whatever its attempts left running
             w.conn.close()
+            w.progress.mem.close()
         self._workers.clear()
 
 
-def _death_reason(a: Attempt, pid: int, code: int | None) -> str:
+def _death_reason(pid: int, code: int | None) -> str:
     if code is not None and code < 0:
         try:
             name = signal.Signals(-code).name
@@ -238,15 +332,45 @@ def _death_reason(a: Attempt, pid: int, code: int | None) -> str:
 
 
 class _Outbox:
-    """The pipe to the driver, shared by the attempt loop and the fence's threads."""
+    """The pipe to the driver, shared by the attempt loop and the fence's threads. Reports
+    are buffered and sent as one list: at the end of each batch (``flush``), or by a thread
+    ``FLUSH_AFTER`` seconds after the first of them, so a long attempt's start is not held
+    back."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.lock = threading.Lock()
+        self.pending: list[Any] = []
+        self._due = threading.Event()
+        threading.Thread(target=self._flusher, name="phloem-worker-outbox", daemon=True).start()
 
-    def send(self, msg: Any) -> None:
+    def put(self, msg: Any) -> None:
         with self.lock:
-            self.conn.send(msg)
+            self.pending.append(msg)
+            first = len(self.pending) == 1
+        if first:
+            self._due.set()
+
+    def flush(self) -> None:
+        with self.lock:
+            self.send_locked()
+
+    def send_locked(self, *more: Any) -> None:
+        """Send what is buffered, and ``more``; the caller holds ``lock``."""
+        msgs = [*self.pending, *more]
+        self.pending = []
+        if msgs:
+            self.conn.send(msgs)
+
+    def _flusher(self) -> None:
+        while True:
+            self._due.wait()
+            self._due.clear()
+            time.sleep(FLUSH_AFTER)
+            try:
+                self.flush()
+            except (BrokenPipeError, OSError):
+                return
 
 
 def _stopper(outbox: _Outbox, running: Callable[[Attempt], bool]) -> Stop:
@@ -260,7 +384,7 @@ def _stopper(outbox: _Outbox, running: Callable[[Attempt], bool]) -> Stop:
                 outbox.lock.release()
                 return
             with contextlib.suppress(Exception):
-                outbox.conn.send(failed_result(a, reason))
+                outbox.send_locked(failed_result(a, reason))
         pid = os.getpid()
         try:
             if os.getpgrp() == pid:
@@ -269,6 +393,10 @@ def _stopper(outbox: _Outbox, running: Callable[[Attempt], bool]) -> Stop:
             os.kill(pid, signal.SIGKILL)
 
     return stop
+
+
+#: put in a worker's inbox after the attempts of each message: its reports go out then
+_BATCH_END = object()
 
 
 def _reload(source: str) -> PipelineSpec:
@@ -282,6 +410,7 @@ def _worker_main(
     pipelines: Mapping[str, PipelineSpec],
     artifacts: ArtifactStore | None,
     log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
+    progress: _Progress | None = None,
 ) -> None:
     from phloem.runner.capture import OutputCapture
 
@@ -290,6 +419,7 @@ def _worker_main(
     capture = OutputCapture(sticky=True)
     if artifacts is None:
         raise RuntimeError("a worker was started before its executor (start() gives artifacts)")
+    progress = progress if progress is not None else _Progress()
     budget = ThreadBudget()
     meter = UsageMeter()
     # specs by (pipeline, code version): a run made with older code reloads once, not per task
@@ -299,38 +429,51 @@ def _worker_main(
     inbox: queue.Queue[Any] = queue.Queue()
 
     def read() -> None:
-        """Drain the pipe all the time: a driver sending a large attempt must never block
-        while this worker is sending it a large result (a deadlock otherwise)."""
+        """Drain the pipe all the time: a driver sending large attempts must never block
+        while this worker is sending it large results (a deadlock otherwise)."""
         while True:
             try:
                 msg = conn.recv()
-            except (EOFError, OSError):
+            except Exception:  # end of file, or the pipe broke: the driver is gone
+                msg = None
+            if msg is None:
                 inbox.put(None)
                 return
-            except Exception as exc:  # an attempt that cannot be unpickled here
-                msg = _Unreadable(
-                    f"the attempt could not be received by its worker process: {exc!r}"
-                )
-            inbox.put(msg)
-            if msg is None:
-                return
+            for data in msg:
+                try:
+                    inbox.put(pickle.loads(data))
+                except Exception as exc:  # an attempt that cannot be unpickled here
+                    inbox.put(
+                        _Unreadable(
+                            f"the attempt could not be received by its worker process: {exc!r}"
+                        )
+                    )
+            inbox.put(_BATCH_END)
 
     threading.Thread(target=read, name="phloem-worker-inbox", daemon=True).start()
     outbox = _Outbox(conn)
     fence = Fence(_stopper(outbox, lambda a: fence.running(a)))
+    seq = 0
     try:
         while True:
             msg = inbox.get()
             if msg is None:
+                outbox.flush()
                 return
-            if isinstance(msg, _Unreadable):
-                outbox.send(msg)
+            if msg is _BATCH_END:
+                outbox.flush()
                 continue
+            seq += 1
+            if isinstance(msg, _Unreadable):
+                outbox.put(replace(msg, seq=seq))
+                continue
+            progress.began(seq)  # a death from now on is this attempt's
             result = _serve(
                 outbox, msg, loaded, artifacts, budget, capture, log_max_bytes, fence, meter
             )
             work_done()  # what the attempt orphaned is gone before its result is reported
-            outbox.send(result)
+            outbox.put(result)
+            progress.finished(seq)
     finally:
         capture.detach()
 
@@ -357,7 +500,7 @@ def _serve(
         known = loaded.get((attempt.pipeline, None))
         if known is not None and attempt.code_hash in (None, known.code_hash):
             spec = loaded[key] = known
-    conn.send(
+    conn.put(
         Started(attempt.run_id, attempt.task_id, attempt.map_index, attempt.try_number, time.time())
     )
     try:

@@ -64,6 +64,9 @@ class Attempt:
     heartbeat_ttl: float | None = None
     #: bytes of memory the attempt may use (the executor enforces it; None: no limit)
     memory_limit: int | None = None
+    #: how many attempts of this task, this one first, may go to a worker in one message
+    #: (tiny mapped instances in batches; each still runs, fails and reports on its own)
+    batch: int = 1
 
     @property
     def key(self) -> tuple[str, int]:
