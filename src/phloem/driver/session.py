@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -46,12 +46,20 @@ from phloem.executors import Report, Started
 from phloem.records import RunRecord
 from phloem.runner import Attempt, Result, log_path
 from phloem.runner.failures import OUT_OF_MEMORY
-from phloem.states import ACTIVE_TASK_STATES, RunState, TaskState
+from phloem.states import ACTIVE_TASK_STATES, AttemptOutcome, RunState, TaskState
 from phloem.store import Applied, ArtifactRecord, ArtifactUse, Commit, Store
 from phloem.store.types import EventRow
 
 log = logging.getLogger("phloem.driver")
 S = TaskState
+
+#: automatic batches: once this many instances of a mapped task have ended, the mean time they
+#: took decides how many go to a worker together, so that a batch holds about
+#: ``AUTO_BATCH_SECONDS`` of work, at most ``AUTO_BATCH_MAX`` instances, and every slot still
+#: gets a share of what is ready
+AUTO_BATCH_AFTER = 4
+AUTO_BATCH_SECONDS = 0.05
+AUTO_BATCH_MAX = 100
 
 
 class Reporter(Protocol):
@@ -137,6 +145,10 @@ class RunSession:
         self._records: list[ArtifactRecord] = []
         self._uses: list[ArtifactUse] = []
         self._effects: list[AttemptEffects] = []
+        #: per mapped task that may batch on its own: (instances ended, seconds they took)
+        self._took: dict[str, tuple[int, float]] = {}
+        #: the batch sizes of the last plan (task -> instances per batch)
+        self._batch: Mapping[str, int] = {}
         #: attempts heartbeat (and inherited ones are waited for) when other processes share
         #: the store and the run is leased; an in-memory store lives in this process only
         self._leases = (
@@ -202,6 +214,11 @@ class RunSession:
             self._events.append(AttemptStarted((r.task_id, r.map_index), r.try_number, r.at))
             return
         self._events.append(_finished(r))
+        if r.map_index >= 0 and r.outcome is AttemptOutcome.SUCCESS:
+            opts = self.spec.tasks[r.task_id].options if r.task_id in self.spec.tasks else None
+            if opts is not None and opts.batch_size is None and opts.sensor is None:
+                n, spent = self._took.get(r.task_id, (0, 0.0))
+                self._took[r.task_id] = (n + 1, spent + max(0.0, r.ended_at - r.started_at))
         for a in r.artifacts:
             self._records.append(ArtifactRecord(a.digest, a.serializer, a.type_name, a.size, a.key))
             self._uses.append(ArtifactUse(a.digest, r.task_id, r.map_index, "output", r.try_number))
@@ -225,6 +242,24 @@ class RunSession:
                     break
                 cached(d, hits, now)
         return d
+
+    def batching(self, d: Draft, slots: int) -> None:
+        """Choose the draft's batch sizes before it asks for slots: the tasks' ``batch_size``,
+        and for mapped tasks that leave it to phloem, as many instances as make a batch of
+        about ``AUTO_BATCH_SECONDS`` (tiny instances then cost one message and one slot per
+        batch, not each), no more than share what is ready among ``slots``."""
+        if self._took:
+            chosen = dict(d.batch)
+            for task_id, (n, spent) in self._took.items():
+                if n < AUTO_BATCH_AFTER:
+                    continue
+                size = AUTO_BATCH_MAX if spent <= 0 else int(AUTO_BATCH_SECONDS * n / spent)
+                ready = d.w.counts(task_id)[S.SCHEDULED]
+                size = min(size, AUTO_BATCH_MAX, ready // max(1, slots))
+                if size > 1:
+                    chosen[task_id] = size
+            d.batch = chosen
+        self._batch = d.batch
 
     def plan(self, drafted: Draft, grant: Grant, now: float) -> tuple[Decision, Commit | None]:
         """Finish the draft within ``grant``; the store applies the result (possibly together
@@ -407,6 +442,7 @@ class RunSession:
             lease_from=now,
             heartbeat_ttl=self.lease_ttl if self._leases is not None else None,
             memory_limit=self._memory_limit(t.options, ti),
+            batch=self._batch.get(ti.task_id, 1),
         )
 
     def _memory_limit(self, options: TaskOptions, ti: TI) -> int | None:

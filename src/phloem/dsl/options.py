@@ -70,6 +70,22 @@ def _custom(value: Any, option: str, where: str) -> tuple[tuple[str, float], ...
     return tuple(sorted((k, _amount(v, f"{option}.{k}", where)) for k, v in value.items()))
 
 
+#: the most instances one message to a worker may carry (``batch_size``)
+MAX_BATCH_SIZE = 10_000
+
+
+def _batch_size(value: Any, option: str, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_BATCH_SIZE:
+        raise DefinitionError(
+            f"{where}: option '{option}' must be an int from 1 to {MAX_BATCH_SIZE:,} (how many "
+            "mapped instances go to a worker in one message; 1 sends each alone, None lets "
+            f"phloem choose), got {value!r}"
+        )
+    return value
+
+
 def _amount(value: Any, option: str, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise DefinitionError(f"{where}: option '{option}' must be a number >= 0, got {value!r}")
@@ -189,6 +205,13 @@ class TaskOptions:
         kinds.kind("bytes or text", _memory),
         "the most memory `retry_memory_factor` may give an attempt",
         shown="no cap",
+    )
+    batch_size: int | None = option(
+        None,
+        kinds.kind("int from 1 to 10,000", _batch_size),
+        "mapped instances sent to a worker in one message (each keeps its own state, tries, "
+        "output and log); 1 sends each alone; sensors never batch",
+        shown="automatic: tiny instances travel in batches",
     )
     tags: tuple[str, ...] = option((), kinds.TAGS, "labels for listings and filters")
     on_success: Callable[..., Any] | None = option(
@@ -427,6 +450,7 @@ def build_options(base: TaskOptions, overrides: Mapping[str, Any], where: str) -
         changes["trigger_rule"] = TriggerRule.ALL_DONE
     opts = replace(base, **changes, explicit=base.explicit | frozenset(overrides))
     _check_memory(opts, where)
+
     if sensor_values:
         sensor = coerce_all(SensorOptions, "sensor", sensor_values, where)
         opts = replace(opts, sensor=replace(opts.sensor or SensorOptions(), **sensor))

@@ -107,6 +107,9 @@ class Snapshot:
     started_at: float | None = None
     #: how many times the pipeline's ``retries`` ran this run's failed tasks again
     run_retries: int = 0
+    #: tasks whose instances go to workers in batches: task -> instances per batch (> 1);
+    #: a batch takes one executor slot (see ``ready``)
+    batch: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -123,6 +126,11 @@ class Snapshot:
         snap.counts = {t: Counter() for t in spec.tasks}
         snap.indexes = {t: [] for t in spec.tasks}
         snap.upstream = UpstreamCounts(Edges.of(spec))
+        snap.batch = {
+            t.task_id: t.options.batch_size
+            for t in spec.tasks.values()
+            if t.options.batch_size and t.options.batch_size > 1 and t.options.sensor is None
+        }
         for ti in sorted(instances, key=lambda t: t.map_index):
             if ti.task_id not in spec.tasks:
                 continue  # a task removed from the code since the run started

@@ -4,7 +4,8 @@ within the grant it got back."""
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from itertools import islice
 
@@ -21,7 +22,7 @@ class Draft:
     tells ``allocate`` what the run holds and has ready; ``decide.finish`` completes it within
     a grant."""
 
-    __slots__ = ("_ranked", "closed", "ready", "w", "wake")
+    __slots__ = ("_ranked", "batch", "closed", "ready", "w", "wake")
 
     def __init__(self, w: Work, wake: list[float], closed: bool = False) -> None:
         self.w = w
@@ -30,6 +31,15 @@ class Draft:
         #: scheduled instances, in the order they became ready
         self.ready = _Ready(w, closed)
         self._ranked: list[Key] | None = None
+        #: task -> instances per batch (> 1): up to that many instances of the task take one
+        #: slot together (the snapshot's ``batch_size`` options; a driver may add its own
+        #: choices for tiny tasks before ``demand``)
+        self.batch: Mapping[str, int] = w.snap.batch
+
+    def units(self, task_id: str, n: int) -> int:
+        """The slots ``n`` instances of ``task_id`` take."""
+        b = self.batch.get(task_id)
+        return n if not b else -(-n // b)
 
     def refresh(self) -> None:
         """Read the ready instances again (facts applied to the draft changed them)."""
@@ -45,13 +55,19 @@ class Draft:
         tasks = w.snap.spec.tasks
         active = w.keys_in(S.QUEUED, S.RUNNING)
         held_pools: dict[str, int] = {}
-        if pooled:
-            for key in active:
-                opts = tasks[key[0]].options
-                held_pools[opts.pool] = held_pools.get(opts.pool, 0) + opts.pool_slots
+        held = len(active)
+        if pooled or self.batch:
+            per_task = Counter(key[0] for key in active)
+            held = 0
+            for task_id, n in per_task.items():
+                units = self.units(task_id, n)
+                held += units
+                if pooled:
+                    opts = tasks[task_id].options
+                    held_pools[opts.pool] = held_pools.get(opts.pool, 0) + units * opts.pool_slots
         return Demand(
             run_id=w.snap.run_id,
-            held=len(active),
+            held=held,
             held_pools=held_pools,
             asks=self._asks(pooled),
             limit=w.snap.spec.max_active_tasks,
@@ -64,11 +80,19 @@ class Draft:
         if not self.ready:
             return ()
         if not pooled:
-            return (Ask(len(self.ready)),)
+            return (Ask(self._ready_units()),)
         tasks = self.w.snap.spec.tasks
         asks: list[Ask] = []
         pool, slots, count = "", 0, 0
+        batch = self.batch
+        seen: dict[str, int] = {}
         for key in self.ranked():
+            b = batch.get(key[0])
+            if b:
+                i = seen.get(key[0], 0)
+                seen[key[0]] = i + 1
+                if i % b:
+                    continue  # it rides in the batch of one before it
             opts = tasks[key[0]].options
             if opts.pool != pool or opts.pool_slots != slots:
                 if count:
@@ -77,6 +101,14 @@ class Draft:
             count += 1
         asks.append(Ask(count, pool, slots))
         return tuple(asks)
+
+    def _ready_units(self) -> int:
+        """The slots every ready instance would take: O(tasks that batch), not O(ready)."""
+        n = len(self.ready)
+        for task_id in self.batch:
+            ready = self.w.counts(task_id)[S.SCHEDULED]
+            n -= ready - self.units(task_id, ready)
+        return n
 
     def _top_priority(self) -> int:
         """The highest priority among ready instances (0 when none is ready)."""
@@ -149,16 +181,29 @@ def queue(w: Work, now: float, d: Draft, grant: Grant) -> None:
         return
     tasks = w.snap.spec.tasks
     budget = dict(grant.pools) if grant.pools is not None else None
-    for key in d.order(free, budget is not None):
-        if free <= 0:
-            break
+    batch = d.batch
+    #: per task, how many more instances the batch it was last given a slot for may take
+    room: dict[str, int] = {}
+    wanted = free * max(batch.values()) if batch else free
+    for key in d.order(wanted, budget is not None):
+        task_id = key[0]
+        if room.get(task_id):
+            room[task_id] -= 1  # rides in a batch that has its slot
+        else:
+            if free <= 0:
+                if any(room.values()):
+                    continue
+                break
+            opts = tasks[task_id].options
+            if budget is not None and opts.pool in budget:
+                if budget[opts.pool] < opts.pool_slots:
+                    continue
+                budget[opts.pool] -= opts.pool_slots
+            free -= 1
+            b = batch.get(task_id)
+            if b:
+                room[task_id] = b - 1
         ti = w.get(key)
-        opts = tasks[ti.task_id].options
-        if budget is not None and opts.pool in budget:
-            if budget[opts.pool] < opts.pool_slots:
-                continue
-            budget[opts.pool] -= opts.pool_slots
-        free -= 1
         w.set(
             replace(
                 ti,
