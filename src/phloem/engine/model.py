@@ -110,6 +110,8 @@ class Snapshot:
     #: tasks whose instances go to workers in batches: task -> instances per batch (> 1);
     #: a batch takes one executor slot (see ``ready``)
     batch: dict[str, int] = field(default_factory=dict)
+    #: per state, keys deleted from its index since it was last copied (see ``_drop``)
+    _deleted: dict[TaskState, int] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -148,7 +150,7 @@ class Snapshot:
         del self.tis[ti.key]
         self.indexes[ti.task_id].remove(ti.map_index)
         self.counts[ti.task_id][ti.state] -= 1
-        del self.by_state[ti.state][ti.key]
+        self._drop(ti.state, ti.key)
         self.upstream.add(ti.task_id, ti.state, -1)
 
     def put(self, ti: TI) -> None:
@@ -156,10 +158,23 @@ class Snapshot:
         if old.state is not ti.state:
             self.counts[ti.task_id][old.state] -= 1
             self.counts[ti.task_id][ti.state] += 1
-            del self.by_state[old.state][ti.key]
+            self._drop(old.state, ti.key)
             self.by_state[ti.state][ti.key] = None
             self.upstream.move(ti.task_id, old.state, ti.state)
         self.tis[ti.key] = ti
+
+    def _drop(self, state: TaskState, key: Key) -> None:
+        """Take ``key`` out of its state's index. A dict keeps the room of what was deleted
+        until it grows again, and reading it from the front walks over that room: an index
+        emptied from the front (100,000 scheduled instances handed out a batch at a time) is
+        copied once as many were deleted as remain, so reading its head stays O(what is read)
+        and the copies cost O(1) per deletion overall."""
+        index = self.by_state[state]
+        del index[key]
+        n = self._deleted[state] = self._deleted.get(state, 0) + 1
+        if n > 1024 and n > len(index):
+            self.by_state[state] = dict(index)
+            self._deleted[state] = 0
 
     def apply_transition(self, t: Transition) -> None:
         self.put(t.new)
