@@ -164,7 +164,7 @@ class Loop:
 
     def _demand(self, s: RunSession, d: Draft) -> Demand:
         backfill = self._added[s.run_id] if s.run.run_type is RunType.BACKFILL else None
-        s.batching(d, self.slots)
+        s.batching(d, self.slots, getattr(self.executor, "batches", False))
         return d.demand(bool(self._pools), created_at=s.run.created_at, backfill_since=backfill)
 
     def _commit(

@@ -243,12 +243,15 @@ class RunSession:
                 cached(d, hits, now)
         return d
 
-    def batching(self, d: Draft, slots: int) -> None:
+    def batching(self, d: Draft, slots: int, batches: bool = True) -> None:
         """Choose the draft's batch sizes before it asks for slots: the tasks' ``batch_size``,
         and for mapped tasks that leave it to phloem, as many instances as make a batch of
         about ``AUTO_BATCH_SECONDS`` (tiny instances then cost one message and one slot per
-        batch, not each), no more than share what is ready among ``slots``."""
-        if self._took:
+        batch, not each), no more than share what is ready among ``slots``. An executor that
+        does not take batches (``batches`` false) gets every attempt on its own slot."""
+        if not batches:
+            d.batch = {}
+        elif self._took:
             chosen = dict(d.batch)
             for task_id, (n, spent) in self._took.items():
                 if n < AUTO_BATCH_AFTER:

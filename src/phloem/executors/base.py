@@ -24,8 +24,11 @@ Report = Started | Result
 
 
 class Executor(Protocol):
-    #: how many attempts may run at once
+    #: how many attempts may run at once (an executor that ``batches``: how many batches)
     slots: int
+    # An executor may also say ``batches = True``: attempts of one task handed to it one after
+    # another travel together, up to ``Attempt.batch`` of them, and a batch takes one slot
+    # (the local executor does). Without it every attempt takes a slot of its own.
 
     def start(self, pipelines: Mapping[str, PipelineSpec], artifacts: ArtifactStore) -> None:
         """Prepare to run tasks of these pipelines (their code is known to the caller)."""

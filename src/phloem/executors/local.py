@@ -113,6 +113,9 @@ class LocalExecutor:
     """``workers`` processes, each sent up to ``prefetch`` messages (an attempt, or a batch of
     tiny ones) so it never idles while the driver commits the previous results."""
 
+    #: attempts of one task go to a worker together, up to ``Attempt.batch`` (see ``base``)
+    batches = True
+
     def __init__(
         self, workers: int = 2, prefetch: int = 2, *, log_max_bytes: int = DEFAULT_LOG_MAX_BYTES
     ) -> None:
