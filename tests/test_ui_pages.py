@@ -427,3 +427,74 @@ def test_big_pages_stay_under_500_kb_and_go_compressed(ui: UiApp) -> None:
     assert "content-encoding" not in plain.headers and plain.text == grid
     js = viewer.get("/ui/static/ui.js", headers={"Accept-Encoding": "gzip"})
     assert js.headers["content-encoding"] == "gzip" and js.num_bytes_downloaded < 10_000
+
+
+def test_no_page_lets_html_from_data_through(ui: UiApp) -> None:
+    """Every page, with HTML in a pipeline's description, a param's default and value, a
+    logged param, a log line, an error, a model's description and an alias move's reason, a
+    variable's description and an alert's subject: all of it shown as text."""
+    import time
+
+    import phloem.models
+    from phloem.store.alert_book import NewDelivery
+
+    v1 = phloem.models.register("m", [1], description=EVIL, app=ui.ph)
+    phloem.models.register("m", [2], app=ui.ph)
+    phloem.models.set_alias("m", v1, "production", reason=EVIL, app=ui.ph)
+    ui.ph.variables.set_variable("k", EVIL, EVIL)
+    ui.ph.store.alerts.record(
+        [
+            NewDelivery(
+                "r",
+                "demo",
+                ui.run_id,
+                EVIL,
+                0,
+                "webhook",
+                "https://h.example/x",
+                EVIL,
+                EVIL,
+                EVIL,
+                {},
+            )
+        ],
+        time.time(),
+    )
+    admin = ui.browser("admin")
+    paths = [
+        "/",
+        "/pipelines/demo",
+        "/pipelines/demo/trigger",
+        "/pipelines/demo/backfill",
+        f"/runs/{ui.run_id}",
+        f"/runs/{ui.run_id}/tasks/load",
+        f"/runs/{ui.run_id}/tasks/report",
+        f"/runs/{ui.run_id}/tasks/calc.square",
+        f"/runs/{ui.run_id}/tasks/calc.total",
+        "/pipelines/demo/metrics",
+        f"/compare?run={ui.run_id}&run={ui.other_run}",
+        "/models",
+        "/models/m",
+        "/models/m?a=1&b=2",
+        "/alerts",
+        "/admin",
+        "/logout",
+    ]
+    for path in paths:
+        r = admin.get(path)
+        assert r.status_code == 200, (path, r.text[:300])
+        _no_raw_markup(r.text)
+    for path in (
+        "/",
+        "/pipelines/demo/trigger",
+        f"/runs/{ui.run_id}/tasks/report",
+        "/models/m",
+        "/alerts",
+        "/admin",
+        f"/compare?run={ui.run_id}&run={ui.other_run}",
+    ):
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in admin.get(path).text, path
+    # an error page repeats what was asked, escaped
+    r = admin.get("/runs/<img src=x onerror=alert(1)>")
+    assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
+    assert "<img src=x" not in r.text and "&lt;img src=x onerror=alert(1)&gt;" in r.text
