@@ -68,6 +68,8 @@ class RayCluster:
         paths = [p for p in sys.path if p and os.path.isdir(p)]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         env["RAY_USAGE_STATS_ENABLED"] = "0"
+        # the cluster and this process agree, whatever token a ~/.ray of the machine holds
+        env["RAY_AUTH_MODE"] = "disabled"
         env["RAY_DISABLE_IMPORT_WARNING"] = "1"
         env.setdefault("RAY_raylet_start_wait_time_s", "120")  # a loaded machine is slow
         return env
@@ -114,6 +116,8 @@ class RayCluster:
 
     def start(self, timeout: float = 180.0) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+        self._saved_auth = os.environ.get("RAY_AUTH_MODE")
+        os.environ["RAY_AUTH_MODE"] = "disabled"  # for this process, which joins the cluster
         self.start_node("head")
         self._wait_port(timeout)
         for name in self.nodes:  # one at a time: at once, a loaded machine times them out
@@ -189,3 +193,7 @@ class RayCluster:
                 node.proc.send_signal(signal.SIGTERM)
         self.processes.close()
         shutil.rmtree(self.temp, ignore_errors=True)
+        if getattr(self, "_saved_auth", None) is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = self._saved_auth

@@ -4,8 +4,14 @@ fake GPU (127.0.0.3). One cluster is shared by the module (starting one takes a 
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import signal
 import textwrap
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -50,11 +56,20 @@ def ray_app(cluster: RayCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 
 WHERE = """
+import json, os, time
+
 def where():
-    import os, socket
     import ray
     return {"ip": ray.util.get_node_ip_address(), "pid": os.getpid(),
             "gpus": os.environ.get("CUDA_VISIBLE_DEVICES")}
+
+def note(ledger, event):
+    \"\"\"One line in the test's ledger: which try of which task did what, where, when.\"\"\"
+    ctx = phloem.context()
+    line = {"task": ctx.task_id, "try": ctx.try_number, "event": event, "at": time.time(),
+            **where()}
+    with open(ledger, "a") as f:
+        f.write(json.dumps(line) + "\\n")
 """
 
 
@@ -146,6 +161,171 @@ def test_resources_no_node_has_fail_at_once_and_clearly(ray_app: Phloem, tmp_pat
     assert "the most any node has is 2 CPUs, 1 'big_disk'" in (huge.error or "")
     alien = result.tasks[("alien", -1)].error or ""
     assert "1 'tpu'" in alien and "0 'tpu'" in alien
+
+
+# -- faults -------------------------------------------------------------------------------------
+
+
+def _ledger(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _in_background(fn: Callable[[], phloem.RunResult]) -> Future[phloem.RunResult]:
+    pool = ThreadPoolExecutor(1)
+    try:
+        return pool.submit(fn)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def _wait_for(
+    what: str,
+    check: Callable[[], object],
+    running: Future[phloem.RunResult] | None = None,
+    timeout: float = 120.0,
+) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        if running is not None and running.done():
+            result = running.result()
+            pytest.fail(f"the run ended before {what}: {result!r} {_errors(result)}")
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def _started(ledger: Path, task: str, try_number: int) -> Callable[[], dict | None]:
+    def check() -> dict | None:
+        return next(
+            (
+                e
+                for e in _ledger(ledger)
+                if e["task"] == task and e["try"] == try_number and e["event"] == "start"
+            ),
+            None,
+        )
+
+    return check
+
+
+FRAGILE = """
+LEDGER = {ledger!r}
+
+@task(retries=1, resources={{"custom": {{"big_disk": 1}}}})
+def fragile() -> dict:
+    note(LEDGER, "start")
+    if phloem.context().try_number == 1:
+        time.sleep(300)  # the test kills it meanwhile
+    note(LEDGER, "end")
+    return where()
+
+@pipeline
+def {name}():
+    fragile()
+"""
+
+
+def test_a_worker_killed_mid_task_fails_its_attempt_and_the_retry_succeeds(
+    ray_app: Phloem, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "ledger.jsonl"
+    path = _pipeline(tmp_path, FRAGILE.format(ledger=str(ledger), name="killed_worker"))
+    running = _in_background(lambda: phloem.run(str(path), app=ray_app))
+    first = _wait_for("the first try to start", _started(ledger, "fragile", 1), running)
+    assert isinstance(first, dict) and first["ip"] == DISK_IP
+    os.kill(first["pid"], signal.SIGKILL)
+    result = running.result(timeout=300)
+    assert result.state is RunState.SUCCESS, _errors(result)
+    tries = ray_app.store.attempts(result.run_id, "fragile")
+    assert [a.try_number for a in tries] == [1, 2]
+    assert f"worker process {first['pid']} on node {DISK_IP} died while running this attempt" in (
+        tries[0].error or ""
+    )
+    assert result.output("fragile")["ip"] == DISK_IP
+    # Ray retried nothing by itself: each try started once, the first never ended
+    events = [(e["try"], e["event"]) for e in _ledger(ledger)]
+    assert events == [(1, "start"), (2, "start"), (2, "end")]
+
+
+def test_a_node_lost_mid_task_fails_its_attempt_and_the_retry_waits_for_room(
+    cluster: RayCluster, ray_app: Phloem, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "ledger.jsonl"
+    path = _pipeline(tmp_path, FRAGILE.format(ledger=str(ledger), name="lost_node"))
+    running = _in_background(lambda: phloem.run(str(path), app=ray_app))
+    first = _wait_for("the first try to start", _started(ledger, "fragile", 1), running)
+    assert isinstance(first, dict) and first["ip"] == DISK_IP
+    cluster.kill_node("disk")  # the only node with big_disk: its raylet, workers, all
+    # the attempt fails with the node's death; its retry waits for a node with big_disk
+    _wait_for(
+        "the first try to fail",
+        lambda: any(
+            a.error
+            for r in ray_app.store.list_runs(pipeline="lost_node")
+            for a in ray_app.store.attempts(r.run_id, "fragile")
+        ),
+    )
+    cluster.start_node("disk")
+    cluster.wait_alive({"disk"})
+    result = running.result(timeout=300)
+    assert result.state is RunState.SUCCESS, _errors(result)
+    tries = ray_app.store.attempts(result.run_id, "fragile")
+    assert [a.try_number for a in tries] == [1, 2]
+    assert f"node {DISK_IP} died while running this attempt" in (tries[0].error or "")
+    assert result.output("fragile")["ip"] == DISK_IP
+
+
+def test_a_silent_worker_is_failed_after_the_heartbeat_timeout_and_never_commits(
+    cluster: RayCluster, ray_app: Phloem, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from processes import wait_gone
+
+    app = Phloem(replace(ray_app.settings, heartbeat_timeout=4.0))
+    ledger = tmp_path / "ledger.jsonl"
+    path = _pipeline(
+        tmp_path,
+        f"""
+        LEDGER = {str(ledger)!r}
+
+        @task(retries=1)
+        def frozen() -> dict:
+            note(LEDGER, "start")
+            if phloem.context().try_number == 1:
+                time.sleep(15)
+            note(LEDGER, "end")
+            return {{"try": phloem.context().try_number, **where()}}
+
+        @pipeline
+        def silent():
+            frozen()
+        """,
+    )
+    running = _in_background(lambda: phloem.run(str(path), app=app))
+    first = _wait_for("the first try to start", _started(ledger, "frozen", 1), running)
+    assert isinstance(first, dict)
+    pid = first["pid"]
+    os.kill(pid, signal.SIGSTOP)  # alive, but silent: no heartbeat, no answer
+    try:
+        result = running.result(timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)  # the zombie comes back, if it was not gone yet
+    assert result.state is RunState.SUCCESS, _errors(result)
+    tries = app.store.attempts(result.run_id, "frozen")
+    assert [a.try_number for a in tries] == [1, 2]
+    assert f"no heartbeat from its Ray worker (pid {pid} on node" in (tries[0].error or "")
+    assert result.output("frozen")["try"] == 2
+    # the stopped worker was stopped for good: it never finished its attempt or reported it
+    assert wait_gone(lambda: [pid] if os.path.exists(f"/proc/{pid}") else [], 30) == []
+    time.sleep(1)
+    assert (1, "end") not in [(e["try"], e["event"]) for e in _ledger(ledger)]
+    assert app.store.attempts(result.run_id, "frozen")[0].error == tries[0].error
 
 
 # -- without a cluster ----------------------------------------------------------------------------

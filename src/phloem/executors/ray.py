@@ -97,7 +97,28 @@ def connect(address: str | None) -> Any:
                 "ray://host:10001 to join one)"
             ) from exc
         _connected[:] = [address]
+        _quiet(ray)
         return ray
+
+
+def _quiet(ray: Any) -> None:
+    """Ray prints the cluster's error messages ("(raylet) the node ... has been marked dead")
+    on this process's stdout, which may be pure JSON (``phloem run --json``): they go to the
+    log instead. Attempts' own output is already off (``log_to_driver=False``)."""
+    try:
+        worker = ray._private.worker
+        original = worker.print_to_stdstream
+    except AttributeError:
+        return
+
+    def to_log(data: dict[str, Any], ignore_prefix: bool) -> None:
+        if data.get("is_err") or data.get("pid") not in ("raylet", "autoscaler"):
+            original(data, ignore_prefix)
+            return
+        for line in data.get("lines", ()):
+            log.warning("Ray: %s", line)
+
+    worker.print_to_stdstream = to_log
 
 
 @dataclass(eq=False)
@@ -111,8 +132,8 @@ class _Actor:
     alive_at: float = field(default_factory=time.monotonic)
     ping_at: float | None = None
     idle_since: float = field(default_factory=time.monotonic)
-    #: its attempt's call failed as if its node were unreachable: killed, waiting to hear
-    #: that it is dead before its attempt is failed (it might still run otherwise)
+    #: its attempt's call failed as if its node were unreachable: why, and since when; its
+    #: attempt is failed once Ray says it is dead (it might still run otherwise)
     doomed: str | None = None
     doomed_at: float = 0.0
 
@@ -154,6 +175,9 @@ class RayExecutor:
         os.set_blocking(self._wake_w, False)
         self._nodes: list[dict[str, Any]] = []
         self._nodes_at = float("-inf")
+        #: the resources of every node seen since the start, by node id (a node that died
+        #: may come back: what it could hold still counts)
+        self._seen: dict[str, dict[str, float]] = {}
         #: as many attempts as the cluster has CPUs (at least one); more wait in the engine
         self.slots = 1
 
@@ -363,11 +387,10 @@ class RayExecutor:
         except Exception as exc:
             ray = self._ray
             if isinstance(exc, ray.exceptions.ActorUnavailableError):
-                # its node may be down or only unreachable: kill it and fail the attempt
-                # once Ray says it is dead, so that it never runs beside its retry
+                # its node may be down, or only cut off: the attempt fails once Ray says the
+                # worker is dead (or it answers again, and is stopped), so that it never
+                # runs beside its retry
                 actor.doomed, actor.doomed_at = _first(exc), time.monotonic()
-                with contextlib.suppress(Exception):
-                    ray.kill(actor.handle, no_restart=True)
                 self._ping(actor)
                 return
             self._retire(actor)
@@ -379,20 +402,33 @@ class RayExecutor:
 
     def _on_ping(self, e: _Event) -> None:
         actor = e.actor
+        actor.ping_at = None
         try:
             e.future.result()
         except Exception as exc:
-            if actor.doomed is not None and actor.attempt is not None:
-                if isinstance(exc, self._ray.exceptions.ActorUnavailableError):
-                    actor.ping_at = None  # not known dead yet: ask again
-                    return
-                a = actor.attempt
-                self._retire(actor)
-                self._reports.append(failed_result(a, self._lost_reason(actor, a, exc)))
-            return  # its attempt's own call reports the death
-        actor.ping_at = None
+            if actor.doomed is None or actor.attempt is None:
+                return  # its attempt's own call reports the death
+            if isinstance(exc, self._ray.exceptions.ActorUnavailableError):
+                return  # not known dead yet: asked again at the next check
+            a = actor.attempt
+            self._retire(actor)
+            self._reports.append(failed_result(a, self._lost_reason(actor, a, exc)))
+            return
         if actor.doomed is None:
             actor.alive_at = time.monotonic()
+        elif actor.attempt is not None:
+            # it answers again, but its attempt's call was lost: stop it, fail the attempt
+            a = actor.attempt
+            self._retire(actor)
+            self._reports.append(
+                failed_result(
+                    a,
+                    clean(
+                        f"its Ray worker on node {getattr(actor.info, 'ip', '?')} was out of "
+                        f"reach and its attempt's result was lost ({actor.doomed})"
+                    ),
+                )
+            )
 
     def _ping(self, actor: _Actor) -> None:
         actor.ping_at = time.monotonic()
@@ -409,7 +445,8 @@ class RayExecutor:
         info = actor.info
         ip = getattr(info, "ip", "?")
         pid = getattr(info, "pid", "?")
-        text = str(exc)
+        # Ray's generic advice ("(1) the process was killed by the OOM killer...") is no reason
+        text = str(exc).split("Some common causes")[0].split("There are some potential")[0]
         with contextlib.suppress(Exception):
             from ray.experimental import internal_kv
 
@@ -423,7 +460,9 @@ class RayExecutor:
         if isinstance(exc, ray.exceptions.ObjectLostError):
             return clean(f"the result of this attempt was lost with node {ip} ({_first(exc)})")
         lowered = text.lower()
-        if "memory" in lowered and ("oom" in lowered or "memory pressure" in lowered):
+        if isinstance(exc, ray.exceptions.OutOfMemoryError) or (
+            "memory monitor" in lowered or "low on memory" in lowered
+        ):
             limit = a.memory_limit
             at = f"{OUT_OF_MEMORY}{human_bytes(limit)}" if limit else "out of memory"
             return clean(f"{at} (its Ray worker on node {ip} was killed by Ray's memory monitor)")
@@ -437,8 +476,8 @@ class RayExecutor:
             if not self._node_alive(info, force=True):
                 return f"node {ip} died while running this attempt"
             return clean(
-                f"its Ray worker (pid {pid} on node {ip}) could not be reached and was "
-                f"stopped ({actor.doomed})"
+                f"its Ray worker (pid {pid} on node {ip}) died after it could not be reached "
+                f"({actor.doomed})"
             )
         return clean(
             f"worker process {pid} on node {ip} died while running this attempt "
@@ -511,6 +550,9 @@ class RayExecutor:
             log.warning("cannot read the Ray cluster's nodes: %s", exc)
             return
         self._nodes_at = now
+        for n in self._nodes:
+            if n.get("Alive") and n.get("Resources"):
+                self._seen[n["NodeID"]] = dict(n["Resources"])
         cpus = sum(n["Resources"].get("CPU", 0.0) for n in self._nodes if n.get("Alive"))
         self.slots = max(1, int(cpus))
 
@@ -527,14 +569,13 @@ class RayExecutor:
     def _never_fits(self, a: Attempt, shape: Shape) -> str | None:
         """Why no node of the cluster, alive or gone, could ever hold ``a`` (None: one could)."""
         self._refresh_nodes()
-        if not self._nodes:
+        if not self._seen:
             return None
         need = _needs(shape)
-        for n in self._nodes:
-            have = n.get("Resources") or {}
+        for have in self._seen.values():
             if all(have.get(k, 0.0) >= v for k, v in need.items()):
                 return None
-        most = {k: max((n.get("Resources") or {}).get(k, 0.0) for n in self._nodes) for k in need}
+        most = {k: max(have.get(k, 0.0) for have in self._seen.values()) for k in need}
         return (
             f"task '{a.task_id}' asks for {_describe(need)}, which no node of the Ray cluster "
             f"has: the most any node has is {_describe(most)}"
