@@ -373,7 +373,7 @@ class RayExecutor:
             if a is not None:
                 self._queue.remove(a)
                 self._reports.append(
-                    failed_result(a, clean(f"its Ray worker could not start: {_first(exc)}"))
+                    failed_result(a, clean(f"its Ray worker could not start: {_cause(exc)}"))
                 )
             return
         actor.idle_since = actor.alive_at = time.monotonic()
@@ -394,6 +394,10 @@ class RayExecutor:
                 self._ping(actor)
                 return
             self._retire(actor)
+            if isinstance(exc, ray.exceptions.RayTaskError):  # phloem's own code failed there
+                why = f"phloem could not run the attempt on its Ray worker: {_cause(exc)}"
+                self._reports.append(failed_result(a, clean(why)))
+                return
             self._reports.append(failed_result(a, self._lost_reason(actor, a, exc)))
             return
         actor.attempt = None
@@ -609,6 +613,14 @@ def _describe(amounts: Mapping[str, float]) -> str:
 
 def _id(a: Attempt) -> AttemptId:
     return (a.run_id, a.task_id, a.map_index, a.try_number)
+
+
+def _cause(exc: BaseException) -> str:
+    """The exception a Ray call raised on the other side, in one line."""
+    from phloem.runner.failures import one_line
+
+    cause = getattr(exc, "cause", None)
+    return one_line(cause) if isinstance(cause, BaseException) else _first(exc)
 
 
 def _first(exc: BaseException) -> str:
