@@ -135,6 +135,25 @@ def test_a_lease_that_cannot_be_renewed_is_lost() -> None:
         store.close()
 
 
+def test_a_commit_that_extended_a_lease_keeps_it_while_renewals_cannot_reach_the_store() -> None:
+    # renewals fail (as they wait while a long commit holds SQLite); a commit that extended a
+    # run's lease says so, and that run is not taken for lost
+    store = SqlStore("postgresql+psycopg://postgres@127.0.0.1:1/none", migrate=False)
+    keeper = LeaseKeeper(Catalog(store), "scheduler:a:1", ttl=10.0)
+    keeper.track(["r1", "r2"])
+    keeper.start()
+    try:
+        began = time.monotonic()
+        with keeper._lock:  # both were last renewed long ago
+            keeper._confirmed = {"r1": began - 60, "r2": began - 60}
+        keeper.confirm(["r1", "other"], began)  # a commit extended r1's lease
+        assert keeper.take_lost() == {"r2"}
+        assert "other" not in keeper._confirmed  # a run it does not keep stays unknown
+    finally:
+        keeper.stop()
+        store.close()
+
+
 def _attempt(store: SqlStore, beat: Beat, tmp_path: Path, *, lease_from: float) -> Attempt:
     return Attempt(
         run_id=beat.run_id,

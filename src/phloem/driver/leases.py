@@ -96,6 +96,15 @@ class LeaseKeeper:
             self._runs = set(run_ids)
             self._confirmed = {r: self._confirmed.get(r, now) for r in self._runs}
 
+    def confirm(self, run_ids: Iterable[str], began: float) -> None:
+        """These runs' leases were extended by a commit that began at ``began`` (monotonic):
+        a long commit (a 100,000-wide expansion) holds the database the renewal thread waits
+        for, and must not make its own runs look lost."""
+        with self._lock:
+            for run_id in run_ids:
+                if run_id in self._confirmed:
+                    self._confirmed[run_id] = max(self._confirmed[run_id], began)
+
     def take_lost(self) -> set[str]:
         """Runs another driver took, and runs whose lease could not be renewed for half its
         time: the lease may have run out, so another driver may run their tasks now. Judged

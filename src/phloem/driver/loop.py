@@ -130,11 +130,16 @@ class Loop:
         """Decide every run once, commit, hand out what was decided, then wait for reports (at
         most ``max_wait`` seconds). Returns the earliest timer any run asked for."""
         now = self.clock()
+        began = time.monotonic()
         self._let_go_of_lost()
         drafts = self._each(((s, now) for s in list(self.sessions.values())), RunSession.draft)
         grants = allocate([self._demand(s, d) for s, d in drafts], self.capacity, now)
         plans = self._each(drafts, lambda s, d: s.plan(d, grants[s.run_id], now))
         outcomes = self._commit(plans, now)
+        if self.keeper is not None:  # each applied commit extended its run's lease from ``now``
+            self.keeper.confirm(
+                (s.run_id for s, (_, a) in outcomes if a is not None and not a.fenced), began
+            )
         wakes = self._each(outcomes, lambda s, o: self._hand_out(s, o, now))
         if self.keeper is not None:
             self.keeper.track(self.sessions)
