@@ -35,7 +35,6 @@ from phloem.engine.work import Work
 from phloem.states import (
     ACTIVE_TASK_STATES,
     SUCCESS_STATES,
-    TERMINAL_TASK_STATES,
     AttemptOutcome,
     RunState,
     TaskState,
@@ -344,13 +343,13 @@ def _trigger(w: Work, now: float, wake: list[float]) -> None:
     pending = sorted({k[0] for k in w.keys_in(S.PENDING)}, key=lambda t: spec.tasks[t].index)
     for task_id in pending:
         t = spec.tasks[task_id]
-        counts, total = w.upstream_counts(task_id)
         if (
             t.upstream
             and t.options.trigger_rule is not TriggerRule.ALWAYS
-            and not any(counts[s] for s in TERMINAL_TASK_STATES)
+            and not w.upstream_ended(task_id)
         ):
-            continue  # no upstream instance has ended yet: no rule can decide (cheap check)
+            continue  # no upstream instance has ended yet: no rule can decide (O(1) check)
+        counts, total = w.upstream_counts(task_id)
         keys = [(task_id, i) for i in w.indexes(task_id)]
         verdict = _verdict(w, t, counts, total)
         for key in keys:

@@ -46,26 +46,33 @@ class Edges:
 
 
 class UpstreamCounts:
-    """Per task: its upstream instances by state, their number, and how many instances of the
-    tasks whose output it reads have not ended. Also used as a signed delta (an overlay)."""
+    """Per task: its upstream instances by state, their number, how many of them have ended,
+    and how many instances of the tasks whose output it reads have not ended. Also used as a
+    signed delta (an overlay)."""
 
-    __slots__ = ("data_unfinished", "edges", "states", "total")
+    __slots__ = ("data_unfinished", "edges", "ended", "states", "total")
 
     def __init__(self, edges: Edges) -> None:
         self.edges = edges
         self.states: dict[str, Counter[TaskState]] = {}
         self.total: Counter[str] = Counter()
+        #: upstream instances in a terminal state: a task none of whose upstream instances has
+        #: ended cannot be triggered, which each turn checks for every pending task
+        self.ended: Counter[str] = Counter()
         self.data_unfinished: Counter[str] = Counter()
 
     def add(self, task_id: str, state: TaskState, n: int = 1) -> None:
         """``n`` instances of ``task_id`` in ``state`` appeared (or, negative, went away)."""
+        terminal = state.is_terminal
         for d in self.edges.downstream[task_id]:
             c = self.states.get(d)
             if c is None:
                 c = self.states[d] = Counter()
             c[state] += n
             self.total[d] += n
-        if not state.is_terminal:
+            if terminal:
+                self.ended[d] += n
+        if not terminal:
             for d in self.edges.data_downstream[task_id]:
                 self.data_unfinished[d] += n
 
@@ -73,13 +80,15 @@ class UpstreamCounts:
         """One instance of ``task_id`` went from ``old`` to ``new``."""
         if old is new:
             return
+        ended = int(new.is_terminal) - int(old.is_terminal)
         for d in self.edges.downstream[task_id]:
             c = self.states.get(d)
             if c is None:
                 c = self.states[d] = Counter()
             c[old] -= 1
             c[new] += 1
-        ended = int(new.is_terminal) - int(old.is_terminal)
+            if ended:
+                self.ended[d] += ended
         if ended:
             for d in self.edges.data_downstream[task_id]:
                 self.data_unfinished[d] -= ended

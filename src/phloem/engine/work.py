@@ -72,6 +72,10 @@ class Work:
         counts = base.counts(task_id, self.upstream)
         return counts, base.total[task_id] + self.upstream.total[task_id]
 
+    def upstream_ended(self, task_id: str) -> int:
+        """How many of ``task_id``'s upstream instances have ended: O(1)."""
+        return self.snap.upstream.ended[task_id] + self.upstream.ended[task_id]
+
     def data_unfinished(self, task_id: str) -> int:
         """Instances of the tasks whose output ``task_id`` reads that have not ended."""
         return self.snap.upstream.data_unfinished[task_id] + self.upstream.data_unfinished[task_id]
