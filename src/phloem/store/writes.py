@@ -77,11 +77,8 @@ class Writer:
 
     def apply_commit(self, conn: Connection, r: Commit, now: float, *, bulk: bool) -> Applied:
         if r.owner is not None:
-            runs = s.runs
             held = conn.execute(
-                runs.update()
-                .where(runs.c.run_id == r.run_id, runs.c.owner == r.owner)
-                .values(lease_expires_at=now + r.lease_ttl)
+                _RENEW_LEASE, {"b_run": r.run_id, "b_owner": r.owner, "v_until": now + r.lease_ttl}
             )
             if held.rowcount != 1:
                 return Applied(fenced=True)
@@ -249,7 +246,7 @@ class Writer:
         self.record_attempts(conn, run_id, winners, now, holder)
         if winners:
             conn.execute(
-                s.events.insert(),
+                _INSERT_EVENTS,
                 [
                     {
                         "run_id": run_id,
@@ -277,7 +274,6 @@ class Writer:
         """Attempt rows: one per attempt queued (``worker`` names the lease holder of the
         driver that hands it out, so a successor knows whose attempts it inherits), updated
         as it runs and ends."""
-        a = s.attempts
         new_rows = []
         updates = []
         for t in ts:
@@ -308,7 +304,7 @@ class Writer:
                     }
                 )
         if new_rows:
-            conn.execute(a.insert(), new_rows)
+            conn.execute(_INSERT_ATTEMPTS, new_rows)
         if updates:
             conn.execute(ATTEMPT_UPDATE, updates)
 
@@ -393,9 +389,17 @@ class Writer:
         )
 
 
+# the statements of every commit, built once: building one costs several times running it
 ATTEMPT_UPDATE = attempt_update(
     state="v_state", started_at="v_started", ended_at="v_ended", error="v_error"
 )
+_RENEW_LEASE = (
+    s.runs.update()
+    .where(s.runs.c.run_id == bindparam("b_run"), s.runs.c.owner == bindparam("b_owner"))
+    .values(lease_expires_at=bindparam("v_until"))
+)
+_INSERT_EVENTS = s.events.insert()
+_INSERT_ATTEMPTS = s.attempts.insert()
 
 
 class LostRace(Exception):
