@@ -16,6 +16,7 @@ import textwrap
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -220,6 +221,44 @@ def test_run_prints_progress_and_summary(home: Path, tmp_path: Path) -> None:
     assert "task" in out and "tries" in out and "duration" in out
     assert "success in" in out
     assert result.stderr == ""
+
+
+def test_progress_lines_follow_only_what_changed(home: Path, tmp_path: Path) -> None:
+    """The line reporter is told which tasks each decision changed and looks at those only;
+    a reporter whose ``update`` takes ``(snap, now)`` still works, and both print the same."""
+    import phloem
+    from phloem.cli.progress import LineReporter
+
+    told: list[object] = []
+
+    class Lines(LineReporter):
+        def update(self, snap: Any, now: float, changed: Any = None) -> None:
+            told.append(changed)
+            super().update(snap, now, changed)
+
+    class Whole:  # an older reporter: every turn looks at every task
+        def __init__(self) -> None:
+            self.inner = LineReporter(lines_b.append)
+
+        def update(self, snap: Any, now: float) -> None:
+            self.inner.update(snap, now)
+
+        def finish(self, snap: Any, now: float) -> None:
+            self.inner.finish(snap, now)
+
+    lines_a: list[str] = []
+    lines_b: list[str] = []
+    path = write(tmp_path, "mapped.py", MAPPED)
+    for day, reporter in (("2026-01-01", Lines(lines_a.append)), ("2026-01-02", Whole())):
+        result = phloem.run(
+            path, params={"n": 9}, executor="inline", reporter=reporter, logical_date=day
+        )
+        assert not result.succeeded
+    assert any(isinstance(c, set) for c in told)  # told what changed, not only None
+    assert [x for x in lines_a if not x.startswith("run ")] == [
+        x for x in lines_b if not x.startswith("run ")
+    ]
+    assert any("square[7]: RuntimeError: seven is unlucky" in line for line in lines_a)
 
 
 def test_run_json_shape(home: Path, tmp_path: Path) -> None:

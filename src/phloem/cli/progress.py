@@ -9,7 +9,7 @@ only its first few failures are named.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
 from phloem.cli.views import counts_text, human_duration, label, one_line
@@ -17,6 +17,7 @@ from phloem.records import Key
 from phloem.states import TaskState
 
 if TYPE_CHECKING:
+    from phloem.dsl.spec import TaskSpec
     from phloem.engine import Snapshot
 
 S = TaskState
@@ -52,10 +53,27 @@ class ChangeTracker:
         self._bad: dict[str, tuple[int, int]] = {}
         self._first = True
 
-    def changes(self, snap: Snapshot, now: float, *, only_failures: bool = False) -> list[str]:
+    def changes(
+        self,
+        snap: Snapshot,
+        now: float,
+        *,
+        only_failures: bool = False,
+        tasks: Collection[str] | None = None,
+    ) -> list[str]:
+        """The lines for what changed since the last call. ``tasks``: only these tasks'
+        instances changed (None: look at every task), so a turn costs what it changed, not
+        the size of the pipeline."""
         lines: list[str] = []
         first, self._first = self._first, False
-        for task_id, t in snap.spec.tasks.items():
+        spec = snap.spec.tasks
+        looked_at: Iterable[tuple[str, TaskSpec]]
+        if first or tasks is None:
+            looked_at = spec.items()
+        else:
+            ids = sorted((t for t in tasks if t in spec), key=lambda t: spec[t].index)
+            looked_at = [(t, spec[t]) for t in ids]
+        for task_id, t in looked_at:
             if t.is_mapped:
                 self._mapped(snap, task_id, now, first, only_failures, lines)
                 continue
@@ -180,11 +198,11 @@ class LineReporter:
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def update(self, snap: Snapshot, now: float) -> None:
+    def update(self, snap: Snapshot, now: float, changed: Collection[str] | None = None) -> None:
         if not self._started:
             self._started = True
             self.write(f"run {snap.run_id} of {snap.spec.name}: {len(snap.spec.tasks)} tasks")
-        for line in self.tracker.changes(snap, now):
+        for line in self.tracker.changes(snap, now, tasks=changed):
             self.write(line)
 
     def finish(self, snap: Snapshot, now: float) -> None:
@@ -224,8 +242,8 @@ class LiveReporter:
             self._live.stop()
             self._live = None
 
-    def update(self, snap: Snapshot, now: float) -> None:
-        for line in self.tracker.changes(snap, now, only_failures=True):
+    def update(self, snap: Snapshot, now: float, changed: Collection[str] | None = None) -> None:
+        for line in self.tracker.changes(snap, now, only_failures=True, tasks=changed):
             self.console.print(line, markup=False, highlight=False)
         if now - self._last < 1.0 / self.REFRESH_PER_SECOND and not snap.run_state.is_terminal:
             return

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -63,7 +63,11 @@ AUTO_BATCH_MAX = 100
 
 
 class Reporter(Protocol):
-    def update(self, snap: Snapshot, now: float) -> None: ...
+    def update(self, snap: Snapshot, now: float, changed: Collection[str] | None = None) -> None:
+        """After each applied decision; ``changed``: the tasks whose instances it changed
+        (None: any may have), so a reporter need not look at every task on every turn. A
+        reporter whose ``update`` takes only ``(snap, now)`` is called that way."""
+
     def finish(self, snap: Snapshot, now: float) -> None: ...
 
 
@@ -128,6 +132,7 @@ class RunSession:
         self.artifacts = artifacts
         self.logs_dir = logs_dir
         self.reporter = reporter
+        self._report_changed = reporter is not None and _takes_changed(reporter)
         self.clock = clock
         self.params = _typed_params(spec, run)
         self.inputs = Inputs(spec, artifacts, self.params)
@@ -410,7 +415,14 @@ class RunSession:
         attempts = self._orphans.gate(attempts, now)
         self._callbacks(applied.transitions)
         if self.reporter is not None:
-            self.reporter.update(snap, now)
+            if not self._report_changed:
+                self.reporter.update(snap, now)
+            elif applied.lost:  # reloaded: anything may have changed
+                self.reporter.update(snap, now, None)
+            else:
+                changed = {t.new.task_id for t in applied.transitions}
+                changed.update(e.placeholder.task_id for e in applied.expansions)
+                self.reporter.update(snap, now, changed)
         return attempts
 
     def _still_queued(self, a: Attempt) -> bool:
@@ -527,6 +539,20 @@ class RunSession:
             fn(ctx)
         except Exception:
             log.exception("callback %s of pipeline %s raised; ignored", fn, self.spec.name)
+
+
+def _takes_changed(reporter: Reporter) -> bool:
+    """Whether ``reporter.update`` accepts the tasks that changed (a third argument)."""
+    import inspect
+
+    try:
+        params = inspect.signature(reporter.update).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params) or (
+        sum(p.kind in positional for p in params) >= 3
+    )
 
 
 def _label(ti: TI) -> str:
