@@ -44,7 +44,9 @@ PIPELINE = textwrap.dedent(
 
     @task
     def work(x: int, pause: float) -> int:
+        print("working on", x, flush=True)
         time.sleep(pause)
+        print("finished", x, flush=True)
         return x * 2
 
 

@@ -517,3 +517,37 @@ def test_a_backfill_is_previewed_before_it_is_created(ui_server: Server, chromiu
         == 3
     )
     assert not page.errors
+
+
+def test_a_running_log_is_followed_live_and_an_operator_cancels_the_run(
+    ui_server: Server, chromium: Any
+) -> None:
+    page = login(chromium, ui_server, "operator")
+    page.on("dialog", lambda d: d.accept())
+    wait_for_pipeline(page, ui_server)
+    run_id = trigger(page, ui_server, n="1", pause="6")
+    # the mapped instance's page while it runs: its log grows on the page, never reloaded
+    page.goto(f"{ui_server.url}/runs/{run_id}/tasks/compute.work?map_index=0")
+    for _ in range(60):
+        if page.locator('#log[data-growing="true"]').count():
+            break
+        page.wait_for_timeout(500)
+        page.goto(f"{ui_server.url}/runs/{run_id}/tasks/compute.work?map_index=0")
+    page.evaluate("window.__still_the_same_page = true")
+    assert "Following the log" in page.locator("#log-tail").inner_text()
+    page.locator("pre.log", has_text="finished 0").wait_for(timeout=60_000)
+    page.locator("#log-tail", has_text="ended").wait_for(timeout=60_000)
+    assert "working on 0" in page.locator("pre.log").inner_text()
+    assert page.evaluate("window.__still_the_same_page === true")
+    shot(page, "18-task-log-followed")
+    # cancel a run that would take long
+    run_id = trigger(page, ui_server, n="2", pause="60")
+    page.wait_for_selector('#run[data-state="running"]', timeout=60_000)
+    page.click("#cancel-run")
+    page.wait_for_selector('#run[data-state="failed"]', timeout=90_000)
+    assert "failed" in page.locator('tr[data-task="compute.work"]').inner_text()
+    page.reload()
+    assert "cancelled by operator" in page.locator("table.tasks").inner_text()
+    assert page.locator("#cancel-run").is_hidden()
+    shot(page, "19-run-cancelled")
+    assert not page.errors
