@@ -8,6 +8,8 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -20,12 +22,15 @@ import phloem
 from phloem.app import Phloem
 from phloem.config import Settings
 from phloem.errors import PhloemError
+from phloem.records import RunRecord
 from phloem.states import RunState, TaskState
+from processes import Processes
 from raycluster import Node, RayCluster
 
 pytestmark = pytest.mark.slow
 
 DISK_IP, GPU_IP = "127.0.0.2", "127.0.0.3"
+PHLOEM = [sys.executable, "-m", "phloem"]
 
 
 @pytest.fixture(scope="module")
@@ -326,6 +331,168 @@ def test_a_silent_worker_is_failed_after_the_heartbeat_timeout_and_never_commits
     time.sleep(1)
     assert (1, "end") not in [(e["try"], e["event"]) for e in _ledger(ledger)]
     assert app.store.attempts(result.run_id, "frozen")[0].error == tries[0].error
+
+
+def test_a_dead_driver_s_attempts_die_with_it_and_its_successor_runs_them_once(
+    cluster: RayCluster, tmp_path: Path, processes: Processes
+) -> None:
+    """``phloem run`` killed mid-task: its Ray workers die with it (they are its actors), a
+    scheduler takes the run over once its lease expired, and the ledger shows that the task
+    never ran in two places at once and finished once."""
+    from processes import wait_gone
+
+    folder, home = tmp_path / "pipelines", tmp_path / "home"
+    folder.mkdir()
+    ledger = tmp_path / "ledger.jsonl"
+    path = _pipeline(
+        folder,
+        f"""
+        LEDGER = {str(ledger)!r}
+
+        @task
+        def before() -> int:
+            return 1
+
+        @task
+        def long(x: int) -> dict:
+            note(LEDGER, "start")
+            if phloem.context().try_number == 1:
+                time.sleep(60)
+            note(LEDGER, "end")
+            return {{"try": phloem.context().try_number, **where()}}
+
+        @pipeline
+        def orphaned():
+            long(before())
+        """,
+        "orphaned.py",
+    )
+    env = {
+        **os.environ,
+        "PHLOEM_HOME": str(home),
+        "PHLOEM_RAY_ADDRESS": cluster.address,
+        "PHLOEM_LEASE_TTL": "6",
+    }
+    env.pop("PHLOEM_EXECUTOR", None)  # the commands say it: --executor ray
+    env.pop("PHLOEM_DB_URL", None)
+    env.pop("PHLOEM_ARTIFACTS_URL", None)
+    with open(tmp_path / "driver.log", "w") as log:
+        driver = processes.start(
+            [*PHLOEM, "run", str(path), "--executor", "ray"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    first = _wait_for("the first try to start", _started(ledger, "long", 1))
+    assert isinstance(first, dict)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait(10)
+    # the successor starts at once; meanwhile, note when the first try's worker is gone
+    with open(tmp_path / "scheduler.log", "w") as log:
+        successor = processes.start(
+            [*PHLOEM, "scheduler", "--executor", "ray", "--pipelines", str(folder)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    pid = first["pid"]
+    # its actor goes with it: Ray ends the actors of a driver that is gone
+    assert wait_gone(lambda: [pid] if os.path.exists(f"/proc/{pid}") else [], 60) == []
+    gone_by = time.time()
+    app = Phloem(Settings.from_env(home, environ=env))
+    try:
+        run = _wait_for(
+            "the successor to finish the run",
+            lambda: next(
+                (
+                    r
+                    for r in app.store.list_runs(pipeline="orphaned")
+                    if r.state is RunState.SUCCESS
+                ),
+                None,
+            ),
+            timeout=180,
+        )
+    finally:
+        processes.stop(successor)
+    assert isinstance(run, RunRecord)
+    tries = app.store.attempts(run.run_id, "long")
+    assert [a.try_number for a in tries] == [1, 2]
+    assert [a.state.value for a in app.store.attempts(run.run_id, "before")] == ["success"]
+    events = _ledger(ledger)
+    assert [(e["try"], e["event"]) for e in events] == [(1, "start"), (2, "start"), (2, "end")]
+    # never in two places at once: the retry started after the first try's worker was gone
+    # (seen gone by the test at ``gone_by``, within its 50 ms poll)
+    second = events[1]
+    assert second["at"] > gone_by - 0.1 and second["pid"] != pid
+    app.close()
+
+
+# -- artifacts on S3 -------------------------------------------------------------------------------
+
+
+def test_a_pipeline_on_ray_keeps_its_artifacts_on_s3(
+    cluster: RayCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Arrays made on one node and read on another travel through a real S3 server; the
+    workers get the store's endpoint and credentials from the connection it names."""
+    from s3server import S3Server
+
+    procs = Processes()
+    try:
+        s3 = S3Server(procs, tmp_path / "s3")
+        s3.start()
+        s3.make_bucket("phloem")
+        for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            monkeypatch.delenv(k, raising=False)
+        env = {
+            "PHLOEM_HOME": str(tmp_path / "home"),
+            "PHLOEM_ARTIFACTS_URL": "s3://phloem/on-ray",
+            "PHLOEM_ARTIFACTS_CONNECTION": "objects",
+            "PHLOEM_EXECUTOR": "ray",
+            "PHLOEM_RAY_ADDRESS": cluster.address,
+        }
+        path = _pipeline(
+            tmp_path,
+            """
+            import numpy as np
+
+            @task(resources={"custom": {"big_disk": 1}})
+            def produce(n: int) -> np.ndarray:
+                return np.outer(np.arange(n, dtype=np.float64), np.ones(64))
+
+            @task(resources={"gpus": 1})
+            def consume(m: np.ndarray) -> dict:
+                return {"total": float(m.sum()), **where()}
+
+            @pipeline
+            def on_s3(n: int = 500):
+                consume(produce(n))
+            """,
+            "on_s3.py",
+        )
+        app = Phloem(Settings.from_env(environ=env))
+        try:
+            app.variables.add_connection(
+                "objects",
+                f"s3://ray-user:ray-secret@127.0.0.1:{s3.s3}?secure=false&region=us-east-1",
+            )
+            result = phloem.run(str(path), app=app)
+            assert result.state is RunState.SUCCESS, _errors(result)
+            out = result.output("consume")
+            assert out["total"] == sum(range(500)) * 64 and out["ip"] == GPU_IP
+            digests = {u.digest for u in app.store.artifact_uses(result.run_id)}
+            assert digests, "the array should be an artifact"
+            import s3fs
+
+            fs = s3fs.S3FileSystem(key="k", secret="s", client_kwargs={"endpoint_url": s3.endpoint})
+            keys = fs.find("phloem/on-ray")
+            assert all(any(d in k for k in keys) for d in digests)
+            assert not (tmp_path / "home" / "artifacts").exists()  # nothing on local disk
+        finally:
+            app.close()
+    finally:
+        procs.close()
 
 
 # -- without a cluster ----------------------------------------------------------------------------
