@@ -70,6 +70,26 @@ def _ray() -> Any:
     return ray
 
 
+def _sigterm_handler() -> Any:
+    """This process's own SIGTERM handler, when it set one (None: nothing to keep)."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    handler = signal.getsignal(signal.SIGTERM)
+    return handler if callable(handler) else None
+
+
+def _keep_sigterm(handler: Any) -> None:
+    """Put back the SIGTERM handler ``ray.init`` replaced with its own (``sys.exit(15)``), so
+    a scheduler told to stop still stops as phloem does: attempts stopped, leases released,
+    exit status 0."""
+    if handler is not None:
+        import signal
+
+        signal.signal(signal.SIGTERM, handler)
+
+
 def connect(address: str | None) -> Any:
     """Join the Ray cluster at ``address`` (``auto``, ``host:port``, ``ray://...``), or start
     a local one for this process when None; once per process. Returns the ``ray`` module."""
@@ -82,6 +102,7 @@ def connect(address: str | None) -> Any:
                     f"it cannot also join {address or 'a local one'}"
                 )
             return ray
+        sigterm = _sigterm_handler()
         try:
             ray.init(
                 address=address,
@@ -89,6 +110,7 @@ def connect(address: str | None) -> Any:
                 logging_level=logging.WARNING,
                 configure_logging=False,
             )
+            _keep_sigterm(sigterm)
         except Exception as exc:
             where = f"at {address}" if address else "on this machine"
             raise PhloemError(
