@@ -303,6 +303,17 @@ def test_an_admin_manages_users_and_tokens_and_nobody_else_can(
     with page.expect_navigation():
         page.click('tr[data-user="dana"] button:has-text("Delete")')
     assert page.locator('tr[data-user="dana"]').count() == 0
+    # a pool: added, then resized
+    page.fill("#new-pool", "gpu")
+    page.fill("#new-pool-slots", "2")
+    with page.expect_navigation():
+        page.click("form:has(#new-pool) button[type=submit]")
+    pool = page.locator("table.pools tr:has(th:text-is('gpu')) input")
+    assert pool.input_value() == "2"
+    pool.fill("4")
+    with page.expect_navigation():
+        page.locator("table.pools tr:has(th:text-is('gpu')) button").click()
+    assert page.locator("table.pools tr:has(th:text-is('gpu')) input").input_value() == "4"
     # the API wants the session's CSRF token even from an admin's page
     users = f"{ui_server.url}/api/v1/users/viewer"
     assert _fetch_status(page, "PATCH", users, '{"role": "admin"}', csrf=False) == 403
