@@ -8,7 +8,10 @@ and of the events stream, with 20 clients at once, on a store filled by fill_sto
 Starts ``phloem server --no-scheduler`` on that store (a fresh home, a free port), makes an
 admin token, then runs ``--clients`` threads, each with its own connection, that call every
 endpoint below ``--rounds`` times in a shuffled order. Prints p50 / p95 / p99 / max per
-endpoint in milliseconds (the target: p95 <= 300 ms) and the requests per second overall.
+endpoint in milliseconds (the target: p95 <= 300 ms), the requests per second overall and the
+server's CPU time per request (from /proc: user + system of the server process); then, with
+``--one-by-one N``, each endpoint called N times by one client alone: the server's CPU time
+and the median wall time per request.
 The events stream is timed from the request to its first event (a replay of recent history).
 Asserts nothing.
 """
@@ -82,6 +85,15 @@ def wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise SystemExit("the server did not start within 120 s")
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` used so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def endpoints(c: Any) -> dict[str, Callable[[], Any]]:
     """name -> a call; cursors and ids are read once, before timing starts."""
     page1 = c.get("/runs", params={"limit": 50}).json()
@@ -130,6 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("db_url")
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=10, help="calls of each endpoint per client")
+    ap.add_argument(
+        "--one-by-one",
+        type=int,
+        default=20,
+        help="then calls of each endpoint by one client alone, for the server's CPU time per "
+        "request (0: skip)",
+    )
     args = ap.parse_args(argv)
     import httpx
 
@@ -165,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                     with lock:
                         times[name].append(took)
 
+        cpu0 = cpu_seconds(proc.pid)
         began = time.perf_counter()
         threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
         for t in threads:
@@ -172,6 +192,21 @@ def main(argv: list[str] | None = None) -> int:
         for t in threads:
             t.join()
         wall = time.perf_counter() - began
+        load_cpu = cpu_seconds(proc.pid) - cpu0
+        alone: dict[str, tuple[float, float]] = {}  # name -> (CPU ms, wall ms) per request
+        if args.one_by_one:
+            with httpx.Client(base_url=url + "/api/v1", headers=headers, timeout=60) as c:
+                calls = endpoints(c)
+                for name in names:
+                    calls[name]()
+                    walls = []
+                    before = cpu_seconds(proc.pid)
+                    for _ in range(args.one_by_one):
+                        t0 = time.perf_counter()
+                        calls[name]()
+                        walls.append(1000 * (time.perf_counter() - t0))
+                    spent = 1000 * (cpu_seconds(proc.pid) - before) / args.one_by_one
+                    alone[name] = (spent, statistics.median(walls))
     finally:
         proc.terminate()
         try:
@@ -180,15 +215,24 @@ def main(argv: list[str] | None = None) -> int:
             proc.kill()
     total = sum(len(v) for v in times.values())
     print(f"store: {args.db_url.split('@')[-1]}; {args.clients} clients x {args.rounds} rounds")
-    print(f"{'endpoint':32} {'n':>5} {'p50':>7} {'p95':>7} {'p99':>7} {'max':>7}  (ms)")
+    head = f"{'endpoint':32} {'n':>5} {'p50':>7} {'p95':>7} {'p99':>7} {'max':>7}"
+    if alone:
+        head += f" | {'CPU':>6} {'wall':>6} one by one"
+    print(head + "  (ms)")
     for name in names:
         ms = sorted(1000 * t for t in times[name])
         q = statistics.quantiles(ms, n=100, method="inclusive")
-        print(f"{name:32} {len(ms):>5} {q[49]:>7.1f} {q[94]:>7.1f} {q[98]:>7.1f} {ms[-1]:>7.1f}")
+        line = f"{name:32} {len(ms):>5} {q[49]:>7.1f} {q[94]:>7.1f} {q[98]:>7.1f} {ms[-1]:>7.1f}"
+        if name in alone:
+            line += f" | {alone[name][0]:>6.1f} {alone[name][1]:>6.1f}"
+        print(line)
     allms = sorted(1000 * t for v in times.values() for t in v)
     q = statistics.quantiles(allms, n=100, method="inclusive")
     print(f"{'all':32} {total:>5} {q[49]:>7.1f} {q[94]:>7.1f} {q[98]:>7.1f} {allms[-1]:>7.1f}")
-    print(f"{total / wall:.0f} requests/s over {wall:.1f} s; {len(errors)} errors")
+    print(
+        f"{total / wall:.0f} requests/s over {wall:.1f} s; server CPU {load_cpu:.1f} s "
+        f"({1000 * load_cpu / max(total, 1):.1f} ms per request); {len(errors)} errors"
+    )
     for e in errors[:10]:
         print("  " + e)
     return 0

@@ -54,8 +54,9 @@ def unauthorized(detail: str) -> Problem:
     return Problem(401, "not authenticated", detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def application(request: Request) -> Phloem:
-    """The application object the server wraps (a dependency)."""
+async def application(request: Request) -> Phloem:
+    """The application object the server wraps (a dependency; ``async`` because it does no
+    I/O: FastAPI runs it on the event loop instead of handing it to a worker thread)."""
     ph: Phloem = request.app.state.phloem
     return ph
 

@@ -8,8 +8,9 @@ The process model, chosen so that HTTP traffic never slows the scheduler's loop:
   of requests competes with it only for CPU, like any other process on the machine;
 - the API is served by uvicorn in the server's own process, which owns the child: it forks
   the scheduler before it starts any thread or binds its socket (the child inherits neither),
-  then lowers its own priority (``API_NICE``), so that when the CPUs are short it is the
-  requests that wait, never the scheduler;
+  then lowers its own priority to the lowest (``API_NICE``), so that when the CPUs are
+  short it is the requests that wait, never the scheduler (on a machine whose CPUs the
+  tasks keep busy, requests are slow: that is the trade);
 - SIGTERM or Ctrl-C stop uvicorn (requests in flight finish), then the scheduler gets SIGTERM
   and stops as ``phloem scheduler`` does (attempts in flight are stopped, their runs left
   resumable, its leases released), then the server exits 0. A scheduler that dies on its own
@@ -40,9 +41,11 @@ log = logging.getLogger("phloem.server")
 
 #: how long the scheduler has to stop cleanly before it is killed
 SCHEDULER_STOP_TIMEOUT = 30.0
-#: the API process's niceness once the scheduler child is forked (the child keeps the
-#: server's): when the CPUs are short, requests wait, not the scheduler's loop
-API_NICE = 5
+#: how much the API process lowers its priority once the scheduler child is forked (the
+#: child keeps the server's): to the lowest niceness, so that when the CPUs are short the
+#: requests wait, not the scheduler's loop. At 5 the API still took about a quarter of a
+#: CPU the scheduler wanted (CPU weight 335 against its 1024); at 19 it is 15 against 1024
+API_NICE = 19
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,7 +93,7 @@ class EventFeed:
                     row.at,
                     row.reason,
                 )
-                for row in conn.execute(q)
+                for row in conn.execute(q).all()
             ]
 
 
@@ -158,7 +158,10 @@ class Follower:
         if horizon == self.position:
             return [], False
         rows = self.feed.after(
-            self.position, upto=horizon, run_id=self.run_id, pipeline=self.pipeline,
+            self.position,
+            upto=horizon,
+            run_id=self.run_id,
+            pipeline=self.pipeline,
             limit=self.batch,
         )
         full = len(rows) == self.batch

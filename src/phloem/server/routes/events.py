@@ -33,6 +33,11 @@ from phloem.store.feed import FeedEvent, Follower
 router = APIRouter(tags=["events"])
 
 POLL = 0.25
+#: events a stream reads at most per query: few for its first answer (a client that opens a
+#: stream with a long history to replay gets its first events without waiting for a full
+#: batch to be read and formatted), then many
+FIRST_BATCH = 50
+BATCH = 500
 KEEPALIVE = 15.0
 #: what a client waits before reconnecting (SSE ``retry``), in milliseconds
 RETRY_MS = 2000
@@ -119,7 +124,11 @@ def events(
 ) -> StreamingResponse:
     """State changes of runs and task instances as they commit (Server-Sent Events)."""
     follower = Follower(
-        ph.store.feed, _start(ph, last_event_id, after), run_id=run_id, pipeline=pipeline
+        ph.store.feed,
+        _start(ph, last_event_id, after),
+        run_id=run_id,
+        pipeline=pipeline,
+        batch=FIRST_BATCH,
     )
     stopping = request.app.state.stopping
     latest = newest(request)
@@ -134,9 +143,9 @@ def events(
         quiet_since = time.monotonic()
         while not stopping.is_set():
             rows, more = await anyio.to_thread.run_sync(poll)
-            for ev in rows:
-                yield _message(ev)
-            if rows:
+            follower.batch = BATCH
+            if rows:  # one chunk per batch: each chunk costs a trip through the ASGI stack
+                yield "".join(_message(ev) for ev in rows)
                 quiet_since = time.monotonic()
             elif time.monotonic() - quiet_since >= KEEPALIVE:
                 yield ": keep-alive\n\n"

@@ -12,6 +12,7 @@ from pydantic import Field
 
 from phloem.accounts.roles import Role
 from phloem.app import Phloem
+from phloem.records import RunRecord
 from phloem.server.auth import application, require
 from phloem.server.models import Body, Out
 from phloem.server.paging import Cursor, Limit, decode_cursor, encode_cursor
@@ -74,7 +75,7 @@ class Trigger(Body):
     idempotency_key: Annotated[str | None, Field(max_length=250)] = None
 
 
-def specs(request: Request) -> SpecCache:
+async def specs(request: Request) -> SpecCache:
     cache: SpecCache = request.app.state.specs
     return cache
 
@@ -90,8 +91,17 @@ def _next_run(row: PipelineRow, last: str | None, now: datetime) -> str | None:
     return None if due is None else due.astimezone(timezone.utc).isoformat()
 
 
-def _summary(ph: Phloem, row: PipelineRow, last: str | None, now: datetime) -> dict[str, Any]:
-    runs = ph.store.list_runs(row.info.name, limit=LAST_RUNS)
+def _summary(
+    ph: Phloem,
+    row: PipelineRow,
+    last: str | None,
+    now: datetime,
+    runs: list[RunRecord] | None = None,
+) -> dict[str, Any]:
+    """A pipeline's listing entry; ``runs``: its latest runs when already read (a listing of
+    many pipelines reads them all in one query)."""
+    if runs is None:
+        runs = ph.store.list_runs(row.info.name, limit=LAST_RUNS)
     i = row.info
     return {
         "name": i.name,
@@ -139,11 +149,16 @@ def list_pipelines(
         and (active is None or r.active == active)
     ]
     page, more = rows[:limit], len(rows) > limit
-    last = catalog.last_scheduled_many([r.info.name for r in page]) if page else {}
+    names = [r.info.name for r in page]
+    last = catalog.last_scheduled_many(names) if page else {}
+    recent = ph.store.listing.recent_runs(names, LAST_RUNS) if page else {}
     now = datetime.now(timezone.utc)
     return PipelineList(
         items=[
-            PipelineSummary(**_summary(ph, r, last.get(r.info.name), now)) for r in page
+            PipelineSummary(
+                **_summary(ph, r, last.get(r.info.name), now, recent.get(r.info.name, []))
+            )
+            for r in page
         ],
         next_cursor=encode_cursor({"after": page[-1].info.name}) if more else None,
         import_errors=catalog.import_errors(),

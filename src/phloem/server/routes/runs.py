@@ -71,7 +71,7 @@ def list_runs(
     return Page(items=[RunOut.of(r) for r in page.items], next_cursor=page.next_cursor)
 
 
-def specs(request: Request) -> SpecCache:
+async def specs(request: Request) -> SpecCache:
     """The graphs the server keeps of the catalog's pipelines (a dependency)."""
     cache: SpecCache = request.app.state.specs
     return cache
