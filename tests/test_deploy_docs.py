@@ -446,3 +446,25 @@ def test_every_phloem_command_and_flag_named_exists() -> None:
 )
 def test_the_command_check_catches_mistakes(words: list[str]) -> None:
     assert check_invocation(words)
+
+
+def test_the_timings_the_doc_gives_are_phloems_defaults() -> None:
+    """The ConfigMap spells out the defaults, and the doc's table says them in seconds."""
+    from phloem.config import (
+        DEFAULT_HEARTBEAT_TIMEOUT,
+        DEFAULT_LEASE_TTL,
+        DEFAULT_OUTAGE_TIMEOUT,
+    )
+    from phloem.executors.ray import DEFAULT_MAX_IDLE
+
+    data = one("ConfigMap", "phloem-config")["data"]
+    doc = DOC.read_text()
+    for var, default in [
+        ("PHLOEM_LEASE_TTL", DEFAULT_LEASE_TTL),
+        ("PHLOEM_DB_OUTAGE_TIMEOUT", DEFAULT_OUTAGE_TIMEOUT),
+        ("PHLOEM_HEARTBEAT_TIMEOUT", DEFAULT_HEARTBEAT_TIMEOUT),
+    ]:
+        assert float(data[var]) == default, var
+        (row,) = [line for line in doc.splitlines() if line.startswith(f"| `{var}` |")]
+        assert f"{default:g} s" in row, row
+    assert DEFAULT_MAX_IDLE == 60  # "let go after a minute without work"
