@@ -498,3 +498,44 @@ def test_no_page_lets_html_from_data_through(ui: UiApp) -> None:
     r = admin.get("/runs/<img src=x onerror=alert(1)>")
     assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
     assert "<img src=x" not in r.text and "&lt;img src=x onerror=alert(1)&gt;" in r.text
+
+
+FRAMES = """
+import pandas as pd
+from phloem import pipeline, task
+
+@task
+def make() -> pd.DataFrame:
+    return pd.DataFrame({"<b>x</b>": [1, 2, 3], "name": ["<script>alert(1)</script>", "b", "c"]})
+
+@task
+def use(df: pd.DataFrame) -> dict:
+    return {"rows": len(df)}
+
+@pipeline
+def frames():
+    use(make())
+"""
+
+
+def test_a_data_frame_output_shows_its_schema_and_first_rows_and_its_lineage(
+    ui: UiApp,
+) -> None:
+    import phloem
+
+    file = ui.file.parent / "frames.py"
+    file.write_text(FRAMES)
+    run = phloem.run(f"{file}:frames", app=ui.ph, executor="inline")
+    viewer = ui.browser("viewer")
+    made = viewer.get(f"/runs/{run.run_id}/tasks/make").text
+    frame = made.split('<table class="frame">')[1].split("</table>")[0]
+    assert "&lt;b&gt;x&lt;/b&gt;" in frame and "int64" in frame  # a column, its type
+    assert "<td>&lt;script&gt;alert(1)&lt;/script&gt;</td>" in frame  # a first row, as text
+    assert frame.count("<tr>") == 4  # the header and three rows
+    assert "3 \u00d7 2" in made  # the shape
+    used = viewer.get(f"/runs/{run.run_id}/tasks/use").text
+    lineage = used.split('<table class="lineage">')[1].split("</table>")[0]
+    assert "<td>input</td>" in lineage
+    assert f'href="/runs/{run.run_id}/tasks/make"' in lineage  # who wrote what it read
+    assert '"rows": 3' in used  # its own output, as JSON
+    _no_raw_markup(made)
