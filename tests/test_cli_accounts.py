@@ -36,6 +36,18 @@ def test_users_and_tokens_round_trip(home: Path) -> None:
     assert json.loads(runner.invoke(app, ["tokens", "list", "--json"]).stdout)[0]["state"] == (
         "revoked"
     )
+    r = runner.invoke(app, ["users", "set-role", "ana", "viewer"])
+    assert r.exit_code == 0 and "ana: viewer" in r.stdout
+    assert runner.invoke(app, ["users", "disable", "ana"]).exit_code == 0
+    assert "(disabled)" in runner.invoke(app, ["users", "list"]).stdout
+    (ana,) = json.loads(runner.invoke(app, ["users", "list", "--json"]).stdout)
+    assert ana["role"] == "viewer" and ana["disabled"] is True
+    assert runner.invoke(app, ["users", "enable", "ana"]).exit_code == 0
+    (ana,) = json.loads(runner.invoke(app, ["users", "list", "--json"]).stdout)
+    assert ana["disabled"] is False
+    r = runner.invoke(app, ["users", "set-role", "ana", "root"])
+    assert r.exit_code == 2 and "'root' is not a role" in r.output
+    assert runner.invoke(app, ["users", "disable", "nobody"]).exit_code == 2
     assert runner.invoke(app, ["users", "remove", "ana"]).exit_code == 0
     assert json.loads(runner.invoke(app, ["users", "list", "--json"]).stdout) == []
 

@@ -65,11 +65,42 @@ def users_list(as_json: JsonOut = False) -> None:
     with errors():
         found = manage.users(application())
     if as_json:
-        print_json([{"name": u.name, "role": u.role.value, "created_at": u.created_at}
-                    for u in found])
+        print_json([{"name": u.name, "role": u.role.value, "created_at": u.created_at,
+                     "disabled": u.disabled} for u in found])
         return
     for u in found:
-        typer.echo(f"{u.name:30} {u.role.value:9} since {_when(u.created_at)}")
+        off = "  (disabled)" if u.disabled else ""
+        typer.echo(f"{u.name:30} {u.role.value:9} since {_when(u.created_at)}{off}")
+
+
+@users_app.command("set-role")
+def users_set_role(name: str, role: str) -> None:
+    """Give user NAME the role ROLE (viewer, operator or admin); its password stays."""
+    from phloem.accounts import manage
+
+    with errors():
+        user = manage.update_user(application(), name, role=role)
+    typer.echo(f"user {user.name}: {user.role.value}")
+
+
+@users_app.command("disable")
+def users_disable(name: str) -> None:
+    """Disable user NAME: its sessions end, its tokens are refused, it cannot log in."""
+    from phloem.accounts import manage
+
+    with errors():
+        manage.update_user(application(), name, disabled=True)
+    typer.echo(f"disabled user {name}")
+
+
+@users_app.command("enable")
+def users_enable(name: str) -> None:
+    """Enable user NAME again (its tokens work again, unless revoked or expired)."""
+    from phloem.accounts import manage
+
+    with errors():
+        manage.update_user(application(), name, disabled=False)
+    typer.echo(f"enabled user {name}")
 
 
 @users_app.command("remove")
