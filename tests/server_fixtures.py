@@ -123,8 +123,10 @@ def start_server(
     pipelines: Path | None = None,
     args: tuple[str, ...] = (),
     timeout: float = 60.0,
+    extra_env: dict[str, str] | None = None,
 ) -> LiveServer:
-    """Start ``phloem server --port 0`` and wait until it says where it listens."""
+    """Start ``phloem server --port 0`` and wait until it says where it listens
+    (``extra_env``: more variables for it, such as ``PHLOEM_TRUSTED_PROXIES``)."""
     import os
     import queue
     import re
@@ -137,6 +139,7 @@ def start_server(
     env["PHLOEM_TEST_SESSION"] = os.environ.get("PHLOEM_TEST_SESSION", "")
     if db_url:
         env["PHLOEM_DB_URL"] = db_url
+    env.update(extra_env or {})
     folder = pipelines or home / "pipelines"
     folder.mkdir(parents=True, exist_ok=True)
     proc = processes.start(

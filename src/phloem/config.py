@@ -22,6 +22,7 @@ so two configurations can live in one process.
 | ``PHLOEM_SERVER_URL`` | ``server_url`` | none: commands read the local store |
 | ``PHLOEM_TOKEN`` | ``token`` | none (the API token commands send to the server) |
 | ``PHLOEM_SMTP_URL`` | ``smtp_url`` | none: e-mail alerts stay pending |
+| ``PHLOEM_TRUSTED_PROXIES`` | ``trusted_proxies`` | none (``X-Forwarded-For`` is not believed) |
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ class Settings:
     ray_address: str | None = None
     #: seconds a Ray worker running an attempt may go silent before the attempt fails
     heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT
+    #: the reverse proxies (addresses or networks) whose ``X-Forwarded-For`` the server
+    #: believes for the client's address (``PHLOEM_TRUSTED_PROXIES``, comma-separated)
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def logs_dir(self) -> Path:
@@ -131,6 +135,7 @@ class Settings:
                 env, "PHLOEM_HEARTBEAT_TIMEOUT", float, DEFAULT_HEARTBEAT_TIMEOUT
             )
             or DEFAULT_HEARTBEAT_TIMEOUT,
+            trusted_proxies=_trusted_proxies(env),
         )
 
     def ensure_dirs(self) -> None:
@@ -149,6 +154,25 @@ def _executor(env: Mapping[str, str]) -> str:
         names = ", ".join(k.value for k in ExecutorKind)
         raise PhloemError(f"PHLOEM_EXECUTOR={raw!r} is not valid: use one of {names}")
     return raw
+
+
+def _trusted_proxies(env: Mapping[str, str]) -> tuple[str, ...]:
+    from ipaddress import ip_network
+
+    found = []
+    for part in (env.get("PHLOEM_TRUSTED_PROXIES") or "").split(","):
+        if not part.strip():
+            continue
+        try:
+            ip_network(part.strip(), strict=False)
+        except ValueError:
+            raise PhloemError(
+                f"PHLOEM_TRUSTED_PROXIES: {part.strip()!r} is not an IP address or network; "
+                "write the reverse proxies' addresses separated by commas, e.g. "
+                "127.0.0.1,10.0.0.0/8"
+            ) from None
+        found.append(part.strip())
+    return tuple(found)
 
 
 def _smtp_url(env: Mapping[str, str]) -> str | None:

@@ -15,6 +15,7 @@ from phloem.app import Phloem
 from phloem.server import problems
 from phloem.server.auth import Authenticator, rule_of
 from phloem.server.limits import DEFAULT_MAX_BODY, BodyLimit, NoSniff
+from phloem.server.proxies import TrustedProxies
 from phloem.server.sessions import LoginLimits
 from phloem.server.specs import SpecCache
 
@@ -30,12 +31,15 @@ def create_app(
     login_limits: LoginLimits | None = None,
     ui: bool = True,
     metrics_settle: float = 5.0,
+    trusted_proxies: Iterable[str] | None = None,
 ) -> FastAPI:
     """The REST API over ``app``'s store. ``authenticator`` reads credentials (default: the
     accounts in ``app``'s store); request bodies over ``max_body_bytes`` get a 413;
     ``cookie_secure`` marks the session cookie Secure (set it when served over HTTPS);
     ``ui`` serves the web UI's pages under ``/`` as well (``phloem.server.ui``);
-    ``/metrics`` counters wait ``metrics_settle`` seconds for late commits."""
+    ``/metrics`` counters wait ``metrics_settle`` seconds for late commits;
+    ``trusted_proxies`` (default: the settings' ``PHLOEM_TRUSTED_PROXIES``) are the reverse
+    proxies whose ``X-Forwarded-For`` names the client (``phloem.server.proxies``)."""
     from phloem import __version__
     from phloem.server.routes import ROUTERS
 
@@ -56,6 +60,9 @@ def create_app(
     api.state.authenticator = authenticator
     api.state.cookie_secure = cookie_secure
     api.state.login_limits = login_limits or LoginLimits()
+    api.state.trusted_proxies = TrustedProxies(
+        app.settings.trusted_proxies if trusted_proxies is None else trusted_proxies
+    )
     api.state.specs = SpecCache()
     #: set when the server stops: open event streams end, so the stop does not wait on them
     api.state.stopping = threading.Event()
@@ -98,9 +105,9 @@ def _rules(dependant: Any) -> list[Role | str]:
     return found
 
 
-def endpoints(routes: Iterable[Any], prefix: str = "", inherited: tuple[Any, ...] = ()) -> (
-    Iterator[Endpoint | Any]
-):
+def endpoints(
+    routes: Iterable[Any], prefix: str = "", inherited: tuple[Any, ...] = ()
+) -> Iterator[Endpoint | Any]:
     """Every route reachable from ``routes``: an :class:`Endpoint` for each API route, the
     route itself for any other (the OpenAPI document...). Routers included lazily (newer
     FastAPI keeps them as a branch) are walked into."""

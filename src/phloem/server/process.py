@@ -188,6 +188,9 @@ def serve(settings: Settings, options: ServerOptions, *, say: Any = None) -> int
         access_log=False,
         timeout_graceful_shutdown=10,
         lifespan="off",
+        # the app reads X-Forwarded-For itself, from the trusted proxies only: uvicorn's own
+        # handling would believe any local process
+        proxy_headers=False,
     )
     server = uvicorn.Server(config)
     if child is not None:

@@ -14,6 +14,7 @@ from phloem.app import Phloem
 from phloem.server.auth import Principal, application, public, require
 from phloem.server.models import Body, Out
 from phloem.server.problems import Problem
+from phloem.server.proxies import client_address
 from phloem.server.sessions import (
     SESSION_COOKIE,
     SESSION_TTL,
@@ -43,7 +44,7 @@ def login(
 ) -> LoggedIn:
     """Check a user's password and start a browser session (set as a cookie)."""
     limits: LoginLimits = request.app.state.login_limits
-    address = request.client.host if request.client else "unknown"
+    address = client_address(request)  # behind a trusted proxy: X-Forwarded-For's client
     user_name = body.user[:120]
     check_login_limits(ph, limits, user_name, address)
     user = manage.check_password(ph, user_name, body.password)
