@@ -188,6 +188,9 @@ def test_an_admin_sets_a_variable_and_a_connection_whose_password_is_never_shown
     page.click("form:has(#conn-name) button[type=submit]")
     page.wait_for_selector("table.connections >> text=warehouse")
     assert "pw-never-shown" not in page.content()
+    for url in ("/api/v1/connections", "/api/v1/connections/warehouse"):  # nor by the API
+        answer = page.evaluate("async (u) => await (await fetch(u)).text()", url)
+        assert "warehouse" in answer and "pw-never-shown" not in answer
     shot(page, "12-admin")
     page.goto(ui_server.url + "/pipelines/browser_demo/backfill")
     shot(page, "13-backfill-form")
@@ -355,10 +358,13 @@ def test_every_page_weighs_under_500_kb_in_the_browser(ui_server: Server, chromi
     own timing entries (the large store's figures come from benchmarks/ui_pages.py)."""
     op = login(chromium, ui_server, "operator")
     wait_for_pipeline(op, ui_server)
+    other = trigger(op, ui_server, n="3", pause="0")
+    op.wait_for_selector('#run[data-state="success"]', timeout=90_000)
     run_id = trigger(op, ui_server, n="2", pause="0")
     op.wait_for_selector('#run[data-state="success"]', timeout=90_000)
     paths = [
         "/",
+        f"/compare?run={other}&run={run_id}",
         "/pipelines/browser_demo",
         f"/runs/{run_id}",
         f"/runs/{run_id}/tasks/compute.work",
@@ -384,7 +390,16 @@ def test_every_page_weighs_under_500_kb_in_the_browser(ui_server: Server, chromi
         assert all(u.startswith(ui_server.url) for u in m["resources"]), m  # nothing from a CDN
         assert 0 < m["transferred"] < 500_000, (path, m)
         assert m["decoded"] < 500_000, (path, m)
+        name = path.replace(run_id, "run").replace(other, "other")
+        name = re.sub(r"[^a-z0-9]+", "-", name).strip("-") or "home"
+        shot(page, f"20-page-{name}")
         ctx.close()
+    anonymous = chromium.new_context()
+    page = anonymous.new_page()
+    page.goto(ui_server.url + "/alerts")
+    page.wait_for_selector("#login")
+    shot(page, "21-login")
+    anonymous.close()
 
 
 FOCUSABLE = "a[href], button, input, select, textarea, summary, [tabindex='0']"
