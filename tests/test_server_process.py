@@ -130,3 +130,121 @@ def test_a_killed_server_takes_its_scheduler_with_it(processes: object, tmp_path
     assert not Path(f"/proc/{scheduler}/cmdline").exists() or Path(
         f"/proc/{scheduler}/stat"
     ).read_text().split(")")[-1].split()[0] == "Z"
+
+
+HELD = '''
+import os
+import time
+from pathlib import Path
+
+from phloem import pipeline, task
+
+HERE = Path(__file__).parent
+
+
+def _hold(name: str) -> None:
+    (HERE / f"pid-{name}").write_text(str(os.getpid()))
+    while not (HERE / "go").exists():
+        time.sleep(0.05)
+
+
+@task
+def first() -> int:
+    return 2
+
+
+@task
+def left(n: int) -> int:
+    _hold("left")
+    return n
+
+
+@task
+def right(n: int) -> int:
+    _hold("right")
+    return n * 10
+
+
+@task
+def total(a: int, b: int) -> int:
+    return a + b
+
+
+@pipeline
+def held():
+    n = first()
+    total(left(n), right(n))
+'''
+
+
+def _until(what: str, check: object, timeout: float = 120.0) -> object:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            found = check()  # type: ignore[operator]
+        except Exception as exc:  # not yet (a pipeline not found yet, say)
+            found, last = None, exc
+        else:
+            last = None
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what} (last error: {last!r})")
+        time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    stat_file = Path(f"/proc/{pid}/stat")
+    try:
+        return "Z" not in stat_file.read_text().rsplit(")", 1)[-1][:3]
+    except OSError:
+        return False
+
+
+def test_cancel_through_the_api_stops_a_run_the_servers_scheduler_drives(
+    processes: object, tmp_path: Path
+) -> None:
+    """A run started by ``phloem server``'s own scheduler, cancelled through the API: its
+    running attempts stop (their worker processes are gone), the run fails, and a retry
+    resumes it where it stopped (the task that had succeeded keeps its one attempt)."""
+    from phloem.client import Client
+
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    (folder / "held.py").write_text(HELD)
+    server = start_server(processes, tmp_path / "home", pipelines=folder)
+    with Client(server.url, server.token("operator")) as c:
+        run, created = _until("the scheduler to find the pipeline", lambda: c.trigger("held"))
+        assert created
+        run_id = run.run_id
+
+        def both_running() -> bool:
+            states = {t: c.instance(run_id, t).state.value for t in ("left", "right")}
+            return states == {"left": "running", "right": "running"} and all(
+                (folder / f"pid-{t}").exists() for t in ("left", "right")
+            )
+
+        _until("both held tasks to run", both_running)
+        pids = [int((folder / f"pid-{t}").read_text()) for t in ("left", "right")]
+        assert all(_alive(p) for p in pids)
+
+        out = c.cancel(run_id, "stop it")
+        # its unfinished tasks: the two running and the one waiting for them
+        assert out.cancelled == 3 and out.run.state.value == "failed"
+        _until("the cancelled attempts' processes to end", lambda: not any(map(_alive, pids)))
+        for t in ("left", "right"):
+            ti = c.instance(run_id, t)
+            assert ti.state.value == "failed" and ti.error == "cancelled by operator: stop it"
+        total = c.instance(run_id, "total")
+        assert total.state.value == "failed" and total.try_number == 0, total
+        assert c.run(run_id).state.value == "failed"  # the scheduler does not undo it
+
+        (folder / "go").write_text("")
+        again = c.retry(run_id)
+        # queued for the scheduler, which may have taken it already
+        assert again.reset == 3 and again.run.state.value in ("queued", "running", "success")
+        _until("the retried run to succeed", lambda: c.run(run_id).state.value == "success")
+        assert len(c.attempts(run_id, task_id="first")) == 1
+        assert [a.try_number for a in c.attempts(run_id, task_id="left")] == [1, 2]
