@@ -258,3 +258,61 @@ def test_tiny_instances_travel_in_batches_of_their_own_accord(tmp_path: Path) ->
     tries = [ti.try_number for (t, _), ti in r.tasks.items() if t == "inc"]
     assert len(tries) == 5_000 and set(tries) == {1}
     assert len([a for a in r.app.store.attempts(r.run_id) if a.task_id == "inc"]) == 5_000
+
+
+@task(batch_size=4)
+def waiter(x: int) -> int:
+    if x == 0:  # holds its batch until the test has looked
+        go = Path(os.environ[MARKS]) / "go"
+        deadline = time.monotonic() + 120
+        while not go.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+    return x
+
+
+@pipeline
+def batched_wait() -> None:
+    waiter.expand(x=list(range(4)))
+
+
+def test_only_the_instance_a_worker_runs_is_running(tmp_path: Path, marks: Path) -> None:
+    """The others of its batch wait in the worker as queued: none is marked running before it
+    runs, and the one that runs is reported running while it runs, not when its batch ends."""
+    import threading
+
+    from phloem.store import SqlStore
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    created: list[str] = []
+    out: list[Any] = []
+    driver = threading.Thread(
+        target=lambda: out.append(
+            phloem.run(
+                batched_wait, store=url, home=tmp_path, on_created=lambda r: created.append(r.run_id)
+            )
+        )
+    )
+    driver.start()
+    store = SqlStore(url, migrate=False)
+    try:
+        states: dict[int, TaskState] = {}
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if created:
+                tis = store.load_instances(created[0])
+                states = {ti.map_index: ti.state for ti in tis if ti.task_id == "waiter"}
+                if states.get(0) is TaskState.RUNNING:
+                    break
+            time.sleep(0.05)
+        assert states == {
+            0: TaskState.RUNNING,
+            1: TaskState.QUEUED,
+            2: TaskState.QUEUED,
+            3: TaskState.QUEUED,
+        }
+    finally:
+        (marks / "go").write_text("go")
+        driver.join(120)
+        store.close()
+    assert out and out[0].succeeded
+    assert out[0].output("waiter") == [0, 1, 2, 3]

@@ -156,8 +156,9 @@ class LocalExecutor:
         return worker
 
     def submit(self, attempt: Attempt) -> None:
+        # sent by the next ``wait``, with whatever else the turn hands out: attempts of one
+        # task submitted one after another then travel together
         self._queue.append(attempt)
-        self._dispatch()
 
     def _dispatch(self) -> None:
         while self._queue:
@@ -201,7 +202,10 @@ class LocalExecutor:
         try:
             w.conn.send_bytes(pickle.dumps([data for _, data in batch], pickle.HIGHEST_PROTOCOL))
         except (BrokenPipeError, OSError):
-            self._lost(w, "its worker process could not be reached")
+            w.process.join(1)  # it died (what it was running is told why), or it hangs
+            code = w.process.exitcode
+            why = "its worker process could not be reached"
+            self._lost(w, why if code is None else _death_reason(w.process.child_pid, code))
 
     def kill(self, run_id: str, task_id: str, map_index: int, try_number: int, reason: str) -> None:
         target = (run_id, task_id, map_index, try_number)
