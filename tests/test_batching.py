@@ -283,15 +283,14 @@ def test_only_the_instance_a_worker_runs_is_running(tmp_path: Path, marks: Path)
     from phloem.store import SqlStore
 
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    created: list[str] = []
+    created: list[Any] = []  # the run record, once created
     out: list[Any] = []
-    driver = threading.Thread(
-        target=lambda: out.append(
-            phloem.run(
-                batched_wait, store=url, home=tmp_path, on_created=lambda r: created.append(r.run_id)
-            )
-        )
-    )
+
+    def drive() -> None:
+        made = created.append
+        out.append(phloem.run(batched_wait, store=url, home=tmp_path, on_created=made))
+
+    driver = threading.Thread(target=drive)
     driver.start()
     store = SqlStore(url, migrate=False)
     try:
@@ -299,7 +298,7 @@ def test_only_the_instance_a_worker_runs_is_running(tmp_path: Path, marks: Path)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if created:
-                tis = store.load_instances(created[0])
+                tis = store.load_instances(created[0].run_id)
                 states = {ti.map_index: ti.state for ti in tis if ti.task_id == "waiter"}
                 if states.get(0) is TaskState.RUNNING:
                     break
