@@ -7,9 +7,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -426,6 +428,83 @@ def test_a_dead_driver_s_attempts_die_with_it_and_its_successor_runs_them_once(
     second = events[1]
     assert second["at"] > gone_by - 0.1 and second["pid"] != pid
     app.close()
+
+
+def test_out_of_memory_on_ray_is_retried_with_more_memory(ray_app: Phloem, tmp_path: Path) -> None:
+    """The attempt's memory is both Ray's reservation and the worker's limit: past it the
+    attempt fails as out of memory, and its retry gets (and reserves) twice as much."""
+    path = _pipeline(
+        tmp_path,
+        """
+        import numpy as np
+
+        @task(resources={"memory": "200MiB"}, retries=2, retry_memory_factor=2.0)
+        def hungry() -> int:
+            block = np.ones(300 * 2**20 // 8)  # 1.5 times the first limit
+            return int(block.nbytes)
+
+        @pipeline
+        def grows():
+            hungry()
+        """,
+        "grows.py",
+    )
+    result = phloem.run(str(path), app=ray_app)
+    assert result.state is RunState.SUCCESS, _errors(result)
+    first, second = ray_app.store.attempts(result.run_id, "hungry")
+    assert (first.error or "").startswith("out of memory at 200 MiB (MemoryError")
+    assert (first.memory_limit, second.memory_limit) == (200 * 2**20, 400 * 2**20)
+    assert second.peak_rss is not None and second.peak_rss >= 300 * 2**20
+    assert second.cpu_seconds is not None
+
+
+def test_a_local_ray_dies_with_its_driver(tmp_path: Path, processes: Processes) -> None:
+    """Without PHLOEM_RAY_ADDRESS, ``phloem run --executor ray`` starts a Ray of its own on
+    this machine; killed with SIGKILL, it leaves nothing running."""
+    from processes import wait_gone
+
+    ledger = tmp_path / "ledger.jsonl"
+    path = _pipeline(
+        tmp_path,
+        f"""
+        LEDGER = {str(ledger)!r}
+
+        @task
+        def first() -> int:
+            return 1
+
+        @task
+        def stuck(x: int) -> None:
+            note(LEDGER, "start")
+            time.sleep(120)
+
+        @pipeline
+        def local_ray():
+            stuck(first())
+        """,
+        "local_ray.py",
+    )
+    short = Path(tempfile.mkdtemp(prefix="phr", dir="/tmp"))  # Ray's socket paths are short
+    env = {**os.environ, "PHLOEM_HOME": str(tmp_path / "home"), "RAY_TMPDIR": str(short)}
+    for k in ("PHLOEM_RAY_ADDRESS", "PHLOEM_DB_URL", "PHLOEM_ARTIFACTS_URL", "RAY_ADDRESS"):
+        env.pop(k, None)
+    env["RAY_AUTH_MODE"] = "disabled"  # no token written to this machine's ~/.ray
+    try:
+        with open(tmp_path / "driver.log", "w") as log:
+            driver = processes.start(
+                [*PHLOEM, "run", str(path), "--executor", "ray"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        _wait_for("the task to start on the local Ray", _started(ledger, "stuck", 1), timeout=180)
+        assert len(processes.left_by(driver)) > 3  # the driver, Ray's own processes, a worker
+        os.kill(driver.pid, signal.SIGKILL)  # the driver alone: Ray must follow it by itself
+        driver.wait(10)
+        left = wait_gone(lambda: processes.left_by(driver), 60)
+        assert left == [], "\n".join(map(str, left))
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
 
 
 # -- artifacts on S3 -------------------------------------------------------------------------------

@@ -105,7 +105,7 @@ def connect(address: str | None) -> Any:
         sigterm = _sigterm_handler()
         try:
             ray.init(
-                address=address,
+                address=address or _start_local(),
                 log_to_driver=False,  # attempts' output goes to their logs, never to stdout
                 logging_level=logging.WARNING,
                 configure_logging=False,
@@ -121,6 +121,66 @@ def connect(address: str | None) -> Any:
         _connected[:] = [address]
         _quiet(ray)
         return ray
+
+
+def _start_local(timeout: float = 180.0) -> str:
+    """Start a Ray head on this machine for this process and return its address. It runs
+    below a guard (``lifetime``), so it dies with this process however it ends (Ray's own
+    local start leaves agents behind after a SIGKILL), and is stopped at exit."""
+    import atexit
+    import shutil
+    import socket
+    import sys
+    import tempfile
+
+    from phloem.executors.lifetime import start_child
+
+    def free() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    ray_cli = shutil.which("ray") or os.path.join(os.path.dirname(sys.executable), "ray")
+    port = free()
+    argv = [ray_cli, "start", "--head", "--block", f"--port={port}", "--disable-usage-stats"]
+    argv += ["--include-dashboard=false", f"--dashboard-port={free()}"]
+    for option in (
+        "node-manager-port",
+        "object-manager-port",
+        "dashboard-agent-grpc-port",
+        "dashboard-agent-listen-port",
+        "metrics-export-port",
+        "runtime-env-agent-port",
+    ):
+        argv.append(f"--{option}={free()}")
+    out = os.path.join(tempfile.gettempdir(), f"phloem-ray-{os.getpid()}-{port}.log")
+    child, conn = start_child(_exec, (argv, out), "phloem-ray")
+    conn.close()
+    atexit.register(child.stop)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not child.is_alive():
+            break
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return f"127.0.0.1:{port}"
+        time.sleep(0.2)
+    child.stop()
+    try:
+        with open(out, errors="replace") as f:
+            tail = f.read()[-1500:]
+    except OSError:
+        tail = ""
+    raise RuntimeError(f"a local Ray did not start ({out}): {tail}")
+
+
+def _exec(conn: Any, argv: list[str], out: str) -> None:
+    """In the guarded child: become ``ray start``, its output in ``out``."""
+    conn.close()
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.execv(argv[0], argv)
 
 
 def _quiet(ray: Any) -> None:
