@@ -248,7 +248,8 @@ class RayExecutor:
         self._cls: Any = None
         self._pipelines: Mapping[str, PipelineSpec] = {}
         self._artifacts: ArtifactStore | None = None
-        self._queue: deque[Attempt] = deque()
+        #: attempts waiting for a worker, by the shape of worker they need (in order)
+        self._queue: dict[Shape, deque[Attempt]] = {}
         self._actors: list[_Actor] = []
         self._reports: list[Report] = []
         self._events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
@@ -275,12 +276,21 @@ class RayExecutor:
         self._refresh_nodes(force=True)
 
     def submit(self, attempt: Attempt) -> None:
-        self._queue.append(attempt)
-        self._dispatch()
+        """Queued here; handed out at the next ``wait`` (once per turn of the driver, so a
+        wide fan-out costs one pass, not one per attempt)."""
+        shape = self._shape(attempt)
+        why = self._never_fits(attempt, shape)
+        if why is not None:
+            self._reports.append(failed_result(attempt, why, retryable=False))
+            return
+        self._queue.setdefault(shape, deque()).append(attempt)
 
     def kill(self, run_id: str, task_id: str, map_index: int, try_number: int, reason: str) -> None:
         target = (run_id, task_id, map_index, try_number)
-        self._queue = deque(a for a in self._queue if _id(a) != target)
+        for shape, waiting in list(self._queue.items()):
+            kept = deque(a for a in waiting if _id(a) != target)
+            if len(kept) != len(waiting):
+                self._queue[shape] = kept
         for actor in list(self._actors):
             if actor.attempt is not None and _id(actor.attempt) == target:
                 self._retire(actor)
@@ -315,31 +325,23 @@ class RayExecutor:
         return (res.cpus, res.gpus, memory, res.custom)
 
     def _dispatch(self) -> None:
+        self._queue = {shape: q for shape, q in self._queue.items() if q}
         if self._ray is None or not self._queue:
             return
-        waiting: deque[Attempt] = deque()
+        idle: dict[Shape, list[_Actor]] = {}
         starting: dict[Shape, int] = {}
         for actor in self._actors:
             if actor.info is None:
                 starting[actor.shape] = starting.get(actor.shape, 0) + 1
+            elif actor.attempt is None:
+                idle.setdefault(actor.shape, []).append(actor)
         wanted: dict[Shape, int] = {}
-        while self._queue:
-            a = self._queue.popleft()
-            shape = self._shape(a)
-            why = self._never_fits(a, shape)
-            if why is not None:
-                self._reports.append(failed_result(a, why, retryable=False))
-                continue
-            idle = next(
-                (x for x in self._actors if x.shape == shape and x.info and not x.attempt),
-                None,
-            )
-            if idle is not None:
-                self._send(idle, a)
-                continue
-            waiting.append(a)
-            wanted[shape] = wanted.get(shape, 0) + 1
-        self._queue = waiting
+        for shape, waiting in self._queue.items():
+            free = idle.get(shape, [])
+            while waiting and free:
+                self._send(free.pop(), waiting.popleft())
+            if waiting:
+                wanted[shape] = len(waiting)
         for shape, n in wanted.items():
             for _ in range(min(n, _STARTING_PER_SHAPE) - starting.get(shape, 0)):
                 self._spawn(shape)
@@ -451,9 +453,9 @@ class RayExecutor:
             # the actor could not start: the first attempt of its shape fails (with the
             # engine's retries, not a loop of actors that never start)
             self._retire(actor)
-            a = next((x for x in self._queue if self._shape(x) == actor.shape), None)
-            if a is not None:
-                self._queue.remove(a)
+            waiting = self._queue.get(actor.shape)
+            if waiting:
+                a = waiting.popleft()
                 self._reports.append(
                     failed_result(a, clean(f"its Ray worker could not start: {_cause(exc)}"))
                 )
