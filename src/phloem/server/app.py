@@ -14,7 +14,7 @@ from phloem.accounts.roles import Role
 from phloem.app import Phloem
 from phloem.server import problems
 from phloem.server.auth import Authenticator, rule_of
-from phloem.server.limits import DEFAULT_MAX_BODY, BodyLimit, NoSniff
+from phloem.server.limits import DEFAULT_MAX_BODY, DEFAULT_THREADS, BodyLimit, NoSniff, ThreadLimit
 from phloem.server.proxies import TrustedProxies
 from phloem.server.sessions import LoginLimits
 from phloem.server.specs import SpecCache
@@ -32,6 +32,7 @@ def create_app(
     ui: bool = True,
     metrics_settle: float = 5.0,
     trusted_proxies: Iterable[str] | None = None,
+    threads: int = DEFAULT_THREADS,
 ) -> FastAPI:
     """The REST API over ``app``'s store. ``authenticator`` reads credentials (default: the
     accounts in ``app``'s store); request bodies over ``max_body_bytes`` get a 413;
@@ -39,7 +40,8 @@ def create_app(
     ``ui`` serves the web UI's pages under ``/`` as well (``phloem.server.ui``);
     ``/metrics`` counters wait ``metrics_settle`` seconds for late commits;
     ``trusted_proxies`` (default: the settings' ``PHLOEM_TRUSTED_PROXIES``) are the reverse
-    proxies whose ``X-Forwarded-For`` names the client (``phloem.server.proxies``)."""
+    proxies whose ``X-Forwarded-For`` names the client (``phloem.server.proxies``); at most
+    ``threads`` endpoints run at once."""
     from phloem import __version__
     from phloem.server.routes import ROUTERS
 
@@ -67,6 +69,7 @@ def create_app(
     #: set when the server stops: open event streams end, so the stop does not wait on them
     api.state.stopping = threading.Event()
     problems.install(api)
+    api.add_middleware(ThreadLimit, threads=threads)
     api.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     api.add_middleware(NoSniff)
     for router in ROUTERS:

@@ -1,11 +1,13 @@
-"""A cap on request bodies, enforced before the body is read: a client cannot make the server
-buffer more than ``max_bytes`` (413 problem), whether it declares a length or streams."""
+"""Limits every request passes: a cap on request bodies, enforced before the body is read (a
+client cannot make the server buffer more than ``max_bytes``: 413 problem, whether it declares
+a length or streams), and a cap on the worker threads that run the endpoints."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from anyio.to_thread import current_default_thread_limiter
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -13,6 +15,11 @@ from phloem.server.problems import MEDIA_TYPE
 
 #: the default cap: request bodies are small documents (params, settings)
 DEFAULT_MAX_BODY = 1 << 20
+#: worker threads that run endpoints (and their database calls) at once. The endpoints hold
+#: the GIL for most of their work, so more threads do not answer more requests; they only
+#: take turns: with 20 clients at once, anyio's default of 40 cost about 20 % more CPU per
+#: request than 8 (``benchmarks/api_load.py``), CPU the scheduler beside the API could use
+DEFAULT_THREADS = 8
 
 
 class _TooLarge(HTTPException):
@@ -84,6 +91,21 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": raw})
 
 
+class ThreadLimit:
+    """Run at most ``threads`` endpoints at once (anyio's worker-thread limiter of the event
+    loop serving the request; set on each request, as a test client may bring a new loop)."""
+
+    def __init__(self, app: ASGIApp, threads: int = DEFAULT_THREADS) -> None:
+        self.app = app
+        self.threads = threads
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limiter = current_default_thread_limiter()
+        if limiter.total_tokens != self.threads:
+            limiter.total_tokens = self.threads
+        await self.app(scope, receive, send)
+
+
 class NoSniff:
     """Every response says ``X-Content-Type-Options: nosniff``: a browser never runs a JSON
     answer (with a user's ``<script>`` in a name) as HTML, whatever it guesses."""
@@ -107,4 +129,4 @@ class NoSniff:
         await self.app(scope, receive, with_header)
 
 
-__all__ = ["DEFAULT_MAX_BODY", "BodyLimit", "NoSniff"]
+__all__ = ["DEFAULT_MAX_BODY", "DEFAULT_THREADS", "BodyLimit", "NoSniff", "ThreadLimit"]
