@@ -335,12 +335,14 @@ def test_a_silent_worker_is_failed_after_the_heartbeat_timeout_and_never_commits
     assert app.store.attempts(result.run_id, "frozen")[0].error == tries[0].error
 
 
-def test_a_dead_driver_s_attempts_die_with_it_and_its_successor_runs_them_once(
-    cluster: RayCluster, tmp_path: Path, processes: Processes
+@pytest.mark.parametrize("how", ["killed", "frozen"])
+def test_a_lost_driver_s_attempts_end_and_its_successor_runs_them_once(
+    cluster: RayCluster, tmp_path: Path, processes: Processes, how: str
 ) -> None:
-    """``phloem run`` killed mid-task: its Ray workers die with it (they are its actors), a
-    scheduler takes the run over once its lease expired, and the ledger shows that the task
-    never ran in two places at once and finished once."""
+    """``phloem run`` killed (or frozen) mid-task: its Ray workers die with it (they are its
+    actors; a frozen driver's worker stops itself once its heartbeat is refused), a scheduler
+    takes the run over once its lease expired, and the ledger shows that the task never ran
+    in two places at once and finished once; the frozen driver, back, commits nothing."""
     from processes import wait_gone
 
     folder, home = tmp_path / "pipelines", tmp_path / "home"
@@ -387,8 +389,23 @@ def test_a_dead_driver_s_attempts_die_with_it_and_its_successor_runs_them_once(
         )
     first = _wait_for("the first try to start", _started(ledger, "long", 1))
     assert isinstance(first, dict)
-    os.killpg(driver.pid, signal.SIGKILL)
-    driver.wait(10)
+    app = Phloem(Settings.from_env(home, environ=env))
+
+    def beating() -> bool:
+        # the Ray worker writes the attempt's heartbeat to the store (attempts.heartbeat_at)
+        runs = app.store.list_runs(pipeline="orphaned")
+        if not runs:
+            return False
+        _, leases = app.store.attempt_leases.heartbeats(runs[0].run_id)
+        lease = leases.get(("long", -1, 1))
+        return lease is not None and lease.heartbeat_at is not None
+
+    _wait_for("a heartbeat of the first try in the store", beating, timeout=60)
+    if how == "killed":
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(10)
+    else:
+        os.killpg(driver.pid, signal.SIGSTOP)
     # the successor starts at once; meanwhile, note when the first try's worker is gone
     with open(tmp_path / "scheduler.log", "w") as log:
         successor = processes.start(
@@ -398,10 +415,10 @@ def test_a_dead_driver_s_attempts_die_with_it_and_its_successor_runs_them_once(
             stderr=subprocess.STDOUT,
         )
     pid = first["pid"]
-    # its actor goes with it: Ray ends the actors of a driver that is gone
+    # killed, its actor goes with it (Ray ends the actors of a driver that is gone); frozen,
+    # its actor stops itself once the successor holds the run and its heartbeat is refused
     assert wait_gone(lambda: [pid] if os.path.exists(f"/proc/{pid}") else [], 60) == []
     gone_by = time.time()
-    app = Phloem(Settings.from_env(home, environ=env))
     try:
         run = _wait_for(
             "the successor to finish the run",
@@ -417,6 +434,11 @@ def test_a_dead_driver_s_attempts_die_with_it_and_its_successor_runs_them_once(
         )
     finally:
         processes.stop(successor)
+        if how == "frozen":
+            os.killpg(driver.pid, signal.SIGCONT)  # back: it must find the run taken over
+    if how == "frozen":
+        assert driver.wait(60) != 0
+        assert "taken over by another driver" in (tmp_path / "driver.log").read_text()
     assert isinstance(run, RunRecord)
     tries = app.store.attempts(run.run_id, "long")
     assert [a.try_number for a in tries] == [1, 2]
