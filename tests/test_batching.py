@@ -7,10 +7,13 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import phloem
 from phloem import pipeline, task
@@ -315,3 +318,71 @@ def test_only_the_instance_a_worker_runs_is_running(tmp_path: Path, marks: Path)
         store.close()
     assert out and out[0].succeeded
     assert out[0].output("waiter") == [0, 1, 2, 3]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    width=st.integers(0, 40),
+    size=st.integers(1, 9),
+    slots=st.integers(1, 4),
+    fails=st.sets(st.integers(0, 39), max_size=8),
+    retries=st.integers(0, 2),
+    order=st.randoms(use_true_random=False),
+)
+def test_batches_never_hold_more_slots_than_granted_and_every_instance_ends(
+    width: int, size: int, slots: int, fails: set[int], retries: int, order: Any
+) -> None:
+    """Random widths, batch sizes, capacities, failures (each fails its first try) and orders
+    in which attempts report back: the batches in flight never take more slots than there are,
+    each instance is tried at most its retries plus one times, and the run ends."""
+
+    @task(batch_size=size, retries=retries)
+    def part(x: int) -> int:
+        return x
+
+    @pipeline
+    def p() -> None:
+        total(part.expand(x=list(range(width))))
+
+    spec = p.spec
+    snap = Snapshot.build(spec, "r", RunState.QUEUED, {}, [TI(t) for t in spec.tasks])
+    now = 1.0
+    events: list[AttemptFinished] = []
+    for _ in range(10_000):
+        d = decide(snap, now, events, Capacity(slots=slots))
+        for e in d.expansions:
+            snap.apply_expansion(e, now)
+        for t in d.transitions:
+            snap.apply_transition(t)
+        if d.run_state is not None:
+            snap.run_state = d.run_state
+        if snap.run_state.is_terminal:
+            break
+        active = snap.keys_in(TaskState.QUEUED, TaskState.RUNNING)
+        per_task = Counter(k[0] for k in active)
+        units = sum(-(-n // (size if t == "part" else 1)) for t, n in per_task.items())
+        assert units <= slots
+        now += 1.0
+        done = list(active)
+        order.shuffle(done)
+        events = []
+        for k in done[: max(1, len(done) // 2)]:  # some report now, the rest later
+            ti = snap.tis[k]
+            failed = k[0] == "part" and k[1] in fails and ti.try_number == 1
+            events.append(
+                AttemptFinished(
+                    k,
+                    ti.try_number,
+                    AttemptOutcome.FAILED if failed else AttemptOutcome.SUCCESS,
+                    now,
+                    output="1",
+                    error="boom" if failed else None,
+                )
+            )
+        if not events:
+            now = max(now, min((ti.next_try_at or now) for ti in snap.tis.values()))
+    assert snap.run_state.is_terminal
+    for (t, _), ti in snap.tis.items():
+        if t == "part" and ti.map_index >= 0:
+            assert ti.try_number <= retries + 1
+            assert ti.state in (TaskState.SUCCESS, TaskState.FAILED)
