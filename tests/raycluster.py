@@ -50,6 +50,7 @@ class RayCluster:
         self.root = root
         self.processes = Processes()
         self.port = _free_port()
+        self.client_port = _free_port()
         # Ray gives the head the machine's own address whatever it is told; it answers on all
         self.head = Node("head", "127.0.0.1", head_cpus)
         self.nodes = {n.name: n for n in [self.head, *nodes]}
@@ -60,6 +61,11 @@ class RayCluster:
     @property
     def address(self) -> str:
         return f"{self.head.ip}:{self.port}"
+
+    @property
+    def client_address(self) -> str:
+        """The head's Ray Client server (``ray://``), for drivers off the cluster."""
+        return f"ray://{self.head.ip}:{self.client_port}"
 
     def env(self) -> dict[str, str]:
         """The cluster's environment: this interpreter's path (so nodes import the phloem
@@ -102,6 +108,7 @@ class RayCluster:
                 f"--port={self.port}",
                 "--include-dashboard=false",
                 f"--dashboard-port={_free_port()}",
+                f"--ray-client-server-port={self.client_port}",
             ]
         else:
             args.append(f"--address={self.address}")

@@ -452,6 +452,54 @@ def test_a_lost_driver_s_attempts_end_and_its_successor_runs_them_once(
     app.close()
 
 
+def test_a_driver_off_the_cluster_joins_it_through_ray_client(
+    cluster: RayCluster, tmp_path: Path, processes: Processes
+) -> None:
+    """``PHLOEM_RAY_ADDRESS=ray://head:port`` (Ray Client): the run goes on the cluster, and
+    ``--json`` prints only JSON whatever Ray says."""
+    path = _pipeline(
+        tmp_path,
+        """
+        @task(resources={"custom": {"big_disk": 1}})
+        def far() -> dict:
+            print("from far away")
+            return where()
+
+        @pipeline
+        def remote():
+            far()
+        """,
+        "remote.py",
+    )
+    home = tmp_path / "home"
+    env = {**os.environ, "PHLOEM_HOME": str(home), "PHLOEM_RAY_ADDRESS": cluster.client_address}
+    for k in ("PHLOEM_EXECUTOR", "PHLOEM_DB_URL", "PHLOEM_ARTIFACTS_URL"):
+        env.pop(k, None)
+    with open(tmp_path / "stderr.log", "w") as err:
+        proc = processes.start(
+            [*PHLOEM, "run", str(path), "--executor", "ray", "--json"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=err,
+        )
+        out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, (tmp_path / "stderr.log").read_text()[-3000:]
+    record = json.loads(out)  # nothing but the run record on stdout
+    assert record["state"] == "success"
+    app = Phloem(Settings.from_env(home, environ=env))
+    try:
+        from phloem.api import RunResult
+        from phloem.loading import load_pipeline
+
+        run = app.store.get_run(record["run_id"])
+        result = RunResult(app, load_pipeline(str(path)).spec, run)
+        assert result.output("far")["ip"] == DISK_IP
+        logs = list((app.logs_dir / run.run_id).glob("far*.log"))
+        assert logs and "from far away" in logs[0].read_text()
+    finally:
+        app.close()
+
+
 def test_out_of_memory_on_ray_is_retried_with_more_memory(ray_app: Phloem, tmp_path: Path) -> None:
     """The attempt's memory is both Ray's reservation and the worker's limit: past it the
     attempt fails as out of memory, and its retry gets (and reserves) twice as much."""

@@ -151,6 +151,7 @@ def _start_local(timeout: float = 180.0) -> str:
         "dashboard-agent-listen-port",
         "metrics-export-port",
         "runtime-env-agent-port",
+        "ray-client-server-port",
     ):
         argv.append(f"--{option}={free()}")
     out = os.path.join(tempfile.gettempdir(), f"phloem-ray-{os.getpid()}-{port}.log")
