@@ -357,7 +357,7 @@ def test_a_lost_driver_s_attempts_end_and_its_successor_runs_them_once(
         def before() -> int:
             return 1
 
-        @task
+        @task(resources={{"custom": {{"big_disk": 1}}}})
         def long(x: int) -> dict:
             note(LEDGER, "start")
             if phloem.context().try_number == 1:
@@ -449,6 +449,7 @@ def test_a_lost_driver_s_attempts_end_and_its_successor_runs_them_once(
     # (seen gone by the test at ``gone_by``, within its 50 ms poll)
     second = events[1]
     assert second["at"] > gone_by - 0.1 and second["pid"] != pid
+    assert first["ip"] == second["ip"] == DISK_IP  # the scheduler placed it by its resources
     app.close()
 
 

@@ -18,7 +18,7 @@ from phloem.artifacts import ArtifactStore
 from phloem.caching import CacheMode, RunCache, Versions
 from phloem.driver.inputs import Inputs
 from phloem.driver.orphans import Orphans
-from phloem.dsl.options import TaskOptions
+from phloem.dsl.options import Resources, TaskOptions
 from phloem.dsl.params import typed_params
 from phloem.dsl.spec import PipelineSpec
 from phloem.effects import AttemptEffects
@@ -142,6 +142,13 @@ class RunSession:
         )
         self._asset_outputs = {
             t.task_id: t.options.outputs for t in spec.tasks.values() if t.options.outputs
+        }
+        #: what attempts of tasks that ask for more than the default need (executors that place
+        #: work, Ray, honour it; attempts of the others carry nothing)
+        self._resources = {
+            t.task_id: t.options.resources
+            for t in spec.tasks.values()
+            if t.options.resources != Resources()
         }
         self.snap: Snapshot = self._load()
         self._events: list[Event] = []
@@ -457,6 +464,7 @@ class RunSession:
             lease_from=now,
             heartbeat_ttl=self.lease_ttl if self._leases is not None else None,
             memory_limit=self._memory_limit(t.options, ti),
+            resources=self._resources.get(ti.task_id),
             batch=self._batch.get(ti.task_id, 1),
         )
 

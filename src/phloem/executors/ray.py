@@ -319,9 +319,7 @@ class RayExecutor:
     # -- placing attempts -----------------------------------------------------------------------
 
     def _shape(self, a: Attempt) -> Shape:
-        spec = self._pipelines.get(a.pipeline)
-        task = spec.tasks.get(a.task_id) if spec is not None else None
-        res = task.options.resources if task is not None else Resources()
+        res = a.resources or Resources()  # what the task asked for, from its driver
         memory = a.memory_limit or res.memory
         return (res.cpus, res.gpus, memory, res.custom)
 

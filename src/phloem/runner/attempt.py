@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from phloem.artifacts.ref import ArtifactRef
+from phloem.dsl.options import Resources
 from phloem.effects import Effect
 from phloem.states import AttemptOutcome
 
@@ -64,6 +65,9 @@ class Attempt:
     heartbeat_ttl: float | None = None
     #: bytes of memory the attempt may use (the executor enforces it; None: no limit)
     memory_limit: int | None = None
+    #: what the task asked for, when more than the default (executors that place work honour
+    #: it: Ray); the memory to limit is ``memory_limit``
+    resources: Resources | None = None
     #: how many attempts of this task, this one first, may go to a worker in one message
     #: (tiny mapped instances in batches; each still runs, fails and reports on its own)
     batch: int = 1
