@@ -501,6 +501,76 @@ def test_a_driver_off_the_cluster_joins_it_through_ray_client(
         app.close()
 
 
+def test_a_scheduler_joins_a_restarted_ray_head_again(
+    cluster: RayCluster, tmp_path: Path, processes: Processes
+) -> None:
+    """A Ray head of its own (no workers), reached through Ray Client, is killed and started
+    again: the scheduler joins it again by itself and its next run succeeds there."""
+    from phloem.loading import load_pipeline
+    from phloem.runs import create_run
+
+    lone = RayCluster(tmp_path / "lone", [], head_cpus=2)
+    try:
+        lone.start()
+        folder, home = tmp_path / "pipelines", tmp_path / "home"
+        folder.mkdir()
+        path = _pipeline(
+            folder,
+            """
+            @task
+            def hello(n: int) -> dict:
+                return {"n": n, **where()}
+
+            @pipeline
+            def again(n: int = 0):
+                hello(n)
+            """,
+            "again.py",
+        )
+        env = {
+            **os.environ,
+            "PHLOEM_HOME": str(home),
+            "PHLOEM_RAY_ADDRESS": lone.client_address,
+            "RAY_CLIENT_RECONNECT_GRACE_PERIOD": "3",  # give up on the old head soon
+        }
+        for k in ("PHLOEM_EXECUTOR", "PHLOEM_DB_URL", "PHLOEM_ARTIFACTS_URL"):
+            env.pop(k, None)
+        app = Phloem(Settings.from_env(home, environ=env))
+        spec = load_pipeline(f"{path}:again").spec
+
+        def run(n: int) -> str:
+            day = f"2026-01-0{n}"
+            return create_run(app.store, spec, {"n": n}, day, source=f"{path}:again").run_id
+
+        def done(run_id: str) -> Callable[[], bool]:
+            return lambda: app.store.get_run(run_id).state.is_terminal
+
+        with open(tmp_path / "scheduler.log", "w") as log:
+            sched = processes.start(
+                [*PHLOEM, "scheduler", "--executor", "ray", "--pipelines", str(folder)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            first = run(1)
+            _wait_for("the first run", done(first), timeout=180)
+            assert app.store.get_run(first).state is RunState.SUCCESS
+            lone.kill_node("head")
+            lone.start_node("head")
+            lone._wait_port(180)
+            second = run(2)
+            _wait_for("the run after the head came back", done(second), timeout=240)
+            log_text = (tmp_path / "scheduler.log").read_text()
+            assert app.store.get_run(second).state is RunState.SUCCESS, log_text[-3000:]
+            assert sched.poll() is None  # the same scheduler, never restarted
+        finally:
+            processes.stop(sched)
+            app.close()
+    finally:
+        lone.close()
+
+
 def test_out_of_memory_on_ray_is_retried_with_more_memory(ray_app: Phloem, tmp_path: Path) -> None:
     """The attempt's memory is both Ray's reservation and the worker's limit: past it the
     attempt fails as out of memory, and its retry gets (and reserves) twice as much."""

@@ -18,6 +18,7 @@ dies they die with it, and its successor takes its runs over through the store's
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -120,6 +121,10 @@ def connect(address: str | None) -> Any:
             ) from exc
         _connected[:] = [address]
         _quiet(ray)
+        # phloem chooses the cluster: a Ray call made while the connection is down must fail,
+        # not join whatever Ray it finds on the machine by itself
+        with contextlib.suppress(Exception):
+            ray._private.auto_init_hook.enable_auto_connect = False
         return ray
 
 
@@ -262,6 +267,10 @@ class RayExecutor:
         #: the resources of every node seen since the start, by node id (a node that died
         #: may come back: what it could hold still counts)
         self._seen: dict[str, dict[str, float]] = {}
+        #: why the connection to the cluster was lost (None: it was not), and when (monotonic)
+        #: it was last joined again
+        self._lost: str | None = None
+        self._reconnect_at = float("-inf")
         #: as many attempts as the cluster has CPUs (at least one); more wait in the engine
         self.slots = 1
 
@@ -297,6 +306,10 @@ class RayExecutor:
                 self._retire(actor)
 
     def wait(self, timeout: float | None, wake: Sequence[Any] = ()) -> list[Report]:
+        if self._lost is None and self._ray is not None and not self._ray.is_initialized():
+            self._lost = "the Ray connection ended"  # a Ray Client that gave up, e.g.
+        if self._lost is not None:
+            self._reconnect()
         self._dispatch()
         self._take_events()
         if not self._reports and timeout != 0:
@@ -325,7 +338,7 @@ class RayExecutor:
 
     def _dispatch(self) -> None:
         self._queue = {shape: q for shape, q in self._queue.items() if q}
-        if self._ray is None or not self._queue:
+        if self._ray is None or self._lost is not None or not self._queue:
             return
         idle: dict[Shape, list[_Actor]] = {}
         starting: dict[Shape, int] = {}
@@ -337,7 +350,7 @@ class RayExecutor:
         wanted: dict[Shape, int] = {}
         for shape, waiting in self._queue.items():
             free = idle.get(shape, [])
-            while waiting and free:
+            while waiting and free and self._lost is None:
                 self._send(free.pop(), waiting.popleft())
             if waiting:
                 wanted[shape] = len(waiting)
@@ -352,6 +365,9 @@ class RayExecutor:
 
     def _spawn(self, shape: Shape) -> None:
         import cloudpickle
+
+        if self._lost is not None:
+            return
 
         cpus, gpus, memory, custom = shape
         sources, unsourced = {}, {}
@@ -375,16 +391,25 @@ class RayExecutor:
             options["memory"] = memory
         if custom:
             options["resources"] = dict(custom)
-        handle = self._cls.options(**options).remote(
-            sources, blob, self._artifacts, self.log_max_bytes
-        )
-        actor = _Actor(handle, shape)
-        self._actors.append(actor)
-        self._watch("ready", actor, handle.ready.remote())
+        try:
+            handle = self._cls.options(**options).remote(
+                sources, blob, self._artifacts, self.log_max_bytes
+            )
+            actor = _Actor(handle, shape)
+            self._actors.append(actor)
+            self._watch("ready", actor, handle.ready.remote())
+        except Exception as exc:  # the cluster cannot be reached: joined again at the next wait
+            log.warning("cannot start a Ray worker: %s", exc)
+            self._connection_lost(exc)
 
     def _send(self, actor: _Actor, a: Attempt) -> None:
         try:
             ref = actor.handle.run.options(retry_exceptions=False).remote(a)
+            future = ref.future()
+        except ConnectionError as exc:
+            self._queue.setdefault(actor.shape, deque()).appendleft(a)  # sent again later
+            self._connection_lost(exc)
+            return
         except Exception as exc:  # its arguments cannot be pickled
             from phloem.runner.failures import one_line
 
@@ -402,18 +427,20 @@ class RayExecutor:
         now = time.monotonic()
         actor.attempt, actor.alive_at, actor.ping_at = a, now, None
         self._reports.append(Started(a.run_id, a.task_id, a.map_index, a.try_number, time.time()))
-        self._watch("run", actor, ref, a)
+        self._watch("run", actor, future, a)
 
     def _retire(self, actor: _Actor) -> None:
         """Let ``actor`` go (killed, whatever it runs: the engine decided already)."""
         if actor in self._actors:
             self._actors.remove(actor)
-        with contextlib.suppress(Exception):
-            self._ray.kill(actor.handle, no_restart=True)
+        if self._lost is None:  # (a Ray call without a connection would start a new one)
+            with contextlib.suppress(Exception):
+                self._ray.kill(actor.handle, no_restart=True)
 
     # -- what comes back ------------------------------------------------------------------------
 
     def _watch(self, kind: str, actor: _Actor, ref: Any, a: Attempt | None = None) -> None:
+        """``ref`` (an object ref, or its future) is reported as an event once it is ready."""
         events, wake_w = self._events, self._wake_w
 
         def done(future: Any) -> None:
@@ -421,7 +448,8 @@ class RayExecutor:
             with contextlib.suppress(OSError):
                 os.write(wake_w, b"!")
 
-        ref.future().add_done_callback(done)
+        future = ref if isinstance(ref, concurrent.futures.Future) else ref.future()
+        future.add_done_callback(done)
 
     def _drain_pipe(self) -> None:
         with contextlib.suppress(OSError):
@@ -477,6 +505,11 @@ class RayExecutor:
                 self._ping(actor)
                 return
             self._retire(actor)
+            if isinstance(exc, ConnectionError):  # the cluster itself is out of reach
+                self._connection_lost(exc)
+                why = f"the connection to the Ray cluster was lost ({_first(exc)})"
+                self._reports.append(failed_result(a, clean(why)))
+                return
             if isinstance(exc, ray.exceptions.RayTaskError):  # phloem's own code failed there
                 why = f"phloem could not run the attempt on its Ray worker: {_cause(exc)}"
                 self._reports.append(failed_result(a, clean(why)))
@@ -520,10 +553,10 @@ class RayExecutor:
     def _ping(self, actor: _Actor) -> None:
         actor.ping_at = time.monotonic()
         try:
-            ref = actor.handle.ping.remote()
-        except Exception:
-            return
-        self._watch("ping", actor, ref)
+            self._watch("ping", actor, actor.handle.ping.remote())
+        except Exception as exc:
+            if isinstance(exc, ConnectionError):
+                self._connection_lost(exc)
 
     def _lost_reason(self, actor: _Actor, a: Attempt, exc: BaseException) -> str:
         """Why ``a`` ended with its worker: the fence's own words, a node that died, the
@@ -581,7 +614,7 @@ class RayExecutor:
         return max(0.05, min(self.heartbeat_timeout / 6, self.max_idle / 2, _NODES_EVERY))
 
     def _housekeeping(self) -> None:
-        if self._ray is None:
+        if self._ray is None or self._lost is not None:
             return
         now = time.monotonic()
         every = self.heartbeat_timeout / 6
@@ -625,16 +658,58 @@ class RayExecutor:
         if self._queue:
             self._refresh_nodes()
 
+    # -- the connection to the cluster ----------------------------------------------------------
+
+    def _connection_lost(self, exc: BaseException) -> None:
+        if self._lost is None:
+            log.warning("lost the connection to the Ray cluster: %s", _first(exc))
+            self._lost = _first(exc)
+
+    def _reconnect(self) -> None:
+        """Join the cluster again (its head restarted, or the Ray Client connection ended):
+        the attempts that ran on the old connection fail (the engine retries them), those
+        that wait go out once joined. Tried at most every few seconds."""
+        now = time.monotonic()
+        if now - self._reconnect_at < _NODES_EVERY:
+            return
+        self._reconnect_at = now
+        for actor in list(self._actors):
+            self._actors.remove(actor)
+            if actor.attempt is not None:
+                self._reports.append(
+                    failed_result(
+                        actor.attempt,
+                        clean(f"the connection to the Ray cluster was lost ({self._lost})"),
+                    )
+                )
+        ray = self._ray
+        with _lock, contextlib.suppress(Exception):
+            ray.shutdown()
+            _connected.clear()
+        try:
+            self._ray = connect(self.address)
+            from phloem.executors.rayworker import RayWorker
+
+            self._cls = self._ray.remote(RayWorker)
+        except Exception as exc:
+            log.warning("cannot join the Ray cluster again yet: %s", exc)
+            return
+        self._lost = None
+        self._refresh_nodes(force=True)
+        log.warning("joined the Ray cluster again")
+
     # -- the cluster's nodes --------------------------------------------------------------------
 
     def _refresh_nodes(self, force: bool = False) -> None:
         now = time.monotonic()
-        if not force and now - self._nodes_at < _NODES_EVERY:
+        if self._lost is not None or (not force and now - self._nodes_at < _NODES_EVERY):
             return
         try:
             self._nodes = list(self._ray.nodes())
         except Exception as exc:
             log.warning("cannot read the Ray cluster's nodes: %s", exc)
+            if isinstance(exc, ConnectionError) or not self._ray.is_initialized():
+                self._connection_lost(exc)
             return
         self._nodes_at = now
         for n in self._nodes:
