@@ -95,32 +95,36 @@ def _pipeline(tmp_path: Path, body: str, name: str = "flow.py") -> Path:
 
 
 def test_same_pipeline_same_results_as_local(ray_app: Phloem, tmp_path: Path) -> None:
+    imports = tmp_path / "imports.txt"
     path = _pipeline(
         tmp_path,
-        """
+        f"""
+        with open({str(imports)!r}, "a") as f:  # once per process that imports the file
+            f.write(f"{{os.getpid()}}\\n")
+
         @task
         def numbers(n: int) -> list[int]:
             print("making", n)
             return list(range(n))
 
         @task
-        def square(x: int) -> int:
-            return x * x
+        def square(x: int) -> dict:
+            return {{"square": x * x, "pid": os.getpid()}}
 
         @task
-        def total(xs: list[int]) -> dict:
-            return {"sum": sum(xs), "pids": None}
+        def total(xs: list[dict]) -> int:
+            return sum(x["square"] for x in xs)
 
-        @task(resources={"custom": {"big_disk": 1}})
+        @task(resources={{"custom": {{"big_disk": 1}}}})
         def on_disk() -> dict:
             return where()
 
-        @task(resources={"gpus": 1})
+        @task(resources={{"gpus": 1}})
         def on_gpu() -> dict:
             return where()
 
         @pipeline
-        def flow(n: int = 5):
+        def flow(n: int = 12):
             total(square.expand(x=numbers(n)))
             on_disk()
             on_gpu()
@@ -130,15 +134,21 @@ def test_same_pipeline_same_results_as_local(ray_app: Phloem, tmp_path: Path) ->
     assert local.state is RunState.SUCCESS
     result = phloem.run(str(path), app=ray_app)
     assert result.state is RunState.SUCCESS, _errors(result)
-    assert result.output("total") == local.output("total") == {"sum": 30, "pids": None}
-    assert result.output("square") == local.output("square")
+    assert result.output("total") == local.output("total") == sum(x * x for x in range(12))
+    squares = result.output("square")
+    assert [q["square"] for q in squares] == [q["square"] for q in local.output("square")]
+    # warm workers: 12 squares ran in fewer processes, each of which imported the file once
+    pids = [int(p) for p in imports.read_text().split()]
+    workers = {q["pid"] for q in squares}
+    assert len(workers) < len(squares)
+    assert all(pids.count(p) == 1 for p in workers)
     # the custom resource and the GPU were placed by Ray on the nodes that have them
     assert result.output("on_disk")["ip"] == DISK_IP
     gpu = result.output("on_gpu")
     assert gpu["ip"] == GPU_IP and gpu["gpus"] == "0"
     # the task's output went to its attempt's log, as on local workers
     logs = list((ray_app.logs_dir / result.run_id).glob("numbers*.log"))
-    assert logs and "making 5" in logs[0].read_text()
+    assert logs and "making 12" in logs[0].read_text()
 
 
 def test_resources_no_node_has_fail_at_once_and_clearly(ray_app: Phloem, tmp_path: Path) -> None:
