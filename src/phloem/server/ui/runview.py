@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from phloem.dsl.spec import PipelineSpec
 from phloem.records import TI, RunRecord
-from phloem.server.ui.badges import Summary, icon, summarize
+from phloem.server.ui.badges import Summary, icon, summarize, summary_of
 from phloem.server.ui.layout import Layout, layout
 from phloem.server.ui.specs import Graphs, group_of
 from phloem.store.port import Store
@@ -75,16 +75,22 @@ def cells_of(tis: list[TI], spec: PipelineSpec | None) -> dict[str, TaskCell]:
 
 
 def live_states(store: Store, run_id: str) -> dict[str, object]:
-    """The run's state and each task's (for the page's live refresh, as JSON)."""
+    """The run's state and each task's (for the page's live refresh, as JSON): read as
+    counts by task and state, so a run of thousands of mapped instances costs one small
+    grouped query each time the page looks."""
     run = store.get_run(run_id)
-    cells = cells_of(store.load_instances(run_id), None)
-    return {
-        "run": {"state": run.state.value, "icon": icon(run.state.value)},
-        "tasks": {
-            t: {"state": c.summary.state, "icon": icon(c.summary.state), "text": c.text}
-            for t, c in cells.items()
-        },
-    }
+    per: dict[str, dict[str, int]] = {}
+    mapped: set[str] = set()
+    for c in store.listing.task_counts(run_id):
+        per.setdefault(c.task_id, {})[c.state.value] = c.count
+        if c.mapped:
+            mapped.add(c.task_id)
+    tasks = {}
+    for t in sorted(per):
+        s = summary_of(per[t])
+        text = s.mapped_text if t in mapped or s.total > 1 else s.state.replace("_", " ")
+        tasks[t] = {"state": s.state, "icon": icon(s.state), "text": text}
+    return {"run": {"state": run.state.value, "icon": icon(run.state.value)}, "tasks": tasks}
 
 
 def lanes_of(
