@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -22,6 +21,7 @@ from typing import Any
 
 import pytest
 
+import ports
 from server_fixtures import PASSWORD
 
 CHROMIUM = "/usr/bin/chromium"
@@ -92,9 +92,7 @@ NIGHTLY = textwrap.dedent(
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return ports.free_port()
 
 
 @dataclass

@@ -7,22 +7,20 @@ The test's ``processes`` fixture ends the server (and a scheduler, if one was st
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ports
 from processes import Processes
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return ports.free_port()
 
 
 @dataclass

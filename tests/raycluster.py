@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ports
 from processes import Processes
 
 
@@ -27,10 +28,13 @@ def ray_binary() -> str:
     return found
 
 
+#: the interpreter's path when the tests started: folders tests add later (a pipeline's own
+#: folder, which may hold a ``json.py``) must not shadow the standard library on the nodes
+_START_PATH = list(sys.path)
+
+
 def _free_port(ip: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((ip, 0))
-        return int(s.getsockname()[1])
+    return ports.free_port(ip)
 
 
 @dataclass
@@ -71,7 +75,7 @@ class RayCluster:
         """The cluster's environment: this interpreter's path (so nodes import the phloem
         under test) and no usage reports."""
         env = dict(os.environ)
-        paths = [p for p in sys.path if p and os.path.isdir(p)]
+        paths = [p for p in _START_PATH if p and os.path.isdir(p)]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         env["RAY_USAGE_STATS_ENABLED"] = "0"
         # the cluster and this process agree, whatever token a ~/.ray of the machine holds

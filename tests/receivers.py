@@ -4,7 +4,6 @@ answer slowly, or with an error), and an SMTP server (aiosmtpd) that records mes
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +13,8 @@ from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+import ports
 
 
 class HttpReceiver:
@@ -71,9 +72,7 @@ def http_receiver(port: int = 0) -> Iterator[HttpReceiver]:
 
 def free_port() -> int:
     """A port nothing listens on (a receiver that is down)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return ports.free_port()
 
 
 def self_signed(folder: Path) -> tuple[Path, Path]:

@@ -5,9 +5,9 @@ started again on the same port, to test what phloem does while the object store 
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import ports
 from processes import Processes
 
 #: each service also listens on its port + 10000 (gRPC)
@@ -31,27 +32,11 @@ def weed_binary() -> str:
     return found
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _ports() -> tuple[int, int, int, int]:
-    """Four ports that are free, each with its gRPC twin (+10000) free too."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base > 50000:
-            continue
-        ports = (base, base + 1, base + 2, base + 3)
-        if all(_free(p) and _free(p + _GRPC) for p in ports):
-            return ports
-    raise RuntimeError("no free ports for the S3 test server")
+    """Four free ports, each with its gRPC twin (+10000) free too, below the ephemeral range
+    (see ``ports``)."""
+    master, volume, filer, s3 = ports.free_ports(4, twin=_GRPC)
+    return master, volume, filer, s3
 
 
 class S3Server:
@@ -109,15 +94,11 @@ class S3Server:
         while time.monotonic() < deadline:
             for p in (self.storage, self.proc):
                 if p.poll() is not None:
-                    raise RuntimeError(
-                        f"the S3 test server exited: {self.log.read_text()[-2000:]}"
-                    )
+                    raise RuntimeError(f"the S3 test server exited: {self.log.read_text()[-2000:]}")
             if self._answers():
                 return
             time.sleep(0.2)
-        raise RuntimeError(
-            f"the S3 test server did not answer in {timeout} s: {self.last_error}"
-        )
+        raise RuntimeError(f"the S3 test server did not answer in {timeout} s: {self.last_error}")
 
     def _spawn(self, *args: str) -> subprocess.Popen[Any]:
         with self.log.open("ab") as log:
@@ -131,7 +112,7 @@ class S3Server:
                 return True
         except urllib.error.HTTPError:  # an answer (anonymous listing may be refused): it is up
             return True
-        except OSError as exc:
+        except (OSError, http.client.HTTPException) as exc:
             self.last_error = repr(exc)
             return False
 

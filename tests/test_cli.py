@@ -356,7 +356,7 @@ def test_run_twice_for_one_logical_date_is_refused(home: Path, tmp_path: Path) -
 
 def test_run_usage_errors_exit_2(home: Path, tmp_path: Path) -> None:
     path = write(tmp_path, "basic.py", BASIC)
-    assert cli("run", path, "--executor", "ray").exit_code == 2
+    assert cli("run", path, "--executor", "nope").exit_code == 2
     assert cli("run", path, "--workers", "0").exit_code == 2
     assert cli("run").exit_code == 2
 

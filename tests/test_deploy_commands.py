@@ -16,7 +16,6 @@ import queue
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +27,7 @@ import httpx
 import pytest
 import yaml
 
+import ports
 from processes import Processes
 
 DEPLOY = Path(__file__).resolve().parent.parent / "docs" / "deploy"
@@ -197,9 +197,7 @@ def test_the_migration_job_and_the_api_server_run_as_the_manifests_say(
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return ports.free_port()
 
 
 FLOW = """
