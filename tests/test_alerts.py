@@ -4,6 +4,7 @@ driven, delivered once by real channels (a local HTTP receiver, a local SMTP ser
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -265,6 +266,31 @@ def test_a_slow_receiver_never_holds_up_the_run(tmp_path: Path) -> None:
         wait_for(lambda: hook.bodies, what="the held alert")
         wait_for(lambda: app.store.alerts.history()[0].state == SENT, what="sent state")
         app.close()
+
+
+@pytest.mark.parametrize("threaded", [True, False])
+def test_a_send_under_way_when_the_exit_grace_ends_is_recorded_before_flush_returns(
+    tmp_path: Path, threaded: bool
+) -> None:
+    """A process about to exit (``phloem run``) gives its alerts a grace; a send the receiver
+    is still taking when the grace ends must still be recorded as sent, or another process
+    sends it again once the claim expires."""
+    store = open_store(f"sqlite:///{tmp_path / 'p.db'}")
+    with http_receiver() as hook:
+        hook.gate = threading.Event()  # the receiver answers only when the test says so
+        store.alerts.record([_delivery(hook.url)], time.time())
+        sender = Sender(store.alerts, Transport(timeout=30), threaded=threaded)
+        sender.start()
+        release = threading.Thread(
+            target=lambda: (hook.arrived.wait(30), time.sleep(0.3), hook.gate.set())
+        )
+        release.start()
+        sender.flush(0.05)  # a grace far shorter than the receiver takes
+        release.join()
+        (d,) = store.alerts.history()
+        assert d.state == SENT and d.tries == 1 and len(hook.bodies) == 1
+        sender.stop()
+    store.close()
 
 
 def test_each_alert_is_recorded_once_however_many_processes_see_it(tmp_path: Path) -> None:

@@ -199,7 +199,28 @@ class Sender:
 
     def flush(self, timeout: float) -> None:
         """Deliver what is due, for at most ``timeout`` seconds (a short-lived process about
-        to exit); what is left stays pending in the store for another process."""
+        to exit); what is left stays pending in the store for another process. Sends under
+        way when the time is up are waited for (each ends by its own timeout), so that an
+        alert a receiver took is recorded as sent rather than sent again by another process
+        once this one's claim expires."""
+        try:
+            self._flush(timeout)
+        finally:
+            self._settle(self.transport.timeout + 1.0)
+
+    def _settle(self, limit: float) -> None:
+        """Wait at most ``limit`` seconds for the sends under way to be recorded."""
+        deadline = time.monotonic() + limit
+        while self._inflight and time.monotonic() < deadline:
+            if self._thread is not None:  # the thread records them
+                self._wake.set()
+                time.sleep(0.02)
+            else:
+                self._wake.wait(0.05)
+                self._wake.clear()
+                self._collect()
+
+    def _flush(self, timeout: float) -> None:
         if self._thread is not None:  # the thread sends; wait for it to have nothing due
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
