@@ -245,6 +245,8 @@ def closed_fds() -> None:
 @pytest.mark.parametrize("executor", EXECUTORS)
 def test_a_task_that_closes_its_fds_does_not_blind_the_next(executor: str, home: Path) -> None:
     r = phloem.run(closed_fds, executor=executor, workers=1)
-    assert r.task_state("prints_after") is TaskState.SUCCESS
+    # (seen once in a full suite run, not reproduced alone: say why if it happens again)
+    why = [(a.task_id, a.try_number, a.state, a.error) for a in r.app.store.attempts(r.run_id)]
+    assert r.task_state("prints_after") is TaskState.SUCCESS, why
     assert _log(home, r.run_id, "closes_its_fds.1.log") == b"before\n"
     assert _log(home, r.run_id, "prints_after.1.log") == b"still captured\nand printed\n"
