@@ -766,3 +766,30 @@ def test_custom_resources_are_checked_at_definition() -> None:
         task(resources={"custom": ["big_disk"]})(lambda: None)
     with pytest.raises(DefinitionError, match="must be a number >= 0"):
         task(resources={"custom": {"big_disk": -1}})(lambda: None)
+
+
+def test_an_executor_s_wake_pipe_closes_once_nothing_can_write_to_it() -> None:
+    """Each executor's pipe was left open for the life of the process (two descriptors per
+    run on Ray); it closes once the executor is gone and no call it watched is under way."""
+    import gc
+
+    from phloem.executors.ray import RayExecutor, _Actor
+
+    def fds() -> int:
+        return len(os.listdir(f"/proc/{os.getpid()}/fd"))
+
+    gc.collect()
+    before = fds()
+    RayExecutor().shutdown()
+    gc.collect()
+    assert fds() == before
+    ex = RayExecutor()
+    pending: Future[float] = Future()
+    ex._watch("ping", _Actor(None, (1.0, 0.0, None, ())), pending)
+    del ex
+    gc.collect()
+    assert fds() == before + 2  # the call's end still writes to it
+    pending.set_result(0.0)
+    del pending
+    gc.collect()
+    assert fds() == before

@@ -226,6 +226,22 @@ class _Actor:
     doomed_at: float = 0.0
 
 
+class _Wake:
+    """The pipe that wakes ``wait`` when a Ray call ends. Closed when nothing holds it any
+    more: neither the executor nor a call still under way, whose end writes to it (closing it
+    earlier could let the write land in whatever file took its number next)."""
+
+    def __init__(self) -> None:
+        self.r, self.w = os.pipe()
+        os.set_blocking(self.r, False)
+        os.set_blocking(self.w, False)
+
+    def __del__(self) -> None:
+        for fd in (self.r, self.w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 @dataclass(frozen=True, slots=True)
 class _Event:
     kind: str  # "ready" | "run" | "ping"
@@ -259,9 +275,8 @@ class RayExecutor:
         self._actors: list[_Actor] = []
         self._reports: list[Report] = []
         self._events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        self._wake = _Wake()
+        self._wake_r = self._wake.r
         self._nodes: list[dict[str, Any]] = []
         self._nodes_at = float("-inf")
         #: the resources of every node seen since the start, by node id (a node that died
@@ -441,12 +456,12 @@ class RayExecutor:
 
     def _watch(self, kind: str, actor: _Actor, ref: Any, a: Attempt | None = None) -> None:
         """``ref`` (an object ref, or its future) is reported as an event once it is ready."""
-        events, wake_w = self._events, self._wake_w
+        events, wake = self._events, self._wake
 
         def done(future: Any) -> None:
             events.put(_Event(kind, actor, future, a))
             with contextlib.suppress(OSError):
-                os.write(wake_w, b"!")
+                os.write(wake.w, b"!")
 
         future = ref if isinstance(ref, concurrent.futures.Future) else ref.future()
         future.add_done_callback(done)
