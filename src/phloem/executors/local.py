@@ -392,14 +392,20 @@ def _stopper(outbox: _Outbox, running: Callable[[Attempt], bool]) -> Stop:
                 return
             with contextlib.suppress(Exception):
                 outbox.send_locked(failed_result(a, reason))
-        pid = os.getpid()
-        try:
-            if os.getpgrp() == pid:
-                os.killpg(pid, signal.SIGKILL)
-        finally:
-            os.kill(pid, signal.SIGKILL)
+        die_now()
 
     return stop
+
+
+def die_now() -> None:
+    """SIGKILL this worker, with its process group if it leads one (a fence's stop: nothing
+    the attempt does may reach the store after this)."""
+    pid = os.getpid()
+    try:
+        if os.getpgrp() == pid:
+            os.killpg(pid, signal.SIGKILL)
+    finally:
+        os.kill(pid, signal.SIGKILL)
 
 
 #: put in a worker's inbox after the attempts of each message: its reports go out then

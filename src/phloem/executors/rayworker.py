@@ -147,12 +147,9 @@ class RayWorker:
             internal_kv._internal_kv_put(
                 last_words_key(actor_id), reason.encode(), namespace=NAMESPACE
             )
-        pid = os.getpid()
-        try:
-            if os.getpgrp() == pid:
-                os.killpg(pid, signal.SIGKILL)
-        finally:
-            os.kill(pid, signal.SIGKILL)
+        from phloem.executors.local import die_now
+
+        die_now()
 
 
 __all__ = ["NAMESPACE", "RayWorker", "WorkerInfo", "last_words_key"]
