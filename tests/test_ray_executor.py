@@ -793,3 +793,21 @@ def test_an_executor_s_wake_pipe_closes_once_nothing_can_write_to_it() -> None:
     del pending
     gc.collect()
     assert fds() == before
+
+
+def test_waiting_for_a_local_ray_is_not_fooled_by_a_connection_to_itself() -> None:
+    """The local Ray's port is polled until its head listens; a poll given that very port as
+    its own connects to itself (nothing listening), which must not count as the head."""
+    import socket
+
+    from phloem.executors.ray import _answers
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        assert not _answers(s, port)  # connect_ex alone says 0 here
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        with socket.socket() as s:
+            assert _answers(s, server.getsockname()[1])

@@ -168,7 +168,7 @@ def _start_local(timeout: float = 180.0) -> str:
         if not child.is_alive():
             break
         with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
+            if _answers(s, port):
                 return f"127.0.0.1:{port}"
         time.sleep(0.2)
     child.stop()
@@ -178,6 +178,15 @@ def _start_local(timeout: float = 180.0) -> str:
     except OSError:
         tail = ""
     raise RuntimeError(f"a local Ray did not start ({out}): {tail}")
+
+
+def _answers(s: Any, port: int) -> bool:
+    """Whether ``s`` connects to something listening on 127.0.0.1:``port``. A connection to
+    itself is not that: the port polled lies in the ephemeral range, so the kernel may give it
+    to ``s`` as its own and the connect then succeeds with no listener (a simultaneous open)."""
+    if s.connect_ex(("127.0.0.1", port)) != 0:
+        return False
+    return bool(s.getsockname() != s.getpeername())
 
 
 def _exec(conn: Any, argv: list[str], out: str) -> None:
