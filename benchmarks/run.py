@@ -1,11 +1,14 @@
 """Measure phloem against the floor a durable orchestrator cannot go below.
 
     python benchmarks/run.py [--only W1,W2,W3,hello] [--repeat N] [--db-url URL]
+    python benchmarks/run.py --postgres [URL] [--only W1,W2] [--repeat N]
 
 Every measurement starts a fresh process, as a user would (``phloem run
 benchmarks/workloads.py:NAME``, or ``python -c "import phloem; phloem.run(...)"`` where the
 ``phloem`` command is not installed), with a fresh temporary PHLOEM_HOME, SQLite (or
 ``--db-url``: a fresh schema per measurement) and the local executor with 2 workers.
+``--postgres`` runs each workload on SQLite and on PostgreSQL in alternating pairs and prints the
+per-task overhead of both side by side with the PostgreSQL/SQLite ratio.
 README.md in this folder explains the figures and the targets.
 """
 
@@ -130,6 +133,7 @@ class Sample:
     tasks: int
     floor: float
     floor_wall: float
+    floor_cpu: float
     latencies: list[float] = field(default_factory=list)
     plain: float | None = None
     plain_wall: float | None = None
@@ -247,8 +251,10 @@ def measure(name: str, cmd: list[str], db_url: str | None) -> Sample:
                     lat = chain_latencies(store, run.run_id, order)
             finally:
                 store.close()
-        floor_wall, _, floor = plain_run(name, home / "floor", durable=True)
-        sample = Sample(wall, cpu, run.ended_at - run.started_at, tasks, floor, floor_wall, lat)
+        floor_wall, floor_cpu, floor = plain_run(name, home / "floor", durable=True)
+        sample = Sample(
+            wall, cpu, run.ended_at - run.started_at, tasks, floor, floor_wall, floor_cpu, lat
+        )
         if name == "W3":
             sample.plain_wall, sample.plain_cpu, sample.plain = plain_run(
                 name, home / "plain", durable=False
@@ -366,11 +372,87 @@ def print_rows(header: list[str], rows: list[list[str]]) -> None:
         )
 
 
+# -- SQLite and PostgreSQL side by side ----------------------------------------------------------
+
+#: the speed goal: PostgreSQL's overhead per task over the floor at most this times SQLite's
+PG_RATIO_TARGET = 2.0
+DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def overheads(s: Sample) -> tuple[float, float]:
+    """(run-time, CPU-time) overhead per task over the floor, in seconds. The CPU figure is the
+    phloem process tree's user+sys minus the floor process's; a PostgreSQL server's own CPU is
+    not in it (it runs outside the measured process tree)."""
+    return (s.run - s.floor) / s.tasks, (s.cpu - s.floor_cpu) / s.tasks
+
+
+def compare_stores(names: list[str], cmd: list[str], pg_url: str, repeat: int) -> None:
+    """Each workload on SQLite and on PostgreSQL in alternating pairs (the order flips every
+    pair, so load that drifts during a run falls on both), medians and paired ratios printed."""
+    header = ["workload", "store", "tasks", "wall s", "cpu s", "run s", "floor ms"]
+    header += ["overhead ms/task", "cpu overhead ms/task"]
+    rows: list[list[str]] = []
+    lines: list[str] = []
+    for name in names:
+        pairs: list[tuple[Sample, Sample]] = []
+        for i in range(repeat):
+            order = ("sqlite", "postgres") if i % 2 == 0 else ("postgres", "sqlite")
+            got: dict[str, Sample] = {}
+            for store in order:
+                got[store] = measure(name, cmd, pg_url if store == "postgres" else None)
+                o, c = overheads(got[store])
+                print(
+                    f"  {name} #{i + 1} {store}: wall {got[store].wall:.3f} s, "
+                    f"cpu {got[store].cpu:.3f} s, run {got[store].run:.3f} s, "
+                    f"overhead {o * 1e3:.3f} ms/task (cpu {c * 1e3:.3f})",
+                    flush=True,
+                )
+            pairs.append((got["sqlite"], got["postgres"]))
+        for k, store in enumerate(("sqlite", "postgres")):
+            ss = [p[k] for p in pairs]
+            rows.append(
+                [
+                    name,
+                    store,
+                    str(ss[0].tasks),
+                    f"{med([s.wall for s in ss]):.3f}",
+                    f"{med([s.cpu for s in ss]):.3f}",
+                    f"{med([s.run for s in ss]):.3f}",
+                    f"{med([s.floor for s in ss]) * 1e3:.1f}",
+                    f"{med([overheads(s)[0] for s in ss]) * 1e3:.3f}",
+                    f"{med([overheads(s)[1] for s in ss]) * 1e3:.3f}",
+                ]
+            )
+        run_ratio = med([overheads(pg)[0] / overheads(sq)[0] for sq, pg in pairs])
+        cpu_ratio = med([overheads(pg)[1] / overheads(sq)[1] for sq, pg in pairs])
+        wall_ratio = med([pg.wall / sq.wall for sq, pg in pairs])
+        lines.append(
+            f"{name}: PostgreSQL/SQLite overhead per task = {run_ratio:.2f}x (median of "
+            f"{len(pairs)} paired ratios) <= {PG_RATIO_TARGET:g}x  "
+            f"{verdict(run_ratio <= PG_RATIO_TARGET)};  CPU overhead {cpu_ratio:.2f}x, "
+            f"process wall {wall_ratio:.2f}x"
+        )
+    print()
+    print_rows(header, rows)
+    print()
+    for line in lines:
+        print(line)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", help="comma-separated workloads (default: all; W1,W2 with --db-url)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per workload; medians reported")
     ap.add_argument("--db-url", help="a PostgreSQL URL; each run gets a fresh schema there")
+    ap.add_argument(
+        "--postgres",
+        nargs="?",
+        const=DEFAULT_PG_URL,
+        metavar="URL",
+        help="run W1 and W2 on SQLite and on PostgreSQL (default URL "
+        f"{DEFAULT_PG_URL}; a fresh schema per run) in alternating pairs and print both "
+        "overheads per task and their ratio",
+    )
     ap.add_argument(
         "--threads",
         type=int,
@@ -383,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.plain:
         plain_main(args.plain, args.durable)
         return 0
-    default = "W1,W2" if args.db_url else ",".join(ALL)
+    default = "W1,W2" if args.db_url or args.postgres else ",".join(ALL)
     names = [n.strip() for n in (args.only or default).split(",") if n.strip()]
     unknown = [n for n in names if n not in ALL]
     if unknown:
@@ -393,6 +475,16 @@ def main(argv: list[str] | None = None) -> int:
             os.environ[var] = str(args.threads)
     cmd, how = launcher()
     print(f"launcher: {how}")
+    if args.postgres:
+        print(
+            f"stores: SQLite and PostgreSQL ({args.postgres}, fresh schema per run) in "
+            f"alternating pairs, local executor, {WORKERS} workers, fresh PHLOEM_HOME per run, "
+            f"{args.repeat} pairs"
+        )
+        print("load average before: " + load())
+        compare_stores(names, cmd, args.postgres, args.repeat)
+        print("load average after: " + load())
+        return 0
     print(
         f"store: {'PostgreSQL (fresh schema per run)' if args.db_url else 'SQLite'}, "
         f"local executor, {WORKERS} workers, fresh PHLOEM_HOME per run, "
