@@ -386,6 +386,39 @@ def overheads(s: Sample) -> tuple[float, float]:
     return (s.run - s.floor) / s.tasks, (s.cpu - s.floor_cpu) / s.tasks
 
 
+def pg_transaction_and_round_trip(base_url: str, n: int = 1000) -> tuple[float, float]:
+    """Medians of one durable PostgreSQL transaction (one UPDATE, COMMIT, with the server's
+    own synchronous_commit) and of one round trip (SELECT 1), in seconds: the units that
+    PostgreSQL's figures are made of, as ``durable_transaction`` is for SQLite."""
+    import sqlalchemy as sa
+
+    with pg_schema(base_url) as url:
+        engine = sa.create_engine(url)
+        try:
+            raw = engine.raw_connection()
+            try:
+                cur = raw.cursor()
+                cur.execute("CREATE TABLE task (id INTEGER PRIMARY KEY, at DOUBLE PRECISION)")
+                cur.execute("INSERT INTO task VALUES (1, 0)")
+                raw.commit()
+                txn, trip = [], []
+                for _ in range(n):
+                    t0 = time.perf_counter()
+                    cur.execute("UPDATE task SET at = %s WHERE id = 1", (t0,))
+                    raw.commit()
+                    t1 = time.perf_counter()
+                    cur.execute("SELECT 1")
+                    cur.fetchall()
+                    trip.append(time.perf_counter() - t1)
+                    txn.append(t1 - t0)
+                raw.rollback()
+            finally:
+                raw.close()
+        finally:
+            engine.dispose()
+    return med(txn), med(trip)
+
+
 def compare_stores(names: list[str], cmd: list[str], pg_url: str, repeat: int) -> None:
     """Each workload on SQLite and on PostgreSQL in alternating pairs (the order flips every
     pair, so load that drifts during a run falls on both), medians and paired ratios printed."""
@@ -482,6 +515,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.repeat} pairs"
         )
         print("load average before: " + load())
+        txn = durable_transaction()
+        pg_txn, pg_trip = pg_transaction_and_round_trip(args.postgres)
+        print(
+            f"one durable transaction: SQLite {txn * 1e6:.1f} µs (WAL, synchronous={SYNCHRONOUS}), "
+            f"PostgreSQL {pg_txn * 1e6:.1f} µs (one round trip {pg_trip * 1e6:.1f} µs)"
+        )
         compare_stores(names, cmd, args.postgres, args.repeat)
         print("load average after: " + load())
         return 0
