@@ -381,8 +381,9 @@ DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 def overheads(s: Sample) -> tuple[float, float]:
     """(run-time, CPU-time) overhead per task over the floor, in seconds. The CPU figure is the
-    phloem process tree's user+sys minus the floor process's; a PostgreSQL server's own CPU is
-    not in it (it runs outside the measured process tree)."""
+    phloem process tree's user+sys minus the floor process's, start-up included (so it is
+    large per task for a short run); a PostgreSQL server's own CPU is not in it (it runs
+    outside the measured process tree)."""
     return (s.run - s.floor) / s.tasks, (s.cpu - s.floor_cpu) / s.tasks
 
 
@@ -423,7 +424,7 @@ def compare_stores(names: list[str], cmd: list[str], pg_url: str, repeat: int) -
     """Each workload on SQLite and on PostgreSQL in alternating pairs (the order flips every
     pair, so load that drifts during a run falls on both), medians and paired ratios printed."""
     header = ["workload", "store", "tasks", "wall s", "cpu s", "run s", "floor ms"]
-    header += ["overhead ms/task", "cpu overhead ms/task"]
+    header += ["overhead ms/task", "process cpu over floor ms/task"]
     rows: list[list[str]] = []
     lines: list[str] = []
     for name in names:
@@ -437,7 +438,7 @@ def compare_stores(names: list[str], cmd: list[str], pg_url: str, repeat: int) -
                 print(
                     f"  {name} #{i + 1} {store}: wall {got[store].wall:.3f} s, "
                     f"cpu {got[store].cpu:.3f} s, run {got[store].run:.3f} s, "
-                    f"overhead {o * 1e3:.3f} ms/task (cpu {c * 1e3:.3f})",
+                    f"overhead {o * 1e3:.3f} ms/task (process cpu over floor {c * 1e3:.3f})",
                     flush=True,
                 )
             pairs.append((got["sqlite"], got["postgres"]))
