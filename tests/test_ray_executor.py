@@ -811,3 +811,48 @@ def test_waiting_for_a_local_ray_is_not_fooled_by_a_connection_to_itself() -> No
         server.listen()
         with socket.socket() as s:
             assert _answers(s, server.getsockname()[1])
+
+
+def test_a_worker_that_cannot_be_made_fails_its_attempt_not_the_connection(
+    cluster: RayCluster, tmp_path: Path
+) -> None:
+    """Starting a worker can fail for reasons of its own (here artifacts that cannot be
+    pickled); that was taken for a lost connection: the attempt never ended, and every 5 s the
+    executor failed whatever ran on the cluster and joined it again."""
+    from phloem.artifacts import ArtifactStore
+    from phloem.executors.ray import RayExecutor
+    from phloem.runner import Attempt, Result, log_path
+
+    class Unpicklable(ArtifactStore):
+        def __reduce__(self) -> str:
+            raise TypeError("this store stays in its process")
+
+    artifacts = Unpicklable(str(tmp_path / "artifacts"))
+    ex = RayExecutor(address=cluster.address)
+    ex.start({}, artifacts)
+    try:
+        ex.submit(
+            Attempt(
+                run_id="r1",
+                pipeline="p",
+                task_id="t",
+                map_index=-1,
+                try_number=1,
+                args=(),
+                kwargs={},
+                logical_date="2026-01-01T00:00:00+00:00",
+                data_interval_start=None,
+                data_interval_end=None,
+                params={},
+                log_path=log_path(tmp_path, "r1", "t", -1, 1),
+                first_started_at=time.time(),
+            )
+        )
+        reports = ex.wait(0)
+        assert ex._lost is None
+        [failed] = [r for r in reports if isinstance(r, Result)]
+        assert failed.error is not None
+        assert "its Ray worker could not start" in failed.error
+        assert "Could not serialize the argument ArtifactStore" in failed.error
+    finally:
+        ex.shutdown()

@@ -422,9 +422,24 @@ class RayExecutor:
             actor = _Actor(handle, shape)
             self._actors.append(actor)
             self._watch("ready", actor, handle.ready.remote())
-        except Exception as exc:  # the cluster cannot be reached: joined again at the next wait
-            log.warning("cannot start a Ray worker: %s", exc)
-            self._connection_lost(exc)
+        except Exception as exc:
+            if isinstance(exc, ConnectionError) or not self._ray.is_initialized():
+                # the cluster cannot be reached: joined again at the next wait
+                log.warning("cannot start a Ray worker: %s", exc)
+                self._connection_lost(exc)
+                return
+            # the worker itself cannot be made (its arguments do not pickle, Ray refuses its
+            # options): the first attempt of its shape fails with why, as when a worker cannot
+            # start, rather than every attempt on the cluster for a connection never lost
+            from phloem.runner.failures import one_line
+
+            waiting = self._queue.get(shape)
+            if waiting:
+                self._reports.append(
+                    failed_result(
+                        waiting.popleft(), clean(f"its Ray worker could not start: {one_line(exc)}")
+                    )
+                )
 
     def _send(self, actor: _Actor, a: Attempt) -> None:
         try:
