@@ -1,5 +1,5 @@
-"""docs/deploy.md and its manifests (docs/deploy/): no Kubernetes runs here, so the manifests
-are checked on paper. Core objects against the Kubernetes JSON schemas that kubernetes-validate
+"""docs/deploy.md and its manifests (docs/deploy/): the tests apply them to no cluster, so
+they are checked on paper. Core objects against the Kubernetes JSON schemas kubernetes-validate
 bundles (strict: an unknown field is an error); the RayCluster against a schema of its CRD's
 fields written for these tests (no registry ships one), whose pod templates use the same
 Kubernetes schemas; the Prometheus job with promtool. Every ``PHLOEM_*`` variable and every
