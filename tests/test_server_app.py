@@ -215,6 +215,11 @@ def test_admins_change_roles_and_disable_users_but_not_themselves(api: Api) -> N
         r = api.call("admin", "PATCH", "/api/v1/users/admin", json=body)
         assert "ask another admin" in _problem(r, 409)["detail"]
     assert _problem(api.call("admin", "DELETE", "/api/v1/users/admin"), 409)
+    # nor by replacing itself with another role
+    r = api.call("admin", "POST", "/api/v1/users",
+                 json={"name": "admin", "role": "viewer", "password": PASSWORD, "replace": True})
+    assert "ask another admin" in _problem(r, 409)["detail"]
+    assert api.get("admin", "/api/v1/me").json()["role"] == "admin"
     assert api.call("admin", "PATCH", "/api/v1/users/admin", json={"role": "admin"}
                     ).status_code == 200
     assert _problem(api.call("admin", "PATCH", "/api/v1/users/nope", json={"role": "viewer"}),

@@ -100,9 +100,15 @@ def list_users(ph: Phloem = Depends(application)) -> list[UserOut]:
     return [UserOut.of(u) for u in manage.users(ph)]
 
 
-@router.post("/users", status_code=201, dependencies=[ADMIN])
-def add_user(body: NewUser, ph: Phloem = Depends(application)) -> UserOut:
+@router.post("/users", status_code=201)
+def add_user(
+    body: NewUser,
+    who: Principal = Depends(require(Role.ADMIN)),
+    ph: Phloem = Depends(application),
+) -> UserOut:
     """Add a user (or, with ``replace``, change a user's role and password)."""
+    if body.replace and body.role != Role.ADMIN:
+        _not_yourself(who, body.name, "demote")
     u = manage.add_user(ph, body.name, body.role, body.password, replace=body.replace)
     return UserOut.of(u)
 
