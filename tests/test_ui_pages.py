@@ -5,10 +5,12 @@ input gets a clear page instead of a crash."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from ui_fixtures import EVIL, UiApp
+from ui_fixtures import EVIL, UiApp, make_ui
 
 PAGES = [
     "/",
@@ -539,3 +541,52 @@ def test_a_data_frame_output_shows_its_schema_and_first_rows_and_its_lineage(
     assert f'href="/runs/{run.run_id}/tasks/make"' in lineage  # who wrote what it read
     assert '"rows": 3' in used  # its own output, as JSON
     _no_raw_markup(made)
+
+
+TRAINS = """
+from phloem import models, pipeline, task
+
+@task
+def train() -> int:
+    version = models.register(
+        "churn", {"weights": [1, 2]}, metrics={"auc": 0.91}, params={"note": "<b>x</b>"}
+    )
+    models.set_alias("churn", version, "staging")
+    return version
+
+@pipeline
+def trains():
+    train()
+"""
+
+
+@pytest.fixture
+def ui_on_file(tmp_path: Path) -> Iterator[UiApp]:
+    """The UI on a SQLite file (a task registers models only in a store others share)."""
+    u = make_ui(tmp_path / "home", store=f"sqlite:///{tmp_path / 'phloem.db'}")
+    yield u
+    for c in u.clients.values():
+        c.close()
+    u.api.client.close()
+    u.ph.close()
+
+
+def test_a_task_that_registered_a_model_shows_the_version_its_metrics_and_aliases(
+    ui_on_file: UiApp,
+) -> None:
+    import phloem
+
+    ui = ui_on_file
+    file = ui.file.parent / "trains.py"
+    file.write_text(TRAINS)
+    run = phloem.run(f"{file}:trains", app=ui.ph, executor="inline")
+    assert run.succeeded, [a.error for a in ui.ph.store.attempts(run.run_id)]
+    page = ui.browser("viewer").get(f"/runs/{run.run_id}/tasks/train").text
+    models = page.split("<h2>Models registered</h2>")[1].split("</table>")[0]
+    assert '<a href="/models/churn">churn v1</a>' in models
+    assert '<span class="tag">staging</span>' in models
+    assert "auc = 0.91" in models and "note = &lt;b&gt;x&lt;/b&gt;" in models
+    _no_raw_markup(page)
+    # a task that registered nothing has no such section
+    other = ui.browser("viewer").get(f"/runs/{ui.run_id}/tasks/load").text
+    assert "Models registered" not in other

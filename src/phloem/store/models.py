@@ -449,6 +449,18 @@ class Models:
             by_version = self._aliases_by_version(conn, name)
         return [_version(r, _artifact(r), by_version.get(r.version, ())) for r in rows]
 
+    def registered_by(self, run_id: str, task_id: str, map_index: int) -> list[ModelVersion]:
+        """The usable versions one task instance registered, by name and version (a task's
+        page shows them beside its output)."""
+        q = select(_V, s.artifacts).join(s.artifacts, s.artifacts.c.digest == _V.c.digest)
+        q = q.where(_V.c.run_id == run_id, _V.c.task_id == task_id, _V.c.status == READY)
+        with self.store.engine.connect() as conn:
+            rows = [r for r in conn.execute(q.order_by(_V.c.name, _V.c.version))
+                    if r.map_index in (map_index, None)]  # fmt: skip
+            names = {r.name for r in rows}
+            aliases = {name: self._aliases_by_version(conn, name) for name in names}
+        return [_version(r, _artifact(r), aliases[r.name].get(r.version, ())) for r in rows]
+
     def version(self, name: str, version: int, *, ready: bool = False) -> ModelVersion:
         """Version ``version`` of ``name``; ModelNotFound (listing what exists) if there is
         none, or with ``ready`` if its attempt has not succeeded."""

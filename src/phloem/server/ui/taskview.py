@@ -7,7 +7,7 @@ and must lie inside the logs folder.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from phloem.errors import PhloemError, TaskNotFound
 from phloem.reading import log_file
 from phloem.records import TI, RunRecord
 from phloem.states import SUCCESS_STATES
+from phloem.store.models import ModelVersion
 from phloem.store.types import ArtifactUse, AttemptRow
 
 #: the most of a log a page shows at once (its end; the rest is a click away)
@@ -58,6 +59,8 @@ class TaskPage:
     lineage: list[Lineage]
     #: why the instance was (or was not) served from the cache; None: it does not cache
     cache: dict[str, Any] | None = None
+    #: the model versions the instance registered (their metrics, aliases and links)
+    models: list[ModelVersion] = field(default_factory=list)
 
 
 def find_instances(tis: list[TI], run_id: str, task_id: str) -> list[TI]:
@@ -161,6 +164,7 @@ def task_page(
     output_error = None
     lineage: list[Lineage] = []
     cache = None
+    models: list[ModelVersion] = []
     chosen = None
     if ti is not None:
         attempts = [a for a in store.attempts(run_id, task_id) if a.map_index == ti.map_index]
@@ -174,6 +178,7 @@ def task_page(
             output_error = str(exc)
         lineage = lineage_of(app, run_id, ti)
         cache = cache_of(app, run_id, ti)
+        models = store.models.registered_by(run_id, task_id, ti.map_index)
     window = mine[page * INSTANCES_PAGE : (page + 1) * INSTANCES_PAGE] if mapped else mine
     return TaskPage(
         run,
@@ -188,6 +193,7 @@ def task_page(
         output_error,
         lineage,
         cache,
+        models,
     )
 
 
