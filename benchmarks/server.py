@@ -37,7 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scheduler import database
 
-from phloem.server.process import API_NICE
+from phloem.server.process import yield_cpus
 
 FILES = {
     "work.py": """
@@ -122,12 +122,12 @@ def _start(mode: str, env: dict[str, str], folder: Path) -> tuple[subprocess.Pop
 
 
 def _load_process(url: str, token: str, clients: int, counter: Any) -> None:
-    """The clients, in a process of their own at the API's priority (``API_NICE``): on a
+    """The clients, in a process of their own at the API's priority (``yield_cpus``): on a
     real deployment they run elsewhere, so they must not take the scheduler's CPU here. They
     stay in this session (as the server does): Linux shares the CPUs fairly between sessions
     (autogroups) before niceness counts, so clients in a session of their own would take up
     to half the machine whatever their niceness."""
-    os.nice(API_NICE)
+    yield_cpus()
     stop = threading.Event()
     counts = [0] * clients
     _load(url, token, clients, stop, counts)

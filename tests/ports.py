@@ -14,6 +14,9 @@ from pathlib import Path
 
 #: above Ray's default worker ports (10002-19999)
 _LOWEST = 20000
+#: where a Ray Client proxy starts its per-driver servers (23000 upward): a port a test takes
+#: there makes a ``ray://`` driver fail to start
+_RAY_CLIENT = range(23000, 24000)
 
 
 def _ephemeral_start() -> int:
@@ -42,6 +45,8 @@ def free_ports(count: int = 1, *, twin: int = 0, ip: str = "127.0.0.1") -> list[
         base = random.randint(_LOWEST, top)
         ports = list(range(base, base + count))
         wanted = ports + ([p + twin for p in ports] if twin else [])
+        if any(p in _RAY_CLIENT for p in wanted):
+            continue
         if all(is_free(p, ip) for p in wanted):
             return ports
     raise RuntimeError("no free loopback ports below the ephemeral range")

@@ -118,6 +118,22 @@ def test_a_scheduler_that_dies_stops_the_server_with_status_1(
     assert descendants(server.proc.pid) == []
 
 
+def test_the_api_gives_the_cpus_way_to_its_scheduler(processes: object, tmp_path: Path) -> None:
+    """The API process runs in the idle scheduling class at the lowest niceness, so requests
+    take only CPU the scheduler and its workers leave; the scheduler keeps the normal class."""
+    import os
+
+    server = start_server(processes, tmp_path / "home")
+    api = server.proc.pid
+    assert os.sched_getscheduler(api) == os.SCHED_IDLE
+    assert os.getpriority(os.PRIO_PROCESS, api) == 19
+    scheduler = _scheduler_pid(server)
+    assert os.sched_getscheduler(scheduler) == os.SCHED_OTHER
+    assert os.getpriority(os.PRIO_PROCESS, scheduler) == os.getpriority(os.PRIO_PROCESS, 0)
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=60) == 0
+
+
 def test_a_killed_server_takes_its_scheduler_with_it(processes: object, tmp_path: Path) -> None:
     from processes import wait_gone
 

@@ -91,6 +91,10 @@ def _keep_sigterm(handler: Any) -> None:
         signal.signal(signal.SIGTERM, handler)
 
 
+#: joins tried when a Ray Client proxy fails to start the driver's server
+_CLIENT_START_TRIES = 3
+
+
 def connect(address: str | None) -> Any:
     """Join the Ray cluster at ``address`` (``auto``, ``host:port``, ``ray://...``), or start
     a local one for this process when None; once per process. Returns the ``ray`` module."""
@@ -105,12 +109,26 @@ def connect(address: str | None) -> Any:
             return ray
         sigterm = _sigterm_handler()
         try:
-            ray.init(
-                address=address or _start_local(),
-                log_to_driver=False,  # attempts' output goes to their logs, never to stdout
-                logging_level=logging.WARNING,
-                configure_logging=False,
-            )
+            target = address or _start_local()
+            for tries_left in reversed(range(_CLIENT_START_TRIES)):
+                try:
+                    ray.init(
+                        address=target,
+                        log_to_driver=False,  # attempts' output goes to their logs, not stdout
+                        logging_level=logging.WARNING,
+                        configure_logging=False,
+                    )
+                    break
+                except ConnectionAbortedError as exc:
+                    # the Ray Client proxy could not start this driver's server (it starts
+                    # one process per driver, which a busy head may fail to bring up in
+                    # time): a fresh join usually gets one
+                    if not tries_left:
+                        raise
+                    log.warning("joining Ray at %s failed (%s); trying again", target, exc)
+                    with contextlib.suppress(Exception):
+                        ray.shutdown()
+                    time.sleep(2.0)
             _keep_sigterm(sigterm)
         except Exception as exc:
             where = f"at {address}" if address else "on this machine"

@@ -8,7 +8,7 @@ The process model, chosen so that HTTP traffic never slows the scheduler's loop:
   of requests competes with it only for CPU, like any other process on the machine;
 - the API is served by uvicorn in the server's own process, which owns the child: it forks
   the scheduler before it starts any thread or binds its socket (the child inherits neither),
-  then lowers its own priority to the lowest (``API_NICE``), so that when the CPUs are
+  then lowers its own priority to the lowest (``yield_cpus``), so that when the CPUs are
   short it is the requests that wait, never the scheduler (on a machine whose CPUs the
   tasks keep busy, requests are slow: that is the trade);
 - SIGTERM or Ctrl-C stop uvicorn (requests in flight finish), then the scheduler gets SIGTERM
@@ -22,6 +22,7 @@ server's scheduler is refused (start it with ``--no-scheduler`` to serve only th
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -46,6 +47,21 @@ SCHEDULER_STOP_TIMEOUT = 30.0
 #: requests wait, not the scheduler's loop. At 5 the API still took about a quarter of a
 #: CPU the scheduler wanted (CPU weight 335 against its 1024); at 19 it is 15 against 1024
 API_NICE = 19
+
+
+def yield_cpus() -> None:
+    """Lower this process's claim on the CPUs below its scheduler's: the lowest niceness,
+    then the idle scheduling class where the system allows it (a process of that class runs
+    on what the others leave and gives way the moment one of them wakes, where a nice one
+    still keeps its turn), so that when the CPUs are short the requests wait, not the loop.
+    Threads started after the call inherit it."""
+    try:
+        os.nice(API_NICE)
+    except OSError:  # not allowed here: the processes share the CPUs evenly
+        pass
+    if os.environ.get("PHLOEM_API_SCHED", "idle") == "idle" and hasattr(os, "SCHED_IDLE"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,10 +157,7 @@ def serve(settings: Settings, options: ServerOptions, *, say: Any = None) -> int
     if options.scheduler:
         child, end = start_child(_run_scheduler, (settings, options), "phloem-scheduler")
         end.close()
-        try:
-            os.nice(API_NICE)
-        except OSError:  # not allowed here: the processes share the CPUs evenly
-            pass
+        yield_cpus()
     api = create_app(Phloem(settings), cookie_secure=options.cookie_secure)
     # what start-up made (modules, the app, its routes and models) lives as long as the
     # process: frozen out of the collector's sight, a full collection no longer walks it all
