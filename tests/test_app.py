@@ -63,6 +63,14 @@ def test_a_bad_setting_says_which_and_what_to_do(tmp_path: Path) -> None:
         Settings.from_env(environ=env)
 
 
+def test_the_api_s_cpu_class_is_a_setting_checked_at_start(tmp_path: Path) -> None:
+    home = {"PHLOEM_HOME": str(tmp_path)}
+    assert Settings.from_env(environ=home).api_sched == "idle"
+    assert Settings.from_env(environ={**home, "PHLOEM_API_SCHED": "NICE"}).api_sched == "nice"
+    with pytest.raises(PhloemError, match="PHLOEM_API_SCHED='fast' is not valid: use 'idle'"):
+        Settings.from_env(environ={**home, "PHLOEM_API_SCHED": "fast"})
+
+
 def test_the_store_waits_as_long_as_the_settings_say(tmp_path: Path) -> None:
     settings = replace(
         Settings.from_env(tmp_path), db_url=f"sqlite:///{tmp_path / 'p.db'}", db_outage_timeout=0.25

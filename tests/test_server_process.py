@@ -132,6 +132,12 @@ def test_the_api_gives_the_cpus_way_to_its_scheduler(processes: object, tmp_path
     assert os.getpriority(os.PRIO_PROCESS, scheduler) == os.getpriority(os.PRIO_PROCESS, 0)
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(timeout=60) == 0
+    # PHLOEM_API_SCHED=nice: the normal class, still at the lowest niceness
+    nice = start_server(processes, tmp_path / "home", extra_env={"PHLOEM_API_SCHED": "nice"})
+    assert os.sched_getscheduler(nice.proc.pid) == os.SCHED_OTHER
+    assert os.getpriority(os.PRIO_PROCESS, nice.proc.pid) == 19
+    nice.proc.send_signal(signal.SIGTERM)
+    assert nice.proc.wait(timeout=60) == 0
 
 
 def test_a_killed_server_takes_its_scheduler_with_it(processes: object, tmp_path: Path) -> None:

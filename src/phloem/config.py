@@ -23,6 +23,7 @@ so two configurations can live in one process.
 | ``PHLOEM_TOKEN`` | ``token`` | none (the API token commands send to the server) |
 | ``PHLOEM_SMTP_URL`` | ``smtp_url`` | none: e-mail alerts stay pending |
 | ``PHLOEM_TRUSTED_PROXIES`` | ``trusted_proxies`` | none (``X-Forwarded-For`` is not believed) |
+| ``PHLOEM_API_SCHED`` | ``api_sched`` | ``idle`` (``nice``: the API keeps the normal CPU class) |
 """
 
 from __future__ import annotations
@@ -82,6 +83,9 @@ class Settings:
     #: the reverse proxies (addresses or networks) whose ``X-Forwarded-For`` the server
     #: believes for the client's address (``PHLOEM_TRUSTED_PROXIES``, comma-separated)
     trusted_proxies: tuple[str, ...] = ()
+    #: how ``phloem server``'s API process gives the CPUs way to its scheduler: "idle" (the
+    #: idle scheduling class at niceness 19) or "nice" (the normal class at niceness 19)
+    api_sched: str = "idle"
 
     @property
     def logs_dir(self) -> Path:
@@ -136,6 +140,7 @@ class Settings:
             )
             or DEFAULT_HEARTBEAT_TIMEOUT,
             trusted_proxies=_trusted_proxies(env),
+            api_sched=_api_sched(env),
         )
 
     def ensure_dirs(self) -> None:
@@ -153,6 +158,16 @@ def _executor(env: Mapping[str, str]) -> str:
     if raw not in {k.value for k in ExecutorKind}:
         names = ", ".join(k.value for k in ExecutorKind)
         raise PhloemError(f"PHLOEM_EXECUTOR={raw!r} is not valid: use one of {names}")
+    return raw
+
+
+def _api_sched(env: Mapping[str, str]) -> str:
+    raw = (env.get("PHLOEM_API_SCHED") or "").strip().lower() or "idle"
+    if raw not in ("idle", "nice"):
+        raise PhloemError(
+            f"PHLOEM_API_SCHED={raw!r} is not valid: use 'idle' (the API runs only on CPU the "
+            "scheduler leaves) or 'nice' (it keeps a small share of busy CPUs)"
+        )
     return raw
 
 

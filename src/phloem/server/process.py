@@ -49,17 +49,18 @@ SCHEDULER_STOP_TIMEOUT = 30.0
 API_NICE = 19
 
 
-def yield_cpus() -> None:
+def yield_cpus(sched: str = "idle") -> None:
     """Lower this process's claim on the CPUs below its scheduler's: the lowest niceness,
     then the idle scheduling class where the system allows it (a process of that class runs
     on what the others leave and gives way the moment one of them wakes, where a nice one
     still keeps its turn), so that when the CPUs are short the requests wait, not the loop.
-    Threads started after the call inherit it."""
+    Threads started after the call inherit it. ``sched``: "idle", or "nice" for the normal
+    class (``PHLOEM_API_SCHED``)."""
     try:
         os.nice(API_NICE)
     except OSError:  # not allowed here: the processes share the CPUs evenly
         pass
-    if os.environ.get("PHLOEM_API_SCHED", "idle") == "idle" and hasattr(os, "SCHED_IDLE"):
+    if sched == "idle" and hasattr(os, "SCHED_IDLE"):
         with contextlib.suppress(OSError):
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
@@ -157,7 +158,7 @@ def serve(settings: Settings, options: ServerOptions, *, say: Any = None) -> int
     if options.scheduler:
         child, end = start_child(_run_scheduler, (settings, options), "phloem-scheduler")
         end.close()
-        yield_cpus()
+        yield_cpus(settings.api_sched)
     api = create_app(Phloem(settings), cookie_secure=options.cookie_secure)
     # what start-up made (modules, the app, its routes and models) lives as long as the
     # process: frozen out of the collector's sight, a full collection no longer walks it all
