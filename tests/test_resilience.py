@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from phloem.store.resilience import is_transient, retrying
+from phloem.store.resilience import is_restarting, is_transient, opening_retrying, retrying
 
 
 def _op(msg: str) -> OperationalError:
@@ -67,3 +67,61 @@ def test_postgres_errors_without_a_code_wait_only_for_connection_trouble() -> No
             'password authentication failed for user "x"'
         )
     )
+
+
+class _PgError(Exception):
+    def __init__(self, msg: str, sqlstate: str | None = None) -> None:
+        super().__init__(msg)
+        self.sqlstate = sqlstate
+
+
+def _pg(msg: str, sqlstate: str | None = None) -> OperationalError:
+    return OperationalError("SELECT 1", {}, _PgError(msg, sqlstate))
+
+
+_REFUSED = 'connection to server at "127.0.0.1", port 5432 failed: Connection refused'
+
+
+def test_opening_waits_out_a_restart_through_the_refusals_that_follow_it() -> None:
+    errors = [
+        _pg("FATAL:  the database system is shutting down", "57P03"),
+        _pg(_REFUSED),
+        _pg(_REFUSED),
+        _pg("FATAL:  the database system is starting up", "57P03"),
+    ]
+
+    def first_use() -> str:
+        if errors:
+            raise errors.pop(0)
+        return "open"
+
+    assert opening_retrying(first_use, outage=60) == "open"
+    assert not errors
+
+
+def test_opening_a_database_nobody_answers_for_fails_at_once() -> None:
+    tries = []
+
+    def first_use() -> None:
+        tries.append(1)
+        raise _pg(_REFUSED)
+
+    with pytest.raises(OperationalError, match="Connection refused"):
+        opening_retrying(first_use, outage=60)
+    assert len(tries) == 1
+
+
+def test_opening_gives_up_on_a_restart_after_the_outage_timeout() -> None:
+    def first_use() -> None:
+        raise _pg("FATAL:  the database system is shutting down", "57P03")
+
+    with pytest.raises(OperationalError, match="shutting down"):
+        opening_retrying(first_use, outage=0.3)
+
+
+def test_a_restart_is_told_apart_from_a_missing_server() -> None:
+    assert is_restarting(_pg("terminating connection due to administrator command", "57P01"))
+    assert is_restarting(_pg("server closed the connection unexpectedly"))
+    assert is_restarting(_op("database is locked"))
+    assert not is_restarting(_pg(_REFUSED))
+    assert not is_restarting(_pg('FATAL:  database "nope" does not exist', "3D000"))

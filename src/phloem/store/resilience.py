@@ -74,14 +74,41 @@ def is_transient(exc: BaseException) -> bool:
     return bool(code.startswith(("08", "57P", "40", "53")))
 
 
+#: what a database says while it goes down or comes back up: it is there and will answer again
+_RESTARTING = (
+    "shutting down",
+    "starting up",
+    "in recovery mode",
+    "not yet accepting connections",
+    "terminating connection",
+    "server closed the connection",
+    "database is locked",
+    "database is busy",
+)
+
+
+def is_restarting(exc: BaseException) -> bool:
+    """``exc`` comes from a database that is there but restarting, failing over or busy,
+    as opposed to one nobody answers for (a wrong host or port, a server never started)."""
+    if not is_transient(exc):
+        return False
+    orig = getattr(exc, "orig", None) or exc
+    code = getattr(orig, "sqlstate", None)
+    if code is not None and code.startswith(("57P", "40")):
+        return True
+    text = str(orig).lower()
+    return any(t in text for t in _RESTARTING)
+
+
 def call_retrying(
     fn: Callable[..., T],
     outage: float,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     waited: Callable[[], None] | None = None,
+    worth_waiting: Callable[[BaseException], bool] = is_transient,
 ) -> T:
-    """``fn(*args, **kwargs)``, retried while its error is transient, for at most ``outage``
+    """``fn(*args, **kwargs)``, retried while ``worth_waiting(error)``, for at most ``outage``
     seconds; ``waited`` is told of each error waited out."""
     deadline = time.monotonic() + outage
     delay = 0.05
@@ -90,7 +117,7 @@ def call_retrying(
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
-            if not is_transient(exc) or time.monotonic() + delay > deadline:
+            if not worth_waiting(exc) or time.monotonic() + delay > deadline:
                 raise
             if not warned:
                 log.warning("the database is unavailable (%s); retrying", first_line(exc))
@@ -111,6 +138,21 @@ def retrying(
         return call_retrying(fn, outage_timeout, args, kwargs)
 
     return wrapper
+
+
+def opening_retrying(fn: Callable[[], T], outage: float) -> T:
+    """``fn()``, the first use of a database, waiting out a restart or a failover under way
+    (a process that starts while PostgreSQL shuts down must not exit) but not a database
+    that never answered: a wrong URL fails at once. Once the database was seen restarting,
+    its refusals while it is down are waited out too, for at most ``outage`` seconds."""
+    seen_restarting = False
+
+    def worth_waiting(exc: BaseException) -> bool:
+        nonlocal seen_restarting
+        seen_restarting = seen_restarting or is_restarting(exc)
+        return seen_restarting and is_transient(exc)
+
+    return call_retrying(fn, outage, (), {}, worth_waiting=worth_waiting)
 
 
 def _count_wait(obj: Any) -> None:

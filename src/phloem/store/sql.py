@@ -31,7 +31,7 @@ from phloem.store.engine import make_engine, write_transaction
 from phloem.store.migrate import ensure_schema
 from phloem.store.opening import cannot_open
 from phloem.store.port import StoreCapabilities, WorkListener
-from phloem.store.resilience import resilient
+from phloem.store.resilience import opening_retrying, resilient
 from phloem.store.rows import (
     run_record,
     run_row,
@@ -116,7 +116,7 @@ class SqlStore:
         self.waited_out = 0
         if migrate:
             try:
-                ensure_schema(self.engine)
+                opening_retrying(lambda: ensure_schema(self.engine), outage_timeout)
             except DBAPIError as exc:
                 self.engine.dispose()
                 raise cannot_open(url, exc) from None
