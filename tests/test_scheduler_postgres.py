@@ -8,6 +8,7 @@ import select
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
@@ -150,6 +151,73 @@ def _restart_postgres() -> None:
         capture_output=True,
         timeout=60,
     )
+
+
+def _cluster(*action: str) -> subprocess.Popen[bytes]:
+    versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
+    if not versions:
+        pytest.fail("cannot find the local PostgreSQL cluster (/etc/postgresql)")
+    return subprocess.Popen(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", *action],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def test_a_store_opened_while_postgres_shuts_down_waits_for_it_to_come_back(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A scheduler or CLI started during a restart must not exit: a smart shutdown held open
+    by a session keeps the server refusing newcomers with "shutting down" for as long as the
+    test wants, then it stops (refusals), then it starts again."""
+    import psycopg
+
+    plain = pg_url.replace("postgresql+psycopg://", "postgresql://").split("?")[0]
+    held = psycopg.connect(plain)
+    stopping = _cluster("stop", "-m", "smart")
+    opened: list[object] = []
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # wait until the server refuses newcomers
+            try:
+                psycopg.connect(plain).close()
+            except psycopg.OperationalError as exc:
+                assert "shutting down" in str(exc), exc
+                break
+            assert time.monotonic() < deadline, "PostgreSQL never began to shut down"
+            time.sleep(0.05)
+
+        def open_it() -> None:
+            try:
+                opened.append(SqlStore(pg_url, outage_timeout=120))
+            except Exception as exc:  # kept for the assertion below
+                opened.append(exc)
+
+        with caplog.at_level("WARNING", logger="phloem.store"):
+            opener = threading.Thread(target=open_it)
+            opener.start()
+            deadline = time.monotonic() + 30
+            while "the database is unavailable" not in caplog.text and not opened:
+                assert time.monotonic() < deadline, "the store never tried to open"
+                time.sleep(0.05)
+            assert not opened, f"the store gave up during the shutdown: {opened}"
+            held.close()
+            # other sessions (pools) may hold the smart shutdown: end it fast, then the
+            # server refuses connections until it is started again
+            _cluster("stop", "-m", "fast").wait(timeout=60)
+            stopping.wait(timeout=60)
+            _cluster("start").wait(timeout=60)
+            opener.join(timeout=150)
+    finally:
+        held.close()
+        if stopping.poll() is None:
+            _cluster("stop", "-m", "fast").wait(timeout=60)
+            stopping.wait(timeout=60)
+        _cluster("start").wait(timeout=60)  # whatever happened, leave the server up
+    assert len(opened) == 1 and isinstance(opened[0], SqlStore), opened
+    store = opened[0]
+    assert store.list_runs() == []
+    store.close()
 
 
 def test_a_postgres_restart_mid_run_loses_and_duplicates_nothing(
