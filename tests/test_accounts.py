@@ -14,7 +14,7 @@ from phloem.accounts import manage
 from phloem.accounts.roles import Role
 from phloem.accounts.secrets import digest
 from phloem.app import Phloem
-from phloem.errors import AccountError, AccountNotFound
+from phloem.errors import AccountError, AccountNotFound, LastAdmin
 
 
 @pytest.fixture
@@ -49,6 +49,30 @@ def test_users_are_added_listed_replaced_and_removed(ph: Phloem) -> None:
     assert manage.users(ph) == [] and manage.tokens(ph) == []
     with pytest.raises(AccountNotFound):
         manage.remove_user(ph, "ana")
+
+
+def test_the_last_enabled_admin_stays_one(ph: Phloem) -> None:
+    manage.add_user(ph, "ana", "admin", "a long password")
+    manage.add_user(ph, "bob", "admin", "a long password")
+    manage.update_user(ph, "bob", disabled=True)  # a disabled admin does not count
+    for change in (
+        lambda: manage.update_user(ph, "ana", role="operator"),
+        lambda: manage.update_user(ph, "ana", disabled=True),
+        lambda: manage.remove_user(ph, "ana"),
+        lambda: manage.add_user(ph, "ana", "viewer", "a long password", replace=True),
+    ):
+        with pytest.raises(LastAdmin, match="'ana': it is the last enabled admin"):
+            change()
+    assert manage.get_user(ph, "ana") == manage.User("ana", Role.ADMIN,
+                                                     manage.get_user(ph, "ana").created_at)
+    manage.update_user(ph, "ana", role="admin")  # no demotion: allowed
+    manage.update_user(ph, "ana", disabled=False)
+    manage.update_user(ph, "bob", role="viewer")  # not the last: bob is no enabled admin
+    manage.add_user(ph, "cy", "admin", "a long password")
+    manage.update_user(ph, "ana", disabled=True)
+    manage.remove_user(ph, "ana")
+    with pytest.raises(LastAdmin):
+        manage.update_user(ph, "cy", role="viewer")
 
 
 @pytest.mark.parametrize("name", ["", "-x", "a b", "x" * 121, "<script>", "a'; DROP TABLE users"])

@@ -66,3 +66,35 @@ def test_bad_input_is_one_error_line_and_changes_nothing(home: Path) -> None:
     r = runner.invoke(app, ["users", "remove", "nobody"])
     assert r.exit_code == 2 and "no user 'nobody'" in r.output
     assert json.loads(runner.invoke(app, ["users", "list", "--json"]).stdout) == []
+
+
+def test_the_last_enabled_admin_cannot_be_demoted_disabled_or_removed(home: Path) -> None:
+    for name, role in (("ana", "admin"), ("bob", "viewer")):
+        r = runner.invoke(app, ["users", "add", name, "--role", role, "--password-stdin"],
+                          input="a long password\n")
+        assert r.exit_code == 0, r.output
+    refusals = (
+        ["users", "set-role", "ana", "operator"],
+        ["users", "disable", "ana"],
+        ["users", "remove", "ana"],
+        ["users", "add", "ana", "--role", "viewer", "--replace", "--password-stdin"],
+    )
+    for args in refusals:
+        r = runner.invoke(app, args, input="a long password\n")
+        assert r.exit_code == 2, (args, r.output)
+        (line,) = r.stderr.splitlines()
+        assert line.startswith("error: cannot ") and "'ana': it is the last enabled admin" in line
+        assert "phloem users set-role NAME admin" in line
+    listed = json.loads(runner.invoke(app, ["users", "list", "--json"]).stdout)
+    assert [(u["name"], u["role"], u["disabled"]) for u in listed] == [
+        ("ana", "admin", False), ("bob", "viewer", False)
+    ]
+    # a disabled admin does not count; an enabled one does
+    assert runner.invoke(app, ["users", "set-role", "bob", "admin"]).exit_code == 0
+    assert runner.invoke(app, ["users", "disable", "bob"]).exit_code == 0
+    assert runner.invoke(app, ["users", "disable", "ana"]).exit_code == 2
+    assert runner.invoke(app, ["users", "enable", "bob"]).exit_code == 0
+    assert runner.invoke(app, ["users", "disable", "ana"]).exit_code == 0
+    assert runner.invoke(app, ["users", "remove", "bob"]).exit_code == 2
+    assert runner.invoke(app, ["users", "enable", "ana"]).exit_code == 0
+    assert runner.invoke(app, ["users", "remove", "bob"]).exit_code == 0

@@ -67,6 +67,7 @@ PUBLIC = {
         "EvalDataMismatch",
         "Fail",
         "GateFailed",
+        "LastAdmin",
         "ArtifactNotFound",
         "LineageError",
         "OutputNotFound",

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from phloem.errors import (
     AccountNotFound,
+    LastAdmin,
     ParamError,
     PhloemError,
     PipelineNotFound,
@@ -36,6 +38,7 @@ def test_phloem_errors_map_to_statuses() -> None:
     assert status_of(ParamError("x")) == 422
     assert status_of(RunConflict("x")) == 409
     assert status_of(AccountNotFound("x")) == 404
+    assert status_of(LastAdmin("x")) == 409
     assert status_of(PhloemError("x")) == 400
 
 
@@ -187,6 +190,36 @@ def test_admins_manage_users_and_tokens_over_the_api(api: Api) -> None:
     assert api.call("admin", "DELETE", "/api/v1/users/ana").status_code == 204
     assert api.call("admin", "DELETE", "/api/v1/users/ana").status_code == 404
     assert api.get("operator", "/api/v1/users").status_code == 403
+
+
+def test_two_admins_disabling_each_other_at_once_leave_one_enabled(api: Api) -> None:
+    """The route's "not yourself" check passes for both when two admins disable each other at
+    once; the accounts' rule, checked with the change, refuses the second: 409 LastAdmin."""
+    from phloem.accounts import manage
+    from phloem.server.sessions import StoreAuthenticator
+
+    class Interleaved(StoreAuthenticator):
+        """Authenticates as the store says, then lets the other admin's request (it disables
+        this caller) commit before this one goes on with what it proved a moment before."""
+
+        def authenticate(self, request: Any) -> Any:
+            who = super().authenticate(request)
+            if who is not None and who.user == "admin2":
+                assert api.call("admin", "PATCH", "/api/v1/users/admin2",
+                                json={"disabled": True}).status_code == 200
+            return who
+
+    manage.add_user(api.ph, "admin2", "admin", PASSWORD)
+    token, _ = manage.create_token(api.ph, "admin2-token", "admin2")
+    api.app.state.authenticator = Interleaved(api.ph)
+    r = api.client.patch("/api/v1/users/admin", json={"disabled": True},
+                         headers={"Authorization": f"Bearer {token}"})
+    detail = _problem(r, 409)["detail"]
+    assert "cannot disable user 'admin': it is the last enabled admin" in detail
+    assert r.json()["user"] == "admin"
+    assert [(u.name, u.disabled) for u in manage.users(api.ph) if u.role.value == "admin"] == [
+        ("admin", False), ("admin2", True)
+    ]
 
 
 def test_admins_change_roles_and_disable_users_but_not_themselves(api: Api) -> None:

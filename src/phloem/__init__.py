@@ -29,6 +29,7 @@ from phloem.errors import (
     EvalDataMismatch,
     Fail,
     GateFailed,
+    LastAdmin,
     LineageError,
     ModelNotFound,
     OutputNotFound,
@@ -117,6 +118,7 @@ __all__ = [
     # errors
     "AccountError",
     "AccountNotFound",
+    "LastAdmin",
     "AlertError",
     "ArtifactError",
     "BadCursor",

@@ -28,6 +28,7 @@ happened in (pipeline, task, run, attempt), so a message can say where and what 
     +-- SecretError              a secret cannot be encrypted or decrypted with the configured key
     +-- AccountError             a user, token or role given to the server's accounts is not valid
         +-- AccountNotFound      no user or token of that name
+        +-- LastAdmin            the change would leave the server with no enabled admin
     +-- BadCursor                a page cursor this listing did not make
     +-- RunBusy                  another process drives the run (retry it once that ends)
     +-- ServerError              the phloem server refused a request, failed, or cannot be reached
@@ -168,6 +169,11 @@ class AccountError(PhloemError):
 
 class AccountNotFound(AccountError):
     """No user (or token) of that name."""
+
+
+class LastAdmin(AccountError):
+    """A change to the last enabled admin that would leave nobody able to manage the server's
+    users (demoting, disabling or removing it), refused whoever asks: the CLI or the API."""
 class OutputNotFound(PhloemError):
     """No run has a successful output of the pipeline and task asked for (on that date, for
     that map index); the message says what exists instead."""

@@ -56,13 +56,15 @@ def _user(r: UserRecord) -> User:
 def add_user(
     app: Phloem, name: str, role: Role | str, password: str, *, replace: bool = False
 ) -> User:
+    """Add a user; with ``replace``, give an existing one this role and password (but the last
+    enabled admin keeps its role: :class:`LastAdmin`)."""
     role = role if isinstance(role, Role) else Role.parse(role)
     _name(name, "user")
     if len(password) < MIN_PASSWORD:
         raise AccountError(f"a password needs at least {MIN_PASSWORD} characters")
     now = time.time()
     if not app.store.accounts.add_user(name, role.value, hash_password(password), now,
-                                       replace=replace):
+                                       replace=replace, admin_role=Role.ADMIN.value):
         raise AccountError(
             f"user '{name}' exists already; remove it first, or pass --replace to give it "
             "this role and password"
@@ -82,7 +84,9 @@ def get_user(app: Phloem, name: str) -> User:
 
 
 def remove_user(app: Phloem, name: str) -> None:
-    if not app.store.accounts.remove_user(name):
+    """Remove a user with its tokens and sessions; the last enabled admin stays
+    (:class:`LastAdmin`), or nobody could manage the users any more."""
+    if not app.store.accounts.remove_user(name, admin_role=Role.ADMIN.value):
         raise AccountNotFound(f"no user '{name}' (see `phloem users list`)")
 
 
@@ -90,11 +94,17 @@ def update_user(
     app: Phloem, name: str, *, role: Role | str | None = None, disabled: bool | None = None
 ) -> User:
     """Give a user another role, or disable (or enable) it: a disabled user keeps its name
-    and tokens but cannot log in or use them, and its sessions end at once."""
+    and tokens but cannot log in or use them, and its sessions end at once. The last enabled
+    admin can be neither demoted nor disabled (:class:`LastAdmin`), whoever asks: the check is
+    here, under the CLI and the API alike, and atomic with the change."""
     if role is not None and not isinstance(role, Role):
         role = Role.parse(role)
     done = app.store.accounts.update_user(
-        name, time.time(), role=role.value if role is not None else None, disabled=disabled
+        name,
+        time.time(),
+        role=role.value if role is not None else None,
+        disabled=disabled,
+        admin_role=Role.ADMIN.value,
     )
     if not done:
         raise AccountNotFound(f"no user '{name}' (see `phloem users list`)")

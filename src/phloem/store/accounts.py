@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.exc import IntegrityError
 
+from phloem.errors import LastAdmin
 from phloem.store import schema as s
 from phloem.store.engine import Database, write_transaction
 from phloem.store.resilience import resilient
@@ -56,6 +57,27 @@ def _token(r: object) -> TokenRecord:
     )
 
 
+def _keep_an_admin(conn: Connection, name: str, admin_role: str, what: str) -> None:
+    """Refuse to take ``name`` out of the enabled users of ``admin_role`` when it is the last
+    of them: nobody could manage the server's users then. The enabled admins are locked (FOR
+    UPDATE on PostgreSQL; SQLite's write transaction is exclusive already), so two admins
+    demoting each other at once cannot both pass: the second sees the first's change."""
+    u = s.users
+    q = (
+        select(u.c.name)
+        .where(u.c.role == admin_role, u.c.disabled_at.is_(None))
+        .with_for_update()
+    )
+    admins = set(conn.execute(q).scalars())
+    if admins == {name}:
+        raise LastAdmin(
+            f"cannot {what} user '{name}': it is the last enabled {admin_role}, and the server "
+            f"would be left with nobody who can manage its users; make another user "
+            f"{admin_role} first (`phloem users set-role NAME {admin_role}`)",
+            user=name,
+        )
+
+
 @resilient
 class AccountsStore:
     def __init__(self, store: Database) -> None:
@@ -69,16 +91,26 @@ class AccountsStore:
     # -- users ---------------------------------------------------------------------------------
 
     def add_user(
-        self, name: str, role: str, password_hash: str, now: float, *, replace: bool = False
+        self,
+        name: str,
+        role: str,
+        password_hash: str,
+        now: float,
+        *,
+        replace: bool = False,
+        admin_role: str | None = None,
     ) -> bool:
         """Add a user; with ``replace`` an existing one gets the new role and password.
-        Returns False when the name is taken (and not replaced)."""
+        Returns False when the name is taken (and not replaced). With ``admin_role``, replacing
+        the last enabled user of that role with another role raises :class:`LastAdmin`."""
         u = s.users
         with write_transaction(self.engine) as conn:
             found = conn.execute(select(u.c.name).where(u.c.name == name)).first()
             if found is not None:
                 if not replace:
                     return False
+                if admin_role is not None and role != admin_role:
+                    _keep_an_admin(conn, name, admin_role, "demote")
                 conn.execute(
                     u.update()
                     .where(u.c.name == name)
@@ -126,24 +158,37 @@ class AccountsStore:
         with self.engine.connect() as conn:
             return [_user(r) for r in conn.execute(select(s.users).order_by(s.users.c.name))]
 
-    def remove_user(self, name: str) -> bool:
-        """Remove a user with its tokens and sessions; False if there was none."""
+    def remove_user(self, name: str, *, admin_role: str | None = None) -> bool:
+        """Remove a user with its tokens and sessions; False if there was none. With
+        ``admin_role``, removing the last enabled user of that role raises :class:`LastAdmin`."""
         with write_transaction(self.engine) as conn:
+            if admin_role is not None:
+                _keep_an_admin(conn, name, admin_role, "remove")
             gone = conn.execute(delete(s.users).where(s.users.c.name == name)).rowcount
             conn.execute(delete(s.api_tokens).where(s.api_tokens.c.username == name))
             conn.execute(delete(s.sessions).where(s.sessions.c.username == name))
         return bool(gone)
 
     def update_user(
-        self, name: str, now: float, *, role: str | None = None, disabled: bool | None = None
+        self,
+        name: str,
+        now: float,
+        *,
+        role: str | None = None,
+        disabled: bool | None = None,
+        admin_role: str | None = None,
     ) -> bool:
         """Change a user's role and/or disable (or enable) it; disabling ends its sessions
-        (its tokens stay, refused while it is disabled). False if there is no such user."""
+        (its tokens stay, refused while it is disabled). False if there is no such user.
+        With ``admin_role``, demoting or disabling the last enabled user of that role raises
+        :class:`LastAdmin`."""
         u = s.users
         values: dict[str, object] = {"updated_at": now}
         if role is not None:
             values["role"] = role
         with write_transaction(self.engine) as conn:
+            if admin_role is not None and (disabled or (role is not None and role != admin_role)):
+                _keep_an_admin(conn, name, admin_role, "disable" if disabled else "demote")
             if disabled is not None:
                 found = conn.execute(select(u.c.disabled_at).where(u.c.name == name)).first()
                 if found is None:

@@ -233,14 +233,27 @@ class Accounts(Protocol):
     secrets) and failed logins, shared by every server on the store."""
 
     def add_user(
-        self, name: str, role: str, password_hash: str, now: float, *, replace: bool = False
+        self,
+        name: str,
+        role: str,
+        password_hash: str,
+        now: float,
+        *,
+        replace: bool = False,
+        admin_role: str | None = None,
     ) -> bool: ...
     def add_first_user(self, name: str, role: str, password_hash: str, now: float) -> bool: ...
     def user(self, name: str) -> UserRecord | None: ...
     def users(self) -> list[UserRecord]: ...
-    def remove_user(self, name: str) -> bool: ...
+    def remove_user(self, name: str, *, admin_role: str | None = None) -> bool: ...
     def update_user(
-        self, name: str, now: float, *, role: str | None = None, disabled: bool | None = None
+        self,
+        name: str,
+        now: float,
+        *,
+        role: str | None = None,
+        disabled: bool | None = None,
+        admin_role: str | None = None,
     ) -> bool: ...
     def set_password(self, name: str, password_hash: str, now: float) -> bool: ...
     def add_token(

@@ -114,11 +114,17 @@ def add_user(
 
 
 def _not_yourself(who: Principal, name: str, what: str) -> None:
-    """An admin cannot demote, disable or remove itself: the server would be left without
-    anyone able to undo it."""
+    """An admin does not demote, disable or remove itself over the API: it would cut off the
+    very session or token it acts with (the web UI offers no such button), and only another
+    admin could undo it. That the server keeps an enabled admin at all is a rule of the
+    accounts (:class:`phloem.errors.LastAdmin`, also 409), checked for every caller, the CLI
+    too, and atomically: two admins demoting each other at once pass this check, not that."""
     if who.user == name:
         raise Problem(
-            409, "conflict", f"you cannot {what} your own user '{name}'; ask another admin"
+            409,
+            "conflict",
+            f"you cannot {what} your own user '{name}'; ask another admin (make one first if "
+            "you are the only one)",
         )
 
 
