@@ -151,6 +151,90 @@ def test_same_pipeline_same_results_as_local(ray_app: Phloem, tmp_path: Path) ->
     assert logs and "making 12" in logs[0].read_text()
 
 
+def test_a_batched_fan_out_on_ray_keeps_each_instance_s_own_state_and_log(
+    ray_app: Phloem, tmp_path: Path
+) -> None:
+    path = _pipeline(
+        tmp_path,
+        """
+        @task
+        def numbers(n: int) -> list[int]:
+            return list(range(n))
+
+        @task(batch_size=10)
+        def square(x: int) -> dict:
+            import ray
+            print("squaring", x)
+            return {"square": x * x, "call": ray.get_runtime_context().get_task_id(),
+                    "try": phloem.context().try_number}
+
+        @task
+        def total(xs: list[dict]) -> int:
+            return sum(x["square"] for x in xs)
+
+        @pipeline
+        def batched(n: int = 40):
+            total(square.expand(x=numbers(n)))
+        """,
+    )
+    result = phloem.run(str(path), app=ray_app)
+    assert result.state is RunState.SUCCESS, _errors(result)
+    assert result.output("total") == sum(x * x for x in range(40))
+    squares = result.output("square")
+    calls: dict[str, int] = {}
+    for q in squares:
+        assert q["call"] and q["try"] == 1
+        calls[q["call"]] = calls.get(q["call"], 0) + 1
+    # one Ray call per batch of at most ten instances, not one per instance
+    assert len(calls) < len(squares) and max(calls.values()) <= 10
+    # each instance kept its own attempt (started before it ended) and its own log
+    attempts = ray_app.store.attempts(result.run_id, "square")
+    assert sorted(a.map_index for a in attempts) == list(range(40))
+    assert all(a.state == "success" and a.started_at and a.ended_at for a in attempts)
+    assert all(a.started_at <= a.ended_at for a in attempts)  # type: ignore[operator]
+    for i in (0, 17, 39):
+        logs = list((ray_app.logs_dir / result.run_id).glob(f"square*{i}*.log"))
+        assert any(f"squaring {i}\n" in log.read_text() for log in logs), logs
+
+
+def test_a_batch_whose_worker_dies_runs_again_one_by_one_and_only_the_culprit_spends_a_try(
+    ray_app: Phloem, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "ledger.jsonl"
+    path = _pipeline(
+        tmp_path,
+        f"""
+        LEDGER = {str(ledger)!r}
+
+        @task(batch_size=8, retries=1)
+        def fragile(x: int) -> int:
+            note(LEDGER, f"start {{x}}")
+            if x == 5 and phloem.context().try_number == 1:
+                os.kill(os.getpid(), 9)  # its worker dies mid-batch
+            return x
+
+        @pipeline
+        def dies_mid_batch():
+            fragile.expand(x=list(range(16)))
+        """,
+    )
+    result = phloem.run(str(path), app=ray_app)
+    assert result.state is RunState.SUCCESS, _errors(result)
+    assert result.output("fragile") == list(range(16))
+    attempts = ray_app.store.attempts(result.run_id, "fragile")
+    tries = {}
+    for a in attempts:
+        tries.setdefault(a.map_index, []).append(a.try_number)
+    # the culprit's first try failed (it killed its worker twice: in its batch and alone);
+    # the others of its batch ran again without spending a try
+    assert tries.pop(5) == [1, 2]
+    assert all(t == [1] for t in tries.values()), tries
+    culprit = [a for a in attempts if a.map_index == 5]
+    assert "died while running this attempt" in (culprit[0].error or ""), culprit[0].error
+    started = [e["event"] for e in _ledger(ledger) if e["event"] == "start 5"]
+    assert len(started) == 3  # in its batch, alone (try 1), and its retry
+
+
 def test_resources_no_node_has_fail_at_once_and_clearly(ray_app: Phloem, tmp_path: Path) -> None:
     path = _pipeline(
         tmp_path,

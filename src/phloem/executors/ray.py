@@ -14,6 +14,14 @@ worker that stops answering (frozen, or cut off from the cluster) is failed afte
 at once, saying what it asked and the most any node has; one that only nodes now gone could
 hold waits for them to come back. The actors belong to this process (not detached): when it
 dies they die with it, and its successor takes its runs over through the store's leases.
+
+Tiny mapped instances travel in batches (``Attempt.batch``): one Ray call runs several
+attempts of a task one after another and returns their reports together, so a wide fan-out
+costs one round trip per batch, not per instance. An attempt is reported started when it
+starts: the first of a batch when it is sent to an idle actor, the others when a ping finds
+them running or with their results. A batch whose worker dies, hangs or is lost does not
+know which of its attempts was to blame: those that did not report go out again one by one,
+without spending a try, so that the failure is pinned on the attempt that causes it.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from phloem.artifacts import ArtifactStore
@@ -37,7 +45,7 @@ from phloem.dsl.options import Resources
 from phloem.dsl.spec import PipelineSpec
 from phloem.errors import PhloemError
 from phloem.executors.base import Report, Started
-from phloem.runner import Attempt, Result
+from phloem.runner import Attempt
 from phloem.runner.attempt import failed_result
 from phloem.runner.failures import OUT_OF_MEMORY, clean
 from phloem.runner.logs import DEFAULT_LOG_MAX_BYTES
@@ -51,6 +59,9 @@ DEFAULT_MAX_IDLE = 60.0
 _STARTING_PER_SHAPE = 2
 #: how often the cluster's nodes are read again (to judge what can be placed)
 _NODES_EVERY = 5.0
+#: how often an actor running a batch is asked which of its attempts runs (so that one that
+#: hangs is seen started, and its timeout counts)
+_BATCH_PING_EVERY = 1.0
 
 #: (cpus, gpus, memory bytes, custom resources)
 Shape = tuple[float, float, int | None, tuple[tuple[str, float], ...]]
@@ -242,7 +253,12 @@ class _Actor:
     shape: Shape
     #: where it runs, once it answered ``ready``
     info: Any = None
+    #: the attempt it runs (of a batch: the last one seen started), None when idle
     attempt: Attempt | None = None
+    #: the attempts of the call it runs, in order (one, or a batch)
+    batch: list[Attempt] = field(default_factory=list)
+    #: how many of ``batch`` were reported started
+    started: int = 0
     #: when (monotonic) it last showed a sign of life, and when its unanswered ping was sent
     alive_at: float = field(default_factory=time.monotonic)
     ping_at: float | None = None
@@ -313,8 +329,11 @@ class RayExecutor:
         #: it was last joined again
         self._lost: str | None = None
         self._reconnect_at = float("-inf")
-        #: as many attempts as the cluster has CPUs (at least one); more wait in the engine
+        #: as many attempts (or batches) as the cluster has CPUs (at least one); more wait in
+        #: the engine
         self.slots = 1
+        #: attempts of one task handed out together travel in one call (see the docstring)
+        self.batches = True
 
     # -- the Executor protocol ------------------------------------------------------------------
 
@@ -344,8 +363,11 @@ class RayExecutor:
             if len(kept) != len(waiting):
                 self._queue[shape] = kept
         for actor in list(self._actors):
-            if actor.attempt is not None and _id(actor.attempt) == target:
+            if any(_id(a) == target for a in actor.batch):
+                # which of its batch runs is not known here: the others go out again
+                others = [a for a in actor.batch if _id(a) != target]
                 self._retire(actor)
+                self._give_back(actor.shape, others)
 
     def wait(self, timeout: float | None, wake: Sequence[Any] = ()) -> list[Report]:
         if self._lost is None and self._ray is not None and not self._ray.is_initialized():
@@ -393,7 +415,7 @@ class RayExecutor:
         for shape, waiting in self._queue.items():
             free = idle.get(shape, [])
             while waiting and free and self._lost is None:
-                self._send(free.pop(), waiting.popleft())
+                self._send(free.pop(), _next_batch(waiting))
             if waiting:
                 wanted[shape] = len(waiting)
         for shape, n in wanted.items():
@@ -459,15 +481,22 @@ class RayExecutor:
                     )
                 )
 
-    def _send(self, actor: _Actor, a: Attempt) -> None:
+    def _send(self, actor: _Actor, batch: list[Attempt]) -> None:
+        a = batch[0]
         try:
-            ref = actor.handle.run.options(retry_exceptions=False).remote(a)
+            if len(batch) == 1:
+                ref = actor.handle.run.options(retry_exceptions=False).remote(a)
+            else:
+                ref = actor.handle.run_batch.options(retry_exceptions=False).remote(batch)
             future = ref.future()
         except ConnectionError as exc:
-            self._queue.setdefault(actor.shape, deque()).appendleft(a)  # sent again later
+            self._give_back(actor.shape, batch, split=False)  # sent again later
             self._connection_lost(exc)
             return
-        except Exception as exc:  # its arguments cannot be pickled
+        except Exception as exc:  # their arguments cannot be pickled
+            if len(batch) > 1:
+                self._give_back(actor.shape, batch)  # each alone: the culprit fails
+                return
             from phloem.runner.failures import one_line
 
             self._reports.append(
@@ -482,9 +511,36 @@ class RayExecutor:
             )
             return
         now = time.monotonic()
-        actor.attempt, actor.alive_at, actor.ping_at = a, now, None
+        actor.attempt, actor.batch, actor.started = a, batch, 1
+        actor.alive_at, actor.ping_at = now, None
         self._reports.append(Started(a.run_id, a.task_id, a.map_index, a.try_number, time.time()))
         self._watch("run", actor, future, a)
+
+    def _give_back(self, shape: Shape, attempts: Sequence[Attempt], split: bool = True) -> None:
+        """Queue ``attempts`` again, first in line, without spending a try; ``split``: each on
+        its own (batches of one), so that a failure is pinned on the attempt to blame."""
+        if not attempts:
+            return
+        again = [replace(a, batch=1) for a in attempts] if split else list(attempts)
+        self._queue.setdefault(shape, deque()).extendleft(reversed(again))
+
+    def _fail(self, actor: _Actor, why: str) -> None:
+        """``actor``'s call ended without its reports: its attempt fails with ``why``; the
+        attempts of a batch go out again one by one instead (which of them is to blame is not
+        known)."""
+        batch, a = actor.batch, actor.attempt
+        self._retire(actor)
+        if len(batch) > 1:
+            log.warning(
+                "a batch of %d attempts of task '%s' lost its Ray worker (%s); they run again "
+                "one by one",
+                len(batch),
+                batch[0].task_id,
+                why,
+            )
+            self._give_back(actor.shape, batch)
+        elif a is not None:
+            self._reports.append(failed_result(a, why))
 
     def _retire(self, actor: _Actor) -> None:
         """Let ``actor`` go (killed, whatever it runs: the engine decided already)."""
@@ -548,10 +604,10 @@ class RayExecutor:
 
     def _on_result(self, e: _Event) -> None:
         actor, a = e.actor, e.attempt
-        if a is None or actor.attempt is not a:
+        if a is None or not actor.batch or actor.batch[0] is not a:
             return
         try:
-            result: Result = e.future.result()
+            outcome = e.future.result()
         except Exception as exc:
             ray = self._ray
             if isinstance(exc, ray.exceptions.ActorUnavailableError):
@@ -561,51 +617,65 @@ class RayExecutor:
                 actor.doomed, actor.doomed_at = _first(exc), time.monotonic()
                 self._ping(actor)
                 return
-            self._retire(actor)
             if isinstance(exc, ConnectionError):  # the cluster itself is out of reach
                 self._connection_lost(exc)
                 why = f"the connection to the Ray cluster was lost ({_first(exc)})"
-                self._reports.append(failed_result(a, clean(why)))
+                self._fail(actor, clean(why))
                 return
             if isinstance(exc, ray.exceptions.RayTaskError):  # phloem's own code failed there
                 why = f"phloem could not run the attempt on its Ray worker: {_cause(exc)}"
-                self._reports.append(failed_result(a, clean(why)))
+                self._fail(actor, clean(why))
                 return
-            self._reports.append(failed_result(a, self._lost_reason(actor, a, exc)))
+            self._fail(actor, self._lost_reason(actor, actor.attempt or a, exc))
             return
-        actor.attempt = None
+        if len(actor.batch) == 1:
+            self._reports.append(outcome)
+        else:  # (when each started, its result), in the batch's order
+            for i, (at, result) in enumerate(outcome):
+                if i >= actor.started:
+                    r = result
+                    started = Started(r.run_id, r.task_id, r.map_index, r.try_number, at)
+                    self._reports.append(started)
+                self._reports.append(result)
+        actor.attempt, actor.batch, actor.started = None, [], 0
         actor.idle_since = actor.alive_at = time.monotonic()
-        self._reports.append(result)
 
     def _on_ping(self, e: _Event) -> None:
         actor = e.actor
         actor.ping_at = None
         try:
-            e.future.result()
+            answer = e.future.result()
         except Exception as exc:
             if actor.doomed is None or actor.attempt is None:
                 return  # its attempt's own call reports the death
             if isinstance(exc, self._ray.exceptions.ActorUnavailableError):
                 return  # not known dead yet: asked again at the next check
-            a = actor.attempt
-            self._retire(actor)
-            self._reports.append(failed_result(a, self._lost_reason(actor, a, exc)))
+            self._fail(actor, self._lost_reason(actor, actor.attempt, exc))
             return
         if actor.doomed is None:
             actor.alive_at = time.monotonic()
+            self._seen_running(actor, answer)
         elif actor.attempt is not None:
             # it answers again, but its attempt's call was lost: stop it, fail the attempt
-            a = actor.attempt
-            self._retire(actor)
-            self._reports.append(
-                failed_result(
-                    a,
-                    clean(
-                        f"its Ray worker on node {getattr(actor.info, 'ip', '?')} was out of "
-                        f"reach and its attempt's result was lost ({actor.doomed})"
-                    ),
-                )
+            self._fail(
+                actor,
+                clean(
+                    f"its Ray worker on node {getattr(actor.info, 'ip', '?')} was out of "
+                    f"reach and its attempt's result was lost ({actor.doomed})"
+                ),
             )
+
+    def _seen_running(self, actor: _Actor, answer: Any) -> None:
+        """A ping's answer (``rayworker.RayWorker.ping``) says which attempt of its batch runs
+        and since when: reported started once, so that its timeout counts from then."""
+        if not isinstance(answer, tuple) or len(actor.batch) < 2:
+            return
+        _, index, at = answer
+        if index is None or not actor.started <= index < len(actor.batch):
+            return
+        a = actor.batch[index]
+        actor.attempt, actor.started = a, index + 1
+        self._reports.append(Started(a.run_id, a.task_id, a.map_index, a.try_number, at))
 
     def _ping(self, actor: _Actor) -> None:
         actor.ping_at = time.monotonic()
@@ -668,7 +738,10 @@ class RayExecutor:
         actor to let go, queued attempts to judge again)."""
         if not self._actors and not self._queue:
             return None
-        return max(0.05, min(self.heartbeat_timeout / 6, self.max_idle / 2, _NODES_EVERY))
+        every = min(self.heartbeat_timeout / 6, self.max_idle / 2, _NODES_EVERY)
+        if any(len(actor.batch) > 1 for actor in self._actors):
+            every = min(every, _BATCH_PING_EVERY)
+        return max(0.05, every)
 
     def _housekeeping(self) -> None:
         if self._ray is None or self._lost is not None:
@@ -682,35 +755,29 @@ class RayExecutor:
                 continue
             if actor.doomed is not None:
                 if now - actor.doomed_at > self.heartbeat_timeout:
-                    a = actor.attempt
-                    self._retire(actor)
-                    self._reports.append(
-                        failed_result(
-                            a,
-                            clean(
-                                f"its Ray worker on node {getattr(actor.info, 'ip', '?')} "
-                                f"could not be reached for {now - actor.doomed_at:.0f}s "
-                                f"({actor.doomed})"
-                            ),
-                        )
+                    self._fail(
+                        actor,
+                        clean(
+                            f"its Ray worker on node {getattr(actor.info, 'ip', '?')} "
+                            f"could not be reached for {now - actor.doomed_at:.0f}s "
+                            f"({actor.doomed})"
+                        ),
                     )
                 elif actor.ping_at is None:
                     self._ping(actor)
                 continue
             silent = now - actor.alive_at
             if silent > self.heartbeat_timeout:
-                a = actor.attempt
                 info = actor.info
-                self._retire(actor)
-                self._reports.append(
-                    failed_result(
-                        a,
-                        f"no heartbeat from its Ray worker (pid {getattr(info, 'pid', '?')} on "
-                        f"node {getattr(info, 'ip', '?')}) for {silent:.0f}s: it hung or lost "
-                        "touch with the cluster, and was stopped",
-                    )
+                self._fail(
+                    actor,
+                    f"no heartbeat from its Ray worker (pid {getattr(info, 'pid', '?')} on "
+                    f"node {getattr(info, 'ip', '?')}) for {silent:.0f}s: it hung or lost "
+                    "touch with the cluster, and was stopped",
                 )
-            elif actor.ping_at is None and silent >= every:
+            elif actor.ping_at is None and (
+                silent >= every or (len(actor.batch) > 1 and silent >= _BATCH_PING_EVERY)
+            ):
                 self._ping(actor)
         if self._queue:
             self._refresh_nodes()
@@ -730,15 +797,8 @@ class RayExecutor:
         if now - self._reconnect_at < _NODES_EVERY:
             return
         self._reconnect_at = now
-        for actor in list(self._actors):
-            self._actors.remove(actor)
-            if actor.attempt is not None:
-                self._reports.append(
-                    failed_result(
-                        actor.attempt,
-                        clean(f"the connection to the Ray cluster was lost ({self._lost})"),
-                    )
-                )
+        for actor in list(self._actors):  # (not killed: no Ray call while the connection is lost)
+            self._fail(actor, clean(f"the connection to the Ray cluster was lost ({self._lost})"))
         ray = self._ray
         with _lock, contextlib.suppress(Exception):
             ray.shutdown()
@@ -824,6 +884,21 @@ def _describe(amounts: Mapping[str, float]) -> str:
         else:
             parts.append(f"{v:g} '{k}'")
     return ", ".join(parts)
+
+
+def _next_batch(waiting: deque[Attempt]) -> list[Attempt]:
+    """The first attempt waiting, and as many attempts of the same task right behind it as
+    its ``batch`` allows."""
+    first = waiting.popleft()
+    batch = [first]
+    while (
+        waiting
+        and len(batch) < first.batch
+        and waiting[0].task_id == first.task_id
+        and waiting[0].run_id == first.run_id
+    ):
+        batch.append(waiting.popleft())
+    return batch
 
 
 def _id(a: Attempt) -> AttemptId:

@@ -61,7 +61,8 @@ class _Silent:
 
 
 class RayWorker:
-    """One warm worker: ``ready()`` once, then ``run(attempt)`` for each attempt sent."""
+    """One warm worker: ``ready()`` once, then ``run(attempt)`` for each attempt sent, or
+    ``run_batch(attempts)`` for a batch of them."""
 
     def __init__(
         self,
@@ -80,6 +81,8 @@ class RayWorker:
         self._budget = ThreadBudget()
         self._meter = UsageMeter()
         self._fence = Fence(self._stop)
+        #: which attempt of the running batch runs (its index), and since when (wall clock)
+        self._running: tuple[int, float] | None = None
         with contextlib.suppress(ValueError):  # only the main thread may set handlers
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         # fds 1 and 2 go to the running attempt's log from now on (Ray's log files otherwise)
@@ -99,9 +102,25 @@ class RayWorker:
             os.getpid(),
         )
 
-    def ping(self) -> float:
-        """A sign of life (answered by the actor's second thread while an attempt runs)."""
-        return time.time()
+    def ping(self) -> tuple[float, int | None, float | None]:
+        """A sign of life (answered by the actor's second thread while an attempt runs), with
+        which attempt of a batch runs and since when, if a batch runs."""
+        running = self._running
+        if running is None:
+            return (time.time(), None, None)
+        return (time.time(), running[0], running[1])
+
+    def run_batch(self, attempts: list[Attempt]) -> list[tuple[float, Result]]:
+        """Each attempt in turn, as ``run`` would: (when it started, its result)."""
+        out: list[tuple[float, Result]] = []
+        try:
+            for i, a in enumerate(attempts):
+                started = time.time()
+                self._running = (i, started)
+                out.append((started, self.run(a)))
+        finally:
+            self._running = None
+        return out
 
     def run(self, attempt: Attempt) -> Result:
         from phloem.executors.local import _serve
