@@ -235,6 +235,28 @@ def test_a_batch_whose_worker_dies_runs_again_one_by_one_and_only_the_culprit_sp
     assert len(started) == 3  # in its batch, alone (try 1), and its retry
 
 
+def test_a_pipeline_made_inside_a_function_is_sent_to_the_workers_pickled(
+    ray_app: Phloem,
+) -> None:
+    """Its file does not define it at the top level, so the workers cannot load it from
+    there: they get it pickled instead."""
+
+    def build() -> phloem.Pipeline:
+        @phloem.task
+        def double(x: int) -> int:
+            return 2 * x
+
+        @phloem.pipeline(name="made_in_a_function")
+        def made_in_a_function() -> None:
+            double.expand(x=list(range(5)))
+
+        return made_in_a_function
+
+    result = phloem.run(build(), app=ray_app)
+    assert result.state is RunState.SUCCESS, _errors(result)
+    assert result.output("double") == [0, 2, 4, 6, 8]
+
+
 def test_resources_no_node_has_fail_at_once_and_clearly(ray_app: Phloem, tmp_path: Path) -> None:
     path = _pipeline(
         tmp_path,

@@ -312,6 +312,8 @@ class RayExecutor:
         self._ray: Any = None
         self._cls: Any = None
         self._pipelines: Mapping[str, PipelineSpec] = {}
+        #: per pipeline: whether workers load it from its file (else it is sent pickled)
+        self._by_file: dict[str, bool] = {}
         self._artifacts: ArtifactStore | None = None
         #: attempts waiting for a worker, by the shape of worker they need (in order)
         self._queue: dict[Shape, deque[Attempt]] = {}
@@ -436,7 +438,9 @@ class RayExecutor:
         cpus, gpus, memory, custom = shape
         sources, unsourced = {}, {}
         for name, spec in self._pipelines.items():
-            if spec.source_file:
+            if name not in self._by_file:
+                self._by_file[name] = _found_in_its_file(name, spec)
+            if self._by_file[name]:
                 sources[name] = f"{spec.source_file}:{name}"
             else:
                 unsourced[name] = spec
@@ -884,6 +888,27 @@ def _describe(amounts: Mapping[str, float]) -> str:
         else:
             parts.append(f"{v:g} '{k}'")
     return ", ".join(parts)
+
+
+def _found_in_its_file(name: str, spec: PipelineSpec) -> bool:
+    """Whether a worker finds the pipeline ``name`` by loading its source file: defined at the
+    top level of a module of this process from that file. One defined inside a function, or
+    made in a notebook, is sent pickled instead."""
+    import sys
+
+    from phloem.dsl.pipeline import Pipeline
+
+    if not spec.source_file:
+        return False
+    path = os.path.realpath(spec.source_file)
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if not file or os.path.realpath(file) != path:
+            continue
+        for value in list(vars(module).values()):
+            if isinstance(value, Pipeline) and value.spec.name == name:
+                return True
+    return False
 
 
 def _next_batch(waiting: deque[Attempt]) -> list[Attempt]:
