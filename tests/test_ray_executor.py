@@ -569,11 +569,13 @@ def test_a_lost_driver_s_attempts_end_and_its_successor_runs_them_once(
     app.close()
 
 
-def test_a_driver_off_the_cluster_joins_it_through_ray_client(
-    cluster: RayCluster, tmp_path: Path, processes: Processes
+@pytest.mark.parametrize("join", ["ray-client", "auto"])
+def test_a_driver_joins_the_cluster_by_ray_client_or_auto(
+    cluster: RayCluster, tmp_path: Path, processes: Processes, join: str
 ) -> None:
-    """``PHLOEM_RAY_ADDRESS=ray://head:port`` (Ray Client): the run goes on the cluster, and
-    ``--json`` prints only JSON whatever Ray says."""
+    """``PHLOEM_RAY_ADDRESS=ray://head:port`` (Ray Client, from off the cluster) or ``auto``
+    (on a node, where Ray finds its cluster in ``RAY_ADDRESS``): the run goes on the cluster,
+    and ``--json`` prints only JSON whatever Ray says."""
     path = _pipeline(
         tmp_path,
         """
@@ -590,6 +592,8 @@ def test_a_driver_off_the_cluster_joins_it_through_ray_client(
     )
     home = tmp_path / "home"
     env = {**os.environ, "PHLOEM_HOME": str(home), "PHLOEM_RAY_ADDRESS": cluster.client_address}
+    if join == "auto":
+        env.update(PHLOEM_RAY_ADDRESS="auto", RAY_ADDRESS=cluster.address)
     for k in ("PHLOEM_EXECUTOR", "PHLOEM_DB_URL", "PHLOEM_ARTIFACTS_URL"):
         env.pop(k, None)
     with open(tmp_path / "stderr.log", "w") as err:
