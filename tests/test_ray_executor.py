@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -964,5 +965,109 @@ def test_a_worker_that_cannot_be_made_fails_its_attempt_not_the_connection(
         assert failed.error is not None
         assert "its Ray worker could not start" in failed.error
         assert "Could not serialize the argument ArtifactStore" in failed.error
+    finally:
+        ex.shutdown()
+
+
+def _attempt(tmp_path: Path, pipeline: str, task_id: str) -> Any:
+    from phloem.runner import Attempt, log_path
+
+    return Attempt(
+        run_id="r1",
+        pipeline=pipeline,
+        task_id=task_id,
+        map_index=-1,
+        try_number=1,
+        args=(),
+        kwargs={},
+        logical_date="2026-01-01T00:00:00+00:00",
+        data_interval_start=None,
+        data_interval_end=None,
+        params={},
+        log_path=log_path(tmp_path, "r1", task_id, -1, 1),
+        first_started_at=time.time(),
+    )
+
+
+def _driver_only_spec(tmp_path: Path, **changes: Any) -> Any:
+    """A pipeline as if defined where no file holds it (``python -c``, a notebook), whose
+    ``on_success`` is a function of a module the driver imported and the cluster's workers do
+    not have (pickled by reference: its tasks' functions go by value)."""
+    import dataclasses
+    import importlib
+
+    (tmp_path / "phloem_driver_only.py").write_text(textwrap.dedent(
+        """
+        from phloem import pipeline, task
+
+        @task
+        def one() -> int:
+            return 1
+
+        @pipeline
+        def p() -> None:
+            one()
+
+        def hook(**_):
+            return None
+        """
+    ))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        module = importlib.import_module("phloem_driver_only")
+    finally:
+        sys.path.remove(str(tmp_path))
+    return dataclasses.replace(
+        module.p.spec, source_file=None, **{"on_success": module.hook, **changes}
+    )
+
+
+def _results(ex: Any, n: int) -> list[Any]:
+    from phloem.runner import Result
+
+    out: list[Any] = []
+    deadline = time.monotonic() + 240
+    while len(out) < n:
+        assert time.monotonic() < deadline, "no result from the Ray executor"
+        out += [r for r in ex.wait(5) if isinstance(r, Result)]
+    return out
+
+
+def test_pipelines_that_cannot_reach_or_load_on_the_workers_fail_with_why(
+    cluster: RayCluster, tmp_path: Path
+) -> None:
+    """A pipeline with no source file goes to the workers pickled: when pickling it failed,
+    its attempts were sent anyway; when unpickling failed on the worker, the attempt failed
+    with "has no task". Each now fails with the real cause."""
+    import threading
+
+    from phloem.artifacts import ArtifactStore
+    from phloem.executors.ray import RayExecutor
+
+    lock = threading.Lock()
+    ex = RayExecutor(address=cluster.address)
+    try:
+        specs = {
+            "p": _driver_only_spec(tmp_path),
+            "unpicklable": _driver_only_spec(
+                tmp_path, name="unpicklable", on_success=lambda **_: lock.locked()
+            ),
+        }
+        ex.start(specs, ArtifactStore(str(tmp_path / "artifacts")))  # pickled here
+    finally:
+        sys.modules.pop("phloem_driver_only", None)
+    try:
+        ex.submit(_attempt(tmp_path, "unpicklable", "one"))
+        [failed] = _results(ex, 1)
+        assert failed.error is not None and not failed.retryable
+        assert "pipeline 'unpicklable' could not be shipped to the Ray workers" in failed.error
+        assert "cannot pickle '_thread.lock' object" in failed.error
+        assert not ex._actors  # it was never sent
+        ex.submit(_attempt(tmp_path, "p", "one"))
+        [failed] = _results(ex, 1)
+        assert failed.error is not None
+        assert "pipeline 'p' could not be unpickled on the Ray worker" in failed.error
+        assert "No module named 'phloem_driver_only'" in failed.error
+        assert "has no task" not in failed.error
     finally:
         ex.shutdown()

@@ -20,6 +20,7 @@ to another worker without spending a try.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import mmap
 import os
@@ -48,6 +49,7 @@ from phloem.runner import Attempt, Result
 from phloem.runner.attempt import failed_result
 from phloem.runner.logs import DEFAULT_LOG_MAX_BYTES
 from phloem.runner.usage import UsageMeter, memory_limit
+from phloem.states import AttemptOutcome
 
 if TYPE_CHECKING:
     from phloem.artifacts import ArtifactStore
@@ -335,20 +337,36 @@ def _death_reason(pid: int, code: int | None) -> str:
             name = f"signal {-code}"
         extra = " (killed, possibly by the out-of-memory killer)" if name == "SIGKILL" else ""
         return f"worker process {pid} died from {name}{extra} while running this attempt"
+    if code == EXIT_OUTBOX_BROKEN:
+        return (
+            f"worker process {pid} could not send its reports to the driver and exited (code "
+            f"{code}) while running this attempt; the error is on the driver's stderr"
+        )
     return f"worker process {pid} exited with code {code} while running this attempt"
+
+
+#: a worker's exit status when its reports can no longer reach the driver (see ``_Outbox``)
+EXIT_OUTBOX_BROKEN = 70
 
 
 class _Outbox:
     """The pipe to the driver, shared by the attempt loop and the fence's threads. Reports
     are buffered and sent as one list: at the end of each batch (``flush``), or by a thread
     ``FLUSH_AFTER`` seconds after the first of them, so a long attempt's start is not held
-    back."""
+    back.
 
-    def __init__(self, conn: Connection) -> None:
+    A report that cannot be pickled is replaced by a failure that says so (else its attempt
+    would never be answered: the driver would wait for it forever). If the thread cannot send
+    for any other reason than a driver gone (``OSError``), ``broken`` is called with the
+    error (in a worker: ``_outbox_broken``, which says why and exits), so the driver is not
+    left waiting for reports that will never come."""
+
+    def __init__(self, conn: Connection, broken: Callable[[BaseException], None]) -> None:
         self.conn = conn
         self.lock = threading.Lock()
         self.pending: list[Any] = []
         self._due = threading.Event()
+        self._broken = broken
         threading.Thread(target=self._flusher, name="phloem-worker-outbox", daemon=True).start()
 
     def put(self, msg: Any) -> None:
@@ -366,8 +384,14 @@ class _Outbox:
         """Send what is buffered, and ``more``; the caller holds ``lock``."""
         msgs = [*self.pending, *more]
         self.pending = []
-        if msgs:
-            self.conn.send(msgs)
+        if not msgs:
+            return
+        try:
+            self.conn.send(msgs)  # pickled whole before a byte is written
+        except OSError:
+            raise
+        except Exception as exc:  # a report that does not pickle: each is tried alone
+            self.conn.send([_sendable(m, exc) for m in msgs])
 
     def _flusher(self) -> None:
         while True:
@@ -376,8 +400,58 @@ class _Outbox:
             time.sleep(FLUSH_AFTER)
             try:
                 self.flush()
-            except (BrokenPipeError, OSError):
+            except OSError:  # the pipe broke: the driver is gone
                 return
+            except BaseException as exc:
+                self._broken(exc)
+                return
+
+
+def _sendable(msg: Any, exc: BaseException) -> Any:
+    """``msg`` if it pickles; a result that does not becomes its attempt's failure, saying
+    why (``exc`` if ``msg`` itself pickles alone: the list failed for another reason)."""
+    from multiprocessing.reduction import ForkingPickler
+
+    from phloem.runner.failures import clean, one_line
+
+    try:
+        ForkingPickler.dumps(msg)
+        return msg
+    except Exception as own:
+        exc = own
+    if not isinstance(msg, Result):
+        raise exc
+    return Result(
+        msg.run_id,
+        msg.task_id,
+        msg.map_index,
+        msg.try_number,
+        AttemptOutcome.FAILED,
+        msg.started_at,
+        msg.ended_at,
+        error=clean(
+            f"the worker process could not send this attempt's result to the driver: it "
+            f"does not pickle ({one_line(exc)}); what a task returns or records must be "
+            "picklable"
+        ),
+        retryable=False,
+    )
+
+
+def _outbox_broken(capture: OutputCapture, exc: BaseException) -> None:
+    """A worker whose reports cannot reach its driver: say why on the worker's own stderr
+    (the driver's, or the scheduler's log), then exit, so the driver sees the death (and
+    pins it on the attempt running, see ``_death_reason``) instead of waiting forever."""
+    import traceback
+
+    from phloem.runner.failures import one_line
+
+    with contextlib.suppress(Exception):
+        capture.warn(
+            f"worker process {os.getpid()} cannot send its reports to the driver and exits: "
+            f"{one_line(exc)}\n{''.join(traceback.format_exception(exc)).rstrip()}"
+        )
+    os._exit(EXIT_OUTBOX_BROKEN)
 
 
 def _stopper(outbox: _Outbox, running: Callable[[Attempt], bool]) -> Stop:
@@ -464,7 +538,7 @@ def _worker_main(
             inbox.put(_BATCH_END)
 
     threading.Thread(target=read, name="phloem-worker-inbox", daemon=True).start()
-    outbox = _Outbox(conn)
+    outbox = _Outbox(conn, functools.partial(_outbox_broken, capture))
     fence = Fence(_stopper(outbox, lambda a: fence.running(a)))
     seq = 0
     try:

@@ -293,6 +293,37 @@ class _Event:
     attempt: Attempt | None = None
 
 
+def shipped(
+    pipelines: Mapping[str, PipelineSpec],
+) -> tuple[dict[str, str], dict[str, bytes], dict[str, str]]:
+    """How each pipeline reaches the Ray workers: its ``file.py:name`` to import there, or,
+    for a pipeline no file holds at its top level (made in ``python -c``, a notebook, inside a
+    function), pickled by value with cloudpickle. Returns (sources, pickled, why): a
+    pipeline that could be neither is in ``why`` with the reason its attempts fail with; it
+    does not keep the others from going (each is pickled alone)."""
+    import cloudpickle
+
+    from phloem.runner.failures import clean, one_line
+
+    sources: dict[str, str] = {}
+    blobs: dict[str, bytes] = {}
+    why: dict[str, str] = {}
+    for name, spec in pipelines.items():
+        if _found_in_its_file(name, spec):
+            sources[name] = f"{spec.source_file}:{name}"
+            continue
+        try:
+            blobs[name] = cloudpickle.dumps(spec)
+        except Exception as exc:
+            why[name] = clean(
+                f"pipeline '{name}' could not be shipped to the Ray workers: they cannot load "
+                f"it from a file (it has none, or is not at the top level of its file), and "
+                f"pickling it failed ({one_line(exc)}); define it at the top level of a .py "
+                "file the workers can import, or keep what its tasks refer to picklable"
+            )
+    return sources, blobs, why
+
+
 class RayExecutor:
     """Attempts on the Ray cluster at ``address`` (None: a local Ray for this process)."""
 
@@ -312,8 +343,11 @@ class RayExecutor:
         self._ray: Any = None
         self._cls: Any = None
         self._pipelines: Mapping[str, PipelineSpec] = {}
-        #: per pipeline: whether workers load it from its file (else it is sent pickled)
-        self._by_file: dict[str, bool] = {}
+        #: how workers get the pipelines: "file.py:name" to import, or pickled by value (for
+        #: a pipeline with no source file), and why those that could be neither cannot go
+        self._sources: dict[str, str] = {}
+        self._blobs: dict[str, bytes] = {}
+        self._unshippable: dict[str, str] = {}
         self._artifacts: ArtifactStore | None = None
         #: attempts waiting for a worker, by the shape of worker they need (in order)
         self._queue: dict[Shape, deque[Attempt]] = {}
@@ -345,6 +379,7 @@ class RayExecutor:
 
         self._cls = self._ray.remote(RayWorker)
         self._pipelines = pipelines
+        self._sources, self._blobs, self._unshippable = shipped(pipelines)
         self._artifacts = artifacts
         self._refresh_nodes(force=True)
 
@@ -353,6 +388,8 @@ class RayExecutor:
         wide fan-out costs one pass, not one per attempt)."""
         shape = self._shape(attempt)
         why = self._never_fits(attempt, shape)
+        if why is None and not attempt.source:
+            why = self._unshippable.get(attempt.pipeline)
         if why is not None:
             self._reports.append(failed_result(attempt, why, retryable=False))
             return
@@ -430,24 +467,10 @@ class RayExecutor:
                     self._retire(actor)
 
     def _spawn(self, shape: Shape) -> None:
-        import cloudpickle
-
         if self._lost is not None:
             return
 
         cpus, gpus, memory, custom = shape
-        sources, unsourced = {}, {}
-        for name, spec in self._pipelines.items():
-            if name not in self._by_file:
-                self._by_file[name] = _found_in_its_file(name, spec)
-            if self._by_file[name]:
-                sources[name] = f"{spec.source_file}:{name}"
-            else:
-                unsourced[name] = spec
-        blob = None
-        if unsourced:
-            with contextlib.suppress(Exception):
-                blob = cloudpickle.dumps(unsourced)
         options: dict[str, Any] = {
             "num_cpus": cpus,
             "num_gpus": gpus,
@@ -461,7 +484,7 @@ class RayExecutor:
             options["resources"] = dict(custom)
         try:
             handle = self._cls.options(**options).remote(
-                sources, blob, self._artifacts, self.log_max_bytes
+                self._sources, self._blobs, self._artifacts, self.log_max_bytes
             )
             actor = _Actor(handle, shape)
             self._actors.append(actor)

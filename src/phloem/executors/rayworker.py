@@ -23,6 +23,7 @@ from phloem.dsl.spec import PipelineSpec
 from phloem.executors.fencing import Fence
 from phloem.executors.threads import ThreadBudget
 from phloem.runner import Attempt, Result
+from phloem.runner.attempt import failed_result
 from phloem.runner.logs import DEFAULT_LOG_MAX_BYTES
 from phloem.runner.usage import UsageMeter
 
@@ -60,6 +61,40 @@ class _Silent:
         return lambda *args, **kwargs: None
 
 
+def unpickled(specs: Mapping[str, bytes]) -> tuple[dict[str, PipelineSpec], dict[str, str]]:
+    """The pipelines the driver sent pickled (they have no file to import here), and why each
+    that does not unpickle here failed: typically a module the driver has and this worker's
+    Python does not."""
+    from phloem.runner.failures import clean, one_line
+
+    found: dict[str, PipelineSpec] = {}
+    why: dict[str, str] = {}
+    for name, data in specs.items():
+        try:
+            found[name] = pickle.loads(data)
+        except Exception as exc:
+            why[name] = clean(
+                f"pipeline '{name}' could not be unpickled on the Ray worker at "
+                f"{socket.gethostname()} ({one_line(exc)}); the workers' Python needs the "
+                "modules and versions the pipeline uses, as the driver has them (or define "
+                "the pipeline in a .py file the workers can import)"
+            )
+    return found, why
+
+
+def cannot_load(
+    attempt: Attempt,
+    loaded: Mapping[tuple[str, str | None], PipelineSpec],
+    unloadable: Mapping[str, str],
+) -> Result | None:
+    """The failure of an attempt whose pipeline this worker could not unpickle (and has no
+    source to load it from), with why; None for an attempt it can run."""
+    why = unloadable.get(attempt.pipeline)
+    if why is None or attempt.source or (attempt.pipeline, None) in loaded:
+        return None
+    return failed_result(attempt, why)
+
+
 class RayWorker:
     """One warm worker: ``ready()`` once, then ``run(attempt)`` for each attempt sent, or
     ``run_batch(attempts)`` for a batch of them."""
@@ -67,14 +102,16 @@ class RayWorker:
     def __init__(
         self,
         sources: Mapping[str, str],
-        specs: bytes | None,
+        specs: Mapping[str, bytes],
         artifacts: ArtifactStore,
         log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
     ) -> None:
         from phloem.runner.capture import OutputCapture
 
         self._sources = dict(sources)
-        self._specs = specs
+        self._specs = dict(specs)
+        #: why a pipeline sent pickled could not be unpickled here, by name
+        self._unloadable: dict[str, str] = {}
         self._artifacts = artifacts
         self._log_max_bytes = log_max_bytes
         self._loaded: dict[tuple[str, str | None], PipelineSpec] = {}
@@ -127,6 +164,9 @@ class RayWorker:
 
         if not self._loaded:
             self._load()
+        failed = cannot_load(attempt, self._loaded, self._unloadable)
+        if failed is not None:
+            return failed
         return _serve(
             _Silent(),  # type: ignore[arg-type]
             attempt,
@@ -142,11 +182,11 @@ class RayWorker:
     def _load(self) -> None:
         from phloem.loading import load_pipeline
 
-        if self._specs is not None:
-            specs, self._specs = self._specs, None
-            with contextlib.suppress(Exception):
-                for name, spec in pickle.loads(specs).items():
-                    self._loaded.setdefault((name, None), spec)
+        specs, self._specs = self._specs, {}
+        found, unloadable = unpickled(specs)
+        self._unloadable.update(unloadable)
+        for name, spec in found.items():
+            self._loaded.setdefault((name, None), spec)
         for name, source in list(self._sources.items()):
             if (name, None) in self._loaded:
                 continue
