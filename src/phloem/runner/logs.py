@@ -42,6 +42,23 @@ def mask_bytes(masker: Masker | None, data: bytes) -> bytes:
     return masker.mask(text).encode("utf-8", "surrogateescape")
 
 
+def _above_stdio(fd: int) -> int:
+    """``fd``, or a copy numbered 3 or more if it is 0, 1 or 2 (closed, the original gone).
+
+    The log is opened by the capture's reader thread on the attempt's first byte, which may
+    come after the task printed and closed its fds 1 and 2; the log then took number 1, the
+    attempt's end pointed fd 1 back at the capture's pipe (silently closing the log there),
+    and closing the log closed fd 1: the next attempt of the worker wrote to a closed fd."""
+    if fd > 2:
+        return fd
+    import fcntl
+
+    try:
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+    finally:
+        os.close(fd)
+
+
 def _size(n: int) -> str:
     if n < 1024:
         return f"{n} bytes"
@@ -134,7 +151,7 @@ class AttemptLog:
             if self._fd is None:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
                 flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-                self._fd = os.open(self.path, flags, 0o644)
+                self._fd = _above_stdio(os.open(self.path, flags, 0o644))
             view = memoryview(data)
             while view:
                 view = view[os.write(self._fd, view) :]
