@@ -232,3 +232,15 @@ def _number(env: Mapping[str, str], name: str, kind: type[N], default: N) -> N:
 
 def default_workers() -> int:
     return max(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2)
+
+
+def terminal_forced(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the environment makes rich treat output that is not a terminal as one
+    (``TTY_COMPATIBLE=1``, or a non-empty ``FORCE_COLOR`` unless ``TTY_COMPATIBLE=0``): the
+    CLI then prints its tables with rich rather than as the plain text rich would print."""
+    env = os.environ if environ is None else environ
+    compatible = env.get("TTY_COMPATIBLE", "")
+    if compatible in ("0", "1"):
+        return compatible == "1"
+    force = env.get("FORCE_COLOR")
+    return force is not None and force != ""

@@ -1,8 +1,15 @@
-"""Rich tables for people; rich is imported here only, when something is printed."""
+"""Rich tables for people; rich is imported here only, when something is printed.
+
+Where output is not a terminal, the end of a run (``plain_summary``) is written without rich
+when rich would print it as plain text anyway (no markup, no colour, nothing to wrap): a
+one-task run then does not import rich.
+"""
 
 from __future__ import annotations
 
 import json
+import re
+import sys
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +71,77 @@ def summary_table(rows: Sequence[Row], title: str | None = None):  # type: ignor
             cells.append("-" if r.peak_rss is None else human_bytes(r.peak_rss))
         table.add_row(*cells)
     return table
+
+
+#: text rich prints as it is (printable ASCII without markup, emoji or escape characters)
+_PLAIN_CELL = re.compile(r"[ -~]*")
+_RICH_SPECIAL = frozenset("[]:\\")
+#: the width ``console`` gives rich where output is not a terminal
+_PLAIN_WIDTH = 200
+
+
+def plain_wanted() -> bool:
+    """Whether rich would see stdout as a plain stream (not a terminal, nor forced to be one,
+    nor a notebook): what it prints there carries no styles."""
+    from phloem.config import terminal_forced
+
+    try:
+        tty = sys.stdout.isatty()
+    except Exception:
+        tty = False
+    return not tty and not terminal_forced() and "ipykernel" not in sys.modules
+
+
+def _plain(text: str) -> bool:
+    return (
+        _PLAIN_CELL.fullmatch(text) is not None
+        and not _RICH_SPECIAL.intersection(text)
+        and text == text.strip()
+        and "  " not in text
+    )
+
+
+def plain_summary(tis: Iterable[TI], order: Sequence[str] | None, *lines: str | None) -> str | None:
+    """What ``print_summary`` (without attempts) then ``lines`` (each printed by itself) print
+    on a console that is not a terminal, or None where only rich can say (a failure to list,
+    text rich would read as markup or would wrap)."""
+    tis = list(tis)
+    if failures(tis, order):
+        return None
+    return plain_table(summary_rows(tis, order), *lines)
+
+
+def plain_table(rows: Sequence[Row], *lines: str | None) -> str | None:
+    """``summary_table(rows)`` then ``lines`` as a console that is not a terminal prints them,
+    or None where that takes rich (costs to show, markup, wrapping)."""
+    if any(r.cpu_seconds is not None or r.peak_rss is not None for r in rows):
+        return None
+    header = ["task", "state", "tries", "duration"]
+    right = [False, False, True, True]
+    cells = [
+        [
+            f"{r.task} (x{r.mapped})" if r.mapped is not None else r.task,
+            r.state,
+            str(r.tries),
+            human_duration(r.duration),
+        ]
+        for r in rows
+    ]
+    extra = [ln for ln in lines if ln is not None]
+    if not all(_plain(t) for t in [*(c for row in cells for c in row), *extra]):
+        return None
+    widths = [max(len(row[i]) for row in [header, *cells]) for i in range(len(header))]
+    if sum(widths) + 2 * (len(widths) - 1) > _PLAIN_WIDTH:
+        return None
+    if any(len(line) > _PLAIN_WIDTH for line in extra):
+        return None
+    out = [
+        "  ".join(
+            c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right, strict=True)
+        )
+        for row in [header, *cells]
+    ]
+    return "".join(line + "\n" for line in [*out, *extra])
 
 
 def print_summary(
