@@ -10,7 +10,6 @@ reaches a running scheduler without a restart.
 from __future__ import annotations
 
 import logging
-import statistics
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -155,6 +154,8 @@ class Alerting:
         past = past[-(rule.last or 10) :]
         if not past:
             return None
+        import statistics  # here: it imports fractions and decimal, which a run rarely needs
+
         median = statistics.median(past)
         if median <= 0:
             return None

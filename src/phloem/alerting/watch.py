@@ -10,7 +10,6 @@ rule needs it, once. What fires becomes delivery records (one insert); the sende
 from __future__ import annotations
 
 import logging
-import statistics
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Protocol
@@ -180,6 +179,8 @@ class RunWatch:
         durations = self.alerting.past_durations(self.spec.name, r.last or 20, self.run.run_id)
         if len(durations) < min(MIN_HISTORY, r.last or MIN_HISTORY):
             return None
+        import statistics  # here: it imports fractions and decimal, which a run rarely needs
+
         median = statistics.median(durations)
         return (r.factor or 2.0) * median, median
 

@@ -24,7 +24,14 @@ def main() -> None:
     """
     import gc
 
-    gc.freeze()  # objects alive now are never collected: start-up garbage costs nothing later
+    # what start-up imports is alive for good: no collection while importing it (they only
+    # walk it again and again), then frozen, never collected, and GC back on for the command
+    gc.disable()
+
+    def started() -> None:
+        gc.freeze()
+        gc.enable()
+
     code = 0
     args = sys.argv[1:]
     try:
@@ -32,11 +39,13 @@ def main() -> None:
 
         parsed = quick.parse_run(args)
         if parsed is not None:
-            quick.run(parsed)
+            quick.run(parsed, started)
         else:
             from phloem.cli.commands import for_argv
 
-            for_argv(args)()
+            command = for_argv(args)
+            started()
+            command()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if exc.code is not None and not isinstance(exc.code, int):

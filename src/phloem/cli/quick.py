@@ -15,7 +15,7 @@ from __future__ import annotations
 import codecs
 import errno
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NoReturn
 
@@ -142,11 +142,15 @@ def _plain_streams() -> bool:
     return True
 
 
-def run(args: RunArgs) -> NoReturn:
+def run(args: RunArgs, started: Callable[[], None] = lambda: None) -> NoReturn:
     """``phloem run`` with ``args``: the command function inside the same scope and with the
-    same endings as under typer (``common.Group`` and typer's main)."""
+    same endings as under typer (``common.Group`` and typer's main). ``started`` is called once
+    what every run imports is imported."""
+    from phloem import api  # noqa: F401  (imported now, for ``started``)
     from phloem.cli import run_cmd
     from phloem.cli.plain import EXIT_INTERRUPTED, command_scope
+
+    started()
 
     try:
         with command_scope():
