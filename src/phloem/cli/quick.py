@@ -146,13 +146,13 @@ def run(args: RunArgs, started: Callable[[], None] = lambda: None) -> NoReturn:
     """``phloem run`` with ``args``: the command function inside the same scope and with the
     same endings as under typer (``common.Group`` and typer's main). ``started`` is called once
     what every run imports is imported."""
-    from phloem import api  # noqa: F401  (imported now, for ``started``)
-    from phloem.cli import run_cmd
     from phloem.cli.plain import EXIT_INTERRUPTED, command_scope
 
-    started()
-
     try:
+        from phloem import api  # noqa: F401  (imported now, for ``started``)
+        from phloem.cli import run_cmd
+
+        started()
         with command_scope():
             run_cmd.run(
                 args.target,
