@@ -140,3 +140,39 @@ def test_fresh_store_is_at_head_and_migrates_like_a_migrated_one(db_url: str) ->
     migrate.upgrade(engine)
     assert migrate.current_revision(engine) == migrate.HEAD
     store.close()
+
+
+def test_the_written_sqlite_ddl_is_the_schema() -> None:
+    """A new SQLite store runs ``sqlite_ddl.STATEMENTS``; they are what the code's tables
+    compile to (after a schema change: ``python -m phloem.store.sqlite_ddl >
+    src/phloem/store/sqlite_ddl.py``)."""
+    from phloem.store import sqlite_ddl
+
+    assert sqlite_ddl.render() == sqlite_ddl.STATEMENTS, (
+        "src/phloem/store/sqlite_ddl.py is out of date: regenerate it with "
+        "`python -m phloem.store.sqlite_ddl > src/phloem/store/sqlite_ddl.py`"
+    )
+
+
+def test_a_fresh_sqlite_store_gets_what_create_all_makes(tmp_path: Path) -> None:
+    """The written DDL builds, object for object and text for text, what ``create_all`` builds
+    through the store's own engine."""
+
+    def master(engine: Engine) -> set[tuple[str, ...]]:
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT type, name, tbl_name, sql FROM sqlite_master "
+                "WHERE tbl_name != 'alembic_version'"
+            )
+            return {tuple(r) for r in rows}
+
+    written, compiled = (make_engine(f"sqlite:///{tmp_path / n}.db") for n in ("w", "c"))
+    try:
+        migrate.ensure_schema(written)
+        metadata.create_all(compiled)
+        assert migrate.current_revision(written) == migrate.HEAD
+        assert master(written) == master(compiled)
+        assert len(master(written)) > len(metadata.tables)  # tables, indexes, autoindexes
+    finally:
+        written.dispose()
+        compiled.dispose()

@@ -50,7 +50,15 @@ def _create_fresh(engine: Engine) -> bool:
         if existing & set(metadata.tables) or "alembic_version" in existing:
             conn.rollback()
             return False
-        metadata.create_all(conn, checkfirst=False)  # none of its tables exists (just seen)
+        # none of its tables exists (just seen); SQLite's DDL is written out (``sqlite_ddl``)
+        # rather than compiled again for every new store
+        if engine.dialect.name == "sqlite":
+            from phloem.store.sqlite_ddl import STATEMENTS
+
+            for statement in STATEMENTS:
+                conn.exec_driver_sql(statement)
+        else:
+            metadata.create_all(conn, checkfirst=False)
         conn.exec_driver_sql(
             "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
             "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
