@@ -769,6 +769,220 @@ def test_a_local_ray_dies_with_its_driver(tmp_path: Path, processes: Processes) 
         shutil.rmtree(short, ignore_errors=True)
 
 
+#: run in a process of its own (the tests' process is joined to the test cluster): a local Ray
+#: whose first joins fail, then a pipeline run on it; prints what it saw as JSON
+LOCAL_HEADS = """
+import json, os, sys
+
+import phloem
+from phloem.errors import PhloemError
+from phloem.executors import ray as rx
+
+def below(root):
+    # (pid, parent pid, arguments) of the processes below root
+    kids = {}
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                args = f.read().decode(errors="replace").split("\\0")
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] != "Z":
+            kids.setdefault(int(fields[1]), []).append((int(name), int(fields[1]), args))
+    out, todo = [], [root]
+    while todo:
+        for p in kids.get(todo.pop(), []):
+            out.append(p)
+            todo.append(p[0])
+    return out
+
+def heads():
+    # each local head is one `ray start --head` (not counting its forks on their way to
+    # exec) with one GCS server below it
+    procs = below(os.getpid())
+    starts = {pid for pid, _, a in procs if "start" in a and "--head" in a and "-c" not in a}
+    gcs = [a for _, _, a in procs if os.path.basename(a[0]) == "gcs_server"]
+    return [len([pid for pid, ppid, _ in procs if pid in starts and ppid not in starts]), len(gcs)]
+
+real, failures = rx._init, []
+
+def flaky(ray, target):
+    if len(failures) < 2:
+        failures.append(target)
+        raise RuntimeError("the raylet did not register in time (injected)")
+    real(ray, target)
+
+rx._init = flaky
+seen = {"errors": [], "heads": []}
+for _ in range(3):
+    try:
+        rx.connect(None)
+    except PhloemError as exc:
+        seen["errors"].append(str(exc))
+    seen["heads"].append(heads())
+seen["log"] = rx._local[0].log
+seen["log_while_running"] = os.path.exists(seen["log"])
+result = phloem.run(sys.argv[1], executor="ray", store="memory")
+seen["state"] = result.state.value
+seen["output"] = result.output("hello")
+seen["log_after"] = os.path.exists(seen["log"])
+seen["heads_after"] = heads()
+print(json.dumps(seen))
+"""
+
+
+def _local_ray_env(tmp_path: Path, short: Path) -> dict[str, str]:
+    """A driver's environment for a local Ray of its own, its files (and the temp folder,
+    where its head's output goes) in ``short``."""
+    env = {**os.environ, "PHLOEM_HOME": str(tmp_path / "home"), "TMPDIR": str(short)}
+    env["RAY_TMPDIR"] = str(short)  # Ray's socket paths must be short
+    for k in ("PHLOEM_RAY_ADDRESS", "PHLOEM_DB_URL", "PHLOEM_ARTIFACTS_URL", "RAY_ADDRESS"):
+        env.pop(k, None)
+    env["RAY_AUTH_MODE"] = "disabled"  # no token written to this machine's ~/.ray
+    return env
+
+
+def test_a_local_ray_that_cannot_be_joined_is_used_again_and_its_output_goes_after_a_run(
+    tmp_path: Path, processes: Processes
+) -> None:
+    """A join that fails after this process started its local Ray head (and is tried again,
+    as the executor does when it joins again) uses that head again: one head per process,
+    not one per try. Its output (``phloem-ray-PID-PORT.log`` in the temp folder) is named by
+    the error, and removed once a run on it ended cleanly."""
+    from processes import wait_gone
+
+    path = _pipeline(
+        tmp_path,
+        """
+        @task
+        def hello() -> dict:
+            return where()
+
+        @pipeline
+        def local_heads():
+            hello()
+        """,
+        "local_heads.py",
+    )
+    short = Path(tempfile.mkdtemp(prefix="phr", dir="/tmp"))
+    try:
+        with open(tmp_path / "driver.log", "w") as err:
+            proc = processes.start(
+                [sys.executable, "-c", LOCAL_HEADS, str(path)],
+                env=_local_ray_env(tmp_path, short),
+                stdout=subprocess.PIPE,
+                stderr=err,
+            )
+            out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, (tmp_path / "driver.log").read_text()[-3000:]
+        seen = json.loads(out)
+        log = seen["log"]
+        assert os.path.dirname(log) == str(short)
+        assert os.path.basename(log).startswith(f"phloem-ray-{proc.pid}-")
+        assert len(seen["errors"]) == 2
+        for error in seen["errors"]:
+            assert "cannot start or join a Ray cluster on this machine" in error
+            assert "the raylet did not register in time (injected)" in error
+            assert f"the local Ray's output is in {log}" in error
+        # one head (one `ray start --head`, one GCS server) after each try, failed or not
+        assert seen["heads"] == [[1, 1], [1, 1], [1, 1]]
+        assert seen["log_while_running"]
+        assert seen["state"] == "success" and seen["output"]["pid"] != proc.pid
+        assert not seen["log_after"]  # the run ended cleanly: nothing to read there
+        assert seen["heads_after"] == [1, 1]
+        assert wait_gone(lambda: processes.left_by(proc), 60) == []  # stopped at exit
+        assert not list(short.glob("phloem-ray-*.log"))
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+
+
+def test_a_local_ray_that_fails_to_start_keeps_its_output_and_says_where(
+    tmp_path: Path, processes: Processes
+) -> None:
+    """Ray cannot start (its temp folder lies below a file): the error names the head's
+    output, which is kept, and says why; nothing is left running."""
+    short = Path(tempfile.mkdtemp(prefix="phr", dir="/tmp"))
+    try:
+        (short / "file").write_text("")
+        env = _local_ray_env(tmp_path, short)
+        env["RAY_TMPDIR"] = str(short / "file" / "ray")
+        script = (
+            "from phloem.executors import ray as rx\n"
+            "try:\n"
+            "    rx.connect(None)\n"
+            "except Exception as exc:\n"
+            "    print(exc)\n"
+        )
+        with open(tmp_path / "driver.log", "w") as err:
+            proc = processes.start(
+                [sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=err
+            )
+            out, _ = proc.communicate(timeout=180)
+        assert proc.returncode == 0, (tmp_path / "driver.log").read_text()[-3000:]
+        [log] = short.glob(f"phloem-ray-{proc.pid}-*.log")
+        text = out.decode()
+        assert "cannot start or join a Ray cluster on this machine" in text
+        assert f"a local Ray did not start (its output is in {log})" in text
+        assert "Not a directory" in text and "Not a directory" in log.read_text()
+        assert processes.left_by(proc) == []
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+
+
+def test_a_join_the_ray_client_proxy_aborts_is_tried_again_then_fails_clearly(
+    cluster: RayCluster, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Ray Client proxy that cannot start a server for the driver aborts its join
+    (ConnectionAbortedError): aborted twice, the third join goes through; aborted every time,
+    the error says what failed and what to do. The aborts are put in front of real joins of
+    the test cluster."""
+    import ray
+
+    from phloem.executors import ray as rx
+
+    real = rx._init
+    targets: list[str] = []
+
+    def aborting(times: int) -> Callable[[object, str], None]:
+        def join(ray_module: object, target: str) -> None:
+            targets.append(target)
+            if len(targets) <= times:
+                raise ConnectionAbortedError("Initialization failure from server:\nTraceback...")
+            real(ray_module, target)
+
+        return join
+
+    monkeypatch.setattr(rx, "_CLIENT_START_PAUSE", 0.1)
+    try:
+        ray.shutdown()  # this process was joined by the cluster fixture
+        monkeypatch.setattr(rx, "_init", aborting(2))
+        with caplog.at_level("WARNING", logger="phloem.executors.ray"):
+            assert rx.connect(cluster.address) is ray
+        assert ray.is_initialized() and targets == [cluster.address] * 3
+        assert sum("trying again" in r.getMessage() for r in caplog.records) == 2
+        assert cluster.alive_ips() >= {DISK_IP, GPU_IP}  # really joined
+
+        ray.shutdown()
+        targets.clear()
+        monkeypatch.setattr(rx, "_init", aborting(10))
+        with pytest.raises(PhloemError) as failed:
+            rx.connect(cluster.address)
+        assert len(targets) == rx._CLIENT_START_TRIES == 3
+        text = str(failed.value)
+        assert f"cannot join the Ray cluster at {cluster.address}" in text
+        assert "its Ray Client server aborted the join 3 times" in text
+        assert "could not start a server for this driver" in text
+        assert "ray_client_server*.log" in text and "make room on the head" in text
+        assert not ray.is_initialized()
+    finally:
+        monkeypatch.setattr(rx, "_init", real)
+        if not ray.is_initialized():
+            rx.connect(cluster.address)  # as the module's other tests expect
+
+
 # -- artifacts on S3 -------------------------------------------------------------------------------
 
 

@@ -26,6 +26,7 @@ without spending a try, so that the failure is pinned on the attempt that causes
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import contextlib
 import logging
@@ -104,6 +105,19 @@ def _keep_sigterm(handler: Any) -> None:
 
 #: joins tried when a Ray Client proxy fails to start the driver's server
 _CLIENT_START_TRIES = 3
+#: seconds between those joins
+_CLIENT_START_PAUSE = 2.0
+
+
+def _init(ray: Any, target: str) -> None:
+    """Join the Ray cluster at ``target`` (``ray.init``): one call, so that tests can put a
+    failure in front of it."""
+    ray.init(
+        address=target,
+        log_to_driver=False,  # attempts' output goes to their logs, not stdout
+        logging_level=logging.WARNING,
+        configure_logging=False,
+    )
 
 
 def connect(address: str | None) -> Any:
@@ -119,16 +133,16 @@ def connect(address: str | None) -> Any:
                 )
             return ray
         sigterm = _sigterm_handler()
+        head: _LocalHead | None = None
         try:
-            target = address or _start_local()
+            if address:
+                target = address
+            else:
+                head = _local_head()
+                target = head.address
             for tries_left in reversed(range(_CLIENT_START_TRIES)):
                 try:
-                    ray.init(
-                        address=target,
-                        log_to_driver=False,  # attempts' output goes to their logs, not stdout
-                        logging_level=logging.WARNING,
-                        configure_logging=False,
-                    )
+                    _init(ray, target)
                     break
                 except ConnectionAbortedError as exc:
                     # the Ray Client proxy could not start this driver's server (it starts
@@ -139,13 +153,22 @@ def connect(address: str | None) -> Any:
                     log.warning("joining Ray at %s failed (%s); trying again", target, exc)
                     with contextlib.suppress(Exception):
                         ray.shutdown()
-                    time.sleep(2.0)
+                    time.sleep(_CLIENT_START_PAUSE)
             _keep_sigterm(sigterm)
+        except ConnectionAbortedError as exc:
+            raise PhloemError(
+                f"cannot join the Ray cluster at {address}: its Ray Client server aborted the "
+                f"join {_CLIENT_START_TRIES} times ({exc}): it could not start a server for this "
+                "driver. See the head's ray_client_server*.log (in its session's logs folder, "
+                "/tmp/ray/session_latest/logs by default) for why, make room on the head, or join "
+                "by host:port from a machine of the cluster"
+            ) from exc
         except Exception as exc:
             where = f"at {address}" if address else "on this machine"
+            output = f"; the local Ray's output is in {head.log}" if head is not None else ""
             raise PhloemError(
-                f"cannot start or join a Ray cluster {where}: {type(exc).__name__}: {exc} "
-                "(PHLOEM_RAY_ADDRESS: unset for a local Ray, 'auto' or host:port or "
+                f"cannot start or join a Ray cluster {where}: {type(exc).__name__}: {exc}"
+                f"{output} (PHLOEM_RAY_ADDRESS: unset for a local Ray, 'auto' or host:port or "
                 "ray://host:10001 to join one)"
             ) from exc
         _connected[:] = [address]
@@ -157,11 +180,68 @@ def connect(address: str | None) -> Any:
         return ray
 
 
-def _start_local(timeout: float = 180.0) -> str:
-    """Start a Ray head on this machine for this process and return its address. It runs
-    below a guard (``lifetime``), so it dies with this process however it ends (Ray's own
-    local start leaves agents behind after a SIGKILL), and is stopped at exit."""
-    import atexit
+@dataclass(frozen=True)
+class _LocalHead:
+    """The Ray head this process started on this machine, below a guard (``lifetime``)."""
+
+    child: Any  # lifetime.Child
+    port: int
+    #: where ``ray start`` writes its output (what to read when it fails)
+    log: str
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def answers(self) -> bool:
+        import socket
+
+        if not self.child.is_alive():
+            return False
+        with socket.socket() as s:
+            return _answers(s, self.port)
+
+
+#: the local Ray head this process started, while it has one: never more than one, so a join
+#: that fails after the head started (and is tried again) uses that head again
+_local: list[_LocalHead] = []
+
+
+def _local_head() -> _LocalHead:
+    """This process's own Ray head: the one it started, while that still answers, else a new
+    one (a head that stopped answering is stopped first; its output is kept: it says why)."""
+    if _local:
+        head = _local[0]
+        if head.answers():
+            return head
+        log.warning("the local Ray stopped (its output is in %s); starting another", head.log)
+        _local.clear()
+        head.child.stop()
+    head = _start_local()
+    _local[:] = [head]
+    return head
+
+
+@atexit.register
+def _stop_local() -> None:
+    """At exit: stop this process's Ray head, if it started one."""
+    if _local:
+        _local.pop().child.stop()
+
+
+def _forget_local_log() -> None:
+    """Remove the output of this process's Ray head (the executor ended cleanly: nothing in
+    it is needed). The head goes on writing to the file, unlinked, until it stops."""
+    if _local and _local[0].answers():
+        with contextlib.suppress(OSError):
+            os.remove(_local[0].log)
+
+
+def _start_local(timeout: float = 180.0) -> _LocalHead:
+    """Start a Ray head on this machine for this process. It runs below a guard
+    (``lifetime``), so it dies with this process however it ends (Ray's own local start leaves
+    agents behind after a SIGKILL), and is stopped at exit. Its output goes to
+    ``phloem-ray-PID-PORT.log`` in the temp folder, which is kept when it fails to start."""
     import shutil
     import socket
     import sys
@@ -191,14 +271,13 @@ def _start_local(timeout: float = 180.0) -> str:
     out = os.path.join(tempfile.gettempdir(), f"phloem-ray-{os.getpid()}-{port}.log")
     child, conn = start_child(_exec, (argv, out), "phloem-ray")
     conn.close()
-    atexit.register(child.stop)
+    head = _LocalHead(child, port, out)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not child.is_alive():
             break
-        with socket.socket() as s:
-            if _answers(s, port):
-                return f"127.0.0.1:{port}"
+        if head.answers():
+            return head
         time.sleep(0.2)
     child.stop()
     try:
@@ -206,7 +285,7 @@ def _start_local(timeout: float = 180.0) -> str:
             tail = f.read()[-1500:]
     except OSError:
         tail = ""
-    raise RuntimeError(f"a local Ray did not start ({out}): {tail}")
+    raise RuntimeError(f"a local Ray did not start (its output is in {out}): {tail}")
 
 
 def _answers(s: Any, port: int) -> bool:
@@ -431,6 +510,8 @@ class RayExecutor:
         for actor in list(self._actors):
             self._retire(actor)
         self._drain_pipe()
+        if self.address is None and self._ray is not None and self._lost is None:
+            _forget_local_log()  # ended cleanly: the local Ray's output says nothing needed
 
     # -- placing attempts -----------------------------------------------------------------------
 
