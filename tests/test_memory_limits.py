@@ -94,8 +94,10 @@ def test_every_attempt_on_local_workers_records_its_cost(tmp_path: Path) -> None
     [attempt] = json.loads(shown.stdout)["tasks"][0]["attempts"]
     assert attempt["cpu_seconds"] > 0 and attempt["peak_rss"] > 10 * MiB
     assert attempt["memory_limit"] is None
+    assert attempt["gpu_seconds"] is None  # no GPU held (only Ray's workers hold GPUs)
     table = cli.invoke(cli_app, ["runs", "show", run_id], env=env).stdout
     assert "peak memory" in table and "MiB" in table
+    assert "gpu reserved" not in table
 
 
 def test_memory_options_are_checked_where_they_are_written() -> None:

@@ -258,6 +258,68 @@ def test_a_pipeline_made_inside_a_function_is_sent_to_the_workers_pickled(
     assert result.output("double") == [0, 2, 4, 6, 8]
 
 
+def test_attempts_that_hold_a_gpu_record_the_gpu_seconds_they_reserved(
+    ray_app: Phloem, tmp_path: Path
+) -> None:
+    """GPU seconds are reserved GPU time: the GPUs Ray gave the attempt's worker (half of the
+    test cluster's fake GPU, or all of it) times the attempt's wall time, busy or not. An
+    attempt without a GPU records none; ``runs show`` adds a column once a task reserved any."""
+    from typer.testing import CliRunner
+
+    from phloem.cli.main import app as cli_app
+
+    path = _pipeline(
+        tmp_path,
+        """
+        @task(resources={"gpus": 1})
+        def whole() -> dict:
+            time.sleep(0.5)  # idle: the GPU is reserved all the same
+            return where()
+
+        @task(resources={"gpus": 0.5})
+        def half() -> dict:
+            time.sleep(0.5)
+            return where()
+
+        @task
+        def plain() -> int:
+            return 1
+
+        @pipeline
+        def gpu_time():
+            whole()
+            half()
+            plain()
+        """,
+        "gpu_time.py",
+    )
+    result = phloem.run(str(path), app=ray_app)
+    assert result.state is RunState.SUCCESS, _errors(result)
+    assert result.output("whole")["ip"] == result.output("half")["ip"] == GPU_IP
+    for task_id, gpus in (("whole", 1.0), ("half", 0.5)):
+        [a] = ray_app.store.attempts(result.run_id, task_id)
+        assert a.gpu_seconds is not None, task_id
+        # at least the sleep, at most the attempt's span as the driver saw it
+        assert a.gpu_seconds >= gpus * 0.5, (task_id, a.gpu_seconds)
+        assert a.started_at is not None and a.ended_at is not None
+        assert a.gpu_seconds <= gpus * (a.ended_at - a.started_at) + 0.01, (task_id, a)
+    [plain] = ray_app.store.attempts(result.run_id, "plain")
+    assert plain.gpu_seconds is None and plain.cpu_seconds is not None
+
+    env = {"PHLOEM_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+    cli = CliRunner()
+    shown = cli.invoke(cli_app, ["runs", "show", result.run_id, "--json"], env=env)
+    assert shown.exit_code == 0, shown.output
+    by_task = {t["task_id"]: t["attempts"] for t in json.loads(shown.stdout)["tasks"]}
+    assert by_task["whole"][0]["gpu_seconds"] >= 0.5
+    assert by_task["plain"][0]["gpu_seconds"] is None
+    table = cli.invoke(cli_app, ["runs", "show", result.run_id], env=env).stdout
+    assert "gpu reserved" in table
+    [whole_line] = [ln for ln in table.splitlines() if ln.lstrip().startswith("whole")]
+    [plain_line] = [ln for ln in table.splitlines() if ln.lstrip().startswith("plain")]
+    assert whole_line.rstrip().endswith("s") and plain_line.rstrip().endswith("-")
+
+
 def test_resources_no_node_has_fail_at_once_and_clearly(ray_app: Phloem, tmp_path: Path) -> None:
     path = _pipeline(
         tmp_path,

@@ -89,12 +89,15 @@ class AssetEmitted(Effect):
 @dataclass(frozen=True, slots=True)
 class AttemptUsage(Effect):
     """What the attempt cost, as the executor measured it, and the memory it was allowed:
-    kept with the attempt however it ended."""
+    kept with the attempt however it ended. ``gpu_seconds`` is GPU time *reserved*: the GPUs
+    Ray gave the attempt's worker times the attempt's wall time, whether or not the task kept
+    them busy (None: no GPU held, or not on Ray)."""
 
     on_success_only: ClassVar[bool] = False
     cpu_seconds: float
     peak_rss: int | None
     memory_limit: int | None
+    gpu_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

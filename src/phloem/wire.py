@@ -160,6 +160,8 @@ class AttemptOut(Wire):
     cpu_seconds: float | None = None
     peak_rss: int | None = None
     memory_limit: int | None = None
+    #: GPU seconds reserved (on Ray: the GPUs its worker held times its wall time)
+    gpu_seconds: float | None = None
 
     @classmethod
     def of(cls, a: AttemptRow) -> AttemptOut:
@@ -176,6 +178,7 @@ class AttemptOut(Wire):
             cpu_seconds=a.cpu_seconds,
             peak_rss=a.peak_rss,
             memory_limit=a.memory_limit,
+            gpu_seconds=a.gpu_seconds,
         )
 
     def record(self) -> AttemptRow:
@@ -192,6 +195,7 @@ class AttemptOut(Wire):
             self.cpu_seconds,
             self.peak_rss,
             self.memory_limit,
+            self.gpu_seconds,
         )
 
 

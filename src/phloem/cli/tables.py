@@ -59,9 +59,12 @@ def summary_table(rows: Sequence[Row], title: str | None = None):  # type: ignor
     table.add_column("tries", justify="right")
     table.add_column("duration", justify="right")
     costs = any(r.cpu_seconds is not None or r.peak_rss is not None for r in rows)
+    gpus = any(r.gpu_seconds for r in rows)  # only where an attempt held a GPU (on Ray)
     if costs:
         table.add_column("cpu", justify="right")
         table.add_column("peak memory", justify="right")
+    if gpus:
+        table.add_column("gpu reserved", justify="right")
     for r in rows:
         name = f"{r.task} (x{r.mapped})" if r.mapped is not None else r.task
         state = r.state if r.mapped is not None else _styled(r.state)
@@ -69,6 +72,8 @@ def summary_table(rows: Sequence[Row], title: str | None = None):  # type: ignor
         if costs:
             cells.append("-" if r.cpu_seconds is None else f"{r.cpu_seconds:.2f}s")
             cells.append("-" if r.peak_rss is None else human_bytes(r.peak_rss))
+        if gpus:
+            cells.append(f"{r.gpu_seconds:.2f}s" if r.gpu_seconds else "-")
         table.add_row(*cells)
     return table
 
@@ -114,7 +119,7 @@ def plain_summary(tis: Iterable[TI], order: Sequence[str] | None, *lines: str | 
 def plain_table(rows: Sequence[Row], *lines: str | None) -> str | None:
     """``summary_table(rows)`` then ``lines`` as a console that is not a terminal prints them,
     or None where that takes rich (costs to show, markup, wrapping)."""
-    if any(r.cpu_seconds is not None or r.peak_rss is not None for r in rows):
+    if any(r.cpu_seconds is not None or r.peak_rss is not None or r.gpu_seconds for r in rows):
         return None
     header = ["task", "state", "tries", "duration"]
     right = [False, False, True, True]

@@ -115,6 +115,7 @@ def attempt_dict(a: AttemptRow) -> dict[str, Any]:
         "cpu_seconds": a.cpu_seconds,
         "peak_rss": a.peak_rss,
         "memory_limit": a.memory_limit,
+        "gpu_seconds": a.gpu_seconds,
     }
 
 
@@ -139,6 +140,7 @@ class Row:
     mapped: int | None = None  # instance count of a mapped task
     cpu_seconds: float | None = None  # over every attempt, where measured
     peak_rss: int | None = None  # the largest of its attempts', bytes
+    gpu_seconds: float | None = None  # reserved, over every attempt that held a GPU (Ray)
 
 
 def summary_rows(
@@ -147,21 +149,23 @@ def summary_rows(
     attempts: Iterable[AttemptRow] | None = None,
 ) -> list[Row]:
     """One row per task; with ``attempts``, what its attempts cost."""
-    cost: dict[str, tuple[float | None, int | None]] = {}
+    cost: dict[str, tuple[float | None, int | None, float | None]] = {}
     for a in attempts or ():
-        cpu, peak = cost.get(a.task_id, (None, None))
+        cpu, peak, gpu = cost.get(a.task_id, (None, None, None))
         if a.cpu_seconds is not None:
             cpu = (cpu or 0.0) + a.cpu_seconds
         if a.peak_rss is not None:
             peak = max(peak or 0, a.peak_rss)
-        cost[a.task_id] = (cpu, peak)
+        if a.gpu_seconds:
+            gpu = (gpu or 0.0) + a.gpu_seconds
+        cost[a.task_id] = (cpu, peak, gpu)
     rows = _rows(tis, order)
     if not cost:
         return rows
-    none = (None, None)
+    none = (None, None, None)
     return [
-        replace(r, cpu_seconds=cost.get(r.task, none)[0], peak_rss=cost.get(r.task, none)[1])
-        for r in rows
+        replace(r, cpu_seconds=c[0], peak_rss=c[1], gpu_seconds=c[2])
+        for r, c in ((r, cost.get(r.task, none)) for r in rows)
     ]
 
 

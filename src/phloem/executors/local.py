@@ -575,9 +575,11 @@ def _serve(
     log_max_bytes: int,
     fence: Fence,
     meter: UsageMeter | None = None,
+    gpus: float = 0.0,
 ) -> Result:
     """Run one attempt in this worker; whatever happens, a Result (phloem's own stop aside).
-    With a ``meter``, the result carries what the attempt cost (an ``AttemptUsage`` effect)."""
+    With a ``meter``, the result carries what the attempt cost (an ``AttemptUsage`` effect);
+    ``gpus`` are those this worker holds (on Ray), reserved for the attempt's wall time."""
     from phloem.runner import run_attempt
     from phloem.runner.failures import WorkerShutdown, clean, one_line
 
@@ -616,7 +618,8 @@ def _serve(
         if meter is None:
             return result
         used = meter.stop()
-        cost = AttemptUsage(used.cpu_seconds, used.peak_rss, attempt.memory_limit)
+        gpu_seconds = gpus * used.wall_seconds if gpus else None
+        cost = AttemptUsage(used.cpu_seconds, used.peak_rss, attempt.memory_limit, gpu_seconds)
         return replace(result, effects=(*result.effects, cost))
     except WorkerShutdown:
         raise

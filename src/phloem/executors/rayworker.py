@@ -117,6 +117,7 @@ class RayWorker:
         self._loaded: dict[tuple[str, str | None], PipelineSpec] = {}
         self._budget = ThreadBudget()
         self._meter = UsageMeter()
+        self._held_gpus: float | None = None
         self._fence = Fence(self._stop)
         #: which attempt of the running batch runs (its index), and since when (wall clock)
         self._running: tuple[int, float] | None = None
@@ -177,7 +178,21 @@ class RayWorker:
             self._log_max_bytes,
             self._fence,
             self._meter,
+            self._gpus(),
         )
+
+    def _gpus(self) -> float:
+        """The GPUs Ray reserved for this worker (its ``num_gpus``, fractions included),
+        which each of its attempts holds for as long as it runs."""
+        if self._held_gpus is None:
+            self._held_gpus = 0.0
+            with contextlib.suppress(Exception):
+                import ray
+
+                ctx = ray.get_runtime_context()
+                assigned = ctx.get_assigned_resources()  # type: ignore[no-untyped-call]
+                self._held_gpus = float(assigned.get("GPU", 0.0)) or float(len(ray.get_gpu_ids()))
+        return self._held_gpus
 
     def _load(self) -> None:
         from phloem.loading import load_pipeline

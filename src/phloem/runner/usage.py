@@ -1,5 +1,5 @@
-"""What an attempt costs (CPU seconds, peak resident memory) and the memory limit a worker
-process enforces for it.
+"""What an attempt costs (CPU seconds, peak resident memory, wall time) and the memory limit
+a worker process enforces for it.
 
 A worker runs one attempt at a time, so process-wide measures are the attempt's: CPU time is
 the difference of ``getrusage`` (the process and the children it waited for), and the peak
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import resource
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ def human_bytes(n: float) -> str:
 class Usage:
     cpu_seconds: float
     peak_rss: int | None  # bytes; None where the kernel does not say
+    wall_seconds: float = 0.0  # from start to stop (what reserved resources are held for)
 
 
 class UsageMeter:
@@ -51,6 +53,7 @@ class UsageMeter:
         except OSError:
             self.close()
         self._cpu0 = 0.0
+        self._wall0 = 0.0
 
     def close(self) -> None:
         for fd in (self._clear, self._status):
@@ -74,9 +77,11 @@ class UsageMeter:
             except OSError:
                 self.close()
         self._cpu0 = self._cpu()
+        self._wall0 = time.monotonic()
 
     def stop(self) -> Usage:
-        return Usage(max(0.0, self._cpu() - self._cpu0), self._peak())
+        wall = max(0.0, time.monotonic() - self._wall0)
+        return Usage(max(0.0, self._cpu() - self._cpu0), self._peak(), wall)
 
     def _peak(self) -> int | None:
         if self._status is None or self._clear is None:

@@ -145,7 +145,9 @@ def _write_artifacts(
     conn.execute(insert_new(dialect, s.artifact_uses), list(uses.values()))
 
 
-_USAGE_UPDATE = attempt_update(cpu_seconds="v_cpu", peak_rss="v_rss", memory_limit="v_limit")
+_USAGE_UPDATE = attempt_update(
+    cpu_seconds="v_cpu", peak_rss="v_rss", memory_limit="v_limit", gpu_seconds="v_gpu"
+)
 
 
 def _write_usage(
@@ -166,6 +168,7 @@ def _write_usage(
                 "v_cpu": e.cpu_seconds,
                 "v_rss": e.peak_rss,
                 "v_limit": e.memory_limit,
+                "v_gpu": e.gpu_seconds,
             }
             for at, e in items
         ],

@@ -93,6 +93,7 @@ attempts = Table(
     Column("cpu_seconds", Float),  # what the attempt cost, where the executor measured it
     Column("peak_rss", BigInteger),  # bytes
     Column("memory_limit", BigInteger),  # bytes the executor allowed it (None: no limit)
+    Column("gpu_seconds", Float),  # GPUs reserved for it (on Ray) times its wall time
 )
 
 events = Table(

@@ -589,6 +589,7 @@ class SqlStore:
                     r.cpu_seconds,
                     r.peak_rss,
                     r.memory_limit,
+                    r.gpu_seconds,
                 )
                 for r in conn.execute(q)
             ]

@@ -106,6 +106,7 @@ class AttemptRow:
     cpu_seconds: float | None = None  # what it cost, where the executor measured it
     peak_rss: int | None = None  # bytes
     memory_limit: int | None = None  # bytes it was allowed (None: no limit)
+    gpu_seconds: float | None = None  # GPUs reserved for it (on Ray) times its wall time
 
 
 @dataclass(frozen=True, slots=True)
