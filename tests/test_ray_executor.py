@@ -465,6 +465,79 @@ def test_a_node_lost_mid_task_fails_its_attempt_and_the_retry_waits_for_room(
     assert result.output("fragile")["ip"] == DISK_IP
 
 
+def test_a_result_lost_with_its_node_fails_its_attempt_and_the_retry_succeeds(
+    cluster: RayCluster, ray_app: Phloem, tmp_path: Path
+) -> None:
+    """A result larger than Ray sends back inline (100 KiB: here three assets' metadata) stays
+    in the object store of the node that ran it until the driver fetches it. That node dies
+    first (the raylet of the driver's node, through which the driver fetches, is held
+    meanwhile): the result is lost, the attempt fails saying so, and the engine retries it."""
+    from processes import descendants
+
+    ledger, go = tmp_path / "ledger.jsonl", tmp_path / "go"
+    path = _pipeline(
+        tmp_path,
+        f"""
+        LEDGER, GO = {str(ledger)!r}, {str(go)!r}
+
+        @task(retries=1, resources={{"custom": {{"big_disk": 1}}}})
+        def bulky() -> dict:
+            note(LEDGER, "start")
+            while phloem.context().try_number == 1 and not os.path.exists(GO):
+                time.sleep(0.05)
+            for i in range(3):
+                phloem.emit(f"bulky-{{i}}", {{"blob": "x" * 60_000}})
+            note(LEDGER, "end")
+            return {{"try": phloem.context().try_number, **where()}}
+
+        @pipeline
+        def lost_result():
+            bulky()
+        """,
+        "lost_result.py",
+    )
+    assert cluster.head.proc is not None
+    [raylet] = [p for p in descendants(cluster.head.proc.pid) if "raylet/raylet" in p.cmdline]
+    running = _in_background(lambda: phloem.run(str(path), app=ray_app))
+    first = _wait_for("the first try to start", _started(ledger, "bulky", 1), running)
+    assert isinstance(first, dict) and first["ip"] == DISK_IP
+    os.kill(raylet.pid, signal.SIGSTOP)  # the driver cannot fetch a result from now on
+    try:
+        go.touch()
+        _wait_for(
+            "the first try to end",
+            lambda: (1, "end") in [(e["try"], e["event"]) for e in _ledger(ledger)],
+            running,
+        )
+        time.sleep(1.0)  # its result stored on its node, and the driver told where it is
+        cluster.kill_node("disk")
+    finally:
+        os.kill(raylet.pid, signal.SIGCONT)
+    _wait_for(
+        "the first try to fail",
+        lambda: any(
+            a.error
+            for r in ray_app.store.list_runs(pipeline="lost_result")
+            for a in ray_app.store.attempts(r.run_id, "bulky")
+        ),
+    )
+    cluster.start_node("disk")
+    cluster.wait_alive({"disk"})
+    result = running.result(timeout=300)
+    assert result.state is RunState.SUCCESS, _errors(result)
+    tries = ray_app.store.attempts(result.run_id, "bulky")
+    assert [a.try_number for a in tries] == [1, 2]
+    assert f"the result of this attempt was lost with node {DISK_IP}" in (tries[0].error or "")
+    assert result.output("bulky")["try"] == 2
+    # each try ran once, to its end: Ray retried nothing by itself
+    assert [(e["try"], e["event"]) for e in _ledger(ledger)] == [
+        (1, "start"),
+        (1, "end"),
+        (2, "start"),
+        (2, "end"),
+    ]
+
+
 def test_a_silent_worker_is_failed_after_the_heartbeat_timeout_and_never_commits(
     cluster: RayCluster, ray_app: Phloem, tmp_path: Path
 ) -> None:
