@@ -881,11 +881,9 @@ def test_a_local_ray_dies_with_its_driver(tmp_path: Path, processes: Processes) 
         """,
         "local_ray.py",
     )
-    short = Path(tempfile.mkdtemp(prefix="phr", dir="/tmp"))  # Ray's socket paths are short
-    env = {**os.environ, "PHLOEM_HOME": str(tmp_path / "home"), "RAY_TMPDIR": str(short)}
-    for k in ("PHLOEM_RAY_ADDRESS", "PHLOEM_DB_URL", "PHLOEM_ARTIFACTS_URL", "RAY_ADDRESS"):
-        env.pop(k, None)
-    env["RAY_AUTH_MODE"] = "disabled"  # no token written to this machine's ~/.ray
+    short = Path(tempfile.mkdtemp(prefix="phr", dir="/tmp"))
+    # the head's output goes there too: a driver killed leaves it, and the test removes it
+    env = _local_ray_env(tmp_path, short)
     try:
         with open(tmp_path / "driver.log", "w") as log:
             driver = processes.start(
