@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from typing import Any
 
 from sqlalchemy import Connection, Table
@@ -145,9 +146,39 @@ def _write_artifacts(
     conn.execute(insert_new(dialect, s.artifact_uses), list(uses.values()))
 
 
-_USAGE_UPDATE = attempt_update(
-    cpu_seconds="v_cpu", peak_rss="v_rss", memory_limit="v_limit", gpu_seconds="v_gpu"
-)
+#: the attempt columns an ``AttemptUsage`` fills: one per field, named as the field, so a field
+#: added to the effect is written everywhere usage is (alone here, or with the attempt's end in
+#: ``Writer.record_attempts``) or fails at import, never dropped silently
+USAGE_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(AttemptUsage))
+_missing = [c for c in USAGE_COLUMNS if c not in s.attempts.c]
+if _missing:
+    raise ImportError(
+        f"AttemptUsage has fields {_missing} that are not columns of the attempts table: "
+        "add the columns (schema.py and a migration) or rename the fields"
+    )
+
+
+def usage_values(e: AttemptUsage) -> dict[str, Any]:
+    """The bind parameters of ``USAGE_COLUMNS`` (``u_<column>``) for one usage."""
+    return {f"u_{c}": getattr(e, c) for c in USAGE_COLUMNS}
+
+
+def usage_binds() -> dict[str, str]:
+    """column -> bind parameter name, for building a statement that writes usage."""
+    return {c: f"u_{c}" for c in USAGE_COLUMNS}
+
+
+def usages(pending: Sequence[AttemptEffects]) -> dict[AttemptId, AttemptUsage]:
+    """The usage each attempt recorded (the last, if it recorded several), by attempt."""
+    return {
+        (a.task_id, a.map_index, a.try_number): e
+        for a in pending
+        for e in a.effects
+        if isinstance(e, AttemptUsage)
+    }
+
+
+_USAGE_UPDATE = attempt_update(**usage_binds())
 
 
 def _write_usage(
@@ -165,10 +196,7 @@ def _write_usage(
                 "b_task": at.task_id,
                 "b_map": at.map_index,
                 "b_try": at.try_number,
-                "v_cpu": e.cpu_seconds,
-                "v_rss": e.peak_rss,
-                "v_limit": e.memory_limit,
-                "v_gpu": e.gpu_seconds,
+                **usage_values(e),
             }
             for at, e in items
         ],
@@ -224,12 +252,16 @@ def write_effects(
     applied: Applied,
     pending: Sequence[AttemptEffects],
     now: float,
+    usage_written: frozenset[AttemptId] | set[AttemptId] = frozenset(),
 ) -> None:
-    """Write the effects of the attempts this commit ended (see the module docstring)."""
+    """Write the effects of the attempts this commit ended (see the module docstring);
+    ``usage_written``: attempts whose usage the update of their end wrote already."""
     batches: dict[type[Effect], list[dict[str, Any]]] = {}
     grouped: dict[type[Effect], list[tuple[AttemptEffects, Effect]]] = {}
     for a, e in landing(applied, pending):
         kind = _SHARED.get(type(e), type(e))
+        if kind is AttemptUsage and (a.task_id, a.map_index, a.try_number) in usage_written:
+            continue
         if kind in _WRITERS:
             grouped.setdefault(kind, []).append((a, e))
             continue
@@ -246,4 +278,12 @@ def write_effects(
         _WRITERS[kind](conn, run_id, items, now)
 
 
-__all__ = ["ended_attempts", "landing", "write_effects"]
+__all__ = [
+    "USAGE_COLUMNS",
+    "ended_attempts",
+    "landing",
+    "usage_binds",
+    "usage_values",
+    "usages",
+    "write_effects",
+]

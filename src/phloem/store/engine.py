@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from phloem.errors import StoreError
 from phloem.store.opening import bad_url
@@ -127,3 +127,67 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
     never fails upgrading from a read while another process writes."""
     with engine.connect().execution_options(**{WRITE: True}) as conn, conn.begin():
         yield conn
+
+
+class RoundTrip:
+    """An open ``one_round_trip``."""
+
+    def __init__(self, driver_connection: Any) -> None:
+        self._raw = driver_connection
+
+    def commit(self) -> None:
+        """End the transaction with the batch: on PostgreSQL its COMMIT travels with the
+        writes and is confirmed when the block ends (SQLAlchemy's commit, after it, finds the
+        transaction ended and sends nothing); elsewhere nothing, the transaction commits as
+        usual when its block ends. Call it last in the block, and end the transaction's block
+        right after it."""
+        if self._raw is not None:
+            self._raw.execute("COMMIT")
+
+
+@contextmanager
+def one_round_trip(conn: Connection) -> Iterator[RoundTrip]:
+    """Writes whose results nobody reads (no row count, no rows) sent together: on PostgreSQL
+    (psycopg) as one pipeline, one round trip to the server instead of one per statement;
+    elsewhere one by one, as without it. Why only those: inside a pipeline results arrive at
+    its end, so an UPDATE's row count reads -1 (never put a compare-and-set or the fencing
+    check in one). The statements still run in order, in the caller's transaction; an error
+    of any of them is raised at the end of the block, as SQLAlchemy raises it elsewhere."""
+    dialect = conn.dialect
+    if dialect.name != "postgresql" or dialect.driver != "psycopg":
+        yield RoundTrip(None)
+        return
+    raw = conn.connection.driver_connection
+    dbapi_error = dialect.loaded_dbapi.Error
+    try:
+        with raw.pipeline():  # type: ignore[union-attr]
+            yield RoundTrip(raw)
+    except dbapi_error as exc:  # raised by the sync ending the pipeline, not wrapped yet
+        gone = dialect.is_disconnect(exc, raw, None)
+        if gone:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(
+            "(the statements of one pipeline)",
+            None,
+            exc,
+            dbapi_error,
+            connection_invalidated=gone,
+            dialect=dialect,
+        ) from exc
+
+
+#: writes kept for the end of a transaction, whose results nobody reads: (statement, rows)
+Writes = list[tuple[Any, Any]]
+
+
+def send_writes(conn: Connection, writes: Writes, *, commit: bool = False) -> None:
+    """Run ``writes`` in order, in one round trip on PostgreSQL; with ``commit``, the
+    transaction's COMMIT goes in the same round trip (the caller ends its transaction block
+    right after)."""
+    if not writes:
+        return  # a COMMIT alone is one round trip anyway: the transaction's own
+    with one_round_trip(conn) as trip:
+        for statement, rows in writes:
+            conn.execute(statement, rows)
+        if commit:
+            trip.commit()

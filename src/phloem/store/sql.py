@@ -27,7 +27,7 @@ from phloem.states import (
     RunState,
 )
 from phloem.store import schema as s
-from phloem.store.engine import make_engine, write_transaction
+from phloem.store.engine import Writes, make_engine, send_writes, write_transaction
 from phloem.store.migrate import ensure_schema
 from phloem.store.opening import cannot_open
 from phloem.store.port import StoreCapabilities, WorkListener
@@ -498,12 +498,18 @@ class SqlStore:
         now = time.time() if now is None else now
         try:
             with self._tx() as conn:
-                return [self._w.apply_commit(conn, r, now, bulk=True) for r in requests]
+                later: Writes = []
+                out = [self._w.apply_commit(conn, r, now, bulk=True, later=later) for r in requests]
+                # the attempts and events, and the COMMIT: one round trip on PostgreSQL
+                send_writes(conn, later, commit=True)
+            return out
         except LostRace:
             out = []
             for r in requests:
                 with self._tx() as conn:
-                    out.append(self._w.apply_commit(conn, r, now, bulk=False))
+                    later = []
+                    out.append(self._w.apply_commit(conn, r, now, bulk=False, later=later))
+                    send_writes(conn, later, commit=True)
             return out
 
     def add_instances(

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, select
 
+from phloem.effects import AttemptEffects, AttemptUsage
 from phloem.errors import StoreError
 from phloem.records import TI, Expansion, Key, Transition, expansion_instances
 from phloem.states import (
@@ -22,7 +23,8 @@ from phloem.states import (
 )
 from phloem.store import schema as s
 from phloem.store.cache import write_cache
-from phloem.store.effects import write_effects
+from phloem.store.effects import AttemptId, usage_binds, usage_values, usages, write_effects
+from phloem.store.engine import Writes, send_writes
 from phloem.store.rows import TI_VALUE_COLUMNS, attempt_update, ti_row, ti_values
 from phloem.store.rows import insert_new as insert_new  # re-exported for store modules
 from phloem.store.types import Applied, ArtifactRecord, ArtifactUse, Commit
@@ -53,8 +55,16 @@ class Writer:
         )
 
     def set_run_state(
-        self, conn: Connection, run_id: str, old: RunState, new: RunState, now: float
+        self,
+        conn: Connection,
+        run_id: str,
+        old: RunState,
+        new: RunState,
+        now: float,
+        later: Writes | None = None,
     ) -> bool:
+        """Compare-and-set of the run's state, and its event (kept in ``later``, if given, to
+        be sent after the events of the commit's task changes, in the order they happened)."""
         r = s.runs
         values: dict[str, Any] = {"state": new.value}
         if new is RunState.RUNNING:
@@ -68,27 +78,42 @@ class Writer:
         )
         if res.rowcount != 1:
             return False
-        conn.execute(
-            s.events.insert().values(
-                run_id=run_id, old_state=old.value, new_state=new.value, at=now
-            )
-        )
+        row = {"run_id": run_id, "old_state": old.value, "new_state": new.value, "at": now}
+        if later is None:
+            conn.execute(_INSERT_RUN_EVENT, [row])
+        else:
+            later.append((_INSERT_RUN_EVENT, [row]))
         return True
 
-    def apply_commit(self, conn: Connection, r: Commit, now: float, *, bulk: bool) -> Applied:
+    def apply_commit(
+        self, conn: Connection, r: Commit, now: float, *, bulk: bool, later: Writes
+    ) -> Applied:
+        """One run's decision, in the caller's transaction. Writes nobody reads a result of
+        (attempts, events) go to ``later``: the caller sends them, in one round trip with the
+        COMMIT on PostgreSQL (``engine.send_writes``)."""
         if r.owner is not None:
             held = conn.execute(
                 _RENEW_LEASE, {"b_run": r.run_id, "b_owner": r.owner, "v_until": now + r.lease_ttl}
             )
             if held.rowcount != 1:
                 return Applied(fenced=True)
+        usage_written: set[AttemptId] = set()
         applied = self.transitions(
-            conn, r.run_id, r.transitions, r.expansions, now, bulk=bulk, holder=r.owner
+            conn,
+            r.run_id,
+            r.transitions,
+            r.expansions,
+            now,
+            bulk=bulk,
+            holder=r.owner,
+            effects=r.effects,
+            usage_written=usage_written,
+            later=later,
         )
-        self.finish_commit(conn, r.run_id, applied, r.run_state, r.artifacts, r.uses, now)
+        self.finish_commit(conn, r.run_id, applied, r.run_state, r.artifacts, r.uses, now, later)
         self.asset_events(conn, r.run_id, applied, r.asset_outputs, now)
         if r.effects:
-            write_effects(conn, r.run_id, applied, r.effects, now)
+            write_effects(conn, r.run_id, applied, r.effects, now, usage_written)
         if r.cache_entries or r.cache_checks:
             write_cache(conn, self.dialect, r, applied, now)
         return applied
@@ -123,13 +148,14 @@ class Writer:
         artifacts: Sequence[ArtifactRecord],
         uses: Sequence[ArtifactUse],
         now: float,
+        later: Writes | None = None,
     ) -> None:
         # a run state decided from changes that lost their compare-and-set is stale: it is
         # not applied, and the caller reloads and decides again
         if (
             run_state is not None
             and not applied.lost
-            and self.set_run_state(conn, run_id, *run_state, now)
+            and self.set_run_state(conn, run_id, *run_state, now, later)
         ):
             applied.run_state = run_state[1]
         if artifacts or uses:
@@ -145,7 +171,16 @@ class Writer:
         *,
         bulk: bool,
         holder: str | None = None,
+        effects: Sequence[AttemptEffects] = (),
+        usage_written: set[AttemptId] | None = None,
+        later: Writes | None = None,
     ) -> Applied:
+        """Apply ``transitions`` by compare-and-set and record their attempts and events:
+        appended to ``later`` if given (the caller sends them), else sent before returning,
+        in one round trip on PostgreSQL. The usage an attempt recorded among ``effects`` is
+        written by the update of that attempt's end, one statement less per commit; the
+        attempts it was written for are added to ``usage_written``, so ``write_effects``
+        does not write it again."""
         applied = Applied()
         for e in expansions:
             ph = e.placeholder
@@ -243,9 +278,14 @@ class Writer:
         won_set = set(won)
         winners = [t for t in transitions if t.key in won_set]
         applied.transitions = winners
-        self.record_attempts(conn, run_id, winners, now, holder)
-        if winners:
-            conn.execute(
+        if not winners:
+            return applied
+        writes: Writes = [] if later is None else later
+        written = self.record_attempts(
+            run_id, winners, now, writes, holder, usages(effects) if effects else None
+        )
+        writes.append(
+            (
                 _INSERT_EVENTS,
                 [
                     {
@@ -261,21 +301,30 @@ class Writer:
                     for t in winners
                 ],
             )
+        )
+        if later is None:
+            send_writes(conn, writes)
+        if usage_written is not None:
+            usage_written.update(written)
         return applied
 
     def record_attempts(
         self,
-        conn: Connection,
         run_id: str,
         ts: Sequence[Transition],
         now: float,
+        writes: Writes,
         holder: str | None = None,
-    ) -> None:
+        usage: Mapping[AttemptId, AttemptUsage] | None = None,
+    ) -> set[AttemptId]:
         """Attempt rows: one per attempt queued (``worker`` names the lease holder of the
         driver that hands it out, so a successor knows whose attempts it inherits), updated
-        as it runs and ends."""
+        as it runs and ends. An attempt changed several times in one commit (started and
+        ended) is updated once, to its last state: each update sets every column it carries.
+        The ``usage`` of an attempt whose end this writes goes in the same update; returns
+        the attempts whose usage was written so. The statements go to ``writes``."""
         new_rows = []
-        updates = []
+        updates: dict[AttemptId, dict[str, Any]] = {}
         for t in ts:
             new, old = t.new, t.old
             if new.state is TaskState.QUEUED:
@@ -291,22 +340,37 @@ class Writer:
                     }
                 )
             elif old.state.value in _ACTIVE and new.try_number == old.try_number:
-                updates.append(
-                    {
-                        "b_run": run_id,
-                        "b_task": new.task_id,
-                        "b_map": new.map_index,
-                        "b_try": new.try_number,
-                        "v_state": AttemptState.of(new.state).value,
-                        "v_started": new.started_at,
-                        "v_ended": new.ended_at,
-                        "v_error": new.error,
-                    }
-                )
+                # keyed by attempt, in the order first changed: the last change wins
+                updates[(new.task_id, new.map_index, new.try_number)] = {
+                    "b_run": run_id,
+                    "b_task": new.task_id,
+                    "b_map": new.map_index,
+                    "b_try": new.try_number,
+                    "v_state": AttemptState.of(new.state).value,
+                    "v_started": new.started_at,
+                    "v_ended": new.ended_at,
+                    "v_error": new.error,
+                    "ended": new.state.value not in _ACTIVE,
+                }
         if new_rows:
-            conn.execute(_INSERT_ATTEMPTS, new_rows)
-        if updates:
-            conn.execute(ATTEMPT_UPDATE, updates)
+            writes.append((_INSERT_ATTEMPTS, new_rows))
+        plain = []
+        with_usage = []
+        written: set[AttemptId] = set()
+        for aid, row in updates.items():
+            ended = row.pop("ended")
+            used = usage.get(aid) if usage and ended else None
+            if used is None:
+                plain.append(row)
+            else:
+                row.update(usage_values(used))
+                with_usage.append(row)
+                written.add(aid)
+        if plain:
+            writes.append((ATTEMPT_UPDATE, plain))
+        if with_usage:
+            writes.append((ATTEMPT_END_WITH_USAGE, with_usage))
+        return written
 
     def record_artifacts(
         self,
@@ -393,13 +457,20 @@ class Writer:
 ATTEMPT_UPDATE = attempt_update(
     state="v_state", started_at="v_started", ended_at="v_ended", error="v_error"
 )
+#: an attempt's end and what it cost, in one statement (usage columns: effects.USAGE_COLUMNS)
+ATTEMPT_END_WITH_USAGE = attempt_update(
+    state="v_state", started_at="v_started", ended_at="v_ended", error="v_error", **usage_binds()
+)
 _RENEW_LEASE = (
     s.runs.update()
     .where(s.runs.c.run_id == bindparam("b_run"), s.runs.c.owner == bindparam("b_owner"))
     .values(lease_expires_at=bindparam("v_until"))
 )
-_INSERT_EVENTS = s.events.insert()
-_INSERT_ATTEMPTS = s.attempts.insert()
+# inline: no RETURNING of the generated key, which nobody reads (and which a pipeline, see
+# one_round_trip, cannot return before its end)
+_INSERT_EVENTS = s.events.insert().inline()
+_INSERT_ATTEMPTS = s.attempts.insert().inline()
+_INSERT_RUN_EVENT = s.events.insert().inline()
 
 
 class LostRace(Exception):

@@ -1,0 +1,259 @@
+"""What one commit of a chain costs the database, counted (never timed): the statements it
+runs on SQLite and PostgreSQL, and on PostgreSQL the round trips to the server; and the usage
+an attempt recorded, written by the update of the attempt's end, for every usage field."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select
+
+import phloem
+from phloem import task
+from phloem.effects import AttemptEffects, AttemptUsage, MetricLogged
+from phloem.records import TI, RunRecord, Transition
+from phloem.states import RunState, RunType, TaskState
+from phloem.store import Commit, SqlStore
+from phloem.store import schema as s
+from phloem.store.effects import USAGE_COLUMNS
+
+CHAIN = 6
+
+
+@task
+def step(x: int) -> int:
+    return x + 1
+
+
+@phloem.pipeline(name="round_trip_chain")
+def chain() -> None:
+    ref = step(0)
+    for _ in range(CHAIN - 1):
+        ref = step(ref)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'phloem.db'}"
+    return request.getfixturevalue("pg_url")  # type: ignore[no-any-return]
+
+
+class Transactions:
+    """The statements of each committed transaction, in order (first word and table), by the
+    driver connection that ran it."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self.done: list[tuple[int, list[str]]] = []
+        self._current: dict[int, list[str]] = {}
+        self.store = store
+        event.listen(store.engine, "before_cursor_execute", self._statement)
+        event.listen(store.engine, "commit", self._commit)
+        event.listen(store.engine, "rollback", self._rollback)
+
+    def _statement(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        words = statement.split()
+        if words[0] in ("UPDATE", "DELETE"):
+            kind = f"{words[0]} {words[1]}"
+        elif words[0] == "INSERT":
+            kind = f"INSERT {words[2]}"
+        else:
+            kind = words[0]
+        self._current.setdefault(id(conn.connection.driver_connection), []).append(kind)
+
+    def _commit(self, conn: Any) -> None:
+        key = id(conn.connection.driver_connection)
+        statements = self._current.pop(key, [])
+        if statements:
+            self.done.append((key, statements))
+
+    def _rollback(self, conn: Any) -> None:
+        self._current.pop(id(conn.connection.driver_connection), None)
+
+    def close(self) -> None:
+        event.remove(self.store.engine, "before_cursor_execute", self._statement)
+        event.remove(self.store.engine, "commit", self._commit)
+        event.remove(self.store.engine, "rollback", self._rollback)
+
+
+#: the commit that ends one task of a chain and hands out the next: the fencing check, the
+#: compare-and-set of both instances, the next attempt, the end of this one (with its usage)
+#: and the events
+CHAIN_COMMIT = [
+    "UPDATE runs",
+    "UPDATE task_instances",
+    "INSERT attempts",
+    "UPDATE attempts",
+    "INSERT events",
+]
+
+#: on PostgreSQL: BEGIN, the fencing check, the compare-and-set, and the rest with the COMMIT
+CHAIN_COMMIT_ROUND_TRIPS = 4
+
+
+class Traces:
+    """libpq's trace of each connection the store opens from now on, a file each."""
+
+    def __init__(self, store: SqlStore, where: Path) -> None:
+        from psycopg import pq
+
+        self.store = store
+        self.files: dict[int, Any] = {}
+        store.engine.dispose()
+
+        def on_connect(dbapi_conn: Any, _record: Any) -> None:
+            out = (where / f"{len(self.files)}.trace").open("w")
+            self.files[id(dbapi_conn)] = out
+            dbapi_conn.pgconn.trace(out.fileno())
+            dbapi_conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+
+        self._on_connect = on_connect
+        event.listen(store.engine, "connect", on_connect)
+
+    def close(self) -> None:
+        event.remove(self.store.engine, "connect", self._on_connect)
+        self.store.engine.dispose()  # the connections end, their traces are complete
+        for out in self.files.values():
+            out.close()
+
+    def committed(self, key: int) -> list[int]:
+        """The round trips (one ReadyForQuery each) of each committed transaction of one
+        connection, in order. Not counted: psycopg preparing a statement run five times
+        (a Parse answered by ParseComplete alone), once per statement and connection."""
+        out: list[int] = []
+        segment: list[str] = []
+        for line in [*Path(self.files[key].name).read_text(errors="replace").splitlines(), ""]:
+            if not line or (line.startswith("F") and 'Query\t "BEGIN"' in line):
+                if any('CommandComplete\t "COMMIT"' in x for x in segment):
+                    answers = [x.split("\t")[2] for x in segment if x.startswith("B")]
+                    out.append(
+                        sum(
+                            a == "ReadyForQuery" and answers[i - 1] != "ParseComplete"
+                            for i, a in enumerate(answers)
+                        )
+                    )
+                segment = []
+            segment.append(line)
+        return out
+
+
+def test_a_chain_commit_is_five_statements_and_four_round_trips(url: str, tmp_path: Path) -> None:
+    store = SqlStore(url)
+    on_pg = store.dialect == "postgresql"
+    traces = Traces(store, tmp_path) if on_pg else None
+    seen = Transactions(store)
+    try:
+        result = phloem.run(chain, store=store, home=tmp_path / "home", workers=1)
+    finally:
+        seen.close()
+        if traces is not None:
+            traces.close()
+    try:
+        assert result.succeeded
+        attempts = store.attempts(result.run_id)
+    finally:
+        store.close()
+    # every attempt ended with what it cost, written with its end
+    assert len(attempts) == CHAIN
+    assert all(a.state.value == "success" and a.cpu_seconds is not None for a in attempts)
+    is_chain = [("INSERT attempts" in t and "UPDATE attempts" in t) for _, t in seen.done]
+    # each task but the last hands out the next (a report that arrives late may make a commit
+    # of its own, so at least most of them)
+    assert sum(is_chain) >= CHAIN // 2
+    for (_, statements), chained in zip(seen.done, is_chain, strict=True):
+        if chained:
+            assert statements == CHAIN_COMMIT
+    if traces is not None:
+        trips: dict[int, list[int]] = {k: traces.committed(k) for k in {k for k, _ in seen.done}}
+        per_connection = {k: [t for c, t in seen.done if c == k] for k in trips}
+        assert {k: len(v) for k, v in trips.items()} == {
+            k: len(v) for k, v in per_connection.items()
+        }
+        chain_trips = [
+            n
+            for k in trips
+            for n, statements in zip(trips[k], per_connection[k], strict=True)
+            if statements == CHAIN_COMMIT
+        ]
+        assert chain_trips == [CHAIN_COMMIT_ROUND_TRIPS] * sum(is_chain)
+
+
+# -- usage, written with the attempt's end ------------------------------------------------------
+
+
+def _run(store: SqlStore) -> TI:
+    store.create_run(
+        RunRecord(
+            run_id="r",
+            pipeline="p",
+            state=RunState.RUNNING,
+            logical_date="2024-01-01T00:00:00+00:00",
+            params={},
+            created_at=1.0,
+            run_type=RunType.MANUAL,
+            source="f.py:p",
+            code_hash="h",
+        ),
+        [TI(task_id="t")],
+    )
+    ti = TI(task_id="t")
+    queued = replace(ti, state=TaskState.QUEUED, try_number=1, queued_at=2.0)
+    store.commit("r", [Transition(ti, replace(ti, state=TaskState.SCHEDULED), None)], now=2.0)
+    sched = replace(ti, state=TaskState.SCHEDULED)
+    store.commit("r", [Transition(sched, queued, None)], now=2.0)
+    return queued
+
+
+def _usage_row(store: SqlStore) -> dict[str, Any]:
+    a = s.attempts
+    with store.engine.connect() as conn:
+        row = conn.execute(select(a).where(a.c.run_id == "r")).mappings().one()
+    return dict(row)
+
+
+def _every_field() -> AttemptUsage:
+    """A usage with a value in every field, one the table can hold (whatever fields it has)."""
+    return AttemptUsage(**{f.name: 7 for f in dataclasses.fields(AttemptUsage)})
+
+
+def test_usage_of_every_field_lands_with_the_attempts_end(url: str) -> None:
+    assert tuple(f.name for f in dataclasses.fields(AttemptUsage)) == USAGE_COLUMNS
+    store = SqlStore(url)
+    try:
+        queued = _run(store)
+        running = replace(queued, state=TaskState.RUNNING, started_at=3.0)
+        done = replace(running, state=TaskState.SUCCESS, ended_at=4.0, output="1")
+        metric = MetricLogged("loss", 0.5, None, 3.5)
+        effects = (AttemptEffects("t", -1, 1, (_every_field(), metric)),)
+        # started and ended in one commit: one update of the attempt, to its end
+        [applied] = store.commit_many(
+            [Commit("r", (Transition(queued, running), Transition(running, done)), effects=effects)]
+        )
+        assert applied.complete
+        row = _usage_row(store)
+        assert row["state"] == "success" and row["started_at"] == 3.0 and row["ended_at"] == 4.0
+        assert {c: row[c] for c in USAGE_COLUMNS} == {c: 7 for c in USAGE_COLUMNS}
+        assert [m.value for m in store.tracking.metrics("r")] == [0.5]
+    finally:
+        store.close()
+
+
+def test_usage_of_an_attempt_whose_end_lost_is_not_written(url: str) -> None:
+    store = SqlStore(url)
+    try:
+        queued = _run(store)
+        running = replace(queued, state=TaskState.RUNNING, started_at=3.0)
+        store.commit("r", [Transition(queued, running)], now=3.0)
+        stale = replace(queued, state=TaskState.SUCCESS, ended_at=4.0)  # from queued: loses
+        effects = (AttemptEffects("t", -1, 1, (_every_field(),)),)
+        [applied] = store.commit_many([Commit("r", (Transition(queued, stale),), effects=effects)])
+        assert applied.lost == [("t", -1)]
+        row = _usage_row(store)
+        assert row["state"] == "running"
+        assert all(row[c] is None for c in USAGE_COLUMNS)
+    finally:
+        store.close()
