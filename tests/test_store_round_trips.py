@@ -257,3 +257,33 @@ def test_usage_of_an_attempt_whose_end_lost_is_not_written(url: str) -> None:
         assert all(row[c] is None for c in USAGE_COLUMNS)
     finally:
         store.close()
+
+
+def test_a_write_sent_with_the_commit_that_fails_applies_nothing(url: str) -> None:
+    """The attempt and event writes travel with the COMMIT (one pipeline on PostgreSQL): one
+    that fails raises as any statement does, the whole commit is rolled back, and the store
+    goes on working."""
+    from sqlalchemy.exc import IntegrityError
+
+    store = SqlStore(url)
+    try:
+        _run(store)
+        with store.engine.begin() as conn:  # an attempt 2 exists already: its insert fails
+            conn.execute(
+                s.attempts.insert().values(
+                    run_id="r", task_id="t", map_index=-1, try_number=2, state="queued"
+                )
+            )
+        queued = store.get_instance("r", "t")
+        failed = replace(queued, state=TaskState.UP_FOR_RETRY, ended_at=3.0)
+        retry = replace(failed, state=TaskState.QUEUED, try_number=2, queued_at=4.0)
+        with pytest.raises(IntegrityError):
+            store.commit("r", [Transition(queued, failed), Transition(failed, retry)], now=4.0)
+        assert store.get_instance("r", "t") == queued
+        assert [a.state.value for a in store.attempts("r")] == ["queued", "queued"]
+        # the same connection commits again
+        running = replace(queued, state=TaskState.RUNNING, started_at=5.0)
+        assert store.commit("r", [Transition(queued, running)], now=5.0).complete
+        assert store.get_instance("r", "t") == running
+    finally:
+        store.close()
