@@ -285,6 +285,8 @@ def test_a_send_under_way_when_the_exit_grace_ends_is_recorded_before_flush_retu
             target=lambda: (hook.arrived.wait(30), time.sleep(0.3), hook.gate.set())
         )
         release.start()
+        if threaded:  # its thread sends: the send must be under way when the grace ends
+            assert hook.arrived.wait(30)
         sender.flush(0.05)  # a grace far shorter than the receiver takes
         release.join()
         (d,) = store.alerts.history()

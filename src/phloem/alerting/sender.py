@@ -124,15 +124,18 @@ class Sender:
                 d, exc = self._done.get_nowait()
             except queue.Empty:
                 return sent
-            self._inflight -= 1
-            if exc is None:
-                if self.book.finish(d.id, self.holder, self.clock(), sent=True):
-                    sent += 1
-                    self.sent += 1
-            elif isinstance(exc, SendError):
-                self._failed(d.id, d.tries + 1, str(exc), exc.retry)
-            else:  # a bug in a channel must not stop the others
-                self._failed(d.id, d.tries + 1, first_line(exc), True)
+            try:
+                if exc is None:
+                    if self.book.finish(d.id, self.holder, self.clock(), sent=True):
+                        sent += 1
+                        self.sent += 1
+                elif isinstance(exc, SendError):
+                    self._failed(d.id, d.tries + 1, str(exc), exc.retry)
+                else:  # a bug in a channel must not stop the others
+                    self._failed(d.id, d.tries + 1, first_line(exc), True)
+            finally:
+                # under way until recorded: ``flush`` (on another thread) waits for that
+                self._inflight -= 1
 
     def deliver_due(self, timeout: float = 30.0) -> int:
         """Send what is due now and wait for those sends (tests, and a process about to
