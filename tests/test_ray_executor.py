@@ -1418,3 +1418,27 @@ def test_pipelines_that_cannot_reach_or_load_on_the_workers_fail_with_why(
         assert "has no task" not in failed.error
     finally:
         ex.shutdown()
+
+
+def test_a_ping_about_an_earlier_batch_starts_nothing_in_the_next(tmp_path: Path) -> None:
+    """A ping says which attempt of a batch runs, and since when; its answer may be read after
+    the batch's results, when the actor already runs another batch: it then matches nothing."""
+    from dataclasses import replace
+
+    from phloem.executors.base import Started
+    from phloem.executors.ray import RayExecutor, _Actor
+
+    a = _attempt(tmp_path, "p", "t")
+    second = [replace(a, map_index=i, run_id="r2") for i in range(3)]
+    ex = RayExecutor()
+    try:
+        actor = _Actor(None, (1.0, 0.0, None, ()), attempt=second[0], batch=second, started=1)
+        ex._seen_running(actor, (time.time(), ("r1", "t", 2, 1), 123.0))  # the batch before
+        assert ex._reports == [] and actor.started == 1
+        ex._seen_running(actor, (time.time(), ("r2", "t", 2, 1), 456.0))
+        assert ex._reports == [Started("r2", "t", 2, 1, 456.0)]
+        assert actor.started == 3 and actor.attempt is second[2]
+        ex._seen_running(actor, (time.time(), ("r2", "t", 1, 1), 789.0))  # seen past already
+        assert len(ex._reports) == 1
+    finally:
+        ex.shutdown()

@@ -591,6 +591,7 @@ class RayExecutor:
 
     def _send(self, actor: _Actor, batch: list[Attempt]) -> None:
         a = batch[0]
+        sent_at = time.time()  # before the call: a tiny attempt may end before it returns
         try:
             if len(batch) == 1:
                 ref = actor.handle.run.options(retry_exceptions=False).remote(a)
@@ -621,7 +622,7 @@ class RayExecutor:
         now = time.monotonic()
         actor.attempt, actor.batch, actor.started = a, batch, 1
         actor.alive_at, actor.ping_at = now, None
-        self._reports.append(Started(a.run_id, a.task_id, a.map_index, a.try_number, time.time()))
+        self._reports.append(Started(a.run_id, a.task_id, a.map_index, a.try_number, sent_at))
         self._watch("run", actor, future, a)
 
     def _give_back(self, shape: Shape, attempts: Sequence[Attempt], split: bool = True) -> None:
@@ -778,8 +779,10 @@ class RayExecutor:
         and since when: reported started once, so that its timeout counts from then."""
         if not isinstance(answer, tuple) or len(actor.batch) < 2:
             return
-        _, index, at = answer
-        if index is None or not actor.started <= index < len(actor.batch):
+        _, running, at = answer
+        # (an answer about an earlier batch, read after its results, matches nothing here)
+        index = next((i for i, a in enumerate(actor.batch) if _id(a) == running), None)
+        if index is None or index < actor.started:
             return
         a = actor.batch[index]
         actor.attempt, actor.started = a, index + 1

@@ -95,6 +95,10 @@ def cannot_load(
     return failed_result(attempt, why)
 
 
+#: an attempt: (run id, task id, map index, try number)
+AttemptKey = tuple[str, str, int, int]
+
+
 class RayWorker:
     """One warm worker: ``ready()`` once, then ``run(attempt)`` for each attempt sent, or
     ``run_batch(attempts)`` for a batch of them."""
@@ -120,7 +124,7 @@ class RayWorker:
         self._held_gpus: float | None = None
         self._fence = Fence(self._stop)
         #: which attempt of the running batch runs (its index), and since when (wall clock)
-        self._running: tuple[int, float] | None = None
+        self._running: tuple[AttemptKey, float] | None = None
         with contextlib.suppress(ValueError):  # only the main thread may set handlers
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         # fds 1 and 2 go to the running attempt's log from now on (Ray's log files otherwise)
@@ -140,7 +144,7 @@ class RayWorker:
             os.getpid(),
         )
 
-    def ping(self) -> tuple[float, int | None, float | None]:
+    def ping(self) -> tuple[float, AttemptKey | None, float | None]:
         """A sign of life (answered by the actor's second thread while an attempt runs), with
         which attempt of a batch runs and since when, if a batch runs."""
         running = self._running
@@ -152,9 +156,9 @@ class RayWorker:
         """Each attempt in turn, as ``run`` would: (when it started, its result)."""
         out: list[tuple[float, Result]] = []
         try:
-            for i, a in enumerate(attempts):
+            for a in attempts:
                 started = time.time()
-                self._running = (i, started)
+                self._running = ((a.run_id, a.task_id, a.map_index, a.try_number), started)
                 out.append((started, self.run(a)))
         finally:
             self._running = None
