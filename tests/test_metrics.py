@@ -85,6 +85,27 @@ def metrics_api(tmp_path: Path) -> Iterator[Api]:
     a.ph.close()
 
 
+def test_what_attempts_cost_adds_up_by_task(metrics_api: Api) -> None:
+    """Local workers measure each attempt's CPU time and peak RSS: /metrics adds them up by
+    task, to the totals the store holds."""
+    ph = metrics_api.ph
+    for i in range(2):
+        result = phloem.run(good, params={"x": i}, executor="local", workers=1, app=ph,
+                            logical_date=f"2026-02-0{i + 1}")  # fmt: skip
+        assert result.succeeded
+    attempts = [a for r in ph.store.list_runs(pipeline="good") for a in ph.store.attempts(r.run_id)]
+    assert len(attempts) == 4 and all(a.cpu_seconds is not None for a in attempts)
+    assert all(a.peak_rss for a in attempts)
+    m = _parse(metrics_api.get("viewer", "/metrics").text)
+    cpu = m[("phloem_task_cpu_seconds_total", (("pipeline", "good"), ("task", "double")))]
+    assert cpu == pytest.approx(sum(a.cpu_seconds or 0.0 for a in attempts if a.task_id == "double"))
+    assert m[("phloem_task_peak_rss_bytes_count", (("pipeline", "good"),))] == 4
+    assert m[("phloem_task_peak_rss_bytes_sum", (("pipeline", "good"),))] == pytest.approx(
+        float(sum(a.peak_rss or 0 for a in attempts))
+    )
+    assert not [k for k in m if k[0] == "phloem_task_gpu_seconds_total"]  # no GPU here
+
+
 def test_metrics_count_a_known_workload(metrics_api: Api, tmp_path: Path) -> None:
     metrics_api.ph.store.set_pool("gpu", 2)
     with http_receiver() as hook:

@@ -9,6 +9,9 @@ right whichever process drove the runs.
   took an earlier id but committed later is still counted. A fresh server starts from the
   first event, so its totals are the store's whole history (no reset on restart); a very
   large store is caught up ``catch_up`` events per scrape.
+- What attempts cost (CPU seconds, GPU seconds reserved on Ray, peak RSS), as their
+  executors measured it, is added up from the same events: at each attempt's end, by
+  pipeline and task.
 - Gauges (runs and attempts running, pool slots, the oldest heartbeat's age) are read from
   the store's tables at scrape time.
 - Alerts sent are counted from the alert delivery records, by channel.
@@ -32,12 +35,16 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
     from prometheus_client.metrics_core import Metric
 
+    from phloem.store.stats import EventStat
+
 #: buckets of the task duration and queue-wait histograms, in seconds
 TASK_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
                 3600.0, 4 * 3600.0)  # fmt: skip
 RUN_END_STATES = ("success", "failed")
 #: a scheduler that has not published its figures for this long is left out
 STALE = 600.0
+#: buckets of the peak-RSS histogram, in bytes (64 MiB to 64 GiB)
+RSS_BUCKETS = tuple(float(2**k) for k in range(26, 37))
 #: the task states an attempt ends in
 ATTEMPT_END_STATES = ("success", "failed", "up_for_retry", "up_for_reschedule", "skipped")
 
@@ -88,6 +95,9 @@ class StoreCollector:
         self._attempts: dict[tuple[str, str], int] = {}
         self._durations = _Histogram(TASK_BUCKETS)
         self._waits = _Histogram(TASK_BUCKETS)
+        self._cpu: dict[tuple[str, str], float] = {}
+        self._gpu: dict[tuple[str, str], float] = {}
+        self._rss = _Histogram(RSS_BUCKETS)
 
     def _absorb(self) -> None:
         stats = self.app.store.stats
@@ -113,8 +123,41 @@ class StoreCollector:
                     self._attempts[k] = self._attempts.get(k, 0) + 1
                     end = e.ended_at if e.ended_at is not None else e.at
                     self._durations.observe((e.pipeline,), max(0.0, end - e.started_at))
+                    self._add_cost(e)
             self._last_id = rows[-1].id
             left -= len(rows)
+
+    def _add_cost(self, e: EventStat) -> None:
+        key = (e.pipeline, e.task_id or "")
+        if e.cpu_seconds is not None:
+            self._cpu[key] = self._cpu.get(key, 0.0) + e.cpu_seconds
+        if e.gpu_seconds is not None:
+            self._gpu[key] = self._gpu.get(key, 0.0) + e.gpu_seconds
+        if e.peak_rss is not None:
+            self._rss.observe((e.pipeline,), float(e.peak_rss))
+
+    def _costs(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+        cpu = CounterMetricFamily(
+            "phloem_task_cpu_seconds", "CPU time attempts used (user and system), by task.",
+            labels=["pipeline", "task"],
+        )  # fmt: skip
+        for (p, t), v in sorted(self._cpu.items()):
+            cpu.add_metric([p, t], v)
+        gpu = CounterMetricFamily(
+            "phloem_task_gpu_seconds",
+            "GPU time reserved for attempts on Ray (GPUs held times wall time), by task.",
+            labels=["pipeline", "task"],
+        )
+        for (p, t), v in sorted(self._gpu.items()):
+            gpu.add_metric([p, t], v)
+        rss = HistogramMetricFamily(
+            "phloem_task_peak_rss_bytes", "Peak resident memory of attempts.", labels=["pipeline"]
+        )
+        for labels, buckets, total in self._rss.samples():
+            rss.add_metric(list(labels), buckets, total)
+        yield from (cpu, gpu, rss)
 
     def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import (
@@ -155,7 +198,8 @@ class StoreCollector:
             )
             for labels, buckets, total in self._waits.samples():
                 waits.add_metric(list(labels), buckets, total)
-        yield from (started, finished, attempts, duration, waits)
+            costs = list(self._costs())
+        yield from (started, finished, attempts, duration, waits, *costs)
 
         now = store.stats.now()
         runs = GaugeMetricFamily(

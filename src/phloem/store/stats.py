@@ -32,6 +32,11 @@ class EventStat:
     queued_at: float | None  # the attempt's, for a task instance's change
     started_at: float | None
     ended_at: float | None
+    task_id: str | None = None
+    #: what the attempt cost, when its executor measured it (see ``AttemptUsage``)
+    cpu_seconds: float | None = None
+    peak_rss: int | None = None
+    gpu_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +82,7 @@ class StoreStats:
             select(
                 e.c.id, r.c.pipeline, e.c.task_id, e.c.new_state, e.c.at,
                 a.c.queued_at, a.c.started_at, a.c.ended_at,
+                a.c.cpu_seconds, a.c.peak_rss, a.c.gpu_seconds,
             )
             .select_from(
                 e.join(r, r.c.run_id == e.c.run_id).outerjoin(
@@ -97,8 +103,8 @@ class StoreStats:
             q = q.where(e.c.at < settled_before)
         with self.engine.connect() as conn:
             return [
-                EventStat(i, p, t is None, st, at, qa, sa, ea)
-                for i, p, t, st, at, qa, sa, ea in conn.execute(q)
+                EventStat(i, p, t is None, st, at, qa, sa, ea, t, cpu, rss, gpu)
+                for i, p, t, st, at, qa, sa, ea, cpu, rss, gpu in conn.execute(q)
             ]
 
     def now(self) -> Now:
