@@ -98,7 +98,8 @@ def test_what_attempts_cost_adds_up_by_task(metrics_api: Api) -> None:
     assert all(a.peak_rss for a in attempts)
     m = _parse(metrics_api.get("viewer", "/metrics").text)
     cpu = m[("phloem_task_cpu_seconds_total", (("pipeline", "good"), ("task", "double")))]
-    assert cpu == pytest.approx(sum(a.cpu_seconds or 0.0 for a in attempts if a.task_id == "double"))
+    spent = [a.cpu_seconds or 0.0 for a in attempts if a.task_id == "double"]
+    assert cpu == pytest.approx(sum(spent))
     assert m[("phloem_task_peak_rss_bytes_count", (("pipeline", "good"),))] == 4
     assert m[("phloem_task_peak_rss_bytes_sum", (("pipeline", "good"),))] == pytest.approx(
         float(sum(a.peak_rss or 0 for a in attempts))
