@@ -827,6 +827,38 @@ def test_a_scheduler_joins_a_restarted_ray_head_again(
         lone.close()
 
 
+def test_joining_the_cluster_again_never_holds_the_driver_s_loop(
+    cluster: RayCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A join may wait a minute for a head that is away: it runs on a thread of its own, and
+    ``wait`` returns meanwhile (the driver's loop goes on: cron ticks, leases, the store)."""
+    import threading
+
+    from phloem.executors import ray as ray_executor
+
+    let_go = threading.Event()
+    real_init = ray_executor._init
+
+    def slow_init(ray: Any, target: str) -> None:
+        assert let_go.wait(120), "the test never let the join go"
+        real_init(ray, target)
+
+    ex = ray_executor.RayExecutor(address=cluster.address)
+    ex.start({}, None)  # type: ignore[arg-type]
+    try:
+        monkeypatch.setattr(ray_executor, "_init", slow_init)
+        ex._connection_lost(ConnectionError("the head went away (test)"))
+        assert ex.wait(0) == []  # the join started, and is held: wait did not wait for it
+        assert ex._joining is not None and not ex._joining.done()
+        assert ex.wait(0.1) == [] and ex._lost is not None
+        let_go.set()
+        _wait_for("the join", lambda: (ex.wait(0.5), ex._lost is None)[1], timeout=120)
+        assert ex._ray.is_initialized() and ex._nodes  # joined: it reads the nodes again
+    finally:
+        let_go.set()
+        ex.shutdown()
+
+
 def test_out_of_memory_on_ray_is_retried_with_more_memory(ray_app: Phloem, tmp_path: Path) -> None:
     """The attempt's memory is both Ray's reservation and the worker's limit: past it the
     attempt fails as out of memory, and its retry gets (and reserves) twice as much."""

@@ -444,6 +444,8 @@ class RayExecutor:
         #: it was last joined again
         self._lost: str | None = None
         self._reconnect_at = float("-inf")
+        #: a join under way on its own thread: (the ray module, the worker class) once joined
+        self._joining: concurrent.futures.Future[tuple[Any, Any]] | None = None
         #: as many attempts (or batches) as the cluster has CPUs (at least one); more wait in
         #: the engine
         self.slots = 1
@@ -903,7 +905,23 @@ class RayExecutor:
     def _reconnect(self) -> None:
         """Join the cluster again (its head restarted, or the Ray Client connection ended):
         the attempts that ran on the old connection fail (the engine retries them), those
-        that wait go out once joined. Tried at most every few seconds."""
+        that wait go out once joined. Tried at most every few seconds, each time on a thread
+        of its own: a join may wait a minute for a head that is away, and the driver's loop
+        (cron ticks, leases, the store) must go on meanwhile."""
+        joining = self._joining
+        if joining is not None:
+            if not joining.done():
+                return
+            self._joining = None
+            try:
+                self._ray, self._cls = joining.result()
+            except Exception as exc:
+                log.warning("cannot join the Ray cluster again yet: %s", exc)
+                return
+            self._lost = None
+            self._refresh_nodes(force=True)
+            log.warning("joined the Ray cluster again")
+            return
         now = time.monotonic()
         if now - self._reconnect_at < _NODES_EVERY:
             return
@@ -914,17 +932,7 @@ class RayExecutor:
         with _lock, contextlib.suppress(Exception):
             ray.shutdown()
             _connected.clear()
-        try:
-            self._ray = connect(self.address)
-            from phloem.executors.rayworker import RayWorker
-
-            self._cls = self._ray.remote(RayWorker)
-        except Exception as exc:
-            log.warning("cannot join the Ray cluster again yet: %s", exc)
-            return
-        self._lost = None
-        self._refresh_nodes(force=True)
-        log.warning("joined the Ray cluster again")
+        self._joining = _join_in_background(self.address, self._wake)
 
     # -- the cluster's nodes --------------------------------------------------------------------
 
@@ -995,6 +1003,35 @@ def _describe(amounts: Mapping[str, float]) -> str:
         else:
             parts.append(f"{v:g} '{k}'")
     return ", ".join(parts)
+
+
+def _not_about_sigterm(record: logging.LogRecord) -> bool:
+    """Ray's warning that a join off the main thread leaves SIGTERM alone says nothing."""
+    return "SIGTERM handler is not set" not in record.getMessage()
+
+
+def _join_in_background(address: str | None, wake: _Wake) -> concurrent.futures.Future[Any]:
+    """``connect(address)`` on a thread of its own; the future holds (the ray module, the
+    worker class made remote) or why the join failed, and ``wake`` is written to when it
+    ends, so that the driver's ``wait`` looks at it at once."""
+    future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    ray_log = logging.getLogger("ray._private.worker")
+    if _not_about_sigterm not in ray_log.filters:
+        ray_log.addFilter(_not_about_sigterm)  # phloem keeps its own handler (see connect)
+
+    def join() -> None:
+        try:
+            ray = connect(address)
+            from phloem.executors.rayworker import RayWorker
+
+            future.set_result((ray, ray.remote(RayWorker)))
+        except BaseException as exc:
+            future.set_exception(exc)
+        with contextlib.suppress(OSError):
+            os.write(wake.w, b"!")
+
+    threading.Thread(target=join, name="phloem-ray-join", daemon=True).start()
+    return future
 
 
 def _found_in_its_file(name: str, spec: PipelineSpec) -> bool:
