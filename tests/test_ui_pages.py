@@ -590,3 +590,32 @@ def test_a_task_that_registered_a_model_shows_the_version_its_metrics_and_aliase
     # a task that registered nothing has no such section
     other = ui.browser("viewer").get(f"/runs/{ui.run_id}/tasks/load").text
     assert "Models registered" not in other
+
+
+def test_the_task_page_shows_what_each_attempt_cost(ui_on_file: UiApp) -> None:
+    """Local workers measure CPU time and peak memory; the page shows both per attempt (and
+    the GPU time reserved, which only Ray records)."""
+    import phloem
+    from phloem.server.ui.render import cost
+    from phloem.states import AttemptState
+    from phloem.store.types import AttemptRow
+
+    ui = ui_on_file
+    file = ui.file.parent / "costs.py"
+    file.write_text(
+        "from phloem import pipeline, task\n\n"
+        "@task\ndef spend() -> int:\n    return sum(range(100_000))\n\n"
+        "@pipeline\ndef costs():\n    spend()\n"
+    )
+    run = phloem.run(f"{file}:costs", app=ui.ph, executor="local", workers=1)
+    assert run.succeeded
+    (attempt,) = ui.ph.store.attempts(run.run_id, "spend")
+    assert attempt.cpu_seconds is not None and attempt.peak_rss
+    page = ui.browser("viewer").get(f"/runs/{run.run_id}/tasks/spend").text
+    row = page.split('<table class="attempts">')[1].split("</table>")[0]
+    assert "<th scope=\"col\">Cost</th>" in row
+    assert f"{cost(attempt)}</td>" in row and " CPU · " in row and " MiB peak" in row
+    on_ray = AttemptRow("t", -1, 1, AttemptState.SUCCESS, 0.0, 0.0, 3.0, None,
+                        cpu_seconds=2.5, peak_rss=3 * 2**20, gpu_seconds=1.5)  # fmt: skip
+    assert cost(on_ray) == "2.5 s CPU · 3.0 MiB peak · 1.5 s GPU reserved"
+    assert cost(AttemptRow("t", -1, 1, AttemptState.QUEUED, 0.0, None, None, None)) == "\u2013"

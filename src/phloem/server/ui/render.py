@@ -87,6 +87,22 @@ def size(n: int | None) -> str:
     return f"{n / 2**20:.1f} MiB"
 
 
+def cost(attempt: object) -> str:
+    """What an attempt cost, where its executor measured it: CPU time, peak memory and the
+    GPU time reserved for it (on Ray)."""
+    parts = []
+    cpu = getattr(attempt, "cpu_seconds", None)
+    if cpu is not None:
+        parts.append(f"{seconds(cpu)} CPU")
+    rss = getattr(attempt, "peak_rss", None)
+    if rss is not None:
+        parts.append(f"{size(rss)} peak")
+    gpu = getattr(attempt, "gpu_seconds", None)
+    if gpu:
+        parts.append(f"{seconds(gpu)} GPU reserved")
+    return " · ".join(parts) or NONE
+
+
 def shown(value: object) -> str:
     """A parameter's value as people read it: text as it is, anything else as JSON (the
     template escapes both)."""
@@ -149,7 +165,9 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(when=when, day=day, seconds=seconds, span=span, size=size, shown=shown)
+    env.filters.update(
+        when=when, day=day, seconds=seconds, span=span, size=size, shown=shown, cost=cost
+    )
     env.globals.update(
         icon=badges.icon,
         words=badges.words,
