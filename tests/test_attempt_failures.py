@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 import phloem
+from attempts import make_attempt
 from phloem import pipeline, task
 from phloem.artifacts import ArtifactStore
 from phloem.dsl.spec import TaskSpec
@@ -207,21 +207,7 @@ def one_chatty() -> None:
 
 
 def _attempt(tmp_path: Path, pipeline: str, task_id: str) -> Attempt:
-    return Attempt(
-        run_id="r1",
-        pipeline=pipeline,
-        task_id=task_id,
-        map_index=-1,
-        try_number=1,
-        args=(),
-        kwargs={},
-        logical_date="2026-01-01T00:00:00+00:00",
-        data_interval_start=None,
-        data_interval_end=None,
-        params={},
-        log_path=log_path(tmp_path, "r1", task_id, -1, 1),
-        first_started_at=time.time(),
-    )
+    return make_attempt(tmp_path, pipeline, task_id)
 
 
 def _run_directly(tmp_path: Path, spec: TaskSpec, attempt: Attempt, **kw: Any) -> Result:

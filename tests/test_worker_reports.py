@@ -12,15 +12,15 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
+from attempts import make_attempt
 from phloem import pipeline, task
 from phloem.dsl.spec import PipelineSpec
 from phloem.executors.base import Started
 from phloem.executors.local import EXIT_OUTBOX_BROKEN, _death_reason, _Outbox
-from phloem.runner import Attempt, Result, log_path
+from phloem.runner import Attempt, Result
 from phloem.states import AttemptOutcome
 
 
@@ -35,22 +35,7 @@ def sourced() -> None:
 
 
 def attempt(tmp_path: Path, pipeline: str = "p", source: str | None = None) -> Attempt:
-    return Attempt(
-        run_id="r1",
-        pipeline=pipeline,
-        task_id="one",
-        map_index=-1,
-        try_number=1,
-        args=(),
-        kwargs={},
-        logical_date="2026-01-01T00:00:00+00:00",
-        data_interval_start=None,
-        data_interval_end=None,
-        params={},
-        log_path=log_path(tmp_path, "r1", "one", -1, 1),
-        first_started_at=time.time(),
-        source=source,
-    )
+    return make_attempt(tmp_path, pipeline, "one", source=source)
 
 
 def unsourced(**changes: Any) -> PipelineSpec:
