@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 import phloem
+from attempts import make_attempt
 from phloem.app import Phloem
 from phloem.config import Settings
 from phloem.errors import PhloemError
@@ -234,6 +235,45 @@ def test_a_batch_whose_worker_dies_runs_again_one_by_one_and_only_the_culprit_sp
     assert "died while running this attempt" in (culprit[0].error or ""), culprit[0].error
     started = [e["event"] for e in _ledger(ledger) if e["event"] == "start 5"]
     assert len(started) == 3  # in its batch, alone (try 1), and its retry
+
+
+def test_a_batch_instance_that_hangs_times_out_alone_and_its_batch_goes_on(
+    ray_app: Phloem, tmp_path: Path
+) -> None:
+    """An instance that hangs in the middle of a batch is seen started by a ping (so its
+    timeout counts from then), is stopped when its timeout ends, and the others of its batch
+    run again without spending a try."""
+    ledger = tmp_path / "ledger.jsonl"
+    path = _pipeline(
+        tmp_path,
+        f"""
+        LEDGER = {str(ledger)!r}
+
+        @task(batch_size=6, timeout=3)
+        def slow(x: int) -> int:
+            note(LEDGER, f"start {{x}}")
+            if x == 2:
+                time.sleep(300)  # stopped by its timeout
+            return x
+
+        @pipeline
+        def hangs_mid_batch():
+            slow.expand(x=list(range(6)))
+        """,
+    )
+    result = phloem.run(str(path), app=ray_app)
+    assert result.state is RunState.FAILED
+    attempts = ray_app.store.attempts(result.run_id, "slow")
+    by_index = {a.map_index: a for a in attempts}
+    assert len(attempts) == 6, [(a.map_index, a.try_number) for a in attempts]
+    hung = by_index[2]
+    assert hung.state == "failed" and "timed out" in (hung.error or ""), hung.error
+    # seen running (by a ping) before it ended: its timeout counted from its own start
+    assert hung.started_at is not None and hung.ended_at is not None
+    assert hung.ended_at - hung.started_at >= 3
+    others = {i: (by_index[i].state, by_index[i].error) for i in (0, 1, 3, 4, 5)}
+    assert all(st == "success" for st, _ in others.values()), others
+    assert all(a.try_number == 1 for a in attempts)
 
 
 def test_a_pipeline_made_inside_a_function_is_sent_to_the_workers_pickled(
@@ -1349,23 +1389,7 @@ def test_a_worker_that_cannot_be_made_fails_its_attempt_not_the_connection(
 
 
 def _attempt(tmp_path: Path, pipeline: str, task_id: str) -> Any:
-    from phloem.runner import Attempt, log_path
-
-    return Attempt(
-        run_id="r1",
-        pipeline=pipeline,
-        task_id=task_id,
-        map_index=-1,
-        try_number=1,
-        args=(),
-        kwargs={},
-        logical_date="2026-01-01T00:00:00+00:00",
-        data_interval_start=None,
-        data_interval_end=None,
-        params={},
-        log_path=log_path(tmp_path, "r1", task_id, -1, 1),
-        first_started_at=time.time(),
-    )
+    return make_attempt(tmp_path, pipeline, task_id)
 
 
 def _driver_only_spec(tmp_path: Path, **changes: Any) -> Any:
@@ -1465,12 +1489,52 @@ def test_a_ping_about_an_earlier_batch_starts_nothing_in_the_next(tmp_path: Path
     ex = RayExecutor()
     try:
         actor = _Actor(None, (1.0, 0.0, None, ()), attempt=second[0], batch=second, started=1)
-        ex._seen_running(actor, (time.time(), ("r1", "t", 2, 1), 123.0))  # the batch before
+        ex._seen_running(actor, (time.time(), ("r1", "t", 2, 1), 123.0, []))  # the batch before
         assert ex._reports == [] and actor.started == 1
-        ex._seen_running(actor, (time.time(), ("r2", "t", 2, 1), 456.0))
+        ex._seen_running(actor, (time.time(), ("r2", "t", 2, 1), 456.0, []))
         assert ex._reports == [Started("r2", "t", 2, 1, 456.0)]
         assert actor.started == 3 and actor.attempt is second[2]
-        ex._seen_running(actor, (time.time(), ("r2", "t", 1, 1), 789.0))  # seen past already
+        ex._seen_running(actor, (time.time(), ("r2", "t", 1, 1), 789.0, []))  # seen past already
         assert len(ex._reports) == 1
+    finally:
+        ex.shutdown()
+
+
+def test_a_ping_reports_the_results_of_a_batch_s_attempts_that_ended(tmp_path: Path) -> None:
+    """Results of a batch's attempts that ended come with the ping (their timeouts must not
+    run on until the whole batch ends), each once, in order, started before ended; results of
+    an earlier batch are ignored, and the batch's own return skips those already reported."""
+    from dataclasses import replace
+
+    from phloem.executors.base import Started
+    from phloem.executors.ray import RayExecutor, _Actor
+    from phloem.runner import Result
+    from phloem.states import AttemptOutcome
+
+    def ended(a: Any, at: float) -> tuple[float, Result]:
+        r = Result(a.run_id, a.task_id, a.map_index, a.try_number, AttemptOutcome.SUCCESS,
+                   at, at + 0.5)  # fmt: skip
+        return (at, r)
+
+    a = _attempt(tmp_path, "p", "t")
+    earlier = [replace(a, map_index=i) for i in range(3)]
+    batch = [replace(a, map_index=i, run_id="r2") for i in range(3)]
+    ex = RayExecutor()
+    try:
+        actor = _Actor(None, (1.0, 0.0, None, ()), attempt=batch[0], batch=batch, started=1)
+        ex._seen_running(actor, (time.time(), None, None, [ended(earlier[0], 1.0)]))
+        assert ex._reports == [] and actor.ended == 0
+        first, second = ended(batch[0], 2.0), ended(batch[1], 3.0)
+        ex._seen_running(actor, (time.time(), ("r2", "t", 2, 1), 4.0, [first, second]))
+        assert ex._reports == [
+            first[1],  # (reported started when sent)
+            Started("r2", "t", 1, 1, 3.0),
+            second[1],
+            Started("r2", "t", 2, 1, 4.0),
+        ]
+        assert (actor.started, actor.ended) == (3, 2)
+        ex._reports.clear()
+        ex._batch_ended(actor, [first, second, ended(batch[2], 4.0)][actor.ended :])
+        assert ex._reports == [ended(batch[2], 4.0)[1]] and actor.ended == 3
     finally:
         ex.shutdown()

@@ -46,7 +46,7 @@ from phloem.dsl.options import Resources
 from phloem.dsl.spec import PipelineSpec
 from phloem.errors import PhloemError
 from phloem.executors.base import Report, Started
-from phloem.runner import Attempt
+from phloem.runner import Attempt, Result
 from phloem.runner.attempt import failed_result
 from phloem.runner.failures import OUT_OF_MEMORY, clean
 from phloem.runner.logs import DEFAULT_LOG_MAX_BYTES
@@ -336,8 +336,9 @@ class _Actor:
     attempt: Attempt | None = None
     #: the attempts of the call it runs, in order (one, or a batch)
     batch: list[Attempt] = field(default_factory=list)
-    #: how many of ``batch`` were reported started
+    #: how many of ``batch`` were reported started, and how many reported their results
     started: int = 0
+    ended: int = 0
     #: when (monotonic) it last showed a sign of life, and when its unanswered ping was sent
     alive_at: float = field(default_factory=time.monotonic)
     ping_at: float | None = None
@@ -485,7 +486,7 @@ class RayExecutor:
         for actor in list(self._actors):
             if any(_id(a) == target for a in actor.batch):
                 # which of its batch runs is not known here: the others go out again
-                others = [a for a in actor.batch if _id(a) != target]
+                others = [a for a in actor.batch[actor.ended :] if _id(a) != target]
                 self._retire(actor)
                 self._give_back(actor.shape, others)
 
@@ -622,7 +623,7 @@ class RayExecutor:
             )
             return
         now = time.monotonic()
-        actor.attempt, actor.batch, actor.started = a, batch, 1
+        actor.attempt, actor.batch, actor.started, actor.ended = a, batch, 1, 0
         actor.alive_at, actor.ping_at = now, None
         self._reports.append(Started(a.run_id, a.task_id, a.map_index, a.try_number, sent_at))
         self._watch("run", actor, future, a)
@@ -637,8 +638,8 @@ class RayExecutor:
 
     def _fail(self, actor: _Actor, why: str) -> None:
         """``actor``'s call ended without its reports: its attempt fails with ``why``; the
-        attempts of a batch go out again one by one instead (which of them is to blame is not
-        known)."""
+        attempts of a batch that did not report go out again one by one instead (which of
+        them is to blame is not known)."""
         batch, a = actor.batch, actor.attempt
         self._retire(actor)
         if len(batch) > 1:
@@ -649,7 +650,7 @@ class RayExecutor:
                 batch[0].task_id,
                 why,
             )
-            self._give_back(actor.shape, batch)
+            self._give_back(actor.shape, batch[actor.ended :])  # (not those that reported)
         elif a is not None:
             self._reports.append(failed_result(a, why))
 
@@ -742,13 +743,8 @@ class RayExecutor:
         if len(actor.batch) == 1:
             self._reports.append(outcome)
         else:  # (when each started, its result), in the batch's order
-            for i, (at, result) in enumerate(outcome):
-                if i >= actor.started:
-                    r = result
-                    started = Started(r.run_id, r.task_id, r.map_index, r.try_number, at)
-                    self._reports.append(started)
-                self._reports.append(result)
-        actor.attempt, actor.batch, actor.started = None, [], 0
+            self._batch_ended(actor, outcome[actor.ended :])
+        actor.attempt, actor.batch, actor.started, actor.ended = None, [], 0, 0
         actor.idle_since = actor.alive_at = time.monotonic()
 
     def _on_ping(self, e: _Event) -> None:
@@ -777,12 +773,14 @@ class RayExecutor:
             )
 
     def _seen_running(self, actor: _Actor, answer: Any) -> None:
-        """A ping's answer (``rayworker.RayWorker.ping``) says which attempt of its batch runs
-        and since when: reported started once, so that its timeout counts from then."""
+        """A ping's answer (``rayworker.RayWorker.ping``) gives the results of the batch's
+        attempts that ended since the last, and which one runs and since when: each reported
+        once, so that every attempt's timeout counts from its own start to its own end."""
         if not isinstance(answer, tuple) or len(actor.batch) < 2:
             return
-        _, running, at = answer
+        _, running, at, ended = answer
         # (an answer about an earlier batch, read after its results, matches nothing here)
+        self._batch_ended(actor, ended)
         index = next((i for i, a in enumerate(actor.batch) if _id(a) == running), None)
         if index is None or index < actor.started:
             return
@@ -790,10 +788,24 @@ class RayExecutor:
         actor.attempt, actor.started = a, index + 1
         self._reports.append(Started(a.run_id, a.task_id, a.map_index, a.try_number, at))
 
+    def _batch_ended(self, actor: _Actor, ended: Sequence[tuple[float, Result]]) -> None:
+        """Report the next attempts of ``actor``'s batch that ended, (when each started, its
+        result), those not reported started yet first reported started."""
+        for at, r in ended:
+            i = actor.ended
+            if i >= len(actor.batch) or _result_id(r) != _id(actor.batch[i]):
+                return
+            if i >= actor.started:
+                self._reports.append(Started(r.run_id, r.task_id, r.map_index, r.try_number, at))
+                actor.started = i + 1
+            self._reports.append(r)
+            actor.ended = i + 1
+
     def _ping(self, actor: _Actor) -> None:
         actor.ping_at = time.monotonic()
         try:
-            self._watch("ping", actor, actor.handle.ping.remote())
+            seen = actor.ended if len(actor.batch) > 1 else 0
+            self._watch("ping", actor, actor.handle.ping.remote(seen))
         except Exception as exc:
             if isinstance(exc, ConnectionError):
                 self._connection_lost(exc)
@@ -1068,6 +1080,10 @@ def _next_batch(waiting: deque[Attempt]) -> list[Attempt]:
     ):
         batch.append(waiting.popleft())
     return batch
+
+
+def _result_id(r: Result) -> AttemptId:
+    return (r.run_id, r.task_id, r.map_index, r.try_number)
 
 
 def _id(a: Attempt) -> AttemptId:

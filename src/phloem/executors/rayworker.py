@@ -123,8 +123,10 @@ class RayWorker:
         self._meter = UsageMeter()
         self._held_gpus: float | None = None
         self._fence = Fence(self._stop)
-        #: which attempt of the running batch runs (its index), and since when (wall clock)
+        #: which attempt of the running batch runs, and since when (wall clock)
         self._running: tuple[AttemptKey, float] | None = None
+        #: the running batch's attempts that ended: (when each started, its result), in order
+        self._ended: list[tuple[float, Result]] = []
         with contextlib.suppress(ValueError):  # only the main thread may set handlers
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         # fds 1 and 2 go to the running attempt's log from now on (Ray's log files otherwise)
@@ -144,17 +146,22 @@ class RayWorker:
             os.getpid(),
         )
 
-    def ping(self) -> tuple[float, AttemptKey | None, float | None]:
-        """A sign of life (answered by the actor's second thread while an attempt runs), with
-        which attempt of a batch runs and since when, if a batch runs."""
-        running = self._running
+    def ping(
+        self, seen: int = 0
+    ) -> tuple[float, AttemptKey | None, float | None, list[tuple[float, Result]]]:
+        """A sign of life (answered by the actor's second thread while an attempt runs); while
+        a batch runs, also which of its attempts runs and since when, and the results of those
+        that ended after the first ``seen`` (so that the driver need not wait for the batch's
+        end to learn them: their timeouts would run on)."""
+        running, ended = self._running, self._ended[seen:]
         if running is None:
-            return (time.time(), None, None)
-        return (time.time(), running[0], running[1])
+            return (time.time(), None, None, ended)
+        return (time.time(), running[0], running[1], ended)
 
     def run_batch(self, attempts: list[Attempt]) -> list[tuple[float, Result]]:
         """Each attempt in turn, as ``run`` would: (when it started, its result)."""
         out: list[tuple[float, Result]] = []
+        self._ended = out
         try:
             for a in attempts:
                 started = time.time()
