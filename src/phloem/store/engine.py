@@ -12,6 +12,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from phloem.errors import StoreError
 from phloem.store.opening import bad_url
+from phloem.store.prepared import Prepared
 
 #: SQLite's ``synchronous`` setting unless the URL asks for another (``?synchronous=full``).
 #: In WAL mode NORMAL keeps every commit through a crash of any process (the write reached the
@@ -180,14 +181,19 @@ def one_round_trip(conn: Connection) -> Iterator[RoundTrip]:
 Writes = list[tuple[Any, Any]]
 
 
-def send_writes(conn: Connection, writes: Writes, *, commit: bool = False) -> None:
+def send_writes(
+    conn: Connection, writes: Writes, *, commit: bool = False, prepared: Prepared | None = None
+) -> None:
     """Run ``writes`` in order, in one round trip on PostgreSQL; with ``commit``, the
     transaction's COMMIT goes in the same round trip (the caller ends its transaction block
-    right after)."""
+    right after). With ``prepared``, on the driver's cursor (``prepared.Prepared``)."""
     if not writes:
         return  # a COMMIT alone is one round trip anyway: the transaction's own
     with one_round_trip(conn) as trip:
         for statement, rows in writes:
-            conn.execute(statement, rows)
+            if prepared is not None:
+                prepared.run(conn, statement, rows)
+            else:
+                conn.execute(statement, rows)
         if commit:
             trip.commit()

@@ -31,6 +31,7 @@ from phloem.store.engine import Writes, make_engine, send_writes, write_transact
 from phloem.store.migrate import ensure_schema
 from phloem.store.opening import cannot_open
 from phloem.store.port import StoreCapabilities, WorkListener
+from phloem.store.prepared import Prepared
 from phloem.store.resilience import opening_retrying, resilient
 from phloem.store.rows import (
     run_record,
@@ -120,7 +121,10 @@ class SqlStore:
             except DBAPIError as exc:
                 self.engine.dispose()
                 raise cannot_open(url, exc) from None
-        self._w = Writer(self.dialect, bool(self.engine.dialect.supports_sane_multi_rowcount))
+        dialect = self.engine.dialect
+        self._w = Writer(
+            self.dialect, bool(dialect.supports_sane_multi_rowcount), Prepared(dialect)
+        )
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -501,7 +505,7 @@ class SqlStore:
                 later: Writes = []
                 out = [self._w.apply_commit(conn, r, now, bulk=True, later=later) for r in requests]
                 # the attempts and events, and the COMMIT: one round trip on PostgreSQL
-                send_writes(conn, later, commit=True)
+                send_writes(conn, later, commit=True, prepared=self._w.prepared)
             return out
         except LostRace:
             out = []
@@ -509,7 +513,7 @@ class SqlStore:
                 with self._tx() as conn:
                     later = []
                     out.append(self._w.apply_commit(conn, r, now, bulk=False, later=later))
-                    send_writes(conn, later, commit=True)
+                    send_writes(conn, later, commit=True, prepared=self._w.prepared)
             return out
 
     def add_instances(

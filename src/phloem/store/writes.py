@@ -25,6 +25,7 @@ from phloem.store import schema as s
 from phloem.store.cache import write_cache
 from phloem.store.effects import AttemptId, usage_binds, usage_values, usages, write_effects
 from phloem.store.engine import Writes, send_writes
+from phloem.store.prepared import Prepared
 from phloem.store.rows import TI_VALUE_COLUMNS, attempt_update, ti_row, ti_values
 from phloem.store.rows import insert_new as insert_new  # re-exported for store modules
 from phloem.store.types import Applied, ArtifactRecord, ArtifactUse, Commit
@@ -37,8 +38,10 @@ _TERMINAL = sorted(st.value for st in TERMINAL_TASK_STATES)
 class Writer:
     """Write-transaction bodies for one database dialect."""
 
-    def __init__(self, dialect: str, multi_rowcount: bool) -> None:
+    def __init__(self, dialect: str, multi_rowcount: bool, prepared: Prepared) -> None:
         self.dialect = dialect
+        #: the statements of every commit, run on the driver's cursor
+        self.prepared = prepared
         #: the driver reports rows matched by an executemany: a bulk compare-and-set is safe
         self.multi_rowcount = multi_rowcount
         ti = _TI
@@ -92,10 +95,12 @@ class Writer:
         (attempts, events) go to ``later``: the caller sends them, in one round trip with the
         COMMIT on PostgreSQL (``engine.send_writes``)."""
         if r.owner is not None:
-            held = conn.execute(
-                _RENEW_LEASE, {"b_run": r.run_id, "b_owner": r.owner, "v_until": now + r.lease_ttl}
+            held = self.prepared.run(
+                conn,
+                _RENEW_LEASE,
+                {"b_run": r.run_id, "b_owner": r.owner, "v_until": now + r.lease_ttl},
             )
-            if held.rowcount != 1:
+            if held != 1:
                 return Applied(fenced=True)
         usage_written: set[AttemptId] = set()
         applied = self.transitions(
@@ -261,14 +266,13 @@ class Writer:
             order.append(key)
         if params:
             if bulk and self.multi_rowcount:
-                res = conn.execute(self.cas, params)
-                if res.rowcount != len(params):
+                if self.prepared.run(conn, self.cas, params) != len(params):
                     raise LostRace
                 won = order
             else:
                 won = []
                 for key, p in zip(order, params, strict=True):
-                    if conn.execute(self.cas, [p]).rowcount == 1:
+                    if self.prepared.run(conn, self.cas, p) == 1:
                         won.append(key)
                     else:
                         lost_keys.add(key)
@@ -303,7 +307,7 @@ class Writer:
             )
         )
         if later is None:
-            send_writes(conn, writes)
+            send_writes(conn, writes, prepared=self.prepared)
         if usage_written is not None:
             usage_written.update(written)
         return applied
