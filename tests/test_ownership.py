@@ -208,3 +208,33 @@ def test_backfill_runs_yield_to_scheduled_runs_but_not_forever(
     loop.turn(max_wait=0)  # one slot: the run that goes first takes it
     assert store.attempts(back2.run_id) and not store.attempts(sched2.run_id)
     loop.run_until_idle()
+
+
+def test_a_fenced_run_in_a_shared_commit_changes_nothing_and_the_others_go_on(
+    store: SqlStore,
+) -> None:
+    """One loop turn commits many runs at once; on PostgreSQL their fencing checks travel with
+    the compare-and-sets. A run another driver took changes nothing, the others are applied."""
+    from dataclasses import replace
+
+    from phloem.records import Transition
+
+    ours = create_run(store, v1.spec, owner="scheduler:a:1")
+    taken = create_run(store, v1.spec, owner="scheduler:a:1")
+    now = time.time()
+    assert (
+        Catalog(store).claim_run(taken.run_id, "scheduler:b:2", 30, now, take_from="scheduler:a:1")
+        is None
+    )
+
+    def schedule(run_id: str) -> Commit:
+        ti = store.load_instances(run_id)[0]
+        change = Transition(ti, replace(ti, state=TaskState.SCHEDULED))
+        return Commit(run_id, (change,), owner="scheduler:a:1")
+
+    applied = store.commit_many([schedule(ours.run_id), schedule(taken.run_id)], now=now)
+    assert [a.fenced for a in applied] == [False, True]
+    assert applied[0].transitions and not applied[1].transitions
+    assert store.load_instances(ours.run_id)[0].state is TaskState.SCHEDULED
+    assert store.load_instances(taken.run_id)[0].state is TaskState.PENDING
+    assert store.get_run(taken.run_id).owner == "scheduler:b:2"

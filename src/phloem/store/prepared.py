@@ -54,6 +54,24 @@ class _Plan:
         return tuple([convert[n](row[n]) if n in convert else row[n] for n in names])
 
 
+class Sent:
+    """A statement sent, whose row count is read later: in a pipeline (``pipelines``) it is
+    known only once the pipeline has ended."""
+
+    __slots__ = ("_count", "_cursor")
+
+    def __init__(self, cursor: Any = None, count: int = 0) -> None:
+        self._cursor = cursor
+        self._count = count
+
+    def rowcount(self) -> int:
+        if self._cursor is not None:
+            self._count = int(self._cursor.rowcount)
+            self._cursor.close()
+            self._cursor = None
+        return self._count
+
+
 class Prepared:
     """Runs prebuilt statements on the driver's cursor for one dialect (see the module)."""
 
@@ -61,15 +79,22 @@ class Prepared:
         self._dialect = dialect
         self._plans: dict[tuple[int, tuple[str, ...]], _Plan] = {}
         self._error = dialect.loaded_dbapi.Error
+        #: the driver can send statements whose row counts are read later, together in one
+        #: round trip (psycopg's pipeline, ``engine.one_round_trip``)
+        self.pipelines = dialect.name == "postgresql" and dialect.driver == "psycopg"
 
     def run(self, conn: Connection, statement: Any, rows: Sequence[Row] | Row) -> int:
         """Run ``statement`` once per row (one driver call: ``executemany`` for several) in
         ``conn``'s transaction; returns the driver's row count (the rows matched, summed
         over the rows on drivers that report it so). ``statement`` is one built once (a
         module's constant): a plan is kept for each statement and set of columns."""
+        return self.send(conn, statement, rows).rowcount()
+
+    def send(self, conn: Connection, statement: Any, rows: Sequence[Row] | Row) -> Sent:
+        """``run``, with the row count read when asked for: inside a pipeline, after it."""
         many: Sequence[Row] = [rows] if isinstance(rows, Mapping) else rows
         if not many:
-            return 0
+            return Sent()
         first = many[0]
         key = (id(statement), tuple(first))
         plan = self._plans.get(key)
@@ -77,7 +102,7 @@ class Prepared:
             plan = self._plans[key] = self._plan(statement, tuple(first))
         sql = plan.sql
         if sql is None:
-            return int(conn.execute(statement, list(many)).rowcount)
+            return Sent(count=int(conn.execute(statement, list(many)).rowcount))
         raw = conn.connection.driver_connection
         assert raw is not None  # an open connection in a transaction
         cursor = raw.cursor()
@@ -86,11 +111,13 @@ class Prepared:
                 cursor.execute(sql, plan.params(first))
             else:
                 cursor.executemany(sql, [plan.params(r) for r in many])
-            return int(cursor.rowcount)
         except self._error as exc:
-            raise self._wrapped(conn, raw, sql, exc) from exc
-        finally:
             cursor.close()
+            raise self._wrapped(conn, raw, sql, exc) from exc
+        except BaseException:
+            cursor.close()
+            raise
+        return Sent(cursor)
 
     def _plan(self, statement: Any, columns: tuple[str, ...]) -> _Plan:
         dialect = self._dialect

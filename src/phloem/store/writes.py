@@ -6,6 +6,7 @@ turn (or a whole reopen) is one transaction."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, select
@@ -24,8 +25,8 @@ from phloem.states import (
 from phloem.store import schema as s
 from phloem.store.cache import write_cache
 from phloem.store.effects import AttemptId, usage_binds, usage_values, usages, write_effects
-from phloem.store.engine import Writes, send_writes
-from phloem.store.prepared import Prepared
+from phloem.store.engine import Writes, one_round_trip, send_writes
+from phloem.store.prepared import Prepared, Sent
 from phloem.store.rows import TI_VALUE_COLUMNS, attempt_update, ti_row, ti_values
 from phloem.store.rows import insert_new as insert_new  # re-exported for store modules
 from phloem.store.types import Applied, ArtifactRecord, ArtifactUse, Commit
@@ -93,28 +94,43 @@ class Writer:
     ) -> Applied:
         """One run's decision, in the caller's transaction. Writes nobody reads a result of
         (attempts, events) go to ``later``: the caller sends them, in one round trip with the
-        COMMIT on PostgreSQL (``engine.send_writes``)."""
-        if r.owner is not None:
-            held = self.prepared.run(
-                conn,
-                _RENEW_LEASE,
-                {"b_run": r.run_id, "b_owner": r.owner, "v_until": now + r.lease_ttl},
-            )
-            if held != 1:
-                return Applied(fenced=True)
+        COMMIT on PostgreSQL (``engine.send_writes``).
+
+        In a bulk commit on PostgreSQL the fencing check and the compare-and-set travel in
+        one round trip and their row counts are read after both ran: a fenced run or a lost
+        compare-and-set raises ``LostRace``, the caller rolls the transaction back and
+        applies each run on its own, where the fencing check runs first, alone."""
+        together = (
+            bulk and self.multi_rowcount and r.owner is not None and not r.expansions
+        ) and self.prepared.pipelines
+        checks: list[tuple[Sent, int]] = []
         usage_written: set[AttemptId] = set()
-        applied = self.transitions(
-            conn,
-            r.run_id,
-            r.transitions,
-            r.expansions,
-            now,
-            bulk=bulk,
-            holder=r.owner,
-            effects=r.effects,
-            usage_written=usage_written,
-            later=later,
-        )
+        with one_round_trip(conn) if together else nullcontext():
+            if r.owner is not None:
+                held = self.prepared.send(
+                    conn,
+                    _RENEW_LEASE,
+                    {"b_run": r.run_id, "b_owner": r.owner, "v_until": now + r.lease_ttl},
+                )
+                if not together and held.rowcount() != 1:
+                    return Applied(fenced=True)
+            applied = self.transitions(
+                conn,
+                r.run_id,
+                r.transitions,
+                r.expansions,
+                now,
+                bulk=bulk,
+                holder=r.owner,
+                effects=r.effects,
+                usage_written=usage_written,
+                later=later,
+                checks=checks if together else None,
+            )
+        if together:
+            fenced = held.rowcount() != 1
+            if fenced or any(sent.rowcount() != n for sent, n in checks):
+                raise LostRace
         self.finish_commit(conn, r.run_id, applied, r.run_state, r.artifacts, r.uses, now, later)
         self.asset_events(conn, r.run_id, applied, r.asset_outputs, now)
         if r.effects:
@@ -179,13 +195,15 @@ class Writer:
         effects: Sequence[AttemptEffects] = (),
         usage_written: set[AttemptId] | None = None,
         later: Writes | None = None,
+        checks: list[tuple[Sent, int]] | None = None,
     ) -> Applied:
         """Apply ``transitions`` by compare-and-set and record their attempts and events:
         appended to ``later`` if given (the caller sends them), else sent before returning,
         in one round trip on PostgreSQL. The usage an attempt recorded among ``effects`` is
         written by the update of that attempt's end, one statement less per commit; the
         attempts it was written for are added to ``usage_written``, so ``write_effects``
-        does not write it again."""
+        does not write it again. With ``checks`` (a bulk compare-and-set sent in a pipeline)
+        its row count is left there to be read, with the number of rows it must match."""
         applied = Applied()
         for e in expansions:
             ph = e.placeholder
@@ -266,7 +284,10 @@ class Writer:
             order.append(key)
         if params:
             if bulk and self.multi_rowcount:
-                if self.prepared.run(conn, self.cas, params) != len(params):
+                sent = self.prepared.send(conn, self.cas, params)
+                if checks is not None:
+                    checks.append((sent, len(params)))
+                elif sent.rowcount() != len(params):
                     raise LostRace
                 won = order
             else:
@@ -478,4 +499,5 @@ _INSERT_RUN_EVENT = s.events.insert().inline()
 
 
 class LostRace(Exception):
-    """A bulk compare-and-set matched fewer rows than expected; roll back and go row by row."""
+    """A bulk compare-and-set matched fewer rows than expected (or, checked with it, a run's
+    fencing check failed); roll back and go run by run, row by row."""
