@@ -12,9 +12,8 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from phloem.alerting import Alerting
 from phloem.artifacts import ArtifactStore
 from phloem.config import Settings
 from phloem.executors import Executor, make_executor
@@ -22,6 +21,9 @@ from phloem.states import ExecutorKind
 from phloem.store import Store, open_store
 from phloem.store.memory import MEMORY_URLS
 from phloem.store.port import Variables
+
+if TYPE_CHECKING:
+    from phloem.alerting import Alerting
 
 
 class Phloem:
@@ -86,6 +88,9 @@ class Phloem:
     def alerting(self) -> Alerting:
         """Alert rules checked where runs are driven, and the sender of what they raise."""
         if self._alerting is None:
+            # here, not at the top: only what drives runs (or manages alerts) pays for it
+            from phloem.alerting import Alerting
+
             settings = self.settings
             self._alerting = Alerting(
                 self.store,

@@ -16,21 +16,21 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from phloem.alerting.messages import Facts, deliveries
-from phloem.alerting.sender import Sender
-from phloem.alerting.transport import Transport
-from phloem.alerting.watch import RunWatch, label
 from phloem.alerts.channels import channel_from
 from phloem.alerts.rules import Rule, make_rule
 from phloem.errors import AlertError, PhloemError
 from phloem.records import RunRecord
-from phloem.secrets import Masker
 from phloem.states import RunState, RunType
-from phloem.store.alert_book import StoredRule
 
 if TYPE_CHECKING:
+    from phloem.alerting.messages import Facts
+    from phloem.alerting.sender import Sender
+    from phloem.alerting.transport import Transport
+    from phloem.alerting.watch import RunWatch
     from phloem.dsl.spec import PipelineSpec
+    from phloem.secrets import Masker
     from phloem.store import Store
+    from phloem.store.alert_book import StoredRule
 
 log = logging.getLogger("phloem.alerts")
 
@@ -77,11 +77,13 @@ class Alerting:
         self.clock = clock
         self.rules_ttl = rules_ttl
         self.callables: dict[str, Callable[..., Any]] = {}
-        self.transport = Transport(smtp_url, connection, self.callables)
+        self._transport_args = (smtp_url, connection)
         # a store only this process opens is used from the driver's thread only: the driver
         # pumps the sender once a turn (``pump``) instead of a thread of its own
-        options = {"threaded": store.capabilities.shared, **(sender or {})}
-        self.sender = Sender(store.alerts, self.transport, clock=clock, **options)
+        self._sender_options = {"threaded": store.capabilities.shared, **(sender or {})}
+        # built on first use: a run that fires nothing imports neither (nor the messages)
+        self._transport: Transport | None = None
+        self._sender: Sender | None = None
         self._secrets = secrets
         self._masker: Masker | None = None
         self._stored: dict[str, list[Rule]] = {}
@@ -90,6 +92,26 @@ class Alerting:
         self._next_deadline_check = 0.0
         self._deadlines_fired: set[tuple[str, str]] = set()
         self.recorded = 0  # deliveries this process recorded
+
+    @property
+    def transport(self) -> Transport:
+        """How deliveries reach their channels (webhooks, mail, functions)."""
+        if self._transport is None:
+            from phloem.alerting.transport import Transport
+
+            self._transport = Transport(*self._transport_args, self.callables)
+        return self._transport
+
+    @property
+    def sender(self) -> Sender:
+        """The sender of what fired (its thread starts with ``start`` or the first alert)."""
+        if self._sender is None:
+            from phloem.alerting.sender import Sender
+
+            self._sender = Sender(
+                self.store.alerts, self.transport, clock=self.clock, **self._sender_options
+            )
+        return self._sender
 
     # -- rules ----------------------------------------------------------------------------------
 
@@ -122,7 +144,11 @@ class Alerting:
 
     def watch(self, spec: PipelineSpec, run: RunRecord) -> RunWatch | None:
         """A watch for a run being driven, or None when its pipeline has no rules."""
-        return RunWatch(self, spec, run) if self.rules(spec) else None
+        if not self.rules(spec):
+            return None
+        from phloem.alerting.watch import RunWatch
+
+        return RunWatch(self, spec, run)
 
     # -- history the rules compare with ---------------------------------------------------------
 
@@ -141,6 +167,8 @@ class Alerting:
         self, rule: Rule, pipeline: str, run_id: str, metrics: dict[str, float]
     ) -> Facts | None:
         """Facts if the run's metric breaks ``rule``; None when it holds or was not logged."""
+        from phloem.alerting.messages import Facts
+
         name = rule.metric or ""
         value = metrics.get(name)
         if value is None or value != value:  # not logged, or NaN
@@ -173,6 +201,8 @@ class Alerting:
     def fire(self, pipeline: str, run: RunRecord, fired: Sequence[tuple[Rule, Facts]]) -> None:
         """Record a delivery per channel of each rule that fired (once, whoever records it),
         and wake the sender. Never raises: an alert must not break a run."""
+        from phloem.alerting.messages import deliveries
+
         try:
             masker = self.masker()
             rows = [
@@ -192,6 +222,8 @@ class Alerting:
     def masker(self) -> Masker:
         """The secrets no alert may show (the mail password, connections' passwords)."""
         if self._masker is None:
+            from phloem.secrets import Masker
+
             masker = Masker()
             if self._secrets is not None:
                 try:
@@ -232,6 +264,9 @@ class Alerting:
         """Runs that ended in the last ``MISSED_WINDOW`` seconds (but over ``MISSED_GRACE``
         ago) whose failure or success alert was never recorded: their driver died between
         committing the run's end and recording its alerts. Recorded now (once, as ever)."""
+        from phloem.alerting.messages import Facts
+        from phloem.alerting.watch import label
+
         runs = [
             r
             for r in self.store.list_runs(
@@ -269,6 +304,8 @@ class Alerting:
         return n
 
     def _check_deadline(self, spec: PipelineSpec, rule: Rule, now: float) -> int:
+        from phloem.alerting.messages import Facts
+
         after = rule.after or 0.0
         end = datetime.fromtimestamp(now - after, timezone.utc)
         start = end - timedelta(seconds=DEADLINE_LOOKBACK)
@@ -295,7 +332,7 @@ class Alerting:
     def pump(self) -> float | None:
         """Once a driver's turn: on a private store, deliver what is due (sends run on a
         worker thread); returns when to look again. No-op when the sender has a thread."""
-        if self.sender.threaded or not self.recorded:
+        if not self.recorded or self.sender.threaded:
             return None
         try:
             return self.sender.turn()
@@ -319,7 +356,8 @@ class Alerting:
     def close(self, grace: float = 0.0) -> None:
         """Stop the sender; with ``grace``, first try for that long to deliver what is due."""
         self.flush(grace)
-        self.sender.stop()
+        if self._sender is not None:
+            self._sender.stop()
 
 
 __all__ = ["Alerting", "add_rule", "stored_rule"]

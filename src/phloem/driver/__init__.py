@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from phloem.alerting import Alerting
 from phloem.artifacts import ArtifactStore
-from phloem.caching import CacheMode, Versions
+from phloem.caching import CacheMode
 from phloem.driver.leases import DEFAULT_TTL, LeaseKeeper, holder_id
 from phloem.driver.loop import Loop
 from phloem.driver.session import CallbackContext, Reporter, RunSession
@@ -18,6 +18,10 @@ from phloem.errors import PhloemError
 from phloem.executors import Executor
 from phloem.records import RunRecord
 from phloem.store import Store
+
+if TYPE_CHECKING:
+    from phloem.alerting import Alerting
+    from phloem.caching import Versions
 
 
 class Driver:
