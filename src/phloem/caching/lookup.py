@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any, cast
 
 from phloem.artifacts import ArtifactStore
 from phloem.artifacts.codec import read_digests
 from phloem.caching.fingerprint import Versions
 from phloem.caching.keys import CacheContext, KeyParts, NoKey, TaskKeys
+from phloem.caching.mode import CacheMode, uses_cache
 from phloem.caching.verify import Verifier, artifact_digests
 from phloem.dsl.spec import PipelineSpec
 from phloem.engine import TI, CacheHit, Draft, Key, Snapshot, Transition
@@ -28,18 +28,6 @@ from phloem.states import ACTIVE_TASK_STATES, TaskState
 from phloem.store import ArtifactUse, CacheCheck, CacheEntry, Store
 
 S = TaskState
-
-
-class CacheMode(str, Enum):
-    """How a run uses the cache: ``use`` it, leave it ``off`` (neither read nor written), or
-    ``refresh`` it (recompute every cached task and replace its entries)."""
-
-    USE = "use"
-    OFF = "off"
-    REFRESH = "refresh"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +92,7 @@ class RunCache:
         versions: Versions | None = None,
     ) -> RunCache | None:
         """None when the run does not use the cache (no task caches, or mode ``off``)."""
-        if mode is CacheMode.OFF:
-            return None
-        if not any(t.options.cache is not None for t in spec.tasks.values()):
+        if not uses_cache(spec, mode):
             return None
         return cls(store, spec, run, artifacts, inputs, mode, versions)
 

@@ -11,11 +11,10 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from phloem.alerting import Alerting
 from phloem.artifacts import ArtifactStore
-from phloem.caching import CacheMode, RunCache, Versions
+from phloem.caching import CacheMode, uses_cache
 from phloem.driver.inputs import Inputs
 from phloem.driver.orphans import Orphans
 from phloem.dsl.options import Resources, TaskOptions
@@ -49,6 +48,10 @@ from phloem.runner.failures import OUT_OF_MEMORY
 from phloem.states import ACTIVE_TASK_STATES, AttemptOutcome, RunState, TaskState
 from phloem.store import Applied, ArtifactRecord, ArtifactUse, Commit, Store
 from phloem.store.types import EventRow
+
+if TYPE_CHECKING:
+    from phloem.alerting import Alerting
+    from phloem.caching import RunCache, Versions
 
 log = logging.getLogger("phloem.driver")
 S = TaskState
@@ -136,10 +139,15 @@ class RunSession:
         self.clock = clock
         self.params = _typed_params(spec, run)
         self.inputs = Inputs(spec, artifacts, self.params)
-        #: the task cache, when some task caches and the run uses it
-        self.cache = RunCache.for_run(
-            store, spec, run, artifacts, self.inputs, cache_mode, cache_versions
-        )
+        #: the task cache, when some task caches and the run uses it (only then is the
+        #: cache's machinery imported)
+        self.cache: RunCache | None = None
+        if uses_cache(spec, cache_mode):
+            from phloem.caching.lookup import RunCache
+
+            self.cache = RunCache(
+                store, spec, run, artifacts, self.inputs, cache_mode, cache_versions
+            )
         self._asset_outputs = {
             t.task_id: t.options.outputs for t in spec.tasks.values() if t.options.outputs
         }
