@@ -14,7 +14,6 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
-from phloem import breakers
 from phloem.artifacts import ArtifactRef, ArtifactStore
 from phloem.artifacts.active import storing_in
 from phloem.artifacts.codec import DEFAULT_INLINE_LIMIT, from_stored_json, to_stored_json
@@ -202,6 +201,8 @@ def _call(
         guard = spec.options.breaker
         if guard is None:
             return AttemptOutcome.SUCCESS, spec.fn(*args, **kwargs)
+        from phloem import breakers  # here: only a task behind a breaker needs it
+
         probe = breakers.enter(guard)
         try:
             value = spec.fn(*args, **kwargs)

@@ -35,11 +35,9 @@ from phloem.effects import (
     WatermarkAdvanced,
 )
 from phloem.states import ACTIVE_TASK_STATES, TaskState
-from phloem.store import models
 from phloem.store import schema as s
 from phloem.store.rows import attempt_update, insert_new
 from phloem.store.types import Applied
-from phloem.store.watermarks import write_advances
 
 #: the identity of an attempt: (task_id, map_index, try_number)
 AttemptId = tuple[str, int, int]
@@ -203,14 +201,32 @@ def _write_usage(
     )
 
 
+def _write_advances(
+    conn: Connection, run_id: str, items: Sequence[tuple[AttemptEffects, Any]], now: float
+) -> None:
+    # imported here: only a run whose tasks advance a watermark needs that module
+    from phloem.store.watermarks import write_advances
+
+    write_advances(conn, run_id, items, now)
+
+
+def _write_models(
+    conn: Connection, run_id: str, items: Sequence[tuple[AttemptEffects, Any]], now: float
+) -> None:
+    # imported here: only a run whose tasks register models loads the model registry
+    from phloem.store.models import write_effects as write_model_effects
+
+    write_model_effects(conn, run_id, items, now)
+
+
 #: kind -> writer of all the commit's effects of that kind, in the order they were recorded
 ConnWriter = Callable[[Connection, str, Sequence[tuple[AttemptEffects, Any]], float], None]
 
 _WRITERS: dict[type[Effect], ConnWriter] = {
-    WatermarkAdvanced: write_advances,
+    WatermarkAdvanced: _write_advances,
     ArtifactRecorded: _write_artifacts,
     AttemptUsage: _write_usage,
-    ModelVersionReady: models.write_effects,
+    ModelVersionReady: _write_models,
 }
 
 #: kinds written by the writer of another kind, together and in the order they were recorded
