@@ -7,13 +7,13 @@ inherit what the driver imported, so the cost is paid once, as in a plain script
 
 from __future__ import annotations
 
-import ast
+import dis
 import importlib
 import inspect
 import logging
 import sys
-import textwrap
 from collections.abc import Iterable, Mapping
+from types import CodeType
 
 from phloem.dsl.spec import PipelineSpec
 
@@ -21,20 +21,42 @@ log = logging.getLogger("phloem.executors")
 
 
 def imported_in_tasks(pipelines: Mapping[str, PipelineSpec]) -> list[str]:
-    """Module names imported inside the task functions' bodies, in order."""
+    """Module names imported (absolutely) inside the task functions' bodies, and in what they
+    define, in order.
+
+    Read from their bytecode rather than their source: no file to read and tokenize (the
+    tokenizer's patterns alone take milliseconds to compile, in every short run), and a task
+    whose source is gone (defined in a notebook cell, or exec'd) is covered too."""
     names: dict[str, None] = {}
     for spec in pipelines.values():
         for fn in {id(t.fn): t.fn for t in spec.tasks.values()}.values():
             try:
-                tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
-            except (OSError, TypeError, SyntaxError):
-                continue
-            for node in ast.walk(tree):
-                if isinstance(node, ast.Import):
-                    names.update((a.name, None) for a in node.names)
-                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                    names[node.module] = None
+                code = inspect.unwrap(fn).__code__
+            except (AttributeError, ValueError):
+                continue  # not a Python function (a callable object, a builtin)
+            if isinstance(code, CodeType):
+                _imports(code, names)
     return list(names)
+
+
+#: what loads an import's level (0: absolute) right before its from-list and ``IMPORT_NAME``
+_LOADS = {"LOAD_CONST", "LOAD_SMALL_INT"}
+
+
+def _imports(code: CodeType, names: dict[str, None]) -> None:
+    """Add the modules ``code`` (and the code it defines) imports absolutely to ``names``."""
+    last: list[dis.Instruction] = []
+    for ins in dis.get_instructions(code):
+        if ins.opname == "EXTENDED_ARG":
+            continue
+        if ins.opname == "IMPORT_NAME" and len(last) == 2:
+            level, fromlist = last
+            if level.opname in _LOADS and fromlist.opname in _LOADS and level.argval == 0:
+                names[ins.argval] = None
+        last = [*last[-1:], ins]
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            _imports(const, names)
 
 
 def preload(modules: Iterable[str]) -> None:
