@@ -44,6 +44,33 @@ HEAVY = (
     "numpy",
 )
 
+#: phloem's own modules such a run has no use for either: alerting beyond checking for rules,
+#: the cache's keys and lookups (no task caches), breakers, the model registry, watermarks,
+#: and what the server, scheduler, accounts and lineage use; they load when a run needs them
+UNUSED = (
+    "phloem.accounts",
+    "phloem.alerting.messages",
+    "phloem.alerting.sender",
+    "phloem.alerting.transport",
+    "phloem.alerting.watch",
+    "phloem.breakers",
+    "phloem.caching.fingerprint",
+    "phloem.caching.hashing",
+    "phloem.caching.keys",
+    "phloem.caching.lookup",
+    "phloem.caching.verify",
+    "phloem.lineage",
+    "phloem.models",
+    "phloem.scheduler",
+    "phloem.server",
+    "phloem.store.accounts",
+    "phloem.store.breakers",
+    "phloem.store.lineage",
+    "phloem.store.models",
+    "phloem.store.watermarks",
+    "phloem.watermarks",
+)
+
 HELLO = """
 from phloem import pipeline, task
 
@@ -125,7 +152,8 @@ def _same(text: str) -> str:
 
 def test_a_run_loads_no_heavy_module(home: Path, tmp_path: Path) -> None:
     """A plain ``phloem run`` imports neither typer (nor click, pydantic), nor rich when its
-    output is a pipe, nor migrations, the server, Ray or data libraries."""
+    output is a pipe, nor migrations, the server, Ray or data libraries, nor the parts of
+    phloem only some runs need."""
     path = write(tmp_path, "hello.py", HELLO)
     listing = tmp_path / "modules.json"
     done = phloem(home, "run", path, "--workers", "1", modules=listing)
@@ -134,6 +162,8 @@ def test_a_run_loads_no_heavy_module(home: Path, tmp_path: Path) -> None:
     assert "sqlalchemy" in loaded and "phloem.api" in loaded  # the check sees the run's imports
     heavy = sorted(m for m in loaded if any(m == h or m.startswith(h + ".") for h in HEAVY))
     assert heavy == [], f"phloem run loads {heavy}; import them where they are first used"
+    unused = sorted(m for m in loaded if any(m == u or m.startswith(u + ".") for u in UNUSED))
+    assert unused == [], f"phloem run loads {unused}; import them where they are first used"
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import itertools
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -186,6 +187,32 @@ def test_modules_imported_in_task_bodies_are_preloaded_once_in_the_driver() -> N
     from phloem.executors.preload import imported_in_tasks
 
     assert imported_in_tasks({"p": imports_inside.spec}) == ["json", "email"]
+
+
+def test_imports_of_a_task_are_read_from_its_code() -> None:
+    """Nested functions count, relative imports do not, and a task whose source cannot be read
+    (exec'd here) is covered too."""
+    from phloem.executors.preload import imported_in_tasks
+
+    namespace: dict[str, Any] = {}
+    exec(
+        "def body():\n"
+        "    import csv, xml.dom as dom\n"
+        "    def inner():\n"
+        "        from email import message\n"
+        "    try:\n"
+        "        from . import sibling\n"
+        "    except ImportError:\n"
+        "        pass\n"
+        "    return [__import__('json') for _ in ()]\n",
+        namespace,
+    )
+
+    @pipeline
+    def sourceless() -> None:
+        task(namespace["body"])()
+
+    assert imported_in_tasks({"p": sourceless.spec}) == ["csv", "xml.dom", "email"]
 
 
 # -- failures that must not be retried -------------------------------------------------------
