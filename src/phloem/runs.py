@@ -14,7 +14,6 @@ from phloem.config import DEFAULT_LEASE_TTL
 from phloem.dsl.params import resolve_params
 from phloem.dsl.spec import PipelineSpec
 from phloem.engine.model import TI
-from phloem.engine.reopen import plan_reopen
 from phloem.errors import PhloemError, PoolNotFound
 from phloem.records import RunRecord, iso_utc
 from phloem.states import RunState, RunType
@@ -140,6 +139,8 @@ def reopen(
     """Reset a run's failed tasks (or ``task`` and after it, or ``everything``) and make it
     running (or, with ``queue``, queued) again, in one transaction. Returns how many
     instances changed."""
+    from phloem.engine.reopen import plan_reopen  # here: a new run never reopens
+
     plan = plan_reopen(
         store.load_instances(run_id),
         spec,
