@@ -65,6 +65,7 @@ UNUSED = (
     "phloem.server",
     "phloem.store.accounts",
     "phloem.store.breakers",
+    "phloem.store.deliveries",
     "phloem.store.lineage",
     "phloem.store.models",
     "phloem.store.watermarks",

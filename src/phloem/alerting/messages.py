@@ -12,7 +12,7 @@ from phloem.alerts.rules import Rule
 from phloem.alerts.template import render
 from phloem.records import RunRecord
 from phloem.secrets import Masker
-from phloem.store.alert_book import NewDelivery
+from phloem.store.deliveries import NewDelivery
 
 #: the longest error an alert quotes
 MAX_ERROR = 600

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from phloem.alerting.transport import SendError, Transport
 from phloem.errors import first_line
-from phloem.store.alert_book import Delivery
+from phloem.store.deliveries import Delivery
 from phloem.store.port import Alerts
 
 log = logging.getLogger("phloem.alerts")

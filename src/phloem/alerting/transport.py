@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from phloem.alerts.rules import Alert
 from phloem.errors import AlertError
-from phloem.store.alert_book import Delivery
+from phloem.store.deliveries import Delivery
 
 
 class SendError(Exception):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, func, or_, select
 
@@ -21,6 +21,9 @@ from phloem.store import schema as s
 from phloem.store.engine import Database, write_transaction
 from phloem.store.resilience import resilient
 from phloem.store.writes import insert_new
+
+if TYPE_CHECKING:
+    from phloem.store.deliveries import Delivery, NewDelivery
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
 
@@ -37,53 +40,14 @@ class StoredRule:
     created_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class NewDelivery:
-    rule_id: str
-    pipeline: str
-    run_id: str
-    subject: str
-    channel: int
-    kind: str
-    target: str
-    rule: str
-    title: str
-    body: str
-    payload: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    id: int
-    rule_id: str
-    pipeline: str
-    run_id: str
-    subject: str
-    channel: int
-    kind: str
-    target: str
-    rule: str
-    title: str
-    body: str
-    payload: dict[str, Any]
-    state: str
-    tries: int
-    next_try_at: float
-    last_error: str | None
-    created_at: float
-    sent_at: float | None
-
-
 _NEW_FIELDS: tuple[str, ...] = ("rule_id", "pipeline", "run_id", "subject", "channel", "kind")
 _NEW_FIELDS += ("target", "rule", "title", "body")
 
 
 def _delivery(row: Any) -> Delivery:
-    return Delivery(
-        row.id, row.rule_id, row.pipeline, row.run_id, row.subject, row.channel, row.kind,
-        row.target, row.rule, row.title, row.body, json.loads(row.payload), row.state,
-        row.tries, row.next_try_at, row.last_error, row.created_at, row.sent_at,
-    )  # fmt: skip
+    from phloem.store.deliveries import delivery_from_row
+
+    return delivery_from_row(row)
 
 
 @resilient
@@ -282,6 +246,16 @@ class AlertBook:
         q = select(d.c.rule_id).where(and_(d.c.run_id == run_id, d.c.rule_id.in_(rule_ids)))
         with self.engine.connect() as conn:
             return set(conn.execute(q).scalars())
+
+
+def __getattr__(name: str) -> Any:
+    """``Delivery`` and ``NewDelivery``, from store/deliveries.py where they are defined (a
+    run that only reads the rules does not build them)."""
+    if name in ("Delivery", "NewDelivery"):
+        from phloem.store import deliveries
+
+        return getattr(deliveries, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["FAILED", "PENDING", "SENT", "AlertBook", "Delivery", "NewDelivery", "StoredRule"]

@@ -38,8 +38,9 @@ if TYPE_CHECKING:
     from phloem.dsl.breaker import Breaker
     from phloem.secrets import Cipher
     from phloem.store.accounts import SessionRecord, TokenRecord, UserRecord
-    from phloem.store.alert_book import Delivery, NewDelivery, StoredRule
+    from phloem.store.alert_book import StoredRule
     from phloem.store.breakers import BreakerRow, BreakerState, Verdict
+    from phloem.store.deliveries import Delivery, NewDelivery
     from phloem.store.feed import FeedEvent
     from phloem.store.listing import (
         AssetEvent,
