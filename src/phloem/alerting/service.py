@@ -84,6 +84,7 @@ class Alerting:
         # built on first use: a run that fires nothing imports neither (nor the messages)
         self._transport: Transport | None = None
         self._sender: Sender | None = None
+        self._making = threading.Lock()  # one sender, whichever thread asks first
         self._secrets = secrets
         self._masker: Masker | None = None
         self._stored: dict[str, list[Rule]] = {}
@@ -99,7 +100,9 @@ class Alerting:
         if self._transport is None:
             from phloem.alerting.transport import Transport
 
-            self._transport = Transport(*self._transport_args, self.callables)
+            with self._making:
+                if self._transport is None:
+                    self._transport = Transport(*self._transport_args, self.callables)
         return self._transport
 
     @property
@@ -108,9 +111,12 @@ class Alerting:
         if self._sender is None:
             from phloem.alerting.sender import Sender
 
-            self._sender = Sender(
-                self.store.alerts, self.transport, clock=self.clock, **self._sender_options
-            )
+            transport = self.transport
+            with self._making:
+                if self._sender is None:
+                    self._sender = Sender(
+                        self.store.alerts, transport, clock=self.clock, **self._sender_options
+                    )
         return self._sender
 
     # -- rules ----------------------------------------------------------------------------------
