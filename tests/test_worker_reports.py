@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import multiprocessing
+import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -18,8 +20,9 @@ from typing import Any
 from attempts import make_attempt
 from phloem import pipeline, task
 from phloem.dsl.spec import PipelineSpec
+from phloem.effects import AttemptUsage, OutputMetadataKept
 from phloem.executors.base import Started
-from phloem.executors.local import EXIT_OUTBOX_BROKEN, _death_reason, _Outbox
+from phloem.executors.local import EXIT_OUTBOX_BROKEN, _death_reason, _dumps, _Outbox, _ready
 from phloem.runner import Attempt, Result
 from phloem.states import AttemptOutcome
 
@@ -43,6 +46,64 @@ def unsourced(**changes: Any) -> PipelineSpec:
     return dataclasses.replace(sourced.spec, source_file=None, **changes)
 
 
+# -- the pipe between a driver and its local workers ---------------------------------------------
+
+
+def test_attempts_and_reports_cross_the_pipe_unchanged(tmp_path: Path) -> None:
+    """The hot path's types pickle as their fields (cheaper than dataclasses' own state); every
+    field, set or default, comes back equal, and other objects in them pickle as before."""
+    a = make_attempt(
+        tmp_path,
+        args=(1, [2.5]),
+        kwargs={"k": {"x": None}},
+        params={"p": 1},
+        timeout=3.0,
+        source="f.py:p",
+        owner="me",
+        lease_from=1.0,
+        heartbeat_ttl=6.0,
+        memory_limit=2**30,
+        batch=4,
+    )
+    usage = AttemptUsage(0.25, 2**20, None, 1.5)
+    r = Result(
+        "r1",
+        "t",
+        3,
+        2,
+        AttemptOutcome.SUCCESS,
+        1.0,
+        2.0,
+        output='{"v": 1}',
+        map_length=2,
+        follow=("a",),
+        effects=(usage, OutputMetadataKept("[]", "d", "{}")),
+    )
+    msgs = [Started("r1", "t", 3, 2, 1.0), r, a, failed_result_for(a)]
+    back = pickle.loads(_dumps(msgs))
+    assert back == msgs
+    assert [type(m) for m in back] == [type(m) for m in msgs]
+
+
+def failed_result_for(a: Attempt) -> Result:
+    from phloem.runner.attempt import failed_result
+
+    return failed_result(a, "boom", started=1.0, ended=2.0, retryable=False)
+
+
+def test_a_driver_waits_on_its_workers_pipes_with_one_poll() -> None:
+    r, w = os.pipe()
+    try:
+        assert _ready([r], 0) == set()
+        os.write(w, b"x")
+        assert _ready([r, w], None) >= {r}
+        os.close(w)
+        os.read(r, 1)
+        assert _ready([r], 5) == {r}  # end of file counts: the worker is gone
+    finally:
+        os.close(r)
+
+
 # -- the local worker's outbox ------------------------------------------------------------------
 
 
@@ -52,8 +113,7 @@ def test_a_result_that_does_not_pickle_fails_its_attempt_instead_of_vanishing() 
     outbox = _Outbox(there, broken.append)
     try:
         lock = threading.Lock()
-        bad = Result("r1", "t", -1, 1, AttemptOutcome.SUCCESS, 1.0, 2.0,
-                     follow=(lock,))  # type: ignore[arg-type]
+        bad = Result("r1", "t", -1, 1, AttemptOutcome.SUCCESS, 1.0, 2.0, follow=(lock,))  # type: ignore[arg-type]
         outbox.put(Started("r1", "t", -1, 1, 1.0))
         outbox.put(bad)  # sent by the outbox's thread, FLUSH_AFTER later
         assert here.poll(60)
@@ -75,6 +135,9 @@ class _Refusing:
     """A connection that fails to send for a reason that is not the driver going away."""
 
     def send(self, msg: Any) -> None:
+        raise MemoryError("no room for the message")
+
+    def send_bytes(self, data: Any) -> None:
         raise MemoryError("no room for the message")
 
 
@@ -102,8 +165,7 @@ def test_a_worker_whose_outbox_broke_exits_and_its_driver_says_why(tmp_path: Pat
         _outbox_broken(OutputCapture(sticky=True), MemoryError("no room for the message"))
         """
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == EXIT_OUTBOX_BROKEN, done.stderr
     assert "cannot send its reports to the driver and exits: MemoryError: no room" in done.stderr
     why = _death_reason(1234, done.returncode)
@@ -118,11 +180,13 @@ def test_a_pipeline_that_cannot_be_shipped_to_ray_workers_says_why() -> None:
     from phloem.executors.ray import shipped
 
     lock = threading.Lock()
-    sources, blobs, why = shipped({
-        "sourced": sourced.spec,
-        "fine": unsourced(name="fine"),
-        "p": unsourced(on_success=lambda **_: lock.locked()),
-    })
+    sources, blobs, why = shipped(
+        {
+            "sourced": sourced.spec,
+            "fine": unsourced(name="fine"),
+            "p": unsourced(on_success=lambda **_: lock.locked()),
+        }
+    )
     assert sources == {"sourced": f"{sourced.spec.source_file}:sourced"}
     assert set(blobs) == {"fine"}  # one that fails does not keep the others back
     assert set(why) == {"p"}

@@ -20,12 +20,17 @@ to another worker without spending a try.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
+import io
 import itertools
+import math
 import mmap
+import operator
 import os
 import pickle
 import queue
+import select
 import signal
 import struct
 import threading
@@ -33,7 +38,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 from typing import TYPE_CHECKING, Any
 
 from phloem.artifacts import ArtifactStore
@@ -64,6 +70,51 @@ AttemptId = tuple[str, str, int, int]
 
 def _id(a: Attempt) -> AttemptId:
     return (a.run_id, a.task_id, a.map_index, a.try_number)
+
+
+# -- the wire ------------------------------------------------------------------------------------
+# Every attempt and every report crosses the pipe pickled. A frozen dataclass with slots pickles
+# through ``dataclasses``' own ``__getstate__``/``__setstate__``, Python code that looks its
+# fields up on each call: tens of microseconds per task on both sides. The types of the hot path
+# pickle here as their constructor and a tuple of their fields instead (read by a C getter), which
+# plain ``pickle.loads`` rebuilds; anything else pickles as ``multiprocessing`` would.
+
+
+def _by_fields(cls: type) -> Callable[[Any], tuple[type, tuple[Any, ...]]]:
+    names = [f.name for f in dataclasses.fields(cls)]
+    if any(not f.init for f in dataclasses.fields(cls)) or len(names) < 2:
+        raise TypeError(f"{cls.__name__} cannot be rebuilt from its fields")
+    values = operator.attrgetter(*names)
+    return lambda obj: (cls, values(obj))
+
+
+_REDUCERS: dict[type, Callable[[Any], tuple[type, tuple[Any, ...]]]] = {
+    cls: _by_fields(cls) for cls in (Attempt, Result, Started, AttemptUsage)
+}
+
+
+class _WirePickler(ForkingPickler):
+    def __init__(self, file: io.BytesIO, protocol: int) -> None:
+        super().__init__(file, protocol)
+        self.dispatch_table.update(_REDUCERS)
+
+
+def _dumps(obj: Any) -> memoryview:
+    """``obj`` pickled for the pipe (``pickle.loads`` reads it)."""
+    buf = io.BytesIO()
+    _WirePickler(buf, pickle.HIGHEST_PROTOCOL).dump(obj)
+    return buf.getbuffer()
+
+
+def _ready(fds: Sequence[int], timeout: float | None) -> set[int]:
+    """Which of ``fds`` are readable (or closed, or broken), waiting at most ``timeout``
+    seconds for one (None: for ever). ``multiprocessing.connection.wait`` does the same
+    through a selector it builds, in Python, on every call; this is one ``poll``."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    ms = None if timeout is None else max(0, math.ceil(timeout * 1000))
+    return {fd for fd, _ in poller.poll(ms)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,20 +306,18 @@ class LocalExecutor:
         if not busy:
             if not reports and timeout:
                 if wake:
-                    wait(list(wake), min(timeout, 1.0))
+                    _ready([_fileno(o) for o in wake], min(timeout, 1.0))
                 else:
                     time.sleep(min(timeout, 1.0))
             return reports
-        by_conn = {w.conn: w for w in busy}
+        by_conn = {w.conn.fileno(): w for w in busy}
         by_sentinel = {w.process.sentinel: w for w in busy}
-        ready = wait([*by_conn, *by_sentinel, *wake], 0 if reports else timeout)
-        for obj in ready:
-            w = by_conn.get(obj)  # type: ignore[call-overload]
-            if w is not None:
+        ready = _ready([*by_conn, *by_sentinel, *map(_fileno, wake)], 0 if reports else timeout)
+        for fd, w in by_conn.items():
+            if fd in ready:
                 self._drain(w, reports)
-        for obj in ready:
-            w = by_sentinel.get(obj) if isinstance(obj, int) else None
-            if w is not None and w in self._workers:
+        for fd, w in by_sentinel.items():
+            if fd in ready and w in self._workers:
                 self._drain(w, reports)
                 running = self._running(w)
                 w.process.join(1)
@@ -299,8 +348,9 @@ class LocalExecutor:
 
     def _drain(self, w: _Worker, out: list[Report]) -> None:
         try:
-            while w.conn.poll():
-                for msg in w.conn.recv():
+            fd = w.conn.fileno()
+            while _ready((fd,), 0):
+                for msg in pickle.loads(w.conn.recv_bytes()):
                     if isinstance(msg, _Unreadable):
                         a = self._answered(w, msg.seq, None)
                         if a is not None:
@@ -327,6 +377,10 @@ class LocalExecutor:
             w.conn.close()
             w.progress.mem.close()
         self._workers.clear()
+
+
+def _fileno(obj: Any) -> int:
+    return obj if isinstance(obj, int) else int(obj.fileno())
 
 
 def _death_reason(pid: int, code: int | None) -> str:
@@ -387,11 +441,10 @@ class _Outbox:
         if not msgs:
             return
         try:
-            self.conn.send(msgs)  # pickled whole before a byte is written
-        except OSError:
-            raise
+            data = _dumps(msgs)  # pickled whole before a byte is written
         except Exception as exc:  # a report that does not pickle: each is tried alone
-            self.conn.send([_sendable(m, exc) for m in msgs])
+            data = _dumps([_sendable(m, exc) for m in msgs])
+        self.conn.send_bytes(data)
 
     def _flusher(self) -> None:
         while True:
@@ -410,12 +463,10 @@ class _Outbox:
 def _sendable(msg: Any, exc: BaseException) -> Any:
     """``msg`` if it pickles; a result that does not becomes its attempt's failure, saying
     why (``exc`` if ``msg`` itself pickles alone: the list failed for another reason)."""
-    from multiprocessing.reduction import ForkingPickler
-
     from phloem.runner.failures import clean, one_line
 
     try:
-        ForkingPickler.dumps(msg)
+        _dumps(msg)
         return msg
     except Exception as own:
         exc = own
@@ -482,10 +533,6 @@ def die_now() -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-#: put in a worker's inbox after the attempts of each message: its reports go out then
-_BATCH_END = object()
-
-
 def _reload(source: str) -> PipelineSpec:
     from phloem.loading import reload_pipeline
 
@@ -513,29 +560,21 @@ def _worker_main(
     loaded: dict[tuple[str, str | None], PipelineSpec] = {
         (name, None): spec for name, spec in pipelines.items()
     }
-    inbox: queue.Queue[Any] = queue.Queue()
+    #: what the driver sent, as it came: a pickled list of pickled attempts (or None: stop)
+    inbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
 
     def read() -> None:
         """Drain the pipe all the time: a driver sending large attempts must never block
-        while this worker is sending it large results (a deadlock otherwise)."""
+        while this worker is sending it large results (a deadlock otherwise). Nothing is
+        unpickled here: one hand-over per message, the attempt loop does the rest."""
         while True:
             try:
-                msg = conn.recv()
+                data: bytes | None = conn.recv_bytes()
             except Exception:  # end of file, or the pipe broke: the driver is gone
-                msg = None
-            if msg is None:
-                inbox.put(None)
+                data = None
+            inbox.put(data)
+            if data is None:
                 return
-            for data in msg:
-                try:
-                    inbox.put(pickle.loads(data))
-                except Exception as exc:  # an attempt that cannot be unpickled here
-                    inbox.put(
-                        _Unreadable(
-                            f"the attempt could not be received by its worker process: {exc!r}"
-                        )
-                    )
-            inbox.put(_BATCH_END)
 
     threading.Thread(target=read, name="phloem-worker-inbox", daemon=True).start()
     outbox = _Outbox(conn, functools.partial(_outbox_broken, capture))
@@ -543,24 +582,27 @@ def _worker_main(
     seq = 0
     try:
         while True:
-            msg = inbox.get()
+            data = inbox.get()
+            msg = None if data is None else pickle.loads(data)
             if msg is None:
                 outbox.flush()
                 return
-            if msg is _BATCH_END:
-                outbox.flush()
-                continue
-            seq += 1
-            if isinstance(msg, _Unreadable):
-                outbox.put(replace(msg, seq=seq))
-                continue
-            progress.began(seq)  # a death from now on is this attempt's
-            result = _serve(
-                outbox, msg, loaded, artifacts, budget, capture, log_max_bytes, fence, meter
-            )
-            work_done()  # what the attempt orphaned is gone before its result is reported
-            outbox.put(result)
-            progress.finished(seq)
+            for item in msg:
+                seq += 1
+                try:
+                    attempt = pickle.loads(item)
+                except Exception as exc:  # an attempt that cannot be unpickled here
+                    why = f"the attempt could not be received by its worker process: {exc!r}"
+                    outbox.put(_Unreadable(why, seq))
+                    continue
+                progress.began(seq)  # a death from now on is this attempt's
+                result = _serve(
+                    outbox, attempt, loaded, artifacts, budget, capture, log_max_bytes, fence, meter
+                )
+                work_done()  # what the attempt orphaned is gone before its result is reported
+                outbox.put(result)
+                progress.finished(seq)
+            outbox.flush()  # the reports of a message go out together, as soon as it ends
     finally:
         capture.detach()
 
@@ -633,10 +675,8 @@ def _pickled(attempt: Attempt) -> tuple[bytes | None, str]:
     """The attempt as bytes for its worker. Plain pickle first (the hot path); a literal
     argument pickle cannot carry (a lambda, a local function) goes by value with cloudpickle,
     which workers load with plain pickle. What neither can carry fails the task."""
-    from multiprocessing.reduction import ForkingPickler
-
     try:
-        return bytes(ForkingPickler.dumps(attempt)), ""
+        return bytes(_dumps(attempt)), ""
     except Exception:
         pass
     try:
