@@ -46,9 +46,10 @@ spawn_lock = threading.Lock()
 
 #: in a guarded child: (its guard's pid, the end it reads the guard's answers from)
 _link: tuple[int, int] | None = None
-#: in a guarded child: where the kernel lists the guard's children, and what it says when
-#: the child is the only one
-_children_file = ""
+#: in a guarded child: where the kernel lists the guard's children (kept open: read again
+#: from its start after each attempt, no open and close per attempt; None: no such file),
+#: and what it says when the child is the only one
+_children_fd: int | None = None
 _only_me = b""
 
 
@@ -60,15 +61,12 @@ def work_done() -> None:
     if _link is None:
         return
     guard, answers = _link
-    try:
-        fd = os.open(_children_file, os.O_RDONLY)
+    if _children_fd is not None:
         try:
-            if os.read(fd, 64) == _only_me:
+            if os.pread(_children_fd, 64, 0) == _only_me:
                 return  # nothing adopted: no need to wake the guard (the usual case)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass  # no children file here: let the guard look
+        except OSError:
+            pass  # let the guard look
     try:
         os.kill(guard, WORK_DONE)
         os.read(answers, 1)
@@ -215,14 +213,18 @@ def _child(
     args: tuple[Any, ...],
     name: str,
 ) -> None:
-    global _link, _children_file, _only_me
+    global _link, _children_fd, _only_me
     code = 1
     try:
         die_with_parent(signal.SIGKILL)
         if os.getppid() != guard:
             os._exit(1)
         _link = (guard, answers)
-        _children_file = f"/proc/{guard}/task/{guard}/children"
+        try:
+            children = f"/proc/{guard}/task/{guard}/children"
+            _children_fd = os.open(children, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            _children_fd = None  # no such file here: the guard looks after every attempt
         _only_me = f"{os.getpid()} ".encode()
         for sig in WAITS_FOR:
             signal.signal(sig, signal.SIG_DFL)  # not the owner's handlers

@@ -37,7 +37,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
 from typing import TYPE_CHECKING, Any
@@ -52,7 +52,7 @@ from phloem.executors.lifetime import Child, start_child
 from phloem.executors.preload import imported_in_tasks, preload
 from phloem.executors.threads import ThreadBudget
 from phloem.runner import Attempt, Result
-from phloem.runner.attempt import failed_result
+from phloem.runner.attempt import failed_result, with_effects
 from phloem.runner.logs import DEFAULT_LOG_MAX_BYTES
 from phloem.runner.usage import UsageMeter, memory_limit
 from phloem.states import AttemptOutcome
@@ -315,7 +315,7 @@ class LocalExecutor:
         ready = _ready([*by_conn, *by_sentinel, *map(_fileno, wake)], 0 if reports else timeout)
         for fd, w in by_conn.items():
             if fd in ready:
-                self._drain(w, reports)
+                self._drain(w, reports, readable=True)
         for fd, w in by_sentinel.items():
             if fd in ready and w in self._workers:
                 self._drain(w, reports)
@@ -346,10 +346,12 @@ class LocalExecutor:
                 return a
         return None
 
-    def _drain(self, w: _Worker, out: list[Report]) -> None:
+    def _drain(self, w: _Worker, out: list[Report], readable: bool = False) -> None:
+        """Take in the reports ``w`` sent (``readable``: its pipe is known to hold some)."""
         try:
             fd = w.conn.fileno()
-            while _ready((fd,), 0):
+            while readable or _ready((fd,), 0):
+                readable = False
                 for msg in pickle.loads(w.conn.recv_bytes()):
                     if isinstance(msg, _Unreadable):
                         a = self._answered(w, msg.seq, None)
@@ -662,7 +664,7 @@ def _serve(
         used = meter.stop()
         gpu_seconds = gpus * used.wall_seconds if gpus else None
         cost = AttemptUsage(used.cpu_seconds, used.peak_rss, attempt.memory_limit, gpu_seconds)
-        return replace(result, effects=(*result.effects, cost))
+        return with_effects(result, (*result.effects, cost))
     except WorkerShutdown:
         raise
     except BaseException as exc:  # run_attempt reports the task's failures; this is a last guard

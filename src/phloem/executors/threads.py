@@ -12,6 +12,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 
 _VARS = (
     "OMP_NUM_THREADS",
@@ -21,6 +22,8 @@ _VARS = (
     "NUMEXPR_NUM_THREADS",
 )
 _NUMERIC = ("numpy", "scipy", "sklearn", "torch")
+#: what an attempt with nothing to limit enters (reusable; on every attempt of the hot path)
+_NOTHING = contextlib.nullcontext()
 
 
 class ThreadBudget:
@@ -35,7 +38,7 @@ class ThreadBudget:
         """Libraries already loaded (inherited from the parent) need threadpoolctl."""
         if self._limited or self._user_set:
             return
-        if not any(m in sys.modules for m in _NUMERIC):
+        if not any(map(sys.modules.__contains__, _NUMERIC)):
             return
         try:
             from threadpoolctl import threadpool_limits
@@ -45,14 +48,19 @@ class ThreadBudget:
         threadpool_limits(limits=1)
         self._limited = True
 
-    @contextlib.contextmanager
-    def attempt(self, cpus: float) -> Iterator[None]:
+    def attempt(self, cpus: float) -> AbstractContextManager[None]:
+        """What to run an attempt of a task asking for ``cpus`` in (nothing to do, the usual
+        case, costs no generator)."""
         self._limit_loaded()
         n = max(1, int(cpus))
         if n <= 1 or self._user_set or not self._limited:
-            yield
-            return
-        from threadpoolctl import threadpool_limits
+            return _NOTHING
+        return _threads(n)
 
-        with threadpool_limits(limits=n):
-            yield
+
+@contextlib.contextmanager
+def _threads(n: int) -> Iterator[None]:
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=n):
+        yield

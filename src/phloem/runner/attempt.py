@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import operator
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from phloem.artifacts.ref import ArtifactRef
@@ -100,6 +102,19 @@ class Result:
     @property
     def key(self) -> tuple[str, int]:
         return (self.task_id, self.map_index)
+
+
+_FIELDS = tuple(f.name for f in fields(Result))
+if _FIELDS[-1] != "effects":  # with_effects passes the others by position
+    raise ImportError("Result.effects must stay its last field")
+_kept: Callable[[Result], tuple[Any, ...]] = operator.attrgetter(*_FIELDS[:-1])
+
+
+def with_effects(result: Result, effects: tuple[Effect, ...]) -> Result:
+    """``result`` with ``effects`` instead of its own: ``dataclasses.replace`` looks the
+    fields up in Python on every call, and every attempt's result gets its usage this way."""
+    values: tuple[Any, ...] = (*_kept(result), effects)
+    return Result(*values)
 
 
 def failed_result(

@@ -67,8 +67,10 @@ def _text_stream(fd: int) -> TextIO:
 
 def _flush(*streams: object) -> None:
     for s in streams:
-        with contextlib.suppress(Exception):
+        try:
             s.flush()  # type: ignore[attr-defined]
+        except Exception:  # a stream a task broke is not phloem's to report
+            continue
 
 
 class OutputCapture:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import math
 import signal
 import threading
 import time
@@ -23,7 +24,15 @@ from phloem.context import Deferred, TaskContext, activate, as_datetime, deactiv
 from phloem.dsl.spec import TaskSpec
 from phloem.effects import OutputMetadataKept, collect, record
 from phloem.errors import Fail, SerializationError
-from phloem.runner.attempt import Attempt, Element, Out, OutList, Result, failed_result
+from phloem.runner.attempt import (
+    Attempt,
+    Element,
+    Out,
+    OutList,
+    Result,
+    failed_result,
+    with_effects,
+)
 from phloem.runner.capture import OutputCapture
 from phloem.runner.failures import (
     AttemptTimeout,
@@ -74,7 +83,7 @@ def run_attempt(
                 attempt, spec, artifacts, err, started, enforce_timeout, interruptible, now
             )
         if effects:
-            result = replace(result, effects=tuple(effects))
+            result = with_effects(result, tuple(effects))
     except BaseException as exc:
         if passes_through(exc, interruptible=interruptible):
             raise
@@ -226,13 +235,19 @@ def _call(
         time.sleep(min(sensor.poke_interval, remaining))
 
 
-@contextlib.contextmanager
-def _alarm(timeout: float | None, attempt: Attempt) -> Iterator[None]:
+#: what an attempt without an alarm enters (reusable; on every attempt of the hot path)
+_NO_ALARM = contextlib.nullcontext()
+
+
+def _alarm(timeout: float | None, attempt: Attempt) -> contextlib.AbstractContextManager[None]:
     """Interrupt the task at its timeout when it runs on the main thread (inline executor)."""
     if not timeout or threading.current_thread() is not threading.main_thread():
-        yield
-        return
+        return _NO_ALARM
+    return _alarm_at(timeout)
 
+
+@contextlib.contextmanager
+def _alarm_at(timeout: float) -> Iterator[None]:
     def _fire(signum: int, frame: Any) -> None:
         raise AttemptTimeout()
 
@@ -293,6 +308,9 @@ def _store(value: Any, artifacts: ArtifactStore) -> tuple[str, tuple[ArtifactRef
     """The stored text of ``value``, the artifacts written for it, and its length if it is a
     sequence (to map over). The metadata found (or given with ``phloem.Output``) is recorded
     as an effect of the attempt: it lands with its success, never without it."""
+    scalar = _scalar_json(value)
+    if scalar is not None:
+        return scalar, (), None
     enc = Encoder(artifacts, plain_numbers=True)
     node = enc.encode(value, DEFAULT_INLINE_LIMIT)
     inner = value.value if isinstance(value, Output) else value
@@ -300,6 +318,22 @@ def _store(value: Any, artifacts: ArtifactStore) -> tuple[str, tuple[ArtifactRef
     for m in enc.metadata:
         record(OutputMetadataKept(json.dumps(list(m.path)), m.digest, json.dumps(m.metadata)))
     return to_stored_json(node), tuple(enc.refs), length
+
+
+def _scalar_json(value: Any) -> str | None:
+    """The stored text of a JSON scalar (``None``, a bool, a 64-bit int, a finite float), as
+    ``to_stored_json`` writes it, without an encoder: most small tasks return one. None for
+    anything else (even a subclass of int)."""
+    t = type(value)
+    if value is None:
+        return "null"
+    if t is bool:
+        return "true" if value else "false"
+    if t is int and -(1 << 63) <= value < 1 << 63:
+        return int.__repr__(value)
+    if t is float and math.isfinite(value):
+        return float.__repr__(value)
+    return None
 
 
 def _follow(spec: TaskSpec, value: Any) -> tuple[str, ...]:

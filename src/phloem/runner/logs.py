@@ -159,10 +159,34 @@ class AttemptLog:
             self.problem = f"cannot write the log {self.path!r}: {exc}"
 
 
+_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+
+
+class _AttemptLogger(logging.Logger):
+    """A logger whose one handler (to the attempt's stream) is made the first time anything
+    looks at its handlers: logging a record, or task code reading or changing them. A task
+    that never logs, the usual case, costs no handler (a lock, and two weak references
+    ``logging`` keeps in its module state, each made under its module lock)."""
+
+    def __init__(self, name: str, stream: TextIO) -> None:
+        self._stream = stream
+        self._handlers: list[logging.Handler] | None = None
+        super().__init__(name, logging.INFO)
+        self._handlers = None  # what ``Logger.__init__`` set: made on the first look instead
+
+    @property
+    def handlers(self) -> list[logging.Handler]:
+        if self._handlers is None:
+            handler = logging.StreamHandler(self._stream)
+            handler.setFormatter(logging.Formatter(_FORMAT))
+            self._handlers = [handler]
+        return self._handlers
+
+    @handlers.setter
+    def handlers(self, value: list[logging.Handler]) -> None:
+        self._handlers = value
+
+
 def attempt_logger(name: str, stream: TextIO) -> logging.Logger:
     """A logger private to one attempt (not registered globally, so nothing leaks)."""
-    logger = logging.Logger(name, logging.INFO)
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logger.addHandler(handler)
-    return logger
+    return _AttemptLogger(name, stream)

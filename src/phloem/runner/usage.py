@@ -19,7 +19,7 @@ import os
 import resource
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -101,12 +101,17 @@ def _mapped() -> int:
         return int(f.read().split()[0]) * _PAGE
 
 
-@contextmanager
-def memory_limit(limit: int | None) -> Iterator[None]:
+#: what an attempt without a limit enters (reusable; on every attempt of the hot path)
+_NO_LIMIT = nullcontext()
+
+
+def memory_limit(limit: int | None) -> AbstractContextManager[None]:
     """Let the code inside allocate at most ``limit`` more bytes of address space."""
-    if not limit:
-        yield
-        return
+    return _limited(limit) if limit else _NO_LIMIT
+
+
+@contextmanager
+def _limited(limit: int) -> Iterator[None]:
     try:
         soft, hard = resource.getrlimit(resource.RLIMIT_AS)
         cap = _mapped() + limit
