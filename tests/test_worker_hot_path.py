@@ -1,14 +1,18 @@
 """What each attempt does in a worker, made cheaper, still does the same: a scalar output is
 stored as the encoder stores it, a result gets its usage without losing a field, a task's logger
-writes to its own log (its handler made only when looked at), and an attempt with nothing to
-limit runs unlimited while one with a limit is limited. (The guard's list of children, now
-kept open and read again after each attempt: tests/test_process_lifetime.py.)"""
+writes to its own log (its handler made only when looked at), an attempt with nothing to limit
+runs unlimited while one with a limit is limited, and a driver never blocks writing to a worker
+busy with an attempt (which reads its pipe only between attempts). (The guard's list of
+children, now kept open and read again after each attempt: tests/test_process_lifetime.py.)"""
 
 from __future__ import annotations
 
 import enum
 import logging
 import math
+import os
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,7 @@ from phloem import pipeline, task
 from phloem.artifacts import ArtifactStore
 from phloem.artifacts.codec import DEFAULT_INLINE_LIMIT, to_stored_json
 from phloem.artifacts.structured import Encoder
+from phloem.executors.local import LocalExecutor
 from phloem.executors.threads import ThreadBudget
 from phloem.runner import Result, run_attempt
 from phloem.runner.attempt import with_effects
@@ -127,3 +132,53 @@ def test_an_attempt_without_limits_enters_nothing_and_one_with_a_limit_is_limite
         soft, _ = resource.getrlimit(resource.RLIMIT_AS)
         assert soft != resource.RLIM_INFINITY
     assert resource.getrlimit(resource.RLIMIT_AS) == before
+
+
+# -- the pipe to a busy worker ---------------------------------------------------------------
+
+
+@task
+def waits_for(path: str) -> str:
+    while not os.path.exists(path):
+        time.sleep(0.01)
+    return "went on"
+
+
+@task
+def measures(data: bytes) -> int:
+    return len(data)
+
+
+@pipeline
+def busy_worker() -> None:
+    measures(waits_for(""))
+
+
+def test_a_driver_never_blocks_sending_to_a_worker_busy_with_an_attempt(tmp_path: Path) -> None:
+    """A worker reads its pipe only between attempts: a message larger than the pipe holds,
+    sent while it runs one, is written as the pipe drains, and the driver's ``wait`` returns
+    meanwhile (it used to be read by a thread of the worker at once)."""
+    go_on = tmp_path / "go-on"
+    ex = LocalExecutor(workers=1, prefetch=2)
+    ex.start({"busy_worker": busy_worker.spec}, ArtifactStore(str(tmp_path / "a")))
+    big = os.urandom(8 * 2**20)  # far more than a socket buffer
+    first = make_attempt(tmp_path, "busy_worker", "waits_for", args=(str(go_on),))
+    second = make_attempt(tmp_path, "busy_worker", "measures", args=(big,))
+    results: dict[str, Result] = {}
+    try:
+        ex.submit(first)
+        ex.submit(second)
+        waited = threading.Thread(target=ex.wait, args=(0,), daemon=True)
+        waited.start()
+        waited.join(120)
+        assert not waited.is_alive()  # not stuck writing to the busy worker
+        assert ex._workers[0].out  # what the pipe did not take yet waits in the driver
+        go_on.touch()
+        while len(results) < 2:
+            for r in ex.wait(60):
+                if isinstance(r, Result):
+                    results[r.task_id] = r
+    finally:
+        ex.shutdown()
+    assert results["waits_for"].output == '"went on"'
+    assert results["measures"].output == str(len(big))

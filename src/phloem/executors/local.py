@@ -29,9 +29,9 @@ import mmap
 import operator
 import os
 import pickle
-import queue
 import select
 import signal
+import socket
 import struct
 import threading
 import time
@@ -106,15 +106,49 @@ def _dumps(obj: Any) -> memoryview:
     return buf.getbuffer()
 
 
-def _ready(fds: Sequence[int], timeout: float | None) -> set[int]:
-    """Which of ``fds`` are readable (or closed, or broken), waiting at most ``timeout``
-    seconds for one (None: for ever). ``multiprocessing.connection.wait`` does the same
-    through a selector it builds, in Python, on every call; this is one ``poll``."""
+def _ready(fds: Sequence[int], timeout: float | None, writable: Sequence[int] = ()) -> set[int]:
+    """Which of ``fds`` are readable (or closed, or broken), and of ``writable`` can be written
+    to, waiting at most ``timeout`` seconds for one (None: for ever).
+    ``multiprocessing.connection.wait`` does the reading half through a selector it builds, in
+    Python, on every call; this is one ``poll``."""
     poller = select.poll()
     for fd in fds:
         poller.register(fd, select.POLLIN)
+    for fd in writable:
+        poller.register(fd, select.POLLOUT | (select.POLLIN if fd in fds else 0))
     ms = None if timeout is None else max(0, math.ceil(timeout * 1000))
     return {fd for fd, _ in poller.poll(ms)}
+
+
+#: flags of a send that must not block (nor raise SIGPIPE where the process did not ignore it)
+_DONTWAIT = socket.MSG_DONTWAIT | getattr(socket, "MSG_NOSIGNAL", 0)
+
+
+def _frame(data: bytes) -> bytes:
+    """``data`` as ``Connection.recv_bytes`` reads it: its length first."""
+    n = len(data)
+    head = struct.pack("!i", n) if n <= 0x7FFFFFFF else struct.pack("!iQ", -1, n)
+    return head + data
+
+
+def _write_some(fd: int, out: deque[memoryview]) -> None:
+    """Write what ``out`` holds to the socket ``fd`` as far as it takes it now (never blocking);
+    what it does not take stays in ``out``. Raises ``OSError`` when the peer is gone."""
+    # a socket object over the fd, made and let go of here: the fd stays the Connection's
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fd)
+    try:
+        while out:
+            view = out[0]
+            try:
+                n = sock.send(view, _DONTWAIT)
+            except BlockingIOError:
+                return
+            if n < len(view):
+                out[0] = view[n:]
+            else:
+                out.popleft()
+    finally:
+        sock.detach()
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +194,8 @@ class _Worker:
     messages: dict[int, int] = field(default_factory=dict)
     #: attempts sent to it so far (the number of the last one)
     seq: int = 0
+    #: bytes of messages sent that its pipe did not take yet (written as it drains)
+    out: deque[memoryview] = field(default_factory=deque)
 
 
 class LocalExecutor:
@@ -252,9 +288,17 @@ class LocalExecutor:
             w.seq += 1
             w.sent.append((w.seq, a, message))
         w.messages[message] = len(batch)
+        data = pickle.dumps([data for _, data in batch], pickle.HIGHEST_PROTOCOL)
+        w.out.append(memoryview(_frame(data)))
+        self._push(w)
+
+    def _push(self, w: _Worker) -> None:
+        """Write what waits for ``w`` as far as its pipe takes it now: the driver never blocks
+        on a worker busy with an attempt (it reads its pipe only between attempts); the rest
+        goes when ``wait`` finds the pipe writable."""
         try:
-            w.conn.send_bytes(pickle.dumps([data for _, data in batch], pickle.HIGHEST_PROTOCOL))
-        except (BrokenPipeError, OSError):
+            _write_some(w.conn.fileno(), w.out)
+        except OSError:
             w.process.join(1)  # it died (what it was running is told why), or it hangs
             code = w.process.exitcode
             why = "its worker process could not be reached"
@@ -278,6 +322,7 @@ class LocalExecutor:
     def _terminate(self, w: _Worker) -> None:
         # everything its attempt started goes with it, even in a new session or daemonized
         w.process.stop()
+        w.out.clear()
         w.conn.close()
         self._workers.remove(w)
 
@@ -312,10 +357,18 @@ class LocalExecutor:
             return reports
         by_conn = {w.conn.fileno(): w for w in busy}
         by_sentinel = {w.process.sentinel: w for w in busy}
-        ready = _ready([*by_conn, *by_sentinel, *map(_fileno, wake)], 0 if reports else timeout)
+        writing = [fd for fd, w in by_conn.items() if w.out]
+        fds = [*by_conn, *by_sentinel, *map(_fileno, wake)]
+        ready = _ready(fds, 0 if reports else timeout, writing)
         for fd, w in by_conn.items():
-            if fd in ready:
+            if fd not in ready:
+                continue
+            if not w.out:
                 self._drain(w, reports, readable=True)
+                continue
+            self._push(w)  # writable, readable, or both: each is tried
+            if w in self._workers:
+                self._drain(w, reports)
         for fd, w in by_sentinel.items():
             if fd in ready and w in self._workers:
                 self._drain(w, reports)
@@ -368,10 +421,12 @@ class LocalExecutor:
     def shutdown(self) -> None:
         self._queue.clear()
         for w in self._workers:
-            try:
-                w.conn.send(None)
-            except (BrokenPipeError, OSError):
+            w.out.append(memoryview(_frame(pickle.dumps(None))))
+            try:  # what its pipe does not take is dropped: the worker is stopped below
+                _write_some(w.conn.fileno(), w.out)
+            except OSError:
                 pass
+            w.out.clear()
         deadline = time.time() + 2
         for w in list(self._workers):
             w.process.join(max(0.0, deadline - time.time()))
@@ -562,30 +617,22 @@ def _worker_main(
     loaded: dict[tuple[str, str | None], PipelineSpec] = {
         (name, None): spec for name, spec in pipelines.items()
     }
-    #: what the driver sent, as it came: a pickled list of pickled attempts (or None: stop)
-    inbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
 
-    def read() -> None:
-        """Drain the pipe all the time: a driver sending large attempts must never block
-        while this worker is sending it large results (a deadlock otherwise). Nothing is
-        unpickled here: one hand-over per message, the attempt loop does the rest."""
-        while True:
-            try:
-                data: bytes | None = conn.recv_bytes()
-            except Exception:  # end of file, or the pipe broke: the driver is gone
-                data = None
-            inbox.put(data)
-            if data is None:
-                return
+    def receive() -> Any:
+        """The next message from the driver: a list of pickled attempts, or None (stop). Read
+        here, between attempts, by the thread that runs them (no hand-over): the driver never
+        blocks on a busy worker's pipe (see ``LocalExecutor._push``)."""
+        try:
+            return pickle.loads(conn.recv_bytes())
+        except Exception:  # end of file, or the pipe broke: the driver is gone
+            return None
 
-    threading.Thread(target=read, name="phloem-worker-inbox", daemon=True).start()
     outbox = _Outbox(conn, functools.partial(_outbox_broken, capture))
     fence = Fence(_stopper(outbox, lambda a: fence.running(a)))
     seq = 0
     try:
         while True:
-            data = inbox.get()
-            msg = None if data is None else pickle.loads(data)
+            msg = receive()
             if msg is None:
                 outbox.flush()
                 return
