@@ -133,3 +133,63 @@ def test_human_bytes() -> None:
     assert human_bytes(1.5 * 2**30) == "1.5 GiB"
     assert human_bytes(200 * MiB) == "200 MiB"
     assert human_bytes(512) == "512 B"
+
+
+# -- the peak of each attempt ------------------------------------------------------------------
+
+
+def _status_peak() -> int:
+    with open("/proc/self/status") as f:
+        line = next(x for x in f if x.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
+
+
+def test_a_peak_taken_from_getrusage_is_the_one_proc_status_shows() -> None:
+    """The meter reads the peak from ``getrusage`` when that is exact (above what the process
+    carried over from before it measured), else from /proc/self/status: the same number."""
+    from phloem.runner.usage import UsageMeter
+
+    meter = UsageMeter()
+    try:
+        meter.start()
+        block = np.ones(64 * MiB // 8)  # written, so resident
+        used = meter.stop()
+        shown = _status_peak()
+        del block
+        assert used.peak_rss is not None and used.peak_rss >= 64 * MiB
+        assert abs(used.peak_rss - shown) < 2 * MiB  # read a moment apart
+        meter._floor = 1 << 62  # as if getrusage could not say: /proc/self/status is read
+        meter.start()
+        again = meter.stop()
+        assert again.peak_rss is not None and abs(again.peak_rss - _status_peak()) < 2 * MiB
+        assert again.peak_rss < used.peak_rss - 32 * MiB  # the block is gone: the peak reset
+    finally:
+        meter.close()
+
+
+@task
+def holds_a_block() -> int:
+    return int(np.ones(256 * MiB // 8).sum())
+
+
+@task
+def holds_nothing(_after: int) -> int:
+    return 1
+
+
+@pipeline
+def big_then_small() -> None:
+    holds_nothing(holds_a_block())
+
+
+def test_each_attempt_on_a_worker_records_its_own_peak(tmp_path: Path) -> None:
+    app = Phloem.open(f"sqlite:///{tmp_path / 'p.db'}", tmp_path, workers=1)
+    try:
+        r = phloem.run(big_then_small, executor="local", app=app)
+        assert r.state is RunState.SUCCESS, r.tasks
+        [big] = app.store.attempts(r.run_id, "holds_a_block")
+        [small] = app.store.attempts(r.run_id, "holds_nothing")
+        assert big.peak_rss is not None and big.peak_rss >= 256 * MiB
+        assert small.peak_rss is not None and small.peak_rss < big.peak_rss - 200 * MiB
+    finally:
+        app.close()

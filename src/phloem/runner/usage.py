@@ -7,6 +7,14 @@ RSS is the kernel's high-water mark, reset before each attempt (``/proc/self/cle
 Both files are opened once per process and re-read with ``pread``: a fresh ``open`` of a
 ``/proc`` file costs a hundred microseconds, which the per-task path cannot pay.
 
+The peak is read from ``getrusage`` (already called for the CPU time) whenever that says
+exactly what ``VmHWM`` in ``/proc/self/status`` would: its ``ru_maxrss`` is the larger of the
+same high-water mark and a mark the process carries over from an ``exec`` (set only then, or
+when the whole process exits; a fork starts it at zero). So once a reset has shown how high
+that carried mark can be at most (``floor``), a peak above it is the high-water mark itself;
+only one at or below it is read from ``/proc/self/status`` (whose text the kernel builds on
+each read, tens of microseconds a task).
+
 The limit is ``RLIMIT_AS`` set to what the process has mapped now plus the attempt's
 allowance, and put back afterwards: an allocation past it fails at once in the task as a
 ``MemoryError`` (which phloem reports as "out of memory at 2 GiB"), instead of the kernel
@@ -47,9 +55,14 @@ class UsageMeter:
         self._pid = os.getpid()
         self._clear: int | None = None
         self._status: int | None = None
+        #: bytes; at least the peak ``getrusage`` carries over from before this process (see
+        #: the module's docstring): one above it is this process's own high-water mark
+        self._floor = 0
         try:
             self._clear = os.open("/proc/self/clear_refs", os.O_WRONLY)
             self._status = os.open("/proc/self/status", os.O_RDONLY)
+            os.pwrite(self._clear, b"5", 0)
+            self._floor = _maxrss(resource.getrusage(resource.RUSAGE_SELF))
         except OSError:
             self.close()
         self._cpu0 = 0.0
@@ -65,8 +78,9 @@ class UsageMeter:
         self._clear = self._status = None
 
     @staticmethod
-    def _cpu() -> float:
-        me = resource.getrusage(resource.RUSAGE_SELF)
+    def _cpu(me: resource.struct_rusage | None = None) -> float:
+        if me is None:
+            me = resource.getrusage(resource.RUSAGE_SELF)
         kids = resource.getrusage(resource.RUSAGE_CHILDREN)
         return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
@@ -81,11 +95,14 @@ class UsageMeter:
 
     def stop(self) -> Usage:
         wall = max(0.0, time.monotonic() - self._wall0)
-        return Usage(max(0.0, self._cpu() - self._cpu0), self._peak(), wall)
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        return Usage(max(0.0, self._cpu(me) - self._cpu0), self._peak(_maxrss(me)), wall)
 
-    def _peak(self) -> int | None:
+    def _peak(self, maxrss: int) -> int | None:
         if self._status is None or self._clear is None:
             return None
+        if maxrss > self._floor:
+            return maxrss  # the high-water mark since start() (see the module's docstring)
         try:
             text = os.pread(self._status, 8192, 0)
         except OSError:
@@ -94,6 +111,10 @@ class UsageMeter:
         if at < 0:
             return None
         return int(text[at + 6 : text.index(b"kB", at)].strip()) * 1024
+
+
+def _maxrss(usage: resource.struct_rusage) -> int:
+    return int(usage.ru_maxrss) * 1024  # KiB on Linux (where alone a peak is measured)
 
 
 def _mapped() -> int:
