@@ -51,8 +51,9 @@ from phloem.executors.guard import work_done
 from phloem.executors.lifetime import Child, start_child
 from phloem.executors.preload import imported_in_tasks, preload
 from phloem.executors.threads import ThreadBudget
-from phloem.runner import Attempt, Result
+from phloem.runner import Attempt, Result, run_attempt
 from phloem.runner.attempt import failed_result, with_effects
+from phloem.runner.failures import WorkerShutdown, clean, one_line
 from phloem.runner.logs import DEFAULT_LOG_MAX_BYTES
 from phloem.runner.usage import UsageMeter, memory_limit
 from phloem.states import AttemptOutcome
@@ -88,9 +89,11 @@ def _by_fields(cls: type) -> Callable[[Any], tuple[type, tuple[Any, ...]]]:
     return lambda obj: (cls, values(obj))
 
 
-_REDUCERS: dict[type, Callable[[Any], tuple[type, tuple[Any, ...]]]] = {
+_REDUCERS: dict[type, Callable[[Any], tuple[Any, tuple[Any, ...]]]] = {
     cls: _by_fields(cls) for cls in (Attempt, Result, Started, AttemptUsage)
 }
+# an enum's own reduction calls the enum class, in Python, to load; getattr is one C call
+_REDUCERS[AttemptOutcome] = lambda o: (getattr, (AttemptOutcome, o.name))
 
 
 class _WirePickler(ForkingPickler):
@@ -484,7 +487,7 @@ class _Outbox:
         with self.lock:
             self.pending.append(msg)
             first = len(self.pending) == 1
-        if first:
+        if first and not self._due.is_set():  # set: the flusher sends it (see _flusher)
             self._due.set()
 
     def flush(self) -> None:
@@ -504,6 +507,8 @@ class _Outbox:
         self.conn.send_bytes(data)
 
     def _flusher(self) -> None:
+        # ``put`` sets ``_due`` only if it is clear; cleared here before the sleep, so what
+        # is put while it was set is sent by the flush after that sleep
         while True:
             self._due.wait()
             self._due.clear()
@@ -520,8 +525,6 @@ class _Outbox:
 def _sendable(msg: Any, exc: BaseException) -> Any:
     """``msg`` if it pickles; a result that does not becomes its attempt's failure, saying
     why (``exc`` if ``msg`` itself pickles alone: the list failed for another reason)."""
-    from phloem.runner.failures import clean, one_line
-
     try:
         _dumps(msg)
         return msg
@@ -551,8 +554,6 @@ def _outbox_broken(capture: OutputCapture, exc: BaseException) -> None:
     (the driver's, or the scheduler's log), then exit, so the driver sees the death (and
     pins it on the attempt running, see ``_death_reason``) instead of waiting forever."""
     import traceback
-
-    from phloem.runner.failures import one_line
 
     with contextlib.suppress(Exception):
         capture.warn(
@@ -671,9 +672,6 @@ def _serve(
     """Run one attempt in this worker; whatever happens, a Result (phloem's own stop aside).
     With a ``meter``, the result carries what the attempt cost (an ``AttemptUsage`` effect);
     ``gpus`` are those this worker holds (on Ray), reserved for the attempt's wall time."""
-    from phloem.runner import run_attempt
-    from phloem.runner.failures import WorkerShutdown, clean, one_line
-
     key = (attempt.pipeline, attempt.code_hash)
     spec = loaded.get(key)
     if spec is None:
@@ -733,8 +731,6 @@ def _pickled(attempt: Attempt) -> tuple[bytes | None, str]:
 
         return cloudpickle.dumps(attempt), ""
     except Exception as exc:
-        from phloem.runner.failures import clean, one_line
-
         return None, clean(
             f"the arguments of task '{attempt.task_id}' cannot be sent to a worker process "
             f"({one_line(exc)}); pass values that can be pickled (data, module-level "
