@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             f"Dagster is not installed in {VENV.relative_to(HERE.parent)}: the peer columns are "
             "skipped (install it with `python benchmarks/peers.py --setup`)"
         )
+    print(bench.compile_bytecode())
     cmd, how = bench.launcher()
     print(f"phloem: {how}; SQLite, local executor, {bench.WORKERS} workers")
     if version:
