@@ -182,3 +182,25 @@ def test_a_driver_never_blocks_sending_to_a_worker_busy_with_an_attempt(tmp_path
         ex.shutdown()
     assert results["waits_for"].output == '"went on"'
     assert results["measures"].output == str(len(big))
+
+
+# -- the attempt's log -------------------------------------------------------------------------
+
+
+def test_a_log_makes_its_directory_when_it_is_missing_and_only_then(tmp_path: Path) -> None:
+    from phloem.runner.logs import AttemptLog
+
+    first = AttemptLog(str(tmp_path / "logs" / "r1" / "a.1.log"))
+    first.write(b"one\n")  # the run's first log: its directory is made
+    first.close()
+    second = AttemptLog(str(tmp_path / "logs" / "r1" / "b.1.log"))
+    second.write(b"two\n")  # the directory is there: opened at once
+    second.close()
+    (tmp_path / "logs" / "r1" / "a.1.log").unlink()
+    (tmp_path / "logs" / "r1" / "b.1.log").unlink()
+    (tmp_path / "logs" / "r1").rmdir()  # removed meanwhile (logs cleaned up): made again
+    third = AttemptLog(str(tmp_path / "logs" / "r1" / "c.1.log"))
+    third.write(b"three\n")
+    third.close()
+    assert (tmp_path / "logs" / "r1" / "c.1.log").read_bytes() == b"three\n"
+    assert first.problem is second.problem is third.problem is None

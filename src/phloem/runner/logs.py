@@ -59,6 +59,17 @@ def _above_stdio(fd: int) -> int:
         os.close(fd)
 
 
+def _open(path: str) -> int:
+    """The log file, opened to append; its directory made only if it is missing (the run's
+    first log): a ``mkdir`` that finds it there costs more than the ``open`` itself."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+    try:
+        return os.open(path, flags, 0o644)
+    except FileNotFoundError:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, flags, 0o644)
+
+
 def _size(n: int) -> str:
     if n < 1024:
         return f"{n} bytes"
@@ -149,9 +160,7 @@ class AttemptLog:
             return
         try:
             if self._fd is None:
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-                flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-                self._fd = _above_stdio(os.open(self.path, flags, 0o644))
+                self._fd = _above_stdio(_open(self.path))
             view = memoryview(data)
             while view:
                 view = view[os.write(self._fd, view) :]
