@@ -490,3 +490,60 @@ def test_a_child_may_start_guarded_children_of_its_own(tmp_path: Path) -> None:
     finally:
         child.stop()
         end.close()
+
+
+def _daemonize_and_exit(conn: Any, folder: str) -> None:
+    """Start a sleep that forks away twice, then exit when told to (leaving it behind)."""
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            Path(folder, "daemon.pid").write_text(str(os.getpid()))
+            time.sleep(600)
+        os._exit(0)
+    conn.recv()
+
+
+def test_a_child_that_exits_takes_what_it_daemonized_with_it(tmp_path: Path) -> None:
+    from phloem.executors.lifetime import start_child
+
+    child, conn = start_child(_daemonize_and_exit, (str(tmp_path),), "phloem-test")
+    try:
+        assert wait_until(lambda: bool(_pids(tmp_path)), 10), "the daemon never started"
+        daemon = _pids(tmp_path)
+        assert wait_until(lambda: {(_stat(p) or ("", 0))[1] for p in daemon} == {child.pid}, 10)
+        conn.send("exit")
+        child.join(10)
+        assert child.exitcode == 0
+        assert {p for p in daemon if _alive(p)} == set()  # gone by the time the guard is
+    finally:
+        _kill_all(_pids(tmp_path))
+        child.stop()
+        conn.close()
+
+
+REAP_TREE = """
+import os, sys
+from phloem.executors import guard
+scans = []
+guard.kill_tree = lambda root: scans.append(root)
+guard._reap_tree(os.getpid())  # no child: nothing can be below
+alone = len(scans)
+pid = os.fork()
+if pid == 0:
+    os._exit(0)
+while open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+    pass
+guard._reap_tree(os.getpid())  # a child (a zombie): the tree is looked for, the child reaped
+print(alone, len(scans), os.path.exists(f"/proc/{pid}"))
+"""
+
+
+def test_a_guard_with_no_child_left_does_not_scan_for_its_tree(tmp_path: Path) -> None:
+    """A guard whose child exited and was reaped has nothing below it: it exits without the
+    scan of /proc that looks for the tree (its owner waits for that exit)."""
+    env = _env(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", REAP_TREE], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "1", "False"]

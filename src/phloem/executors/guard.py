@@ -177,10 +177,16 @@ def _sweep(me: int, child: int, within: float = 5.0) -> int | None:
 
 def _reap_tree(me: int, within: float = 10.0) -> None:
     """Kill everything below this guard and reap it; what a dying process forks at the last
-    moment is adopted by the guard and killed in the next round."""
+    moment is adopted by the guard and killed in the next round.
+
+    The tree is looked for (a scan of every process in /proc: milliseconds on a busy machine,
+    while the owner waits for this guard to exit) only while the guard has a child: with none
+    (the usual end, the child exited and was reaped) nothing can be below it, as whatever the
+    child left behind would have been adopted by the guard."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        kill_tree(me)
+        if children_of(me):  # zombies included: reaped below
+            kill_tree(me)
         while True:
             try:
                 pid, _ = os.waitpid(-1, os.WNOHANG)
