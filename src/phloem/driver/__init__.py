@@ -63,7 +63,9 @@ class Driver:
             if run.owner and store.capabilities.shared
             else None
         )
-        self.loop = Loop(executor, pools=store.pools(), keeper=self.keeper, clock=clock)
+        self.loop = Loop(
+            executor, pools=store.pools(), keeper=self.keeper, clock=clock, winds_down=True
+        )
 
     def drive(self) -> Snapshot:
         try:

@@ -45,10 +45,15 @@ class Loop:
         clock: Callable[[], float] = time.time,
         isolate: bool = False,
         durations: Durations | None = None,
+        winds_down: bool = False,
     ) -> None:
         self.executor = executor
         self.keeper = keeper
         self.isolate = isolate
+        #: the executor is shut down once this loop's runs end (a ``Driver``'s loop): its idle
+        #: workers are told to stop as the commit that ends the last run goes to the store,
+        #: so they exit while it commits rather than after
+        self.winds_down = winds_down
         #: runs that failed in the driver, and until when to leave them alone
         self.broken: dict[str, float] = {}
         self.parallelism = parallelism
@@ -135,6 +140,10 @@ class Loop:
         drafts = self._each(((s, now) for s in list(self.sessions.values())), RunSession.draft)
         grants = allocate([self._demand(s, d) for s, d in drafts], self.capacity, now)
         plans = self._each(drafts, lambda s, d: s.plan(d, grants[s.run_id], now))
+        if self.winds_down and _all_end(plans):
+            wind_down = getattr(self.executor, "wind_down", None)
+            if wind_down is not None:
+                wind_down()
         outcomes = self._commit(plans, now)
         if self.keeper is not None:  # each applied commit extended its run's lease from ``now``
             self.keeper.confirm(
@@ -256,6 +265,13 @@ class Loop:
     def _forget(self, run_id: str) -> RunSession | None:
         self._added.pop(run_id, None)
         return self.sessions.pop(run_id, None)
+
+
+def _all_end(plans: list[tuple[RunSession, Plan]]) -> bool:
+    """Whether these decisions end every run they are for."""
+    return bool(plans) and all(
+        d.run_state is not None and d.run_state.is_terminal for _, (d, _) in plans
+    )
 
 
 __all__ = ["BACKFILL_PATIENCE", "BROKEN_BACKOFF", "Loop"]

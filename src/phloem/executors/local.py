@@ -218,6 +218,8 @@ class LocalExecutor:
         self.log_max_bytes = log_max_bytes
         self.slots = workers * self.prefetch
         self._workers: list[_Worker] = []
+        #: workers told to stop (``wind_down``): they take nothing more; ``shutdown`` waits
+        self._stopping: list[_Worker] = []
         self._queue: deque[Attempt] = deque()
         self._pipelines: Mapping[str, PipelineSpec] = {}
         self._artifacts: ArtifactStore | None = None
@@ -421,22 +423,36 @@ class LocalExecutor:
         except (EOFError, OSError):
             return
 
+    def wind_down(self) -> None:
+        """No more attempts are expected (the runs end): the idle workers are told to stop
+        now, and exit while the driver does its last work; ``shutdown`` then only waits for
+        them. A worker told to stop takes nothing more (attempts that come anyway start
+        another); a busy one is left to ``shutdown``."""
+        for w in [w for w in self._workers if not w.sent and not w.out]:
+            self._workers.remove(w)
+            self._stopping.append(w)
+            self._tell_to_stop(w)
+
+    def _tell_to_stop(self, w: _Worker) -> None:
+        w.out.append(memoryview(_frame(pickle.dumps(None))))
+        try:  # what its pipe does not take is dropped: the worker is stopped in shutdown
+            _write_some(w.conn.fileno(), w.out)
+        except OSError:
+            pass
+        w.out.clear()
+
     def shutdown(self) -> None:
         self._queue.clear()
         for w in self._workers:
-            w.out.append(memoryview(_frame(pickle.dumps(None))))
-            try:  # what its pipe does not take is dropped: the worker is stopped below
-                _write_some(w.conn.fileno(), w.out)
-            except OSError:
-                pass
-            w.out.clear()
+            self._tell_to_stop(w)
         deadline = time.time() + 2
-        for w in list(self._workers):
+        for w in [*self._stopping, *self._workers]:
             w.process.join(max(0.0, deadline - time.time()))
             w.process.stop()  # and whatever its attempts left running
             w.conn.close()
             w.progress.mem.close()
         self._workers.clear()
+        self._stopping.clear()
 
 
 def _fileno(obj: Any) -> int:
