@@ -238,3 +238,41 @@ def test_a_fenced_run_in_a_shared_commit_changes_nothing_and_the_others_go_on(
     assert store.load_instances(ours.run_id)[0].state is TaskState.SCHEDULED
     assert store.load_instances(taken.run_id)[0].state is TaskState.PENDING
     assert store.get_run(taken.run_id).owner == "scheduler:b:2"
+
+
+def test_a_run_s_lease_is_given_back_once_as_it_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop's lease keeper gives the lease back as the run ends; the driver does not give
+    it back again (one write less), unless the keeper could not."""
+    import phloem
+
+    store = SqlStore(f"sqlite:///{tmp_path / 'p.db'}")  # shared: runs are leased
+
+    calls: list[list[str]] = []
+    release = Catalog.release_runs
+
+    def counted(self: Catalog, owner: str, run_ids: object) -> None:
+        calls.append(list(run_ids))  # type: ignore[call-overload]
+        release(self, owner, calls[-1])
+
+    monkeypatch.setattr(Catalog, "release_runs", counted)
+    app = Phloem.open(store, tmp_path / "home")
+    result = phloem.run(v2, executor="inline", app=app)
+    assert result.succeeded
+    assert calls == [[result.run_id]]
+    assert store.get_run(result.run_id).owner is None
+
+    def broken(self: Catalog, owner: str, run_ids: object) -> None:
+        calls.append(list(run_ids))  # type: ignore[call-overload]
+        if len(calls) == 1:
+            raise OSError("the store is away")
+        release(self, owner, calls[-1])
+
+    calls.clear()
+    monkeypatch.setattr(Catalog, "release_runs", broken)
+    again = phloem.run(v2, executor="inline", app=app, logical_date="2026-01-02")
+    assert again.succeeded
+    assert calls == [[again.run_id], [again.run_id]]  # the driver gave it back after all
+    assert store.get_run(again.run_id).owner is None
+    store.close()

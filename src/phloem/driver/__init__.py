@@ -92,7 +92,8 @@ class Driver:
             self.executor.shutdown()
             if self.keeper is not None:
                 self.keeper.stop()
-            if self.session.owner is not None and not self.session.fenced:
+            released = self.session.released  # by the loop, as the run ended
+            if self.session.owner is not None and not self.session.fenced and not released:
                 self.store.catalog.release_runs(self.session.owner, [self.session.run_id])
         if self.session.fenced or not finished:
             raise PhloemError(

@@ -164,8 +164,12 @@ class LeaseKeeper:
                     self._confirmed[run_id] = max(self._confirmed[run_id], began)
         return ids - kept
 
-    def release(self, run_ids: Iterable[str]) -> None:
+    def release(self, run_ids: Iterable[str]) -> bool:
+        """Give the leases of these runs back; False if the store could not be told (they
+        then expire by themselves)."""
         try:
             self.catalog.release_runs(self.owner, run_ids)
         except Exception as exc:
             log.warning("could not release run leases (%s); they expire by themselves", exc)
+            return False
+        return True

@@ -220,7 +220,7 @@ class Loop:
             self._forget(s.run_id)
             self._finished.append(s)
             if self.keeper is not None:
-                self.keeper.release([s.run_id])
+                s.released = self.keeper.release([s.run_id])
         return step.wake_at
 
     def _wait(self, next_wake: float | None, max_wait: float | None, waker: Sequence[Any]) -> None:

@@ -132,6 +132,8 @@ class RunSession:
         self.owner = owner if owner is not None else run.owner
         self.lease_ttl = lease_ttl
         self.fenced = False
+        #: the run's lease was given back as it ended (by the loop's lease keeper)
+        self.released = False
         self.artifacts = artifacts
         self.logs_dir = logs_dir
         self.reporter = reporter
