@@ -176,3 +176,27 @@ def test_a_fresh_sqlite_store_gets_what_create_all_makes(tmp_path: Path) -> None
     finally:
         written.dispose()
         compiled.dispose()
+
+
+def test_a_fresh_sqlite_store_is_made_in_one_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The written DDL goes to the driver's cursor inside the transaction that checked the
+    database was empty: a statement that fails leaves no table behind, and the next opening
+    makes the whole schema."""
+    from phloem.store import sqlite_ddl
+
+    good = sqlite_ddl.STATEMENTS
+    half = len(good) // 2
+    monkeypatch.setattr(sqlite_ddl, "STATEMENTS", (*good[:half], "CREATE TABLE (", *good[half:]))
+    engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    try:
+        with pytest.raises(Exception, match="syntax error"):
+            migrate.ensure_schema(engine)
+        assert _tables(engine) == set()
+        monkeypatch.setattr(sqlite_ddl, "STATEMENTS", good)
+        migrate.ensure_schema(engine)
+        assert migrate.current_revision(engine) == migrate.HEAD
+        assert _tables(engine) == set(metadata.tables) | {"alembic_version"}
+    finally:
+        engine.dispose()

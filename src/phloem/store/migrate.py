@@ -51,12 +51,18 @@ def _create_fresh(engine: Engine) -> bool:
             conn.rollback()
             return False
         # none of its tables exists (just seen); SQLite's DDL is written out (``sqlite_ddl``)
-        # rather than compiled again for every new store
+        # rather than compiled again for every new store, and goes straight to the driver's
+        # cursor, in the transaction begun above (SQLAlchemy's execution of a statement costs
+        # as much as SQLite's creating a table)
         if engine.dialect.name == "sqlite":
             from phloem.store.sqlite_ddl import STATEMENTS
 
-            for statement in STATEMENTS:
-                conn.exec_driver_sql(statement)
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                for statement in STATEMENTS:
+                    cursor.execute(statement)
+            finally:
+                cursor.close()
         else:
             metadata.create_all(conn, checkfirst=False)
         conn.exec_driver_sql(
