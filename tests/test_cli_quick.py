@@ -46,7 +46,8 @@ HEAVY = (
 
 #: phloem's own modules such a run has no use for either: alerting beyond checking for rules,
 #: the cache's keys and lookups (no task caches), breakers, the model registry, watermarks,
-#: and what the server, scheduler, accounts and lineage use; they load when a run needs them
+#: the rows the store's readers hand out (attempts, events, pipelines, lineage), and what the
+#: server, scheduler, accounts and lineage use; they load when a run needs them
 UNUSED = (
     "phloem.accounts",
     "phloem.alerting.messages",
@@ -68,6 +69,7 @@ UNUSED = (
     "phloem.store.deliveries",
     "phloem.store.lineage",
     "phloem.store.models",
+    "phloem.store.read_types",
     "phloem.store.watermarks",
     "phloem.watermarks",
 )
@@ -165,6 +167,22 @@ def test_a_run_loads_no_heavy_module(home: Path, tmp_path: Path) -> None:
     assert heavy == [], f"phloem run loads {heavy}; import them where they are first used"
     unused = sorted(m for m in loaded if any(m == u or m.startswith(u + ".") for u in UNUSED))
     assert unused == [], f"phloem run loads {unused}; import them where they are first used"
+
+
+def test_the_readers_rows_are_still_found_where_they_were() -> None:
+    """The rows moved to ``store.read_types`` (made when first asked for) keep their names in
+    ``store.types``, ``store`` and ``store.catalog``."""
+    from phloem import store
+    from phloem.store import catalog, read_types, types
+
+    for name in read_types.__all__:
+        assert getattr(types, name) is getattr(read_types, name)
+    assert store.AttemptRow is read_types.AttemptRow and store.EventRow is read_types.EventRow
+    assert catalog.PipelineInfo is read_types.PipelineInfo
+    assert catalog.PipelineRow is read_types.PipelineRow
+    for module in (types, store, catalog):
+        with pytest.raises(AttributeError):
+            module.NoSuchRow  # noqa: B018
 
 
 @pytest.mark.parametrize(

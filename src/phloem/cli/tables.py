@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 from phloem.cli.views import Row, failures, human_duration, summary_rows
 from phloem.records import TI, RunRecord
 from phloem.runner.usage import human_bytes
-from phloem.store.types import AttemptRow
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from phloem.store.read_types import AttemptRow
 
 #: At most this many failed instances are listed under a table; the rest are counted.
 MAX_FAILURES_SHOWN = 10

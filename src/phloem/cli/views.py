@@ -6,11 +6,13 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from phloem.records import TI, RunRecord
 from phloem.states import TaskState
-from phloem.store.types import AttemptRow
+
+if TYPE_CHECKING:
+    from phloem.store.read_types import AttemptRow
 
 #: How a mapped task's instance states are listed, most telling first.
 _STATE_ORDER = (

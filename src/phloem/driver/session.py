@@ -47,11 +47,11 @@ from phloem.runner import Attempt, Result, log_path
 from phloem.runner.failures import OUT_OF_MEMORY
 from phloem.states import ACTIVE_TASK_STATES, AttemptOutcome, RunState, TaskState
 from phloem.store import Applied, ArtifactRecord, ArtifactUse, Commit, Store
-from phloem.store.types import EventRow
 
 if TYPE_CHECKING:
     from phloem.alerting import Alerting
     from phloem.caching import RunCache, Versions
+    from phloem.store.read_types import EventRow
 
 log = logging.getLogger("phloem.driver")
 S = TaskState

@@ -4,6 +4,8 @@ Callers use the port (``Store``, ``PipelineCatalog``, ``StoreCapabilities`` in p
 open a store with ``open_store(url)``; ``SqlStore`` and ``MemoryStore`` implement it.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from phloem.store.cache_records import CacheCheck, CacheEntry
 from phloem.store.memory import MemoryStore, open_store
 from phloem.store.port import PipelineCatalog, Store, StoreCapabilities
@@ -11,11 +13,22 @@ from phloem.store.sql import (
     Applied,
     ArtifactRecord,
     ArtifactUse,
-    AttemptRow,
     Commit,
-    EventRow,
     SqlStore,
 )
+
+if TYPE_CHECKING:
+    from phloem.store.read_types import AttemptRow, EventRow
+
+
+def __getattr__(name: str) -> Any:
+    """``AttemptRow`` and ``EventRow``, made when first asked for (see ``read_types``)."""
+    if name in ("AttemptRow", "EventRow"):
+        from phloem.store import read_types
+
+        return getattr(read_types, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Applied",

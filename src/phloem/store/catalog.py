@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -18,8 +18,10 @@ from phloem.store import schema as s
 from phloem.store.engine import Database, write_transaction
 from phloem.store.resilience import resilient, single_try
 from phloem.store.rows import run_record
-from phloem.store.types import PipelineInfo, PipelineRow
 from phloem.store.writes import insert_new
+
+if TYPE_CHECKING:
+    from phloem.store.read_types import PipelineInfo, PipelineRow
 
 _ACTIVE_RUN_STATES = (RunState.QUEUED.value, RunState.RUNNING.value)
 #: runs that fill a time slot of their schedule
@@ -492,6 +494,8 @@ def _pipeline_row(info: PipelineInfo, now: float) -> dict[str, object]:
 
 
 def _pipeline(r: Any) -> PipelineRow:
+    from phloem.store.read_types import PipelineInfo, PipelineRow
+
     info = PipelineInfo(
         name=r.name,
         file=r.file,
@@ -507,6 +511,15 @@ def _pipeline(r: Any) -> PipelineRow:
         description=r.description,
     )
     return PipelineRow(info, bool(r.paused), bool(r.active), r.last_parsed_at)
+
+
+def __getattr__(name: str) -> Any:
+    """``PipelineInfo`` and ``PipelineRow``, made when first asked for (see ``read_types``)."""
+    if name in ("PipelineInfo", "PipelineRow"):
+        from phloem.store import read_types
+
+        return getattr(read_types, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["Catalog", "PhloemError", "PipelineInfo", "PipelineRow"]

@@ -22,16 +22,9 @@ from phloem.store.types import (
     ArtifactUse,
     AttemptKey,
     AttemptLease,
-    AttemptRow,
     Beat,
     Commit,
-    EventRow,
-    InstanceInfo,
     InstanceKey,
-    MetadataRow,
-    PipelineInfo,
-    PipelineRow,
-    UseRow,
 )
 
 if TYPE_CHECKING:
@@ -51,6 +44,15 @@ if TYPE_CHECKING:
         TaskCount,
     )
     from phloem.store.models import AliasMove, DecisionRow, ModelSummary, ModelVersion, Owner
+    from phloem.store.read_types import (
+        AttemptRow,
+        EventRow,
+        InstanceInfo,
+        MetadataRow,
+        PipelineInfo,
+        PipelineRow,
+        UseRow,
+    )
     from phloem.store.settings_store import ConnectionRecord, VariableRecord
     from phloem.store.stats import EventStat, Now, ProcessStat
     from phloem.store.tracking import MetricRow, TrendPoint

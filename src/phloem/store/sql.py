@@ -43,9 +43,7 @@ from phloem.store.types import (
     Applied,
     ArtifactRecord,
     ArtifactUse,
-    AttemptRow,
     Commit,
-    EventRow,
     RunIdTaken,
 )
 from phloem.store.writes import LostRace, Writer, insert_new
@@ -64,21 +62,13 @@ if TYPE_CHECKING:
     from phloem.store.lineage import LineageRecords
     from phloem.store.listing import Listing
     from phloem.store.models import Models
+    from phloem.store.read_types import AttemptRow, EventRow
     from phloem.store.settings_store import SettingsStore
     from phloem.store.stats import StoreStats
     from phloem.store.tracking import Tracking
     from phloem.store.watermarks import Watermarks
 
-__all__ = [
-    "Applied",
-    "ArtifactRecord",
-    "ArtifactUse",
-    "AttemptRow",
-    "Commit",
-    "EventRow",
-    "RunIdTaken",
-    "SqlStore",
-]
+__all__ = ["Applied", "ArtifactRecord", "ArtifactUse", "Commit", "RunIdTaken", "SqlStore"]
 
 _TI = s.task_instances
 _ACTIVE = {st.value for st in ACTIVE_TASK_STATES}
@@ -568,6 +558,8 @@ class SqlStore:
     # -- history -------------------------------------------------------------------------------
 
     def events(self, run_id: str) -> list[EventRow]:
+        from phloem.store.read_types import EventRow
+
         e = s.events
         q = select(e).where(e.c.run_id == run_id).order_by(e.c.id)
         with self.engine.connect() as conn:
@@ -579,6 +571,8 @@ class SqlStore:
             ]
 
     def attempts(self, run_id: str, task_id: str | None = None) -> list[AttemptRow]:
+        from phloem.store.read_types import AttemptRow
+
         a = s.attempts
         q = select(a).where(a.c.run_id == run_id)
         if task_id is not None:

@@ -5,12 +5,42 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from phloem.effects import AttemptEffects
 from phloem.records import Expansion, Key, Transition
-from phloem.states import AttemptState, RunState
+from phloem.states import RunState
 from phloem.store.cache_records import CacheCheck, CacheEntry
+
+if TYPE_CHECKING:
+    from phloem.store.read_types import AttemptRow as AttemptRow
+    from phloem.store.read_types import EventRow as EventRow
+    from phloem.store.read_types import InstanceInfo as InstanceInfo
+    from phloem.store.read_types import MetadataRow as MetadataRow
+    from phloem.store.read_types import PipelineInfo as PipelineInfo
+    from phloem.store.read_types import PipelineRow as PipelineRow
+    from phloem.store.read_types import UseRow as UseRow
+
+#: the readers' rows, in ``read_types``: made when first asked for (a run asks for none)
+_READ_TYPES = frozenset(
+    {
+        "AttemptRow",
+        "EventRow",
+        "InstanceInfo",
+        "MetadataRow",
+        "PipelineInfo",
+        "PipelineRow",
+        "UseRow",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _READ_TYPES:
+        from phloem.store import read_types
+
+        return getattr(read_types, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,61 +112,6 @@ class Applied:
 
 
 @dataclass(frozen=True, slots=True)
-class EventRow:
-    task_id: str | None
-    map_index: int | None
-    try_number: int | None
-    old_state: str | None
-    new_state: str
-    at: float
-    reason: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptRow:
-    task_id: str
-    map_index: int
-    try_number: int
-    state: AttemptState
-    queued_at: float | None
-    started_at: float | None
-    ended_at: float | None
-    error: str | None
-    worker: str | None = None  # where it ran (host:pid), when the executor said
-    cpu_seconds: float | None = None  # what it cost, where the executor measured it
-    peak_rss: int | None = None  # bytes
-    memory_limit: int | None = None  # bytes it was allowed (None: no limit)
-    gpu_seconds: float | None = None  # GPUs reserved for it (on Ray) times its wall time
-
-
-@dataclass(frozen=True, slots=True)
-class PipelineInfo:
-    """A pipeline as discovery found it in a file."""
-
-    name: str
-    file: str
-    code_hash: str
-    schedule: str | None
-    timezone: str
-    start_date: str | None
-    catchup: bool
-    max_active_runs: int
-    assets: tuple[str, ...]
-    tasks: int = 0
-    owner: str | None = None
-    tags: tuple[str, ...] = ()
-    description: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PipelineRow:
-    info: PipelineInfo
-    paused: bool
-    active: bool
-    last_parsed_at: float | None
-
-
-@dataclass(frozen=True, slots=True)
 class Beat:
     """One attempt's heartbeat; ``owner`` is the lease holder of the driver that handed it
     out (None: the run has no lease, e.g. a test driving it directly)."""
@@ -168,51 +143,3 @@ class RunIdTaken(Exception):
 
 #: a task instance anywhere in the store: (run id, task id, map index)
 InstanceKey = tuple[str, str, int]
-
-
-@dataclass(frozen=True, slots=True)
-class MetadataRow:
-    """Metadata kept with an output (``path`` as in :class:`OutputMetadata`)."""
-
-    run_id: str
-    task_id: str
-    map_index: int
-    path: str
-    try_number: int
-    digest: str | None
-    metadata: dict[str, Any]
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class UseRow:
-    """One artifact written (``role`` "output") or read ("input") by a task instance."""
-
-    digest: str
-    run_id: str
-    task_id: str
-    map_index: int
-    role: str
-    try_number: int
-    at: float
-
-    @property
-    def instance(self) -> InstanceKey:
-        return (self.run_id, self.task_id, self.map_index)
-
-
-@dataclass(frozen=True, slots=True)
-class InstanceInfo:
-    """A task instance with what lineage shows of its run: pipeline, code version, params."""
-
-    run_id: str
-    task_id: str
-    map_index: int
-    state: str
-    try_number: int
-    output: str | None  # the stored output (JSON text), for the files it names
-    pipeline: str
-    logical_date: str
-    code_hash: str | None
-    params: dict[str, Any]
-    run_state: str
