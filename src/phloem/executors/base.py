@@ -29,6 +29,9 @@ class Executor(Protocol):
     # An executor may also say ``batches = True``: attempts of one task handed to it one after
     # another travel together, up to ``Attempt.batch`` of them, and a batch takes one slot
     # (the local executor does). Without it every attempt takes a slot of its own.
+    # It may also have ``wind_down()``: called when the decisions being committed end every
+    # run its loop drives and ``shutdown`` comes next, so idle workers can start to stop
+    # while the driver commits (the local executor does; others need not).
 
     def start(self, pipelines: Mapping[str, PipelineSpec], artifacts: ArtifactStore) -> None:
         """Prepare to run tasks of these pipelines (their code is known to the caller)."""
