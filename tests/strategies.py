@@ -10,6 +10,7 @@ its trigger rule says RUN, and the run never holds more active instances than it
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import phloem
 from phloem.dsl import Pipeline, PipelineSpec, resolve_params
 from phloem.dsl.refs import Lit, Param, Ref
 from phloem.engine import (
+    RUN_RETRY,
     TI,
     AttemptFinished,
     AttemptStarted,
@@ -245,7 +247,13 @@ class Sim:
             assert at >= self.now, "the fake clock only moves forward"
             self.now = at
         cap = Capacity(self.capacity.slots, self.pool_sizes)
+        # the same decision as one that looks at every pending task: a snapshot that remembers
+        # no task as waiting (a copy sharing the instances, with every task marked)
+        everything = copy.copy(self.snap)
+        everything._dirty = dict.fromkeys(self.spec.tasks)
+        full = decide(everything, self.now, events, cap)
         d = decide(self.snap, self.now, events, cap)
+        assert d == full, f"a draft that looked at the marked tasks only decided {d}, not {full}"
         self.apply(d)
         return d
 
@@ -274,7 +282,10 @@ class Sim:
                 assert t.new.try_number == t.old.try_number
             snap.apply_transition(t)
             self.history.append((self.now, t))
+        retried = any((t.reason or "").startswith(RUN_RETRY) for t in d.transitions)
         for e in d.expansions:
+            if retried:
+                break  # a run retry reset (after the expansion) upstream tasks that had failed
             # the upstream states that allowed the expansion are final for this step
             why = may_run(snap, e.placeholder.task_id)
             assert why is None, f"{e.placeholder.task_id} expanded although {why}"
@@ -359,6 +370,9 @@ class DagPlan:
     slots: int
     pool_size: int
     max_active_tasks: int | None
+    #: the pipeline's own retries (a run about to fail runs its failed tasks again)
+    run_retries: int = 0
+    run_retry_delay: float = 0.0
 
     @property
     def map_sources(self) -> frozenset[str]:
@@ -405,9 +419,10 @@ def task_plans(draw: st.DrawFn, index: int, earlier: tuple[TaskPlan, ...]) -> Ta
 
 
 @st.composite
-def dag_plans(draw: st.DrawFn, max_tasks: int = 8) -> DagPlan:
+def dag_plans(draw: st.DrawFn, max_tasks: int = 8, run_retries: bool = False) -> DagPlan:
     """A random pipeline: edges only from lower to higher index, random trigger rules, some
-    branches and sensors, some tasks mapped over literal lists or over an earlier output."""
+    branches and sensors, some tasks mapped over literal lists or over an earlier output;
+    with ``run_retries``, the pipeline's own retries too."""
     n = draw(st.integers(1, max_tasks))
     tasks: tuple[TaskPlan, ...] = ()
     for i in range(n):
@@ -417,6 +432,8 @@ def dag_plans(draw: st.DrawFn, max_tasks: int = 8) -> DagPlan:
         slots=draw(st.integers(1, 4)),
         pool_size=draw(st.integers(2, 3)),
         max_active_tasks=draw(st.one_of(st.none(), st.integers(1, 3))),
+        run_retries=draw(st.integers(0, 2)) if run_retries else 0,
+        run_retry_delay=draw(st.sampled_from((0.0, 5.0))) if run_retries else 0.0,
     )
 
 
@@ -470,7 +487,11 @@ def build_pipeline(plan: DagPlan) -> Pipeline:
             refs.append(ref)
 
     return phloem.pipeline(  # type: ignore[no-any-return]
-        body, name="random_dag", max_active_tasks=plan.max_active_tasks
+        body,
+        name="random_dag",
+        max_active_tasks=plan.max_active_tasks,
+        retries=plan.run_retries,
+        retry_delay=plan.run_retry_delay,
     )
 
 

@@ -13,7 +13,7 @@ import random
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from phloem.engine import AttemptFinished, AttemptStarted, Event, Verdict
+from phloem.engine import RUN_RETRY, AttemptFinished, AttemptStarted, Event, Snapshot, Verdict
 from phloem.states import AttemptOutcome, RunState, TaskState, TriggerRule
 from strategies import (
     FAILURE_STATES,
@@ -26,6 +26,7 @@ from strategies import (
     label,
     map_outcome,
     rule_verdict,
+    terminal_states,
     upstream_counts,
 )
 
@@ -129,8 +130,12 @@ def _submit(ex: FakeExecutor, key: tuple[str, int], try_number: int) -> None:
         ex.push(end + rnd.choice((0.0, 2.0)), ev)  # the same report twice
 
 
-def drive(plan: DagPlan, rnd: random.Random, only_success: bool = False) -> Sim:
-    """Run ``plan`` to its end, jumping the clock to the next report or engine timer."""
+def drive(
+    plan: DagPlan, rnd: random.Random, only_success: bool = False, reload: bool = False
+) -> Sim:
+    """Run ``plan`` to its end, jumping the clock to the next report or engine timer. With
+    ``reload``, the snapshot is sometimes built again from its instances between turns (as a
+    driver that recovers the run, or reloads it, does)."""
     pipe = build_pipeline(plan)
     sim = Sim.of(pipe, slots=plan.slots, pools={"p": plan.pool_size}, now=0.0)
     ex = FakeExecutor(sim, plan, rnd, only_success)
@@ -138,14 +143,20 @@ def drive(plan: DagPlan, rnd: random.Random, only_success: bool = False) -> Sim:
     for _ in range(MAX_STEPS):
         d = sim.step(*events)
         events = []
+        if any((t.reason or "").startswith(RUN_RETRY) for t in d.transitions):
+            sim.snap.run_retries += 1  # as the session counts them
         if sim.run_state.is_terminal:
             return sim
+        if reload and rnd.random() < 0.2:
+            sim.snap = _rebuilt(sim.snap)
         for t in d.transitions:
             if t.new.state is S.QUEUED:
                 _submit(ex, t.key, t.new.try_number)
         times = [at for at, _, _ in ex.queue[:1]]
         if d.wake_at is not None:
             times.append(d.wake_at)
+        if not times and not d.empty:
+            continue  # nothing to wait for, but something changed: the driver looks again
         if not times:
             raise AssertionError(
                 f"stuck: nothing to wait for at t={sim.now}, states {sim.states()}"
@@ -155,6 +166,12 @@ def drive(plan: DagPlan, rnd: random.Random, only_success: bool = False) -> Sim:
             _, _, ev = heapq.heappop(ex.queue)
             events.append(ev)
     raise AssertionError(f"no end after {MAX_STEPS} steps: {sim.states()}")
+
+
+def _rebuilt(snap: Snapshot) -> Snapshot:
+    again = Snapshot.build(snap.spec, snap.run_id, snap.run_state, snap.params, snap.tis.values())
+    again.started_at, again.run_retries = snap.started_at, snap.run_retries
+    return again
 
 
 def _ends_by_rule(sim: Sim, task_id: str, verdict: Verdict) -> set[TaskState]:
@@ -289,3 +306,15 @@ def test_without_failures_nothing_fails(plan: DagPlan, rnd: random.Random) -> No
     assert sim.run_state is RunState.SUCCESS
     for ti in sim.snap.tis.values():
         assert ti.try_number - ti.retry_base <= 1
+
+
+@PROPS
+@given(plan=dag_plans(run_retries=True), rnd=st.randoms(use_true_random=False))
+def test_run_retries_and_reloaded_snapshots(plan: DagPlan, rnd: random.Random) -> None:
+    """Run retries put failed tasks back to pending (some after a delay) and the snapshot is
+    built again now and then: every turn still decides what a look at every pending task
+    decides (``Sim`` checks each), and the run ends."""
+    sim = drive(plan, rnd, reload=True)
+    assert sim.run_state in (RunState.SUCCESS, RunState.FAILED)
+    assert terminal_states(sim.snap.tis.values()), sim.states()
+    assert sim.snap.run_retries <= plan.run_retries

@@ -10,6 +10,7 @@ final state. A decision is drafted first (``draft``), given its share of slots a
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -339,36 +340,66 @@ def _retry_run(w: Work, now: float, wake: list[float]) -> bool:
 
 
 def _trigger(w: Work, now: float, wake: list[float]) -> None:
-    spec = w.snap.spec
-    pending = sorted({k[0] for k in w.keys_in(S.PENDING)}, key=lambda t: spec.tasks[t].index)
-    for task_id in pending:
-        t = spec.tasks[task_id]
-        if (
-            t.upstream
-            and t.options.trigger_rule is not TriggerRule.ALWAYS
-            and not w.upstream_ended(task_id)
-        ):
-            continue  # no upstream instance has ended yet: no rule can decide (O(1) check)
-        counts, total = w.upstream_counts(task_id)
-        keys = [(task_id, i) for i in w.indexes(task_id)]
-        verdict = _verdict(w, t, counts, total)
-        for key in keys:
-            ti = w.get(key)
-            if ti.state is not S.PENDING:
-                continue
-            if verdict is Verdict.WAIT:
-                continue
-            if ti.next_try_at is not None and ti.next_try_at > now:
-                wake.append(ti.next_try_at)  # a run retry's delay
-                continue
-            if verdict is Verdict.SKIP:
-                w.set(replace(ti, state=S.SKIPPED, ended_at=now))
-            elif verdict is Verdict.UPSTREAM_FAILED:
-                w.set(replace(ti, state=S.UPSTREAM_FAILED, ended_at=now))
-            elif t.is_mapped and ti.map_index == -1:
-                _expand(w, t, ti, now)
-            else:
-                w.set(replace(ti, state=S.SCHEDULED))
+    """Apply the trigger rules of the tasks that may have something to decide, in definition
+    (topological) order, each once: those the snapshot marks (``Snapshot.dirty``), those this
+    draft's changes touched, and those its own decisions touch on the way (a skip that
+    cascades down a chain). Every other pending task waits, as a scan of all would find, so a
+    turn costs what changed since the last, not the run's size."""
+    snap = w.snap
+    tasks = snap.spec.tasks
+    heap = [(tasks[t].index, t) for t in {**snap.dirty, **w.touched}]
+    heapq.heapify(heap)
+    queued = {t for _, t in heap}
+    log = w.touch_log
+    seen = len(log)
+    while heap:
+        index, task_id = heapq.heappop(heap)
+        if _trigger_task(w, tasks[task_id], now, wake):
+            snap.settle(task_id)
+        if len(log) > seen:
+            # tasks this decision touched: those after this one decide in this turn too
+            for d in log[seen:]:
+                if d not in queued and tasks[d].index > index:
+                    queued.add(d)
+                    heapq.heappush(heap, (tasks[d].index, d))
+            seen = len(log)
+
+
+def _trigger_task(w: Work, t: TaskSpec, now: float, wake: list[float]) -> bool:
+    """Apply ``t``'s trigger rule to its pending instances. True when the snapshot alone
+    shows it has nothing to decide (no pending instance, or its rule says wait on upstream
+    instances this draft did not change), so it need not be looked at until marked again."""
+    task_id = t.task_id
+    if not w.pending(task_id):
+        return not w.snap.counts[task_id][S.PENDING]
+    untouched = task_id not in w.touched
+    if (
+        t.upstream
+        and t.options.trigger_rule is not TriggerRule.ALWAYS
+        and not w.upstream_ended(task_id)
+    ):
+        return untouched  # no upstream instance has ended yet: no rule can decide (O(1) check)
+    counts, total = w.upstream_counts(task_id)
+    verdict = _verdict(w, t, counts, total)
+    if verdict is Verdict.WAIT:
+        return untouched
+    keys = [(task_id, i) for i in w.indexes(task_id)]
+    for key in keys:
+        ti = w.get(key)
+        if ti.state is not S.PENDING:
+            continue
+        if ti.next_try_at is not None and ti.next_try_at > now:
+            wake.append(ti.next_try_at)  # a run retry's delay
+            continue
+        if verdict is Verdict.SKIP:
+            w.set(replace(ti, state=S.SKIPPED, ended_at=now))
+        elif verdict is Verdict.UPSTREAM_FAILED:
+            w.set(replace(ti, state=S.UPSTREAM_FAILED, ended_at=now))
+        elif t.is_mapped and ti.map_index == -1:
+            _expand(w, t, ti, now)
+        else:
+            w.set(replace(ti, state=S.SCHEDULED))
+    return False
 
 
 #: states a branch's skip replaces when the branch ends: not yet started, or decided only by

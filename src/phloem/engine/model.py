@@ -10,7 +10,13 @@ from typing import Any
 from phloem.dsl.spec import PipelineSpec
 from phloem.engine.fanin import Edges, UpstreamCounts
 from phloem.records import TI, Expansion, Key, Transition, expansion_instances
-from phloem.states import ACTIVE_TASK_STATES, AttemptOutcome, RunState, TaskState
+from phloem.states import (
+    ACTIVE_TASK_STATES,
+    TERMINAL_TASK_STATES,
+    AttemptOutcome,
+    RunState,
+    TaskState,
+)
 
 __all__ = ["TI", "Expansion", "Key", "Transition", "expansion_instances"]
 
@@ -112,6 +118,11 @@ class Snapshot:
     batch: dict[str, int] = field(default_factory=dict)
     #: per state, keys deleted from its index since it was last copied (see ``_drop``)
     _deleted: dict[TaskState, int] = field(default_factory=dict)
+    #: the tasks a draft must look at again (see ``dirty``): every task at first
+    _dirty: dict[str, None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._dirty = dict.fromkeys(self.spec.tasks)
 
     @classmethod
     def build(
@@ -137,6 +148,8 @@ class Snapshot:
             if ti.task_id not in spec.tasks:
                 continue  # a task removed from the code since the run started
             snap._add(ti)
+        # the tasks with a pending instance: no rule has been applied to them yet
+        snap._dirty = dict.fromkeys(k[0] for k in snap.by_state[TaskState.PENDING])
         return snap
 
     def _add(self, ti: TI) -> None:
@@ -145,6 +158,7 @@ class Snapshot:
         self.counts[ti.task_id][ti.state] += 1
         self.by_state[ti.state][ti.key] = None
         self.upstream.add(ti.task_id, ti.state)
+        self._touch(ti, True)
 
     def _remove(self, ti: TI) -> None:
         del self.tis[ti.key]
@@ -152,6 +166,7 @@ class Snapshot:
         self.counts[ti.task_id][ti.state] -= 1
         self._drop(ti.state, ti.key)
         self.upstream.add(ti.task_id, ti.state, -1)
+        self._touch(ti, True)
 
     def put(self, ti: TI) -> None:
         old = self.tis[ti.key]
@@ -162,6 +177,35 @@ class Snapshot:
             self.by_state[ti.state][ti.key] = None
             self.upstream.move(ti.task_id, old.state, ti.state)
         self.tis[ti.key] = ti
+        self._touch(ti, old.state in TERMINAL_TASK_STATES or ti.state in TERMINAL_TASK_STATES)
+
+    def _touch(self, ti: TI, moved: bool) -> None:
+        """Mark the tasks whose trigger a change of ``ti`` may decide: its task's downstream
+        tasks when ``moved`` (the tasks that read its output are among them), and its own task
+        when ``ti`` is pending. Trigger rules, branches and mapping read only how upstream
+        instances ended (and how many there are), so a change that neither ends an instance
+        nor touches one that ended (scheduled to queued to running) moves nothing."""
+        dirty = self._dirty
+        if moved:
+            for d in self.upstream.edges.downstream[ti.task_id]:
+                dirty[d] = None
+        if ti.state is TaskState.PENDING:
+            dirty[ti.task_id] = None
+
+    @property
+    def dirty(self) -> Mapping[str, None]:
+        """The tasks a draft must look at for their trigger rules: every other task with a
+        pending instance waits (its rule said wait on the snapshot as it is). A change to the
+        snapshot marks the tasks it may decide; a draft that finds a task waiting, on the
+        snapshot alone, ``settle``s it. So a turn looks at what changed since the last, not at
+        every pending task of the run."""
+        return self._dirty
+
+    def settle(self, task_id: str) -> None:
+        """``task_id`` waits on the snapshot as it is (or has no pending instance): no draft
+        need look at it until a change marks it again. Only the engine calls this; it changes
+        no decision, only how much a draft reads."""
+        self._dirty.pop(task_id, None)
 
     def _drop(self, state: TaskState, key: Key) -> None:
         """Take ``key`` out of its state's index. A dict keeps the room of what was deleted

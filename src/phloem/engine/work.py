@@ -6,7 +6,7 @@ from collections import Counter, defaultdict
 
 from phloem.engine.fanin import UpstreamCounts
 from phloem.engine.model import TI, Expansion, Key, Kill, Snapshot, Transition, expansion_instances
-from phloem.states import TaskState
+from phloem.states import TERMINAL_TASK_STATES, TaskState
 
 
 class Work:
@@ -25,19 +25,47 @@ class Work:
         self.timed_out = False
         #: the overlay's changes to the snapshot's upstream tallies
         self.upstream = UpstreamCounts(snap.upstream.edges)
+        #: tasks whose trigger this overlay's changes may decide (as ``Snapshot.dirty`` marks
+        #: them), and the same in the order they were first marked
+        self.touched: dict[str, None] = {}
+        self.touch_log: list[str] = []
+        self._downstream = snap.upstream.edges.downstream
 
     def get(self, key: Key) -> TI:
         ti = self.changed.get(key)
         return ti if ti is not None else self.snap.tis[key]
 
     def set(self, new: TI, reason: str | None = None) -> None:
-        old = self.get(new.key)
+        key = new.key
+        old = self.get(key)
         self.transitions.append(Transition(old, new, reason))
-        self.changed[new.key] = new
-        if old.state is not new.state:
-            self.delta[new.task_id][old.state] -= 1
-            self.delta[new.task_id][new.state] += 1
-            self.upstream.move(new.task_id, old.state, new.state)
+        self.changed[key] = new
+        was, now = old.state, new.state
+        if was is not now:
+            d = self.delta[new.task_id]
+            d[was] -= 1
+            d[now] += 1
+            self.upstream.move(new.task_id, was, now)
+        if was in TERMINAL_TASK_STATES or now in TERMINAL_TASK_STATES:
+            # as ``Snapshot.put`` marks them
+            touched = self.touched
+            for t in self._downstream[new.task_id]:
+                if t not in touched:
+                    touched[t] = None
+                    self.touch_log.append(t)
+        if now is TaskState.PENDING:
+            self._touch(new.task_id)
+
+    def _touch(self, task_id: str) -> None:
+        if task_id not in self.touched:
+            self.touched[task_id] = None
+            self.touch_log.append(task_id)
+
+    def _touch_downstream(self, task_id: str) -> None:
+        for d in self._downstream[task_id]:
+            if d not in self.touched:
+                self.touched[d] = None
+                self.touch_log.append(d)
 
     def expand(self, placeholder: TI, count: int, now: float) -> None:
         e = Expansion(placeholder, count)
@@ -54,6 +82,7 @@ class Work:
         for state, n in Counter(ti.state for ti in created).items():
             self.upstream.add(t, state, n)
         self.created[t] = [ti.map_index for ti in created]
+        self._touch_downstream(t)
 
     def counts(self, task_id: str) -> Counter[TaskState]:
         base = self.snap.counts[task_id]
@@ -71,6 +100,12 @@ class Work:
         base = self.snap.upstream
         counts = base.counts(task_id, self.upstream)
         return counts, base.total[task_id] + self.upstream.total[task_id]
+
+    def pending(self, task_id: str) -> int:
+        """How many instances of ``task_id`` are pending: O(1)."""
+        n = self.snap.counts[task_id][TaskState.PENDING]
+        d = self.delta.get(task_id)
+        return n + d[TaskState.PENDING] if d else n
 
     def upstream_ended(self, task_id: str) -> int:
         """How many of ``task_id``'s upstream instances have ended: O(1)."""
