@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,15 +26,22 @@ from phloem.engine import (
     TI,
     AttemptFinished,
     AttemptStarted,
+    CacheHit,
     Capacity,
     Decision,
+    Draft,
     Event,
+    Grant,
     Kill,
     Snapshot,
     Transition,
     Verdict,
+    allocate,
+    cached,
     decide,
+    draft,
     evaluate,
+    finish,
 )
 from phloem.states import (
     ACTIVE_TASK_STATES,
@@ -48,6 +55,8 @@ from phloem.states import (
 )
 
 S = TaskState
+#: the cache hits a driver finds for a draft's ready instances
+HitsFor = Callable[[Draft], Sequence[CacheHit]]
 FAILURE_STATES = frozenset({S.FAILED, S.UPSTREAM_FAILED})
 
 # -- oracles -------------------------------------------------------------------------------------
@@ -150,6 +159,13 @@ def label(key: tuple[str, int]) -> str:
 # -- the simulated driver -----------------------------------------------------------------------
 
 
+class _Everything(dict[str, None]):
+    """Every task marked, and none ever settled: each draft looks at every task."""
+
+    def pop(self, *args: Any) -> None:
+        return None
+
+
 @dataclass
 class Sim:
     """One run decided by the engine on a fake clock; see the module docstring."""
@@ -242,20 +258,55 @@ class Sim:
 
     # -- deciding --------------------------------------------------------------------------------
 
-    def step(self, *events: Event, at: float | None = None) -> Decision:
+    def step(
+        self, *events: Event, at: float | None = None, hits: HitsFor | None = None
+    ) -> Decision:
+        """Decide and apply; ``hits`` (given the draft) are the cache hits a driver finds for
+        its ready instances it did not look up yet, applied before the draft is finished."""
         if at is not None:
             assert at >= self.now, "the fake clock only moves forward"
             self.now = at
         cap = Capacity(self.capacity.slots, self.pool_sizes)
         # the same decision as one that looks at every pending task: a snapshot that remembers
-        # no task as waiting (a copy sharing the instances, with every task marked)
+        # no task as waiting (a copy sharing the instances, with every task marked for good)
         everything = copy.copy(self.snap)
-        everything._dirty = dict.fromkeys(self.spec.tasks)
-        full = decide(everything, self.now, events, cap)
-        d = decide(self.snap, self.now, events, cap)
+        everything._dirty = _Everything.fromkeys(self.spec.tasks)
+        if hits is None:
+            full = decide(everything, self.now, events, cap)
+            d = decide(self.snap, self.now, events, cap)
+        else:
+            rounds: list[Sequence[CacheHit]] = []
+
+            def look_up(dr: Draft, n: int) -> Sequence[CacheHit]:
+                rounds.append(hits(dr))
+                return rounds[-1]
+
+            d = self._decide(self.snap, events, cap, look_up)
+            # the same hits, round by round
+            full = self._decide(everything, events, cap, lambda _, n: rounds[n])
         assert d == full, f"a draft that looked at the marked tasks only decided {d}, not {full}"
         self.apply(d)
         return d
+
+    def _decide(
+        self,
+        snap: Snapshot,
+        events: Sequence[Event],
+        cap: Capacity,
+        hits: Callable[[Draft, int], Sequence[CacheHit]],
+    ) -> Decision:
+        """``decide`` as a driver with a cache does it: draft; rounds of cache hits for what is
+        ready (each may make more ready), until a round finds none; allocate; finish."""
+        d = draft(snap, self.now, events)
+        for n in range(len(self.spec.tasks) + 1):
+            found = hits(d, n)
+            if not found:
+                break
+            cached(d, found, self.now)
+        if not d.ready:
+            return finish(d, self.now, Grant())
+        grant = allocate([d.demand(cap.pools is not None)], cap, self.now)[snap.run_id]
+        return finish(d, self.now, grant)
 
     def apply(self, d: Decision) -> None:
         snap = self.snap

@@ -9,11 +9,21 @@ from __future__ import annotations
 
 import heapq
 import random
+from collections.abc import Callable
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from phloem.engine import RUN_RETRY, AttemptFinished, AttemptStarted, Event, Snapshot, Verdict
+from phloem.engine import (
+    RUN_RETRY,
+    AttemptFinished,
+    AttemptStarted,
+    CacheHit,
+    Draft,
+    Event,
+    Snapshot,
+    Verdict,
+)
 from phloem.states import AttemptOutcome, RunState, TaskState, TriggerRule
 from strategies import (
     FAILURE_STATES,
@@ -131,17 +141,22 @@ def _submit(ex: FakeExecutor, key: tuple[str, int], try_number: int) -> None:
 
 
 def drive(
-    plan: DagPlan, rnd: random.Random, only_success: bool = False, reload: bool = False
+    plan: DagPlan,
+    rnd: random.Random,
+    only_success: bool = False,
+    reload: bool = False,
+    cache: bool = False,
 ) -> Sim:
     """Run ``plan`` to its end, jumping the clock to the next report or engine timer. With
     ``reload``, the snapshot is sometimes built again from its instances between turns (as a
-    driver that recovers the run, or reloads it, does)."""
+    driver that recovers the run, or reloads it, does); with ``cache``, some ready instances
+    are found in the cache (ready tasks and branches)."""
     pipe = build_pipeline(plan)
     sim = Sim.of(pipe, slots=plan.slots, pools={"p": plan.pool_size}, now=0.0)
     ex = FakeExecutor(sim, plan, rnd, only_success)
     events: list[Event] = []
     for _ in range(MAX_STEPS):
-        d = sim.step(*events)
+        d = sim.step(*events, hits=_hits(ex) if cache else None)
         events = []
         if any((t.reason or "").startswith(RUN_RETRY) for t in d.transitions):
             sim.snap.run_retries += 1  # as the session counts them
@@ -166,6 +181,32 @@ def drive(
             _, _, ev = heapq.heappop(ex.queue)
             events.append(ev)
     raise AssertionError(f"no end after {MAX_STEPS} steps: {sim.states()}")
+
+
+def _hits(ex: FakeExecutor) -> Callable[[Draft], list[CacheHit]]:
+    """Cache hits for about half of a draft's ready instances of tasks and branches (a
+    branch's hit follows a random choice, a mapped task's source has a random length)."""
+
+    seen: set[tuple[str, int]] = set()  # looked up in an earlier round of this draft
+
+    def hits(d: Draft) -> list[CacheHit]:
+        found = []
+        for key in [k for k in d.ready if k not in seen]:
+            seen.add(key)
+            tp = ex.plan[key[0]]
+            if tp.kind == "sensor" or ex.rnd.random() >= 0.5:
+                continue
+            spec = ex.sim.spec.tasks[key[0]]
+            follow = None
+            if tp.kind == "branch":
+                follow = tuple(t for t in spec.downstream if ex.rnd.random() < 0.5)
+            length = None
+            if key[0] in ex.sources and not spec.is_mapped:
+                length = ex.rnd.choice((0, 1, 2, 3))
+            found.append(CacheHit(key, f"{label(key)}@cache", length, follow))
+        return found
+
+    return hits
 
 
 def _rebuilt(snap: Snapshot) -> Snapshot:
@@ -309,12 +350,15 @@ def test_without_failures_nothing_fails(plan: DagPlan, rnd: random.Random) -> No
 
 
 @PROPS
-@given(plan=dag_plans(run_retries=True), rnd=st.randoms(use_true_random=False))
-def test_run_retries_and_reloaded_snapshots(plan: DagPlan, rnd: random.Random) -> None:
-    """Run retries put failed tasks back to pending (some after a delay) and the snapshot is
-    built again now and then: every turn still decides what a look at every pending task
-    decides (``Sim`` checks each), and the run ends."""
-    sim = drive(plan, rnd, reload=True)
+@given(plan=dag_plans(run_retries=True), rnd=st.randoms(use_true_random=False), cache=st.booleans())
+def test_run_retries_cache_hits_and_reloaded_snapshots(
+    plan: DagPlan, rnd: random.Random, cache: bool
+) -> None:
+    """Run retries put failed tasks back to pending (some after a delay), cache hits end
+    ready instances within a draft, and the snapshot is built again now and then: every turn
+    still decides what a look at every pending task decides (``Sim`` checks each), and the
+    run ends."""
+    sim = drive(plan, rnd, reload=True, cache=cache)
     assert sim.run_state in (RunState.SUCCESS, RunState.FAILED)
     assert terminal_states(sim.snap.tis.values()), sim.states()
     assert sim.snap.run_retries <= plan.run_retries

@@ -14,7 +14,15 @@ import pytest
 
 import phloem
 from phloem import task
-from phloem.engine import TI, AttemptFinished, AttemptStarted, Snapshot, decide
+from phloem.engine import (
+    TI,
+    AttemptFinished,
+    AttemptStarted,
+    CacheHit,
+    Draft,
+    Snapshot,
+    decide,
+)
 from phloem.states import RunState, TaskState
 from strategies import Sim
 from test_engine_fanin import lines_executed
@@ -113,3 +121,16 @@ def test_a_reloaded_snapshot_looks_at_its_pending_tasks_again(looked_at: list[st
     looked_at.clear()
     decide(again, 2.0)
     assert looked_at == []
+
+
+def test_cache_hits_down_a_chain_end_it_in_one_turn(looked_at: list[str]) -> None:
+    """Each hit makes the next task ready within the same draft (the driver looks up what
+    became ready, round after round): the tasks each hit touched are looked at again."""
+    sim = Sim.of(chain(6))
+
+    def every_ready(d: Draft) -> list[CacheHit]:
+        return [CacheHit(k, f"{k[0]}@cache") for k in d.ready]
+
+    d = sim.step(hits=every_ready)
+    assert [sim.state(f"step_{i}") for i in range(6)] == [S.CACHED] * 6
+    assert d.run_state is RunState.SUCCESS
