@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from phloem.states import AttemptState
-    from phloem.store.types import InstanceKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +95,8 @@ class UseRow:
     at: float
 
     @property
-    def instance(self) -> InstanceKey:
+    def instance(self) -> tuple[str, str, int]:
+        """(run id, task id, map index): ``types.InstanceKey``."""
         return (self.run_id, self.task_id, self.map_index)
 
 
