@@ -191,6 +191,24 @@ def patient() -> None:
     breaks()
 
 
+@pipeline(retries=1)
+def eager() -> None:
+    breaks()
+
+
+def test_a_run_retry_without_delay_is_taken_up_at_once() -> None:
+    """The retry's tasks become pending in the decision that fails the run; with nothing
+    running, only a timer brings the next turn (it was the loop's 1 s idle look)."""
+    sim = Sim.of(eager, now=1000.0)
+    sim.step()
+    d = sim.run_attempt("breaks", "failed", error="boom")
+    assert d.run_state is None  # not failed: retried
+    assert sim.state("breaks") is S.PENDING
+    assert d.wake_at == 1000.0
+    sim.step(at=1000.0)
+    assert sim.state("breaks") is S.QUEUED
+
+
 def test_the_engine_waits_the_run_retry_delay() -> None:
     sim = Sim.of(patient, now=1000.0)
     sim.step()

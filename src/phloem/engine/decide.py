@@ -334,8 +334,9 @@ def _retry_run(w: Work, now: float, wake: list[float]) -> bool:
             error=None,
         )
         w.set(again, f"{RUN_RETRY} {n}")
-    if spec.retry_delay > 0:
-        wake.append(resume)
+    # at once when there is no delay: the tasks made pending wait for the next turn, and
+    # with nothing running no report would bring it
+    wake.append(resume)
     return True
 
 
