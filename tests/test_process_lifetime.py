@@ -415,7 +415,8 @@ def test_a_child_outlives_the_thread_that_forked_it_but_not_its_owner(
 
 
 def _daemonize(conn: Any, folder: str) -> None:
-    """Start a sleep that forks away twice (its parent exits), then wait for orders."""
+    """Start a sleep that forks away twice (its parent exits), then wait for orders (and exit
+    when given one, leaving the sleep behind)."""
     if os.fork() == 0:
         os.setsid()
         if os.fork() == 0:
@@ -492,21 +493,10 @@ def test_a_child_may_start_guarded_children_of_its_own(tmp_path: Path) -> None:
         end.close()
 
 
-def _daemonize_and_exit(conn: Any, folder: str) -> None:
-    """Start a sleep that forks away twice, then exit when told to (leaving it behind)."""
-    if os.fork() == 0:
-        os.setsid()
-        if os.fork() == 0:
-            Path(folder, "daemon.pid").write_text(str(os.getpid()))
-            time.sleep(600)
-        os._exit(0)
-    conn.recv()
-
-
 def test_a_child_that_exits_takes_what_it_daemonized_with_it(tmp_path: Path) -> None:
     from phloem.executors.lifetime import start_child
 
-    child, conn = start_child(_daemonize_and_exit, (str(tmp_path),), "phloem-test")
+    child, conn = start_child(_daemonize, (str(tmp_path),), "phloem-test")
     try:
         assert wait_until(lambda: bool(_pids(tmp_path)), 10), "the daemon never started"
         daemon = _pids(tmp_path)
