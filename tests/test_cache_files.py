@@ -201,6 +201,8 @@ def test_cache_commands(home: Path, tmp_path: Path) -> None:
     assert needs_index.exit_code == 2 and "--map-index" in needs_index.stderr
     unknown = _cli("cache", "explain", run2, "nope")
     assert unknown.exit_code == 2 and "no cache record" in unknown.stderr
+    negative = _cli("cache", "explain", run2, "double", "--map-index", "-2")
+    assert negative.exit_code == 2 and "--map-index" in negative.stderr  # as `logs`, `output`
 
     listed = _cli("cache", "list", "--pipeline", "cli_cache", "--json")
     entries = json.loads(listed.stdout)

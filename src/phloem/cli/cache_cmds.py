@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from phloem.cli.common import application, errors, fail, print_json
+from phloem.cli.common import MapIndexOpt, application, errors, fail, print_json
 
 cache_app = typer.Typer(help="Inspect and clear the task cache.", no_args_is_help=True)
 
@@ -26,9 +26,7 @@ def _label(task_id: str, map_index: int) -> str:
 def cache_explain(
     run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
     task: Annotated[str, typer.Argument(help="Task id.")],
-    map_index: Annotated[
-        int | None, typer.Option("--map-index", "-i", help="The instance of a mapped task.")
-    ] = None,
+    map_index: MapIndexOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Why an instance was (or was not) served from the cache.

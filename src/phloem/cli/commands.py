@@ -26,6 +26,7 @@ from phloem.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     Group,
+    MapIndexOpt,
     ServerOpt,
     application,
     errors,
@@ -291,10 +292,7 @@ def runs_show(
 def logs(
     run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
     task: Annotated[str, typer.Argument(help="Task id.")],
-    map_index: Annotated[
-        int | None,
-        typer.Option("--map-index", "-i", min=0, help="Instance of a mapped task."),
-    ] = None,
+    map_index: MapIndexOpt = None,
     try_number: Annotated[
         int | None,
         typer.Option("--try", min=1, help="Attempt number (default: the latest)."),
@@ -318,10 +316,7 @@ def logs(
 def output(
     run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix).")],
     task: Annotated[str, typer.Argument(help="Task id.")],
-    map_index: Annotated[
-        int | None,
-        typer.Option("--map-index", "-i", min=0, help="Instance of a mapped task."),
-    ] = None,
+    map_index: MapIndexOpt = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Always JSON: the value, or the artifact's description.")
     ] = False,

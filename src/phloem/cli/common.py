@@ -64,6 +64,13 @@ ServerOpt = Annotated[
 ]
 
 
+#: ``--map-index N`` of the commands that read one task instance
+MapIndexOpt = Annotated[
+    int | None,
+    typer.Option("--map-index", "-i", min=0, help="Instance of a mapped task."),
+]
+
+
 def source(server: str | None = None) -> Source:
     """Where a read or steer command gets its data: the server ``--server`` names (else the
     settings' ``PHLOEM_SERVER_URL``), with the settings' token; else the local store."""

@@ -26,13 +26,14 @@ from __future__ import annotations
 import bisect
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from phloem.app import Phloem
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
+    from prometheus_client.core import CounterMetricFamily
     from prometheus_client.metrics_core import Metric
 
     from phloem.store.stats import EventStat
@@ -51,6 +52,18 @@ ATTEMPT_END_STATES = ("success", "failed", "up_for_retry", "up_for_reschedule", 
 
 def _bound(b: float) -> str:
     return "+Inf" if b == float("inf") else repr(b)
+
+
+def _counter(
+    name: str, doc: str, labels: list[str], values: Mapping[Any, float]
+) -> CounterMetricFamily:
+    """A counter family with one sample per label tuple, in label order."""
+    from prometheus_client.core import CounterMetricFamily
+
+    family = CounterMetricFamily(name, doc, labels=labels)
+    for key, value in sorted(values.items()):
+        family.add_metric(list(key), value)
+    return family
 
 
 class _Histogram:
@@ -137,21 +150,18 @@ class StoreCollector:
             self._rss.observe((e.pipeline,), float(e.peak_rss))
 
     def _costs(self) -> Iterator[Metric]:
-        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+        from prometheus_client.core import HistogramMetricFamily
 
-        cpu = CounterMetricFamily(
+        cpu = _counter(
             "phloem_task_cpu_seconds", "CPU time attempts used (user and system), by task.",
-            labels=["pipeline", "task"],
+            ["pipeline", "task"], self._cpu,
         )  # fmt: skip
-        for (p, t), v in sorted(self._cpu.items()):
-            cpu.add_metric([p, t], v)
-        gpu = CounterMetricFamily(
+        gpu = _counter(
             "phloem_task_gpu_seconds",
             "GPU time reserved for attempts on Ray (GPUs held times wall time), by task.",
-            labels=["pipeline", "task"],
+            ["pipeline", "task"],
+            self._gpu,
         )
-        for (p, t), v in sorted(self._gpu.items()):
-            gpu.add_metric([p, t], v)
         rss = HistogramMetricFamily(
             "phloem_task_peak_rss_bytes", "Peak resident memory of attempts.", labels=["pipeline"]
         )
@@ -169,23 +179,18 @@ class StoreCollector:
         store = self.app.store
         with self._lock:
             self._absorb()
-            started = CounterMetricFamily(
+            started = _counter(
                 "phloem_runs_started", "Runs that started running (again after a retry).",
-                labels=["pipeline"],
+                ["pipeline"], {(p,): n for p, n in self._runs_started.items()},
             )  # fmt: skip
-            for p, n in sorted(self._runs_started.items()):
-                started.add_metric([p], n)
-            finished = CounterMetricFamily(
-                "phloem_runs_finished", "Runs that ended, by state.", labels=["pipeline", "state"]
-            )
-            for (p, st), n in sorted(self._runs_finished.items()):
-                finished.add_metric([p, st], n)
-            attempts = CounterMetricFamily(
+            finished = _counter(
+                "phloem_runs_finished", "Runs that ended, by state.", ["pipeline", "state"],
+                self._runs_finished,
+            )  # fmt: skip
+            attempts = _counter(
                 "phloem_attempts", "Attempts that ended, by the state their task went to.",
-                labels=["pipeline", "state"],
+                ["pipeline", "state"], self._attempts,
             )  # fmt: skip
-            for (p, st), n in sorted(self._attempts.items()):
-                attempts.add_metric([p, st], n)
             duration = HistogramMetricFamily(
                 "phloem_task_duration_seconds", "How long attempts ran.", labels=["pipeline"]
             )
