@@ -28,6 +28,7 @@ from phloem.config import Settings
 from phloem.errors import PhloemError
 from phloem.records import RunRecord
 from phloem.states import RunState, TaskState
+from phloem.store import AttemptRow
 from processes import Processes
 from raycluster import Node, RayCluster
 
@@ -477,6 +478,32 @@ def test_a_worker_killed_mid_task_fails_its_attempt_and_the_retry_succeeds(
     assert events == [(1, "start"), (2, "start"), (2, "end")]
 
 
+def _retried_once_the_disk_node_is_back(
+    cluster: RayCluster,
+    app: Phloem,
+    running: Future[phloem.RunResult],
+    pipeline: str,
+    task: str,
+) -> tuple[phloem.RunResult, list[AttemptRow]]:
+    """Wait for ``task``'s first try to fail (its node is gone), bring the ``disk`` node back,
+    and return the run's result, which succeeded, and the task's attempts: exactly two."""
+    _wait_for(
+        "the first try to fail",
+        lambda: any(
+            a.error
+            for r in app.store.list_runs(pipeline=pipeline)
+            for a in app.store.attempts(r.run_id, task)
+        ),
+    )
+    cluster.start_node("disk")
+    cluster.wait_alive({"disk"})
+    result = running.result(timeout=300)
+    assert result.state is RunState.SUCCESS, _errors(result)
+    tries = app.store.attempts(result.run_id, task)
+    assert [a.try_number for a in tries] == [1, 2]
+    return result, tries
+
+
 def test_a_node_lost_mid_task_fails_its_attempt_and_the_retry_waits_for_room(
     cluster: RayCluster, ray_app: Phloem, tmp_path: Path
 ) -> None:
@@ -487,20 +514,9 @@ def test_a_node_lost_mid_task_fails_its_attempt_and_the_retry_waits_for_room(
     assert isinstance(first, dict) and first["ip"] == DISK_IP
     cluster.kill_node("disk")  # the only node with big_disk: its raylet, workers, all
     # the attempt fails with the node's death; its retry waits for a node with big_disk
-    _wait_for(
-        "the first try to fail",
-        lambda: any(
-            a.error
-            for r in ray_app.store.list_runs(pipeline="lost_node")
-            for a in ray_app.store.attempts(r.run_id, "fragile")
-        ),
+    result, tries = _retried_once_the_disk_node_is_back(
+        cluster, ray_app, running, "lost_node", "fragile"
     )
-    cluster.start_node("disk")
-    cluster.wait_alive({"disk"})
-    result = running.result(timeout=300)
-    assert result.state is RunState.SUCCESS, _errors(result)
-    tries = ray_app.store.attempts(result.run_id, "fragile")
-    assert [a.try_number for a in tries] == [1, 2]
     assert f"node {DISK_IP} died while running this attempt" in (tries[0].error or "")
     assert result.output("fragile")["ip"] == DISK_IP
 
@@ -553,20 +569,9 @@ def test_a_result_lost_with_its_node_fails_its_attempt_and_the_retry_succeeds(
         cluster.kill_node("disk")
     finally:
         os.kill(raylet.pid, signal.SIGCONT)
-    _wait_for(
-        "the first try to fail",
-        lambda: any(
-            a.error
-            for r in ray_app.store.list_runs(pipeline="lost_result")
-            for a in ray_app.store.attempts(r.run_id, "bulky")
-        ),
+    result, tries = _retried_once_the_disk_node_is_back(
+        cluster, ray_app, running, "lost_result", "bulky"
     )
-    cluster.start_node("disk")
-    cluster.wait_alive({"disk"})
-    result = running.result(timeout=300)
-    assert result.state is RunState.SUCCESS, _errors(result)
-    tries = ray_app.store.attempts(result.run_id, "bulky")
-    assert [a.try_number for a in tries] == [1, 2]
     assert f"the result of this attempt was lost with node {DISK_IP}" in (tries[0].error or "")
     assert result.output("bulky")["try"] == 2
     # each try ran once, to its end: Ray retried nothing by itself
