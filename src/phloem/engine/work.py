@@ -47,12 +47,7 @@ class Work:
             d[now] += 1
             self.upstream.move(new.task_id, was, now)
         if was in TERMINAL_TASK_STATES or now in TERMINAL_TASK_STATES:
-            # as ``Snapshot.put`` marks them
-            touched = self.touched
-            for t in self._downstream[new.task_id]:
-                if t not in touched:
-                    touched[t] = None
-                    self.touch_log.append(t)
+            self._touch_downstream(new.task_id)  # as ``Snapshot.put`` marks them
         if now is TaskState.PENDING:
             self._touch(new.task_id)
 
@@ -63,9 +58,7 @@ class Work:
 
     def _touch_downstream(self, task_id: str) -> None:
         for d in self._downstream[task_id]:
-            if d not in self.touched:
-                self.touched[d] = None
-                self.touch_log.append(d)
+            self._touch(d)
 
     def expand(self, placeholder: TI, count: int, now: float) -> None:
         e = Expansion(placeholder, count)
