@@ -1,0 +1,131 @@
+"""The plans the databases choose for the compare-and-sets of every commit: each finds its row
+by primary key, whatever the statistics say. A table a fan-out has just filled has none yet
+on PostgreSQL, which then rated the index on ``state`` as good as the primary key and took it:
+every compare-and-set filtered all the instances in that state, so a fan-out's commits grew
+with the square of its width."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from phloem.records import TI, RunRecord
+from phloem.states import RunState, RunType, TaskState
+from phloem.store import SqlStore, open_store
+from phloem.store.rows import ti_values
+
+WIDTH = 500
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def wide(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[SqlStore]:
+    """A store holding one run whose mapped task has WIDTH queued instances (never analyzed)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'phloem.db'}"
+        store = open_store(url)
+    else:
+        url = request.getfixturevalue("pg_url")
+        store = open_store(url)
+    assert isinstance(store, SqlStore)
+    store.create_run(
+        RunRecord(
+            run_id="r",
+            pipeline="p",
+            state=RunState.RUNNING,
+            logical_date="2024-01-01T00:00:00+00:00",
+            params={},
+            created_at=1.0,
+            run_type=RunType.MANUAL,
+            source="f.py:p",
+            code_hash="h",
+        ),
+        [
+            TI(task_id="each", map_index=i, state=TaskState.QUEUED, try_number=1)
+            for i in range(WIDTH)
+        ],
+    )
+    yield store
+    store.close()
+
+
+def _plans(store: SqlStore, statement: Any, params: dict[str, Any]) -> list[str]:
+    compiled: Any = statement.compile(dialect=store.engine.dialect, column_keys=list(params))
+    order = compiled.positiontup
+    return _explain(store, str(compiled), params if order is None else [params[n] for n in order])
+
+
+def _explain(store: SqlStore, sql: str, params: Any) -> list[str]:
+    """The plan of ``sql`` for ``params``: on PostgreSQL both the plan made for these values
+    and the generic one a prepared statement switches to after a few runs."""
+    raw = store.engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        if store.dialect == "sqlite":
+            cur.execute("EXPLAIN QUERY PLAN " + sql, params)
+            return [" ".join(str(c) for c in row) for row in cur.fetchall()]
+        names: list[str] = []
+
+        def numbered(m: re.Match[str]) -> str:
+            names.append(m.group(1))
+            return f"${len(names)}"
+
+        generic = re.sub(r"%\((\w+)\)s", numbered, sql)
+        cur.execute("EXPLAIN " + sql, params)
+        lines = [row[0] for row in cur.fetchall()]
+        cur.execute("SET plan_cache_mode = force_generic_plan")
+        cur.execute("PREPARE cas AS " + generic)
+        args = ", ".join(_literal(params[n]) for n in names)
+        cur.execute(f"EXPLAIN EXECUTE cas({args})")
+        return lines + [row[0] for row in cur.fetchall()]
+    finally:
+        raw.rollback()
+        raw.close()
+
+
+def _literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return repr(value)
+
+
+def _by_primary_key(plan: list[str], table: str) -> bool:
+    text = "\n".join(plan)
+    return ("_pkey" in text or "sqlite_autoindex_" + table in text) and "ix_" not in text
+
+
+def test_the_instance_compare_and_set_finds_its_row_by_primary_key(wide: SqlStore) -> None:
+    params = {"b_run": "r", "b_task": "each", "b_map": 7, "b_state": "queued", "b_try": 1}
+    params.update(ti_values(TI(task_id="each", map_index=7, state=TaskState.RUNNING, try_number=1)))
+    plan = _plans(wide, wide._w.cas, params)
+    assert _by_primary_key(plan, "task_instances"), plan
+    # still a compare-and-set: a stale old state changes nothing, the right one its row
+    with wide._tx() as conn:
+        assert wide._w.prepared.run(conn, wide._w.cas, {**params, "b_state": "running"}) == 0
+        assert wide._w.prepared.run(conn, wide._w.cas, params) == 1
+    changed = [ti for ti in wide.load_instances("r") if ti.state is TaskState.RUNNING]
+    assert [ti.key for ti in changed] == [("each", 7)]
+
+
+def test_the_run_compare_and_set_finds_its_row_by_primary_key(wide: SqlStore) -> None:
+    seen: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
+        if sql.startswith("UPDATE runs"):
+            seen.append((sql, params))
+
+    event.listen(wide.engine, "before_cursor_execute", record)
+    try:
+        assert not wide.set_run_state("r", RunState.QUEUED, RunState.SUCCESS, now=2.0)
+        assert wide.set_run_state("r", RunState.RUNNING, RunState.SUCCESS, now=2.0)
+    finally:
+        event.remove(wide.engine, "before_cursor_execute", record)
+    assert wide.get_run("r").state is RunState.SUCCESS
+    sql, params = seen[-1]
+    plan = _explain(wide, sql, params)
+    assert _by_primary_key(plan, "runs"), plan
