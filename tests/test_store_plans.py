@@ -7,7 +7,7 @@ with the square of its width."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -112,20 +112,29 @@ def test_the_instance_compare_and_set_finds_its_row_by_primary_key(wide: SqlStor
     assert [ti.key for ti in changed] == [("each", 7)]
 
 
-def test_the_run_compare_and_set_finds_its_row_by_primary_key(wide: SqlStore) -> None:
+def _sent(store: SqlStore, prefix: str, action: Callable[[], Any]) -> tuple[str, Any]:
+    """The last statement starting with ``prefix`` that ``action`` sent, with its parameters."""
     seen: list[tuple[str, Any]] = []
 
     def record(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
-        if sql.startswith("UPDATE runs"):
+        if sql.startswith(prefix):
             seen.append((sql, params))
 
-    event.listen(wide.engine, "before_cursor_execute", record)
+    event.listen(store.engine, "before_cursor_execute", record)
     try:
-        assert not wide.set_run_state("r", RunState.QUEUED, RunState.SUCCESS, now=2.0)
-        assert wide.set_run_state("r", RunState.RUNNING, RunState.SUCCESS, now=2.0)
+        action()
     finally:
-        event.remove(wide.engine, "before_cursor_execute", record)
+        event.remove(store.engine, "before_cursor_execute", record)
+    return seen[-1]
+
+
+def test_the_run_compare_and_set_finds_its_row_by_primary_key(wide: SqlStore) -> None:
+    assert not wide.set_run_state("r", RunState.QUEUED, RunState.SUCCESS, now=2.0)
+    sql, params = _sent(
+        wide,
+        "UPDATE runs",
+        lambda: wide.set_run_state("r", RunState.RUNNING, RunState.SUCCESS, 2.0),
+    )
     assert wide.get_run("r").state is RunState.SUCCESS
-    sql, params = seen[-1]
-    plan = _explain(wide, sql, params)
-    assert _by_primary_key(plan, "runs"), plan
+    assert _by_primary_key(_explain(wide, sql, params), "runs")
+

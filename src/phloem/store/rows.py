@@ -134,16 +134,16 @@ def attempt_update(**values: str) -> Any:
     )
 
 
-def state_was(column: Any, value: Any) -> Any:
-    """``column = value`` for a compare-and-set that names its row by primary key, written so
-    that no database answers it from the index on the state column. Without fresh statistics
-    (a table a fan-out has just filled) PostgreSQL rates that index as good as the primary key
-    and takes it, then filters every row in that state, once per row changed: a fan-out's
-    compare-and-sets grew with the square of its width. ``state || ''`` is the same test to
+def unindexed(column: Any) -> Any:
+    """``column`` as an expression no index answers, for a statement that names its row by
+    primary key and also checks a state (a compare-and-set). Without fresh statistics (a table
+    a fan-out has just filled) PostgreSQL rates the index on the state as good as the primary
+    key and takes it, then filters every row in that state, once per row changed: a fan-out's
+    compare-and-sets grew with the square of its width. ``state || ''`` is the same value to
     both databases and matches no index."""
     from sqlalchemy import literal_column
 
-    return column.op("||")(literal_column("''")) == value
+    return column.op("||")(literal_column("''"))
 
 
 def insert_new(dialect: str, table: Any) -> Any:

@@ -27,7 +27,7 @@ from phloem.store.cache import write_cache
 from phloem.store.effects import AttemptId, usage_binds, usage_values, usages, write_effects
 from phloem.store.engine import Writes, one_round_trip, send_writes
 from phloem.store.prepared import Prepared, Sent
-from phloem.store.rows import TI_VALUE_COLUMNS, attempt_update, state_was, ti_row, ti_values
+from phloem.store.rows import TI_VALUE_COLUMNS, attempt_update, ti_row, ti_values, unindexed
 from phloem.store.rows import insert_new as insert_new  # re-exported for store modules
 from phloem.store.types import Applied, ArtifactRecord, ArtifactUse, Commit
 
@@ -52,7 +52,7 @@ class Writer:
                 ti.c.run_id == bindparam("b_run"),
                 ti.c.task_id == bindparam("b_task"),
                 ti.c.map_index == bindparam("b_map"),
-                state_was(ti.c.state, bindparam("b_state")),
+                unindexed(ti.c.state) == bindparam("b_state"),
                 ti.c.try_number == bindparam("b_try"),
             )
             .values({c: bindparam(f"v_{c}") for c in TI_VALUE_COLUMNS})
@@ -78,7 +78,7 @@ class Writer:
         if new.is_terminal:
             values["ended_at"] = now
         res = conn.execute(
-            r.update().where(r.c.run_id == run_id, state_was(r.c.state, old.value)).values(values)
+            r.update().where(r.c.run_id == run_id, unindexed(r.c.state) == old.value).values(values)
         )
         if res.rowcount != 1:
             return False
@@ -217,7 +217,7 @@ class Writer:
                     _TI.c.run_id == run_id,
                     _TI.c.task_id == ph.task_id,
                     _TI.c.map_index == -1,
-                    state_was(_TI.c.state, ph.state.value),
+                    unindexed(_TI.c.state) == ph.state.value,
                     _TI.c.try_number == ph.try_number,
                 )
             )
