@@ -128,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         f"one durable SQLite transaction (WAL, synchronous={bench.SYNCHRONOUS}): "
         f"{txn * 1e6:.1f} µs (median)"
     )
+    hops = bench.durable_hops()
+    for line in bench.hop_lines(hops, txn):
+        print(line)
     targets: list[str] = []
     rows: list[list[str]] = []
     for name in names:
@@ -156,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             targets.append(
                 f"W2: median inter-task latency {lat * 1e3:.2f} ms = {lat / txn:.0f}x one "
                 f"durable transaction <= {LATENCY_VS_TRANSACTION:g}x  "
-                f"{bench.verdict(lat <= LATENCY_VS_TRANSACTION * txn)}"
+                f"{bench.verdict(lat <= LATENCY_VS_TRANSACTION * txn)}  "
+                + bench.hop_context(hops, txn)
             )
         if version is None:
             rows.append([*row, "-", "-", "-", "-"])
