@@ -20,6 +20,8 @@ temporary PHLOEM_HOME, a SQLite store and the local executor with 2 workers, and
 With ``--executor ray`` (``PHLOEM_RAY_ADDRESS`` to join a cluster instead of starting one), a
 run of 10 instances first starts Ray and its workers, so that the run measured does not pay for
 them; "workers cpu s" then leaves out Ray's processes (they are not this process's children).
+With ``--db-url`` the runs go to that database instead (PostgreSQL: give each measurement an
+empty schema, e.g. ``...?options=-csearch_path%3Dbench``).
 
 Prints figures; asserts nothing.
 """
@@ -80,13 +82,16 @@ def floor(width: int) -> float:
     return time.perf_counter() - t0
 
 
-def measure(width: int, batch_size: int | None, profile: bool, executor: str) -> dict[str, Any]:
-    """One measurement, in this (fresh) process."""
+def measure(
+    width: int, batch_size: int | None, profile: bool, executor: str, db_url: str | None = None
+) -> dict[str, Any]:
+    """One measurement, in this (fresh) process; on ``db_url`` if given (an empty database or
+    schema), else on a fresh SQLite file."""
     import phloem
 
     pipe = build(batch_size)
     with tempfile.TemporaryDirectory(prefix="phloem-bench-") as home:
-        url = f"sqlite:///{Path(home) / 'phloem.db'}"
+        url = db_url or f"sqlite:///{Path(home) / 'phloem.db'}"
         if executor != "local":  # its start is not what is measured
             phloem.run(pipe, store=url, home=home, executor=executor, params={"n": 10})
         prof = None
@@ -126,10 +131,11 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=None, help="the task's batch_size option")
     ap.add_argument("--profile", type=int, metavar="WIDTH", help="cProfile one run, to stderr")
     ap.add_argument("--executor", default="local", choices=["local", "ray"])
+    ap.add_argument("--db-url", help="an empty database (or schema) to use instead of SQLite")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one or a.profile:
-        r = measure(a.one or a.profile, a.batch_size, bool(a.profile), a.executor)
+        r = measure(a.one or a.profile, a.batch_size, bool(a.profile), a.executor, a.db_url)
         print(json.dumps(r))
         return
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PHLOEM_WORKERS": str(WORKERS)}
@@ -143,6 +149,8 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--one", str(width), "--executor", a.executor]
         if a.batch_size is not None:
             cmd += ["--batch-size", str(a.batch_size)]
+        if a.db_url:
+            cmd += ["--db-url", a.db_url]
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
         if out.returncode != 0:
             print(f"{width:>7}  failed: {out.stderr.strip().splitlines()[-3:]}")

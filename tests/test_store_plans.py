@@ -1,8 +1,7 @@
 """The plans the databases choose for the compare-and-sets of every commit: each finds its row
-by primary key, whatever the statistics say. A table a fan-out has just filled has none yet
-on PostgreSQL, which then rated the index on ``state`` as good as the primary key and took it:
-every compare-and-set filtered all the instances in that state, so a fan-out's commits grew
-with the square of its width."""
+by primary key, whatever the statistics say. On a small table without statistics PostgreSQL
+rated the index on ``state`` as good as the primary key and took it: each compare-and-set
+filtered all the instances in that state, about 1,000 rows each in a 1,000-wide fan-out."""
 
 from __future__ import annotations
 
