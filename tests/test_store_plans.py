@@ -95,7 +95,8 @@ def _literal(value: Any) -> str:
 
 def _by_primary_key(plan: list[str], table: str) -> bool:
     text = "\n".join(plan)
-    return ("_pkey" in text or "sqlite_autoindex_" + table in text) and "ix_" not in text
+    keys = ("_pkey", "sqlite_autoindex_" + table, "USING INTEGER PRIMARY KEY")
+    return any(k in text for k in keys) and "ix_" not in text
 
 
 def test_the_instance_compare_and_set_finds_its_row_by_primary_key(wide: SqlStore) -> None:
@@ -137,3 +138,22 @@ def test_the_run_compare_and_set_finds_its_row_by_primary_key(wide: SqlStore) ->
     assert wide.get_run("r").state is RunState.SUCCESS
     assert _by_primary_key(_explain(wide, sql, params), "runs")
 
+
+
+def test_a_delivery_outcome_finds_its_row_by_primary_key(wide: SqlStore) -> None:
+    from phloem.store.deliveries import NewDelivery
+
+    book = wide.alerts
+    book.record(
+        [
+            NewDelivery("rule", "p", f"run{i}", "failed", 0, "log", "", "rule", "t", "b", {})
+            for i in range(WIDTH)
+        ],
+        now=1.0,
+    )
+    (claimed,) = book.claim("me", now=2.0, ttl=60.0, limit=1)
+    sql, params = _sent(
+        wide, "UPDATE alert_deliveries", lambda: book.finish(claimed.id, "me", 3.0, sent=True)
+    )
+    assert not book.finish(claimed.id, "me", 3.0, sent=True)  # no longer claimed, nor pending
+    assert _by_primary_key(_explain(wide, sql, params), "alert_deliveries")

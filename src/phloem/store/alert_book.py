@@ -20,6 +20,7 @@ from sqlalchemy import and_, func, or_, select
 from phloem.store import schema as s
 from phloem.store.engine import Database, write_transaction
 from phloem.store.resilience import resilient
+from phloem.store.rows import unindexed
 from phloem.store.writes import insert_new
 
 if TYPE_CHECKING:
@@ -200,7 +201,11 @@ class AlertBook:
         with write_transaction(self.engine) as conn:
             res = conn.execute(
                 d.update()
-                .where(d.c.id == delivery_id, d.c.claimed_by == holder, d.c.state == PENDING)
+                .where(
+                    d.c.id == delivery_id,
+                    d.c.claimed_by == holder,
+                    unindexed(d.c.state) == PENDING,
+                )
                 .values(values)
             )
             return bool(res.rowcount)
