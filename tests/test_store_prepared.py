@@ -4,6 +4,8 @@ defaults kept, and the driver's errors wrapped as SQLAlchemy wraps them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -12,8 +14,8 @@ from sqlalchemy import bindparam
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from phloem.store import SqlStore
-from phloem.store.engine import write_transaction
-from phloem.store.prepared import Prepared
+from phloem.store.engine import send_writes, write_transaction
+from phloem.store.prepared import COPY_MIN_ROWS, Prepared
 
 meta = sa.MetaData()
 things = sa.Table(
@@ -43,6 +45,18 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-u
     meta.create_all(store.engine)
     yield store.engine
     store.close()
+
+
+@contextmanager
+def _traced(conn: sa.Connection, to: Path) -> Iterator[None]:
+    """libpq's trace of the messages ``conn`` exchanges with the server, written to ``to``."""
+    pgconn = conn.connection.driver_connection.pgconn  # type: ignore[union-attr]
+    with to.open("w") as out:
+        pgconn.trace(out.fileno())
+        try:
+            yield
+        finally:
+            pgconn.untrace()
 
 
 def _rows(engine: sa.Engine) -> list[tuple[object, ...]]:
@@ -125,3 +139,88 @@ def test_a_plan_is_never_taken_for_another_statement(engine: sa.Engine) -> None:
     with write_transaction(engine) as conn:
         assert prepared.run(conn, other, row) == 1  # deleted, not inserted again
     assert _rows(engine) == []
+
+
+@pytest.mark.postgres
+def test_a_large_insert_goes_by_copy_and_writes_what_sqlalchemy_writes(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """From COPY_MIN_ROWS rows on, a plain INSERT is one COPY stream on PostgreSQL: the same
+    rows land (None, floats, ints given for a float column), the count is the rows sent, and
+    it is COPY that sent them (libpq's own trace of the messages)."""
+    store = SqlStore(pg_url)
+    try:
+        meta.create_all(store.engine)
+        prepared = Prepared(store.engine.dialect)
+        n = COPY_MIN_ROWS + 1
+        rows = [
+            {
+                "name": f"r{i:03d}",
+                "size": None if i % 3 == 0 else (i if i % 2 else i / 4),
+                "count": i,
+                "label": "it's",
+            }
+            for i in range(n)
+        ]
+        assert prepared.copies(INSERT, rows) and not prepared.copies(INSERT, rows[:-2])
+        assert not prepared.copies(
+            GROW, [{"b_name": "x", "b_count": 1, "v_count": 1, "v_size": 1}] * n
+        )
+        trace = tmp_path / "libpq.trace"
+        with write_transaction(store.engine) as conn, _traced(conn, trace):
+            assert prepared.run(conn, INSERT, rows) == n
+        sent = trace.read_text()
+        assert "CopyInResponse" in sent and "Parse" not in sent  # one COPY, no INSERT
+        expected = [
+            (r["name"], None if r["size"] is None else float(r["size"]), r["count"], "it's")
+            for r in rows
+        ]
+        assert _rows(store.engine) == expected
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_a_copy_that_breaks_a_constraint_is_raised_as_sqlalchemy_raises_it(pg_url: str) -> None:
+    store = SqlStore(pg_url)
+    try:
+        meta.create_all(store.engine)
+        prepared = Prepared(store.engine.dialect)
+        rows = [
+            {"name": f"d{i}", "size": 1.0, "count": i, "label": "x"} for i in range(COPY_MIN_ROWS)
+        ]
+        rows.append(dict(rows[0]))  # the same key twice
+        with pytest.raises(IntegrityError) as caught, write_transaction(store.engine) as conn:
+            prepared.run(conn, INSERT, rows)
+        assert "prepared_things" in str(caught.value)
+        assert _rows(store.engine) == []  # the transaction rolled back: nothing half-written
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_a_copy_among_pipelined_writes_keeps_their_order(pg_url: str) -> None:
+    """``send_writes`` sends a COPY between two pipelines: an update of rows the COPY
+    inserted, after it in the list, finds them; the COMMIT still goes with the last one."""
+    store = SqlStore(pg_url)
+    try:
+        meta.create_all(store.engine)
+        prepared = Prepared(store.engine.dialect)
+        first = {"name": "a0", "size": 0.0, "count": 0, "label": "x"}
+        rows = [
+            {"name": f"b{i:03d}", "size": 0.0, "count": 1, "label": "x"}
+            for i in range(COPY_MIN_ROWS)
+        ]
+        grow = [{"b_name": r["name"], "b_count": 1, "v_count": 2, "v_size": 1.0} for r in rows]
+        with write_transaction(store.engine) as conn:
+            send_writes(
+                conn,
+                [(INSERT, [first]), (INSERT, rows), (GROW, grow)],
+                commit=True,
+                prepared=prepared,
+            )
+        got = _rows(store.engine)
+        assert got[0] == ("a0", 0.0, 0, "x")
+        assert got[1:] == [(r["name"], 1.0, 2, "x") for r in rows]
+    finally:
+        store.close()

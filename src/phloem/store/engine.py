@@ -186,14 +186,29 @@ def send_writes(
 ) -> None:
     """Run ``writes`` in order, in one round trip on PostgreSQL; with ``commit``, the
     transaction's COMMIT goes in the same round trip (the caller ends its transaction block
-    right after). With ``prepared``, on the driver's cursor (``prepared.Prepared``)."""
+    right after). With ``prepared``, on the driver's cursor (``prepared.Prepared``); a large
+    INSERT it sends by COPY goes between two round trips, as COPY cannot be pipelined."""
     if not writes:
         return  # a COMMIT alone is one round trip anyway: the transaction's own
-    with one_round_trip(conn) as trip:
-        for statement, rows in writes:
-            if prepared is not None:
-                prepared.run(conn, statement, rows)
-            else:
-                conn.execute(statement, rows)
-        if commit:
-            trip.commit()
+    pending: Writes = []
+
+    def send(last: bool) -> None:
+        with one_round_trip(conn) as trip:
+            for statement, rows in pending:
+                if prepared is not None:
+                    prepared.run(conn, statement, rows)
+                else:
+                    conn.execute(statement, rows)
+            if last and commit:
+                trip.commit()
+        pending.clear()
+
+    for statement, rows in writes:
+        if prepared is not None and prepared.copies(statement, rows):
+            if pending:
+                send(last=False)
+            prepared.run(conn, statement, rows)
+        else:
+            pending.append((statement, rows))
+    if pending:
+        send(last=True)

@@ -231,9 +231,10 @@ class Writer:
             if pool_row is not None:
                 for row in rows:
                     row["pool"], row["pool_slots"] = pool_row.pool, pool_row.pool_slots
-            conn.execute(_TI.insert(), rows)
-            conn.execute(
-                s.events.insert(),
+            self.prepared.run(conn, _INSERT_TI, rows)
+            self.prepared.run(
+                conn,
+                _INSERT_EVENTS,
                 [
                     {
                         "run_id": run_id,
@@ -494,6 +495,7 @@ _RENEW_LEASE = (
 # inline: no RETURNING of the generated key, which nobody reads (and which a pipeline, see
 # one_round_trip, cannot return before its end)
 _INSERT_EVENTS = s.events.insert().inline()
+_INSERT_TI = _TI.insert().inline()
 _INSERT_ATTEMPTS = s.attempts.insert().inline()
 _INSERT_RUN_EVENT = s.events.insert().inline()
 
