@@ -146,8 +146,9 @@ def test_a_large_insert_goes_by_copy_and_writes_what_sqlalchemy_writes(
     pg_url: str, tmp_path: Path
 ) -> None:
     """From COPY_MIN_ROWS rows on, a plain INSERT is one COPY stream on PostgreSQL: the same
-    rows land (None, floats, ints given for a float column), the count is the rows sent, and
-    it is COPY that sent them (libpq's own trace of the messages)."""
+    rows land (None, floats, ints given for a float column, text with a tab, a newline and
+    COPY's own null marker), the count is the rows sent, and it is COPY that sent them
+    (libpq's own trace of the messages)."""
     store = SqlStore(pg_url)
     try:
         meta.create_all(store.engine)
@@ -158,7 +159,7 @@ def test_a_large_insert_goes_by_copy_and_writes_what_sqlalchemy_writes(
                 "name": f"r{i:03d}",
                 "size": None if i % 3 == 0 else (i if i % 2 else i / 4),
                 "count": i,
-                "label": "it's",
+                "label": "it's\t\n\\N",
             }
             for i in range(n)
         ]
@@ -172,7 +173,7 @@ def test_a_large_insert_goes_by_copy_and_writes_what_sqlalchemy_writes(
         sent = trace.read_text()
         assert "CopyInResponse" in sent and "Parse" not in sent  # one COPY, no INSERT
         expected = [
-            (r["name"], None if r["size"] is None else float(r["size"]), r["count"], "it's")
+            (r["name"], None if r["size"] is None else float(r["size"]), r["count"], r["label"])
             for r in rows
         ]
         assert _rows(store.engine) == expected
