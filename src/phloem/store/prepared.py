@@ -111,10 +111,7 @@ class Prepared:
         if not many:
             return Sent()
         first = many[0]
-        key = (id(statement), tuple(first))
-        plan = self._plans.get(key)
-        if plan is None or plan.statement is not statement:
-            plan = self._plans[key] = self._plan(statement, tuple(first))
+        plan = self._plan_for(statement, first)
         sql = plan.sql
         if sql is None:
             return Sent(count=int(conn.execute(statement, list(many)).rowcount))
@@ -141,11 +138,15 @@ class Prepared:
         pipeline: ``engine.send_writes`` sends it between its pipelines."""
         if not self.pipelines or isinstance(rows, Mapping) or len(rows) < COPY_MIN_ROWS:
             return False
-        key = (id(statement), tuple(rows[0]))
+        return self._plan_for(statement, rows[0]).copy is not None
+
+    def _plan_for(self, statement: Any, first: Row) -> _Plan:
+        """The plan of ``statement`` for the columns of ``first`` (every row has the same)."""
+        key = (id(statement), tuple(first))
         plan = self._plans.get(key)
         if plan is None or plan.statement is not statement:
-            plan = self._plans[key] = self._plan(statement, tuple(rows[0]))
-        return plan.copy is not None
+            plan = self._plans[key] = self._plan(statement, tuple(first))
+        return plan
 
     def _copy(self, conn: Connection, raw: Any, plan: _Plan, rows: Sequence[Row]) -> int:
         assert plan.copy is not None
