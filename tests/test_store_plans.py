@@ -1,7 +1,7 @@
 """The plans the databases choose for the compare-and-sets of every commit: each finds its row
 by primary key, whatever the statistics say. On a small table without statistics PostgreSQL
 rated the index on ``state`` as good as the primary key and took it: each compare-and-set
-filtered all the instances in that state, about 1,000 rows each in a 1,000-wide fan-out."""
+filtered all the instances in that state, up to about 1,000 each in a 1,000-wide fan-out."""
 
 from __future__ import annotations
 
@@ -79,7 +79,9 @@ def _explain(store: SqlStore, sql: str, params: Any) -> list[str]:
         cur.execute("PREPARE cas AS " + generic)
         args = ", ".join(_literal(params[n]) for n in names)
         cur.execute(f"EXPLAIN EXECUTE cas({args})")
-        return lines + [row[0] for row in cur.fetchall()]
+        lines += [row[0] for row in cur.fetchall()]
+        cur.execute("DEALLOCATE cas")  # a prepared statement outlives the transaction
+        return lines
     finally:
         raw.rollback()
         raw.close()
