@@ -167,6 +167,9 @@ def test_a_large_insert_goes_by_copy_and_writes_what_sqlalchemy_writes(
         assert not prepared.copies(
             GROW, [{"b_name": "x", "b_count": 1, "v_count": 1, "v_size": 1}] * n
         )
+        # a value computed by SQL is not the row's value: that INSERT is not copied
+        upper = things.insert().inline().values(label=sa.func.upper(bindparam("label")))
+        assert not prepared.copies(upper, rows)
         trace = tmp_path / "libpq.trace"
         with write_transaction(store.engine) as conn, _traced(conn, trace):
             assert prepared.run(conn, INSERT, rows) == n

@@ -177,19 +177,19 @@ class Prepared:
                 convert[name] = fn
         positional = compiled.positiontup
         names = tuple(positional) if positional is not None else None
-        copy = self._copy_sql(statement, compiled, columns) if self.pipelines else None
-        return _Plan(statement, str(compiled), names, convert, copy, columns)
-
-    def _copy_sql(self, statement: Any, compiled: Any, columns: tuple[str, ...]) -> str | None:
-        """COPY for an INSERT that sets each column to the row's value of that name and does
-        nothing else (no RETURNING, no ON CONFLICT, no SQL expression for a value)."""
-        if not getattr(statement, "is_insert", False) or compiled.effective_returning:
-            return None
-        table = statement.table
-        if set(compiled.binds) != set(columns) or not set(columns) <= set(table.c.keys()):
-            return None
         sql = str(compiled)
-        if " ON CONFLICT " in sql or not all(f"%({c})s" in sql for c in columns):
+        copy = self._copy_sql(statement, sql, columns) if self.pipelines else None
+        return _Plan(statement, sql, names, convert, copy, columns)
+
+    def _copy_sql(self, statement: Any, sql: str, columns: tuple[str, ...]) -> str | None:
+        """COPY for an INSERT that compiles exactly as its table's plain INSERT of these
+        columns does: each column set to the row's value, nothing else (no RETURNING, no ON
+        CONFLICT, no SQL expression for a value)."""
+        table = getattr(statement, "table", None)
+        if not getattr(statement, "is_insert", False) or table is None:
+            return None
+        plain = table.insert().inline().compile(dialect=self._dialect, column_keys=list(columns))
+        if str(plain) != sql:
             return None
         quote = self._dialect.identifier_preparer
         names = ", ".join(quote.quote(table.c[c].name) for c in columns)
