@@ -1,11 +1,14 @@
-"""An attempt as a driver hands it to an executor, for tests that run one without a driver."""
+"""An attempt as a driver hands it to an executor, for tests that run one without a driver, and
+the tasks such tests hand to workers."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
 
+from phloem import task
 from phloem.runner import Attempt, log_path
 
 
@@ -31,3 +34,16 @@ def make_attempt(
     }
     fields.update(changes)
     return Attempt(**fields)
+
+
+@task
+def waits_for(path: str) -> str:
+    """Keeps its worker busy until ``path`` exists."""
+    while not os.path.exists(path):
+        time.sleep(0.01)
+    return "went on"
+
+
+@task
+def measures(data: bytes) -> int:
+    return len(data)

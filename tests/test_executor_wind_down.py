@@ -11,25 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import phloem
-from attempts import make_attempt
-from phloem import pipeline, task
+from attempts import make_attempt, measures, waits_for
+from phloem import pipeline
 from phloem.artifacts import ArtifactStore
 from phloem.executors.local import LocalExecutor
 from phloem.runner import Result
 from phloem.states import RunState
 from phloem.store import open_store
-
-
-@task
-def measures(data: bytes) -> int:
-    return len(data)
-
-
-@task
-def waits_for(path: str) -> str:
-    while not os.path.exists(path):
-        time.sleep(0.01)
-    return "went on"
 
 
 @pipeline

@@ -12,14 +12,13 @@ import logging
 import math
 import os
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import phloem
-from attempts import make_attempt
+from attempts import make_attempt, measures, waits_for
 from phloem import pipeline, task
 from phloem.artifacts import ArtifactStore
 from phloem.artifacts.codec import DEFAULT_INLINE_LIMIT, to_stored_json
@@ -135,18 +134,6 @@ def test_an_attempt_without_limits_enters_nothing_and_one_with_a_limit_is_limite
 
 
 # -- the pipe to a busy worker ---------------------------------------------------------------
-
-
-@task
-def waits_for(path: str) -> str:
-    while not os.path.exists(path):
-        time.sleep(0.01)
-    return "went on"
-
-
-@task
-def measures(data: bytes) -> int:
-    return len(data)
 
 
 @pipeline
