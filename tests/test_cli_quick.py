@@ -23,9 +23,10 @@ from typer.testing import CliRunner
 
 from phloem.cli import quick, run_cmd
 from phloem.cli.main import for_argv
-from phloem.cli.tables import plain_table, summary_table
-from phloem.cli.views import Row
-from phloem.states import ExecutorKind
+from phloem.cli.tables import plain_summary, plain_table, print_summary, summary_table
+from phloem.cli.views import RUN_END_ROWS, Row, run_end_rows, summary_rows
+from phloem.records import TI
+from phloem.states import ExecutorKind, TaskState
 
 #: modules a one-task ``phloem run`` on SQLite has no use for: the CLI framework and what it
 #: validates with, the table printer (output is a pipe), migrations, the server, Ray, data
@@ -333,3 +334,69 @@ def test_the_plain_table_covers_a_run_s_usual_summary() -> None:
     ]
     line = "run 20260131T020000-0123456789ab success in 1m15s"
     assert plain_table(rows, line) == _rich(rows, [line])
+
+
+# -- the end of a long run ------------------------------------------------------------------------
+
+_END_STATES = [TaskState.SUCCESS, TaskState.CACHED, TaskState.FAILED, TaskState.SKIPPED]
+
+
+def _instances(states: list[TaskState]) -> list[TI]:
+    return [TI(f"t{i:03d}", state=s, try_number=1) for i, s in enumerate(states)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(states=st.lists(st.sampled_from(_END_STATES), max_size=60), limit=st.integers(1, 30))
+def test_the_end_of_a_run_shows_the_troubled_tasks_first(
+    states: list[TaskState], limit: int
+) -> None:
+    tis = _instances(states)
+    rows = summary_rows(tis, None)
+    shown, more = run_end_rows(rows, tis, "r-1", limit)
+    order = [r.task for r in rows]
+    assert [order.index(r.task) for r in shown] == sorted(order.index(r.task) for r in shown)
+    if len(rows) <= limit:
+        assert shown == rows and more is None
+        return
+    assert len(shown) == limit and more is not None
+    troubled = [ti.task_id for ti in tis if ti.state not in (TaskState.SUCCESS, TaskState.CACHED)]
+    names = {r.task for r in shown}
+    assert set(troubled[:limit]) <= names
+    hidden = [r.task for r in rows if r.task not in names]
+    fine = sum(1 for t in hidden if t not in troubled)
+    how = "all succeeded" if fine == len(hidden) else f"{fine} of them succeeded"
+    listed = "(phloem runs show r-1 lists every task)"
+    assert more == f"... and {len(hidden)} more tasks, {how} {listed}"
+
+
+def test_a_long_run_s_end_is_printed_alike_with_and_without_rich() -> None:
+    states = [TaskState.SUCCESS] * 200
+    states[150] = TaskState.SKIPPED
+    tis = _instances(states)
+    ended = "run r-1 success in 0.50s"
+    plain = plain_summary(tis, None, ended, run_id="r-1")
+    assert plain is not None
+    lines = plain.splitlines()
+    assert len(lines) == 1 + RUN_END_ROWS + 2  # header, rows, the count, the end
+    assert lines[RUN_END_ROWS].split()[:2] == ["t150", "skipped"]  # after the first 24
+    assert lines[-2] == (
+        "... and 175 more tasks, all succeeded (phloem runs show r-1 lists every task)"
+    )
+    buf = io.StringIO()
+    out = Console(
+        file=buf, highlight=False, soft_wrap=False, width=200, force_terminal=False, _environ={}
+    )
+    print_summary(out, tis, None, run_id="r-1")
+    out.print(ended)
+    assert buf.getvalue() == plain
+    everything = io.StringIO()
+    print_summary(Console(file=everything, width=200, _environ={}), tis, None)
+    assert len(everything.getvalue().splitlines()) == 201  # ``runs show``: every task
+
+
+def test_the_count_stays_one_line_on_a_narrow_terminal() -> None:
+    tis = _instances([TaskState.SUCCESS] * 30)
+    buf = io.StringIO()
+    out = Console(file=buf, width=60, force_terminal=True, _environ={})
+    print_summary(out, tis, None, run_id="20260131T020000-0123456789ab")
+    assert buf.getvalue().splitlines()[-1].startswith("... and 5 more tasks")

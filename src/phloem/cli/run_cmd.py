@@ -158,7 +158,7 @@ def report_run(
     if plain_wanted():
         ended = f"run {run.run_id} {run.state.value}{took}"
         retry = None if succeeded else f"retry the failed tasks with: phloem retry {run.run_id}"
-        text = plain_summary(tis, order, ended, retry)
+        text = plain_summary(tis, order, ended, retry, run_id=run.run_id)
         if text is not None:  # what rich would print, without importing it
             sys.stdout.write(text)
             sys.stdout.flush()
@@ -166,7 +166,7 @@ def report_run(
     from phloem.cli.tables import console, print_summary
 
     out = console()
-    print_summary(out, tis, order)
+    print_summary(out, tis, order, run_id=run.run_id)
     style = "green" if succeeded else "red"
     out.print(f"run {run.run_id} [{style}]{run.state.value}[/]{took}")
     if not succeeded:

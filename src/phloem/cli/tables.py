@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from phloem.cli.views import Row, failures, human_duration, summary_rows
+from phloem.cli.views import Row, failures, human_duration, run_end_rows, summary_rows
 from phloem.records import TI, RunRecord
 from phloem.runner.usage import human_bytes
 
@@ -107,14 +107,17 @@ def _plain(text: str) -> bool:
     )
 
 
-def plain_summary(tis: Iterable[TI], order: Sequence[str] | None, *lines: str | None) -> str | None:
-    """What ``print_summary`` (without attempts) then ``lines`` (each printed by itself) print
-    on a console that is not a terminal, or None where only rich can say (a failure to list,
-    text rich would read as markup or would wrap)."""
+def plain_summary(
+    tis: Iterable[TI], order: Sequence[str] | None, *lines: str | None, run_id: str | None = None
+) -> str | None:
+    """What ``print_summary`` (without attempts, with the same ``run_id``) then ``lines`` (each
+    printed by itself) print on a console that is not a terminal, or None where only rich can
+    say (a failure to list, text rich would read as markup or would wrap)."""
     tis = list(tis)
     if failures(tis, order):
         return None
-    return plain_table(summary_rows(tis, order), *lines)
+    rows, more = _shown(summary_rows(tis, order), tis, run_id)
+    return plain_table(rows, more, *lines)
 
 
 def plain_table(rows: Sequence[Row], *lines: str | None) -> str | None:
@@ -155,14 +158,24 @@ def print_summary(
     tis: Iterable[TI],
     order: Sequence[str] | None,
     attempts: Iterable[AttemptRow] | None = None,
+    run_id: str | None = None,
 ) -> None:
+    """The tasks' table and the failures; with ``run_id`` (the end of a run), a long table cut
+    to the tasks worth seeing (``views.run_end_rows``), with a line counting the others."""
     tis = list(tis)
-    out.print(summary_table(summary_rows(tis, order, attempts)))
+    rows, more = _shown(summary_rows(tis, order, attempts), tis, run_id)
+    out.print(summary_table(rows))
+    if more is not None:
+        out.print(more, markup=False, highlight=False, soft_wrap=True)  # a terminal wraps it
     failed = failures(tis, order)
     for name, error in failed[:MAX_FAILURES_SHOWN]:
         out.print(f"[red]failed[/] {name}: {error}", markup=True)
     if len(failed) > MAX_FAILURES_SHOWN:
         out.print(f"... and {len(failed) - MAX_FAILURES_SHOWN} more failed instances")
+
+
+def _shown(rows: list[Row], tis: list[TI], run_id: str | None) -> tuple[list[Row], str | None]:
+    return (rows, None) if run_id is None else run_end_rows(rows, tis, run_id)
 
 
 def print_run_header(out: Console, run: RunRecord) -> None:

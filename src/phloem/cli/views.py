@@ -171,6 +171,39 @@ def summary_rows(
     ]
 
 
+#: The end of ``phloem run`` lists at most this many tasks: rich lays a table out at about a
+#: millisecond a row, so a 2,000-task chain's full table took longer to print than to run, and
+#: nobody reads it. ``phloem runs show`` lists every task.
+RUN_END_ROWS = 25
+
+_SUCCEEDED = frozenset({TaskState.SUCCESS, TaskState.CACHED})
+
+
+def run_end_rows(
+    rows: Sequence[Row], tis: Iterable[TI], run_id: str, limit: int = RUN_END_ROWS
+) -> tuple[list[Row], str | None]:
+    """The rows the end of a run shows, and the line that counts the others (None if none is
+    left out): the tasks that did not all succeed come first, then the first tasks in
+    pipeline order fill the room; the rows shown keep pipeline order."""
+    if len(rows) <= limit:
+        return list(rows), None
+    troubled = {ti.task_id for ti in tis if ti.state not in _SUCCEEDED}
+    picked = [i for i, r in enumerate(rows) if r.task in troubled][:limit]
+    room = limit - len(picked)
+    chosen = set(picked)
+    for i in range(len(rows)):
+        if room <= 0:
+            break
+        if i not in chosen:
+            chosen.add(i)
+            room -= 1
+    hidden = [r for i, r in enumerate(rows) if i not in chosen]
+    fine = sum(1 for r in hidden if r.task not in troubled)
+    how = "all succeeded" if fine == len(hidden) else f"{fine} of them succeeded"
+    line = f"... and {len(hidden)} more tasks, {how} (phloem runs show {run_id} lists every task)"
+    return [rows[i] for i in sorted(chosen)], line
+
+
 def _rows(tis: Iterable[TI], order: Sequence[str] | None) -> list[Row]:
     groups: dict[str, list[TI]] = {}
     for ti in ordered(tis, order):
