@@ -124,11 +124,13 @@ class Traces:
 
         self.store = store
         self.files: dict[int, Any] = {}
+        self._traced: list[Any] = []
         store.engine.dispose()
 
         def on_connect(dbapi_conn: Any, _record: Any) -> None:
             out = (where / f"{len(self.files)}.trace").open("w")
             self.files[id(dbapi_conn)] = out
+            self._traced.append(dbapi_conn.pgconn)
             dbapi_conn.pgconn.trace(out.fileno())
             dbapi_conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
 
@@ -137,7 +139,9 @@ class Traces:
 
     def close(self) -> None:
         event.remove(self.store.engine, "connect", self._on_connect)
-        self.store.engine.dispose()  # the connections end, their traces are complete
+        self.store.engine.dispose()  # the pooled connections end, their traces are complete
+        for pgconn in self._traced:  # one still open (the store's held writer) stops writing
+            pgconn.untrace()  # to a file about to close, whose number another file reuses
         for out in self.files.values():
             out.close()
 

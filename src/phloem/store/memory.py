@@ -21,6 +21,8 @@ PRIVATE = StoreCapabilities(shared=False, notify=False, multi_writer=False)
 
 
 class MemoryStore(SqlStore):
+    single_connection = True
+
     def __init__(self, *, outage_timeout: float = DEFAULT_OUTAGE_TIMEOUT) -> None:
         super().__init__("memory", outage_timeout=outage_timeout)
         self.capabilities = PRIVATE

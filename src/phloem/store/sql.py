@@ -10,8 +10,8 @@ newer truth. The bodies of the write transactions are in store/writes.py.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, func, select
@@ -27,7 +27,7 @@ from phloem.states import (
     RunState,
 )
 from phloem.store import schema as s
-from phloem.store.engine import Writes, make_engine, send_writes, write_transaction
+from phloem.store.engine import HeldWriter, Writes, make_engine, send_writes, write_transaction
 from phloem.store.migrate import ensure_schema
 from phloem.store.opening import cannot_open
 from phloem.store.port import StoreCapabilities, WorkListener
@@ -111,12 +111,17 @@ class SqlStore:
             except DBAPIError as exc:
                 self.engine.dispose()
                 raise cannot_open(url, exc) from None
+        #: the run's writes on one held connection; none where the pool has only one, shared
+        self._writer = None if self.single_connection else HeldWriter(self.engine)
         dialect = self.engine.dialect
         self._w = Writer(
             self.dialect, bool(dialect.supports_sane_multi_rowcount), Prepared(dialect)
         )
 
     # -- plumbing ------------------------------------------------------------------------------
+
+    #: whether the engine's pool hands every checkout the same connection (``MemoryStore``)
+    single_connection = False
 
     def _make_engine(self, url: str) -> Engine:
         return make_engine(url)
@@ -254,13 +259,15 @@ class SqlStore:
 
         return PgListener(self.url)
 
-    @contextmanager
-    def _tx(self) -> Iterator[Connection]:
+    def _tx(self) -> AbstractContextManager[Connection]:
         """A write transaction (BEGIN IMMEDIATE on SQLite)."""
-        with write_transaction(self.engine) as conn:
-            yield conn
+        if self._writer is None:
+            return write_transaction(self.engine)
+        return self._writer.transaction()
 
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
         self.engine.dispose()
 
     # -- runs ----------------------------------------------------------------------------------
