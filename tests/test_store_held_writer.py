@@ -5,7 +5,6 @@ a connection the server dropped replaced, and the connection given back on close
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -16,21 +15,14 @@ from phloem.store import SqlStore
 from test_store import make_run, new_run
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'phloem.db'}"
-    return request.getfixturevalue("pg_url")  # type: ignore[no-any-return]
-
-
 def _checkouts(store: SqlStore) -> list[object]:
     seen: list[object] = []
     event.listen(store.engine, "checkout", lambda dbapi_conn, *_: seen.append(dbapi_conn))
     return seen
 
 
-def test_many_writes_take_one_connection_and_close_gives_it_back(url: str) -> None:
-    store = SqlStore(url)
+def test_many_writes_take_one_connection_and_close_gives_it_back(sql_url: str) -> None:
+    store = SqlStore(sql_url)
     seen = _checkouts(store)
     for i in range(5):
         new_run(store, f"run-{i}", logical_date=f"2026-01-0{i + 1}")

@@ -12,36 +12,22 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from phloem.records import TI, RunRecord
-from phloem.states import RunState, RunType, TaskState
+from phloem.records import TI
+from phloem.states import RunState, TaskState
 from phloem.store import SqlStore, open_store
 from phloem.store.rows import ti_values
+from test_store import make_run
 
 WIDTH = 500
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def wide(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[SqlStore]:
+@pytest.fixture
+def wide(sql_url: str) -> Iterator[SqlStore]:
     """A store holding one run whose mapped task has WIDTH queued instances (never analyzed)."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'phloem.db'}"
-        store = open_store(url)
-    else:
-        url = request.getfixturevalue("pg_url")
-        store = open_store(url)
+    store = open_store(sql_url)
     assert isinstance(store, SqlStore)
     store.create_run(
-        RunRecord(
-            run_id="r",
-            pipeline="p",
-            state=RunState.RUNNING,
-            logical_date="2024-01-01T00:00:00+00:00",
-            params={},
-            created_at=1.0,
-            run_type=RunType.MANUAL,
-            source="f.py:p",
-            code_hash="h",
-        ),
+        make_run("r", state=RunState.RUNNING),
         [
             TI(task_id="each", map_index=i, state=TaskState.QUEUED, try_number=1)
             for i in range(WIDTH)
@@ -139,7 +125,6 @@ def test_the_run_compare_and_set_finds_its_row_by_primary_key(wide: SqlStore) ->
     )
     assert wide.get_run("r").state is RunState.SUCCESS
     assert _by_primary_key(_explain(wide, sql, params), "runs")
-
 
 
 def test_a_delivery_outcome_finds_its_row_by_primary_key(wide: SqlStore) -> None:

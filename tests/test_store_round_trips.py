@@ -37,13 +37,6 @@ def chain() -> None:
         ref = step(ref)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'phloem.db'}"
-    return request.getfixturevalue("pg_url")  # type: ignore[no-any-return]
-
-
 def _kind(statement: str) -> str:
     """A statement's first word and table: ``UPDATE runs``, ``INSERT events``, ``BEGIN``."""
     words = statement.split()
@@ -186,8 +179,10 @@ class Traces:
         return kinds
 
 
-def test_a_chain_commit_is_five_statements_and_three_round_trips(url: str, tmp_path: Path) -> None:
-    store = SqlStore(url)
+def test_a_chain_commit_is_five_statements_and_three_round_trips(
+    sql_url: str, tmp_path: Path
+) -> None:
+    store = SqlStore(sql_url)
     on_pg = store.dialect == "postgresql"
     traces = Traces(store, tmp_path) if on_pg else None
     seen = None if on_pg else SqliteStatements(store)
@@ -265,9 +260,9 @@ def _every_field() -> AttemptUsage:
     return AttemptUsage(**{f.name: 7 for f in dataclasses.fields(AttemptUsage)})
 
 
-def test_usage_of_every_field_lands_with_the_attempts_end(url: str) -> None:
+def test_usage_of_every_field_lands_with_the_attempts_end(sql_url: str) -> None:
     assert tuple(f.name for f in dataclasses.fields(AttemptUsage)) == USAGE_COLUMNS
-    store = SqlStore(url)
+    store = SqlStore(sql_url)
     try:
         queued = _run(store)
         running = replace(queued, state=TaskState.RUNNING, started_at=3.0)
@@ -287,8 +282,8 @@ def test_usage_of_every_field_lands_with_the_attempts_end(url: str) -> None:
         store.close()
 
 
-def test_usage_of_an_attempt_whose_end_lost_is_not_written(url: str) -> None:
-    store = SqlStore(url)
+def test_usage_of_an_attempt_whose_end_lost_is_not_written(sql_url: str) -> None:
+    store = SqlStore(sql_url)
     try:
         queued = _run(store)
         running = replace(queued, state=TaskState.RUNNING, started_at=3.0)
@@ -304,13 +299,13 @@ def test_usage_of_an_attempt_whose_end_lost_is_not_written(url: str) -> None:
         store.close()
 
 
-def test_a_write_sent_with_the_commit_that_fails_applies_nothing(url: str) -> None:
+def test_a_write_sent_with_the_commit_that_fails_applies_nothing(sql_url: str) -> None:
     """The attempt and event writes travel with the COMMIT (one pipeline on PostgreSQL): one
     that fails raises as any statement does, the whole commit is rolled back, and the store
     goes on working."""
     from sqlalchemy.exc import IntegrityError
 
-    store = SqlStore(url)
+    store = SqlStore(sql_url)
     try:
         _run(store)
         with store.engine.begin() as conn:  # an attempt 2 exists already: its insert fails

@@ -7,8 +7,6 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
 import phloem
 from phloem import task
 from phloem.store import open_store
@@ -37,18 +35,11 @@ def wide(n: int = WIDTH) -> None:
     total(double.expand(x=numbers(n)))
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'phloem.db'}"
-    return str(request.getfixturevalue("pg_url"))
-
-
-def test_every_row_of_a_wide_fan_out_lands_once(url: str, home: Path) -> None:
-    result = phloem.run(wide, store=url, workers=2)
+def test_every_row_of_a_wide_fan_out_lands_once(sql_url: str, home: Path) -> None:
+    result = phloem.run(wide, store=sql_url, workers=2)
     assert result.succeeded
     assert result.output("total") == 2 * sum(range(WIDTH))
-    store = open_store(url)
+    store = open_store(sql_url)
     try:
         attempts = store.attempts(result.run_id)
         events = store.events(result.run_id)
