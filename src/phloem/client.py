@@ -42,6 +42,13 @@ if TYPE_CHECKING:
 API = "/api/v1"
 #: what the server allows per page
 PAGE = 500
+#: seconds an idle connection is kept for reuse: well under the time ``phloem server`` keeps
+#: one open (``server.process.KEEP_ALIVE``), so the client never sends on a connection the
+#: server is closing at that very moment
+KEEPALIVE_EXPIRY = 3.0
+#: methods sent again, once, when a kept-alive connection turns out closed under them: reads
+#: (a DELETE the server did act on would answer the second time that nothing was there)
+_READS = frozenset({"GET", "HEAD"})
 
 
 def _slug(name: str) -> str:
@@ -92,7 +99,11 @@ class Client:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self._http = httpx.Client(
-            base_url=self.url + API, headers=headers, timeout=timeout, transport=transport
+            base_url=self.url + API,
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY),
         )
 
     def close(self) -> None:
@@ -113,7 +124,15 @@ class Client:
         import httpx
 
         try:
-            resp = self._http.request(method, path, **kw)
+            try:
+                resp = self._http.request(method, path, **kw)
+            except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):
+                # a proxy or server with a shorter idle timeout closed the kept-alive
+                # connection as the request went out; a read goes again, on a new connection
+                # (a change may have been acted on: it is not sent twice)
+                if method not in _READS:
+                    raise
+                resp = self._http.request(method, path, **kw)
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from None
         self._check(resp)

@@ -47,6 +47,10 @@ SCHEDULER_STOP_TIMEOUT = 30.0
 #: requests wait, not the scheduler's loop. At 5 the API still took about a quarter of a
 #: CPU the scheduler wanted (CPU weight 335 against its 1024); at 19 it is 15 against 1024
 API_NICE = 19
+#: seconds an idle HTTP connection stays open: longer than phloem's client keeps one for
+#: reuse (``client.KEEPALIVE_EXPIRY``); at equal times a request sent as the server closed
+#: the connection was reset (uvicorn's and httpx's defaults are both 5 s)
+KEEP_ALIVE = 15
 
 
 def yield_cpus(sched: str = "idle") -> None:
@@ -201,6 +205,7 @@ def serve(settings: Settings, options: ServerOptions, *, say: Any = None) -> int
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=10,
+        timeout_keep_alive=KEEP_ALIVE,
         lifespan="off",
         # the app reads X-Forwarded-For itself, from the trusted proxies only: uvicorn's own
         # handling would believe any local process
