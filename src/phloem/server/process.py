@@ -211,7 +211,17 @@ def serve(settings: Settings, options: ServerOptions, *, say: Any = None) -> int
         # handling would believe any local process
         proxy_headers=False,
     )
-    server = uvicorn.Server(config)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # uvicorn takes SIGTERM and SIGINT over while it serves, and ``_on_signal`` gets
+            # them only once it has stopped: the event streams must hear of the stop now, or
+            # each open one holds the stop for the whole grace period and is then cut off
+            stopping.set()
+            api.state.stopping.set()
+            super().handle_exit(sig, frame)
+
+    server = Server(config)
     if child is not None:
         threading.Thread(target=_watch_scheduler, name="phloem-watch", daemon=True).start()
     host = f"[{options.host}]" if ":" in options.host else options.host
