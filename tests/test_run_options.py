@@ -95,6 +95,49 @@ def test_callbacks_fire_once_per_transition_and_cannot_break_a_run(tmp_path: Pat
     assert r.task_state("good") is TaskState.SUCCESS
 
 
+#: the file ``next_step`` writes, and whether ``wait_for_next`` saw it
+_NEXT: dict[str, Any] = {}
+
+
+def wait_for_next(ctx: Any) -> None:
+    """Holds the driver until ``next_step`` has run, for at most a minute: it can run only
+    if it was handed out before this callback of the task it follows."""
+    marker: Path = _NEXT["marker"]
+    deadline = time.monotonic() + 60
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    _NEXT["seen"] = marker.exists()
+
+
+@task(on_success=wait_for_next)
+def first_step(marker: str) -> str:
+    return marker
+
+
+@task
+def next_step(marker: str) -> None:
+    Path(marker).write_text("ran")
+
+
+@pipeline
+def slow_callback(marker: str = "") -> None:
+    next_step(first_step(marker))
+
+
+def test_a_slow_callback_does_not_hold_up_the_tasks_after_it(tmp_path: Path) -> None:
+    _NEXT.clear()
+    _NEXT["marker"] = tmp_path / "next-ran"
+    r = phloem.run(
+        slow_callback,
+        params={"marker": str(_NEXT["marker"])},
+        executor="local",
+        store="memory",
+        home=tmp_path,
+    )
+    assert r.succeeded
+    assert _NEXT["seen"] is True  # the next task ran while the callback waited
+
+
 @task
 def exits() -> None:
     sys.exit(3)

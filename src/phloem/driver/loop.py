@@ -150,6 +150,10 @@ class Loop:
                 (s.run_id for s, (_, a) in outcomes if a is not None and not a.fenced), began
             )
         wakes = self._each(outcomes, lambda s, o: self._hand_out(s, o, now))
+        hand_over = getattr(self.executor, "hand_over", None)
+        if hand_over is not None:
+            hand_over()  # the attempts start while the callbacks and the reporter run
+        self._each(outcomes, lambda s, _: s.settle(now))
         if self.keeper is not None:
             self.keeper.track(self.sessions)
         next_wake = min((w for _, w in wakes if w is not None), default=None)

@@ -179,6 +179,10 @@ class RunSession:
         self._orphans = Orphans()
         #: the run's alert rules, checked as its changes commit (None: its pipeline has none)
         self._watch = alerts.watch(spec, self.run) if alerts is not None else None
+        #: what commits applied that the task callbacks and the reporter have yet to hear of
+        #: (``settle``, once the turn's attempts are out)
+        self._unsettled: list[Applied] = []
+        self._end_reported = False
 
     @property
     def run_id(self) -> str:
@@ -345,9 +349,27 @@ class RunSession:
             timer = self._watch.tick(self.snap.run_state, self.snap.started_at, now)
             if timer is not None:
                 step.wake_at = timer if step.wake_at is None else min(step.wake_at, timer)
-        if self.done and self.reporter is not None:
-            self.reporter.finish(self.snap, now)
         return step
+
+    def settle(self, now: float) -> None:
+        """Tell the task callbacks and the reporter what the commits since the last call
+        applied. Called after the attempts those commits queued were handed out: a slow
+        callback or progress line never holds up the tasks after it."""
+        unsettled, self._unsettled = self._unsettled, []
+        for applied in unsettled:
+            self._callbacks(applied.transitions)
+            if self.reporter is not None:
+                if not self._report_changed:
+                    self.reporter.update(self.snap, now)
+                elif applied.lost:  # reloaded: anything may have changed
+                    self.reporter.update(self.snap, now, None)
+                else:
+                    changed = {t.new.task_id for t in applied.transitions}
+                    changed.update(e.placeholder.task_id for e in applied.expansions)
+                    self.reporter.update(self.snap, now, changed)
+        if self.done and self.reporter is not None and not self._end_reported:
+            self._end_reported = True
+            self.reporter.finish(self.snap, now)
 
     def _apply(
         self,
@@ -369,7 +391,9 @@ class RunSession:
         if applied.fenced:
             self.fenced = True
             return []
-        return self._absorb(applied, now)
+        attempts = self._absorb(applied, now)
+        self.settle(now)
+        return attempts
 
     def _absorb(self, applied: Applied, now: float) -> list[Attempt]:
         snap = self.snap
@@ -430,16 +454,7 @@ class RunSession:
             ]
         self._submitted.update((a.key, a.try_number) for a in attempts)
         attempts = self._orphans.gate(attempts, now)
-        self._callbacks(applied.transitions)
-        if self.reporter is not None:
-            if not self._report_changed:
-                self.reporter.update(snap, now)
-            elif applied.lost:  # reloaded: anything may have changed
-                self.reporter.update(snap, now, None)
-            else:
-                changed = {t.new.task_id for t in applied.transitions}
-                changed.update(e.placeholder.task_id for e in applied.expansions)
-                self.reporter.update(snap, now, changed)
+        self._unsettled.append(applied)
         return attempts
 
     def _still_queued(self, a: Attempt) -> bool:

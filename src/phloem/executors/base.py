@@ -32,6 +32,9 @@ class Executor(Protocol):
     # It may also have ``wind_down()``: called when the decisions being committed end every
     # run its loop drives and ``shutdown`` comes next, so idle workers can start to stop
     # while the driver commits (the local executor does; others need not).
+    # And ``hand_over()``: send what was submitted now rather than at the next ``wait``; the
+    # driver calls it before the turn's task callbacks and progress lines, so those run while
+    # the attempts do (the local executor has it; without it they go at ``wait`` as before).
 
     def start(self, pipelines: Mapping[str, PipelineSpec], artifacts: ArtifactStore) -> None:
         """Prepare to run tasks of these pipelines (their code is known to the caller)."""

@@ -254,6 +254,10 @@ class LocalExecutor:
         # task submitted one after another then travel together
         self._queue.append(attempt)
 
+    def hand_over(self) -> None:
+        """Send the attempts submitted so far now (see ``base.Executor``)."""
+        self._dispatch()
+
     def _dispatch(self) -> None:
         while self._queue:
             idle = min(self._workers, key=lambda w: len(w.messages), default=None)
