@@ -299,6 +299,40 @@ def test_a_pipeline_made_inside_a_function_is_sent_to_the_workers_pickled(
     assert result.output("double") == [0, 2, 4, 6, 8]
 
 
+def test_a_slow_callback_does_not_hold_up_the_task_after_it_on_ray(
+    ray_app: Phloem, tmp_path: Path
+) -> None:
+    """The next task goes to the cluster before the callback of the task it follows runs:
+    the callback waits (at most a minute) for it to have run."""
+    marker = tmp_path / "next-ran"
+    seen: list[bool] = []
+
+    def wait_for_next(ctx: object) -> None:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen.append(marker.exists())
+
+    def build() -> phloem.Pipeline:
+        @phloem.task(on_success=wait_for_next)
+        def first_step() -> str:
+            return str(marker)
+
+        @phloem.task
+        def next_step(path: str) -> None:
+            Path(path).write_text("ran")
+
+        @phloem.pipeline(name="slow_callback_on_ray")
+        def slow_callback_on_ray() -> None:
+            next_step(first_step())
+
+        return slow_callback_on_ray
+
+    result = phloem.run(build(), app=ray_app)
+    assert result.state is RunState.SUCCESS, _errors(result)
+    assert seen == [True]
+
+
 def test_attempts_that_hold_a_gpu_record_the_gpu_seconds_they_reserved(
     ray_app: Phloem, tmp_path: Path
 ) -> None:

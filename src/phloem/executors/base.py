@@ -34,7 +34,8 @@ class Executor(Protocol):
     # while the driver commits (the local executor does; others need not).
     # And ``hand_over()``: send what was submitted now rather than at the next ``wait``; the
     # driver calls it before the turn's task callbacks and progress lines, so those run while
-    # the attempts do (the local executor has it; without it they go at ``wait`` as before).
+    # the attempts do (the local and Ray executors have it; without it, as for the inline
+    # executor, which runs attempts inside ``wait``, they go at ``wait``).
 
     def start(self, pipelines: Mapping[str, PipelineSpec], artifacts: ArtifactStore) -> None:
         """Prepare to run tasks of these pipelines (their code is known to the caller)."""

@@ -490,6 +490,11 @@ class RayExecutor:
                 self._retire(actor)
                 self._give_back(actor.shape, others)
 
+    def hand_over(self) -> None:
+        """Send the attempts submitted so far now (see ``base.Executor``); a lost connection
+        is left to ``wait``, which joins the cluster again."""
+        self._dispatch()
+
     def wait(self, timeout: float | None, wake: Sequence[Any] = ()) -> list[Report]:
         if self._lost is None and self._ray is not None and not self._ray.is_initialized():
             self._lost = "the Ray connection ended"  # a Ray Client that gave up, e.g.
