@@ -182,7 +182,6 @@ class RunSession:
         #: what commits applied that the task callbacks and the reporter have yet to hear of
         #: (``settle``, once the turn's attempts are out)
         self._unsettled: list[Applied] = []
-        self._end_reported = False
 
     @property
     def run_id(self) -> str:
@@ -367,8 +366,7 @@ class RunSession:
                     changed = {t.new.task_id for t in applied.transitions}
                     changed.update(e.placeholder.task_id for e in applied.expansions)
                     self.reporter.update(self.snap, now, changed)
-        if self.done and self.reporter is not None and not self._end_reported:
-            self._end_reported = True
+        if self.done and self.reporter is not None:  # the turn it ended in: the loop lets go
             self.reporter.finish(self.snap, now)
 
     def _apply(

@@ -169,11 +169,14 @@ def serve(settings: Settings, options: ServerOptions, *, say: Any = None) -> int
     # (some 140,000 objects, tens of ms of CPU taken from whichever request triggered it)
     gc.freeze()
 
-    def _on_signal(signum: int, frame: Any) -> None:
+    def _stop() -> None:
         stopping.set()
         api.state.stopping.set()  # open event streams end
         if server is not None:
             server.should_exit = True
+
+    def _on_signal(signum: int, frame: Any) -> None:
+        _stop()
 
     # installed before uvicorn's, which restores and re-raises them when it ends: the server
     # then stops through here instead of dying by the signal
@@ -188,10 +191,7 @@ def serve(settings: Settings, options: ServerOptions, *, say: Any = None) -> int
         if not stopping.is_set():
             log.error("the scheduler stopped (status %s); stopping the server", child.exitcode)
             failed.set()
-            stopping.set()
-            api.state.stopping.set()
-            if server is not None:
-                server.should_exit = True
+            _stop()
 
     try:
         sock = _bind(options.host, options.port)
@@ -216,10 +216,10 @@ def serve(settings: Settings, options: ServerOptions, *, say: Any = None) -> int
         def handle_exit(self, sig: int, frame: Any) -> None:
             # uvicorn takes SIGTERM and SIGINT over while it serves, and ``_on_signal`` gets
             # them only once it has stopped: the event streams must hear of the stop now, or
-            # each open one holds the stop for the whole grace period and is then cut off
-            stopping.set()
-            api.state.stopping.set()
+            # each open one holds the stop for the whole grace period and is then cut off.
+            # uvicorn's own first: it counts a second Ctrl-C by ``should_exit``
             super().handle_exit(sig, frame)
+            _stop()
 
     server = Server(config)
     if child is not None:
