@@ -1339,29 +1339,46 @@ def test_custom_resources_are_checked_at_definition() -> None:
 
 def test_an_executor_s_wake_pipe_closes_once_nothing_can_write_to_it() -> None:
     """Each executor's pipe was left open for the life of the process (two descriptors per
-    run on Ray); it closes once the executor is gone and no call it watched is under way."""
+    run on Ray); it closes once the executor is gone and no call it watched is under way.
+
+    The pipe's own descriptors are followed (by inode, as a closed number may be taken by
+    another file at once): counting the process's descriptors also counted those that the
+    threads of earlier tests' Ray clients opened and closed meanwhile."""
     import gc
 
     from phloem.executors.ray import RayExecutor, _Actor
 
-    def fds() -> int:
-        return len(os.listdir(f"/proc/{os.getpid()}/fd"))
+    def pipe_of(ex: RayExecutor) -> list[tuple[int, int]]:
+        return [(fd, os.fstat(fd).st_ino) for fd in (ex._wake.r, ex._wake.w)]
 
-    gc.collect()
-    before = fds()
-    RayExecutor().shutdown()
-    gc.collect()
-    assert fds() == before
+    def still_open(pipe: list[tuple[int, int]]) -> list[int]:
+        out = []
+        for fd, inode in pipe:
+            try:
+                if os.fstat(fd).st_ino == inode:
+                    out.append(fd)
+            except OSError:
+                pass  # closed
+        return out
+
     ex = RayExecutor()
+    pipe = pipe_of(ex)
+    assert len(still_open(pipe)) == 2
+    ex.shutdown()
+    del ex
+    gc.collect()
+    assert still_open(pipe) == []
+    ex = RayExecutor()
+    pipe = pipe_of(ex)
     pending: Future[float] = Future()
     ex._watch("ping", _Actor(None, (1.0, 0.0, None, ())), pending)
     del ex
     gc.collect()
-    assert fds() == before + 2  # the call's end still writes to it
+    assert len(still_open(pipe)) == 2  # the call's end still writes to it
     pending.set_result(0.0)
     del pending
     gc.collect()
-    assert fds() == before
+    assert still_open(pipe) == []
 
 
 def test_waiting_for_a_local_ray_is_not_fooled_by_a_connection_to_itself() -> None:
