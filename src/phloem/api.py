@@ -18,7 +18,7 @@ from phloem.app import Phloem
 from phloem.artifacts import decode_output
 from phloem.artifacts.codec import from_stored_json
 from phloem.caching import CacheMode
-from phloem.driver import DEFAULT_TTL, Driver, Reporter, holder_id
+from phloem.driver import Driver, Reporter, holder_id
 from phloem.driver.leases import is_dead_local
 from phloem.dsl.params import resolve_params
 from phloem.dsl.pipeline import Pipeline
@@ -148,7 +148,13 @@ def run(
     ex = app.executor(executor, workers)  # a bad name fails before the run
     try:
         record = create_run(
-            app.store, p.spec, params, logical_date, source=source, owner=holder_id(DriverRole.RUN)
+            app.store,
+            p.spec,
+            params,
+            logical_date,
+            source=source,
+            owner=holder_id(DriverRole.RUN),
+            lease_ttl=app.settings.lease_ttl,
         )
     except RunConflict as exc:
         existing = exc.context.get("run")
@@ -228,6 +234,7 @@ def drive(
             app.artifacts,
             app.logs_dir,
             reporter,
+            lease_ttl=app.settings.lease_ttl,
             cache_mode=cache,
             alerts=alerts,
         ).drive()
@@ -278,13 +285,14 @@ def retry(
     spec = pipeline.spec
     owner = holder_id(DriverRole.RETRY)
     catalog = app.store.catalog
-    holder = catalog.claim_run(record.run_id, owner, DEFAULT_TTL, time.time())
+    ttl = app.settings.lease_ttl
+    holder = catalog.claim_run(record.run_id, owner, ttl, time.time())
     if holder is not None and is_dead_local(holder):
         dead = holder
-        holder = catalog.claim_run(record.run_id, owner, DEFAULT_TTL, time.time(), take_from=dead)
+        holder = catalog.claim_run(record.run_id, owner, ttl, time.time(), take_from=dead)
         if holder is None:
             # its attempts died with it (workers die with their driver): nothing to wait for
-            _interrupted(app.store, record.run_id, owner, f"its driver {dead} died")
+            _interrupted(app.store, record.run_id, owner, f"its driver {dead} died", ttl)
     if holder is not None:
         raise PhloemError(
             f"run {record.run_id} is being driven by {holder}; wait for it to finish, or stop "
@@ -313,12 +321,12 @@ def retry(
     return drive(app, spec, record, ex, reporter, cache=cache_mode(cache))
 
 
-def _interrupted(store: Store, run_id: str, owner: str, reason: str) -> None:
+def _interrupted(store: Store, run_id: str, owner: str, reason: str, ttl: float) -> None:
     """What the run's driver would have done had it stopped cleanly: nothing claims to run."""
     stale = [ti for ti in store.load_instances(run_id) if ti.state in ACTIVE_TASK_STATES]
     if stale:
         ts = tuple(Transition(ti, replace(ti, state=TaskState.SCHEDULED), reason) for ti in stale)
-        store.commit_many([Commit(run_id, ts, owner=owner, lease_ttl=DEFAULT_TTL)])
+        store.commit_many([Commit(run_id, ts, owner=owner, lease_ttl=ttl)])
 
 
 __all__ = ["RunResult", "drive", "load_run_pipeline", "retry", "run"]
