@@ -14,10 +14,19 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from phloem.driver.ended import EndWatch
 from phloem.driver.leases import LeaseKeeper
 from phloem.driver.session import RunSession
 from phloem.driver.timings import Durations
-from phloem.engine import BACKFILL_PATIENCE, Capacity, Decision, Demand, Draft, allocate
+from phloem.engine import (
+    BACKFILL_PATIENCE,
+    Capacity,
+    Decision,
+    Demand,
+    Draft,
+    Kill,
+    allocate,
+)
 from phloem.executors import Executor, Started
 from phloem.runner import Result
 from phloem.states import ACTIVE_TASK_STATES, RunType
@@ -49,6 +58,8 @@ class Loop:
     ) -> None:
         self.executor = executor
         self.keeper = keeper
+        #: runs other processes can reach (leased ones) may be cancelled from there
+        self.ends = EndWatch(keeper.catalog) if keeper is not None else None
         self.isolate = isolate
         #: the executor is shut down once this loop's runs end (a ``Driver``'s loop): its idle
         #: workers are told to stop as the commit that ends the last run goes to the store,
@@ -137,6 +148,7 @@ class Loop:
         now = self.clock()
         began = time.monotonic()
         self._let_go_of_lost()
+        self._stop_ended_elsewhere()
         drafts = self._each(((s, now) for s in list(self.sessions.values())), RunSession.draft)
         grants = allocate([self._demand(s, d) for s, d in drafts], self.capacity, now)
         plans = self._each(drafts, lambda s, d: s.plan(d, grants[s.run_id], now))
@@ -235,8 +247,12 @@ class Loop:
         timeout = None if next_wake is None else max(0.0, next_wake - self.clock())
         if max_wait is not None:
             timeout = max_wait if timeout is None else min(timeout, max_wait)
-        if timeout is None and not any(s.active for s in self.sessions.values()):
+        active = any(s.active for s in self.sessions.values())
+        if timeout is None and not active:
             timeout = 1.0  # nothing runs and no timer: only a full pool does this; look again
+        if active and self.ends is not None:  # wake to look for runs cancelled elsewhere
+            due = self.ends.due_in()
+            timeout = due if timeout is None else min(timeout, due)
         self._route(self.executor.wait(timeout, waker))
 
     def _route(self, reports: list[Started | Result]) -> None:
@@ -254,6 +270,18 @@ class Loop:
             log.warning("lost the lease of run %s: another driver has it; letting go", run_id)
             self.abandon(run_id)
 
+    def _stop_ended_elsewhere(self) -> None:
+        """Stop the attempts of runs another process ended (cancelled) now, not at their next
+        heartbeat; the run is let go in this turn, as ended."""
+        if self.ends is None or self.ends.due_in() > 0:
+            return
+        ended = self.ends.ended(r for r, s in self.sessions.items() if s.active)
+        stopped = self._each(((self.sessions[r], None) for r in ended), _ended_elsewhere)
+        for s, kills in stopped:
+            log.info("run %s was ended by another process; stopping its attempts", s.run_id)
+            for k in kills:
+                self.executor.kill(s.run_id, k.key[0], k.key[1], k.try_number, k.reason)
+
     def _broken(self, s: RunSession) -> None:
         log.exception(
             "run %s of %s failed in the driver; letting it go for %.0fs",
@@ -269,6 +297,10 @@ class Loop:
     def _forget(self, run_id: str) -> RunSession | None:
         self._added.pop(run_id, None)
         return self.sessions.pop(run_id, None)
+
+
+def _ended_elsewhere(s: RunSession, _: None) -> list[Kill]:
+    return s.ended_elsewhere()
 
 
 def _all_end(plans: list[tuple[RunSession, Plan]]) -> bool:

@@ -214,6 +214,21 @@ class RunSession:
             snap.run_retries = _run_retries(self.store.events(run.run_id))
         return snap
 
+    def ended_elsewhere(self) -> list[Kill]:
+        """Another process ended the run (``phloem cancel``): take in what the store holds
+        now, and return the kills of the attempts handed out that may no longer run."""
+        out = {k: self.snap.tis[k].try_number for k in self.snap.keys_in(*ACTIVE_TASK_STATES)}
+        self._events = []  # what those attempts report changes nothing now
+        self.snap = self._load()
+        kills = []
+        for key, try_number in out.items():
+            ti = self.snap.tis.get(key)
+            if ti is not None and ti.state in ACTIVE_TASK_STATES and ti.try_number == try_number:
+                continue
+            reason = ti.error if ti is not None and ti.error else "the run ended elsewhere"
+            kills.append(Kill(key, try_number, reason))
+        return kills
+
     def recover(self) -> None:
         """Schedule again the attempts a driver that is gone handed out. One that may still
         run where that driver sent it is retried only once its heartbeat expired."""

@@ -237,7 +237,6 @@ def queue_retry(
     the run and how many instances were reset; a run some process drives is refused
     (RunBusy): cancel it first, or wait for it to end."""
     from phloem.api import load_run_pipeline
-    from phloem.config import DEFAULT_LEASE_TTL
     from phloem.driver.leases import holder_id
     from phloem.states import DriverRole
 
@@ -246,7 +245,7 @@ def queue_retry(
         pipeline.spec.task(task)  # an unknown task is an error naming the ones there are
     owner = holder_id(DriverRole.RETRY)
     catalog = app.store.catalog
-    holder = catalog.claim_run(record.run_id, owner, DEFAULT_LEASE_TTL, time.time())
+    holder = catalog.claim_run(record.run_id, owner, app.settings.lease_ttl, time.time())
     if holder is not None:
         raise RunBusy(
             f"run {record.run_id} is being driven by {holder}; cancel it first "
@@ -270,9 +269,10 @@ def queue_retry(
 
 
 def cancel(app: Phloem, run_id: str, reason: str = "cancelled") -> tuple[RunRecord, int]:
-    """End a run now, whoever drives it: its unfinished tasks fail with ``reason``, its
-    running attempts stop at their next heartbeat, the run fails; ``phloem retry`` resumes
-    it. Returns the run and how many instances were stopped (0: it had ended)."""
+    """End a run now, whoever drives it: its unfinished tasks fail with ``reason``, the run
+    fails, and its driver stops its running attempts within about a second (``driver.ended``);
+    ``phloem retry`` resumes it. Returns the run and how many instances were stopped (0: it
+    had ended)."""
     record = app.store.get_run(run_id)
     stopped = app.store.cancel_run(record.run_id, reason, time.time())
     return app.store.get_run(record.run_id), stopped

@@ -314,6 +314,19 @@ class Catalog:
             ).scalars()
             return set(kept)
 
+    @single_try
+    def ended_runs(self, run_ids: Iterable[str]) -> set[str]:
+        """Of these runs, those that have ended: another process may end a run while its
+        driver still drives it (``phloem cancel``). Tried once: a driver asks again soon."""
+        ids = list(run_ids)
+        if not ids:
+            return set()
+        r = s.runs
+        ended = [st.value for st in RunState if st.is_terminal]
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(r.c.run_id).where(r.c.run_id.in_(ids), r.c.state.in_(ended)))
+            return set(rows.scalars())
+
     def release_runs(self, owner: str, run_ids: Iterable[str]) -> None:
         ids = list(run_ids)
         if ids:
