@@ -82,6 +82,10 @@ class RayCluster:
         env["RAY_AUTH_MODE"] = "disabled"
         env["RAY_DISABLE_IMPORT_WARNING"] = "1"
         env.setdefault("RAY_raylet_start_wait_time_s", "120")  # a loaded machine is slow
+        # Ray Client's proxy now and then loses the server it forks for a new connection (it
+        # dies as it starts); the proxy then waits this long for it before the connection
+        # fails and phloem joins again (30 s by default: most of a Ray Client test's time)
+        env.setdefault("RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S", "10")
         return env
 
     def _args(self, node: Node) -> list[str]:
