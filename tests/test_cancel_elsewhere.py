@@ -46,6 +46,14 @@ PIPELINE = textwrap.dedent(
     @pipeline
     def long_one() -> None:
         after(held(first()))
+
+    @task(retries=1, retry_delay=3600)
+    def flaky() -> int:
+        raise RuntimeError("not yet")
+
+    @pipeline
+    def patient() -> None:
+        after(flaky())
     """
 )
 
@@ -67,42 +75,58 @@ def _until(what: str, probe: object, timeout: float = 60.0) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.mark.parametrize("db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def test_cancel_from_another_process_stops_the_running_attempt_now(
-    db: str, tmp_path: Path, processes: Processes, request: pytest.FixtureRequest
-) -> None:
+def _start(
+    pipeline: str, tmp_path: Path, processes: Processes, url: str | None
+) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """``phloem run`` of ``pipeline`` with an hour's lease, on ``url`` or the home's SQLite."""
     (tmp_path / "flows.py").write_text(PIPELINE)
-    home = tmp_path / "home"
-    env = {**os.environ, "PHLOEM_HOME": str(home), "PHLOEM_LEASE_TTL": "3600"}
-    if db == "postgres":
-        env["PHLOEM_DB_URL"] = request.getfixturevalue("pg_url")
-    url = env.get("PHLOEM_DB_URL", f"sqlite:///{home / 'phloem.db'}")
+    (tmp_path / "home").mkdir()
+    env = {**os.environ, "PHLOEM_HOME": str(tmp_path / "home"), "PHLOEM_LEASE_TTL": "3600"}
+    env.pop("PHLOEM_DB_URL", None)
+    if url is not None:
+        env["PHLOEM_DB_URL"] = url
     driver = processes.start(
-        [sys.executable, "-m", "phloem", "run", f"{tmp_path / 'flows.py'}:long_one"],
+        [sys.executable, "-m", "phloem", "run", f"{tmp_path / 'flows.py'}:{pipeline}"],
         env=env,
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+    return driver, env
+
+
+def _cancel(run_id: str, env: dict[str, str], stopped: int) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "phloem", "cancel", run_id, "--reason", "enough"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"{stopped} task instance(s) stopped" in out.stdout
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest) -> str | None:
+    return request.getfixturevalue("pg_url") if request.param == "postgres" else None
+
+
+def test_cancel_from_another_process_stops_the_running_attempt_now(
+    db_url: str | None, tmp_path: Path, processes: Processes
+) -> None:
+    driver, env = _start("long_one", tmp_path, processes, db_url)
     pid_file = tmp_path / "held.pid"
     _until("the held task to start", pid_file.exists)
     held = int(pid_file.read_text())
-    store = SqlStore(url)
+    store = SqlStore(db_url or f"sqlite:///{tmp_path / 'home' / 'phloem.db'}")
     try:
         (run,) = store.list_runs()
         # the driver took the lease time from the settings (its attempts beat every 600 s)
         with store.engine.connect() as conn:
             expires = conn.execute(select(runs.c.lease_expires_at)).scalar_one()
         assert expires > time.time() + 600
-        out = subprocess.run(
-            [sys.executable, "-m", "phloem", "cancel", run.run_id, "--reason", "enough"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert out.returncode == 0, out.stderr
-        assert "2 task instance(s) stopped" in out.stdout
+        _cancel(run.run_id, env, stopped=2)
         stdout, stderr = driver.communicate(timeout=60)  # an hour's heartbeat never came
         assert driver.returncode == 1, stderr  # the run failed
         assert "held" in stdout and "cancelled: enough" in stdout  # the summary says why
@@ -117,6 +141,40 @@ def test_cancel_from_another_process_stops_the_running_attempt_now(
         assert store.get_run(run.run_id).state.value == "failed"
         # the attempt ended once, as the cancel recorded it: nothing claims to run
         assert [a.state for a in store.attempts(run.run_id, "held")] == ["failed"]
+    finally:
+        store.close()
+
+
+def test_cancel_from_another_process_ends_a_driver_waiting_for_a_retry(
+    db_url: str | None, tmp_path: Path, processes: Processes
+) -> None:
+    """Nothing runs: the task waits an hour for its retry. The driver does not wait with it."""
+    driver, env = _start("patient", tmp_path, processes, db_url)
+    store = SqlStore(db_url or f"sqlite:///{tmp_path / 'home' / 'phloem.db'}")
+    try:
+
+        def waiting() -> str | None:
+            for run in store.list_runs():
+                states = {ti.task_id: ti.state.value for ti in store.load_instances(run.run_id)}
+                if states.get("flaky") == "up_for_retry":
+                    return run.run_id
+            return None
+
+        _until("the task to wait for its retry", waiting)
+        run_id = waiting()
+        assert run_id is not None
+        _cancel(run_id, env, stopped=2)
+        stdout, stderr = driver.communicate(timeout=60)  # not in an hour
+        assert driver.returncode == 1, stderr
+        assert "cancelled: enough" in stdout
+        assert wait_gone(lambda: processes.left_by(driver), 20) == []
+        states = {ti.task_id: (ti.state.value, ti.error) for ti in store.load_instances(run_id)}
+        assert states == {
+            "flaky": ("failed", "cancelled: enough"),
+            "after": ("failed", "cancelled: enough"),
+        }
+        tries = [a.state.value for a in store.attempts(run_id, "flaky")]
+        assert tries == ["up_for_retry"]  # its one try; the retry never ran
     finally:
         store.close()
 

@@ -2,9 +2,10 @@
 
 ``phloem cancel``, the API and the UI's button end a run in the store at once: its unfinished
 tasks fail and the run fails. The attempts of it that still run would otherwise stop only at
-their next heartbeat (``ttl / 6``: 5 s by default, minutes with a long lease). A driver with
-attempts out asks the store every ``EVERY`` seconds which of its runs have ended, one query
-for all of them, and stops their attempts itself.
+their next heartbeat (``ttl / 6``: 5 s by default, minutes with a long lease), and a driver
+waiting for a timer (a retry's delay) would learn of it only when the timer came. A driver
+asks the store every ``EVERY`` seconds which of its runs have ended, one query for all of
+them, stops their attempts itself and lets the runs go.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from phloem.store.port import PipelineCatalog
 
 log = logging.getLogger("phloem.driver")
 
-#: how often a driver with attempts out asks whether their runs were ended elsewhere
+#: how often a driver asks whether the runs it drives were ended elsewhere
 EVERY = 1.0
 
 
@@ -38,7 +39,7 @@ class EndWatch:
         self._failing = False
 
     def due_in(self) -> float:
-        """Seconds until the next look; a driver waiting on its attempts wakes by then."""
+        """Seconds until the next look; a waiting driver wakes by then."""
         return max(0.0, self._next - self.clock())
 
     def ended(self, run_ids: Iterable[str]) -> set[str]:

@@ -247,10 +247,9 @@ class Loop:
         timeout = None if next_wake is None else max(0.0, next_wake - self.clock())
         if max_wait is not None:
             timeout = max_wait if timeout is None else min(timeout, max_wait)
-        active = any(s.active for s in self.sessions.values())
-        if timeout is None and not active:
+        if timeout is None and not any(s.active for s in self.sessions.values()):
             timeout = 1.0  # nothing runs and no timer: only a full pool does this; look again
-        if active and self.ends is not None:  # wake to look for runs cancelled elsewhere
+        if self.ends is not None:  # wake to look for runs cancelled elsewhere
             due = self.ends.due_in()
             timeout = due if timeout is None else min(timeout, due)
         self._route(self.executor.wait(timeout, waker))
@@ -272,10 +271,11 @@ class Loop:
 
     def _stop_ended_elsewhere(self) -> None:
         """Stop the attempts of runs another process ended (cancelled) now, not at their next
-        heartbeat; the run is let go in this turn, as ended."""
+        heartbeat, and let the runs go in this turn, as ended (a run waiting for a retry's
+        delay or a sensor's next look too, not only when its timer comes)."""
         if self.ends is None or self.ends.due_in() > 0:
             return
-        ended = self.ends.ended(r for r, s in self.sessions.items() if s.active)
+        ended = self.ends.ended(self.sessions)
         stopped = self._each(((self.sessions[r], None) for r in ended), _ended_elsewhere)
         for s, kills in stopped:
             log.info("run %s was ended by another process; stopping its attempts", s.run_id)
