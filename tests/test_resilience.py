@@ -125,3 +125,57 @@ def test_a_restart_is_told_apart_from_a_missing_server() -> None:
     assert is_restarting(_op("database is locked"))
     assert not is_restarting(_pg(_REFUSED))
     assert not is_restarting(_pg('FATAL:  database "nope" does not exist', "3D000"))
+
+
+def test_a_postgresql_that_takes_the_connection_and_never_answers_is_given_up_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server that accepts TCP connections and says nothing (stopped, or a proxy whose
+    backend is gone) held the opening process for ever: libpq has no connect timeout unless
+    it is given one. The store gives it one; the URL's own wins."""
+    import socket
+    import threading
+
+    from sqlalchemy import event
+
+    from phloem.errors import StoreError
+    from phloem.store import SqlStore
+    from phloem.store import engine as engines
+
+    monkeypatch.setattr(engines, "CONNECT_TIMEOUT", 1)
+    with socket.socket() as mute:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(8)  # the kernel completes the handshakes; nobody ever reads or writes
+        port = mute.getsockname()[1]
+        url = f"postgresql+psycopg://phloem@127.0.0.1:{port}/phloem"
+        failed: list[BaseException] = []
+
+        def open_it() -> None:
+            try:
+                SqlStore(url, outage_timeout=0.5)
+            except BaseException as exc:
+                failed.append(exc)
+
+        opener = threading.Thread(target=open_it, daemon=True)
+        opener.start()
+        opener.join(120)  # without a timeout it never returns
+        assert not opener.is_alive(), "opening a store on a mute server never returned"
+        assert failed and isinstance(failed[0], StoreError), failed
+        assert "timeout" in str(failed[0]).lower()
+
+    def connect_params(url: str) -> dict[str, object]:
+        engine = engines.make_engine(url)
+        seen: dict[str, object] = {}
+
+        @event.listens_for(engine, "do_connect")
+        def grab(dialect: object, record: object, cargs: object, cparams: dict) -> None:  # type: ignore[type-arg]
+            seen.update(cparams)
+            raise RuntimeError("seen")
+
+        with pytest.raises(Exception, match="seen"):
+            engine.connect()
+        engine.dispose()
+        return seen
+
+    assert connect_params(url)["connect_timeout"] == 1
+    assert str(connect_params(f"{url}?connect_timeout=7")["connect_timeout"]) == "7"

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from phloem.errors import StoreError
@@ -22,6 +22,12 @@ from phloem.store.prepared import Prepared
 #: keeps them through that too, at the cost of one fsync per commit.
 DEFAULT_SYNCHRONOUS = "normal"
 SYNCHRONOUS = ("normal", "full", "extra")
+
+#: seconds a new PostgreSQL connection may take, unless the URL says (``?connect_timeout=N``).
+#: Without one, a connection to a host that takes the TCP connection and never answers (a
+#: server stopped with SIGSTOP, a proxy whose backend is gone) waits for ever, and so does the
+#: process: the store's retries and the heartbeats' give-up time never get their turn.
+CONNECT_TIMEOUT = 10
 
 
 def sqlite_synchronous(url: str) -> tuple[str, str]:
@@ -109,7 +115,10 @@ def make_engine(url: str) -> Engine:
             return engine
         # no pre-ping round trip per transaction: a connection dropped by a restart fails its
         # call, and the resilience layer retries it on a fresh one
-        return create_engine(url, pool_size=5, max_overflow=5)
+        args = (
+            {} if "connect_timeout" in make_url(url).query else {"connect_timeout": CONNECT_TIMEOUT}
+        )
+        return create_engine(url, pool_size=5, max_overflow=5, connect_args=args)
     except (ArgumentError, NoSuchModuleError, ValueError, TypeError) as exc:
         raise bad_url(url, exc) from None
 
