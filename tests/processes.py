@@ -51,6 +51,12 @@ def _info(pid: int) -> ProcInfo | None:
     return ProcInfo(pid, int(fields[1]), fields[0].decode(), cmd.decode(errors="replace"))
 
 
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie nobody reaped runs nothing)."""
+    info = _info(pid)
+    return info is not None and info.state not in ("Z", "X")
+
+
 def _pids() -> list[int]:
     return [int(name) for name in os.listdir("/proc") if name.isdigit()]
 

@@ -19,7 +19,8 @@ from sqlalchemy import select
 from phloem.driver.ended import EndWatch
 from phloem.store import SqlStore
 from phloem.store.schema import runs
-from processes import Processes, wait_gone
+from processes import Processes, alive, wait_gone
+from receivers import wait_for
 
 PIPELINE = textwrap.dedent(
     """
@@ -56,23 +57,6 @@ PIPELINE = textwrap.dedent(
         after(flaky())
     """
 )
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return "Z" not in stat.rsplit(")", 1)[-1][:3]
-
-
-def _until(what: str, probe: object, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if probe():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _start(
@@ -117,7 +101,7 @@ def test_cancel_from_another_process_stops_the_running_attempt_now(
 ) -> None:
     driver, env = _start("long_one", tmp_path, processes, db_url)
     pid_file = tmp_path / "held.pid"
-    _until("the held task to start", pid_file.exists)
+    wait_for(pid_file.exists, 60, "the held task to start")
     held = int(pid_file.read_text())
     store = SqlStore(db_url or f"sqlite:///{tmp_path / 'home' / 'phloem.db'}")
     try:
@@ -131,7 +115,7 @@ def test_cancel_from_another_process_stops_the_running_attempt_now(
         assert driver.returncode == 1, stderr  # the run failed
         assert "held" in stdout and "cancelled: enough" in stdout  # the summary says why
         assert wait_gone(lambda: processes.left_by(driver), 20) == []
-        assert not _pid_alive(held)
+        assert not alive(held)
         states = {ti.task_id: (ti.state.value, ti.error) for ti in store.load_instances(run.run_id)}
         assert states == {
             "first": ("success", None),
@@ -160,9 +144,7 @@ def test_cancel_from_another_process_ends_a_driver_waiting_for_a_retry(
                     return run.run_id
             return None
 
-        _until("the task to wait for its retry", waiting)
-        run_id = waiting()
-        assert run_id is not None
+        run_id = wait_for(waiting, 60, "the task to wait for its retry")
         _cancel(run_id, env, stopped=2)
         stdout, stderr = driver.communicate(timeout=60)  # not in an hour
         assert driver.returncode == 1, stderr

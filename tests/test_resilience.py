@@ -168,7 +168,7 @@ def test_a_postgresql_that_takes_the_connection_and_never_answers_is_given_up_on
         seen: dict[str, object] = {}
 
         @event.listens_for(engine, "do_connect")
-        def grab(dialect: object, record: object, cargs: object, cparams: dict) -> None:  # type: ignore[type-arg]
+        def grab(dialect: object, rec: object, cargs: object, cparams: dict[str, object]) -> None:
             seen.update(cparams)
             raise RuntimeError("seen")
 

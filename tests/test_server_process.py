@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from processes import descendants
+from processes import alive, descendants
 from server_fixtures import start_server
 
 
@@ -217,14 +217,6 @@ def _until(what: str, check: object, timeout: float = 120.0) -> object:
         time.sleep(0.1)
 
 
-def _alive(pid: int) -> bool:
-    stat_file = Path(f"/proc/{pid}/stat")
-    try:
-        return "Z" not in stat_file.read_text().rsplit(")", 1)[-1][:3]
-    except OSError:
-        return False
-
-
 def test_cancel_through_the_api_stops_a_run_the_servers_scheduler_drives(
     processes: object, tmp_path: Path
 ) -> None:
@@ -250,12 +242,12 @@ def test_cancel_through_the_api_stops_a_run_the_servers_scheduler_drives(
 
         _until("both held tasks to run", both_running)
         pids = [int((folder / f"pid-{t}").read_text()) for t in ("left", "right")]
-        assert all(_alive(p) for p in pids)
+        assert all(alive(p) for p in pids)
 
         out = c.cancel(run_id, "stop it")
         # its unfinished tasks: the two running and the one waiting for them
         assert out.cancelled == 3 and out.run.state.value == "failed"
-        _until("the cancelled attempts' processes to end", lambda: not any(map(_alive, pids)))
+        _until("the cancelled attempts' processes to end", lambda: not any(map(alive, pids)))
         for t in ("left", "right"):
             ti = c.instance(run_id, t)
             assert ti.state.value == "failed" and ti.error == "cancelled by operator: stop it"

@@ -18,15 +18,7 @@ from phloem.driver.ended import EndWatch
 from phloem.driver.leases import LeaseKeeper
 from phloem.driver.session import RunSession
 from phloem.driver.timings import Durations
-from phloem.engine import (
-    BACKFILL_PATIENCE,
-    Capacity,
-    Decision,
-    Demand,
-    Draft,
-    Kill,
-    allocate,
-)
+from phloem.engine import BACKFILL_PATIENCE, Capacity, Decision, Demand, Draft, allocate
 from phloem.executors import Executor, Started
 from phloem.runner import Result
 from phloem.states import ACTIVE_TASK_STATES, RunType
@@ -273,11 +265,10 @@ class Loop:
         """Stop the attempts of runs another process ended (cancelled) now, not at their next
         heartbeat, and let the runs go in this turn, as ended (a run waiting for a retry's
         delay or a sensor's next look too, not only when its timer comes)."""
-        if self.ends is None or self.ends.due_in() > 0:
+        if self.ends is None:
             return
-        ended = self.ends.ended(self.sessions)
-        stopped = self._each(((self.sessions[r], None) for r in ended), _ended_elsewhere)
-        for s, kills in stopped:
+        ended = ((self.sessions[r], None) for r in self.ends.ended(self.sessions))
+        for s, kills in self._each(ended, lambda s, _: s.ended_elsewhere()):
             log.info("run %s was ended by another process; stopping its attempts", s.run_id)
             for k in kills:
                 self.executor.kill(s.run_id, k.key[0], k.key[1], k.try_number, k.reason)
@@ -297,10 +288,6 @@ class Loop:
     def _forget(self, run_id: str) -> RunSession | None:
         self._added.pop(run_id, None)
         return self.sessions.pop(run_id, None)
-
-
-def _ended_elsewhere(s: RunSession, _: None) -> list[Kill]:
-    return s.ended_elsewhere()
 
 
 def _all_end(plans: list[tuple[RunSession, Plan]]) -> bool:

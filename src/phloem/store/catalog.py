@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from phloem.store.read_types import PipelineInfo, PipelineRow
 
 _ACTIVE_RUN_STATES = (RunState.QUEUED.value, RunState.RUNNING.value)
+_ENDED_RUN_STATES = tuple(st.value for st in RunState if st.is_terminal)
 #: runs that fill a time slot of their schedule
 _TIMED_RUNS = (RunType.SCHEDULED.value, RunType.BACKFILL.value)
 
@@ -322,9 +323,9 @@ class Catalog:
         if not ids:
             return set()
         r = s.runs
-        ended = [st.value for st in RunState if st.is_terminal]
         with self.engine.connect() as conn:
-            rows = conn.execute(select(r.c.run_id).where(r.c.run_id.in_(ids), r.c.state.in_(ended)))
+            ended = r.c.state.in_(_ENDED_RUN_STATES)
+            rows = conn.execute(select(r.c.run_id).where(r.c.run_id.in_(ids), ended))
             return set(rows.scalars())
 
     def release_runs(self, owner: str, run_ids: Iterable[str]) -> None:
