@@ -70,3 +70,35 @@ def test_fan_in_benchmark_runs_both_shapes(shape: str, home: Path) -> None:
     figures = module.measure(shape, 30)
     assert figures["ok"]
     assert set(figures) == {"define", "run", "engine", "cpu", "ok"}
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    """``benchmarks/run.py`` (registered, as its dataclasses need their module)."""
+    spec = importlib.util.spec_from_file_location("phloem_bench_run", WORKLOADS.parent / "run.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_floor_s_hello_can_import_the_store_s_library_first(
+    bench: ModuleType, tmp_path: Path
+) -> None:
+    wall, _, seconds = bench.plain_run(
+        "hello", tmp_path / "with", durable=True, imports=bench.HELLO_STORE_IMPORTS
+    )
+    assert wall > seconds >= 0
+    assert (tmp_path / "with" / "floor.db").exists()  # the task's durable writes were made
+    with pytest.raises(SystemExit, match="No module named 'phloem_no_such_module'"):
+        bench.plain_run("hello", tmp_path / "without", True, imports=("phloem_no_such_module",))
+
+
+def test_the_hello_target_line_says_what_the_store_s_library_alone_costs(bench: ModuleType) -> None:
+    sample = bench.Sample(0.34, 0.34, 0.01, 1, 0.0001, 0.13, 0.13)
+    sample.floor_sqlalchemy_wall = 0.30
+    _, lines = bench.summarize("hello", [sample], txn=1e-5)
+    assert "2.62x <= 2x  MISS" in lines[1]
+    assert "`import sqlalchemy` added: 0.300 s = 2.31x the floor's, already above" in lines[2]
+    assert "within the 2x target" in bench.store_import_line(0.2, 0.13)
