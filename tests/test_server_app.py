@@ -105,7 +105,8 @@ def test_login_cookie_csrf_and_logout(api: Api) -> None:
     client.cookies.clear()
     # the session is gone from the store: the old cookie no longer works
     secret = cookie.split(";")[0].split("=", 1)[1].strip('"')
-    r = api.client.get("/api/v1/me", cookies={"phloem_session": secret})
+    client.cookies.set("phloem_session", secret)
+    r = client.get("/api/v1/me")
     _problem(r, 401)
 
 
