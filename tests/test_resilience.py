@@ -179,3 +179,44 @@ def test_a_postgresql_that_takes_the_connection_and_never_answers_is_given_up_on
 
     assert connect_params(url)["connect_timeout"] == 1
     assert str(connect_params(f"{url}?connect_timeout=7")["connect_timeout"]) == "7"
+
+
+@pytest.mark.postgres
+def test_postgresql_connections_give_up_on_a_server_that_vanished(pg_url: str) -> None:
+    """A connection waiting on a query whose server is gone (host off, network cut, failover
+    to another address) waited for the operating system's keepalive: two hours and more. The
+    store sets libpq's keepalive and TCP user timeout on every connection, and a setting the
+    URL gives wins. (A real network cut is not made here: the test machine has no packet
+    filter; what is checked is what libpq holds on a real connection, and what its socket
+    carries.)"""
+    import os
+    import socket
+
+    from phloem.store import SqlStore
+    from phloem.store.engine import TCP_SETTINGS
+
+    def libpq_settings(url: str) -> dict[str, str]:
+        store = SqlStore(url)
+        try:
+            with store.engine.connect() as conn:
+                raw = conn.connection.driver_connection
+                assert raw is not None
+                given = raw.info.get_parameters()
+                with socket.socket(fileno=os.dup(raw.fileno())) as sock:
+                    tcp = socket.IPPROTO_TCP
+                    given["socket: idle"] = str(sock.getsockopt(tcp, socket.TCP_KEEPIDLE))
+                    given["socket: user timeout"] = str(
+                        sock.getsockopt(tcp, socket.TCP_USER_TIMEOUT)
+                    )
+            return {k: v for k, v in given.items() if k in TCP_SETTINGS or k.startswith("socket")}
+        finally:
+            store.close()
+
+    expected = {k: str(v) for k, v in TCP_SETTINGS.items()}
+    expected["socket: idle"] = str(TCP_SETTINGS["keepalives_idle"])
+    expected["socket: user timeout"] = str(TCP_SETTINGS["tcp_user_timeout"])
+    assert libpq_settings(pg_url) == expected
+    own = libpq_settings(f"{pg_url}&keepalives_idle=5&tcp_user_timeout=2000")
+    assert own["keepalives_idle"] == own["socket: idle"] == "5"
+    assert own["tcp_user_timeout"] == own["socket: user timeout"] == "2000"
+    assert own["keepalives_count"] == str(TCP_SETTINGS["keepalives_count"])

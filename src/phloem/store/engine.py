@@ -29,6 +29,21 @@ SYNCHRONOUS = ("normal", "full", "extra")
 #: process: the store's retries and the heartbeats' give-up time never get their turn.
 CONNECT_TIMEOUT = 10
 
+#: libpq's TCP settings for PostgreSQL connections, each unless the URL sets it. Without them
+#: a connection whose server vanished (a host powered off, a network cut, a managed database
+#: failing over to another address) waits for an answer that never comes until the operating
+#: system gives up: two hours and more for a connection waiting on a query. With them libpq
+#: ends such a connection after about a minute (30 s quiet, then 3 probes 10 s apart, or 60 s
+#: of data sent and never acknowledged), and the store's retries go on with a new one. A
+#: server that is merely busy answers the probes from its kernel, so a long query is not cut.
+TCP_SETTINGS: dict[str, int] = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,  # milliseconds
+}
+
 
 def sqlite_synchronous(url: str) -> tuple[str, str]:
     """The URL without phloem's ``synchronous`` query parameter (the SQLite driver knows none
@@ -115,9 +130,9 @@ def make_engine(url: str) -> Engine:
             return engine
         # no pre-ping round trip per transaction: a connection dropped by a restart fails its
         # call, and the resilience layer retries it on a fresh one
-        args = (
-            {} if "connect_timeout" in make_url(url).query else {"connect_timeout": CONNECT_TIMEOUT}
-        )
+        given = make_url(url).query
+        defaults = {"connect_timeout": CONNECT_TIMEOUT, **TCP_SETTINGS}
+        args = {k: v for k, v in defaults.items() if k not in given}
         return create_engine(url, pool_size=5, max_overflow=5, connect_args=args)
     except (ArgumentError, NoSuchModuleError, ValueError, TypeError) as exc:
         raise bad_url(url, exc) from None
