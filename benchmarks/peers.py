@@ -148,9 +148,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"hello: wall {wall:.3f} s vs floor hello {floor_wall:.3f} s = {ratio:.2f}x "
                 f"<= {HELLO_VS_FLOOR:g}x  {bench.verdict(ratio <= HELLO_VS_FLOOR)}"
             )
-            with_store = [s.floor_sqlalchemy_wall for s in ours if s.floor_sqlalchemy_wall]
-            if with_store:
-                targets.append("    " + bench.store_import_line(bench.med(with_store), floor_wall))
+            line = bench.store_import_line(ours, floor_wall)
+            if line:
+                targets.append("    " + line)
             rows.append([*row, "-", "-", "-", "-"])
             continue
         targets.append(

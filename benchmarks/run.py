@@ -479,9 +479,9 @@ def summarize(
             f"hello: wall {wall:.3f} s vs the floor hello's {floor_wall:.3f} s = {ratio:.2f}x "
             f"<= {HELLO_FLOOR_RATIO_TARGET:g}x  {verdict(ratio <= HELLO_FLOOR_RATIO_TARGET)}"
         )
-        with_store = [s.floor_sqlalchemy_wall for s in samples if s.floor_sqlalchemy_wall]
-        if with_store:
-            targets.append("    " + store_import_line(med(with_store), floor_wall))
+        line = store_import_line(samples, floor_wall)
+        if line:
+            targets.append("    " + line)
     if name == "W3":
         pw = med([s.plain_wall for s in samples if s.plain_wall is not None])
         pf = med([s.plain for s in samples if s.plain is not None])
@@ -498,8 +498,13 @@ def summarize(
     return row, targets
 
 
-def store_import_line(wall: float, floor_wall: float) -> str:
-    """What the store's library alone adds to the floor's hello, against the hello target."""
+def store_import_line(samples: list[Sample], floor_wall: float) -> str | None:
+    """What the store's library alone adds to the floor's hello, against the hello target
+    (None if these samples did not measure it)."""
+    walls = [s.floor_sqlalchemy_wall for s in samples if s.floor_sqlalchemy_wall]
+    if not walls:
+        return None
+    wall = med(walls)
     ratio = wall / floor_wall
     where = "already above" if ratio > HELLO_FLOOR_RATIO_TARGET else "within"
     return (

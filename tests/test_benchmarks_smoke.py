@@ -101,4 +101,7 @@ def test_the_hello_target_line_says_what_the_store_s_library_alone_costs(bench: 
     _, lines = bench.summarize("hello", [sample], txn=1e-5)
     assert "2.62x <= 2x  MISS" in lines[1]
     assert "`import sqlalchemy` added: 0.300 s = 2.31x the floor's, already above" in lines[2]
-    assert "within the 2x target" in bench.store_import_line(0.2, 0.13)
+    sample.floor_sqlalchemy_wall = 0.20
+    assert "within the 2x target" in bench.store_import_line([sample], 0.13)
+    sample.floor_sqlalchemy_wall = None
+    assert bench.store_import_line([sample], 0.13) is None
